@@ -1,0 +1,3 @@
+//! Entry point: everything lives in the library; `main` only maps the outcome to an exit code.
+
+fn main() {}

@@ -1,0 +1,482 @@
+//! The record type every stage works on.
+//!
+//! serde_json's `Value` sorts object keys (or pays for an `IndexMap`) and allocates for every
+//! string; a record here keeps the field order the user wrote (as jq does), stores short keys and
+//! strings inline (`CompactString`), and looks fields up by a linear scan, which beats hashing
+//! for the ten-or-so fields of a log record. Numbers keep jq's model (one number line, `1 == 1.0`)
+//! but remember whether they were integers, so sums of integers print as integers.
+
+use compact_str::CompactString;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+pub type Str = CompactString;
+
+#[derive(Clone, Debug, Default)]
+pub enum Value {
+    #[default]
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Str),
+    Array(Vec<Value>),
+    Object(Map),
+}
+
+/// An insertion-ordered object. Setting an existing key keeps its position, as in jq.
+#[derive(Clone, Debug, Default)]
+pub struct Map(Vec<(Str, Value)>);
+
+impl Map {
+    pub fn new() -> Self {
+        Map(Vec::new())
+    }
+    pub fn with_capacity(n: usize) -> Self {
+        Map(Vec::with_capacity(n))
+    }
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    }
+    #[inline]
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.0
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    }
+    pub fn insert(&mut self, key: Str, value: Value) {
+        match self.get_mut(&key) {
+            Some(slot) => *slot = value,
+            None => self.0.push((key, value)),
+        }
+    }
+    /// Appends without checking for an existing key: for builders that know keys are unique.
+    pub fn push_unique(&mut self, key: Str, value: Value) {
+        self.0.push((key, value));
+    }
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
+        Some(self.0.remove(i).1)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&Str, &Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &Str> {
+        self.0.iter().map(|(k, _)| k)
+    }
+    pub fn values(&self) -> impl Iterator<Item = &Value> {
+        self.0.iter().map(|(_, v)| v)
+    }
+    pub fn into_vec(self) -> Vec<(Str, Value)> {
+        self.0
+    }
+    pub fn from_vec(v: Vec<(Str, Value)>) -> Self {
+        let mut m = Map::with_capacity(v.len());
+        for (k, x) in v {
+            m.insert(k, x);
+        }
+        m
+    }
+    /// Entries sorted by key: jq's notion of object identity ignores field order.
+    pub fn sorted(&self) -> Vec<(&Str, &Value)> {
+        let mut v: Vec<_> = self.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+}
+
+impl FromIterator<(Str, Value)> for Map {
+    fn from_iter<I: IntoIterator<Item = (Str, Value)>>(iter: I) -> Self {
+        let mut m = Map::new();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+impl Value {
+    pub fn str(s: &str) -> Value {
+        Value::Str(Str::new(s))
+    }
+
+    /// jq's type names, used in error messages that users read.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) | Value::Float(_) => "number",
+            Value::Str(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+
+    /// jq truthiness: everything but `null` and `false` is true.
+    #[inline]
+    pub fn truthy(&self) -> bool {
+        !matches!(self, Value::Null | Value::Bool(false))
+    }
+
+    #[inline]
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn as_object(&self) -> Option<&Map> {
+        match self {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// `.key` of an object; `null` for a missing key or a `null` input, as in jq.
+    #[inline]
+    pub fn field(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(m) => m.get(key),
+            _ => None,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(false) => 1,
+            Value::Bool(true) => 2,
+            Value::Int(_) | Value::Float(_) => 3,
+            Value::Str(_) => 4,
+            Value::Array(_) => 5,
+            Value::Object(_) => 6,
+        }
+    }
+
+    /// A float with an integral value that fits is turned back into an integer, so results
+    /// like `10 / 2` or `avg` of whole numbers print as jq prints them.
+    pub fn number(f: f64) -> Value {
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            Value::Int(f as i64)
+        } else {
+            Value::Float(f)
+        }
+    }
+
+    /// Parses one JSON text. The error text names the column inside the text.
+    pub fn from_json(bytes: &[u8]) -> Result<Value, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// Appends the compact JSON form to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail and every Value serializes.
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+
+    pub fn to_json_string(&self) -> String {
+        let mut v = Vec::new();
+        self.write_json(&mut v);
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    /// Text for places that want a plain string (CSV cells, keys): strings bare, rest as JSON.
+    pub fn to_plain_string(&self) -> String {
+        match self {
+            Value::Str(s) => s.to_string(),
+            Value::Null => String::new(),
+            other => other.to_json_string(),
+        }
+    }
+}
+
+fn cmp_num(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        _ => {
+            let x = a.as_f64().unwrap_or(0.0);
+            let y = b.as_f64().unwrap_or(0.0);
+            x.total_cmp(&y)
+        }
+    }
+}
+
+/// jq's total order: null < false < true < numbers < strings < arrays < objects; objects
+/// compare by their sorted key lists, then by values in key order.
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (ra, rb) = (self.rank(), other.rank());
+        if ra != rb {
+            return ra.cmp(&rb);
+        }
+        match (self, other) {
+            (Value::Int(_) | Value::Float(_), _) => cmp_num(self, other),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::Array(a), Value::Array(b)) => a.cmp(b),
+            (Value::Object(a), Value::Object(b)) => {
+                let (sa, sb) = (a.sorted(), b.sorted());
+                let ka = sa.iter().map(|(k, _)| *k);
+                let kb = sb.iter().map(|(k, _)| *k);
+                match ka.cmp(kb) {
+                    Ordering::Equal => {
+                        let va = sa.iter().map(|(_, v)| *v);
+                        let vb = sb.iter().map(|(_, v)| *v);
+                        va.cmp(vb)
+                    }
+                    o => o,
+                }
+            }
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Value {}
+
+impl PartialEq for Map {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+/// Consistent with `Eq`: `1` and `1.0` hash alike; objects hash independent of field order.
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.rank().hash(h);
+        match self {
+            Value::Int(i) => (*i as f64).to_bits().hash(h),
+            Value::Float(f) => {
+                let f = if *f == 0.0 { 0.0 } else { *f };
+                f.to_bits().hash(h)
+            }
+            Value::Str(s) => s.hash(h),
+            Value::Array(a) => a.hash(h),
+            Value::Object(m) => {
+                for (k, v) in m.sorted() {
+                    k.hash(h);
+                    v.hash(h);
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => {
+                if f.is_nan() {
+                    s.serialize_unit()
+                } else if f.is_infinite() {
+                    // jq prints infinities as the largest finite double.
+                    s.serialize_f64(if *f > 0.0 { f64::MAX } else { f64::MIN })
+                } else if f.fract() == 0.0 && f.abs() < 1e17 {
+                    s.serialize_i64(*f as i64)
+                } else {
+                    s.serialize_f64(*f)
+                }
+            }
+            Value::Str(x) => s.serialize_str(x),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => {
+                let mut map = s.serialize_map(Some(m.len()))?;
+                for (k, v) in m.iter() {
+                    map.serialize_entry(k.as_str(), v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(u as f64),
+        })
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(Str::new(s)))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(Str::from(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Value::Array(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(k) = map.next_key::<KeyStr>()? {
+            let v: Value = map.next_value()?;
+            m.insert(k.0, v);
+        }
+        Ok(Value::Object(m))
+    }
+}
+
+/// Object keys go straight into a `CompactString` without an intermediate `String`.
+struct KeyStr(Str);
+
+impl<'de> Deserialize<'de> for KeyStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KV;
+        impl<'de> Visitor<'de> for KV {
+            type Value = KeyStr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeyStr, E> {
+                Ok(KeyStr(Str::new(s)))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<KeyStr, E> {
+                Ok(KeyStr(Str::from(s)))
+            }
+        }
+        d.deserialize_str(KV)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+impl From<serde_json::Value> for Value {
+    fn from(v: serde_json::Value) -> Value {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            serde_json::Value::String(s) => Value::Str(Str::from(s)),
+            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
+            serde_json::Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (Str::from(k), Value::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_field_order() {
+        let v = Value::from_json(br#"{"z":1,"a":[true,null,2.5],"m":{"x":"y"}}"#).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"z":1,"a":[true,null,2.5],"m":{"x":"y"}}"#);
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins_in_first_position() {
+        let v = Value::from_json(br#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn integral_floats_print_as_integers() {
+        assert_eq!(Value::Float(5.0).to_json_string(), "5");
+        assert_eq!(Value::Float(2.5).to_json_string(), "2.5");
+        assert_eq!(Value::Float(f64::NAN).to_json_string(), "null");
+    }
+
+    #[test]
+    fn jq_order_and_equality() {
+        let mut v = vec![
+            Value::str("b"),
+            Value::Int(2),
+            Value::Null,
+            Value::Float(1.5),
+            Value::Bool(true),
+            Value::Bool(false),
+        ];
+        v.sort();
+        let s: Vec<String> = v.iter().map(|x| x.to_json_string()).collect();
+        assert_eq!(s, ["null", "false", "true", "1.5", "2", "\"b\""]);
+        assert_eq!(Value::Int(1), Value::Float(1.0));
+        let a = Value::from_json(br#"{"a":1,"b":2}"#).unwrap();
+        let b = Value::from_json(br#"{"b":2,"a":1}"#).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_json_is_an_error_not_a_panic() {
+        assert!(Value::from_json(b"{\"a\":").is_err());
+        assert!(Value::from_json(b"\xff\xfe").is_err());
+        assert!(Value::from_json(b"{\"a\":\"\xff\"}").is_err());
+    }
+}
