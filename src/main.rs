@@ -1,3 +1,20 @@
-//! Entry point: everything lives in the library; `main` only maps the outcome to an exit code.
+//! Entry point: parse flags, run the command, print the error, exit with the code that
+//! `error::exit_code` decides. Nothing else in weir exits the process.
 
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = match weir::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result = weir::commands::dispatch(cli);
+    if let Err(e) = &result {
+        eprintln!("weir: {e}");
+    }
+    std::process::exit(weir::error::exit_code(&result));
+}

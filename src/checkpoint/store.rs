@@ -1,0 +1,194 @@
+//! The state directory: checkpoint files `ckpt-<id>.weir`, a lock held by the running weir, and
+//! the rules for picking one to resume from (newest valid, never a silent fresh start).
+
+use super::format::{self, Checkpoint};
+use crate::error::Error;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+pub struct Store {
+    pub dir: PathBuf,
+    /// Held for as long as the store lives: one weir per state directory.
+    _lock: Option<File>,
+}
+
+/// One file of the directory, as `weir checkpoints` shows it.
+pub struct Entry {
+    pub id: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub checkpoint: Result<Checkpoint, String>,
+}
+
+pub fn file_name(id: u64) -> String {
+    format!("ckpt-{id:010}.weir")
+}
+
+fn parse_id(name: &str) -> Option<u64> {
+    name.strip_prefix("ckpt-")?.strip_suffix(".weir")?.parse().ok()
+}
+
+impl Store {
+    /// Opens (creating) the directory and takes its lock; exit 75 if another weir has it.
+    pub fn open_locked(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::runtime(format!("cannot create state directory {}: {e}", dir.display()))
+        })?;
+        let lock_path = dir.join("LOCK");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::runtime(format!("cannot open {}: {e}", lock_path.display())))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::locked(format!(
+                    "the state directory {} is locked by another running weir; try again when it is done",
+                    dir.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::runtime(format!("cannot lock {}: {e}", lock_path.display())))
+            }
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            _lock: Some(f),
+        })
+    }
+
+    /// Opens a directory for reading only (`weir checkpoints`, `weir inspect`).
+    pub fn open_read(dir: &Path) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+            _lock: None,
+        }
+    }
+
+    /// Every checkpoint file, newest first, each checked.
+    pub fn list(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = parse_id(&name) else { continue };
+            let path = e.path();
+            let (bytes, checkpoint) = match std::fs::read(&path) {
+                Ok(b) => (
+                    b.len() as u64,
+                    format::decode(&b).and_then(|c| {
+                        if c.id == id {
+                            Ok(c)
+                        } else {
+                            Err(format!("holds checkpoint {} under the name of {id}", c.id))
+                        }
+                    }),
+                ),
+                Err(e) => (0, Err(format!("unreadable: {e}"))),
+            };
+            out.push(Entry {
+                id,
+                path,
+                bytes,
+                checkpoint,
+            });
+        }
+        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out
+    }
+
+    pub fn has_checkpoints(&self) -> bool {
+        !self.list().is_empty()
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.list().first().map(|e| e.id + 1).unwrap_or(1)
+    }
+
+    /// The newest valid checkpoint (or `from`), with a warning for each newer invalid one.
+    pub fn pick(&self, from: Option<u64>, warn: &dyn Fn(&str)) -> Result<Option<Checkpoint>, Error> {
+        let list = self.list();
+        if let Some(id) = from {
+            let e = list.into_iter().find(|e| e.id == id).ok_or_else(|| {
+                Error::usage(format!("no checkpoint {id} in {}", self.dir.display()))
+            })?;
+            return e.checkpoint.map(Some).map_err(|why| {
+                Error::usage(format!("checkpoint {id} ({}) is not valid: {why}", e.path.display()))
+            });
+        }
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let mut reasons = Vec::new();
+        for e in list {
+            match e.checkpoint {
+                Ok(c) => return Ok(Some(c)),
+                Err(why) => {
+                    warn(&format!(
+                        "checkpoint {} ({}) is not valid, skipping it: {why}",
+                        e.id,
+                        e.path.display()
+                    ));
+                    reasons.push(format!("{}: {why}", e.id));
+                }
+            }
+        }
+        Err(Error::runtime(format!(
+            "no valid checkpoint in {} ({}); refusing to start over silently: use `weir run --fresh` to start from nothing",
+            self.dir.display(),
+            reasons.join("; ")
+        )))
+    }
+
+    /// Writes a checkpoint atomically and drops the oldest beyond `retain`.
+    pub fn write(&self, c: &Checkpoint, retain: usize) -> Result<u64, Error> {
+        let bytes = format::encode(c)?;
+        let path = self.dir.join(file_name(c.id));
+        super::atomic::write(&path, &bytes)?;
+        let list = self.list();
+        let mut kept = 0;
+        for e in list {
+            if e.checkpoint.is_ok() && kept < retain.max(1) {
+                kept += 1;
+                continue;
+            }
+            if e.id < c.id {
+                let _ = std::fs::remove_file(&e.path);
+            }
+        }
+        Ok(bytes.len() as u64)
+    }
+
+    /// `run --fresh`: moves the checkpoints (and spools) into `old-<time>/`, never deleting them.
+    pub fn move_aside(&self) -> Result<Option<PathBuf>, Error> {
+        let list = self.list();
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let stamp = jiff::Timestamp::now().as_second();
+        let mut dest = self.dir.join(format!("old-{stamp}"));
+        let mut k = 1;
+        while dest.exists() {
+            dest = self.dir.join(format!("old-{stamp}-{k}"));
+            k += 1;
+        }
+        std::fs::create_dir_all(&dest)
+            .map_err(|e| Error::runtime(format!("cannot create {}: {e}", dest.display())))?;
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::runtime(format!("cannot list {}: {e}", self.dir.display())))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if parse_id(&name).is_some() || name.ends_with(".spool") || name.ends_with(".released") {
+                std::fs::rename(e.path(), dest.join(&name)).map_err(|err| {
+                    Error::runtime(format!("cannot move {} aside: {err}", e.path().display()))
+                })?;
+            }
+        }
+        super::atomic::sync_dir(&self.dir)?;
+        Ok(Some(dest))
+    }
+}

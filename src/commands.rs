@@ -1,0 +1,183 @@
+//! What each subcommand does, between parsed flags and the run: loading the pipeline,
+//! printing graphs and checkpoints. Returns an outcome; `main` decides the exit code.
+
+use crate::checkpoint::store::Store;
+use crate::cli::{AtEndArg, Cli, Command};
+use crate::error::{Error, Outcome, Result};
+use crate::pipeline::{self, spec::AtEnd};
+use crate::runtime::run::{self, checkpoint_settings, Options};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn at_end(a: Option<AtEndArg>) -> Option<AtEnd> {
+    a.map(|a| match a {
+        AtEndArg::Finish => AtEnd::Finish,
+        AtEndArg::Pause => AtEnd::Pause,
+        AtEndArg::Follow => AtEnd::Follow,
+    })
+}
+
+fn out(text: &str) -> Result<Outcome> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        Ok(()) => Ok(Outcome::Finished),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Finished),
+        Err(e) => Err(Error::runtime(format!("writing stdout: {e}"))),
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<Outcome> {
+    let c = &cli.common;
+    let mut opts = Options {
+        quiet: c.quiet,
+        verbose: c.verbose,
+        progress: Some(c.progress),
+        stats: c.stats.clone(),
+        ..Default::default()
+    };
+    match cli.command {
+        Command::Run(a) => {
+            let spec = pipeline::load(&a.pipeline, &a.set)?;
+            opts.fresh = a.fresh;
+            opts.state = a.state;
+            opts.at_end = at_end(a.at_end);
+            run::execute(&spec, &opts)
+        }
+        Command::Resume(a) => {
+            let spec = pipeline::load(&a.pipeline, &a.set)?;
+            opts.resume = true;
+            opts.or_start = a.or_start;
+            opts.from = a.from;
+            opts.state = a.state;
+            opts.at_end = at_end(a.at_end);
+            run::execute(&spec, &opts)
+        }
+        Command::Validate { pipeline } => {
+            let spec = pipeline::load(&pipeline, &[])?;
+            let g = pipeline::validate::check(&spec)?;
+            if !c.quiet {
+                eprintln!(
+                    "{}: ok: pipeline '{}', {} nodes, {} edges",
+                    pipeline.display(),
+                    spec.name,
+                    g.nodes.len(),
+                    g.edges.len()
+                );
+            }
+            Ok(Outcome::Finished)
+        }
+        Command::Explain { pipeline, dot } => {
+            let spec = pipeline::load(&pipeline, &[])?;
+            let g = pipeline::validate::check(&spec)?;
+            out(&pipeline::graph::explain(&spec, &g, dot))
+        }
+        Command::Checkpoints { target } => {
+            let dir = state_dir(&target)?;
+            out(&list_checkpoints(&dir))
+        }
+        Command::Inspect { target, id } => {
+            let dir = state_dir(&target)?;
+            out(&inspect(&dir, id)?)
+        }
+    }
+}
+
+/// A pipeline file names its state directory; anything else is the directory itself.
+fn state_dir(target: &Path) -> Result<PathBuf> {
+    if target.is_dir() {
+        return Ok(target.to_path_buf());
+    }
+    if !target.exists() {
+        return Err(Error::usage(format!("{} does not exist", target.display())));
+    }
+    let spec = pipeline::load(target, &[])?;
+    Ok(checkpoint_settings(&spec, None)?.dir)
+}
+
+fn list_checkpoints(dir: &Path) -> String {
+    let store = Store::open_read(dir);
+    let list = store.list();
+    if list.is_empty() {
+        return format!("no checkpoints in {}\n", dir.display());
+    }
+    let mut s = format!(
+        "{:>6}  {:<24}  {:>12}  {:<8}  offsets\n",
+        "id", "time", "state bytes", "status"
+    );
+    for e in list {
+        match &e.checkpoint {
+            Ok(c) => {
+                let time = jiff::Timestamp::from_millisecond(c.created_ms)
+                    .map(|t| format!("{t:.0}"))
+                    .unwrap_or_default();
+                let status = if c.finished {
+                    "final"
+                } else if c.ended {
+                    "paused"
+                } else {
+                    "valid"
+                };
+                s.push_str(&format!(
+                    "{:>6}  {:<24}  {:>12}  {:<8}  {}\n",
+                    e.id,
+                    time,
+                    e.bytes,
+                    status,
+                    offsets_summary(c)
+                ));
+            }
+            Err(why) => s.push_str(&format!(
+                "{:>6}  {:<24}  {:>12}  INVALID   {why}\n",
+                e.id, "", e.bytes
+            )),
+        }
+    }
+    s
+}
+
+/// `source: file@offset, ...` from the source states in a checkpoint.
+fn offsets_summary(c: &crate::checkpoint::format::Checkpoint) -> String {
+    let mut parts = Vec::new();
+    for n in &c.nodes {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(n.state.get()) else {
+            continue;
+        };
+        let Some(src) = v.get("source") else { continue };
+        if let Some(files) = src.get("files").and_then(|f| f.as_array()) {
+            let f: Vec<String> = files
+                .iter()
+                .map(|f| {
+                    let path = f.get("path").and_then(|p| p.as_str()).unwrap_or("?");
+                    let name = Path::new(path)
+                        .file_name()
+                        .map(|x| x.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| path.to_string());
+                    format!("{name}@{}", f.get("offset").and_then(|o| o.as_u64()).unwrap_or(0))
+                })
+                .collect();
+            parts.push(format!("{}: {}", n.node, f.join(" ")));
+        }
+        if let Some(st) = src.get("stdin").filter(|x| !x.is_null()) {
+            parts.push(format!(
+                "{}: stdin@{}",
+                n.node,
+                st.get("consumed").and_then(|o| o.as_u64()).unwrap_or(0)
+            ));
+        }
+        if let Some(next) = src.get("next").and_then(|x| x.as_u64()) {
+            parts.push(format!("{}: seq {next}", n.node));
+        }
+    }
+    parts.join("; ")
+}
+
+fn inspect(dir: &Path, id: Option<u64>) -> Result<String> {
+    let store = Store::open_read(dir);
+    let c = store
+        .pick(id, &|m| eprintln!("weir: warning: {m}"))?
+        .ok_or_else(|| Error::usage(format!("no checkpoints in {}", dir.display())))?;
+    let mut s = serde_json::to_string_pretty(&c)
+        .map_err(|e| Error::runtime(format!("cannot print the checkpoint: {e}")))?;
+    s.push('\n');
+    Ok(s)
+}

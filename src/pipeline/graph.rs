@@ -1,0 +1,423 @@
+//! The operator graph: nodes wired by `inputs`, in topological order, with the implicit
+//! dead-letter sinks made explicit so that bad records travel the same channels (and get the
+//! same exactly-once treatment) as good ones.
+
+use super::spec::{NodeConfig, OnError};
+use super::{Collector, Kind, Locator, PipelineSpec, Problems};
+use crate::error::Result;
+use std::path::PathBuf;
+
+/// Batches a channel holds before its sender blocks (back-pressure).
+pub const CHANNEL_CAPACITY: usize = 16;
+/// Records per batch.
+pub const BATCH_SIZE: usize = 1024;
+
+/// Which output of a node an edge carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Main,
+    /// A window's late records (`<node>.late`).
+    Late,
+    /// Bad records whose source (graph node index) uses `on_error = "dead_letter"`.
+    Errors(usize),
+}
+
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// A node written in the file (index into `PipelineSpec::nodes`).
+    Spec(usize),
+    /// The dead-letter file of a source (graph node index of the source).
+    DeadLetter { source: usize, path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct GNode {
+    pub name: String,
+    pub kind: Kind,
+    pub role: Role,
+    /// Incoming edges, in the order of the node's `inputs` (then dead-letter edges).
+    pub inputs: Vec<usize>,
+    /// Outgoing edges.
+    pub outputs: Vec<usize>,
+    /// Graph indices of the sources whose records can reach this node.
+    pub upstream_sources: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: usize,
+    pub port: Port,
+    pub to: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// In topological order: every node comes after all of its inputs.
+    pub nodes: Vec<GNode>,
+    pub edges: Vec<Edge>,
+}
+
+impl Graph {
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+    pub fn sources(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].kind == Kind::Source)
+    }
+    pub fn sinks(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].kind == Kind::Sink)
+    }
+}
+
+/// Wires the nodes; reports every wiring problem at once.
+pub fn build(spec: &PipelineSpec) -> Result<Graph> {
+    let loc = Locator::new(&spec.text);
+    let mut c = Collector {
+        loc: &loc,
+        list: Vec::new(),
+    };
+    let n = spec.nodes.len();
+    // (from spec index, port, to spec index)
+    let mut wires: Vec<(usize, Port, usize)> = Vec::new();
+    for (ti, node) in spec.nodes.iter().enumerate() {
+        let name = Some(node.name.as_str());
+        let inputs = node.config.inputs();
+        if node.kind != Kind::Source && inputs.is_empty() {
+            c.at(
+                node.key_span("inputs"),
+                name,
+                "`inputs` is empty: name at least one upstream node",
+            );
+        }
+        for (k, input) in inputs.iter().enumerate() {
+            let span = node
+                .input_spans
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| node.key_span("inputs"));
+            let (base, port) = match input.split_once('.') {
+                Some((b, "late")) => (b, Port::Late),
+                Some((_, other)) => {
+                    c.at(
+                        span,
+                        name,
+                        format!("unknown side output `.{other}` in `{input}`; the only side output is `<window>.late`"),
+                    );
+                    continue;
+                }
+                None => (input.as_str(), Port::Main),
+            };
+            let Some(fi) = spec.nodes.iter().position(|x| x.name == base) else {
+                let known: Vec<&str> = spec
+                    .nodes
+                    .iter()
+                    .filter(|x| x.kind != Kind::Sink)
+                    .map(|x| x.name.as_str())
+                    .collect();
+                c.at(
+                    span,
+                    name,
+                    format!(
+                        "input `{input}` names no node; known sources and transforms: {}",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                );
+                continue;
+            };
+            let from = &spec.nodes[fi];
+            if from.kind == Kind::Sink {
+                c.at(span, name, format!("input `{input}` is a sink, which has no output"));
+                continue;
+            }
+            if port == Port::Late && !matches!(from.config, NodeConfig::Window(_)) {
+                c.at(
+                    span,
+                    name,
+                    format!("`{input}`: only a window has a `.late` side output"),
+                );
+                continue;
+            }
+            if fi == ti {
+                c.at(span, name, "a node cannot read its own output");
+                continue;
+            }
+            if wires.iter().any(|w| w.0 == fi && w.1 == port && w.2 == ti) {
+                c.at(span, name, format!("input `{input}` is listed twice"));
+                continue;
+            }
+            wires.push((fi, port, ti));
+        }
+        // Source settings that only make sense together.
+        let (on_error, dead_letter) = match &node.config {
+            NodeConfig::FileSource(s) => (s.on_error, s.dead_letter.as_ref()),
+            NodeConfig::Generate(s) => (s.on_error, s.dead_letter.as_ref()),
+            _ => continue,
+        };
+        match (on_error, dead_letter) {
+            (OnError::DeadLetter, None) => c.at(
+                node.key_span("on_error"),
+                name,
+                "on_error = \"dead_letter\" needs a `dead_letter` file path",
+            ),
+            (OnError::Fail | OnError::Skip, Some(_)) => c.at(
+                node.key_span("dead_letter"),
+                name,
+                "`dead_letter` is set but on_error is not \"dead_letter\"",
+            ),
+            _ => {}
+        }
+    }
+
+    // Topological order (Kahn), ties broken by file order so `explain` is stable.
+    let mut indeg = vec![0usize; n];
+    for w in &wires {
+        indeg[w.2] += 1;
+    }
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    loop {
+        let next = (0..n).find(|&i| !done[i] && indeg[i] == 0);
+        let Some(i) = next else { break };
+        done[i] = true;
+        order.push(i);
+        for w in wires.iter().filter(|w| w.0 == i) {
+            indeg[w.2] -= 1;
+        }
+    }
+    if order.len() < n {
+        let cyc: Vec<&str> = (0..n)
+            .filter(|&i| !done[i])
+            .map(|i| spec.nodes[i].name.as_str())
+            .collect();
+        let first = (0..n).find(|&i| !done[i]).unwrap_or(0);
+        c.at(
+            spec.nodes[first].key_span("inputs"),
+            Some(&spec.nodes[first].name),
+            format!("the inputs form a cycle through: {}", cyc.join(" -> ")),
+        );
+    }
+
+    // Two sinks may not write the same file.
+    let mut paths: Vec<(PathBuf, &str)> = Vec::new();
+    for node in &spec.nodes {
+        let p = match &node.config {
+            NodeConfig::FileSink(s) if s.path != "-" => spec.resolve(&s.path),
+            NodeConfig::FileSource(s) => match &s.dead_letter {
+                Some(d) => spec.resolve(d),
+                None => continue,
+            },
+            NodeConfig::Generate(s) => match &s.dead_letter {
+                Some(d) => spec.resolve(d),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Some((_, other)) = paths.iter().find(|(q, _)| *q == p) {
+            c.at(
+                node.span.clone(),
+                Some(&node.name),
+                format!("writes {} which node '{other}' writes too", p.display()),
+            );
+        } else {
+            paths.push((p, &node.name));
+        }
+    }
+
+    if !c.list.is_empty() {
+        return Err(Problems {
+            file: spec.file.clone(),
+            list: c.list,
+        }
+        .into());
+    }
+
+    let mut g = Graph {
+        nodes: Vec::new(),
+        edges: Vec::new(),
+    };
+    let mut gi = vec![0usize; n];
+    for &i in &order {
+        gi[i] = g.nodes.len();
+        g.nodes.push(GNode {
+            name: spec.nodes[i].name.clone(),
+            kind: spec.nodes[i].kind,
+            role: Role::Spec(i),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            upstream_sources: Vec::new(),
+        });
+    }
+    // Edges in the order each node lists its inputs.
+    for &ti in &order {
+        for w in wires.iter().filter(|w| w.2 == ti) {
+            add_edge(&mut g, gi[w.0], w.1, gi[ti]);
+        }
+    }
+    for i in 0..g.nodes.len() {
+        let mut ups: Vec<usize> = if g.nodes[i].kind == Kind::Source {
+            vec![i]
+        } else {
+            Vec::new()
+        };
+        for &e in &g.nodes[i].inputs {
+            ups.extend(g.nodes[g.edges[e].from].upstream_sources.iter().copied());
+        }
+        ups.sort_unstable();
+        ups.dedup();
+        g.nodes[i].upstream_sources = ups;
+    }
+    // Dead-letter sinks, fed by the source and by every transform its records reach.
+    for s in g.sources().collect::<Vec<_>>() {
+        let Role::Spec(si) = g.nodes[s].role else { continue };
+        let dl = match &spec.nodes[si].config {
+            NodeConfig::FileSource(c) if c.on_error == OnError::DeadLetter => c.dead_letter.clone(),
+            NodeConfig::Generate(c) if c.on_error == OnError::DeadLetter => c.dead_letter.clone(),
+            _ => None,
+        };
+        let Some(path) = dl else { continue };
+        let d = g.nodes.len();
+        g.nodes.push(GNode {
+            name: format!("{}.dead_letter", g.nodes[s].name),
+            kind: Kind::Sink,
+            role: Role::DeadLetter {
+                source: s,
+                path: spec.resolve(&path),
+            },
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            upstream_sources: vec![s],
+        });
+        for i in 0..d {
+            let k = g.nodes[i].kind;
+            if (k == Kind::Transform || i == s) && g.nodes[i].upstream_sources.contains(&s) {
+                add_edge(&mut g, i, Port::Errors(s), d);
+            }
+        }
+    }
+    Ok(g)
+}
+
+fn add_edge(g: &mut Graph, from: usize, port: Port, to: usize) {
+    let e = g.edges.len();
+    g.edges.push(Edge { from, port, to });
+    g.nodes[from].outputs.push(e);
+    g.nodes[to].inputs.push(e);
+}
+
+/// `weir explain`: the graph as text or Graphviz dot.
+pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool) -> String {
+    let mut s = String::new();
+    let port_name = |g: &Graph, e: &Edge| match e.port {
+        Port::Main => g.nodes[e.from].name.clone(),
+        Port::Late => format!("{}.late", g.nodes[e.from].name),
+        Port::Errors(_) => format!("{} (bad records)", g.nodes[e.from].name),
+    };
+    let what = |n: &GNode| match &n.role {
+        Role::Spec(i) => format!("{} {}", kind_word(n.kind), spec.nodes[*i].config.type_name()),
+        Role::DeadLetter { path, .. } => format!("sink dead-letter file {}", path.display()),
+    };
+    if dot {
+        s.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n", spec.name));
+        for n in &g.nodes {
+            let shape = match n.kind {
+                Kind::Source => "invhouse",
+                Kind::Transform => "box",
+                Kind::Sink => "house",
+            };
+            s.push_str(&format!(
+                "  \"{}\" [shape={shape}, label=\"{}\\n{}\"];\n",
+                n.name,
+                n.name,
+                what(n)
+            ));
+        }
+        for e in &g.edges {
+            let label = match e.port {
+                Port::Main => String::new(),
+                Port::Late => "late".into(),
+                Port::Errors(_) => "bad records".into(),
+            };
+            s.push_str(&format!(
+                "  \"{}\" -> \"{}\" [label=\"{label}\"{}];\n",
+                g.nodes[e.from].name,
+                g.nodes[e.to].name,
+                if matches!(e.port, Port::Errors(_)) {
+                    ", style=dashed"
+                } else {
+                    ""
+                }
+            ));
+        }
+        s.push_str("}\n");
+        return s;
+    }
+    s.push_str(&format!(
+        "pipeline {} ({} nodes, {} edges; one thread per node, parallelism 1)\n",
+        spec.name,
+        g.nodes.len(),
+        g.edges.len()
+    ));
+    s.push_str(&format!(
+        "channels: bounded, {CHANNEL_CAPACITY} batches of up to {BATCH_SIZE} records each\n\nnodes (topological order):\n"
+    ));
+    for n in &g.nodes {
+        s.push_str(&format!("  {:<24} {}\n", n.name, what(n)));
+        if let Role::Spec(i) = n.role {
+            for line in describe(&spec.nodes[i].config, spec) {
+                s.push_str(&format!("  {:<24}   {line}\n", ""));
+            }
+        }
+    }
+    s.push_str("\nedges:\n");
+    for e in &g.edges {
+        s.push_str(&format!(
+            "  {} -> {}  [capacity {CHANNEL_CAPACITY}]\n",
+            port_name(g, e),
+            g.nodes[e.to].name
+        ));
+    }
+    s
+}
+
+fn kind_word(k: Kind) -> &'static str {
+    match k {
+        Kind::Source => "source",
+        Kind::Transform => "transform",
+        Kind::Sink => "sink",
+    }
+}
+
+fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
+    match c {
+        NodeConfig::FileSource(s) => vec![format!(
+            "path {}  format {:?}  at_end {:?}  on_error {:?}",
+            spec.resolve(&s.path).display(),
+            s.format,
+            s.at_end,
+            s.on_error
+        )],
+        NodeConfig::Generate(s) => vec![format!("count {:?}  seed {}", s.count, s.seed)],
+        NodeConfig::Filter(e) | NodeConfig::Map(e) => vec![format!("expr {}", e.expr)],
+        NodeConfig::Parse(p) => vec![format!("field {}  regex {}", p.field, p.regex)],
+        NodeConfig::Aggregate(a) => vec![format!(
+            "key {}  emit {:?}  aggs {}",
+            a.key.as_deref().unwrap_or("(none)"),
+            a.emit,
+            a.aggs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        )],
+        NodeConfig::Window(w) => vec![format!(
+            "key {}  time {}  size {:?} slide {:?} gap {:?}",
+            w.key.as_deref().unwrap_or("(none)"),
+            w.time,
+            w.size,
+            w.slide,
+            w.gap
+        )],
+        NodeConfig::Dedup(d) => vec![format!("key {}  ttl {}", d.key, d.ttl)],
+        NodeConfig::FileSink(s) => vec![format!(
+            "path {}  format {:?}",
+            spec.resolve(&s.path).display(),
+            s.format
+        )],
+    }
+}

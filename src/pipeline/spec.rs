@@ -1,0 +1,277 @@
+//! The pipeline file's schema: one serde struct per table, `deny_unknown_fields` everywhere so a
+//! misspelt key is an error, not a silently ignored setting.
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Time between checkpoints ("2s"), or "off".
+    pub every: Option<String>,
+    /// Records read (over all sources) between checkpoints.
+    pub every_records: Option<u64>,
+    pub retain: Option<usize>,
+    /// State directory; relative paths resolve against the pipeline file's directory.
+    pub dir: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    pub attempts: Option<u32>,
+    pub delay: Option<String>,
+    pub backoff: Option<f64>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AtEnd {
+    #[default]
+    Finish,
+    Pause,
+    Follow,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Fail,
+    Skip,
+    DeadLetter,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Tsv,
+    Lines,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    pub path: String,
+    pub format: Option<Format>,
+    #[serde(default)]
+    pub at_end: AtEnd,
+    #[serde(default)]
+    pub on_error: OnError,
+    pub dead_letter: Option<String>,
+    pub infer_types: Option<bool>,
+    /// Bytes at the start of a file that identify it across renames (default 1024).
+    pub fingerprint_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Records to make; without it the source never ends.
+    pub count: Option<u64>,
+    /// Records per second (wall clock pacing only; the records themselves do not change).
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Distinct users in the synthetic records.
+    pub keys: Option<u64>,
+    #[serde(default)]
+    pub at_end: AtEnd,
+    #[serde(default)]
+    pub on_error: OnError,
+    pub dead_letter: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ExprConfig {
+    pub inputs: Vec<String>,
+    pub expr: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ParseConfig {
+    pub inputs: Vec<String>,
+    pub field: String,
+    pub regex: String,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Emit {
+    #[default]
+    Final,
+    Updates,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    #[default]
+    S,
+    Ms,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    pub inputs: Vec<String>,
+    pub key: Option<String>,
+    pub aggs: toml::Table,
+    #[serde(default)]
+    pub emit: Emit,
+    pub state_ttl: Option<String>,
+    /// Event time for `state_ttl`; without it the TTL counts records.
+    pub time: Option<String>,
+    pub time_unit: Option<TimeUnit>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub inputs: Vec<String>,
+    pub key: Option<String>,
+    pub time: String,
+    pub time_unit: Option<TimeUnit>,
+    pub size: Option<String>,
+    pub slide: Option<String>,
+    pub gap: Option<String>,
+    pub out_of_orderness: Option<String>,
+    pub allowed_lateness: Option<String>,
+    pub aggs: toml::Table,
+    pub state_ttl: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    pub inputs: Vec<String>,
+    pub key: String,
+    pub ttl: String,
+    pub time: Option<String>,
+    pub time_unit: Option<TimeUnit>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    #[default]
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub inputs: Vec<String>,
+    pub path: String,
+    pub format: Option<Format>,
+    /// Only meaningful for stdout: files are always exactly-once.
+    pub delivery: Option<Delivery>,
+}
+
+/// What a node is, after its `type` key has been read.
+#[derive(Debug, Clone)]
+pub enum NodeConfig {
+    FileSource(FileSourceConfig),
+    Generate(GenerateConfig),
+    Filter(ExprConfig),
+    Map(ExprConfig),
+    Parse(ParseConfig),
+    Aggregate(AggregateConfig),
+    Window(WindowConfig),
+    Dedup(DedupConfig),
+    FileSink(FileSinkConfig),
+}
+
+impl NodeConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeConfig::FileSource(_) | NodeConfig::FileSink(_) => "file",
+            NodeConfig::Generate(_) => "generate",
+            NodeConfig::Filter(_) => "filter",
+            NodeConfig::Map(_) => "map",
+            NodeConfig::Parse(_) => "parse",
+            NodeConfig::Aggregate(_) => "aggregate",
+            NodeConfig::Window(_) => "window",
+            NodeConfig::Dedup(_) => "dedup",
+        }
+    }
+
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            NodeConfig::FileSource(_) | NodeConfig::Generate(_) => &[],
+            NodeConfig::Filter(c) | NodeConfig::Map(c) => &c.inputs,
+            NodeConfig::Parse(c) => &c.inputs,
+            NodeConfig::Aggregate(c) => &c.inputs,
+            NodeConfig::Window(c) => &c.inputs,
+            NodeConfig::Dedup(c) => &c.inputs,
+            NodeConfig::FileSink(c) => &c.inputs,
+        }
+    }
+}
+
+pub const SOURCE_TYPES: &[&str] = &["file", "generate"];
+pub const TRANSFORM_TYPES: &[&str] = &["filter", "map", "parse", "aggregate", "window", "dedup"];
+pub const SINK_TYPES: &[&str] = &["file"];
+
+/// Parses "500ms", "2s", "1m", "1h30m", "1d" into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if t == "0" {
+        return Ok(0);
+    }
+    let mut total: i64 = 0;
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        if start == i {
+            return Err(format!("`{s}` is not a duration (like \"500ms\", \"10s\", \"1m\", \"1h30m\")"));
+        }
+        let num: f64 = t[start..i]
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration"))?;
+        let ustart = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit_ms: f64 = match &t[ustart..i] {
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            "" => return Err(format!("`{s}` needs a unit (ms, s, m, h, d)")),
+            u => return Err(format!("unknown unit `{u}` in `{s}` (use ms, s, m, h, d)")),
+        };
+        total = total.saturating_add((num * unit_ms).round() as i64);
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2s"), Ok(2000));
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1500));
+        assert!(parse_duration_ms("5").is_err());
+        assert!(parse_duration_ms("5x").is_err());
+        assert!(parse_duration_ms("").is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! `weir validate` and the same checks before every run: parse, wire, compile every
+//! expression and regex, check formats and durations; report all problems at once, read no data.
+
+use super::graph::{self, Graph};
+use super::spec::{Format, NodeConfig};
+use super::{Collector, Locator, PipelineSpec, Problems};
+use crate::error::Result;
+use crate::pipeline::Kind;
+
+/// The format of a path, from the config or its extension.
+pub fn source_format(path: &str, f: Option<Format>) -> Format {
+    f.unwrap_or_else(|| match ext(path).as_deref() {
+        Some("csv") => Format::Csv,
+        Some("tsv") | Some("tab") => Format::Tsv,
+        Some("log") | Some("txt") => Format::Lines,
+        _ => Format::Jsonl,
+    })
+}
+
+pub fn sink_format(path: &str, f: Option<Format>) -> Format {
+    f.unwrap_or_else(|| match ext(path).as_deref() {
+        Some("csv") => Format::Csv,
+        Some("tsv") | Some("tab") => Format::Tsv,
+        _ => Format::Jsonl,
+    })
+}
+
+fn ext(path: &str) -> Option<String> {
+    let p = path.strip_suffix(".gz").unwrap_or(path);
+    let name = p.rsplit('/').next()?;
+    let (_, e) = name.rsplit_once('.')?;
+    Some(e.to_ascii_lowercase())
+}
+
+/// Every check, returning the wired graph when the pipeline is valid.
+pub fn check(spec: &PipelineSpec) -> Result<Graph> {
+    let g = graph::build(spec)?;
+    let loc = Locator::new(&spec.text);
+    let mut c = Collector {
+        loc: &loc,
+        list: Vec::new(),
+    };
+    if let Some(every) = &spec.checkpoint.every {
+        if every != "off" {
+            if let Err(m) = super::spec::parse_duration_ms(every) {
+                c.at(0..0, None, format!("[checkpoint] every: {m} (or \"off\")"));
+            }
+        }
+    }
+    if let Some(d) = &spec.restart.delay {
+        if let Err(m) = super::spec::parse_duration_ms(d) {
+            c.at(0..0, None, format!("[restart] delay: {m}"));
+        }
+    }
+    for node in &spec.nodes {
+        let name = Some(node.name.as_str());
+        match (&node.config, node.kind) {
+            (NodeConfig::Filter(_), _)
+            | (NodeConfig::Map(_), _)
+            | (NodeConfig::Parse(_), _)
+            | (NodeConfig::Aggregate(_), _)
+            | (NodeConfig::Window(_), _)
+            | (NodeConfig::Dedup(_), _) => {
+                if let Err(problems) = crate::transforms::build(node) {
+                    for (span, m) in problems {
+                        c.at(span, name, m);
+                    }
+                }
+            }
+            (NodeConfig::FileSink(s), Kind::Sink) => {
+                if s.format == Some(Format::Lines) {
+                    c.at(
+                        node.key_span("format"),
+                        name,
+                        "a file sink writes jsonl, csv or tsv (not lines)",
+                    );
+                }
+                if s.delivery.is_some() && s.path != "-" {
+                    c.at(
+                        node.key_span("delivery"),
+                        name,
+                        "`delivery` applies to stdout (path = \"-\"); files are always exactly-once",
+                    );
+                }
+            }
+            (NodeConfig::FileSource(s), _) => {
+                if s.path.is_empty() {
+                    c.at(node.key_span("path"), name, "`path` is empty");
+                }
+                if s.fingerprint_bytes == Some(0) {
+                    c.at(node.key_span("fingerprint_bytes"), name, "`fingerprint_bytes` must be at least 1");
+                }
+            }
+            _ => {}
+        }
+    }
+    if !c.list.is_empty() {
+        return Err(Problems {
+            file: spec.file.clone(),
+            list: c.list,
+        }
+        .into());
+    }
+    Ok(g)
+}

@@ -1,0 +1,186 @@
+//! What every stage thread of one run shares: the stop flag, the first failure, per-node
+//! counters, the names of the files each source has opened (for error messages), and the line
+//! to the checkpoint coordinator. Counters are atomics updated once per batch, never per record.
+
+use super::message::Origin;
+use crate::error::Error;
+use crate::pipeline::spec::OnError;
+use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, RwLock};
+
+#[derive(Default, Debug)]
+pub struct NodeStats {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub errors: AtomicU64,
+    pub late: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+impl NodeStats {
+    pub fn add_in(&self, n: usize) {
+        self.records_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_out(&self, n: usize) {
+        self.records_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn add_errors(&self, n: usize) {
+        self.errors.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a stage tells the coordinator.
+#[derive(Debug)]
+pub enum Report {
+    /// The node's state as of checkpoint `id` (serialized by the node).
+    State { id: u64, node: usize, state: Vec<u8> },
+    /// The node reached the end of its stream; its final state.
+    Ended {
+        node: usize,
+        state: Vec<u8>,
+        finished: bool,
+    },
+    /// The node's thread is gone (normally or not).
+    Exited { node: usize },
+}
+
+pub struct SourceInfo {
+    pub name: String,
+    pub on_error: OnError,
+    /// Display names of the files opened so far, indexed by `Origin::file`.
+    pub files: RwLock<Vec<String>>,
+}
+
+/// Why the run is stopping early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    None = 0,
+    Sigint = 1,
+    Sigterm = 2,
+    Failure = 3,
+}
+
+pub struct Context {
+    pub names: Vec<String>,
+    pub stats: Vec<NodeStats>,
+    /// Indexed by graph node index; `None` for nodes that are not sources.
+    pub sources: Vec<Option<SourceInfo>>,
+    stop: AtomicU8,
+    /// Set once a second signal asks to exit without the final checkpoint.
+    pub hard_stop: AtomicBool,
+    failure: Mutex<Option<Error>>,
+    pub reports: Sender<Report>,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Context {
+    pub fn new(
+        names: Vec<String>,
+        sources: Vec<Option<SourceInfo>>,
+        reports: Sender<Report>,
+        quiet: bool,
+        verbose: u8,
+    ) -> Context {
+        let stats = names.iter().map(|_| NodeStats::default()).collect();
+        Context {
+            names,
+            stats,
+            sources,
+            stop: AtomicU8::new(StopReason::None as u8),
+            hard_stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            reports,
+            quiet,
+            verbose,
+        }
+    }
+
+    pub fn stop_reason(&self) -> StopReason {
+        match self.stop.load(Ordering::Relaxed) {
+            1 => StopReason::Sigint,
+            2 => StopReason::Sigterm,
+            3 => StopReason::Failure,
+            _ => StopReason::None,
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn request_stop(&self, why: StopReason) {
+        let _ = self.stop.compare_exchange(
+            StopReason::None as u8,
+            why as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Records the first failure (later ones are consequences) and stops the run.
+    pub fn fail(&self, node: usize, err: Error) {
+        let err = if err.message.contains(&format!("node '{}'", self.names[node])) {
+            err
+        } else {
+            err.context(format!("node '{}'", self.names[node]))
+        };
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                *f = Some(err);
+            }
+        }
+        self.stop.store(StopReason::Failure as u8, Ordering::SeqCst);
+    }
+
+    /// A failure that belongs to no node (the coordinator, a checkpoint write).
+    pub fn fail_run(&self, err: Error) {
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                *f = Some(err);
+            }
+        }
+        self.stop.store(StopReason::Failure as u8, Ordering::SeqCst);
+    }
+
+    pub fn take_failure(&self) -> Option<Error> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("weir: warning: {}", msg.as_ref());
+        }
+    }
+
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("weir: {}", msg.as_ref());
+        }
+    }
+
+    /// `file:line (byte offset N)` of a record, for messages.
+    pub fn locate(&self, o: &Origin) -> (String, String) {
+        let (src, file) = match self.sources.get(o.source as usize).and_then(|s| s.as_ref()) {
+            Some(s) => (
+                s.name.clone(),
+                s.files
+                    .read()
+                    .ok()
+                    .and_then(|f| f.get(o.file as usize).cloned())
+                    .unwrap_or_else(|| "?".into()),
+            ),
+            None => ("?".into(), "?".into()),
+        };
+        (src, file)
+    }
+
+    pub fn on_error(&self, o: &Origin) -> OnError {
+        self.sources
+            .get(o.source as usize)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.on_error)
+            .unwrap_or(OnError::Fail)
+    }
+}

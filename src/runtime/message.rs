@@ -1,0 +1,51 @@
+//! The one message type on every channel. Barriers and watermarks travel in-band with the data,
+//! so a barrier's position in the stream is exactly the cut that its checkpoint describes.
+
+use crate::value::Value;
+
+/// Where a record came from, for error messages and dead letters: the source (graph node
+/// index), the file within it, the 1-based line and the byte offset where the record starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub source: u32,
+    pub file: u32,
+    pub line: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub value: Value,
+    pub origin: Origin,
+}
+
+/// A run of records. `seq` is the logical batch number at the source (records read divided by
+/// the batch size), carried through every stage unchanged; a node with several inputs merges
+/// them in `(seq, input)` order, which makes unions deterministic whatever the thread timing.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub seq: u64,
+    pub records: Vec<Record>,
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    /// Input is over: windows and aggregates fire their final results.
+    Finish,
+    /// This run is over but the stream is not (at_end = pause, or a signal): state stays open.
+    Pause,
+}
+
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Batch(Batch),
+    /// Event time (ms since the epoch) below which no more records will come.
+    Watermark(i64),
+    /// Checkpoint barrier with the checkpoint id.
+    Barrier(u64),
+    End(EndKind),
+}
+
+/// The `seq` of output produced at end of stream: after every data batch of every input.
+pub const END_SEQ: u64 = u64::MAX;

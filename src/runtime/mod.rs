@@ -1,0 +1,9 @@
+//! Running a pipeline: one thread per node, bounded channels between them, a checkpoint
+//! coordinator beside them, and one place that decides how the run ended.
+
+pub mod context;
+pub mod message;
+pub mod run;
+pub mod stage;
+
+pub use message::{Batch, EndKind, Msg, Origin, Record};

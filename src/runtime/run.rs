@@ -1,0 +1,850 @@
+//! Running a pipeline end to end: state directory and resume decisions, building every node,
+//! one thread per node, the checkpoint coordinator on the calling thread, the restart strategy,
+//! and the outcome (finished, interrupted, failed) that `main` turns into an exit code.
+
+use super::context::{Context, Report, SourceInfo, StopReason};
+use super::message::Msg;
+use super::stage::{run_stage, Operator, Output};
+use crate::checkpoint::format::{Checkpoint, NodeState};
+use crate::checkpoint::store::Store;
+use crate::cli::Progress;
+use crate::error::{Error, Kind as ErrKind, Outcome, Result, Signal};
+use crate::pipeline::graph::{Graph, Port, Role, CHANNEL_CAPACITY};
+use crate::pipeline::spec::{parse_duration_ms, AtEnd, Delivery, Format, NodeConfig};
+use crate::pipeline::validate::{sink_format, source_format};
+use crate::pipeline::{Kind, PipelineSpec};
+use crate::sinks::file::{FileSink, SinkState};
+use crate::sources::file::{FileSource, FileSourceSettings, FileSourceState, DEFAULT_FINGERPRINT_BYTES};
+use crate::sources::generate::Generate;
+use crate::sources::{split_state, Source, SourceDriver, Trigger};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use serde_json::value::RawValue;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub resume: bool,
+    pub fresh: bool,
+    pub or_start: bool,
+    pub from: Option<u64>,
+    pub state: Option<PathBuf>,
+    pub at_end: Option<AtEnd>,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub progress: Option<Progress>,
+    pub stats: Option<PathBuf>,
+}
+
+/// Checkpoint settings after defaults: every 10 s and at the end, 3 kept.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    pub enabled: bool,
+    pub every_ms: Option<i64>,
+    pub every_records: Option<u64>,
+    pub retain: usize,
+    pub dir: PathBuf,
+}
+
+pub fn checkpoint_settings(spec: &PipelineSpec, state: Option<&PathBuf>) -> Result<CheckpointSettings> {
+    let c = &spec.checkpoint;
+    let off = c.every.as_deref() == Some("off");
+    let every_ms = match (&c.every, c.every_records) {
+        (Some(e), _) if e != "off" => Some(parse_duration_ms(e).map_err(Error::usage)?),
+        (None, None) => Some(10_000),
+        _ => None,
+    };
+    let dir = match (state, &c.dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => spec.resolve(d),
+        (None, None) => spec.dir.join(".weir").join(&spec.name),
+    };
+    Ok(CheckpointSettings {
+        enabled: !off,
+        every_ms,
+        every_records: c.every_records,
+        retain: c.retain.unwrap_or(3),
+        dir,
+    })
+}
+
+/// What makes restored state meaningful: node names, types, wiring and every setting of the
+/// transforms. Paths of sources and sinks are left out so files can move between runs.
+pub fn pipeline_hash(spec: &PipelineSpec) -> String {
+    let mut s = String::new();
+    for n in &spec.nodes {
+        s.push_str(&n.name);
+        s.push('|');
+        s.push_str(n.kind.table());
+        s.push('|');
+        s.push_str(n.config.type_name());
+        s.push('|');
+        match &n.config {
+            NodeConfig::FileSource(c) => {
+                s.push_str(&format!("{:?}", source_format(&c.path, c.format)));
+                s.push_str(if c.path == "-" { "|stdin" } else { "|files" });
+            }
+            NodeConfig::Generate(c) => s.push_str(&format!("{}|{:?}", c.seed, c.keys)),
+            NodeConfig::FileSink(c) => {
+                s.push_str(&format!("{:?}|{}", sink_format(&c.path, c.format), c.inputs.join(",")))
+            }
+            other => s.push_str(&format!("{other:?}")),
+        }
+        s.push('\n');
+    }
+    format!("{:08x}", crc32fast::hash(s.as_bytes()))
+}
+
+/// `weir run` / `weir resume`.
+pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
+    let graph = crate::pipeline::validate::check(spec)?;
+    let ck = checkpoint_settings(spec, opts.state.as_ref())?;
+    let hash = pipeline_hash(spec);
+    let warn = |m: &str| {
+        if !opts.quiet {
+            eprintln!("weir: warning: {m}");
+        }
+    };
+
+    let store = if ck.enabled {
+        Some(Store::open_locked(&ck.dir)?)
+    } else {
+        None
+    };
+    let mut restored: Option<Checkpoint> = None;
+    if opts.resume {
+        let Some(store) = &store else {
+            return Err(Error::usage(
+                "checkpoints are off for this pipeline ([checkpoint] every = \"off\"): there is nothing to resume",
+            ));
+        };
+        match store.pick(opts.from, &warn)? {
+            Some(c) => {
+                if c.pipeline_hash != hash {
+                    return Err(Error::usage(format!(
+                        "checkpoint {} in {} was taken with a different pipeline (nodes, wiring or expressions changed); resume with the pipeline file it was taken with, or start over with `weir run --fresh`",
+                        c.id,
+                        ck.dir.display()
+                    )));
+                }
+                if c.finished {
+                    if !opts.quiet {
+                        eprintln!(
+                            "weir: the run already finished (checkpoint {}); nothing to resume",
+                            c.id
+                        );
+                    }
+                    return Ok(Outcome::Finished);
+                }
+                if opts.verbose > 0 && !opts.quiet {
+                    eprintln!("weir: resuming from checkpoint {}", c.id);
+                }
+                restored = Some(c);
+            }
+            None if opts.or_start => {}
+            None => {
+                return Err(Error::usage(format!(
+                    "no checkpoint to resume in {}; start with `weir run`, or use `weir resume --or-start`",
+                    ck.dir.display()
+                )))
+            }
+        }
+    } else if let Some(store) = &store {
+        if store.has_checkpoints() {
+            if !opts.fresh {
+                return Err(Error::usage(format!(
+                    "the state directory {} already holds checkpoints; continue with `weir resume`, or start over with `weir run --fresh` (which moves the old state aside)",
+                    ck.dir.display()
+                )));
+            }
+            if let Some(dest) = store.move_aside()? {
+                if !opts.quiet {
+                    eprintln!("weir: moved the old state aside to {}", dest.display());
+                }
+            }
+        }
+    }
+
+    let mut attempts_left = spec.restart.attempts.unwrap_or(0);
+    let mut delay_ms = match &spec.restart.delay {
+        Some(d) => parse_duration_ms(d).map_err(Error::usage)?,
+        None => 1000,
+    } as f64;
+    let backoff = spec.restart.backoff.unwrap_or(2.0).max(1.0);
+    let stats_start = Instant::now();
+    let mut all_stats = Vec::new();
+    loop {
+        let (result, run) = run_once(spec, &graph, &ck, store.as_ref(), restored.as_ref(), &hash, opts);
+        all_stats.push(run);
+        match result {
+            Err(e) if e.kind == ErrKind::Runtime && attempts_left > 0 => {
+                attempts_left -= 1;
+                warn(&format!(
+                    "{e}; restarting from the last checkpoint in {:.1}s ({} attempts left)",
+                    delay_ms / 1000.0,
+                    attempts_left
+                ));
+                std::thread::sleep(Duration::from_millis(delay_ms as u64));
+                delay_ms *= backoff;
+                restored = match &store {
+                    Some(s) => s.pick(None, &warn)?,
+                    None => None,
+                };
+                if restored.as_ref().is_some_and(|c| c.finished) {
+                    write_stats(opts, spec, &all_stats, stats_start, "finished");
+                    return Ok(Outcome::Finished);
+                }
+            }
+            other => {
+                let label = match &other {
+                    Ok(Outcome::Finished) => "finished",
+                    Ok(Outcome::Interrupted(_)) => "interrupted",
+                    Err(_) => "failed",
+                };
+                write_stats(opts, spec, &all_stats, stats_start, label);
+                if let Err(e) = &other {
+                    if e.kind == ErrKind::Runtime && store.is_some() {
+                        return Err(Error::runtime(format!(
+                            "{e}\nweir: the last complete checkpoint stands; `weir resume` continues from it"
+                        )));
+                    }
+                }
+                return other;
+            }
+        }
+    }
+}
+
+/// Figures of one attempt, for `--stats`.
+pub struct RunStats {
+    pub names: Vec<String>,
+    pub kinds: Vec<&'static str>,
+    pub records_in: Vec<u64>,
+    pub records_out: Vec<u64>,
+    pub errors: Vec<u64>,
+    pub late: Vec<u64>,
+    pub checkpoints: Vec<(u64, f64, u64)>,
+}
+
+fn write_stats(opts: &Options, spec: &PipelineSpec, runs: &[RunStats], start: Instant, outcome: &str) {
+    let Some(path) = &opts.stats else { return };
+    let mut nodes = Vec::new();
+    if let Some(last) = runs.last() {
+        for i in 0..last.names.len() {
+            let sum = |f: &dyn Fn(&RunStats) -> u64| -> u64 { runs.iter().map(f).sum() };
+            nodes.push(serde_json::json!({
+                "node": last.names[i],
+                "kind": last.kinds[i],
+                "records_in": sum(&|r| r.records_in.get(i).copied().unwrap_or(0)),
+                "records_out": sum(&|r| r.records_out.get(i).copied().unwrap_or(0)),
+                "errors": sum(&|r| r.errors.get(i).copied().unwrap_or(0)),
+                "late": sum(&|r| r.late.get(i).copied().unwrap_or(0)),
+            }));
+        }
+    }
+    let cks: Vec<_> = runs
+        .iter()
+        .flat_map(|r| r.checkpoints.iter())
+        .map(|(id, ms, bytes)| serde_json::json!({"id": id, "duration_ms": ms, "bytes": bytes}))
+        .collect();
+    let v = serde_json::json!({
+        "pipeline": spec.name,
+        "outcome": outcome,
+        "attempts": runs.len(),
+        "wall_time_s": start.elapsed().as_secs_f64(),
+        "nodes": nodes,
+        "checkpoints_taken": cks.len(),
+        "checkpoints": cks,
+    });
+    let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("weir: warning: cannot write stats to {}: {e}", path.display());
+    }
+}
+
+/// Sends `Exited` when a stage thread ends, even by a panic, so the coordinator never waits
+/// for a thread that is gone.
+struct ExitGuard {
+    node: usize,
+    tx: Sender<Report>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Report::Exited { node: self.node });
+    }
+}
+
+fn restored_state<'a>(c: Option<&'a Checkpoint>, name: &str) -> Option<&'a [u8]> {
+    c.and_then(|c| c.state(name))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_once(
+    spec: &PipelineSpec,
+    g: &Graph,
+    ck: &CheckpointSettings,
+    store: Option<&Store>,
+    restored: Option<&Checkpoint>,
+    hash: &str,
+    opts: &Options,
+) -> (Result<Outcome>, RunStats) {
+    let n = g.nodes.len();
+    let (reports_tx, reports_rx) = unbounded::<Report>();
+    let names: Vec<String> = g.nodes.iter().map(|x| x.name.clone()).collect();
+    let sources: Vec<Option<SourceInfo>> = g
+        .nodes
+        .iter()
+        .map(|x| {
+            (x.kind == Kind::Source).then(|| SourceInfo {
+                name: x.name.clone(),
+                on_error: match &x.role {
+                    Role::Spec(i) => match &spec.nodes[*i].config {
+                        NodeConfig::FileSource(c) => c.on_error,
+                        NodeConfig::Generate(c) => c.on_error,
+                        _ => Default::default(),
+                    },
+                    _ => Default::default(),
+                },
+                files: Default::default(),
+            })
+        })
+        .collect();
+    let ctx = Arc::new(Context::new(
+        names.clone(),
+        sources,
+        reports_tx.clone(),
+        opts.quiet,
+        opts.verbose,
+    ));
+    let stats_of = |ctx: &Context, cks: Vec<(u64, f64, u64)>| RunStats {
+        names: names.clone(),
+        kinds: g
+            .nodes
+            .iter()
+            .map(|x| match x.kind {
+                Kind::Source => "source",
+                Kind::Transform => "transform",
+                Kind::Sink => "sink",
+            })
+            .collect(),
+        records_in: ctx.stats.iter().map(|s| s.records_in.load(Ordering::Relaxed)).collect(),
+        records_out: ctx.stats.iter().map(|s| s.records_out.load(Ordering::Relaxed)).collect(),
+        errors: ctx.stats.iter().map(|s| s.errors.load(Ordering::Relaxed)).collect(),
+        late: ctx.stats.iter().map(|s| s.late.load(Ordering::Relaxed)).collect(),
+        checkpoints: cks,
+    };
+
+    // Channels, one per edge.
+    let mut txs: Vec<Option<Sender<Msg>>> = Vec::with_capacity(g.edges.len());
+    let mut rxs: Vec<Option<Receiver<Msg>>> = Vec::with_capacity(g.edges.len());
+    for _ in &g.edges {
+        let (t, r) = bounded(CHANNEL_CAPACITY);
+        txs.push(Some(t));
+        rxs.push(Some(r));
+    }
+    let output_for = |node: usize, txs: &mut Vec<Option<Sender<Msg>>>| {
+        let mut main = Vec::new();
+        let mut late = Vec::new();
+        let mut errors = Vec::new();
+        for &e in &g.nodes[node].outputs {
+            let Some(tx) = txs[e].take() else { continue };
+            match g.edges[e].port {
+                Port::Main => main.push(tx),
+                Port::Late => late.push(tx),
+                Port::Errors(s) => errors.push((s as u32, tx)),
+            }
+        }
+        Output::new(node, ctx.clone(), main, late, errors)
+    };
+
+    enum Built {
+        Source(SourceDriver),
+        Stage(Box<dyn Operator>, Vec<Receiver<Msg>>, Output, Option<Receiver<u64>>),
+    }
+    let mut built: Vec<Built> = Vec::with_capacity(n);
+    let mut triggers: Vec<(usize, Sender<Trigger>, Arc<AtomicU64>)> = Vec::new();
+    let mut commits: Vec<Sender<u64>> = Vec::new();
+    let spool_dir = store.map(|s| s.dir.clone());
+
+    for i in 0..n {
+        let node = &g.nodes[i];
+        let state = restored_state(restored, &node.name);
+        let inputs: Vec<Receiver<Msg>> = node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();
+        let out = output_for(i, &mut txs);
+        let r: Result<Built> = (|| match (&node.role, node.kind) {
+            (Role::Spec(si), Kind::Source) => {
+                let ns = &spec.nodes[*si];
+                let (consumed, inner) = match state {
+                    Some(s) => split_state(s)?,
+                    None => (0, serde_json::Value::Null),
+                };
+                let source: Box<dyn Source> = match &ns.config {
+                    NodeConfig::FileSource(c) => {
+                        let restored_st: Option<FileSourceState> = if inner.is_null() {
+                            None
+                        } else {
+                            Some(serde_json::from_value(inner).map_err(|e| {
+                                Error::runtime(format!("source '{}': state in checkpoint: {e}", ns.name))
+                            })?)
+                        };
+                        Box::new(FileSource::new(
+                            FileSourceSettings {
+                                node: i,
+                                pattern: c.path.clone(),
+                                path: spec.resolve(&c.path),
+                                format: source_format(&c.path, c.format),
+                                at_end: opts.at_end.unwrap_or(c.at_end),
+                                infer_types: c.infer_types.unwrap_or(true),
+                                fingerprint_bytes: c.fingerprint_bytes.unwrap_or(DEFAULT_FINGERPRINT_BYTES),
+                            },
+                            ctx.clone(),
+                            restored_st,
+                        )?)
+                    }
+                    NodeConfig::Generate(c) => {
+                        let next = inner.get("next").and_then(|x| x.as_u64()).unwrap_or(0);
+                        if let Some(Some(info)) = ctx.sources.get(i) {
+                            if let Ok(mut f) = info.files.write() {
+                                f.push("<generate>".into());
+                            }
+                        }
+                        Box::new(Generate::new(
+                            i,
+                            c.count,
+                            c.rate,
+                            c.seed,
+                            c.keys.unwrap_or(1000),
+                            opts.at_end.unwrap_or(c.at_end),
+                            next,
+                        ))
+                    }
+                    _ => return Err(Error::runtime(format!("node '{}' is not a source", ns.name))),
+                };
+                let (ttx, trx) = unbounded();
+                let progress = Arc::new(AtomicU64::new(consumed / crate::pipeline::graph::BATCH_SIZE as u64));
+                triggers.push((i, ttx, progress.clone()));
+                Ok(Built::Source(SourceDriver {
+                    node: i,
+                    source,
+                    out,
+                    triggers: trx,
+                    progress,
+                    consumed,
+                }))
+            }
+            (Role::Spec(si), Kind::Transform) => {
+                let ns = &spec.nodes[*si];
+                let mut op = crate::transforms::build(ns).map_err(|p| {
+                    Error::usage(format!(
+                        "node '{}': {}",
+                        ns.name,
+                        p.into_iter().map(|x| x.1).collect::<Vec<_>>().join("; ")
+                    ))
+                })?;
+                if let Some(s) = state {
+                    op.restore(s)?;
+                }
+                Ok(Built::Stage(op, inputs, out, None))
+            }
+            (Role::Spec(si), _) => {
+                let ns = &spec.nodes[*si];
+                let NodeConfig::FileSink(c) = &ns.config else {
+                    return Err(Error::runtime(format!("node '{}' is not a sink", ns.name)));
+                };
+                let st = sink_state(state, &ns.name)?;
+                let sink = FileSink::open(
+                    &ns.name,
+                    spec.resolve(&c.path),
+                    sink_format(&c.path, c.format),
+                    c.delivery.unwrap_or(Delivery::AtLeastOnce),
+                    spool_dir.clone(),
+                    st,
+                )?;
+                let (ctx_tx, crx) = unbounded();
+                commits.push(ctx_tx);
+                Ok(Built::Stage(Box::new(sink), inputs, out, Some(crx)))
+            }
+            (Role::DeadLetter { path, .. }, _) => {
+                let st = sink_state(state, &node.name)?;
+                let sink = FileSink::open(
+                    &node.name,
+                    path.clone(),
+                    Format::Jsonl,
+                    Delivery::AtLeastOnce,
+                    spool_dir.clone(),
+                    st,
+                )?;
+                let (ctx_tx, crx) = unbounded();
+                commits.push(ctx_tx);
+                Ok(Built::Stage(Box::new(sink), inputs, out, Some(crx)))
+            }
+        })();
+        match r {
+            Ok(b) => built.push(b),
+            Err(e) => return (Err(e), stats_of(&ctx, Vec::new())),
+        }
+    }
+    drop(txs);
+
+    // Signals: the first asks for a clean stop with a final checkpoint; a second exits at once.
+    let _signals = install_signals(ctx.clone());
+
+    let mut handles = Vec::with_capacity(n);
+    for (i, b) in built.into_iter().enumerate() {
+        let ctx2 = ctx.clone();
+        let guard = ExitGuard {
+            node: i,
+            tx: reports_tx.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("weir:{}", names[i]))
+            .spawn(move || {
+                let _guard = guard;
+                match b {
+                    Built::Source(d) => d.run(ctx2),
+                    Built::Stage(op, inputs, out, control) => {
+                        run_stage(i, op, inputs, out, control, ctx2)
+                    }
+                }
+            });
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                ctx.fail(i, Error::runtime(format!("cannot start a thread: {e}")));
+            }
+        }
+    }
+    drop(reports_tx);
+
+    let progress = make_progress(opts, ctx.clone(), g);
+    let mut coord = Coordinator {
+        n,
+        ck,
+        store,
+        spec,
+        hash,
+        next_id: store.map(|s| s.next_id()).unwrap_or(1),
+        inflight: None,
+        ended: vec![None; n],
+        exited: 0,
+        last: Instant::now(),
+        records_at_last: 0,
+        triggers,
+        commits,
+        taken: Vec::new(),
+        progress,
+    };
+    coord.run(&reports_rx, &ctx);
+    for h in handles {
+        if h.join().is_err() {
+            ctx.fail_run(Error::runtime("internal error: a stage thread panicked"));
+        }
+    }
+    if let Some(p) = &coord.progress {
+        p.finish_and_clear();
+    }
+    let cks = std::mem::take(&mut coord.taken);
+    let stats = stats_of(&ctx, cks);
+    if let Some(e) = ctx.take_failure() {
+        return (Err(e), stats);
+    }
+    let outcome = match ctx.stop_reason() {
+        StopReason::Sigint => Outcome::Interrupted(Signal::Int),
+        StopReason::Sigterm => Outcome::Interrupted(Signal::Term),
+        _ => Outcome::Finished,
+    };
+    (Ok(outcome), stats)
+}
+
+fn sink_state(state: Option<&[u8]>, name: &str) -> Result<Option<SinkState>> {
+    match state {
+        None => Ok(None),
+        Some(s) => serde_json::from_slice(s)
+            .map(Some)
+            .map_err(|e| Error::runtime(format!("sink '{name}': state in checkpoint: {e}"))),
+    }
+}
+
+fn install_signals(ctx: Arc<Context>) -> Option<std::thread::JoinHandle<()>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).ok()?;
+    std::thread::Builder::new()
+        .name("weir:signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let (reason, which) = if sig == SIGINT {
+                    (StopReason::Sigint, Signal::Int)
+                } else {
+                    (StopReason::Sigterm, Signal::Term)
+                };
+                if ctx.stopping() && ctx.stop_reason() != StopReason::Failure {
+                    // Second signal: leave now; the last complete checkpoint still stands.
+                    eprintln!("weir: stopping at once; the last complete checkpoint stands");
+                    std::process::exit(crate::error::exit_code(&Ok(Outcome::Interrupted(which))));
+                }
+                if !ctx.quiet {
+                    eprintln!("weir: stopping: taking a final checkpoint (send the signal again to exit at once)");
+                }
+                ctx.request_stop(reason);
+            }
+        })
+        .ok()
+}
+
+fn make_progress(opts: &Options, ctx: Arc<Context>, g: &Graph) -> Option<indicatif::ProgressBar> {
+    let show = match opts.progress.unwrap_or(Progress::Auto) {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => std::io::stderr().is_terminal() && !opts.quiet,
+    };
+    if !show {
+        return None;
+    }
+    let _ = (ctx, g);
+    let pb = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    Some(pb)
+}
+
+struct Coordinator<'a> {
+    n: usize,
+    ck: &'a CheckpointSettings,
+    store: Option<&'a Store>,
+    spec: &'a PipelineSpec,
+    hash: &'a str,
+    next_id: u64,
+    /// The checkpoint being taken: id, each node's state so far, when it started.
+    inflight: Option<(u64, Vec<Option<Vec<u8>>>, Instant)>,
+    /// Final states of nodes whose stream ended, and whether it finished.
+    ended: Vec<Option<(Vec<u8>, bool)>>,
+    exited: usize,
+    last: Instant,
+    records_at_last: u64,
+    triggers: Vec<(usize, Sender<Trigger>, Arc<AtomicU64>)>,
+    commits: Vec<Sender<u64>>,
+    /// (id, duration ms, bytes) of every checkpoint written.
+    taken: Vec<(u64, f64, u64)>,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl Coordinator<'_> {
+    fn run(&mut self, rx: &Receiver<Report>, ctx: &Context) {
+        let tick = Duration::from_millis(20);
+        let started = Instant::now();
+        let mut last_draw = Instant::now();
+        while self.exited < self.n {
+            match rx.recv_timeout(tick) {
+                Ok(Report::State { id, node, state }) => {
+                    if let Some((cur, slots, _)) = &mut self.inflight {
+                        if *cur == id {
+                            slots[node] = Some(state);
+                        }
+                    }
+                    self.maybe_complete(ctx);
+                }
+                Ok(Report::Ended { node, state, finished }) => {
+                    self.ended[node] = Some((state.clone(), finished));
+                    // A node that ended stands in any later checkpoint with its final state.
+                    if let Some((_, slots, _)) = &mut self.inflight {
+                        if slots[node].is_none() {
+                            slots[node] = Some(state);
+                        }
+                    }
+                    if self.ended.iter().all(|e| e.is_some()) {
+                        self.final_checkpoint(ctx);
+                    } else {
+                        self.maybe_complete(ctx);
+                    }
+                }
+                Ok(Report::Exited { .. }) => self.exited += 1,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if ctx.stop_reason() == StopReason::Failure {
+                // No checkpoint after a failure; let the sinks go.
+                self.inflight = None;
+                self.commits.clear();
+            } else {
+                self.maybe_trigger(ctx);
+            }
+            if let Some(p) = &self.progress {
+                if last_draw.elapsed() >= Duration::from_millis(200) {
+                    last_draw = Instant::now();
+                    let (recs, bytes): (u64, u64) = self
+                        .triggers
+                        .iter()
+                        .map(|(i, _, _)| {
+                            (
+                                ctx.stats[*i].records_in.load(Ordering::Relaxed),
+                                ctx.stats[*i].bytes_read.load(Ordering::Relaxed),
+                            )
+                        })
+                        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    let last = self
+                        .taken
+                        .last()
+                        .map(|c| format!("checkpoint {}", c.0))
+                        .unwrap_or_else(|| "no checkpoint yet".into());
+                    p.set_message(format!(
+                        "{recs} records ({:.0}/s), {:.1} MB read, {last}",
+                        recs as f64 / secs,
+                        bytes as f64 / 1e6
+                    ));
+                    p.tick();
+                }
+            }
+        }
+    }
+
+    fn maybe_trigger(&mut self, ctx: &Context) {
+        if !self.ck.enabled || self.inflight.is_some() || ctx.stopping() {
+            return;
+        }
+        let live: Vec<usize> = self
+            .triggers
+            .iter()
+            .filter(|(i, _, _)| self.ended[*i].is_none())
+            .map(|t| t.0)
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let records: u64 = self
+            .triggers
+            .iter()
+            .map(|(i, _, _)| ctx.stats[*i].records_in.load(Ordering::Relaxed))
+            .sum();
+        let due_time = self
+            .ck
+            .every_ms
+            .is_some_and(|ms| self.last.elapsed() >= Duration::from_millis(ms.max(1) as u64));
+        let due_records = self
+            .ck
+            .every_records
+            .is_some_and(|r| records.saturating_sub(self.records_at_last) >= r.max(1));
+        if !(due_time || due_records) {
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        // Every source puts the barrier before the same logical batch number, so a union of
+        // sources is cut at the same place whatever their relative speed.
+        let at_seq = self
+            .triggers
+            .iter()
+            .filter(|(i, _, _)| self.ended[*i].is_none())
+            .map(|(_, _, p)| p.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let mut slots = vec![None; self.n];
+        for (i, e) in self.ended.iter().enumerate() {
+            if let Some((s, _)) = e {
+                slots[i] = Some(s.clone());
+            }
+        }
+        self.inflight = Some((id, slots, Instant::now()));
+        self.records_at_last = records;
+        for (i, tx, _) in &self.triggers {
+            if self.ended[*i].is_none() {
+                let _ = tx.send(Trigger { id, at_seq });
+            }
+        }
+        ctx.info(format!("checkpoint {id} triggered"));
+    }
+
+    fn maybe_complete(&mut self, ctx: &Context) {
+        let complete = matches!(&self.inflight, Some((_, slots, _)) if slots.iter().all(|s| s.is_some()));
+        if !complete {
+            return;
+        }
+        let Some((id, slots, started)) = self.inflight.take() else { return };
+        self.last = Instant::now();
+        let states: Vec<Vec<u8>> = slots.into_iter().map(|s| s.unwrap_or_default()).collect();
+        if self.write(ctx, id, states, false, false, started) {
+            for c in &self.commits {
+                let _ = c.send(id);
+            }
+        }
+    }
+
+    fn final_checkpoint(&mut self, ctx: &Context) {
+        self.inflight = None;
+        if ctx.stop_reason() == StopReason::Failure {
+            self.commits.clear();
+            return;
+        }
+        let finished = self.ended.iter().all(|e| e.as_ref().is_some_and(|x| x.1));
+        let states: Vec<Vec<u8>> = self
+            .ended
+            .iter()
+            .map(|e| e.as_ref().map(|x| x.0.clone()).unwrap_or_default())
+            .collect();
+        let id = self.next_id;
+        self.next_id += 1;
+        if self.write(ctx, id, states, true, finished, Instant::now()) {
+            for c in &self.commits {
+                let _ = c.send(id);
+            }
+        }
+        // Sinks wait for this to leave; dropping the senders lets them go.
+        self.commits.clear();
+    }
+
+    /// Writes checkpoint `id`; false (and the run failed) if it could not be written.
+    fn write(&mut self, ctx: &Context, id: u64, states: Vec<Vec<u8>>, ended: bool, finished: bool, started: Instant) -> bool {
+        let Some(store) = self.store else {
+            return true;
+        };
+        let mut nodes = Vec::with_capacity(self.n);
+        for (i, s) in states.into_iter().enumerate() {
+            let text = if s.is_empty() { "null".to_string() } else { String::from_utf8_lossy(&s).into_owned() };
+            match RawValue::from_string(text) {
+                Ok(raw) => nodes.push(NodeState {
+                    node: ctx.names[i].clone(),
+                    state: raw,
+                }),
+                Err(e) => {
+                    ctx.fail(i, Error::runtime(format!("state for checkpoint {id} is not JSON: {e}")));
+                    return false;
+                }
+            }
+        }
+        let c = Checkpoint {
+            id,
+            pipeline: self.spec.name.clone(),
+            pipeline_hash: self.hash.to_string(),
+            created_ms: jiff::Timestamp::now().as_millisecond(),
+            ended,
+            finished,
+            nodes,
+        };
+        fail::fail_point!("checkpoint-before-write", |_| {
+            ctx.fail_run(Error::runtime("failpoint checkpoint-before-write"));
+            false
+        });
+        match store.write(&c, self.ck.retain) {
+            Ok(bytes) => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                self.taken.push((id, ms, bytes));
+                ctx.info(format!("checkpoint {id} written ({bytes} bytes, {ms:.1} ms)"));
+                fail::fail_point!("checkpoint-after-write", |_| {
+                    ctx.fail_run(Error::runtime("failpoint checkpoint-after-write"));
+                    false
+                });
+                true
+            }
+            Err(e) => {
+                ctx.fail_run(e.context(format!("checkpoint {id}")));
+                false
+            }
+        }
+    }
+}

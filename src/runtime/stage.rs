@@ -1,0 +1,345 @@
+//! The loop every transform and sink thread runs: receive messages, merge several inputs in a
+//! deterministic order, align checkpoint barriers, hand batches to the operator, snapshot state
+//! at barriers, and pass end-of-stream on.
+
+use super::context::{Context, Report};
+use super::message::{Batch, EndKind, Msg, Origin, Record, END_SEQ};
+use crate::error::Error;
+use crate::pipeline::spec::OnError;
+use crate::value::{Map, Str, Value};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+/// Why a stage loop stopped early.
+pub enum Stop {
+    /// A channel peer went away: some other stage failed or the run is stopping.
+    Disconnected,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+pub type StageResult<T = ()> = std::result::Result<T, Stop>;
+
+/// A transform or a sink, as the stage loop sees it.
+pub trait Operator: Send {
+    /// Handles one batch from input `input` (index into the node's inputs).
+    fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> StageResult;
+
+    /// The combined watermark of the inputs advanced to `wm`.
+    fn watermark(&mut self, wm: i64, out: &mut Output) -> StageResult {
+        out.broadcast(Msg::Watermark(wm))
+    }
+
+    /// Every input finished: emit final results.
+    fn finish(&mut self, _out: &mut Output) -> StageResult {
+        Ok(())
+    }
+
+    /// The operator's state for a checkpoint; sinks make their output durable here.
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// Restores the state `snapshot` returned in an earlier run.
+    fn restore(&mut self, _state: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// A checkpoint this operator took part in is complete and durable.
+    fn committed(&mut self, _id: u64) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Where a node's results go: its main output, its late side output, and the dead-letter
+/// sinks of the sources whose records it handles. Records are buffered and sent as one batch.
+pub struct Output {
+    pub node: usize,
+    pub ctx: Arc<Context>,
+    main: Vec<Sender<Msg>>,
+    late: Vec<Sender<Msg>>,
+    errors: Vec<(u32, Sender<Msg>)>,
+    buf: Vec<Record>,
+    late_buf: Vec<Record>,
+    err_buf: Vec<Record>,
+}
+
+impl Output {
+    pub fn new(
+        node: usize,
+        ctx: Arc<Context>,
+        main: Vec<Sender<Msg>>,
+        late: Vec<Sender<Msg>>,
+        errors: Vec<(u32, Sender<Msg>)>,
+    ) -> Output {
+        Output {
+            node,
+            ctx,
+            main,
+            late,
+            errors,
+            buf: Vec::new(),
+            late_buf: Vec::new(),
+            err_buf: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, r: Record) {
+        self.buf.push(r);
+    }
+
+    /// The main output buffer, for operators that fill it directly.
+    #[inline]
+    pub fn buffer(&mut self) -> &mut Vec<Record> {
+        &mut self.buf
+    }
+
+    pub fn has_late_output(&self) -> bool {
+        !self.late.is_empty()
+    }
+
+    pub fn push_late(&mut self, r: Record) {
+        if !self.late.is_empty() {
+            self.late_buf.push(r);
+        }
+    }
+
+    /// A record this node could not handle: fail, skip or dead-letter, by its source's
+    /// `on_error`. `raw` is the input line for parse errors; otherwise the record is written.
+    pub fn bad(
+        &mut self,
+        origin: Origin,
+        error: &str,
+        raw: Option<&[u8]>,
+        record: Option<Value>,
+    ) -> StageResult {
+        let ctx = &self.ctx;
+        ctx.stats[self.node].add_errors(1);
+        match ctx.on_error(&origin) {
+            OnError::Fail => {
+                let (src, file) = ctx.locate(&origin);
+                Err(Stop::Failed(Error::bad_input(format!(
+                    "bad input in source '{src}' at {file}:{} (byte offset {}): node '{}': {error}",
+                    origin.line, origin.offset, ctx.names[self.node]
+                ))))
+            }
+            OnError::Skip => Ok(()),
+            OnError::DeadLetter => {
+                let (src, file) = ctx.locate(&origin);
+                let mut m = Map::with_capacity(8);
+                m.push_unique(Str::new("source"), Value::Str(Str::from(src)));
+                m.push_unique(Str::new("file"), Value::Str(Str::from(file)));
+                m.push_unique(Str::new("line"), Value::Int(origin.line as i64));
+                m.push_unique(Str::new("offset"), Value::Int(origin.offset as i64));
+                m.push_unique(
+                    Str::new("node"),
+                    Value::Str(Str::new(&ctx.names[self.node])),
+                );
+                m.push_unique(Str::new("error"), Value::str(error));
+                if let Some(raw) = raw {
+                    m.push_unique(
+                        Str::new("raw"),
+                        Value::Str(Str::from(String::from_utf8_lossy(raw))),
+                    );
+                }
+                if let Some(rec) = record {
+                    m.push_unique(Str::new("record"), rec);
+                }
+                self.err_buf.push(Record {
+                    value: Value::Object(m),
+                    origin,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends what was buffered as batches numbered `seq`.
+    pub fn flush(&mut self, seq: u64) -> StageResult {
+        if !self.buf.is_empty() {
+            let records = std::mem::take(&mut self.buf);
+            self.ctx.stats[self.node].add_out(records.len());
+            send_all(&self.main, Msg::Batch(Batch { seq, records }))?;
+        }
+        if !self.late_buf.is_empty() {
+            let records = std::mem::take(&mut self.late_buf);
+            send_all(&self.late, Msg::Batch(Batch { seq, records }))?;
+        }
+        if !self.err_buf.is_empty() {
+            let all = std::mem::take(&mut self.err_buf);
+            for (src, tx) in &self.errors {
+                let records: Vec<Record> =
+                    all.iter().filter(|r| r.origin.source == *src).cloned().collect();
+                if !records.is_empty() {
+                    tx.send(Msg::Batch(Batch { seq, records }))
+                        .map_err(|_| Stop::Disconnected)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a control message (watermark, barrier, end) on every outgoing channel.
+    pub fn broadcast(&mut self, msg: Msg) -> StageResult {
+        for tx in self.main.iter().chain(self.late.iter()) {
+            tx.send(msg.clone()).map_err(|_| Stop::Disconnected)?;
+        }
+        for (_, tx) in &self.errors {
+            tx.send(msg.clone()).map_err(|_| Stop::Disconnected)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fan-out: the batch is cloned for all consumers but the last, which gets the original.
+fn send_all(txs: &[Sender<Msg>], msg: Msg) -> StageResult {
+    if let Some((last, rest)) = txs.split_last() {
+        for tx in rest {
+            tx.send(msg.clone()).map_err(|_| Stop::Disconnected)?;
+        }
+        last.send(msg).map_err(|_| Stop::Disconnected)?;
+    }
+    Ok(())
+}
+
+/// Runs one node until its inputs end or the run stops; failures go to the context.
+pub fn run_stage(
+    node: usize,
+    mut op: Box<dyn Operator>,
+    inputs: Vec<Receiver<Msg>>,
+    mut out: Output,
+    control: Option<Receiver<u64>>,
+    ctx: Arc<Context>,
+) {
+    let r = stage_loop(node, op.as_mut(), &inputs, &mut out, control.as_ref(), &ctx);
+    if let Err(Stop::Failed(e)) = r {
+        ctx.fail(node, e);
+    }
+}
+
+fn stage_loop(
+    node: usize,
+    op: &mut dyn Operator,
+    inputs: &[Receiver<Msg>],
+    out: &mut Output,
+    control: Option<&Receiver<u64>>,
+    ctx: &Context,
+) -> StageResult {
+    let n = inputs.len();
+    // The head message of each input, waiting to be merged.
+    let mut heads: Vec<Option<Batch>> = vec![None; n];
+    let mut ended: Vec<Option<EndKind>> = vec![None; n];
+    let mut blocked = vec![false; n];
+    let mut pending_barrier: Option<u64> = None;
+    let mut wms: Vec<i64> = vec![i64::MIN; n];
+    let mut wm_out = i64::MIN;
+    // Output caused by a watermark carries the seq of the batch that advanced it.
+    let mut last_seq = 0u64;
+    loop {
+        // Fill the head of every live input that is not held at a barrier.
+        for i in 0..n {
+            while heads[i].is_none() && ended[i].is_none() && !blocked[i] {
+                match recv(&inputs[i], control, op)? {
+                    Msg::Batch(b) => heads[i] = Some(b),
+                    Msg::Watermark(w) => {
+                        wms[i] = wms[i].max(w);
+                        let live_min = (0..n)
+                            .filter(|&j| ended[j].is_none())
+                            .map(|j| wms[j])
+                            .min()
+                            .unwrap_or(w);
+                        if live_min > wm_out {
+                            wm_out = live_min;
+                            op.watermark(wm_out, out)?;
+                            out.flush(last_seq)?;
+                        }
+                    }
+                    Msg::Barrier(id) => {
+                        blocked[i] = true;
+                        pending_barrier = Some(id);
+                    }
+                    Msg::End(k) => ended[i] = Some(k),
+                }
+            }
+        }
+        // Deterministic merge: the lowest (seq, input) goes first.
+        let next = (0..n)
+            .filter_map(|i| heads[i].as_ref().map(|b| (b.seq, i)))
+            .min();
+        if let Some((seq, i)) = next {
+            let batch = heads[i].take().expect("head present");
+            ctx.stats[node].add_in(batch.records.len());
+            last_seq = seq;
+            op.process(i, batch, out)?;
+            out.flush(seq)?;
+            continue;
+        }
+        // No data waiting: every live input is at a barrier, or every input has ended.
+        let live: Vec<usize> = (0..n).filter(|&i| ended[i].is_none()).collect();
+        if live.is_empty() {
+            let finished = ended.iter().all(|k| *k == Some(EndKind::Finish));
+            // A barrier some inputs sent before ending is still owed downstream.
+            if let Some(id) = pending_barrier.take() {
+                let state = op.snapshot()?;
+                let _ = ctx.reports.send(Report::State { id, node, state });
+                out.broadcast(Msg::Barrier(id))?;
+            }
+            if finished {
+                op.finish(out)?;
+                out.flush(END_SEQ)?;
+            }
+            let state = op.snapshot()?;
+            let _ = ctx.reports.send(Report::Ended {
+                node,
+                state,
+                finished,
+            });
+            out.broadcast(Msg::End(if finished {
+                EndKind::Finish
+            } else {
+                EndKind::Pause
+            }))?;
+            // Sinks stay to hear that the final checkpoint is durable (spooled output).
+            if let Some(c) = control {
+                while let Ok(id) = c.recv() {
+                    op.committed(id)?;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(id) = pending_barrier {
+            if live.iter().all(|&i| blocked[i]) {
+                let state = op.snapshot()?;
+                let _ = ctx.reports.send(Report::State { id, node, state });
+                out.broadcast(Msg::Barrier(id))?;
+                pending_barrier = None;
+                blocked.iter_mut().for_each(|b| *b = false);
+                continue;
+            }
+        }
+        // Unreachable in a well-formed stream; treat as a broken peer rather than spin.
+        return Err(Stop::Disconnected);
+    }
+}
+
+/// Receives the next data message; commit notices for sinks are handled in between.
+fn recv(rx: &Receiver<Msg>, control: Option<&Receiver<u64>>, op: &mut dyn Operator) -> StageResult<Msg> {
+    let Some(c) = control else {
+        return rx.recv().map_err(|_| Stop::Disconnected);
+    };
+    loop {
+        crossbeam_channel::select! {
+            recv(rx) -> m => return m.map_err(|_| Stop::Disconnected),
+            recv(c) -> id => match id {
+                Ok(id) => op.committed(id)?,
+                Err(_) => return rx.recv().map_err(|_| Stop::Disconnected),
+            },
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The `file` sink: JSON lines, CSV or TSV to a file or stdout.
+//!
+//! A file sink's checkpoint state is its committed length: at a barrier it flushes and fsyncs,
+//! and `resume` truncates the file back to that length before writing, so whatever an
+//! interrupted run wrote after its last checkpoint is replaced by the same bytes again.
+//! stdout cannot be truncated: it is at-least-once, or exactly-once through a spool file whose
+//! contents are released only once the checkpoint that covers them is durable.
+
+use crate::error::Error;
+use crate::pipeline::spec::{Delivery, Format};
+use crate::runtime::message::Batch;
+use crate::runtime::stage::{Operator, Output, StageResult, Stop};
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+const FLUSH_AT: usize = 256 * 1024;
+
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+pub struct SinkState {
+    /// Bytes of the output file (or spool) covered by the checkpoint.
+    pub committed: u64,
+    /// The CSV header in force at that point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Vec<String>>,
+    /// Exactly-once stdout: bytes of the spool already released to stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<u64>,
+}
+
+enum Target {
+    File(File),
+    Stdout,
+    /// Exactly-once stdout: records go to this spool file first.
+    Spool(File),
+}
+
+pub struct FileSink {
+    name: String,
+    path: PathBuf,
+    format: Format,
+    target: Target,
+    buf: Vec<u8>,
+    /// Bytes written to the target (flushed or in `buf`).
+    written: u64,
+    header: Option<Vec<String>>,
+    /// Exactly-once stdout: spool bytes released; positions of pending checkpoints.
+    released: u64,
+    /// Spool positions of the snapshots taken and not yet committed, oldest first.
+    pending: std::collections::VecDeque<u64>,
+    spool_path: Option<PathBuf>,
+}
+
+impl FileSink {
+    /// Opens the sink. `restored` is its state from a checkpoint: the file is truncated to the
+    /// committed length; without it the file is created empty.
+    pub fn open(
+        name: &str,
+        path: PathBuf,
+        format: Format,
+        delivery: Delivery,
+        spool_dir: Option<PathBuf>,
+        restored: Option<SinkState>,
+    ) -> Result<FileSink, Error> {
+        let st = restored.clone().unwrap_or_default();
+        let stdout = path.as_os_str() == "-";
+        let (target, spool_path) = if stdout && delivery == Delivery::ExactlyOnce {
+            let dir = spool_dir.ok_or_else(|| {
+                Error::usage(format!(
+                    "sink '{name}': delivery = \"exactly-once\" to stdout needs checkpoints (a state directory)"
+                ))
+            })?;
+            let sp = dir.join(format!("{name}.spool"));
+            let f = open_truncated(&sp, st.committed, restored.is_some())
+                .map_err(|e| Error::runtime(format!("sink '{name}': spool {}: {e}", sp.display())))?;
+            (Target::Spool(f), Some(sp))
+        } else if stdout {
+            (Target::Stdout, None)
+        } else {
+            if let Some(parent) = path.parent() {
+                if !parent.as_os_str().is_empty() && !parent.exists() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::runtime(format!(
+                            "sink '{name}': cannot create {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+            }
+            let f = open_truncated(&path, st.committed, restored.is_some()).map_err(|e| {
+                Error::runtime(format!("sink '{name}': cannot open {}: {e}", path.display()))
+            })?;
+            (Target::File(f), None)
+        };
+        let mut sink = FileSink {
+            name: name.to_string(),
+            path,
+            format,
+            target,
+            buf: Vec::with_capacity(FLUSH_AT + 64 * 1024),
+            written: st.committed,
+            header: st.header,
+            released: st.released.unwrap_or(0),
+            pending: std::collections::VecDeque::new(),
+            spool_path,
+        };
+        // A spool may hold output of a checkpoint that completed after the last release.
+        if restored.is_some() && matches!(sink.target, Target::Spool(_)) {
+            sink.release(st.committed)?;
+        }
+        Ok(sink)
+    }
+
+    fn io_err(&self, what: &str, e: std::io::Error) -> Stop {
+        let target = if self.path.as_os_str() == "-" {
+            "stdout".to_string()
+        } else {
+            self.path.display().to_string()
+        };
+        Stop::Failed(Error::runtime(format!(
+            "sink '{}': {what} {target}: {e}",
+            self.name
+        )))
+    }
+
+    fn write_out(&mut self) -> StageResult {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = match &mut self.target {
+            Target::File(f) | Target::Spool(f) => f.write_all(&self.buf),
+            Target::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&self.buf).and_then(|_| o.flush())
+            }
+        };
+        match r {
+            Ok(()) => {
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                // The reader went away (`| head`): stop quietly, as ripgrep does.
+                Err(Stop::Disconnected)
+            }
+            Err(e) => Err(self.io_err("cannot write", e)),
+        }
+    }
+
+    fn encode(&mut self, v: &Value) -> StageResult {
+        let before = self.buf.len();
+        match self.format {
+            Format::Jsonl | Format::Lines => {
+                v.write_json(&mut self.buf);
+                self.buf.push(b'\n');
+            }
+            Format::Csv | Format::Tsv => self.encode_csv(v)?,
+        }
+        self.written += (self.buf.len() - before) as u64;
+        Ok(())
+    }
+
+    fn encode_csv(&mut self, v: &Value) -> StageResult {
+        let Value::Object(m) = v else {
+            return Err(Stop::Failed(Error::runtime(format!(
+                "sink '{}': CSV and TSV output need records that are objects, got {}",
+                self.name,
+                v.type_name()
+            ))));
+        };
+        let delim = if self.format == Format::Tsv { b'\t' } else { b',' };
+        let same = self
+            .header
+            .as_ref()
+            .is_some_and(|h| h.len() == m.len() && h.iter().zip(m.keys()).all(|(a, b)| a == b.as_str()));
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(delim)
+            .from_writer(&mut self.buf);
+        let r = (|| -> csv::Result<()> {
+            if !same {
+                // A new set of fields starts a new block with its own header, as Miller's
+                // csvlite does; the first block has no blank line before it.
+                if self.header.is_some() {
+                    w.write_record(None::<&[u8]>)?;
+                }
+                w.write_record(m.keys().map(|k| k.as_bytes()))?;
+            }
+            let cells: Vec<String> = m.values().map(|x| x.to_plain_string()).collect();
+            w.write_record(&cells)?;
+            w.flush()?;
+            Ok(())
+        })();
+        drop(w);
+        if !same {
+            self.header = Some(m.keys().map(|k| k.to_string()).collect());
+        }
+        r.map_err(|e| Stop::Failed(Error::runtime(format!("sink '{}': {e}", self.name))))
+    }
+
+    /// Exactly-once stdout: copies spool bytes `[released, upto)` to stdout.
+    fn release(&mut self, upto: u64) -> Result<(), Error> {
+        if upto <= self.released {
+            return Ok(());
+        }
+        let Some(sp) = &self.spool_path else {
+            return Ok(());
+        };
+        let mut f = File::open(sp).map_err(|e| Error::runtime(format!("spool {}: {e}", sp.display())))?;
+        f.seek(SeekFrom::Start(self.released))
+            .map_err(|e| Error::runtime(format!("spool: {e}")))?;
+        let mut rest = (&mut f).take(upto - self.released);
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut rest, &mut out)
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::runtime(format!("sink '{}': writing stdout: {e}", self.name)))?;
+        fail::fail_point!("spool-after-release", |_| Err(Error::runtime("failpoint spool-after-release")));
+        self.released = upto;
+        // Remember the release durably so a restart does not write the same bytes again.
+        let mark = sp.with_extension("released");
+        crate::checkpoint::atomic::write(&mark, upto.to_string().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Opens `path` for writing at the end of its first `len` bytes (truncating anything after);
+/// a fresh run (`keep` false) starts from an empty file.
+fn open_truncated(path: &std::path::Path, len: u64, keep: bool) -> std::io::Result<File> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(!keep)
+        .open(path)?;
+    if keep {
+        let cur = f.metadata()?.len();
+        if cur < len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the file has {cur} bytes but the checkpoint committed {len}: it was changed outside weir"),
+            ));
+        }
+        f.set_len(len)?;
+        f.seek(SeekFrom::Start(len))?;
+    }
+    Ok(f)
+}
+
+impl Operator for FileSink {
+    fn process(&mut self, _input: usize, batch: Batch, _out: &mut Output) -> StageResult {
+        for r in &batch.records {
+            self.encode(&r.value)?;
+        }
+        if self.buf.len() >= FLUSH_AT {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Output) -> StageResult {
+        self.write_out()
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        match self.write_out() {
+            Ok(()) => {}
+            Err(Stop::Failed(e)) => return Err(e),
+            Err(Stop::Disconnected) => return Err(Error::runtime("stdout was closed")),
+        }
+        match &mut self.target {
+            Target::File(f) | Target::Spool(f) => {
+                fail::fail_point!("sink-before-fsync", |_| Err(Error::runtime("failpoint sink-before-fsync")));
+                f.sync_data().map_err(|e| {
+                    Error::runtime(format!("sink '{}': fsync {}: {e}", self.name, self.path.display()))
+                })?;
+            }
+            Target::Stdout => {}
+        }
+        if self.spool_path.is_some() {
+            self.pending.push_back(self.written);
+        }
+        let st = SinkState {
+            committed: self.written,
+            header: self.header.clone(),
+            released: self.spool_path.as_ref().map(|_| self.released),
+        };
+        serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
+    }
+
+    fn committed(&mut self, _id: u64) -> Result<(), Error> {
+        // The checkpoint that covers everything written so far is durable: release it.
+        // Checkpoints complete in order; one that was abandoned only delays a release.
+        if let Some(upto) = self.pending.pop_front() {
+            self.release(upto)?;
+        }
+        Ok(())
+    }
+}

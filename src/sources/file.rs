@@ -1,0 +1,769 @@
+//! The `file` source: one file, a glob of files in name order, or stdin; JSON lines, CSV, TSV
+//! or plain lines. It knows the exact byte offset after every record, and identifies each file
+//! by device, inode and a CRC32 of its first bytes, so a checkpoint can say precisely where to
+//! continue even after the file was renamed.
+//!
+//! Regular files read to the end (`at_end = "finish"`) are memory-mapped: no copy, no syscall
+//! per chunk. Files that may grow or be truncated underneath (`pause`, `follow`) are read with
+//! `read()`, because a truncated mapping raises SIGBUS. Stdin is read on a helper thread so the
+//! source can still take checkpoints and notice signals while the pipe is quiet.
+
+use super::formats::{decode_jsonl, decode_line, infer, strip_cr};
+use super::{ReadStatus, Source};
+use crate::error::Error;
+use crate::pipeline::spec::{AtEnd, Format};
+use crate::runtime::context::Context;
+use crate::runtime::message::{Origin, Record};
+use crate::runtime::stage::{Output, StageResult, Stop};
+use crate::value::{Map, Str, Value};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHUNK: usize = 1 << 20;
+pub const DEFAULT_FINGERPRINT_BYTES: usize = 1024;
+
+/// One file's entry in a checkpoint.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct FileState {
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+    /// How many leading bytes the fingerprint covers (less than asked for a short file).
+    pub fp_len: u64,
+    pub fp_crc: u32,
+    /// Byte offset after the last record consumed.
+    pub offset: u64,
+    /// Lines consumed (the next record's line number is `line + 1`).
+    pub line: u64,
+    /// CSV/TSV header of this file, once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Vec<String>>,
+}
+
+/// Stdin in a checkpoint: bytes consumed and their CRC32, so `resume` can tell whether it is
+/// being fed the same input again.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct StdinState {
+    pub consumed: u64,
+    pub crc: u32,
+    pub line: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct FileSourceState {
+    #[serde(default)]
+    pub files: Vec<FileState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<StdinState>,
+}
+
+pub struct FileSourceSettings {
+    pub node: usize,
+    pub pattern: String,
+    pub path: PathBuf,
+    pub format: Format,
+    pub at_end: AtEnd,
+    pub infer_types: bool,
+    pub fingerprint_bytes: usize,
+}
+
+/// Where bytes come from.
+enum Input {
+    Mapped(memmap2::Mmap),
+    File(File),
+    Stdin(Receiver<std::io::Result<Vec<u8>>>),
+}
+
+/// The open input with its read-ahead buffer.
+struct Reader {
+    input: Input,
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]` (or `map[start..]` when mapped).
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Absolute offset of `start`.
+    offset: u64,
+    /// Running CRC of consumed bytes (stdin only).
+    crc: Option<crc32fast::Hasher>,
+}
+
+enum Fill {
+    Data,
+    Eof,
+    Idle,
+}
+
+impl Reader {
+    fn data(&self) -> &[u8] {
+        match &self.input {
+            Input::Mapped(m) => &m[self.start..],
+            _ => &self.buf[self.start..self.end],
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        if let Some(h) = &mut self.crc {
+            let s = self.start;
+            h.update(&self.buf[s..s + n]);
+        }
+        self.start += n;
+        self.offset += n as u64;
+    }
+
+    /// Reads more bytes after the unconsumed ones.
+    fn fill(&mut self) -> std::io::Result<Fill> {
+        if matches!(self.input, Input::Mapped(_)) {
+            self.eof = true;
+            return Ok(Fill::Eof);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < CHUNK / 2 {
+            let grow = (self.buf.len()).max(CHUNK);
+            self.buf.resize(self.buf.len() + grow, 0);
+        }
+        match &mut self.input {
+            Input::File(f) => {
+                let n = f.read(&mut self.buf[self.end..])?;
+                if n == 0 {
+                    self.eof = true;
+                    return Ok(Fill::Eof);
+                }
+                self.end += n;
+                Ok(Fill::Data)
+            }
+            Input::Stdin(rx) => match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(chunk)) => {
+                    if self.buf.len() - self.end < chunk.len() {
+                        self.buf.resize(self.end + chunk.len(), 0);
+                    }
+                    self.buf[self.end..self.end + chunk.len()].copy_from_slice(&chunk);
+                    self.end += chunk.len();
+                    Ok(Fill::Data)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(RecvTimeoutError::Timeout) => Ok(Fill::Idle),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.eof = true;
+                    Ok(Fill::Eof)
+                }
+            },
+            Input::Mapped(_) => Ok(Fill::Eof),
+        }
+    }
+}
+
+/// A `Read` over the reader's unconsumed bytes, for the CSV parser.
+struct CsvFeed<'a> {
+    r: &'a mut Reader,
+}
+
+impl Read for CsvFeed<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let d = self.r.data();
+            if !d.is_empty() {
+                let n = d.len().min(out.len());
+                out[..n].copy_from_slice(&d[..n]);
+                self.r.consume(n);
+                return Ok(n);
+            }
+            if self.r.eof {
+                return Ok(0);
+            }
+            match self.r.fill()? {
+                Fill::Eof => return Ok(0),
+                Fill::Data | Fill::Idle => continue,
+            }
+        }
+    }
+}
+
+pub struct FileSource {
+    s: FileSourceSettings,
+    ctx: Arc<Context>,
+    files: Vec<FileState>,
+    stdin: Option<StdinState>,
+    /// Index into `files` of the open file (or 0 for stdin).
+    cur: usize,
+    reader: Option<Reader>,
+    csv: Option<CsvState>,
+    header: Option<Vec<Str>>,
+    total: Option<u64>,
+}
+
+struct CsvState {
+    /// Bytes consumed by the CSV parser beyond the last record it returned.
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    base: u64,
+    base_line: u64,
+}
+
+fn is_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+impl FileSource {
+    pub fn new(
+        s: FileSourceSettings,
+        ctx: Arc<Context>,
+        restored: Option<FileSourceState>,
+    ) -> Result<FileSource, Error> {
+        let mut src = FileSource {
+            s,
+            ctx,
+            files: Vec::new(),
+            stdin: None,
+            cur: 0,
+            reader: None,
+            csv: None,
+            header: None,
+            total: None,
+        };
+        if src.s.pattern == "-" {
+            src.stdin = Some(restored.and_then(|r| r.stdin).unwrap_or_default());
+            src.register("<stdin>");
+            return Ok(src);
+        }
+        let found = src.list_files()?;
+        let prev = restored.map(|r| r.files).unwrap_or_default();
+        for path in found {
+            let mut st = FileState {
+                path: path.to_string_lossy().into_owned(),
+                ..Default::default()
+            };
+            if let Ok(md) = std::fs::metadata(&path) {
+                st.dev = md.dev();
+                st.ino = md.ino();
+                // A checkpointed file continues at its offset if it is the same file.
+                if let Some(p) = prev
+                    .iter()
+                    .find(|p| p.dev == st.dev && p.ino == st.ino && p.path == st.path)
+                    .or_else(|| prev.iter().find(|p| p.dev == st.dev && p.ino == st.ino))
+                {
+                    if md.len() >= p.offset && fingerprint(&path, p.fp_len)? == Some(p.fp_crc) {
+                        st = FileState {
+                            path: st.path,
+                            ..p.clone()
+                        };
+                    } else {
+                        src.ctx.warn(format!(
+                            "source '{}': {} was truncated or replaced since the checkpoint; reading it from the start",
+                            src.name(),
+                            st.path
+                        ));
+                    }
+                }
+            }
+            src.files.push(st);
+        }
+        for f in &src.files {
+            let name = f.path.clone();
+            src.register(&name);
+        }
+        src.total = Some(
+            src.files
+                .iter()
+                .filter_map(|f| std::fs::metadata(&f.path).ok().map(|m| m.len()))
+                .sum(),
+        );
+        // Skip files already read to their end.
+        Ok(src)
+    }
+
+    fn name(&self) -> String {
+        self.ctx.names[self.s.node].clone()
+    }
+
+    fn register(&self, name: &str) {
+        if let Some(Some(info)) = self.ctx.sources.get(self.s.node) {
+            if let Ok(mut f) = info.files.write() {
+                f.push(name.to_string());
+            }
+        }
+    }
+
+    fn list_files(&self) -> Result<Vec<PathBuf>, Error> {
+        let p = self.s.path.to_string_lossy().into_owned();
+        if !is_glob(&self.s.pattern) {
+            if !self.s.path.exists() {
+                if self.s.at_end == AtEnd::Follow {
+                    return Ok(Vec::new());
+                }
+                return Err(Error::usage(format!(
+                    "source '{}': input file {} does not exist",
+                    self.name(),
+                    p
+                )));
+            }
+            return Ok(vec![self.s.path.clone()]);
+        }
+        let paths = glob::glob(&p).map_err(|e| {
+            Error::usage(format!("source '{}': bad glob `{p}`: {e}", self.name()))
+        })?;
+        let mut v: Vec<PathBuf> = paths.filter_map(|r| r.ok()).filter(|p| p.is_file()).collect();
+        v.sort();
+        if v.is_empty() && self.s.at_end == AtEnd::Finish {
+            self.ctx
+                .warn(format!("source '{}': no file matches {p}", self.name()));
+        }
+        Ok(v)
+    }
+
+    fn open_current(&mut self) -> Result<bool, Error> {
+        if self.s.pattern == "-" {
+            let st = self.stdin.clone().unwrap_or_default();
+            let input = open_stdin(st.consumed, &st, &self.name())?;
+            let mut crc = crc32fast::Hasher::new();
+            if st.consumed > 0 {
+                crc = crc32fast::Hasher::new_with_initial_len(st.crc, st.consumed);
+            }
+            self.reader = Some(Reader {
+                input,
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                eof: false,
+                offset: st.consumed,
+                crc: Some(crc),
+            });
+            self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
+            return Ok(true);
+        }
+        let Some(st) = self.files.get(self.cur).cloned() else {
+            return Ok(false);
+        };
+        let path = Path::new(&st.path);
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(Error::runtime(format!(
+                    "source '{}': cannot open {}: {e}",
+                    self.name(),
+                    st.path
+                )))
+            }
+        };
+        let md = f.metadata().map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+        let len = md.len();
+        // Remember what identifies this file, as it is now.
+        {
+            let fe = &mut self.files[self.cur];
+            fe.dev = md.dev();
+            fe.ino = md.ino();
+            let want = self.s.fingerprint_bytes as u64;
+            if fe.fp_len < want.min(len) {
+                fe.fp_len = want.min(len);
+                fe.fp_crc = fingerprint(path, fe.fp_len)?.unwrap_or(0);
+            }
+        }
+        self.header = st
+            .header
+            .clone()
+            .map(|h| h.into_iter().map(Str::from).collect());
+        let use_map = self.s.at_end == AtEnd::Finish
+            && md.is_file()
+            && len > 0
+            && !matches!(self.s.format, Format::Csv | Format::Tsv);
+        let input = if use_map {
+            // SAFETY: the file is opened read-only; weir documents that files it reads with
+            // at_end = "finish" must not be truncated while it runs (growing ones use pause or
+            // follow, which never map).
+            match unsafe { memmap2::Mmap::map(&f) } {
+                Ok(m) => Input::Mapped(m),
+                Err(_) => Input::File(f),
+            }
+        } else {
+            if st.offset > 0 {
+                f.seek(SeekFrom::Start(st.offset)).map_err(|e| {
+                    Error::runtime(format!("{}: cannot seek to {}: {e}", st.path, st.offset))
+                })?;
+            }
+            Input::File(f)
+        };
+        let start = match &input {
+            Input::Mapped(m) => (st.offset as usize).min(m.len()),
+            _ => 0,
+        };
+        self.reader = Some(Reader {
+            input,
+            buf: Vec::new(),
+            start,
+            end: 0,
+            eof: false,
+            offset: st.offset,
+            crc: None,
+        });
+        Ok(true)
+    }
+
+    fn is_last_file(&self) -> bool {
+        self.s.pattern == "-" || self.cur + 1 >= self.files.len()
+    }
+
+    /// Position bookkeeping after consuming through the reader's current offset.
+    fn note_position(&mut self, lines: u64) {
+        let Some(r) = &self.reader else { return };
+        if let Some(st) = &mut self.stdin {
+            st.consumed = r.offset;
+            st.line += lines;
+            if let Some(h) = &r.crc {
+                st.crc = h.clone().finalize();
+            }
+        } else if let Some(f) = self.files.get_mut(self.cur) {
+            f.offset = r.offset;
+            f.line += lines;
+        }
+    }
+
+    fn current_line(&self) -> u64 {
+        match &self.stdin {
+            Some(s) => s.line,
+            None => self.files.get(self.cur).map(|f| f.line).unwrap_or(0),
+        }
+    }
+
+    fn origin(&self, line: u64, offset: u64) -> Origin {
+        Origin {
+            source: self.s.node as u32,
+            file: if self.stdin.is_some() { 0 } else { self.cur as u32 },
+            line,
+            offset,
+        }
+    }
+
+    /// Reads line-based formats (jsonl, lines).
+    fn read_lines(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
+        let mut consumed = 0usize;
+        let finish = self.s.at_end == AtEnd::Finish;
+        let last = self.is_last_file();
+        let jsonl = self.s.format == Format::Jsonl;
+        while consumed < n {
+            let line_no = self.current_line() + 1;
+            let r = self.reader.as_mut().expect("reader open");
+            let data = r.data();
+            let (len, term) = match memchr::memchr(b'\n', data) {
+                Some(i) => (i, 1),
+                None => {
+                    if !r.eof {
+                        match r.fill().map_err(|e| io_stop(&self.s, e))? {
+                            Fill::Data => continue,
+                            Fill::Idle => return Ok((consumed, ReadStatus::Idle)),
+                            Fill::Eof => continue,
+                        }
+                    }
+                    if data.is_empty() {
+                        return Ok((consumed, ReadStatus::Eof));
+                    }
+                    // A last line without a newline: complete when the input is over for
+                    // good; when it may still grow, wait for the rest of it.
+                    if !finish && last {
+                        return Ok((consumed, ReadStatus::Eof));
+                    }
+                    (data.len(), 0)
+                }
+            };
+            let offset = r.offset;
+            let line = &data[..len];
+            let decoded = if jsonl {
+                decode_jsonl(line)
+            } else {
+                decode_line(line).map(Some)
+            };
+            let origin = Origin {
+                source: self.s.node as u32,
+                file: if self.stdin.is_some() { 0 } else { self.cur as u32 },
+                line: line_no,
+                offset,
+            };
+            match decoded {
+                Ok(Some(value)) => {
+                    out.push(Record { value, origin });
+                    consumed += 1;
+                }
+                Ok(None) => {}
+                Err(msg) => {
+                    let raw = strip_cr(line).to_vec();
+                    let r = self.reader.as_mut().expect("reader open");
+                    r.consume(len + term);
+                    self.note_position(1);
+                    out.bad(origin, &msg, Some(&raw), None)?;
+                    consumed += 1;
+                    continue;
+                }
+            }
+            let r = self.reader.as_mut().expect("reader open");
+            r.consume(len + term);
+            self.note_position(1);
+        }
+        Ok((consumed, ReadStatus::More))
+    }
+
+    fn read_csv(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
+        let delim = if self.s.format == Format::Tsv { b'\t' } else { b',' };
+        if self.csv.is_none() {
+            let r = self.reader.take().expect("reader open");
+            let base = r.offset;
+            let base_line = self.current_line();
+            let boxed: Box<dyn Read + Send> = Box::new(OwnedFeed { r });
+            let reader = csv::ReaderBuilder::new()
+                .delimiter(delim)
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(boxed);
+            self.csv = Some(CsvState {
+                reader,
+                base,
+                base_line,
+            });
+        }
+        let mut consumed = 0;
+        let mut rec = csv::ByteRecord::new();
+        while consumed < n {
+            let line_before = self.current_line();
+            let cs = self.csv.as_mut().expect("csv open");
+            let start = cs.base + cs.reader.position().byte();
+            let more = match cs.reader.read_byte_record(&mut rec) {
+                Ok(m) => m,
+                Err(e) => {
+                    let pos = cs.base + cs.reader.position().byte();
+                    let lines = cs.base_line + cs.reader.position().line().saturating_sub(1);
+                    let origin = self.origin(line_before + 1, start);
+                    self.set_csv_position(pos, lines);
+                    out.bad(origin, &format!("invalid CSV: {e}"), None, None)?;
+                    consumed += 1;
+                    continue;
+                }
+            };
+            if !more {
+                return Ok((consumed, ReadStatus::Eof));
+            }
+            let pos = cs.base + cs.reader.position().byte();
+            let lines = cs.base_line + cs.reader.position().line().saturating_sub(1);
+            let origin = self.origin(line_before + 1, start);
+            self.set_csv_position(pos, lines);
+            let mut cells = Vec::with_capacity(rec.len());
+            let mut bad = None;
+            for (i, c) in rec.iter().enumerate() {
+                match std::str::from_utf8(c) {
+                    Ok(s) => cells.push(s),
+                    Err(_) => {
+                        bad = Some(format!("invalid UTF-8 in field {}", i + 1));
+                        break;
+                    }
+                }
+            }
+            if let Some(msg) = bad {
+                let raw = rec.as_slice().to_vec();
+                out.bad(origin, &msg, Some(&raw), None)?;
+                consumed += 1;
+                continue;
+            }
+            if cells.len() == 1 && cells[0].is_empty() {
+                continue;
+            }
+            let Some(header) = &self.header else {
+                let h: Vec<Str> = cells.iter().map(|c| Str::new(c.trim_start_matches('\u{feff}'))).collect();
+                let hs: Vec<String> = h.iter().map(|x| x.to_string()).collect();
+                if let Some(st) = &mut self.stdin {
+                    st.header = Some(hs);
+                } else if let Some(f) = self.files.get_mut(self.cur) {
+                    f.header = Some(hs);
+                }
+                self.header = Some(h);
+                continue;
+            };
+            if cells.len() != header.len() {
+                let raw = rec.as_slice().to_vec();
+                let msg = format!(
+                    "the row has {} fields but the header has {}",
+                    cells.len(),
+                    header.len()
+                );
+                out.bad(origin, &msg, Some(&raw), None)?;
+                consumed += 1;
+                continue;
+            }
+            let mut m = Map::with_capacity(header.len());
+            for (k, c) in header.iter().zip(cells) {
+                let v = if self.s.infer_types { infer(c) } else { Value::str(c) };
+                m.insert(k.clone(), v);
+            }
+            out.push(Record {
+                value: Value::Object(m),
+                origin,
+            });
+            consumed += 1;
+        }
+        Ok((consumed, ReadStatus::More))
+    }
+
+    fn set_csv_position(&mut self, pos: u64, lines_total: u64) {
+        if let Some(st) = &mut self.stdin {
+            st.consumed = pos;
+            st.line = lines_total;
+        } else if let Some(f) = self.files.get_mut(self.cur) {
+            f.offset = pos;
+            f.line = lines_total;
+        }
+    }
+}
+
+/// Owns the reader for the CSV parser.
+struct OwnedFeed {
+    r: Reader,
+}
+
+impl Read for OwnedFeed {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        CsvFeed { r: &mut self.r }.read(out)
+    }
+}
+
+fn io_stop(s: &FileSourceSettings, e: std::io::Error) -> Stop {
+    Stop::Failed(Error::runtime(format!(
+        "reading {}: {e}",
+        if s.pattern == "-" {
+            "stdin".to_string()
+        } else {
+            s.path.display().to_string()
+        }
+    )))
+}
+
+impl Source for FileSource {
+    fn read(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
+        let mut total = 0;
+        loop {
+            if self.reader.is_none() && self.csv.is_none() {
+                if !self.open_current()? {
+                    return Ok((total, ReadStatus::Eof));
+                }
+            }
+            let (k, status) = match self.s.format {
+                Format::Jsonl | Format::Lines => self.read_lines(n - total, out)?,
+                Format::Csv | Format::Tsv => self.read_csv(n - total, out)?,
+            };
+            total += k;
+            match status {
+                ReadStatus::More => return Ok((total, ReadStatus::More)),
+                ReadStatus::Idle => return Ok((total, ReadStatus::Idle)),
+                ReadStatus::Eof => {
+                    if self.s.pattern != "-" && self.cur + 1 < self.files.len() {
+                        // On to the next file of the glob.
+                        self.cur += 1;
+                        self.reader = None;
+                        self.csv = None;
+                        if total >= n {
+                            return Ok((total, ReadStatus::More));
+                        }
+                        continue;
+                    }
+                    return Ok((total, ReadStatus::Eof));
+                }
+            }
+        }
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        let st = FileSourceState {
+            files: self.files.clone(),
+            stdin: self.stdin.clone(),
+        };
+        serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
+    }
+
+    fn total_bytes(&self) -> Option<u64> {
+        self.total
+    }
+
+    fn at_end(&self) -> AtEnd {
+        self.s.at_end
+    }
+}
+
+/// CRC32 of the first `len` bytes; `None` if the file is shorter than that now.
+pub fn fingerprint(path: &Path, len: u64) -> Result<Option<u32>, Error> {
+    let mut f = File::open(path)
+        .map_err(|e| Error::runtime(format!("cannot open {}: {e}", path.display())))?;
+    let mut buf = vec![0u8; len as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) => return Err(Error::runtime(format!("reading {}: {e}", path.display()))),
+        }
+    }
+    if got < buf.len() {
+        return Ok(None);
+    }
+    Ok(Some(crc32fast::hash(&buf)))
+}
+
+/// Opens stdin for reading after `skip` bytes already consumed by an earlier run: a regular
+/// file is seeked; a pipe is read and its first bytes checked against the checkpoint's CRC.
+fn open_stdin(skip: u64, st: &StdinState, source: &str) -> Result<Input, Error> {
+    let mut stdin = std::io::stdin();
+    let mut prefix_crc = crc32fast::Hasher::new();
+    let mut skipped = 0u64;
+    let mut first: Vec<u8> = Vec::new();
+    // Read and check the prefix on this thread, so a mismatch is reported before any work.
+    let mut buf = vec![0u8; CHUNK];
+    while skipped < skip {
+        let want = ((skip - skipped) as usize).min(buf.len());
+        let n = match stdin.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::runtime(format!("reading stdin: {e}"))),
+        };
+        if n == 0 {
+            break;
+        }
+        prefix_crc.update(&buf[..n]);
+        skipped += n as u64;
+    }
+    if skip > 0 && (skipped < skip || prefix_crc.finalize() != st.crc) {
+        return Err(Error::usage(format!(
+            "source '{source}': stdin differs from the input of the checkpoint (its first {skip} bytes do not match); feed the same input to resume, or start over with `weir run --fresh`"
+        )));
+    }
+    first.clear();
+    let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            loop {
+                let mut chunk = vec![0u8; 256 * 1024];
+                match stdin.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::runtime(format!("cannot start the stdin reader: {e}")))?;
+    Ok(Input::Stdin(rx))
+}

@@ -1,0 +1,147 @@
+//! Turning input bytes into records: JSON lines, plain lines, and CSV/TSV cells with
+//! Miller-style number inference.
+
+use crate::value::{Map, Str, Value};
+
+/// Decodes one JSON line. `Ok(None)` for a blank line (skipped, as jq does).
+pub fn decode_jsonl(line: &[u8]) -> Result<Option<Value>, String> {
+    let line = trim_ascii(line);
+    if line.is_empty() {
+        return Ok(None);
+    }
+    match Value::from_json(line) {
+        Ok(v @ Value::Object(_)) => Ok(Some(v)),
+        Ok(other) => Err(format!(
+            "expected a JSON object, found {} {}",
+            article(other.type_name()),
+            other.type_name()
+        )),
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
+}
+
+fn article(t: &str) -> &'static str {
+    if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// `{"line": "..."}`; a line that is not UTF-8 is bad input rather than silently altered.
+pub fn decode_line(line: &[u8]) -> Result<Value, String> {
+    let line = strip_cr(line);
+    match std::str::from_utf8(line) {
+        Ok(s) => {
+            let mut m = Map::with_capacity(1);
+            m.push_unique(Str::new("line"), Value::str(s));
+            Ok(Value::Object(m))
+        }
+        Err(e) => Err(format!(
+            "invalid UTF-8 at byte {} of the line",
+            e.valid_up_to()
+        )),
+    }
+}
+
+pub fn strip_cr(line: &[u8]) -> &[u8] {
+    match line.last() {
+        Some(b'\r') => &line[..line.len() - 1],
+        _ => line,
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map(|i| i + 1)
+        .unwrap_or(start);
+    &b[start..end.max(start)]
+}
+
+/// A CSV cell as a value: canonical decimal numbers become numbers (as in Miller), everything
+/// else stays a string. `007`, `+3`, `1_000`, `0x1F`, `NaN` stay strings, so identifiers like
+/// zip codes survive a round trip unchanged.
+pub fn infer(cell: &str) -> Value {
+    if looks_numeric(cell.as_bytes()) {
+        if let Ok(i) = cell.parse::<i64>() {
+            return Value::Int(i);
+        }
+        if let Ok(f) = cell.parse::<f64>() {
+            if f.is_finite() {
+                return Value::Float(f);
+            }
+        }
+    }
+    Value::str(cell)
+}
+
+fn looks_numeric(b: &[u8]) -> bool {
+    let mut i = 0;
+    if b.first() == Some(&b'-') {
+        i = 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let f = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == f {
+            return false;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let e = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == e {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_is_conservative() {
+        assert_eq!(infer("42"), Value::Int(42));
+        assert_eq!(infer("-3.5"), Value::Float(-3.5));
+        assert_eq!(infer("1e3"), Value::Float(1000.0));
+        assert_eq!(infer("0"), Value::Int(0));
+        for s in ["007", "+3", "1_000", "0x1F", "NaN", "inf", "", "1.", ".5", "1e", "-"] {
+            assert_eq!(infer(s), Value::str(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn jsonl_lines() {
+        assert!(decode_jsonl(b"  \r").unwrap().is_none());
+        assert!(decode_jsonl(b"{\"a\":1}\r").unwrap().is_some());
+        assert!(decode_jsonl(b"[1,2]").unwrap_err().contains("an array"));
+        assert!(decode_jsonl(b"{\"a\":").unwrap_err().contains("invalid JSON"));
+        assert!(decode_line(b"ab\xffc").is_err());
+        assert_eq!(
+            decode_line(b"x\r").unwrap().to_json_string(),
+            r#"{"line":"x"}"#
+        );
+    }
+}

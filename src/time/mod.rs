@@ -1,0 +1,81 @@
+//! Event time: reading a record's time (RFC 3339 strings with any offset and fractional
+//! seconds, or epoch numbers in seconds or milliseconds) as milliseconds since the epoch.
+//! Watermarks and windows are built on these numbers and never on the wall clock.
+
+pub mod window;
+
+use crate::expr::Expr;
+use crate::pipeline::spec::TimeUnit;
+use crate::value::Value;
+
+#[derive(Clone)]
+pub struct TimeExpr {
+    pub expr: Expr,
+    pub unit: TimeUnit,
+}
+
+impl TimeExpr {
+    pub fn eval(&self, record: &Value) -> Result<i64, String> {
+        let v = self
+            .expr
+            .eval_first(record)
+            .map_err(|e| e.message)?
+            .unwrap_or(Value::Null);
+        to_millis(&v, self.unit).map_err(|m| format!("time `{}`: {m}", self.expr.source()))
+    }
+}
+
+pub fn to_millis(v: &Value, unit: TimeUnit) -> Result<i64, String> {
+    match v {
+        Value::Str(s) => parse_rfc3339(s),
+        Value::Int(i) => Ok(match unit {
+            TimeUnit::S => i.saturating_mul(1000),
+            TimeUnit::Ms => *i,
+        }),
+        Value::Float(f) if f.is_finite() => Ok(match unit {
+            TimeUnit::S => (f * 1000.0).round() as i64,
+            TimeUnit::Ms => f.round() as i64,
+        }),
+        Value::Null => Err("the record has no time (null)".into()),
+        other => Err(format!(
+            "expected an RFC 3339 string or an epoch number, found {}",
+            other.type_name()
+        )),
+    }
+}
+
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time (like 2026-11-21T10:00:00Z)"))
+}
+
+/// RFC 3339 in UTC, with milliseconds only when there are any.
+pub fn format_millis(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => {
+            if ms.rem_euclid(1000) == 0 {
+                format!("{t:.0}")
+            } else {
+                format!("{t:.3}")
+            }
+        }
+        Err(_) => ms.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Ok(1000));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:01.5+01:00"), Ok(1500));
+        assert!(parse_rfc3339("yesterday").is_err());
+        assert_eq!(to_millis(&Value::Int(2), TimeUnit::S), Ok(2000));
+        assert_eq!(to_millis(&Value::Int(2), TimeUnit::Ms), Ok(2));
+        assert_eq!(format_millis(60_000), "1970-01-01T00:01:00Z");
+        assert_eq!(format_millis(1_500), "1970-01-01T00:00:01.500Z");
+    }
+}

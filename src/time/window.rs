@@ -1,0 +1,1 @@
+//! Window assignment (tumbling, sliding, session) lives here.

@@ -1,0 +1,179 @@
+//! `aggregate`: keyed running aggregates without time. `emit = "final"` emits each key's result
+//! when the stream finishes, sorted by key; `emit = "updates"` emits the key's new result after
+//! every record. State is a hash map for speed; everything that leaves it (output, checkpoint)
+//! is sorted first, so hash order never reaches a user.
+
+use super::aggs::{eval_args, fold, Acc, AggSpec};
+use crate::error::Error;
+use crate::expr::Expr;
+use crate::pipeline::spec::Emit;
+use crate::runtime::message::{Batch, Origin, Record};
+use crate::runtime::stage::{Operator, Output, StageResult};
+use crate::value::{Map, Str, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+pub struct Aggregate {
+    pub key: Option<Expr>,
+    pub specs: Vec<AggSpec>,
+    pub emit: Emit,
+    /// Drop a key after this many milliseconds of event time without an update.
+    pub ttl: Option<Ttl>,
+    groups: HashMap<Value, Group>,
+    /// The largest event time seen (the clock of `state_ttl`).
+    clock: i64,
+    finished: bool,
+    key_name: Str,
+    args: Vec<Option<Value>>,
+}
+
+#[derive(Clone)]
+pub struct Ttl {
+    pub ms: i64,
+    pub time: crate::time::TimeExpr,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Group {
+    accs: Vec<Acc>,
+    last_seen: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    finished: bool,
+    clock: i64,
+    groups: Vec<(Value, Group)>,
+}
+
+impl Aggregate {
+    pub fn new(key: Option<Expr>, specs: Vec<AggSpec>, emit: Emit, ttl: Option<Ttl>) -> Self {
+        Aggregate {
+            key,
+            specs,
+            emit,
+            ttl,
+            groups: HashMap::new(),
+            clock: i64::MIN,
+            finished: false,
+            key_name: Str::new("key"),
+            args: Vec::new(),
+        }
+    }
+
+    fn result(&self, key: &Value, g: &Group) -> Value {
+        let mut m = Map::with_capacity(self.specs.len() + 1);
+        if self.key.is_some() {
+            m.push_unique(self.key_name.clone(), key.clone());
+        }
+        for (s, a) in self.specs.iter().zip(&g.accs) {
+            m.insert(s.name.clone(), a.result());
+        }
+        Value::Object(m)
+    }
+
+    fn expire(&mut self) {
+        let Some(ttl) = &self.ttl else { return };
+        let horizon = self.clock.saturating_sub(ttl.ms);
+        self.groups.retain(|_, g| g.last_seen > horizon);
+    }
+}
+
+impl Operator for Aggregate {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
+        for r in batch.records {
+            let key = match &self.key {
+                None => Value::Null,
+                Some(e) => match e.eval_first(&r.value) {
+                    Ok(k) => k.unwrap_or(Value::Null),
+                    Err(e) => {
+                        out.bad(r.origin, &e.message, None, Some(r.value))?;
+                        continue;
+                    }
+                },
+            };
+            let now = match &self.ttl {
+                Some(Ttl { time: t, .. }) => match t.eval(&r.value) {
+                    Ok(ms) => ms,
+                    Err(msg) => {
+                        out.bad(r.origin, &msg, None, Some(r.value))?;
+                        continue;
+                    }
+                },
+                None => 0,
+            };
+            if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
+                out.bad(r.origin, &msg, None, Some(r.value))?;
+                continue;
+            }
+            let emit_key = (self.emit == Emit::Updates).then(|| key.clone());
+            let specs = &self.specs;
+            let g = self.groups.entry(key).or_insert_with(|| Group {
+                accs: specs.iter().map(|s| Acc::new(s.func)).collect(),
+                last_seen: now,
+            });
+            if let Err(msg) = fold(specs, &mut g.accs, &self.args) {
+                out.bad(r.origin, &msg, None, Some(r.value))?;
+                continue;
+            }
+            g.last_seen = g.last_seen.max(now);
+            self.clock = self.clock.max(now);
+            if let Some(key) = emit_key {
+                if let Some(g) = self.groups.get(&key) {
+                    let value = self.result(&key, g);
+                    out.push(Record {
+                        value,
+                        origin: r.origin,
+                    });
+                }
+            }
+        }
+        if self.ttl.is_some() {
+            self.expire();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> StageResult {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        if self.emit == Emit::Final {
+            let mut keys: Vec<&Value> = self.groups.keys().collect();
+            keys.sort();
+            for k in keys {
+                let value = self.result(k, &self.groups[k]);
+                out.push(Record {
+                    value,
+                    origin: Origin::default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        let mut groups: Vec<(Value, Group)> = self
+            .groups
+            .iter()
+            .map(|(k, g)| (k.clone(), g.clone()))
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        serde_json::to_vec(&State {
+            finished: self.finished,
+            clock: self.clock,
+            groups,
+        })
+        .map_err(|e| Error::runtime(format!("cannot encode aggregate state: {e}")))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let st: State = serde_json::from_slice(state)
+            .map_err(|e| Error::runtime(format!("aggregate state in checkpoint: {e}")))?;
+        self.finished = st.finished;
+        self.clock = st.clock;
+        self.groups = st.groups.into_iter().collect();
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! Aggregate functions shared by `aggregate` and `window`: parsing `"sum(.bytes)"`, running
+//! state per key, results, and a state encoding for checkpoints. Nulls (missing fields) are
+//! ignored by every function but `count`, as in SQL.
+
+use crate::expr::Expr;
+use crate::value::{Str, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    First,
+    Last,
+    CountDistinct,
+}
+
+const FUNCS: &str = "count, sum(e), min(e), max(e), avg(e), first(e), last(e), count_distinct(e)";
+
+#[derive(Clone)]
+pub struct AggSpec {
+    pub name: Str,
+    pub func: Func,
+    pub arg: Option<Expr>,
+}
+
+/// Parses one `name = "func(expr)"` entry. The error's offset points into the text.
+pub fn parse_agg(name: &str, text: &str) -> Result<AggSpec, (usize, String)> {
+    let t = text.trim();
+    let (fname, arg) = match t.find('(') {
+        Some(i) if t.ends_with(')') => (t[..i].trim(), Some(t[i + 1..t.len() - 1].trim())),
+        Some(_) => return Err((0, format!("`{t}`: missing `)` at the end"))),
+        None => (t, None),
+    };
+    let func = match fname {
+        "count" => Func::Count,
+        "sum" => Func::Sum,
+        "min" => Func::Min,
+        "max" => Func::Max,
+        "avg" => Func::Avg,
+        "first" => Func::First,
+        "last" => Func::Last,
+        "count_distinct" => Func::CountDistinct,
+        other => {
+            return Err((
+                0,
+                format!("unknown aggregate function `{other}`; expected one of {FUNCS}"),
+            ))
+        }
+    };
+    let arg = match (func, arg) {
+        (Func::Count, None) => None,
+        (Func::Count, Some("")) => None,
+        (Func::Count, Some(a)) => Some(a),
+        (_, None) | (_, Some("")) => {
+            return Err((0, format!("`{fname}` needs an expression, like {fname}(.bytes)")))
+        }
+        (_, Some(a)) => Some(a),
+    };
+    let arg = match arg {
+        Some(a) => {
+            let off = text.find(a).unwrap_or(0);
+            Some(Expr::compile(a).map_err(|e| (off + e.offset, e.message))?)
+        }
+        None => None,
+    };
+    Ok(AggSpec {
+        name: Str::new(name),
+        func,
+        arg,
+    })
+}
+
+/// The running state of one aggregate for one key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Acc {
+    Count(u64),
+    /// Integer sum while every input was an integer and it did not overflow.
+    SumInt(i64),
+    SumFloat(f64),
+    Min(Option<Value>),
+    Max(Option<Value>),
+    Avg { sum: f64, n: u64 },
+    First(Option<Value>),
+    Last(Option<Value>),
+    Distinct(BTreeSet<Value>),
+}
+
+impl Acc {
+    pub fn new(f: Func) -> Acc {
+        match f {
+            Func::Count => Acc::Count(0),
+            Func::Sum => Acc::SumInt(0),
+            Func::Min => Acc::Min(None),
+            Func::Max => Acc::Max(None),
+            Func::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            Func::First => Acc::First(None),
+            Func::Last => Acc::Last(None),
+            Func::CountDistinct => Acc::Distinct(BTreeSet::new()),
+        }
+    }
+
+    /// Whether `update` would accept `v`; checked for every aggregate before any is updated,
+    /// so a bad record leaves the state untouched.
+    pub fn check(&self, v: Option<&Value>, func: Func) -> Result<(), String> {
+        match (func, v) {
+            (Func::Sum | Func::Avg, Some(x)) if !matches!(x, Value::Null) && x.as_f64().is_none() => {
+                Err(not_number(if func == Func::Sum { "sum" } else { "avg" }, x))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Folds one value in (already checked). `v` is `None` for `count` without an argument.
+    pub fn update(&mut self, v: Option<&Value>) {
+        if let Acc::Count(n) = self {
+            if !matches!(v, Some(Value::Null)) {
+                *n += 1;
+            }
+            return;
+        }
+        let Some(v) = v else { return };
+        if matches!(v, Value::Null) {
+            return;
+        }
+        match self {
+            Acc::Count(_) => {}
+            Acc::SumInt(s) => match v {
+                Value::Int(i) => match s.checked_add(*i) {
+                    Some(x) => *s = x,
+                    None => *self = Acc::SumFloat(*s as f64 + *i as f64),
+                },
+                other => *self = Acc::SumFloat(*s as f64 + other.as_f64().unwrap_or(0.0)),
+            },
+            Acc::SumFloat(s) => *s += v.as_f64().unwrap_or(0.0),
+            Acc::Avg { sum, n } => {
+                *sum += v.as_f64().unwrap_or(0.0);
+                *n += 1;
+            }
+            Acc::Min(m) => {
+                if m.as_ref().is_none_or(|cur| v < cur) {
+                    *m = Some(v.clone());
+                }
+            }
+            Acc::Max(m) => {
+                if m.as_ref().is_none_or(|cur| v > cur) {
+                    *m = Some(v.clone());
+                }
+            }
+            Acc::First(f) => {
+                if f.is_none() {
+                    *f = Some(v.clone());
+                }
+            }
+            Acc::Last(l) => *l = Some(v.clone()),
+            Acc::Distinct(set) => {
+                if !set.contains(v) {
+                    set.insert(v.clone());
+                }
+            }
+        }
+    }
+
+    pub fn result(&self) -> Value {
+        match self {
+            Acc::Count(n) => Value::Int(*n as i64),
+            Acc::SumInt(s) => Value::Int(*s),
+            Acc::SumFloat(s) => Value::Float(*s),
+            Acc::Avg { sum, n } => {
+                if *n == 0 {
+                    Value::Null
+                } else {
+                    Value::Float(*sum / *n as f64)
+                }
+            }
+            Acc::Min(v) | Acc::Max(v) | Acc::First(v) | Acc::Last(v) => {
+                v.clone().unwrap_or(Value::Null)
+            }
+            Acc::Distinct(s) => Value::Int(s.len() as i64),
+        }
+    }
+}
+
+fn not_number(f: &str, v: &Value) -> String {
+    format!("{f}() of {} ({}), not a number", v.type_name(), {
+        let s = v.to_json_string();
+        if s.len() > 40 {
+            format!("{}...", &s[..s.char_indices().nth(37).map(|c| c.0).unwrap_or(37)])
+        } else {
+            s
+        }
+    })
+}
+
+/// Evaluates the aggregates' arguments on a record into `args` (reused between records).
+pub fn eval_args(specs: &[AggSpec], record: &Value, args: &mut Vec<Option<Value>>) -> Result<(), String> {
+    args.clear();
+    for spec in specs {
+        args.push(match &spec.arg {
+            None => None,
+            Some(e) => Some(e.eval_first(record).map_err(|e| e.message)?.unwrap_or(Value::Null)),
+        });
+    }
+    Ok(())
+}
+
+/// Checks every argument, then folds them all in: all or nothing.
+pub fn fold(specs: &[AggSpec], accs: &mut [Acc], args: &[Option<Value>]) -> Result<(), String> {
+    for ((spec, acc), a) in specs.iter().zip(accs.iter()).zip(args) {
+        acc.check(a.as_ref(), spec.func)?;
+    }
+    for (acc, a) in accs.iter_mut().zip(args) {
+        acc.update(a.as_ref());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!(parse_agg("n", "count").unwrap().func, Func::Count);
+        assert_eq!(parse_agg("n", "count()").unwrap().func, Func::Count);
+        assert_eq!(parse_agg("b", "sum(.bytes)").unwrap().func, Func::Sum);
+        assert!(parse_agg("b", "sum").is_err());
+        assert!(parse_agg("b", "median(.x)").is_err());
+        assert!(parse_agg("b", "sum(.x").is_err());
+    }
+
+    #[test]
+    fn sums_stay_integers_until_a_float_arrives() {
+        let mut a = Acc::new(Func::Sum);
+        a.update(Some(&Value::Int(2)));
+        a.update(Some(&Value::Null));
+        a.update(Some(&Value::Int(3)));
+        assert_eq!(a.result().to_json_string(), "5");
+        a.update(Some(&Value::Float(0.5)));
+        assert_eq!(a.result().to_json_string(), "5.5");
+        assert!(a.check(Some(&Value::str("x")), Func::Sum).is_err());
+        assert!(a.check(Some(&Value::Null), Func::Sum).is_ok());
+        let mut m = Acc::new(Func::Max);
+        m.update(Some(&Value::Int(2)));
+        m.update(Some(&Value::Float(7.5)));
+        assert_eq!(m.result(), Value::Float(7.5));
+        let mut d = Acc::new(Func::CountDistinct);
+        for v in [Value::Int(1), Value::Float(1.0), Value::str("1")] {
+            d.update(Some(&v));
+        }
+        assert_eq!(d.result(), Value::Int(2));
+    }
+}

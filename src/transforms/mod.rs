@@ -1,0 +1,140 @@
+//! Transforms, and turning a transform's config into its runtime operator (compiling every
+//! expression once, up front, so mistakes are reported before any data is read).
+
+pub mod aggregate;
+pub mod aggs;
+pub mod filter;
+pub mod map;
+pub mod parse;
+
+use crate::expr::Expr;
+use crate::pipeline::spec::{parse_duration_ms, NodeConfig, TimeUnit};
+use crate::pipeline::NodeSpec;
+use crate::runtime::stage::Operator;
+use crate::time::TimeExpr;
+use std::ops::Range;
+
+/// Problems found while building: a span in the pipeline file and a message.
+pub type BuildProblems = Vec<(Range<usize>, String)>;
+
+/// Compiles an expression written under `key`; the span points into the expression.
+pub fn compile(node: &NodeSpec, key: &str, src: &str, p: &mut BuildProblems) -> Option<Expr> {
+    match Expr::compile(src) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            let span = node.key_span(key);
+            // +1 skips the opening quote of a TOML string.
+            let at = span.start + 1 + e.offset;
+            p.push((at..at, format!("`{key}`: {}", e.message)));
+            None
+        }
+    }
+}
+
+pub fn duration(node: &NodeSpec, key: &str, v: &str, p: &mut BuildProblems) -> Option<i64> {
+    match parse_duration_ms(v) {
+        Ok(ms) => Some(ms),
+        Err(m) => {
+            p.push((node.key_span(key), format!("`{key}`: {m}")));
+            None
+        }
+    }
+}
+
+pub fn aggs(node: &NodeSpec, table: &toml::Table, p: &mut BuildProblems) -> Vec<aggs::AggSpec> {
+    let mut out = Vec::new();
+    if table.is_empty() {
+        p.push((node.key_span("aggs"), "`aggs` is empty: name at least one aggregate, like aggs = { n = \"count\" }".into()));
+    }
+    for (name, v) in table {
+        let Some(text) = v.as_str() else {
+            p.push((
+                node.key_span("aggs"),
+                format!("aggregate `{name}` must be a string like \"sum(.bytes)\""),
+            ));
+            continue;
+        };
+        if name == "key" {
+            p.push((node.key_span("aggs"), "an aggregate may not be called `key`: the output uses that name for the key".into()));
+            continue;
+        }
+        match aggs::parse_agg(name, text) {
+            Ok(a) => out.push(a),
+            Err((_, m)) => p.push((node.key_span("aggs"), format!("aggregate `{name}`: {m}"))),
+        }
+    }
+    out
+}
+
+/// Builds a transform's operator, or every problem with its config.
+pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
+    let mut p = BuildProblems::new();
+    let op: Option<Box<dyn Operator>> = match &node.config {
+        NodeConfig::Filter(c) => compile(node, "expr", &c.expr, &mut p)
+            .map(|expr| Box::new(filter::Filter { expr }) as Box<dyn Operator>),
+        NodeConfig::Map(c) => compile(node, "expr", &c.expr, &mut p)
+            .map(|expr| Box::new(map::MapOp::new(expr)) as Box<dyn Operator>),
+        NodeConfig::Parse(c) => match regex::Regex::new(&c.regex) {
+            Ok(re) => {
+                if re.capture_names().flatten().next().is_none() {
+                    p.push((
+                        node.key_span("regex"),
+                        "`regex` has no named group like (?P<name>...): it would add no field".into(),
+                    ));
+                    None
+                } else {
+                    Some(Box::new(parse::Parse::new(c.field.clone(), re)) as Box<dyn Operator>)
+                }
+            }
+            Err(e) => {
+                p.push((node.key_span("regex"), format!("`regex` does not compile: {e}")));
+                None
+            }
+        },
+        NodeConfig::Aggregate(c) => {
+            let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
+            let specs = aggs(node, &c.aggs, &mut p);
+            let ttl = match (&c.state_ttl, &c.time) {
+                (Some(t), Some(src)) => {
+                    let ms = duration(node, "state_ttl", t, &mut p);
+                    let expr = compile(node, "time", src, &mut p);
+                    match (ms, expr) {
+                        (Some(ms), Some(expr)) => Some(aggregate::Ttl {
+                            ms,
+                            time: TimeExpr {
+                                expr,
+                                unit: c.time_unit.unwrap_or(TimeUnit::S),
+                            },
+                        }),
+                        _ => None,
+                    }
+                }
+                (Some(_), None) => {
+                    p.push((
+                        node.key_span("state_ttl"),
+                        "`state_ttl` needs `time`: a key's idleness is measured in event time".into(),
+                    ));
+                    None
+                }
+                (None, Some(_)) => {
+                    p.push((node.key_span("time"), "`time` is only used with `state_ttl`".into()));
+                    None
+                }
+                (None, None) => None,
+            };
+            Some(Box::new(aggregate::Aggregate::new(key, specs, c.emit, ttl)) as Box<dyn Operator>)
+        }
+        NodeConfig::Window(_) | NodeConfig::Dedup(_) => {
+            p.push((
+                node.span.clone(),
+                format!("`{}` is not available in this build yet", node.config.type_name()),
+            ));
+            None
+        }
+        _ => None,
+    };
+    match op {
+        Some(op) if p.is_empty() => Ok(op),
+        _ => Err(p),
+    }
+}
