@@ -71,10 +71,23 @@ impl Graph {
 
 /// Wires the nodes; reports every wiring problem at once.
 pub fn build(spec: &PipelineSpec) -> Result<Graph> {
+    let (g, problems) = build_collect(spec);
+    if !problems.is_empty() {
+        return Err(Problems {
+            file: spec.file.clone(),
+            list: problems,
+        }
+        .into());
+    }
+    Ok(g)
+}
+
+/// Wires what can be wired and returns the problems alongside (with those found in reading).
+pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
     let loc = Locator::new(&spec.text);
     let mut c = Collector {
         loc: &loc,
-        list: Vec::new(),
+        list: spec.problems.clone(),
     };
     let n = spec.nodes.len();
     // (from spec index, port, to spec index)
@@ -108,12 +121,17 @@ pub fn build(spec: &PipelineSpec) -> Result<Graph> {
                 None => (input.as_str(), Port::Main),
             };
             let Some(fi) = spec.nodes.iter().position(|x| x.name == base) else {
-                let known: Vec<&str> = spec
+                if spec.broken.iter().any(|b| b == base) {
+                    continue;
+                }
+                let mut known: Vec<&str> = spec
                     .nodes
                     .iter()
                     .filter(|x| x.kind != Kind::Sink)
                     .map(|x| x.name.as_str())
+                    .chain(spec.broken.iter().map(String::as_str))
                     .collect();
+                known.sort_unstable();
                 c.at(
                     span,
                     name,
@@ -223,12 +241,16 @@ pub fn build(spec: &PipelineSpec) -> Result<Graph> {
         }
     }
 
-    if !c.list.is_empty() {
-        return Err(Problems {
-            file: spec.file.clone(),
-            list: c.list,
-        }
-        .into());
+    let problems = std::mem::take(&mut c.list);
+    if order.len() < n {
+        // A cycle leaves no order to build in; the problems say why.
+        return (
+            Graph {
+                nodes: Vec::new(),
+                edges: Vec::new(),
+            },
+            problems,
+        );
     }
 
     let mut g = Graph {
@@ -294,7 +316,7 @@ pub fn build(spec: &PipelineSpec) -> Result<Graph> {
             }
         }
     }
-    Ok(g)
+    (g, problems)
 }
 
 fn add_edge(g: &mut Graph, from: usize, port: Port, to: usize) {
@@ -392,7 +414,7 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
         NodeConfig::FileSource(s) => vec![format!(
             "path {}  format {:?}  at_end {:?}  on_error {:?}",
             spec.resolve(&s.path).display(),
-            s.format,
+            super::validate::source_format(&s.path, s.format),
             s.at_end,
             s.on_error
         )],
@@ -417,7 +439,7 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
         NodeConfig::FileSink(s) => vec![format!(
             "path {}  format {:?}",
             spec.resolve(&s.path).display(),
-            s.format
+            super::validate::sink_format(&s.path, s.format)
         )],
     }
 }

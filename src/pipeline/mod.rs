@@ -135,6 +135,11 @@ pub struct PipelineSpec {
     pub nodes: Vec<NodeSpec>,
     /// `--set` overrides, kept so the pipeline hash covers them.
     pub overrides: Vec<String>,
+    /// Problems found while reading; reported with the wiring and compile problems so that
+    /// `validate` lists everything at once.
+    pub problems: Vec<Problem>,
+    /// Nodes that exist but whose table could not be read (not "missing" for wiring).
+    pub broken: Vec<String>,
 }
 
 impl PipelineSpec {
@@ -222,6 +227,8 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
         restart: RestartConfig::default(),
         nodes: Vec::new(),
         overrides: overrides.to_vec(),
+        problems: Vec::new(),
+        broken: Vec::new(),
     };
 
     for (key, value) in doc.iter() {
@@ -259,9 +266,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "pipeline".into());
     }
-    if !c.list.is_empty() {
-        return Err(problems(c).into());
-    }
+    spec.problems = c.list;
     Ok(spec)
 }
 
@@ -323,12 +328,14 @@ fn read_nodes<'a>(
         }
         let Some(t) = node.get_ref().as_table() else {
             c.at(node.span(), n, "a node must be a table");
+            spec.broken.push(name_s.clone());
             continue;
         };
         let ty = match t.get("type").map(|v| (v.get_ref().as_str(), v.span())) {
             Some((Some(s), sp)) => (s.to_string(), sp),
             Some((None, sp)) => {
                 c.at(sp, n, "`type` must be a string");
+                spec.broken.push(name_s.clone());
                 continue;
             }
             None => {
@@ -342,6 +349,7 @@ fn read_nodes<'a>(
                     n,
                     format!("missing `type`, expected one of: {}", allowed.join(", ")),
                 );
+                spec.broken.push(name_s.clone());
                 continue;
             }
         };
@@ -389,6 +397,9 @@ fn read_nodes<'a>(
                 None
             }
         };
+        if cfg.is_none() {
+            spec.broken.push(name_s.clone());
+        }
         if let Some(config) = cfg {
             spec.nodes.push(NodeSpec {
                 name: name_s,

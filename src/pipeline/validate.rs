@@ -34,11 +34,11 @@ fn ext(path: &str) -> Option<String> {
 
 /// Every check, returning the wired graph when the pipeline is valid.
 pub fn check(spec: &PipelineSpec) -> Result<Graph> {
-    let g = graph::build(spec)?;
+    let (g, wiring) = graph::build_collect(spec);
     let loc = Locator::new(&spec.text);
     let mut c = Collector {
         loc: &loc,
-        list: Vec::new(),
+        list: wiring,
     };
     if let Some(every) = &spec.checkpoint.every {
         if every != "off" {
@@ -95,6 +95,7 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
         }
     }
     if !c.list.is_empty() {
+        c.list.sort_by_key(|p| (p.line, p.col));
         return Err(Problems {
             file: spec.file.clone(),
             list: c.list,
