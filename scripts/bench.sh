@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# bench.sh: weir against jq, Miller (mlr) and mawk on the same jobs, in one run.
+#
+#   scripts/bench.sh            # N = 1,000,000 events (about 125 MB)
+#   scripts/bench.sh --quick    # N = 100,000
+#   N=2000000 RUNS=5 scripts/bench.sh
+#
+# Jobs (the same input file for every tool; every tool writes its output to a file):
+#   J1  keep status >= 400 and project three fields (user, path, status)
+#   J2  per-user count and sum of bytes
+#   J3  1-minute tumbling count per path (event time; weir's window; the peers group by the
+#       minute prefix of ts, which is the same result here: the data is at most 5 s out of
+#       order and weir's out_of_orderness is 10 s). Skipped for weir if its run fails.
+#
+# weir runs each job twice: with [checkpoint] every = "1s" (row "weir") and every = "off"
+# (row "weir-nockpt"), which shows what checkpointing costs.
+#
+# Each (job, tool) runs RUNS times (default 3); the table shows the median wall time and the
+# median peak RSS (/usr/bin/time %M). records/s and MB/s are input records and input bytes per
+# wall second. "÷weir" is this row's wall time / weir's wall time for the job: 4.00 means weir
+# is 4x as fast as that peer (= weir's throughput / the peer's).
+# The outputs of all tools are normalised and compared; a WARNING is printed if they differ.
+#
+# Environment: N (events), RUNS (default 3), SEED (default 42), KEYS (distinct users, default
+# 10000), WEIR (a weir binary to use instead of building target/release/weir), NO_INSTALL=1
+# (do not apt-get install missing peers), KEEP=1 (keep the temp dir with data and outputs),
+# TMPDIR (where the temp dir goes).
+#
+# Peers missing on the machine are installed with apt-get (apt-get update first); a peer that
+# cannot be installed is skipped with a warning. /usr/bin/time comes from the Debian package
+# "time". hyperfine is not needed: it reports no peak RSS, and RUNS repeats do its job here.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ -z "${N:-}" ]]; then
+    if ((QUICK)); then N=100000; else N=1000000; fi
+fi
+RUNS=${RUNS:-3}
+SEED=${SEED:-42}
+KEYS=${KEYS:-10000}
+
+say()  { printf '%s\n' "$*" >&2; }
+WARNINGS=()
+warn() { say "WARNING: $*"; WARNINGS+=("$*"); }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/weir-bench.XXXXXX")
+cleanup() {
+    if [[ "${KEEP:-0}" == 1 ]]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+mkdir -p "$TMP/out" "$TMP/cmd" "$TMP/log" "$TMP/state" "$TMP/norm"
+
+# ------------------------------------------------------------------ peers
+declare -A PKG=([jq]=jq [mlr]=miller [mawk]=mawk [/usr/bin/time]=time)
+missing=()
+for c in jq mlr mawk /usr/bin/time; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("${PKG[$c]}")
+done
+if ((${#missing[@]})); then
+    if [[ "${NO_INSTALL:-0}" == 1 ]]; then
+        warn "not installing missing peers (NO_INSTALL=1): ${missing[*]}"
+    else
+        SUDO=()
+        if [[ $(id -u) != 0 ]]; then
+            if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else warn "not root and no sudo: cannot install ${missing[*]}"; fi
+        fi
+        say "installing missing peers: ${missing[*]}"
+        "${SUDO[@]}" apt-get update -qq >"$TMP/log/apt-update.log" 2>&1 || warn "apt-get update failed (see the log with KEEP=1)"
+        for p in "${missing[@]}"; do
+            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >"$TMP/log/apt-$p.log" 2>&1 \
+                || warn "could not install $p: skipping it"
+        done
+    fi
+fi
+HAVE_TIME=0
+[[ -x /usr/bin/time ]] && HAVE_TIME=1
+((HAVE_TIME)) || warn "/usr/bin/time missing: peak RSS not measured"
+command -v python3 >/dev/null 2>&1 || { say "bench.sh: python3 is needed for the data generator"; exit 2; }
+
+# ------------------------------------------------------------------ weir
+if [[ -n "${WEIR:-}" ]]; then
+    [[ -x "$WEIR" ]] || { warn "WEIR=$WEIR is not executable: weir skipped"; WEIR=""; }
+else
+    say "building weir (cargo build --release) ..."
+    if (cd "$ROOT" && cargo build --release --quiet) >"$TMP/log/build.log" 2>&1 && [[ -x "$ROOT/target/release/weir" ]]; then
+        WEIR="$ROOT/target/release/weir"
+    else
+        warn "cargo build --release failed: weir skipped ($(tail -n 3 "$TMP/log/build.log" | tr '\n' ' '))"
+        WEIR=""
+    fi
+fi
+
+# ------------------------------------------------------------------ data
+DATA="$TMP/events.jsonl"
+say "generating $N events (seed $SEED, $KEYS users) ..."
+python3 "$ROOT/scripts/gen_events.py" "$N" --seed "$SEED" --keys "$KEYS" >"$DATA" || { say "gen_events.py failed"; exit 1; }
+BYTES=$(stat -c %s "$DATA")
+
+# ------------------------------------------------------------------ the jobs, as one script per (job, tool)
+# weir pipelines: J<n>.toml (checkpoint every 1s) and J<n>-off.toml (checkpoints off)
+weir_pipeline() {   # job variant every
+    local job=$1 variant=$2 every=$3 body last
+    case $job in
+        J1) body='[transforms.keep]
+type = "filter"
+inputs = ["events"]
+expr = ".status >= 400"
+
+[transforms.project]
+type = "map"
+inputs = ["keep"]
+expr = "{user, path, status}"
+'; last=project ;;
+        J2) body='[transforms.per_user]
+type = "aggregate"
+inputs = ["events"]
+key = ".user"
+aggs = { count = "count", bytes = "sum(.bytes)" }
+emit = "final"
+'; last=per_user ;;
+        J3) body='[transforms.per_minute]
+type = "window"
+inputs = ["events"]
+key = ".path"
+time = ".ts"
+size = "1m"
+out_of_orderness = "10s"
+aggs = { n = "count" }
+'; last=per_minute ;;
+    esac
+    cat >"$TMP/$job-$variant.toml" <<EOF
+name = "bench-$job-$variant"
+
+[checkpoint]
+every = "$every"
+
+[sources.events]
+type = "file"
+path = "$DATA"
+format = "jsonl"
+
+$body
+[sinks.out]
+type = "file"
+inputs = ["$last"]
+path = "$TMP/out/$job.$variant.jsonl"
+format = "jsonl"
+EOF
+}
+
+# mawk programs: fields pulled out with match(); the layout of gen_events.py is known
+MAWK_J1='{
+  if (!match($0, /"status":[0-9]+/)) next
+  s = substr($0, RSTART + 9, RLENGTH - 9) + 0
+  if (s < 400) next
+  match($0, /"user":"[^"]*"/); u = substr($0, RSTART + 7, RLENGTH - 7)
+  match($0, /"path":"[^"]*"/); p = substr($0, RSTART + 7, RLENGTH - 7)
+  print "{\"user\":" u ",\"path\":" p ",\"status\":" s "}"
+}'
+MAWK_J2='{
+  match($0, /"user":"[^"]*"/); u = substr($0, RSTART + 8, RLENGTH - 9)
+  match($0, /"bytes":[0-9]+/); b = substr($0, RSTART + 8, RLENGTH - 8)
+  c[u]++; s[u] += b
+}
+END { for (u in c) printf "{\"user\":\"%s\",\"count\":%d,\"bytes\":%.0f}\n", u, c[u], s[u] }'
+MAWK_J3='{
+  match($0, /"ts":"[^"]*"/); m = substr($0, RSTART + 6, 16)
+  match($0, /"path":"[^"]*"/); p = substr($0, RSTART + 8, RLENGTH - 9)
+  c[m "\t" p]++
+}
+END { for (k in c) print k "\t" c[k] }'
+
+JQ_J1='select(.status >= 400) | {user, path, status}'
+# jq 1.6's update operators (|=, +=) copy the whole accumulator on every record (20k events with
+# 10k users: 19 s instead of 0.2 s), so the reductions read the old value and assign a new one.
+JQ_J2='reduce inputs as $e ({}; .[$e.user] as $o | .[$e.user] = {count: ($o.count + 1), bytes: ($o.bytes + $e.bytes)}) | to_entries[] | {user: .key, count: .value.count, bytes: .value.bytes}'
+JQ_J3='reduce inputs as $e ({}; ($e.ts[0:16] + "\t" + $e.path) as $k | .[$k] = .[$k] + 1) | to_entries[] | "\(.key)\t\(.value)"'
+
+MLR_J1=(--ijsonl --ojsonl filter '$status >= 400' then cut -o -f user,path,status)
+MLR_J2=(--ijsonl --ojsonl stats1 -a count,sum -f bytes -g user)
+MLR_J3=(--ijsonl --ojsonl put '$minute = substr($ts, 0, 15)' then count -g minute,path)
+
+# write_cmd JOB TOOL: $TMP/cmd/JOB.TOOL.sh execs the tool, reading $DATA, writing $TMP/out/JOB.TOOL.*
+write_cmd() {
+    local job=$1 tool=$2 f="$TMP/cmd/$1.$2.sh" out="$TMP/out/$1.$2"
+    {
+        echo '#!/usr/bin/env bash'
+        case $tool in
+            weir|weir-nockpt)
+                local variant=ckpt every=1s
+                [[ $tool == weir-nockpt ]] && variant=off every=off
+                weir_pipeline "$job" "$variant" "$every"
+                printf 'exec %q run %q --state %q </dev/null >/dev/null\n' \
+                    "$WEIR" "$TMP/$job-$variant.toml" "$TMP/state/$job-$variant" ;;
+            jq)
+                local prog=JQ_$job flags=(-c)
+                [[ $job != J1 ]] && flags=(-n -c)
+                [[ $job == J3 ]] && flags=(-n -r)
+                printf 'exec jq'; printf ' %q' "${flags[@]}" "${!prog}"; printf ' <%q >%q\n' "$DATA" "$out.jsonl" ;;
+            mlr)
+                local -n args=MLR_$job
+                printf 'exec mlr'; printf ' %q' "${args[@]}"; printf ' <%q >%q\n' "$DATA" "$out.jsonl" ;;
+            mawk)
+                local prog=MAWK_$job
+                printf 'exec mawk %q <%q >%q\n' "${!prog}" "$DATA" "$out.jsonl" ;;
+        esac
+    } >"$f"
+}
+
+# the weir output file of a run: the sink path in its pipeline
+out_file() {   # job tool
+    case $2 in
+        weir) echo "$TMP/out/$1.ckpt.jsonl" ;;
+        weir-nockpt) echo "$TMP/out/$1.off.jsonl" ;;
+        *) echo "$TMP/out/$1.$2.jsonl" ;;
+    esac
+}
+
+# one timed run: prints "wall_seconds rss_kb" (rss "-" without /usr/bin/time); status = the tool's
+time_once() {   # job tool
+    local job=$1 tool=$2 tf="$TMP/log/time" rc t0 t1
+    rm -rf "$TMP/state/$job-"* "$(out_file "$job" "$tool")"
+    t0=$EPOCHREALTIME
+    if ((HAVE_TIME)); then
+        /usr/bin/time -f '%e %M' -o "$tf" bash "$TMP/cmd/$job.$tool.sh" 2>>"$TMP/log/$job.$tool.err"
+    else
+        bash "$TMP/cmd/$job.$tool.sh" 2>>"$TMP/log/$job.$tool.err"
+    fi
+    rc=$?
+    t1=$EPOCHREALTIME
+    local rss=-
+    if ((HAVE_TIME)) && [[ -s $tf ]]; then rss=$(tail -n 1 "$tf" | awk '{print $2}'); fi
+    awk -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.3f %s\n", b - a, r }'
+    return $rc
+}
+
+# normalise an output to sorted (or, for J1, ordered) TSV so that the tools can be compared
+cat >"$TMP/norm.py" <<'EOF'
+import json, sys
+job, path = sys.argv[1], sys.argv[2]
+rows = []
+with open(path, encoding="utf-8", errors="replace") as f:
+    for line in f:
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        if line.startswith("{"):
+            o = json.loads(line)
+            if job == "J1":
+                r = (o.get("user"), o.get("path"), o.get("status"))
+            elif job == "J2":
+                r = (o.get("user", o.get("key")), o.get("count", o.get("bytes_count")), o.get("bytes", o.get("bytes_sum")))
+            else:
+                minute = o["minute"] if "minute" in o else o["window_start"][:16]
+                r = (minute, o.get("path", o.get("key")), o.get("count", o.get("n")))
+        else:
+            r = tuple(line.split("\t"))
+        rows.append("\t".join(str(int(x)) if isinstance(x, float) and x.is_integer() else str(x) for x in r))
+if job != "J1":
+    rows.sort()
+sys.stdout.write("".join(r + "\n" for r in rows))
+EOF
+
+TOOLS=()
+[[ -n "$WEIR" ]] && TOOLS+=(weir weir-nockpt)
+for t in jq mlr mawk; do command -v "$t" >/dev/null 2>&1 && TOOLS+=("$t"); done
+
+say "versions: $( [[ -n $WEIR ]] && "$WEIR" --version 2>/dev/null | head -n 1); $(jq --version 2>/dev/null); $(mlr --version 2>/dev/null); $(mawk -W version 2>&1 | head -n 1)"
+say "input: $DATA: $N records, $BYTES bytes; $(nproc) cores; $RUNS runs each, median shown"
+
+declare -A WALL RSS OK
+for job in J1 J2 J3; do
+    for tool in "${TOOLS[@]}"; do
+        write_cmd "$job" "$tool"
+        walls=() rsss=() failed=0
+        for ((i = 1; i <= RUNS; i++)); do
+            if ! r=$(time_once "$job" "$tool"); then
+                failed=1
+                break
+            fi
+            walls+=("${r% *}") rsss+=("${r#* }")
+        done
+        if ((failed)); then
+            err=$(tail -n 2 "$TMP/log/$job.$tool.err" 2>/dev/null | tr '\n' ' ')
+            if [[ $tool == weir* && $job == J3 ]]; then
+                say "note: $job $tool failed (windows may not be implemented yet): skipped. $err"
+            else
+                warn "$job $tool failed: $err"
+            fi
+            continue
+        fi
+        OK[$job.$tool]=1
+        WALL[$job.$tool]=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+        RSS[$job.$tool]=$(printf '%s\n' "${rsss[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+        say "$(printf '%-3s %-12s runs: %s' "$job" "$tool" "${walls[*]}")"
+    done
+
+    # compare the outputs: against weir's if it ran, else against the first tool that did
+    ref=""
+    for tool in "${TOOLS[@]}"; do
+        [[ -n "${OK[$job.$tool]:-}" ]] || continue
+        python3 "$TMP/norm.py" "$job" "$(out_file "$job" "$tool")" >"$TMP/norm/$job.$tool" 2>"$TMP/log/norm.$job.$tool.err" \
+            || { warn "$job $tool: output could not be read: $(tail -n 1 "$TMP/log/norm.$job.$tool.err")"; continue; }
+        if [[ -z $ref ]]; then
+            ref=$tool
+        elif ! cmp -s "$TMP/norm/$job.$ref" "$TMP/norm/$job.$tool"; then
+            warn "$job: $tool's output differs from $ref's ($(wc -l <"$TMP/norm/$job.$tool") vs $(wc -l <"$TMP/norm/$job.$ref") records; first difference: $(diff "$TMP/norm/$job.$ref" "$TMP/norm/$job.$tool" | grep -m 2 '^[<>]' | tr '\n' ' '))"
+        fi
+    done
+    [[ -n $ref ]] && say "$job: outputs compared with $ref's: $(wc -l <"$TMP/norm/$job.$ref") records"
+done
+
+# ------------------------------------------------------------------ the table
+{
+    printf '\n%s events (%s MB) from scripts/gen_events.py --seed %s --keys %s; median of %s runs; %s cores\n' \
+        "$N" "$(awk -v b="$BYTES" 'BEGIN {printf "%.1f", b / 1e6}')" "$SEED" "$KEYS" "$RUNS" "$(nproc)"
+    printf '%-4s %-12s %9s %12s %8s %13s %8s\n' job tool "wall s" "records/s" "MB/s" "peak RSS MB" "÷weir"
+    for job in J1 J2 J3; do
+        for tool in "${TOOLS[@]}"; do
+            [[ -n "${OK[$job.$tool]:-}" ]] || { printf '%-4s %-12s %9s\n' "$job" "$tool" "failed/skipped"; continue; }
+            awk -v job="$job" -v tool="$tool" -v w="${WALL[$job.$tool]}" -v r="${RSS[$job.$tool]}" \
+                -v n="$N" -v b="$BYTES" -v ww="${WALL[$job.weir]:-}" 'BEGIN {
+                if (w <= 0) w = 0.001
+                rss = (r == "-") ? "-" : sprintf("%.1f", r / 1024)
+                ratio = (ww == "") ? "-" : sprintf("%.2f", w / (ww > 0 ? ww : 0.001))
+                printf "%-4s %-12s %9.2f %12.0f %8.1f %13s %8s\n", job, tool, w, n / w, b / 1e6 / w, rss, ratio
+            }'
+        done
+    done
+    printf '%s\n' '÷weir = wall time / weir wall time (weir with checkpoints every 1s): > 1 means weir is faster.'
+    for job in J1 J2 J3; do
+        if [[ -n "${OK[$job.weir]:-}" && -n "${OK[$job.weir-nockpt]:-}" ]]; then
+            awk -v j="$job" -v a="${WALL[$job.weir]}" -v b="${WALL[$job.weir-nockpt]}" \
+                'BEGIN { printf "%s: checkpoints every 1s cost %+.1f%% wall time against checkpoints off\n", j, (b > 0 ? (a / b - 1) * 100 : 0) }'
+        fi
+    done
+    if ((${#WARNINGS[@]})); then
+        printf '\n%d warning(s):\n' "${#WARNINGS[@]}"
+        printf '  - %s\n' "${WARNINGS[@]}"
+    fi
+} | tee "$TMP/results.txt"
+[[ "${KEEP:-0}" == 1 ]] && say "results: $TMP/results.txt"
+exit 0
