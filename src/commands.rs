@@ -152,7 +152,10 @@ fn offsets_summary(c: &crate::checkpoint::format::Checkpoint) -> String {
                         .file_name()
                         .map(|x| x.to_string_lossy().into_owned())
                         .unwrap_or_else(|| path.to_string());
-                    format!("{name}@{}", f.get("offset").and_then(|o| o.as_u64()).unwrap_or(0))
+                    format!(
+                        "{name}@{}",
+                        f.get("offset").and_then(|o| o.as_u64()).unwrap_or(0)
+                    )
                 })
                 .collect();
             parts.push(format!("{}: {}", n.node, f.join(" ")));

@@ -40,7 +40,10 @@ impl Map {
     }
     #[inline]
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
     }
     #[inline]
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
@@ -438,7 +441,10 @@ mod tests {
     #[test]
     fn round_trip_keeps_field_order() {
         let v = Value::from_json(br#"{"z":1,"a":[true,null,2.5],"m":{"x":"y"}}"#).unwrap();
-        assert_eq!(v.to_json_string(), r#"{"z":1,"a":[true,null,2.5],"m":{"x":"y"}}"#);
+        assert_eq!(
+            v.to_json_string(),
+            r#"{"z":1,"a":[true,null,2.5],"m":{"x":"y"}}"#
+        );
     }
 
     #[test]
@@ -456,7 +462,7 @@ mod tests {
 
     #[test]
     fn jq_order_and_equality() {
-        let mut v = vec![
+        let mut v = [
             Value::str("b"),
             Value::Int(2),
             Value::Null,

@@ -17,9 +17,8 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let tmp = dir.join(format!(".{name}.tmp"));
-    let err = |what: &str, e: std::io::Error| {
-        Error::runtime(format!("{what} {}: {e}", tmp.display()))
-    };
+    let err =
+        |what: &str, e: std::io::Error| Error::runtime(format!("{what} {}: {e}", tmp.display()));
     let mut f = OpenOptions::new()
         .create(true)
         .write(true)
@@ -27,14 +26,24 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .open(&tmp)
         .map_err(|e| err("cannot create", e))?;
     f.write_all(bytes).map_err(|e| err("cannot write", e))?;
-    fail::fail_point!("atomic-before-fsync", |_| Err(Error::runtime("failpoint atomic-before-fsync")));
+    fail::fail_point!("atomic-before-fsync", |_| Err(Error::runtime(
+        "failpoint atomic-before-fsync"
+    )));
     f.sync_all().map_err(|e| err("cannot fsync", e))?;
     drop(f);
-    fail::fail_point!("atomic-before-rename", |_| Err(Error::runtime("failpoint atomic-before-rename")));
+    fail::fail_point!("atomic-before-rename", |_| Err(Error::runtime(
+        "failpoint atomic-before-rename"
+    )));
     std::fs::rename(&tmp, path).map_err(|e| {
-        Error::runtime(format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+        Error::runtime(format!(
+            "cannot rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
     })?;
-    fail::fail_point!("atomic-before-dir-fsync", |_| Err(Error::runtime("failpoint atomic-before-dir-fsync")));
+    fail::fail_point!("atomic-before-dir-fsync", |_| Err(Error::runtime(
+        "failpoint atomic-before-dir-fsync"
+    )));
     sync_dir(dir)
 }
 

@@ -57,14 +57,19 @@ pub fn encode(meta: &Checkpoint) -> Result<Vec<u8>, Error> {
 /// Checks and decodes a checkpoint file's bytes; the error says why it is not valid.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     if bytes.len() < HEADER {
-        return Err(format!("truncated: {} bytes, shorter than the header", bytes.len()));
+        return Err(format!(
+            "truncated: {} bytes, shorter than the header",
+            bytes.len()
+        ));
     }
     if &bytes[..8] != MAGIC {
         return Err("not a weir checkpoint (bad magic)".into());
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| "header")?);
     if version != VERSION {
-        return Err(format!("format version {version}, this weir reads version {VERSION}"));
+        return Err(format!(
+            "format version {version}, this weir reads version {VERSION}"
+        ));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| "header")?) as usize;
     let crc = u32::from_le_bytes(bytes[20..24].try_into().map_err(|_| "header")?);
@@ -77,7 +82,9 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     }
     let actual = crc32fast::hash(payload);
     if actual != crc {
-        return Err(format!("corrupted: CRC32 {actual:08x}, header says {crc:08x}"));
+        return Err(format!(
+            "corrupted: CRC32 {actual:08x}, header says {crc:08x}"
+        ));
     }
     serde_json::from_slice(payload).map_err(|e| format!("unreadable payload: {e}"))
 }

@@ -25,14 +25,20 @@ pub fn file_name(id: u64) -> String {
 }
 
 fn parse_id(name: &str) -> Option<u64> {
-    name.strip_prefix("ckpt-")?.strip_suffix(".weir")?.parse().ok()
+    name.strip_prefix("ckpt-")?
+        .strip_suffix(".weir")?
+        .parse()
+        .ok()
 }
 
 impl Store {
     /// Opens (creating) the directory and takes its lock; exit 75 if another weir has it.
     pub fn open_locked(dir: &Path) -> Result<Store, Error> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::runtime(format!("cannot create state directory {}: {e}", dir.display()))
+            Error::runtime(format!(
+                "cannot create state directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let lock_path = dir.join("LOCK");
         let f = OpenOptions::new()
@@ -97,7 +103,7 @@ impl Store {
                 checkpoint,
             });
         }
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|e| std::cmp::Reverse(e.id));
         out
     }
 
@@ -110,14 +116,21 @@ impl Store {
     }
 
     /// The newest valid checkpoint (or `from`), with a warning for each newer invalid one.
-    pub fn pick(&self, from: Option<u64>, warn: &dyn Fn(&str)) -> Result<Option<Checkpoint>, Error> {
+    pub fn pick(
+        &self,
+        from: Option<u64>,
+        warn: &dyn Fn(&str),
+    ) -> Result<Option<Checkpoint>, Error> {
         let list = self.list();
         if let Some(id) = from {
             let e = list.into_iter().find(|e| e.id == id).ok_or_else(|| {
                 Error::usage(format!("no checkpoint {id} in {}", self.dir.display()))
             })?;
             return e.checkpoint.map(Some).map_err(|why| {
-                Error::usage(format!("checkpoint {id} ({}) is not valid: {why}", e.path.display()))
+                Error::usage(format!(
+                    "checkpoint {id} ({}) is not valid: {why}",
+                    e.path.display()
+                ))
             });
         }
         if list.is_empty() {
@@ -182,7 +195,8 @@ impl Store {
             .map_err(|e| Error::runtime(format!("cannot list {}: {e}", self.dir.display())))?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if parse_id(&name).is_some() || name.ends_with(".spool") || name.ends_with(".released") {
+            if parse_id(&name).is_some() || name.ends_with(".spool") || name.ends_with(".released")
+            {
                 std::fs::rename(e.path(), dest.join(&name)).map_err(|err| {
                     Error::runtime(format!("cannot move {} aside: {err}", e.path().display()))
                 })?;

@@ -137,14 +137,22 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
                     name,
                     format!(
                         "input `{input}` names no node; known sources and transforms: {}",
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
                 continue;
             };
             let from = &spec.nodes[fi];
             if from.kind == Kind::Sink {
-                c.at(span, name, format!("input `{input}` is a sink, which has no output"));
+                c.at(
+                    span,
+                    name,
+                    format!("input `{input}` is a sink, which has no output"),
+                );
                 continue;
             }
             if port == Port::Late && !matches!(from.config, NodeConfig::Window(_)) {
@@ -290,7 +298,9 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
     }
     // Dead-letter sinks, fed by the source and by every transform its records reach.
     for s in g.sources().collect::<Vec<_>>() {
-        let Role::Spec(si) = g.nodes[s].role else { continue };
+        let Role::Spec(si) = g.nodes[s].role else {
+            continue;
+        };
         let dl = match &spec.nodes[si].config {
             NodeConfig::FileSource(c) if c.on_error == OnError::DeadLetter => c.dead_letter.clone(),
             NodeConfig::Generate(c) if c.on_error == OnError::DeadLetter => c.dead_letter.clone(),
@@ -335,7 +345,11 @@ pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool) -> String {
         Port::Errors(_) => format!("{} (bad records)", g.nodes[e.from].name),
     };
     let what = |n: &GNode| match &n.role {
-        Role::Spec(i) => format!("{} {}", kind_word(n.kind), spec.nodes[*i].config.type_name()),
+        Role::Spec(i) => format!(
+            "{} {}",
+            kind_word(n.kind),
+            spec.nodes[*i].config.type_name()
+        ),
         Role::DeadLetter { path, .. } => format!("sink dead-letter file {}", path.display()),
     };
     if dot {
@@ -425,7 +439,11 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
             "key {}  emit {:?}  aggs {}",
             a.key.as_deref().unwrap_or("(none)"),
             a.emit,
-            a.aggs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+            a.aggs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )],
         NodeConfig::Window(w) => vec![format!(
             "key {}  time {}  size {:?} slide {:?} gap {:?}",

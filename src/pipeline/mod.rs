@@ -149,12 +149,32 @@ impl PipelineSpec {
             return PathBuf::from("-");
         }
         let path = Path::new(p);
-        if path.is_absolute() {
+        let joined = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.dir.join(path)
+        };
+        normalize(&joined)
+    }
+}
+
+/// Removes `.` and `..` lexically, so messages and checkpoints show `/srv/logs/a.log`, not
+/// `/srv/etc/../logs/./a.log`. (Symlinks are not resolved: the path the user wrote is kept.)
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
         }
     }
+    out
 }
 
 pub(crate) struct Collector<'a> {
@@ -176,9 +196,8 @@ impl Collector<'_> {
 
 /// Reads and parses the file; every problem is returned together.
 pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::usage(format!("cannot read pipeline file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("cannot read pipeline file {}: {e}", path.display())))?;
     parse(path, &text, overrides)
 }
 
@@ -447,4 +466,3 @@ fn apply_set<'a>(doc: &mut DeTable<'a>, set: &str) -> std::result::Result<(), St
     }
     Ok(())
 }
-

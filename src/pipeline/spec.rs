@@ -235,7 +235,9 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("`{s}` is not a duration (like \"500ms\", \"10s\", \"1m\", \"1h30m\")"));
+            return Err(format!(
+                "`{s}` is not a duration (like \"500ms\", \"10s\", \"1m\", \"1h30m\")"
+            ));
         }
         let num: f64 = t[start..i]
             .parse()

@@ -88,7 +88,11 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
                     c.at(node.key_span("path"), name, "`path` is empty");
                 }
                 if s.fingerprint_bytes == Some(0) {
-                    c.at(node.key_span("fingerprint_bytes"), name, "`fingerprint_bytes` must be at least 1");
+                    c.at(
+                        node.key_span("fingerprint_bytes"),
+                        name,
+                        "`fingerprint_bytes` must be at least 1",
+                    );
                 }
             }
             _ => {}

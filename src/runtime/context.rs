@@ -34,7 +34,11 @@ impl NodeStats {
 #[derive(Debug)]
 pub enum Report {
     /// The node's state as of checkpoint `id` (serialized by the node).
-    State { id: u64, node: usize, state: Vec<u8> },
+    State {
+        id: u64,
+        node: usize,
+        state: Vec<u8>,
+    },
     /// The node reached the end of its stream; its final state.
     Ended {
         node: usize,
@@ -121,7 +125,10 @@ impl Context {
 
     /// Records the first failure (later ones are consequences) and stops the run.
     pub fn fail(&self, node: usize, err: Error) {
-        let err = if err.message.contains(&format!("node '{}'", self.names[node])) {
+        let err = if err
+            .message
+            .contains(&format!("node '{}'", self.names[node]))
+        {
             err
         } else {
             err.context(format!("node '{}'", self.names[node]))

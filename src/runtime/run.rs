@@ -14,7 +14,9 @@ use crate::pipeline::spec::{parse_duration_ms, AtEnd, Delivery, Format, NodeConf
 use crate::pipeline::validate::{sink_format, source_format};
 use crate::pipeline::{Kind, PipelineSpec};
 use crate::sinks::file::{FileSink, SinkState};
-use crate::sources::file::{FileSource, FileSourceSettings, FileSourceState, DEFAULT_FINGERPRINT_BYTES};
+use crate::sources::file::{
+    FileSource, FileSourceSettings, FileSourceState, DEFAULT_FINGERPRINT_BYTES,
+};
 use crate::sources::generate::Generate;
 use crate::sources::{split_state, Source, SourceDriver, Trigger};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
@@ -49,7 +51,10 @@ pub struct CheckpointSettings {
     pub dir: PathBuf,
 }
 
-pub fn checkpoint_settings(spec: &PipelineSpec, state: Option<&PathBuf>) -> Result<CheckpointSettings> {
+pub fn checkpoint_settings(
+    spec: &PipelineSpec,
+    state: Option<&PathBuf>,
+) -> Result<CheckpointSettings> {
     let c = &spec.checkpoint;
     let off = c.every.as_deref() == Some("off");
     let every_ms = match (&c.every, c.every_records) {
@@ -88,9 +93,11 @@ pub fn pipeline_hash(spec: &PipelineSpec) -> String {
                 s.push_str(if c.path == "-" { "|stdin" } else { "|files" });
             }
             NodeConfig::Generate(c) => s.push_str(&format!("{}|{:?}", c.seed, c.keys)),
-            NodeConfig::FileSink(c) => {
-                s.push_str(&format!("{:?}|{}", sink_format(&c.path, c.format), c.inputs.join(",")))
-            }
+            NodeConfig::FileSink(c) => s.push_str(&format!(
+                "{:?}|{}",
+                sink_format(&c.path, c.format),
+                c.inputs.join(",")
+            )),
             other => s.push_str(&format!("{other:?}")),
         }
         s.push('\n');
@@ -177,7 +184,15 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let stats_start = Instant::now();
     let mut all_stats = Vec::new();
     loop {
-        let (result, run) = run_once(spec, &graph, &ck, store.as_ref(), restored.as_ref(), &hash, opts);
+        let (result, run) = run_once(
+            spec,
+            &graph,
+            &ck,
+            store.as_ref(),
+            restored.as_ref(),
+            &hash,
+            opts,
+        );
         all_stats.push(run);
         match result {
             Err(e) if e.kind == ErrKind::Runtime && attempts_left > 0 => {
@@ -229,7 +244,13 @@ pub struct RunStats {
     pub checkpoints: Vec<(u64, f64, u64)>,
 }
 
-fn write_stats(opts: &Options, spec: &PipelineSpec, runs: &[RunStats], start: Instant, outcome: &str) {
+fn write_stats(
+    opts: &Options,
+    spec: &PipelineSpec,
+    runs: &[RunStats],
+    start: Instant,
+    outcome: &str,
+) {
     let Some(path) = &opts.stats else { return };
     let mut nodes = Vec::new();
     if let Some(last) = runs.last() {
@@ -261,7 +282,10 @@ fn write_stats(opts: &Options, spec: &PipelineSpec, runs: &[RunStats], start: In
     });
     let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
     if let Err(e) = std::fs::write(path, text) {
-        eprintln!("weir: warning: cannot write stats to {}: {e}", path.display());
+        eprintln!(
+            "weir: warning: cannot write stats to {}: {e}",
+            path.display()
+        );
     }
 }
 
@@ -331,10 +355,26 @@ fn run_once(
                 Kind::Sink => "sink",
             })
             .collect(),
-        records_in: ctx.stats.iter().map(|s| s.records_in.load(Ordering::Relaxed)).collect(),
-        records_out: ctx.stats.iter().map(|s| s.records_out.load(Ordering::Relaxed)).collect(),
-        errors: ctx.stats.iter().map(|s| s.errors.load(Ordering::Relaxed)).collect(),
-        late: ctx.stats.iter().map(|s| s.late.load(Ordering::Relaxed)).collect(),
+        records_in: ctx
+            .stats
+            .iter()
+            .map(|s| s.records_in.load(Ordering::Relaxed))
+            .collect(),
+        records_out: ctx
+            .stats
+            .iter()
+            .map(|s| s.records_out.load(Ordering::Relaxed))
+            .collect(),
+        errors: ctx
+            .stats
+            .iter()
+            .map(|s| s.errors.load(Ordering::Relaxed))
+            .collect(),
+        late: ctx
+            .stats
+            .iter()
+            .map(|s| s.late.load(Ordering::Relaxed))
+            .collect(),
         checkpoints: cks,
     };
 
@@ -363,7 +403,12 @@ fn run_once(
 
     enum Built {
         Source(SourceDriver),
-        Stage(Box<dyn Operator>, Vec<Receiver<Msg>>, Output, Option<Receiver<u64>>),
+        Stage(
+            Box<dyn Operator>,
+            Vec<Receiver<Msg>>,
+            Output,
+            Option<Receiver<u64>>,
+        ),
     }
     let mut built: Vec<Built> = Vec::with_capacity(n);
     let mut triggers: Vec<(usize, Sender<Trigger>, Arc<AtomicU64>)> = Vec::new();
@@ -373,7 +418,8 @@ fn run_once(
     for i in 0..n {
         let node = &g.nodes[i];
         let state = restored_state(restored, &node.name);
-        let inputs: Vec<Receiver<Msg>> = node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();
+        let inputs: Vec<Receiver<Msg>> =
+            node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();
         let out = output_for(i, &mut txs);
         let r: Result<Built> = (|| match (&node.role, node.kind) {
             (Role::Spec(si), Kind::Source) => {
@@ -388,7 +434,10 @@ fn run_once(
                             None
                         } else {
                             Some(serde_json::from_value(inner).map_err(|e| {
-                                Error::runtime(format!("source '{}': state in checkpoint: {e}", ns.name))
+                                Error::runtime(format!(
+                                    "source '{}': state in checkpoint: {e}",
+                                    ns.name
+                                ))
                             })?)
                         };
                         Box::new(FileSource::new(
@@ -399,7 +448,9 @@ fn run_once(
                                 format: source_format(&c.path, c.format),
                                 at_end: opts.at_end.unwrap_or(c.at_end),
                                 infer_types: c.infer_types.unwrap_or(true),
-                                fingerprint_bytes: c.fingerprint_bytes.unwrap_or(DEFAULT_FINGERPRINT_BYTES),
+                                fingerprint_bytes: c
+                                    .fingerprint_bytes
+                                    .unwrap_or(DEFAULT_FINGERPRINT_BYTES),
                             },
                             ctx.clone(),
                             restored_st,
@@ -422,10 +473,17 @@ fn run_once(
                             next,
                         ))
                     }
-                    _ => return Err(Error::runtime(format!("node '{}' is not a source", ns.name))),
+                    _ => {
+                        return Err(Error::runtime(format!(
+                            "node '{}' is not a source",
+                            ns.name
+                        )))
+                    }
                 };
                 let (ttx, trx) = unbounded();
-                let progress = Arc::new(AtomicU64::new(consumed / crate::pipeline::graph::BATCH_SIZE as u64));
+                let progress = Arc::new(AtomicU64::new(
+                    consumed / crate::pipeline::graph::BATCH_SIZE as u64,
+                ));
                 triggers.push((i, ttx, progress.clone()));
                 Ok(Built::Source(SourceDriver {
                     node: i,
@@ -605,13 +663,17 @@ fn make_progress(opts: &Options, ctx: Arc<Context>, g: &Graph) -> Option<indicat
         return None;
     }
     let _ = (ctx, g);
-    let pb = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let pb =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     pb.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     Some(pb)
 }
+
+/// Id, each node's state so far, and when it started.
+type Inflight = (u64, Vec<Option<Vec<u8>>>, Instant);
 
 struct Coordinator<'a> {
     n: usize,
@@ -621,7 +683,7 @@ struct Coordinator<'a> {
     hash: &'a str,
     next_id: u64,
     /// The checkpoint being taken: id, each node's state so far, when it started.
-    inflight: Option<(u64, Vec<Option<Vec<u8>>>, Instant)>,
+    inflight: Option<Inflight>,
     /// Final states of nodes whose stream ended, and whether it finished.
     ended: Vec<Option<(Vec<u8>, bool)>>,
     exited: usize,
@@ -649,7 +711,11 @@ impl Coordinator<'_> {
                     }
                     self.maybe_complete(ctx);
                 }
-                Ok(Report::Ended { node, state, finished }) => {
+                Ok(Report::Ended {
+                    node,
+                    state,
+                    finished,
+                }) => {
                     self.ended[node] = Some((state.clone(), finished));
                     // A node that ended stands in any later checkpoint with its final state.
                     if let Some((_, slots, _)) = &mut self.inflight {
@@ -761,11 +827,14 @@ impl Coordinator<'_> {
     }
 
     fn maybe_complete(&mut self, ctx: &Context) {
-        let complete = matches!(&self.inflight, Some((_, slots, _)) if slots.iter().all(|s| s.is_some()));
+        let complete =
+            matches!(&self.inflight, Some((_, slots, _)) if slots.iter().all(|s| s.is_some()));
         if !complete {
             return;
         }
-        let Some((id, slots, started)) = self.inflight.take() else { return };
+        let Some((id, slots, started)) = self.inflight.take() else {
+            return;
+        };
         self.last = Instant::now();
         let states: Vec<Vec<u8>> = slots.into_iter().map(|s| s.unwrap_or_default()).collect();
         if self.write(ctx, id, states, false, false, started) {
@@ -799,20 +868,35 @@ impl Coordinator<'_> {
     }
 
     /// Writes checkpoint `id`; false (and the run failed) if it could not be written.
-    fn write(&mut self, ctx: &Context, id: u64, states: Vec<Vec<u8>>, ended: bool, finished: bool, started: Instant) -> bool {
+    fn write(
+        &mut self,
+        ctx: &Context,
+        id: u64,
+        states: Vec<Vec<u8>>,
+        ended: bool,
+        finished: bool,
+        started: Instant,
+    ) -> bool {
         let Some(store) = self.store else {
             return true;
         };
         let mut nodes = Vec::with_capacity(self.n);
         for (i, s) in states.into_iter().enumerate() {
-            let text = if s.is_empty() { "null".to_string() } else { String::from_utf8_lossy(&s).into_owned() };
+            let text = if s.is_empty() {
+                "null".to_string()
+            } else {
+                String::from_utf8_lossy(&s).into_owned()
+            };
             match RawValue::from_string(text) {
                 Ok(raw) => nodes.push(NodeState {
                     node: ctx.names[i].clone(),
                     state: raw,
                 }),
                 Err(e) => {
-                    ctx.fail(i, Error::runtime(format!("state for checkpoint {id} is not JSON: {e}")));
+                    ctx.fail(
+                        i,
+                        Error::runtime(format!("state for checkpoint {id} is not JSON: {e}")),
+                    );
                     return false;
                 }
             }
@@ -834,7 +918,9 @@ impl Coordinator<'_> {
             Ok(bytes) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 self.taken.push((id, ms, bytes));
-                ctx.info(format!("checkpoint {id} written ({bytes} bytes, {ms:.1} ms)"));
+                ctx.info(format!(
+                    "checkpoint {id} written ({bytes} bytes, {ms:.1} ms)"
+                ));
                 fail::fail_point!("checkpoint-after-write", |_| {
                     ctx.fail_run(Error::runtime("failpoint checkpoint-after-write"));
                     false

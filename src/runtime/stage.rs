@@ -174,8 +174,11 @@ impl Output {
         if !self.err_buf.is_empty() {
             let all = std::mem::take(&mut self.err_buf);
             for (src, tx) in &self.errors {
-                let records: Vec<Record> =
-                    all.iter().filter(|r| r.origin.source == *src).cloned().collect();
+                let records: Vec<Record> = all
+                    .iter()
+                    .filter(|r| r.origin.source == *src)
+                    .cloned()
+                    .collect();
                 if !records.is_empty() {
                     tx.send(Msg::Batch(Batch { seq, records }))
                         .map_err(|_| Stop::Disconnected)?;
@@ -223,6 +226,19 @@ pub fn run_stage(
     }
 }
 
+/// The order of records at a merge: logical batch, then source, file and line. Every stream
+/// is sorted by it (sources emit in this order and operators keep it), so a k-way merge on it
+/// is deterministic and keeps the source's order across branches that join again.
+#[inline]
+fn key(seq: u64, r: &Record) -> (u64, u32, u32, u64) {
+    (seq, r.origin.source, r.origin.file, r.origin.line)
+}
+
+struct Head {
+    seq: u64,
+    records: std::iter::Peekable<std::vec::IntoIter<Record>>,
+}
+
 fn stage_loop(
     node: usize,
     op: &mut dyn Operator,
@@ -232,8 +248,7 @@ fn stage_loop(
     ctx: &Context,
 ) -> StageResult {
     let n = inputs.len();
-    // The head message of each input, waiting to be merged.
-    let mut heads: Vec<Option<Batch>> = vec![None; n];
+    let mut heads: Vec<Option<Head>> = (0..n).map(|_| None).collect();
     let mut ended: Vec<Option<EndKind>> = vec![None; n];
     let mut blocked = vec![false; n];
     let mut pending_barrier: Option<u64> = None;
@@ -241,12 +256,42 @@ fn stage_loop(
     let mut wm_out = i64::MIN;
     // Output caused by a watermark carries the seq of the batch that advanced it.
     let mut last_seq = 0u64;
+    // The seq of what sits in the output buffer, flushed when it changes.
+    let mut out_seq: Option<u64> = None;
     loop {
         // Fill the head of every live input that is not held at a barrier.
         for i in 0..n {
             while heads[i].is_none() && ended[i].is_none() && !blocked[i] {
-                match recv(&inputs[i], control, op)? {
-                    Msg::Batch(b) => heads[i] = Some(b),
+                let msg = match inputs[i].try_recv() {
+                    Ok(m) => m,
+                    Err(_) => {
+                        // About to wait: send what is buffered so downstream is not starved.
+                        if let Some(s) = out_seq.take() {
+                            out.flush(s)?;
+                        }
+                        recv(&inputs[i], control, op)?
+                    }
+                };
+                match msg {
+                    Msg::Batch(b) => {
+                        if !b.records.is_empty() {
+                            ctx.stats[node].add_in(b.records.len());
+                            if n == 1 {
+                                // One input: no merge, hand the batch over whole.
+                                if out_seq.is_some_and(|s| s != b.seq) {
+                                    out.flush(out_seq.take().unwrap_or(0))?;
+                                }
+                                last_seq = b.seq;
+                                op.process(0, b, out)?;
+                                out.flush(last_seq)?;
+                                continue;
+                            }
+                            heads[i] = Some(Head {
+                                seq: b.seq,
+                                records: b.records.into_iter().peekable(),
+                            });
+                        }
+                    }
                     Msg::Watermark(w) => {
                         wms[i] = wms[i].max(w);
                         let live_min = (0..n)
@@ -256,6 +301,9 @@ fn stage_loop(
                             .unwrap_or(w);
                         if live_min > wm_out {
                             wm_out = live_min;
+                            if let Some(s) = out_seq.take() {
+                                out.flush(s)?;
+                            }
                             op.watermark(wm_out, out)?;
                             out.flush(last_seq)?;
                         }
@@ -268,17 +316,44 @@ fn stage_loop(
                 }
             }
         }
-        // Deterministic merge: the lowest (seq, input) goes first.
-        let next = (0..n)
-            .filter_map(|i| heads[i].as_ref().map(|b| (b.seq, i)))
-            .min();
-        if let Some((seq, i)) = next {
-            let batch = heads[i].take().expect("head present");
-            ctx.stats[node].add_in(batch.records.len());
+        // k-way merge: take the run of records from the input with the smallest key that
+        // stays below every other input's head.
+        let mut best: Option<((u64, u32, u32, u64), usize)> = None;
+        let mut second: Option<((u64, u32, u32, u64), usize)> = None;
+        for (i, h) in heads.iter_mut().enumerate() {
+            let Some(h) = h else { continue };
+            let Some(r) = h.records.peek() else { continue };
+            let k = (key(h.seq, r), i);
+            if best.is_none_or(|b| k < b) {
+                second = best;
+                best = Some(k);
+            } else if second.is_none_or(|s| k < s) {
+                second = Some(k);
+            }
+        }
+        if let Some((_, i)) = best {
+            let h = heads[i].as_mut().expect("head present");
+            let seq = h.seq;
+            let mut run = Vec::new();
+            while let Some(r) = h.records.peek() {
+                if second.is_some_and(|s| (key(seq, r), i) > s) {
+                    break;
+                }
+                run.extend(h.records.next());
+            }
+            if h.records.peek().is_none() {
+                heads[i] = None;
+            }
+            if out_seq.is_some_and(|s| s != seq) {
+                out.flush(out_seq.take().unwrap_or(0))?;
+            }
             last_seq = seq;
-            op.process(i, batch, out)?;
-            out.flush(seq)?;
+            out_seq = Some(seq);
+            op.process(i, Batch { seq, records: run }, out)?;
             continue;
+        }
+        if let Some(s) = out_seq.take() {
+            out.flush(s)?;
         }
         // No data waiting: every live input is at a barrier, or every input has ended.
         let live: Vec<usize> = (0..n).filter(|&i| ended[i].is_none()).collect();
@@ -329,7 +404,11 @@ fn stage_loop(
 }
 
 /// Receives the next data message; commit notices for sinks are handled in between.
-fn recv(rx: &Receiver<Msg>, control: Option<&Receiver<u64>>, op: &mut dyn Operator) -> StageResult<Msg> {
+fn recv(
+    rx: &Receiver<Msg>,
+    control: Option<&Receiver<u64>>,
+    op: &mut dyn Operator,
+) -> StageResult<Msg> {
     let Some(c) = control else {
         return rx.recv().map_err(|_| Stop::Disconnected);
     };

@@ -73,8 +73,9 @@ impl FileSink {
                 ))
             })?;
             let sp = dir.join(format!("{name}.spool"));
-            let f = open_truncated(&sp, st.committed, restored.is_some())
-                .map_err(|e| Error::runtime(format!("sink '{name}': spool {}: {e}", sp.display())))?;
+            let f = open_truncated(&sp, st.committed, restored.is_some()).map_err(|e| {
+                Error::runtime(format!("sink '{name}': spool {}: {e}", sp.display()))
+            })?;
             (Target::Spool(f), Some(sp))
         } else if stdout {
             (Target::Stdout, None)
@@ -90,7 +91,10 @@ impl FileSink {
                 }
             }
             let f = open_truncated(&path, st.committed, restored.is_some()).map_err(|e| {
-                Error::runtime(format!("sink '{name}': cannot open {}: {e}", path.display()))
+                Error::runtime(format!(
+                    "sink '{name}': cannot open {}: {e}",
+                    path.display()
+                ))
             })?;
             (Target::File(f), None)
         };
@@ -170,11 +174,14 @@ impl FileSink {
                 v.type_name()
             ))));
         };
-        let delim = if self.format == Format::Tsv { b'\t' } else { b',' };
-        let same = self
-            .header
-            .as_ref()
-            .is_some_and(|h| h.len() == m.len() && h.iter().zip(m.keys()).all(|(a, b)| a == b.as_str()));
+        let delim = if self.format == Format::Tsv {
+            b'\t'
+        } else {
+            b','
+        };
+        let same = self.header.as_ref().is_some_and(|h| {
+            h.len() == m.len() && h.iter().zip(m.keys()).all(|(a, b)| a == b.as_str())
+        });
         let mut w = csv::WriterBuilder::new()
             .delimiter(delim)
             .from_writer(&mut self.buf);
@@ -207,7 +214,8 @@ impl FileSink {
         let Some(sp) = &self.spool_path else {
             return Ok(());
         };
-        let mut f = File::open(sp).map_err(|e| Error::runtime(format!("spool {}: {e}", sp.display())))?;
+        let mut f =
+            File::open(sp).map_err(|e| Error::runtime(format!("spool {}: {e}", sp.display())))?;
         f.seek(SeekFrom::Start(self.released))
             .map_err(|e| Error::runtime(format!("spool: {e}")))?;
         let mut rest = (&mut f).take(upto - self.released);
@@ -215,7 +223,9 @@ impl FileSink {
         std::io::copy(&mut rest, &mut out)
             .and_then(|_| out.flush())
             .map_err(|e| Error::runtime(format!("sink '{}': writing stdout: {e}", self.name)))?;
-        fail::fail_point!("spool-after-release", |_| Err(Error::runtime("failpoint spool-after-release")));
+        fail::fail_point!("spool-after-release", |_| Err(Error::runtime(
+            "failpoint spool-after-release"
+        )));
         self.released = upto;
         // Remember the release durably so a restart does not write the same bytes again.
         let mark = sp.with_extension("released");
@@ -269,9 +279,15 @@ impl Operator for FileSink {
         }
         match &mut self.target {
             Target::File(f) | Target::Spool(f) => {
-                fail::fail_point!("sink-before-fsync", |_| Err(Error::runtime("failpoint sink-before-fsync")));
+                fail::fail_point!("sink-before-fsync", |_| Err(Error::runtime(
+                    "failpoint sink-before-fsync"
+                )));
                 f.sync_data().map_err(|e| {
-                    Error::runtime(format!("sink '{}': fsync {}: {e}", self.name, self.path.display()))
+                    Error::runtime(format!(
+                        "sink '{}': fsync {}: {e}",
+                        self.name,
+                        self.path.display()
+                    ))
                 })?;
             }
             Target::Stdout => {}

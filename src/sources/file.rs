@@ -310,10 +310,12 @@ impl FileSource {
             }
             return Ok(vec![self.s.path.clone()]);
         }
-        let paths = glob::glob(&p).map_err(|e| {
-            Error::usage(format!("source '{}': bad glob `{p}`: {e}", self.name()))
-        })?;
-        let mut v: Vec<PathBuf> = paths.filter_map(|r| r.ok()).filter(|p| p.is_file()).collect();
+        let paths = glob::glob(&p)
+            .map_err(|e| Error::usage(format!("source '{}': bad glob `{p}`: {e}", self.name())))?;
+        let mut v: Vec<PathBuf> = paths
+            .filter_map(|r| r.ok())
+            .filter(|p| p.is_file())
+            .collect();
         v.sort();
         if v.is_empty() && self.s.at_end == AtEnd::Finish {
             self.ctx
@@ -356,7 +358,9 @@ impl FileSource {
                 )))
             }
         };
-        let md = f.metadata().map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+        let md = f
+            .metadata()
+            .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
         let len = md.len();
         // Remember what identifies this file, as it is now.
         {
@@ -438,7 +442,11 @@ impl FileSource {
     fn origin(&self, line: u64, offset: u64) -> Origin {
         Origin {
             source: self.s.node as u32,
-            file: if self.stdin.is_some() { 0 } else { self.cur as u32 },
+            file: if self.stdin.is_some() {
+                0
+            } else {
+                self.cur as u32
+            },
             line,
             offset,
         }
@@ -484,7 +492,11 @@ impl FileSource {
             };
             let origin = Origin {
                 source: self.s.node as u32,
-                file: if self.stdin.is_some() { 0 } else { self.cur as u32 },
+                file: if self.stdin.is_some() {
+                    0
+                } else {
+                    self.cur as u32
+                },
                 line: line_no,
                 offset,
             };
@@ -512,7 +524,11 @@ impl FileSource {
     }
 
     fn read_csv(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
-        let delim = if self.s.format == Format::Tsv { b'\t' } else { b',' };
+        let delim = if self.s.format == Format::Tsv {
+            b'\t'
+        } else {
+            b','
+        };
         if self.csv.is_none() {
             let r = self.reader.take().expect("reader open");
             let base = r.offset;
@@ -575,7 +591,10 @@ impl FileSource {
                 continue;
             }
             let Some(header) = &self.header else {
-                let h: Vec<Str> = cells.iter().map(|c| Str::new(c.trim_start_matches('\u{feff}'))).collect();
+                let h: Vec<Str> = cells
+                    .iter()
+                    .map(|c| Str::new(c.trim_start_matches('\u{feff}')))
+                    .collect();
                 let hs: Vec<String> = h.iter().map(|x| x.to_string()).collect();
                 if let Some(st) = &mut self.stdin {
                     st.header = Some(hs);
@@ -598,7 +617,11 @@ impl FileSource {
             }
             let mut m = Map::with_capacity(header.len());
             for (k, c) in header.iter().zip(cells) {
-                let v = if self.s.infer_types { infer(c) } else { Value::str(c) };
+                let v = if self.s.infer_types {
+                    infer(c)
+                } else {
+                    Value::str(c)
+                };
                 m.insert(k.clone(), v);
             }
             out.push(Record {
@@ -647,10 +670,8 @@ impl Source for FileSource {
     fn read(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
         let mut total = 0;
         loop {
-            if self.reader.is_none() && self.csv.is_none() {
-                if !self.open_current()? {
-                    return Ok((total, ReadStatus::Eof));
-                }
+            if self.reader.is_none() && self.csv.is_none() && !self.open_current()? {
+                return Ok((total, ReadStatus::Eof));
             }
             let (k, status) = match self.s.format {
                 Format::Jsonl | Format::Lines => self.read_lines(n - total, out)?,

@@ -52,7 +52,10 @@ pub fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -127,7 +130,9 @@ mod tests {
         assert_eq!(infer("-3.5"), Value::Float(-3.5));
         assert_eq!(infer("1e3"), Value::Float(1000.0));
         assert_eq!(infer("0"), Value::Int(0));
-        for s in ["007", "+3", "1_000", "0x1F", "NaN", "inf", "", "1.", ".5", "1e", "-"] {
+        for s in [
+            "007", "+3", "1_000", "0x1F", "NaN", "inf", "", "1.", ".5", "1e", "-",
+        ] {
             assert_eq!(infer(s), Value::str(s), "{s}");
         }
     }
@@ -137,7 +142,9 @@ mod tests {
         assert!(decode_jsonl(b"  \r").unwrap().is_none());
         assert!(decode_jsonl(b"{\"a\":1}\r").unwrap().is_some());
         assert!(decode_jsonl(b"[1,2]").unwrap_err().contains("an array"));
-        assert!(decode_jsonl(b"{\"a\":").unwrap_err().contains("invalid JSON"));
+        assert!(decode_jsonl(b"{\"a\":")
+            .unwrap_err()
+            .contains("invalid JSON"));
         assert!(decode_line(b"ab\xffc").is_err());
         assert_eq!(
             decode_line(b"x\r").unwrap().to_json_string(),

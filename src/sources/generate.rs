@@ -9,7 +9,14 @@ use crate::runtime::stage::{Output, StageResult};
 use crate::value::{Map, Str, Value};
 use std::time::{Duration, Instant};
 
-const PATHS: &[&str] = &["/", "/login", "/api/items", "/api/orders", "/static/app.js", "/search"];
+const PATHS: &[&str] = &[
+    "/",
+    "/login",
+    "/api/items",
+    "/api/orders",
+    "/static/app.js",
+    "/search",
+];
 const METHODS: &[&str] = &["GET", "GET", "GET", "POST", "PUT"];
 /// 2026-01-01T00:00:00Z
 const BASE_SECONDS: i64 = 1_767_225_600;
@@ -105,8 +112,7 @@ impl Source for Generate {
         let mut k = 0;
         if let Some(rate) = self.rate.filter(|r| *r > 0.0) {
             // Pacing only: how many records may exist by now.
-            let allowed =
-                self.start_seq + (self.started.elapsed().as_secs_f64() * rate) as u64 + 1;
+            let allowed = self.start_seq + (self.started.elapsed().as_secs_f64() * rate) as u64 + 1;
             if self.next >= allowed {
                 std::thread::sleep(Duration::from_millis(5));
                 return Ok((0, ReadStatus::Idle));

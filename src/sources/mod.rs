@@ -144,7 +144,8 @@ impl SourceDriver {
 /// Wraps a source's own state with the count of records consumed, which fixes the logical
 /// batch numbering on resume.
 fn with_consumed(state: Vec<u8>, consumed: u64) -> Vec<u8> {
-    let inner: serde_json::Value = serde_json::from_slice(&state).unwrap_or(serde_json::Value::Null);
+    let inner: serde_json::Value =
+        serde_json::from_slice(&state).unwrap_or(serde_json::Value::Null);
     serde_json::to_vec(&serde_json::json!({ "consumed": consumed, "source": inner }))
         .unwrap_or_default()
 }
@@ -154,5 +155,8 @@ pub fn split_state(state: &[u8]) -> Result<(u64, serde_json::Value), Error> {
     let v: serde_json::Value = serde_json::from_slice(state)
         .map_err(|e| Error::runtime(format!("source state in checkpoint is unreadable: {e}")))?;
     let consumed = v.get("consumed").and_then(|c| c.as_u64()).unwrap_or(0);
-    Ok((consumed, v.get("source").cloned().unwrap_or(serde_json::Value::Null)))
+    Ok((
+        consumed,
+        v.get("source").cloned().unwrap_or(serde_json::Value::Null),
+    ))
 }

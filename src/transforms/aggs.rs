@@ -57,7 +57,10 @@ pub fn parse_agg(name: &str, text: &str) -> Result<AggSpec, (usize, String)> {
         (Func::Count, Some("")) => None,
         (Func::Count, Some(a)) => Some(a),
         (_, None) | (_, Some("")) => {
-            return Err((0, format!("`{fname}` needs an expression, like {fname}(.bytes)")))
+            return Err((
+                0,
+                format!("`{fname}` needs an expression, like {fname}(.bytes)"),
+            ))
         }
         (_, Some(a)) => Some(a),
     };
@@ -84,7 +87,10 @@ pub enum Acc {
     SumFloat(f64),
     Min(Option<Value>),
     Max(Option<Value>),
-    Avg { sum: f64, n: u64 },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
     First(Option<Value>),
     Last(Option<Value>),
     Distinct(BTreeSet<Value>),
@@ -108,7 +114,9 @@ impl Acc {
     /// so a bad record leaves the state untouched.
     pub fn check(&self, v: Option<&Value>, func: Func) -> Result<(), String> {
         match (func, v) {
-            (Func::Sum | Func::Avg, Some(x)) if !matches!(x, Value::Null) && x.as_f64().is_none() => {
+            (Func::Sum | Func::Avg, Some(x))
+                if !matches!(x, Value::Null) && x.as_f64().is_none() =>
+            {
                 Err(not_number(if func == Func::Sum { "sum" } else { "avg" }, x))
             }
             _ => Ok(()),
@@ -189,7 +197,10 @@ fn not_number(f: &str, v: &Value) -> String {
     format!("{f}() of {} ({}), not a number", v.type_name(), {
         let s = v.to_json_string();
         if s.len() > 40 {
-            format!("{}...", &s[..s.char_indices().nth(37).map(|c| c.0).unwrap_or(37)])
+            format!(
+                "{}...",
+                &s[..s.char_indices().nth(37).map(|c| c.0).unwrap_or(37)]
+            )
         } else {
             s
         }
@@ -197,12 +208,20 @@ fn not_number(f: &str, v: &Value) -> String {
 }
 
 /// Evaluates the aggregates' arguments on a record into `args` (reused between records).
-pub fn eval_args(specs: &[AggSpec], record: &Value, args: &mut Vec<Option<Value>>) -> Result<(), String> {
+pub fn eval_args(
+    specs: &[AggSpec],
+    record: &Value,
+    args: &mut Vec<Option<Value>>,
+) -> Result<(), String> {
     args.clear();
     for spec in specs {
         args.push(match &spec.arg {
             None => None,
-            Some(e) => Some(e.eval_first(record).map_err(|e| e.message)?.unwrap_or(Value::Null)),
+            Some(e) => Some(
+                e.eval_first(record)
+                    .map_err(|e| e.message)?
+                    .unwrap_or(Value::Null),
+            ),
         });
     }
     Ok(())

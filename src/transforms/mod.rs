@@ -44,7 +44,10 @@ pub fn duration(node: &NodeSpec, key: &str, v: &str, p: &mut BuildProblems) -> O
 pub fn aggs(node: &NodeSpec, table: &toml::Table, p: &mut BuildProblems) -> Vec<aggs::AggSpec> {
     let mut out = Vec::new();
     if table.is_empty() {
-        p.push((node.key_span("aggs"), "`aggs` is empty: name at least one aggregate, like aggs = { n = \"count\" }".into()));
+        p.push((
+            node.key_span("aggs"),
+            "`aggs` is empty: name at least one aggregate, like aggs = { n = \"count\" }".into(),
+        ));
     }
     for (name, v) in table {
         let Some(text) = v.as_str() else {
@@ -55,7 +58,11 @@ pub fn aggs(node: &NodeSpec, table: &toml::Table, p: &mut BuildProblems) -> Vec<
             continue;
         };
         if name == "key" {
-            p.push((node.key_span("aggs"), "an aggregate may not be called `key`: the output uses that name for the key".into()));
+            p.push((
+                node.key_span("aggs"),
+                "an aggregate may not be called `key`: the output uses that name for the key"
+                    .into(),
+            ));
             continue;
         }
         match aggs::parse_agg(name, text) {
@@ -79,7 +86,8 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 if re.capture_names().flatten().next().is_none() {
                     p.push((
                         node.key_span("regex"),
-                        "`regex` has no named group like (?P<name>...): it would add no field".into(),
+                        "`regex` has no named group like (?P<name>...): it would add no field"
+                            .into(),
                     ));
                     None
                 } else {
@@ -87,7 +95,10 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 }
             }
             Err(e) => {
-                p.push((node.key_span("regex"), format!("`regex` does not compile: {e}")));
+                p.push((
+                    node.key_span("regex"),
+                    format!("`regex` does not compile: {e}"),
+                ));
                 None
             }
         },
@@ -112,12 +123,16 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 (Some(_), None) => {
                     p.push((
                         node.key_span("state_ttl"),
-                        "`state_ttl` needs `time`: a key's idleness is measured in event time".into(),
+                        "`state_ttl` needs `time`: a key's idleness is measured in event time"
+                            .into(),
                     ));
                     None
                 }
                 (None, Some(_)) => {
-                    p.push((node.key_span("time"), "`time` is only used with `state_ttl`".into()));
+                    p.push((
+                        node.key_span("time"),
+                        "`time` is only used with `state_ttl`".into(),
+                    ));
                     None
                 }
                 (None, None) => None,
@@ -127,7 +142,10 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
         NodeConfig::Window(_) | NodeConfig::Dedup(_) => {
             p.push((
                 node.span.clone(),
-                format!("`{}` is not available in this build yet", node.config.type_name()),
+                format!(
+                    "`{}` is not available in this build yet",
+                    node.config.type_name()
+                ),
             ));
             None
         }

@@ -1,0 +1,530 @@
+//! The jaq interpreter as a fallback, plus the conversions between weir's [`Value`] and
+//! jaq's [`Val`], and a printer that turns a parsed jaq term back into jq source text (used
+//! to hand a single unsupported subterm to jaq).
+//!
+//! Thread safety: a compiled jaq [`Filter`] holds only its term table (strings, integers,
+//! indices) and plain function pointers, so it is `Send + Sync` even though jaq's values
+//! (`Rc`-based) are not. Values are created per evaluation and never leave the calling
+//! thread, so one compiled filter can be shared between threads behind an `Arc`. The
+//! compile-time assertion at the bottom of this file keeps that true across jaq upgrades.
+
+use super::native::{Ctl, ErrV};
+use super::CompileError;
+use crate::value::{Map, Str, Value};
+use jaq_core::data::JustLut;
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::{BinaryOp, Pattern, Term};
+use jaq_core::load::{self, Arena, File, Loader};
+use jaq_core::path::{Opt, Part};
+use jaq_core::{Ctx, Vars};
+use jaq_json::{Num, Val};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+type Filter = jaq_core::Filter<JustLut<Val>>;
+
+/// A compiled jaq filter.
+pub(crate) struct Jaq {
+    filter: Filter,
+    /// Whether the program mentions `$ENV`; only then is the environment converted per call.
+    uses_env: bool,
+}
+
+impl std::fmt::Debug for Jaq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Jaq")
+    }
+}
+
+/// Byte offset of `part` inside `whole`, if `part` is a slice of it.
+pub(crate) fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let start = whole.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    (p >= start && p <= start + whole.len()).then(|| p - start)
+}
+
+fn snippet(s: &str) -> String {
+    let mut out: String = s.chars().take(20).collect();
+    if out.len() < s.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Compiles a whole jq program with jaq, with jaq's standard library and `$ENV`.
+/// Syntax errors and undefined filters or variables are reported with their offset in `src`.
+pub(crate) fn compile_jaq(src: &str) -> Result<Jaq, CompileError> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(
+            &arena,
+            File {
+                code: src,
+                path: (),
+            },
+        )
+        .map_err(|errs| load_error(src, errs))?;
+    let compiler: jaq_core::Compiler<&str, JustLut<Val>> = jaq_core::Compiler::default();
+    let filter = compiler
+        .with_funs(funs)
+        .with_global_vars(["$ENV"])
+        .compile(modules)
+        .map_err(|errs| {
+            let first = errs.into_iter().flat_map(|(_file, es)| es).next();
+            match first {
+                Some((name, undef)) => {
+                    let what = match undef {
+                        jaq_core::compile::Undefined::Filter(arity) => {
+                            format!("undefined function `{name}/{arity}`")
+                        }
+                        other => format!("undefined {} `{name}`", other.as_str()),
+                    };
+                    CompileError {
+                        message: what,
+                        offset: offset_in(src, name).unwrap_or(0),
+                    }
+                }
+                None => CompileError {
+                    message: "compile error".into(),
+                    offset: 0,
+                },
+            }
+        })?;
+    Ok(Jaq {
+        filter,
+        uses_env: src.contains("$ENV"),
+    })
+}
+
+fn load_error(src: &str, errs: load::Errors<&str, ()>) -> CompileError {
+    for (_file, err) in errs {
+        match err {
+            load::Error::Lex(es) => {
+                if let Some((expect, at)) = es.into_iter().next() {
+                    let offset = offset_in(src, at).unwrap_or(0);
+                    let found = if at.is_empty() {
+                        "end of input".to_string()
+                    } else {
+                        format!("`{}`", snippet(at))
+                    };
+                    return CompileError {
+                        message: format!(
+                            "syntax error: expected {}, found {found}",
+                            expect.as_str()
+                        ),
+                        offset,
+                    };
+                }
+            }
+            load::Error::Parse(es) => {
+                if let Some((expect, found)) = es.into_iter().next() {
+                    let offset = offset_in(src, found).unwrap_or(src.len());
+                    let found = if found.is_empty() {
+                        "end of input".to_string()
+                    } else {
+                        format!("`{}`", snippet(found))
+                    };
+                    return CompileError {
+                        message: format!(
+                            "syntax error: expected {}, found {found}",
+                            expect.as_str()
+                        ),
+                        offset,
+                    };
+                }
+            }
+            load::Error::Io(es) => {
+                if let Some((path, msg)) = es.into_iter().next() {
+                    return CompileError {
+                        message: format!("cannot load module {path:?}: {msg}"),
+                        offset: offset_in(src, path).unwrap_or(0),
+                    };
+                }
+            }
+        }
+    }
+    CompileError {
+        message: "syntax error".into(),
+        offset: 0,
+    }
+}
+
+fn env_value() -> &'static Value {
+    static ENV: OnceLock<Value> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut m = Map::new();
+        for (k, v) in std::env::vars_os() {
+            m.insert(
+                Str::from(k.to_string_lossy().as_ref()),
+                Value::str(&v.to_string_lossy()),
+            );
+        }
+        Value::Object(m)
+    })
+}
+
+impl Jaq {
+    /// Runs the filter on `input`, passing each output to `k`; stops at the first error.
+    pub(crate) fn run(
+        &self,
+        input: &Value,
+        k: &mut dyn FnMut(Value) -> Result<(), Ctl>,
+    ) -> Result<(), Ctl> {
+        let env = if self.uses_env {
+            to_val(env_value())
+        } else {
+            Val::Null
+        };
+        let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([env]));
+        for out in self.filter.id.run((ctx, to_val(input))) {
+            match out {
+                Ok(v) => k(from_val(v).map_err(Ctl::Err)?)?,
+                Err(exn) => return Err(Ctl::Err(exn_to_err(exn))),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn exn_to_err(exn: jaq_core::Exn<'_, Val>) -> ErrV {
+    match exn.get_err() {
+        Ok(err) => match from_val(err.into_val()) {
+            Ok(v) => ErrV::Val(v),
+            Err(e) => e,
+        },
+        Err(exn) => match exn.get_halt() {
+            Ok(code) => ErrV::Msg(format!("halt({code}) is not supported in weir expressions")),
+            Err(_) => ErrV::Msg("internal error in the jq interpreter".into()),
+        },
+    }
+}
+
+/// weir value to jaq value.
+pub(crate) fn to_val(v: &Value) -> Val {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Int(i) => Val::Num(match isize::try_from(*i) {
+            Ok(i) => Num::Int(i),
+            Err(_) => Num::Float(*i as f64),
+        }),
+        Value::Float(f) => Val::Num(Num::Float(*f)),
+        Value::Str(s) => Val::from(s.to_string()),
+        Value::Array(a) => Val::Arr(jaq_json::Rc::new(a.iter().map(to_val).collect())),
+        Value::Object(m) => Val::obj(
+            m.iter()
+                .map(|(k, v)| (Val::from(k.to_string()), to_val(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn num_to_value(n: &Num) -> Value {
+    match n {
+        Num::Int(i) => Value::Int(*i as i64),
+        Num::Float(f) => Value::Float(*f),
+        Num::BigInt(b) => Value::Float(b.to_string().parse().unwrap_or(f64::NAN)),
+        Num::Dec(s) => match s.parse::<i64>() {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(s.parse().unwrap_or(f64::NAN)),
+        },
+    }
+}
+
+/// jaq value to weir value; jaq allows non-string object keys, weir (and jq) do not.
+pub(crate) fn from_val(v: Val) -> Result<Value, ErrV> {
+    Ok(match v {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(b),
+        Val::Num(n) => num_to_value(&n),
+        Val::TStr(b) | Val::BStr(b) => Value::str(&String::from_utf8_lossy(&b)),
+        Val::Arr(a) => {
+            let a = jaq_json::Rc::try_unwrap(a).unwrap_or_else(|a| (*a).clone());
+            Value::Array(a.into_iter().map(from_val).collect::<Result<_, _>>()?)
+        }
+        Val::Obj(o) => {
+            let o = jaq_json::Rc::try_unwrap(o).unwrap_or_else(|o| (*o).clone());
+            let mut m = Map::with_capacity(o.len());
+            for (k, v) in o {
+                let k = match k {
+                    Val::TStr(b) | Val::BStr(b) => Str::from(String::from_utf8_lossy(&b).as_ref()),
+                    other => {
+                        return Err(ErrV::Msg(format!(
+                            "object keys must be strings, not {other}"
+                        )))
+                    }
+                };
+                m.push_unique(k, from_val(v)?);
+            }
+            Value::Object(m)
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Printing a parsed term back to jq source. Every compound subterm is parenthesised, so the
+// printed text parses to the same tree regardless of precedence.
+
+pub(crate) fn print_term(t: &Term<&str>) -> String {
+    let mut out = String::new();
+    pr(t, &mut out);
+    out
+}
+
+fn paren(t: &Term<&str>, out: &mut String) {
+    out.push('(');
+    pr(t, out);
+    out.push(')');
+}
+
+fn pr_str_parts(fmt: &Option<&str>, parts: &[StrPart<&str, Term<&str>>], out: &mut String) {
+    if let Some(f) = fmt {
+        out.push_str(f);
+        out.push(' ');
+    }
+    out.push('"');
+    for part in parts {
+        match part {
+            StrPart::Str(s) => out.push_str(s),
+            StrPart::Char(c) => match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if (*c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", *c as u32);
+                }
+                c => out.push(*c),
+            },
+            StrPart::Term(t) => {
+                out.push_str("\\(");
+                pr(t, out);
+                out.push(')');
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn pr_pattern(p: &Pattern<&str>, out: &mut String) {
+    match p {
+        Pattern::Var(x) => out.push_str(x),
+        Pattern::Arr(ps) => {
+            out.push('[');
+            for (i, p) in ps.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                pr_pattern(p, out);
+            }
+            out.push(']');
+        }
+        Pattern::Obj(kps) => {
+            out.push('{');
+            for (i, (k, p)) in kps.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                paren(k, out);
+                out.push_str(": ");
+                pr_pattern(p, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn binop_str(op: &BinaryOp<&str>) -> String {
+    use jaq_core::ops::Math;
+    match op {
+        // `as` patterns are printed by the caller.
+        BinaryOp::Pipe(_) => "|".into(),
+        BinaryOp::Comma => ",".into(),
+        BinaryOp::Alt => "//".into(),
+        BinaryOp::Or => "or".into(),
+        BinaryOp::And => "and".into(),
+        BinaryOp::Math(m) => m.as_str().into(),
+        BinaryOp::Cmp(c) => c.as_str().into(),
+        BinaryOp::Assign => "=".into(),
+        BinaryOp::Update => "|=".into(),
+        BinaryOp::UpdateMath(m) => format!("{}=", Math::as_str(m)),
+        BinaryOp::UpdateAlt => "//=".into(),
+    }
+}
+
+fn pr(t: &Term<&str>, out: &mut String) {
+    match t {
+        Term::Id => out.push('.'),
+        Term::Recurse => out.push_str(".."),
+        Term::Num(n) => out.push_str(n),
+        Term::Str(fmt, parts) => pr_str_parts(fmt, parts, out),
+        Term::Arr(None) => out.push_str("[]"),
+        Term::Arr(Some(t)) => {
+            out.push('[');
+            pr(t, out);
+            out.push(']');
+        }
+        Term::Obj(kvs) => {
+            out.push('{');
+            for (i, (k, v)) in kvs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                match v {
+                    Some(v) => {
+                        paren(k, out);
+                        out.push_str(": ");
+                        paren(v, out);
+                    }
+                    None => pr(k, out),
+                }
+            }
+            out.push('}');
+        }
+        Term::Neg(t) => {
+            out.push('-');
+            paren(t, out);
+        }
+        Term::BinOp(l, op, r) => {
+            out.push('(');
+            paren(l, out);
+            match op {
+                BinaryOp::Pipe(Some(p)) => {
+                    out.push_str(" as ");
+                    pr_pattern(p, out);
+                    out.push_str(" | ");
+                }
+                op => {
+                    out.push(' ');
+                    out.push_str(&binop_str(op));
+                    out.push(' ');
+                }
+            }
+            paren(r, out);
+            out.push(')');
+        }
+        Term::Label(x, t) => {
+            out.push_str("(label ");
+            out.push_str(x);
+            out.push_str(" | ");
+            paren(t, out);
+            out.push(')');
+        }
+        Term::Break(x) => {
+            out.push_str("break ");
+            out.push_str(x);
+        }
+        Term::Fold(name, xs, pat, args) => {
+            out.push('(');
+            out.push_str(name);
+            out.push(' ');
+            paren(xs, out);
+            out.push_str(" as ");
+            pr_pattern(pat, out);
+            out.push_str(" (");
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("; ");
+                }
+                paren(a, out);
+            }
+            out.push_str("))");
+        }
+        Term::TryCatch(t, c) => {
+            out.push_str("(try ");
+            paren(t, out);
+            if let Some(c) = c {
+                out.push_str(" catch ");
+                paren(c, out);
+            }
+            out.push(')');
+        }
+        Term::IfThenElse(ifs, els) => {
+            for (i, (c, t)) in ifs.iter().enumerate() {
+                out.push_str(if i == 0 { "if " } else { " elif " });
+                paren(c, out);
+                out.push_str(" then ");
+                paren(t, out);
+            }
+            if let Some(e) = els {
+                out.push_str(" else ");
+                paren(e, out);
+            }
+            out.push_str(" end");
+        }
+        Term::Def(defs, t) => {
+            out.push('(');
+            for d in defs {
+                out.push_str("def ");
+                out.push_str(d.name);
+                if !d.args.is_empty() {
+                    out.push('(');
+                    out.push_str(&d.args.join("; "));
+                    out.push(')');
+                }
+                out.push_str(": ");
+                paren(&d.body, out);
+                out.push_str("; ");
+            }
+            pr(t, out);
+            out.push(')');
+        }
+        Term::Call(name, args) => {
+            out.push_str(name);
+            if !args.is_empty() {
+                out.push('(');
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str("; ");
+                    }
+                    paren(a, out);
+                }
+                out.push(')');
+            }
+        }
+        Term::Var(x) => out.push_str(x),
+        Term::Path(head, path) => {
+            match **head {
+                Term::Id => out.push('.'),
+                _ => paren(head, out),
+            }
+            for (part, opt) in &path.0 {
+                match part {
+                    Part::Index(i) => {
+                        out.push('[');
+                        paren(i, out);
+                        out.push(']');
+                    }
+                    Part::Range(from, to) => {
+                        out.push('[');
+                        if let Some(f) = from {
+                            paren(f, out);
+                        }
+                        if from.is_some() || to.is_some() {
+                            out.push(':');
+                        }
+                        if let Some(t) = to {
+                            paren(t, out);
+                        }
+                        out.push(']');
+                    }
+                }
+                if let Opt::Optional = opt {
+                    out.push('?');
+                }
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+const fn assert_send_sync<T: Send + Sync>() {}
+const _: () = assert_send_sync::<Jaq>();

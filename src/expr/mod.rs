@@ -1,0 +1,189 @@
+//! jq expressions over weir's [`Value`].
+//!
+//! An expression is parsed with jaq's parser (so every jq form is accepted exactly as jaq
+//! accepts it) and validated by compiling it with jaq (so undefined functions and variables
+//! are compile errors, as in jq). The parse tree is then translated into a native evaluator
+//! ([`native::Node`]) that works on [`Value`] directly; forms the translator does not handle
+//! (variables and `as`, `reduce`/`foreach`, `def`, `label`, paths such as `path(..)`, most of
+//! the less common builtins, non-literal regexes, ...) are handed to jaq's interpreter *per
+//! subterm*: only that subterm converts its input to jaq's value type and its outputs back.
+//! [`Expr::is_native`] says whether any part falls back.
+//!
+//! The native evaluator follows jq 1.7 semantics: `.a` of null is null, out-of-range array
+//! indices are null, integer arithmetic stays integral while exact, division by zero is an
+//! error, `try` does not catch errors raised after its body has produced a value, and
+//! errors have jq's messages (starting in lower case, e.g. `cannot index number with "a"`).
+//! Where jaq's interpreter deviates from jq (for example `1 / 0` is infinity in jaq, and
+//! `has(-1)` is true on a non-empty array), an expression that falls back behaves as jaq.
+//!
+//! # Threads
+//!
+//! [`Expr`] is `Send + Sync + Clone`; cloning is cheap (an `Arc`). Native nodes are plain
+//! data. jaq's compiled filter holds only its term table and function pointers and is
+//! therefore also `Send + Sync` (asserted at compile time in `fallback.rs`); jaq's values,
+//! which use `Rc`, are created inside each evaluation and never cross threads. So an
+//! expression compiled once at start-up can be moved into, or shared between, operator
+//! threads without recompiling.
+
+mod builtins;
+mod compile;
+mod fallback;
+mod native;
+#[cfg(test)]
+mod tests;
+
+use crate::value::Value;
+use native::{Card, Ctl, Kind, Node};
+use std::fmt;
+use std::sync::Arc;
+
+/// A compiled jq expression.
+#[derive(Clone)]
+pub struct Expr {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    src: String,
+    root: Node,
+    native: bool,
+}
+
+/// A syntax error or a reference to an undefined function or variable.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    pub message: String,
+    /// Byte offset into the expression source (best effort; 0 if unknown).
+    pub offset: usize,
+}
+
+/// A run-time error, with jq's message (`cannot index string with "b"`).
+#[derive(Debug, Clone)]
+pub struct EvalError {
+    pub message: String,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (at offset {})", self.message, self.offset)
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Expr")
+            .field("source", &self.inner.src)
+            .field("native", &self.inner.native)
+            .finish()
+    }
+}
+
+fn to_eval_error(c: Ctl) -> Option<EvalError> {
+    match c {
+        Ctl::Err(e) => Some(EvalError {
+            message: e.message(),
+        }),
+        Ctl::Stop => None,
+    }
+}
+
+impl Expr {
+    /// Compiles `src`; native where possible, jaq for the rest.
+    pub fn compile(src: &str) -> Result<Expr, CompileError> {
+        let whole = fallback::compile_jaq(src)?;
+        let tokens = jaq_core::load::Lexer::new(src).lex().ok();
+        let term = tokens
+            .as_ref()
+            .and_then(|t| jaq_core::load::Parser::new(t).parse(|p| p.term()).ok());
+        let root = match term.as_ref().map(compile::native) {
+            Some(Ok(Some(n))) => n,
+            _ => Node::new(Card::Many, Kind::Jaq(Arc::new(whole))),
+        };
+        Ok(Expr::new(src, root))
+    }
+
+    /// Compiles `src` for jaq's interpreter only (for tests and benchmarks).
+    pub fn compile_fallback_only(src: &str) -> Result<Expr, CompileError> {
+        let whole = fallback::compile_jaq(src)?;
+        Ok(Expr::new(
+            src,
+            Node::new(Card::Many, Kind::Jaq(Arc::new(whole))),
+        ))
+    }
+
+    fn new(src: &str, root: Node) -> Expr {
+        let native = root.is_native();
+        Expr {
+            inner: Arc::new(Inner {
+                src: src.to_string(),
+                root,
+                native,
+            }),
+        }
+    }
+
+    /// The source text the expression was compiled from.
+    pub fn source(&self) -> &str {
+        &self.inner.src
+    }
+
+    /// True when no part of the expression runs in jaq's interpreter.
+    pub fn is_native(&self) -> bool {
+        self.inner.native
+    }
+
+    /// Pushes every output, in order, onto `out`. On error, `out` is left as it was (the
+    /// outputs produced before the error are discarded).
+    pub fn eval(&self, input: &Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
+        let start = out.len();
+        let r = self.inner.root.run(input, &mut |v| {
+            out.push(v.into_owned());
+            Ok(())
+        });
+        match r.err().and_then(to_eval_error) {
+            None => Ok(()),
+            Some(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// The first output, without computing the others; `None` if there is none. An error
+    /// raised before the first output is returned as an error.
+    pub fn eval_first(&self, input: &Value) -> Result<Option<Value>, EvalError> {
+        match self.inner.root.first(input) {
+            Ok(v) => Ok(v.map(|v| v.into_owned())),
+            Err(c) => match to_eval_error(c) {
+                Some(e) => Err(e),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// True if the first output is truthy (neither `null` nor `false`); false if there is
+    /// no output.
+    pub fn eval_bool(&self, input: &Value) -> Result<bool, EvalError> {
+        match self.inner.root.first(input) {
+            Ok(v) => Ok(v.is_some_and(|v| v.truthy())),
+            Err(c) => match to_eval_error(c) {
+                Some(e) => Err(e),
+                None => Ok(false),
+            },
+        }
+    }
+}
+
+#[allow(dead_code)]
+const fn assert_send_sync_clone<T: Send + Sync + Clone>() {}
+const _: () = assert_send_sync_clone::<Expr>();

@@ -1,0 +1,1109 @@
+//! The native evaluator: a tree of [`Node`]s over weir's [`Value`].
+//!
+//! Every node can stream its outputs into a continuation (`run`). Nodes that produce at
+//! most one output (`Card::One` / `Card::Opt`, decided at compile time) also have a direct
+//! path (`single`) that returns the output without any closure, and outputs are `Cow`s so
+//! that paths (`.a.b`) and literals are passed by reference: `.status >= 400` evaluates
+//! without cloning or allocating anything.
+//!
+//! Generators follow jq's order: in `l op r` the right operand is the outer loop, in
+//! `{a: f, b: g}` the first entry is the outer loop, in `"\(f)\(g)"` the last interpolation
+//! is the outer loop, in `.[k]` the index is evaluated before the indexed term.
+
+use super::builtins::{self, desc};
+use super::fallback::Jaq;
+use crate::value::{Map, Str, Value};
+use regex::Regex;
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// A jq error: either a message produced by weir, or a value passed to `error`.
+#[derive(Debug, Clone)]
+pub(crate) enum ErrV {
+    Msg(String),
+    Val(Value),
+}
+
+impl ErrV {
+    /// The value that `try ... catch` hands to its handler.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            ErrV::Msg(m) => Value::Str(Str::from(m)),
+            ErrV::Val(v) => v,
+        }
+    }
+
+    pub(crate) fn message(self) -> String {
+        match self {
+            ErrV::Msg(m) => m,
+            ErrV::Val(Value::Str(s)) => s.to_string(),
+            ErrV::Val(v) => format!("{} (not a string)", v.to_json_string()),
+        }
+    }
+}
+
+/// Control flow out of an evaluation: an error, or a request from a consumer to stop
+/// producing outputs (used by `first(f)`, `limit` and `eval_first`). `try` never catches
+/// `Stop`.
+#[derive(Debug)]
+pub(crate) enum Ctl {
+    Err(ErrV),
+    Stop,
+}
+
+impl From<ErrV> for Ctl {
+    fn from(e: ErrV) -> Ctl {
+        Ctl::Err(e)
+    }
+}
+
+pub(crate) type Res = Result<(), Ctl>;
+/// A continuation that receives outputs; borrowed outputs live only for the call.
+pub(crate) type K<'k> = dyn FnMut(Cow<'_, Value>) -> Res + 'k;
+type Single<'a> = Result<Option<Cow<'a, Value>>, Ctl>;
+
+pub(crate) static NULL: Value = Value::Null;
+
+/// How many outputs a node can produce (besides an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Card {
+    One,
+    Opt,
+    Many,
+}
+
+impl Card {
+    pub(crate) fn join(self, other: Card) -> Card {
+        self.max(other)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MathOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    #[inline]
+    fn test(self, o: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => o == Ordering::Equal,
+            CmpOp::Ne => o != Ordering::Equal,
+            CmpOp::Lt => o == Ordering::Less,
+            CmpOp::Le => o != Ordering::Greater,
+            CmpOp::Gt => o == Ordering::Greater,
+            CmpOp::Ge => o != Ordering::Less,
+        }
+    }
+}
+
+/// A literal path step.
+#[derive(Debug, Clone)]
+pub(crate) enum Key {
+    Field(Str),
+    Index(i64),
+}
+
+/// A part of an interpolated string.
+#[derive(Debug, Clone)]
+pub(crate) enum SPart {
+    Lit(String),
+    Interp(Node),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StrFmt {
+    Text,
+    Json,
+}
+
+/// Functions of the input alone.
+pub(crate) type Fn0 = fn(&Value) -> Result<Value, ErrV>;
+/// Functions of the input and one argument (jq's `def f($a)`).
+pub(crate) type Fn1 = fn(&Value, &Value) -> Result<Value, ErrV>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) card: Card,
+    pub(crate) kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Id,
+    Lit(Value),
+    /// `.a.b[0]`: literal keys applied to the input, no `?`.
+    Path(Box<[Key]>),
+    /// `obj[key]` (or `obj[key]?` when `opt`); `key` is evaluated against the input.
+    Index {
+        obj: Box<Node>,
+        key: Box<Node>,
+        opt: bool,
+    },
+    Slice {
+        obj: Box<Node>,
+        from: Option<Box<Node>>,
+        to: Option<Box<Node>>,
+        opt: bool,
+    },
+    /// `obj[]` / `obj[]?`
+    Iter {
+        obj: Box<Node>,
+        opt: bool,
+    },
+    /// `..`
+    Recurse,
+    Pipe(Box<Node>, Box<Node>),
+    Comma(Box<Node>, Box<Node>),
+    Neg(Box<Node>),
+    Math(MathOp, Box<Node>, Box<Node>),
+    Cmp(CmpOp, Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Alt(Box<Node>, Box<Node>),
+    If(Box<[(Node, Node)]>, Option<Box<Node>>),
+    Try(Box<Node>, Option<Box<Node>>),
+    /// Object construction with literal keys; `unique` when no key repeats.
+    ObjLit {
+        entries: Box<[(Str, Node)]>,
+        unique: bool,
+    },
+    /// Object construction with computed keys.
+    Obj(Box<[(Node, Node)]>),
+    Arr(Option<Box<Node>>),
+    Str(StrFmt, Box<[SPart]>),
+    Empty,
+    /// `error` (with `None`: the input is the error) and `error(f)`.
+    Error(Option<Box<Node>>),
+    Call0(Fn0),
+    Call1(Fn1, Box<Node>),
+    /// Passes the input through when the predicate holds (`values`, `strings`, ...).
+    Filter0(fn(&Value) -> bool),
+    Select(Box<Node>),
+    First(Box<Node>),
+    Limit(Box<Node>, Box<Node>),
+    Map(Box<Node>),
+    Test(Box<Regex>),
+    /// `sort_by(f)`, `group_by(f)`, `min_by(f)`, `max_by(f)`, `unique_by(f)`.
+    By(ByOp, Box<Node>),
+    /// `any(gen; cond)` / `all(gen; cond)`; `is_any` selects which.
+    AnyAll {
+        gen: Box<Node>,
+        cond: Box<Node>,
+        is_any: bool,
+    },
+    /// Assignment to a literal path: `.a.b = f`, `|=`, `+=`, ..., `//=`.
+    Update {
+        path: Box<[Key]>,
+        op: UpdOp,
+        rhs: Box<Node>,
+    },
+    /// `del(.a, .b.c)` with literal paths.
+    Del(Box<[Box<[Key]>]>),
+    Jaq(Arc<Jaq>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByOp {
+    Sort,
+    Group,
+    Min,
+    Max,
+    Unique,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpdOp {
+    Assign,
+    Modify,
+    Math(MathOp),
+    Alt,
+}
+
+impl Node {
+    pub(crate) fn new(card: Card, kind: Kind) -> Node {
+        Node { card, kind }
+    }
+
+    pub(crate) fn is_native(&self) -> bool {
+        self.all(&mut |n| !matches!(n.kind, Kind::Jaq(_)))
+    }
+
+    /// True if `f` holds for this node and all nodes below it.
+    pub(crate) fn all(&self, f: &mut dyn FnMut(&Node) -> bool) -> bool {
+        if !f(self) {
+            return false;
+        }
+        let mut kids: Vec<&Node> = Vec::new();
+        match &self.kind {
+            Kind::Id
+            | Kind::Lit(_)
+            | Kind::Path(_)
+            | Kind::Recurse
+            | Kind::Empty
+            | Kind::Call0(_)
+            | Kind::Filter0(_)
+            | Kind::Test(_)
+            | Kind::Del(_)
+            | Kind::Jaq(_) => {}
+            Kind::Index { obj, key, .. } => kids.extend([&**obj, &**key]),
+            Kind::Slice { obj, from, to, .. } => {
+                kids.push(obj);
+                kids.extend(from.as_deref());
+                kids.extend(to.as_deref());
+            }
+            Kind::Iter { obj, .. } => kids.push(obj),
+            Kind::Pipe(a, b)
+            | Kind::Comma(a, b)
+            | Kind::Math(_, a, b)
+            | Kind::Cmp(_, a, b)
+            | Kind::And(a, b)
+            | Kind::Or(a, b)
+            | Kind::Alt(a, b)
+            | Kind::Limit(a, b) => kids.extend([&**a, &**b]),
+            Kind::AnyAll { gen, cond, .. } => kids.extend([&**gen, &**cond]),
+            Kind::Neg(a)
+            | Kind::Select(a)
+            | Kind::First(a)
+            | Kind::Map(a)
+            | Kind::Call1(_, a)
+            | Kind::By(_, a) => kids.push(a),
+            Kind::Update { rhs, .. } => kids.push(rhs),
+            Kind::If(branches, els) => {
+                for (c, t) in branches.iter() {
+                    kids.extend([c, t]);
+                }
+                kids.extend(els.as_deref());
+            }
+            Kind::Try(b, c) => {
+                kids.push(b);
+                kids.extend(c.as_deref());
+            }
+            Kind::ObjLit { entries, .. } => kids.extend(entries.iter().map(|(_, v)| v)),
+            Kind::Obj(entries) => {
+                for (k, v) in entries.iter() {
+                    kids.extend([k, v]);
+                }
+            }
+            Kind::Arr(a) | Kind::Error(a) => kids.extend(a.as_deref()),
+            Kind::Str(_, parts) => {
+                for p in parts.iter() {
+                    if let SPart::Interp(n) = p {
+                        kids.push(n);
+                    }
+                }
+            }
+        }
+        kids.into_iter().all(|k| k.all(f))
+    }
+
+    /// The first output (for nodes of card One/Opt: the only one), without computing the
+    /// others.
+    #[inline]
+    pub(crate) fn first<'a>(&'a self, input: &'a Value) -> Single<'a> {
+        if self.card == Card::Many {
+            let mut out = None;
+            let r = self.stream(input, &mut |v| {
+                out = Some(v.into_owned());
+                Err(Ctl::Stop)
+            });
+            return match (out, r) {
+                (Some(v), _) => Ok(Some(Cow::Owned(v))),
+                (None, Err(Ctl::Err(e))) => Err(Ctl::Err(e)),
+                (None, _) => Ok(None),
+            };
+        }
+        self.single(input)
+    }
+
+    /// Passes every output to `k`, in order.
+    #[inline]
+    pub(crate) fn run(&self, input: &Value, k: &mut K) -> Res {
+        if self.card == Card::Many {
+            self.stream(input, k)
+        } else {
+            match self.single(input)? {
+                Some(v) => k(v),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Evaluation of a node whose card is One or Opt.
+    fn single<'a>(&'a self, input: &'a Value) -> Single<'a> {
+        match &self.kind {
+            Kind::Id => Ok(Some(Cow::Borrowed(input))),
+            Kind::Lit(v) => Ok(Some(Cow::Borrowed(v))),
+            Kind::Path(keys) => {
+                let mut cur = input;
+                for key in keys.iter() {
+                    match index_ref(cur, key)? {
+                        Some(c) => cur = c,
+                        None => return Ok(Some(Cow::Borrowed(&NULL))),
+                    }
+                }
+                Ok(Some(Cow::Borrowed(cur)))
+            }
+            Kind::Index { obj, key, opt } => {
+                let Some(k) = key.first(input)? else {
+                    return Ok(None);
+                };
+                let Some(o) = obj.first(input)? else {
+                    return Ok(None);
+                };
+                match index_cow(o, &k) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(_) if *opt => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Kind::Slice { obj, from, to, opt } => {
+                let f = match from {
+                    Some(f) => match f.first(input)? {
+                        Some(v) => v,
+                        None => return Ok(None),
+                    },
+                    None => Cow::Borrowed(&NULL),
+                };
+                let t = match to {
+                    Some(t) => match t.first(input)? {
+                        Some(v) => v,
+                        None => return Ok(None),
+                    },
+                    None => Cow::Borrowed(&NULL),
+                };
+                let Some(o) = obj.first(input)? else {
+                    return Ok(None);
+                };
+                match builtins::slice(&o, &f, &t) {
+                    Ok(v) => Ok(Some(Cow::Owned(v))),
+                    Err(_) if *opt => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Kind::Pipe(a, b) => {
+                let Some(x) = a.first(input)? else {
+                    return Ok(None);
+                };
+                match x {
+                    Cow::Borrowed(r) => b.first(r),
+                    Cow::Owned(v) => Ok(b.first(&v)?.map(|o| Cow::Owned(o.into_owned()))),
+                }
+            }
+            Kind::Neg(a) => match a.first(input)? {
+                Some(v) => Ok(Some(Cow::Owned(builtins::neg(&v)?))),
+                None => Ok(None),
+            },
+            Kind::Math(op, l, r) => {
+                let Some(rv) = r.first(input)? else {
+                    return Ok(None);
+                };
+                let Some(lv) = l.first(input)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Cow::Owned(builtins::math(*op, lv, &rv)?)))
+            }
+            Kind::Cmp(op, l, r) => {
+                let Some(rv) = r.first(input)? else {
+                    return Ok(None);
+                };
+                let Some(lv) = l.first(input)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Cow::Owned(Value::Bool(op.test(lv.cmp(&rv))))))
+            }
+            Kind::And(l, r) => {
+                let Some(lv) = l.first(input)? else {
+                    return Ok(None);
+                };
+                if !lv.truthy() {
+                    return Ok(Some(Cow::Owned(Value::Bool(false))));
+                }
+                Ok(r.first(input)?.map(|v| Cow::Owned(Value::Bool(v.truthy()))))
+            }
+            Kind::Or(l, r) => {
+                let Some(lv) = l.first(input)? else {
+                    return Ok(None);
+                };
+                if lv.truthy() {
+                    return Ok(Some(Cow::Owned(Value::Bool(true))));
+                }
+                Ok(r.first(input)?.map(|v| Cow::Owned(Value::Bool(v.truthy()))))
+            }
+            Kind::Alt(l, r) => match l.first(input)? {
+                Some(v) if v.truthy() => Ok(Some(v)),
+                _ => r.first(input),
+            },
+            Kind::If(branches, els) => {
+                for (c, t) in branches.iter() {
+                    let Some(cv) = c.first(input)? else {
+                        return Ok(None);
+                    };
+                    if cv.truthy() {
+                        return t.first(input);
+                    }
+                }
+                match els {
+                    Some(e) => e.first(input),
+                    None => Ok(Some(Cow::Borrowed(input))),
+                }
+            }
+            Kind::Try(body, catch) => match body.first(input) {
+                Ok(v) => Ok(v),
+                Err(Ctl::Err(e)) => match catch {
+                    Some(c) => {
+                        let ev = e.into_value();
+                        Ok(c.first(&ev)?.map(|v| Cow::Owned(v.into_owned())))
+                    }
+                    None => Ok(None),
+                },
+                Err(Ctl::Stop) => Err(Ctl::Stop),
+            },
+            Kind::ObjLit { entries, unique } => {
+                let mut m = Map::with_capacity(entries.len());
+                for (k, v) in entries.iter() {
+                    let Some(x) = v.first(input)? else {
+                        return Ok(None);
+                    };
+                    if *unique {
+                        m.push_unique(k.clone(), x.into_owned());
+                    } else {
+                        m.insert(k.clone(), x.into_owned());
+                    }
+                }
+                Ok(Some(Cow::Owned(Value::Object(m))))
+            }
+            Kind::Obj(entries) => {
+                let mut m = Map::with_capacity(entries.len());
+                for (k, v) in entries.iter() {
+                    let Some(kv) = k.first(input)? else {
+                        return Ok(None);
+                    };
+                    let key = obj_key(kv)?;
+                    let Some(x) = v.first(input)? else {
+                        return Ok(None);
+                    };
+                    m.insert(key, x.into_owned());
+                }
+                Ok(Some(Cow::Owned(Value::Object(m))))
+            }
+            Kind::Arr(f) => {
+                let mut out = Vec::new();
+                if let Some(f) = f {
+                    collect(f, input, &mut out)?;
+                }
+                Ok(Some(Cow::Owned(Value::Array(out))))
+            }
+            Kind::Str(fmt, parts) => {
+                let mut s = String::new();
+                for p in parts.iter() {
+                    match p {
+                        SPart::Lit(l) => s.push_str(l),
+                        SPart::Interp(n) => {
+                            let Some(v) = n.first(input)? else {
+                                return Ok(None);
+                            };
+                            push_interp(&mut s, *fmt, &v);
+                        }
+                    }
+                }
+                Ok(Some(Cow::Owned(Value::Str(Str::from(s)))))
+            }
+            Kind::Empty => Ok(None),
+            Kind::Error(f) => {
+                let e = match f {
+                    None => input.clone(),
+                    Some(f) => match f.first(input)? {
+                        Some(v) => v.into_owned(),
+                        None => return Ok(None),
+                    },
+                };
+                Err(Ctl::Err(ErrV::Val(e)))
+            }
+            Kind::Call0(f) => Ok(Some(Cow::Owned(f(input)?))),
+            Kind::Call1(f, a) => match a.first(input)? {
+                Some(av) => Ok(Some(Cow::Owned(f(input, &av)?))),
+                None => Ok(None),
+            },
+            Kind::Filter0(p) => Ok(p(input).then_some(Cow::Borrowed(input))),
+            Kind::Select(f) => match f.first(input)? {
+                Some(c) if c.truthy() => Ok(Some(Cow::Borrowed(input))),
+                _ => Ok(None),
+            },
+            Kind::First(f) => f.first(input),
+            Kind::Map(f) => {
+                let mut out = Vec::new();
+                iterate(Cow::Borrowed(input), false, &mut |x| {
+                    collect(f, &x, &mut out)
+                })?;
+                Ok(Some(Cow::Owned(Value::Array(out))))
+            }
+            Kind::Test(re) => match input {
+                Value::Str(s) => Ok(Some(Cow::Owned(Value::Bool(re.is_match(s))))),
+                v => Err(Ctl::Err(ErrV::Msg(format!(
+                    "{} cannot be matched, as it is not a string",
+                    desc(v)
+                )))),
+            },
+            Kind::By(op, f) => Ok(Some(Cow::Owned(by(*op, f, input)?))),
+            Kind::AnyAll { gen, cond, is_any } => {
+                let found = !*is_any;
+                let mut hit = false;
+                let r = gen.run(input, &mut |x| {
+                    cond.run(&x, &mut |c| {
+                        if c.truthy() == *is_any {
+                            hit = true;
+                            Err(Ctl::Stop)
+                        } else {
+                            Ok(())
+                        }
+                    })
+                });
+                match r {
+                    Err(Ctl::Stop) if hit => Ok(Some(Cow::Owned(Value::Bool(!found)))),
+                    Err(e) => Err(e),
+                    Ok(()) => Ok(Some(Cow::Owned(Value::Bool(found)))),
+                }
+            }
+            Kind::Update { path, op, rhs } => {
+                if *op == UpdOp::Modify {
+                    return Ok(update(input, path, *op, rhs, &NULL)?.map(Cow::Owned));
+                }
+                let Some(r) = rhs.first(input)? else {
+                    return Ok(None);
+                };
+                Ok(update(input, path, *op, rhs, &r)?.map(Cow::Owned))
+            }
+            Kind::Del(paths) => {
+                let mut v = input.clone();
+                for p in paths.iter() {
+                    builtins::del_path(&mut v, p)?;
+                }
+                Ok(Some(Cow::Owned(v)))
+            }
+            // Kinds that are always `Many`; reached only through `first` on a mis-carded
+            // node, which the compiler does not produce. Stay correct anyway.
+            Kind::Iter { .. }
+            | Kind::Recurse
+            | Kind::Comma(..)
+            | Kind::Limit(..)
+            | Kind::Jaq(_) => {
+                let mut out = None;
+                let r = self.stream(input, &mut |v| {
+                    out = Some(v.into_owned());
+                    Err(Ctl::Stop)
+                });
+                match (out, r) {
+                    (Some(v), _) => Ok(Some(Cow::Owned(v))),
+                    (None, Err(Ctl::Err(e))) => Err(Ctl::Err(e)),
+                    (None, _) => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Evaluation of a node that may produce several outputs.
+    fn stream(&self, input: &Value, k: &mut K) -> Res {
+        match &self.kind {
+            Kind::Index { obj, key, opt } => key.run(input, &mut |kv| {
+                obj.run(input, &mut |o| match index_cow(o, &kv) {
+                    Ok(v) => k(v),
+                    Err(_) if *opt => Ok(()),
+                    Err(e) => Err(e.into()),
+                })
+            }),
+            Kind::Slice { obj, from, to, opt } => {
+                let null = Node::new(Card::One, Kind::Lit(Value::Null));
+                let from = from.as_deref().unwrap_or(&null);
+                let to = to.as_deref().unwrap_or(&null);
+                from.run(input, &mut |f| {
+                    to.run(input, &mut |t| {
+                        obj.run(input, &mut |o| match builtins::slice(&o, &f, &t) {
+                            Ok(v) => k(Cow::Owned(v)),
+                            Err(_) if *opt => Ok(()),
+                            Err(e) => Err(e.into()),
+                        })
+                    })
+                })
+            }
+            Kind::Iter { obj, opt } => obj.run(input, &mut |o| iterate(o, *opt, k)),
+            Kind::Recurse => recurse(Cow::Borrowed(input), k),
+            Kind::Pipe(a, b) => a.run(input, &mut |x| b.run(&x, k)),
+            Kind::Comma(a, b) => {
+                a.run(input, k)?;
+                b.run(input, k)
+            }
+            Kind::Neg(a) => a.run(input, &mut |v| k(Cow::Owned(builtins::neg(&v)?))),
+            Kind::Math(op, l, r) => r.run(input, &mut |rv| {
+                l.run(input, &mut |lv| {
+                    k(Cow::Owned(builtins::math(*op, lv, &rv)?))
+                })
+            }),
+            Kind::Cmp(op, l, r) => r.run(input, &mut |rv| {
+                l.run(input, &mut |lv| {
+                    k(Cow::Owned(Value::Bool(op.test(lv.cmp(&rv)))))
+                })
+            }),
+            Kind::And(l, r) => l.run(input, &mut |lv| {
+                if !lv.truthy() {
+                    k(Cow::Owned(Value::Bool(false)))
+                } else {
+                    r.run(input, &mut |rv| k(Cow::Owned(Value::Bool(rv.truthy()))))
+                }
+            }),
+            Kind::Or(l, r) => l.run(input, &mut |lv| {
+                if lv.truthy() {
+                    k(Cow::Owned(Value::Bool(true)))
+                } else {
+                    r.run(input, &mut |rv| k(Cow::Owned(Value::Bool(rv.truthy()))))
+                }
+            }),
+            Kind::Alt(l, r) => {
+                let mut any = false;
+                l.run(input, &mut |v| {
+                    if v.truthy() {
+                        any = true;
+                        k(v)
+                    } else {
+                        Ok(())
+                    }
+                })?;
+                if any {
+                    Ok(())
+                } else {
+                    r.run(input, k)
+                }
+            }
+            Kind::If(branches, els) => if_from(branches, els.as_deref(), 0, input, k),
+            Kind::Try(body, catch) => {
+                // Errors raised downstream (by `k`) are not caught: they are parked in
+                // `down` and the body is stopped.
+                let mut down: Option<Ctl> = None;
+                let r = body.run(input, &mut |v| {
+                    k(v).map_err(|c| {
+                        down = Some(c);
+                        Ctl::Stop
+                    })
+                });
+                if let Some(c) = down {
+                    return Err(c);
+                }
+                match r {
+                    Ok(()) => Ok(()),
+                    Err(Ctl::Err(e)) => match catch {
+                        Some(c) => c.run(&e.into_value(), k),
+                        None => Ok(()),
+                    },
+                    Err(Ctl::Stop) => Err(Ctl::Stop),
+                }
+            }
+            Kind::ObjLit { entries, unique } => {
+                let m = Map::with_capacity(entries.len());
+                obj_lit_from(entries, *unique, 0, input, m, k)
+            }
+            Kind::Obj(entries) => {
+                let m = Map::with_capacity(entries.len());
+                obj_from(entries, 0, input, m, k)
+            }
+            Kind::Str(fmt, parts) => {
+                let mut pieces = vec![String::new(); parts.len()];
+                str_from(*fmt, parts, parts.len(), input, &mut pieces, k)
+            }
+            Kind::Call1(f, a) => a.run(input, &mut |av| k(Cow::Owned(f(input, &av)?))),
+            Kind::Select(f) => f.run(input, &mut |c| {
+                if c.truthy() {
+                    k(Cow::Borrowed(input))
+                } else {
+                    Ok(())
+                }
+            }),
+            Kind::Limit(n, f) => n.run(input, &mut |nv| {
+                let n = match &*nv {
+                    Value::Int(i) => *i as f64,
+                    Value::Float(x) => *x,
+                    v => {
+                        return Err(Ctl::Err(ErrV::Msg(format!(
+                            "invalid limit {}: not a number",
+                            desc(v)
+                        ))))
+                    }
+                };
+                if n == 0.0 {
+                    return Ok(());
+                }
+                if n < 0.0 || n.is_nan() {
+                    return f.run(input, k);
+                }
+                let mut left = n.ceil() as u64;
+                let mut down: Option<Ctl> = None;
+                let r = f.run(input, &mut |v| {
+                    if let Err(c) = k(v) {
+                        down = Some(c);
+                        return Err(Ctl::Stop);
+                    }
+                    left -= 1;
+                    if left == 0 {
+                        Err(Ctl::Stop)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if let Some(c) = down {
+                    return Err(c);
+                }
+                match r {
+                    Err(Ctl::Stop) if left == 0 => Ok(()),
+                    r => r,
+                }
+            }),
+            Kind::Update { path, op, rhs } if *op != UpdOp::Modify => {
+                rhs.run(input, &mut |r| match update(input, path, *op, rhs, &r)? {
+                    Some(v) => k(Cow::Owned(v)),
+                    None => Ok(()),
+                })
+            }
+            Kind::Jaq(j) => j.run(input, &mut |v| k(Cow::Owned(v))),
+            // Every other kind has at most one output (its card is never `Many`).
+            _ => match self.single(input)? {
+                Some(v) => k(v),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+fn collect(f: &Node, input: &Value, out: &mut Vec<Value>) -> Res {
+    if f.card != Card::Many {
+        if let Some(v) = f.single(input)? {
+            out.push(v.into_owned());
+        }
+        return Ok(());
+    }
+    f.stream(input, &mut |v| {
+        out.push(v.into_owned());
+        Ok(())
+    })
+}
+
+fn if_from(
+    branches: &[(Node, Node)],
+    els: Option<&Node>,
+    i: usize,
+    input: &Value,
+    k: &mut K,
+) -> Res {
+    match branches.get(i) {
+        None => match els {
+            Some(e) => e.run(input, k),
+            None => k(Cow::Borrowed(input)),
+        },
+        Some((c, t)) => c.run(input, &mut |cv| {
+            if cv.truthy() {
+                t.run(input, k)
+            } else {
+                if_from(branches, els, i + 1, input, k)
+            }
+        }),
+    }
+}
+
+fn obj_lit_from(
+    entries: &[(Str, Node)],
+    unique: bool,
+    i: usize,
+    input: &Value,
+    m: Map,
+    k: &mut K,
+) -> Res {
+    let Some((key, v)) = entries.get(i) else {
+        return k(Cow::Owned(Value::Object(m)));
+    };
+    if v.card != Card::Many {
+        let mut m = m;
+        match v.single(input)? {
+            Some(x) => {
+                if unique {
+                    m.push_unique(key.clone(), x.into_owned());
+                } else {
+                    m.insert(key.clone(), x.into_owned());
+                }
+                return obj_lit_from(entries, unique, i + 1, input, m, k);
+            }
+            None => return Ok(()),
+        }
+    }
+    v.stream(input, &mut |x| {
+        let mut m2 = m.clone();
+        m2.insert(key.clone(), x.into_owned());
+        obj_lit_from(entries, unique, i + 1, input, m2, k)
+    })
+}
+
+fn obj_key(k: Cow<'_, Value>) -> Result<Str, Ctl> {
+    match k {
+        Cow::Owned(Value::Str(s)) => Ok(s),
+        Cow::Borrowed(Value::Str(s)) => Ok(s.clone()),
+        other => Err(Ctl::Err(ErrV::Msg(format!(
+            "object keys must be strings, not {}",
+            desc(&other)
+        )))),
+    }
+}
+
+fn obj_from(entries: &[(Node, Node)], i: usize, input: &Value, m: Map, k: &mut K) -> Res {
+    let Some((kn, vn)) = entries.get(i) else {
+        return k(Cow::Owned(Value::Object(m)));
+    };
+    kn.run(input, &mut |kv| {
+        let key = obj_key(kv)?;
+        vn.run(input, &mut |x| {
+            let mut m2 = m.clone();
+            m2.insert(key.clone(), x.into_owned());
+            obj_from(entries, i + 1, input, m2, k)
+        })
+    })
+}
+
+pub(crate) fn push_interp(s: &mut String, fmt: StrFmt, v: &Value) {
+    match (fmt, v) {
+        (StrFmt::Text, Value::Str(x)) => s.push_str(x),
+        _ => s.push_str(&v.to_json_string()),
+    }
+}
+
+/// Interpolations are looped over from the last (outermost) to the first.
+fn str_from(
+    fmt: StrFmt,
+    parts: &[SPart],
+    j: usize,
+    input: &Value,
+    pieces: &mut Vec<String>,
+    k: &mut K,
+) -> Res {
+    if j == 0 {
+        let mut s = String::new();
+        for (p, piece) in parts.iter().zip(pieces.iter()) {
+            match p {
+                SPart::Lit(l) => s.push_str(l),
+                SPart::Interp(_) => s.push_str(piece),
+            }
+        }
+        return k(Cow::Owned(Value::Str(Str::from(s))));
+    }
+    match &parts[j - 1] {
+        SPart::Lit(_) => str_from(fmt, parts, j - 1, input, pieces, k),
+        SPart::Interp(n) => n.run(input, &mut |v| {
+            let mut piece = String::new();
+            push_interp(&mut piece, fmt, &v);
+            pieces[j - 1] = piece;
+            str_from(fmt, parts, j - 1, input, pieces, k)
+        }),
+    }
+}
+
+/// `.[]` of a value.
+fn iterate(o: Cow<'_, Value>, opt: bool, k: &mut K) -> Res {
+    match o {
+        Cow::Borrowed(Value::Array(a)) => a.iter().try_for_each(|x| k(Cow::Borrowed(x))),
+        Cow::Borrowed(Value::Object(m)) => m.values().try_for_each(|x| k(Cow::Borrowed(x))),
+        Cow::Owned(Value::Array(a)) => a.into_iter().try_for_each(|x| k(Cow::Owned(x))),
+        Cow::Owned(Value::Object(m)) => m
+            .into_vec()
+            .into_iter()
+            .try_for_each(|(_, x)| k(Cow::Owned(x))),
+        _ if opt => Ok(()),
+        v => Err(Ctl::Err(ErrV::Msg(iterate_error(&v)))),
+    }
+}
+
+pub(crate) fn iterate_error(v: &Value) -> String {
+    match v {
+        Value::Null => "cannot iterate over null".into(),
+        v => format!("cannot iterate over {}", desc(v)),
+    }
+}
+
+/// `..`: the value, then recursively its children (pre-order).
+fn recurse(v: Cow<'_, Value>, k: &mut K) -> Res {
+    match v {
+        Cow::Borrowed(x) => {
+            k(Cow::Borrowed(x))?;
+            match x {
+                Value::Array(a) => a.iter().try_for_each(|c| recurse(Cow::Borrowed(c), k)),
+                Value::Object(m) => m.values().try_for_each(|c| recurse(Cow::Borrowed(c), k)),
+                _ => Ok(()),
+            }
+        }
+        Cow::Owned(x) => {
+            k(Cow::Borrowed(&x))?;
+            match x {
+                Value::Array(a) => a.into_iter().try_for_each(|c| recurse(Cow::Owned(c), k)),
+                Value::Object(m) => m
+                    .into_vec()
+                    .into_iter()
+                    .try_for_each(|(_, c)| recurse(Cow::Owned(c), k)),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+pub(crate) fn index_error(v: &Value, key: &Value) -> ErrV {
+    let what = match key {
+        Value::Str(s) => format!("\"{s}\""),
+        k => k.type_name().to_string(),
+    };
+    ErrV::Msg(format!("cannot index {} with {what}", v.type_name()))
+}
+
+fn array_pos(len: usize, i: f64) -> Option<usize> {
+    let i = i.floor();
+    let i = if i < 0.0 { i + len as f64 } else { i };
+    (i >= 0.0 && i < len as f64).then_some(i as usize)
+}
+
+/// `v[key]` for a literal key; `Ok(None)` means null.
+#[inline]
+pub(crate) fn index_ref<'a>(v: &'a Value, key: &Key) -> Result<Option<&'a Value>, ErrV> {
+    match (v, key) {
+        (Value::Object(m), Key::Field(f)) => Ok(m.get(f)),
+        (Value::Null, _) => Ok(None),
+        (Value::Array(a), Key::Index(i)) => {
+            let i = if *i < 0 { *i + a.len() as i64 } else { *i };
+            Ok(usize::try_from(i).ok().and_then(|i| a.get(i)))
+        }
+        (v, Key::Field(f)) => Err(index_error(v, &Value::Str(f.clone()))),
+        (v, Key::Index(i)) => Err(index_error(v, &Value::Int(*i))),
+    }
+}
+
+/// `v[key]` for a computed key, moving out of an owned `v` instead of cloning.
+fn index_cow<'a>(v: Cow<'a, Value>, key: &Value) -> Result<Cow<'a, Value>, ErrV> {
+    match (&*v, key) {
+        (Value::Object(_), Value::Str(_)) | (Value::Array(_), Value::Int(_) | Value::Float(_)) => {}
+        (Value::Null, Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Null) => {
+            return Ok(Cow::Borrowed(&NULL))
+        }
+        (Value::Null, Value::Object(_)) => return Ok(Cow::Borrowed(&NULL)),
+        (_, Value::Object(_)) => {
+            return builtins::slice_obj(&v, key).map(Cow::Owned);
+        }
+        (Value::Array(a), Value::Array(b)) => return Ok(Cow::Owned(builtins::indices(a, b))),
+        (v, k) => return Err(index_error(v, k)),
+    }
+    match v {
+        Cow::Borrowed(v) => Ok(match (v, key) {
+            (Value::Object(m), Value::Str(s)) => {
+                m.get(s).map_or(Cow::Borrowed(&NULL), Cow::Borrowed)
+            }
+            (Value::Array(a), k) => {
+                let i = k.as_f64().unwrap_or(0.0);
+                array_pos(a.len(), i).map_or(Cow::Borrowed(&NULL), |i| Cow::Borrowed(&a[i]))
+            }
+            _ => Cow::Borrowed(&NULL),
+        }),
+        Cow::Owned(v) => Ok(Cow::Owned(match (v, key) {
+            (Value::Object(mut m), Value::Str(s)) => m.remove(s).unwrap_or(Value::Null),
+            (Value::Array(mut a), k) => {
+                let i = k.as_f64().unwrap_or(0.0);
+                match array_pos(a.len(), i) {
+                    Some(i) => a.swap_remove(i),
+                    None => Value::Null,
+                }
+            }
+            _ => Value::Null,
+        })),
+    }
+}
+
+/// `sort_by(f)` and friends: keys are `[f]` per element.
+fn by(op: ByOp, f: &Node, input: &Value) -> Result<Value, Ctl> {
+    let items: Vec<&Value> = match input {
+        Value::Array(a) => a.iter().collect(),
+        v => {
+            return Err(Ctl::Err(ErrV::Msg(format!(
+                "{} cannot be sorted, as it is not an array",
+                desc(v)
+            ))))
+        }
+    };
+    let mut keyed: Vec<(Vec<Value>, &Value)> = Vec::with_capacity(items.len());
+    for x in items {
+        let mut key = Vec::new();
+        collect(f, x, &mut key)?;
+        keyed.push((key, x));
+    }
+    Ok(match op {
+        ByOp::Sort => {
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Array(keyed.into_iter().map(|(_, x)| x.clone()).collect())
+        }
+        ByOp::Min => keyed
+            .into_iter()
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map_or(Value::Null, |(_, x)| x.clone()),
+        ByOp::Max => keyed
+            .into_iter()
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map_or(Value::Null, |(_, x)| x.clone()),
+        ByOp::Group | ByOp::Unique => {
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut groups: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
+            for (key, x) in keyed {
+                match groups.last_mut() {
+                    Some((k, g)) if *k == key => g.push(x.clone()),
+                    _ => groups.push((key, vec![x.clone()])),
+                }
+            }
+            if op == ByOp::Group {
+                Value::Array(groups.into_iter().map(|(_, g)| Value::Array(g)).collect())
+            } else {
+                Value::Array(
+                    groups
+                        .into_iter()
+                        .filter_map(|(_, g)| g.into_iter().next())
+                        .collect(),
+                )
+            }
+        }
+    })
+}
+
+/// Assignment to a literal path. `r` is one output of `rhs` evaluated on the input (for
+/// `=`, `op=` and `//=`); for `|=` the update `rhs` runs on the old value at the path.
+fn update(
+    input: &Value,
+    path: &[Key],
+    op: UpdOp,
+    rhs: &Node,
+    r: &Value,
+) -> Result<Option<Value>, Ctl> {
+    let mut out = input.clone();
+    let old = builtins::get_path(input, path)?;
+    let new = match op {
+        UpdOp::Assign => Some(r.clone()),
+        UpdOp::Math(m) => Some(builtins::math(m, Cow::Borrowed(old), r)?),
+        UpdOp::Alt => Some(if old.truthy() { old.clone() } else { r.clone() }),
+        UpdOp::Modify => rhs.first(old)?.map(Cow::into_owned),
+    };
+    match new {
+        Some(v) => builtins::set_path(&mut out, path, v)?,
+        None => builtins::del_path(&mut out, path)?,
+    }
+    Ok(Some(out))
+}
