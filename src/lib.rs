@@ -3,6 +3,19 @@
 //! The binary in `main.rs` is a thin shell over this library so that integration tests and
 //! benchmarks can reach the same code paths.
 
+/// A place where the tests can make weir die as abruptly as `kill -9` (abort: no unwinding, no
+/// flushing), to prove recovery from each step of the checkpoint protocol. Active only with the
+/// `failpoints` feature and a `FAIL_POINTS=name=return` (or `name=2*off->return`) setting.
+#[macro_export]
+macro_rules! crash_point {
+    ($name:expr) => {
+        fail::fail_point!($name, |_| {
+            eprintln!("weir: crash point {} reached: aborting", $name);
+            std::process::abort()
+        })
+    };
+}
+
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

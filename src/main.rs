@@ -4,6 +4,9 @@
 use clap::Parser;
 
 fn main() {
+    // Reads FAIL_POINTS; compiled in only for the tests' builds.
+    #[cfg(feature = "failpoints")]
+    let _scenario = fail::FailScenario::setup();
     let cli = match weir::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -16,5 +19,8 @@ fn main() {
     if let Err(e) = &result {
         eprintln!("weir: {e}");
     }
-    std::process::exit(weir::error::exit_code(&result));
+    let code = weir::error::exit_code(&result);
+    #[cfg(feature = "failpoints")]
+    drop(_scenario);
+    std::process::exit(code);
 }

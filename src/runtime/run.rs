@@ -910,10 +910,7 @@ impl Coordinator<'_> {
             finished,
             nodes,
         };
-        fail::fail_point!("checkpoint-before-write", |_| {
-            ctx.fail_run(Error::runtime("failpoint checkpoint-before-write"));
-            false
-        });
+        crate::crash_point!("checkpoint-before-write");
         match store.write(&c, self.ck.retain) {
             Ok(bytes) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -921,10 +918,8 @@ impl Coordinator<'_> {
                 ctx.info(format!(
                     "checkpoint {id} written ({bytes} bytes, {ms:.1} ms)"
                 ));
-                fail::fail_point!("checkpoint-after-write", |_| {
-                    ctx.fail_run(Error::runtime("failpoint checkpoint-after-write"));
-                    false
-                });
+                // Between the checkpoint being durable and the sinks hearing of it.
+                crate::crash_point!("checkpoint-after-write");
                 true
             }
             Err(e) => {

@@ -110,6 +110,17 @@ impl FileSink {
             pending: std::collections::VecDeque::new(),
             spool_path,
         };
+        // The marker is written after each release, so it is ahead of the checkpoint's figure.
+        if let Some(sp) = &sink.spool_path {
+            if let Ok(t) = std::fs::read_to_string(sp.with_extension("released")) {
+                if let Ok(r) = t.trim().parse::<u64>() {
+                    sink.released = sink.released.max(r.min(st.committed));
+                }
+            }
+            if restored.is_none() {
+                sink.released = 0;
+            }
+        }
         // A spool may hold output of a checkpoint that completed after the last release.
         if restored.is_some() && matches!(sink.target, Target::Spool(_)) {
             sink.release(st.committed)?;
@@ -134,7 +145,13 @@ impl FileSink {
             return Ok(());
         }
         let r = match &mut self.target {
-            Target::File(f) | Target::Spool(f) => f.write_all(&self.buf),
+            Target::File(f) | Target::Spool(f) => (|| {
+                fail::fail_point!("sink-write-error", |_| Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device (injected)"
+                )));
+                f.write_all(&self.buf)
+            })(),
             Target::Stdout => {
                 let mut o = std::io::stdout().lock();
                 o.write_all(&self.buf).and_then(|_| o.flush())

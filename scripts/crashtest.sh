@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Crash test: run a pipeline with fan-out, a keyed aggregate, two file sinks and a dead-letter
+# file over a few hundred thousand records; kill it with SIGKILL at seeded random moments,
+# resume until it finishes, corrupt the newest checkpoint once on the way, and compare every
+# output byte for byte with an uninterrupted run.
+#
+#   scripts/crashtest.sh [--quick] [--seed N] [--records N] [--kills N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seed=42; records=300000; kills=25; profile=release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) records=100000; kills=8; profile=debug ;;
+    --seed) seed=$2; shift ;;
+    --records) records=$2; shift ;;
+    --kills) kills=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--seed N] [--records N] [--kills N]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$profile" = release ]; then cargo build --release -q; W=$PWD/target/release/weir
+else cargo build -q; W=$PWD/target/debug/weir; fi
+
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+python3 scripts/gen_events.py "$records" --seed "$seed" --keys 5000 > "$tmp/events.jsonl"
+# Some bad lines, so the dead-letter file takes part.
+awk 'NR % 9973 == 0 { print "{broken json" } { print }' "$tmp/events.jsonl" > "$tmp/events2.jsonl"
+mv "$tmp/events2.jsonl" "$tmp/events.jsonl"
+
+for d in ref crash; do
+  mkdir -p "$tmp/$d"
+  cat > "$tmp/$d/p.toml" <<TOML
+name = "crashtest"
+[checkpoint]
+every = "40ms"
+retain = 3
+
+[sources.ev]
+type = "file"
+path = "$tmp/events.jsonl"
+on_error = "dead_letter"
+dead_letter = "out/bad.jsonl"
+
+[transforms.errors]
+type = "filter"
+inputs = ["ev"]
+expr = ".status >= 400"
+
+[transforms.slim]
+type = "map"
+inputs = ["errors"]
+expr = "{ts, user, path, status, kb: (.bytes / 1024 | floor)}"
+
+[transforms.per_user]
+type = "aggregate"
+inputs = ["ev"]
+key = ".user"
+aggs = { n = "count", bytes = "sum(.bytes)", worst = "max(.latency_ms)", paths = "count_distinct(.path)" }
+
+[sinks.errors_out]
+type = "file"
+inputs = ["slim"]
+path = "out/errors.jsonl"
+
+[sinks.users_out]
+type = "file"
+inputs = ["per_user"]
+path = "out/users.csv"
+TOML
+done
+
+echo "crashtest: $records records, up to $kills kills, seed $seed ($profile build)"
+t0=$(date +%s.%N)
+"$W" run -q "$tmp/ref/p.toml"
+t1=$(date +%s.%N)
+echo "crashtest: uninterrupted run took $(echo "$t1 - $t0" | bc) s"
+
+RANDOM=$seed
+survived=0; corrupted=0; runs=0
+while :; do
+  runs=$((runs + 1))
+  set +e
+  "$W" resume --or-start "$tmp/crash/p.toml" 2>>"$tmp/stderr.log" &
+  pid=$!
+  if [ "$survived" -lt "$kills" ]; then
+    # Kill somewhere between 20 ms and ~1 s into the run.
+    sleep "0.$(printf '%03d' $((20 + RANDOM % 900)))"
+    kill -9 "$pid" 2>/dev/null
+  fi
+  { wait "$pid"; } 2>/dev/null; code=$?
+  set -e
+  if [ "$code" = 0 ]; then break; fi
+  if [ "$code" != 137 ]; then
+    echo "crashtest: weir exited $code (expected 0 or 137)"; cat "$tmp/stderr.log"; exit 1
+  fi
+  survived=$((survived + 1))
+  # Once, corrupt the newest checkpoint: resume must skip it for the newest valid one.
+  if [ "$corrupted" = 0 ] && [ "$survived" -ge 3 ]; then
+    newest=$(ls "$tmp/crash/.weir/crashtest/"ckpt-*.weir 2>/dev/null | sort | tail -1 || true)
+    if [ -n "$newest" ] && [ "$(ls "$tmp/crash/.weir/crashtest/"ckpt-*.weir | wc -l)" -ge 2 ]; then
+      printf '\xff' | dd of="$newest" bs=1 seek=40 conv=notrunc status=none
+      corrupted=1
+      echo "crashtest: corrupted $(basename "$newest")"
+    fi
+  fi
+  if [ "$runs" -gt $((kills + 20)) ]; then echo "crashtest: no progress"; exit 1; fi
+done
+
+fail=0
+for f in errors.jsonl users.csv bad.jsonl; do
+  if cmp -s "$tmp/ref/out/$f" "$tmp/crash/out/$f"; then
+    echo "crashtest: $f identical ($(wc -l < "$tmp/ref/out/$f") lines)"
+  else
+    echo "crashtest: $f DIFFERS"; cmp "$tmp/ref/out/$f" "$tmp/crash/out/$f" || true; fail=1
+  fi
+done
+if [ "$corrupted" = 1 ] && ! grep -q "not valid, skipping" "$tmp/stderr.log"; then
+  echo "crashtest: the corrupted checkpoint was not reported"; fail=1
+fi
+echo "crashtest: survived $survived kills in $runs runs; corrupted checkpoint: $corrupted"
+[ "$fail" = 0 ] && echo "crashtest: PASS" || { echo "crashtest: FAIL"; exit 1; }
