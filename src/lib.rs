@@ -5,7 +5,7 @@
 
 /// A place where the tests can make weir die as abruptly as `kill -9` (abort: no unwinding, no
 /// flushing), to prove recovery from each step of the checkpoint protocol. Active only with the
-/// `failpoints` feature and a `FAIL_POINTS=name=return` (or `name=2*off->return`) setting.
+/// `failpoints` feature and a `FAILPOINTS=name=return` (or `name=2*off->return`) setting.
 #[macro_export]
 macro_rules! crash_point {
     ($name:expr) => {

@@ -4,7 +4,7 @@
 use clap::Parser;
 
 fn main() {
-    // Reads FAIL_POINTS; compiled in only for the tests' builds.
+    // Reads FAILPOINTS; compiled in only for the tests' builds.
     #[cfg(feature = "failpoints")]
     let _scenario = fail::FailScenario::setup();
     let cli = match weir::cli::Cli::try_parse() {

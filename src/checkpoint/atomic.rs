@@ -26,14 +26,10 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .open(&tmp)
         .map_err(|e| err("cannot create", e))?;
     f.write_all(bytes).map_err(|e| err("cannot write", e))?;
-    fail::fail_point!("atomic-before-fsync", |_| Err(Error::runtime(
-        "failpoint atomic-before-fsync"
-    )));
+    crate::crash_point!("atomic-before-fsync");
     f.sync_all().map_err(|e| err("cannot fsync", e))?;
     drop(f);
-    fail::fail_point!("atomic-before-rename", |_| Err(Error::runtime(
-        "failpoint atomic-before-rename"
-    )));
+    crate::crash_point!("atomic-before-rename");
     std::fs::rename(&tmp, path).map_err(|e| {
         Error::runtime(format!(
             "cannot rename {} to {}: {e}",
@@ -41,9 +37,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
             path.display()
         ))
     })?;
-    fail::fail_point!("atomic-before-dir-fsync", |_| Err(Error::runtime(
-        "failpoint atomic-before-dir-fsync"
-    )));
+    crate::crash_point!("atomic-before-dir-fsync");
     sync_dir(dir)
 }
 

@@ -698,7 +698,13 @@ struct Coordinator<'a> {
 
 impl Coordinator<'_> {
     fn run(&mut self, rx: &Receiver<Report>, ctx: &Context) {
-        let tick = Duration::from_millis(20);
+        // Short intervals need a short tick; 20 ms otherwise keeps an idle weir idle.
+        let tick = Duration::from_millis(
+            self.ck
+                .every_ms
+                .map(|ms| (ms / 2).clamp(1, 20))
+                .unwrap_or(20) as u64,
+        );
         let started = Instant::now();
         let mut last_draw = Instant::now();
         while self.exited < self.n {

@@ -1,0 +1,297 @@
+//! Fault injection at every step of the checkpoint protocol: weir is made to abort (as abruptly
+//! as kill -9) at a crash point, then resumed until it finishes; every output must be
+//! byte-identical to an uninterrupted run's. Needs `--features failpoints` (the README's test
+//! command); without it these tests are not compiled.
+#![cfg(feature = "failpoints")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn run(dir: &Path, args: &[&str], fail_points: Option<&str>) -> Output {
+    let mut c = Command::new(weir());
+    c.args(args).current_dir(dir).env_remove("FAILPOINTS");
+    if let Some(fp) = fail_points {
+        c.env("FAILPOINTS", fp);
+    }
+    c.output().expect("weir runs")
+}
+
+/// A pipeline with fan-out, a filter+map branch, a keyed aggregate, a dead-letter file and
+/// (optionally) an exactly-once stdout sink, checkpointing every 5 ms.
+fn pipeline(dir: &Path, stdout: bool) {
+    let mut data = String::new();
+    for i in 0..40000u32 {
+        if i % 997 == 0 {
+            data.push_str("{not json\n");
+        }
+        data.push_str(&format!(
+            "{{\"i\":{i},\"user\":\"u{}\",\"status\":{},\"bytes\":{}}}\n",
+            i % 37,
+            if i % 7 == 0 { 500 } else { 200 },
+            i * 3 % 1000
+        ));
+    }
+    std::fs::write(dir.join("in.jsonl"), data).unwrap();
+    let mut p = String::from(
+        r#"name = "fp"
+[checkpoint]
+every = "5ms"
+retain = 2
+
+[sources.in]
+type = "file"
+path = "in.jsonl"
+on_error = "dead_letter"
+dead_letter = "out/bad.jsonl"
+
+[transforms.errs]
+type = "filter"
+inputs = ["in"]
+expr = ".status >= 500"
+
+[transforms.slim]
+type = "map"
+inputs = ["errs"]
+expr = "{i, user}"
+
+[transforms.per_user]
+type = "aggregate"
+inputs = ["in"]
+key = ".user"
+aggs = { n = "count", b = "sum(.bytes)" }
+
+[sinks.errs_out]
+type = "file"
+inputs = ["slim"]
+path = "out/errs.jsonl"
+
+[sinks.users]
+type = "file"
+inputs = ["per_user"]
+path = "out/users.csv"
+"#,
+    );
+    if stdout {
+        p.push_str(
+            r#"
+[sinks.console]
+type = "file"
+inputs = ["slim"]
+path = "-"
+delivery = "exactly-once"
+"#,
+        );
+    }
+    std::fs::write(dir.join("p.toml"), p).unwrap();
+}
+
+const OUTPUTS: &[&str] = &["out/errs.jsonl", "out/users.csv", "out/bad.jsonl"];
+
+/// An output file with the run's directory replaced by `DIR` (dead letters name the input
+/// file by its absolute path, and the reference runs in another directory).
+fn read_out(dir: &Path, f: &str) -> Vec<u8> {
+    let bytes = std::fs::read(dir.join(f)).unwrap_or_default();
+    let text = String::from_utf8(bytes).expect("utf-8 output");
+    let d = dir.to_string_lossy().into_owned();
+    text.replace(&d, "DIR").into_bytes()
+}
+
+/// Runs the pipeline once uninterrupted; returns (files, stdout).
+fn reference(stdout: bool) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let d = tempfile::tempdir().unwrap();
+    pipeline(d.path(), stdout);
+    let o = run(d.path(), &["run", "-q", "p.toml"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let files = OUTPUTS.iter().map(|f| read_out(d.path(), f)).collect();
+    (files, o.stdout)
+}
+
+/// Crashes at `point` (on its `nth` hit), resumes to the end; returns (files, all stdout, stderr).
+fn crash_then_resume(point: &str, nth: u32, stdout: bool) -> (Vec<Vec<u8>>, Vec<u8>, String) {
+    let d = tempfile::tempdir().unwrap();
+    pipeline(d.path(), stdout);
+    let fp = if nth > 1 {
+        format!("{point}={}*off->return", nth - 1)
+    } else {
+        format!("{point}=return")
+    };
+    let first = run(d.path(), &["run", "-q", "p.toml"], Some(&fp));
+    let mut all_stdout = first.stdout.clone();
+    let mut stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert_eq!(
+        first.status.code(),
+        None,
+        "weir was expected to abort at crash point {point}: {stderr}"
+    );
+    assert!(stderr.contains(&format!("crash point {point}")), "{stderr}");
+    let mut finished = false;
+    for _ in 0..5 {
+        let o = run(d.path(), &["resume", "--or-start", "p.toml"], None);
+        all_stdout.extend_from_slice(&o.stdout);
+        stderr.push_str(&String::from_utf8_lossy(&o.stderr));
+        if o.status.code() == Some(0) {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "resume did not finish: {stderr}");
+    let files = OUTPUTS.iter().map(|f| read_out(d.path(), f)).collect();
+    (files, all_stdout, stderr)
+}
+
+fn check_point(point: &str, nth: u32) {
+    let (want, _) = reference(false);
+    let (got, _, stderr) = crash_then_resume(point, nth, false);
+    for (i, f) in OUTPUTS.iter().enumerate() {
+        assert!(
+            want[i] == got[i],
+            "{f} differs after a crash at {point}: {} vs {} bytes; stderr: {stderr}",
+            want[i].len(),
+            got[i].len()
+        );
+    }
+}
+
+#[test]
+fn crash_before_checkpoint_fsync() {
+    check_point("atomic-before-fsync", 3);
+}
+
+#[test]
+fn crash_between_fsync_and_rename() {
+    check_point("atomic-before-rename", 3);
+}
+
+#[test]
+fn crash_between_rename_and_directory_fsync() {
+    check_point("atomic-before-dir-fsync", 3);
+}
+
+#[test]
+fn crash_before_checkpoint_write() {
+    check_point("checkpoint-before-write", 4);
+}
+
+#[test]
+fn crash_between_checkpoint_write_and_sink_commit() {
+    check_point("checkpoint-after-write", 4);
+}
+
+#[test]
+fn crash_before_sink_fsync() {
+    check_point("sink-before-fsync", 5);
+}
+
+#[test]
+fn crash_at_the_very_first_checkpoint() {
+    check_point("atomic-before-rename", 1);
+}
+
+/// Dies after the checkpoint is durable but before the spool is released: the resume releases
+/// it, and stdout over all runs is exactly the uninterrupted stdout.
+#[test]
+fn exactly_once_stdout_survives_a_crash_before_release() {
+    let (want_files, want_out) = reference(true);
+    let (files, out, stderr) = crash_then_resume("checkpoint-after-write", 3, true);
+    assert!(files == want_files, "files differ: {stderr}");
+    assert!(!want_out.is_empty());
+    assert!(
+        out == want_out,
+        "stdout differs: {} vs {} bytes; {stderr}",
+        out.len(),
+        want_out.len()
+    );
+}
+
+#[test]
+fn exactly_once_stdout_survives_a_crash_after_writing_stdout() {
+    let (_, want_out) = reference(true);
+    let (_, out, stderr) = crash_then_resume("spool-after-stdout", 2, true);
+    assert!(
+        out == want_out,
+        "stdout differs: {} vs {} bytes; {stderr}",
+        out.len(),
+        want_out.len()
+    );
+}
+
+/// Dies between recording a release and writing it: that chunk may be missing from stdout,
+/// and the next run says so, but no line is ever written twice.
+#[test]
+fn exactly_once_stdout_never_writes_a_line_twice() {
+    let (_, want_out) = reference(true);
+    let (_, out, stderr) = crash_then_resume("spool-before-stdout", 2, true);
+    let want = String::from_utf8(want_out).unwrap();
+    let got = String::from_utf8(out).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for line in got.lines() {
+        assert!(seen.insert(line), "line written twice: {line}");
+        assert!(want.contains(line), "unexpected line {line}");
+    }
+    assert!(stderr.contains("may be missing"), "{stderr}");
+}
+
+/// A full disk at the sink: with `[restart]` the run recovers in-process from the last
+/// checkpoint and the output is exact; without it, exit 1 and `resume` finishes the job.
+#[test]
+fn injected_disk_full_restarts_from_the_last_checkpoint() {
+    let (want, _) = reference(false);
+    let d = tempfile::tempdir().unwrap();
+    pipeline(d.path(), false);
+    let p = d.path().join("p.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        format!("{text}\n[restart]\nattempts = 3\ndelay = \"10ms\"\n"),
+    )
+    .unwrap();
+    let o = run(
+        d.path(),
+        &["run", "p.toml"],
+        Some("sink-write-error=2*off->1*return"),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("restarting from the last checkpoint"),
+        "{stderr}"
+    );
+    for (i, f) in OUTPUTS.iter().enumerate() {
+        assert!(want[i] == read_out(d.path(), f), "{f} differs");
+    }
+}
+
+#[test]
+fn injected_disk_full_without_restart_exits_1_and_resumes() {
+    let (want, _) = reference(false);
+    let d = tempfile::tempdir().unwrap();
+    pipeline(d.path(), false);
+    let o = run(
+        d.path(),
+        &["run", "p.toml"],
+        Some("sink-write-error=2*off->return"),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(stderr.contains("weir resume"), "{stderr}");
+    let o = run(d.path(), &["resume", "p.toml"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for (i, f) in OUTPUTS.iter().enumerate() {
+        assert!(want[i] == read_out(d.path(), f), "{f} differs");
+    }
+}
