@@ -17,7 +17,7 @@
 #
 # Each (job, tool) runs RUNS times (default 3); the table shows the median wall time and the
 # median peak RSS (/usr/bin/time %M). records/s and MB/s are input records and input bytes per
-# wall second. "÷weir" is this row's wall time / weir's wall time for the job: 4.00 means weir
+# wall second. "t/weir" is this row's wall time / weir's wall time for the job: 4.00 means weir
 # is 4x as fast as that peer (= weir's throughput / the peer's).
 # The outputs of all tools are normalised and compared; a WARNING is printed if they differ.
 #
@@ -324,7 +324,7 @@ done
 {
     printf '\n%s events (%s MB) from scripts/gen_events.py --seed %s --keys %s; median of %s runs; %s cores\n' \
         "$N" "$(awk -v b="$BYTES" 'BEGIN {printf "%.1f", b / 1e6}')" "$SEED" "$KEYS" "$RUNS" "$(nproc)"
-    printf '%-4s %-12s %9s %12s %8s %13s %8s\n' job tool "wall s" "records/s" "MB/s" "peak RSS MB" "÷weir"
+    printf '%-4s %-12s %9s %12s %8s %13s %8s\n' job tool "wall s" "records/s" "MB/s" "peak RSS MB" "t/weir"
     for job in J1 J2 J3; do
         for tool in "${TOOLS[@]}"; do
             [[ -n "${OK[$job.$tool]:-}" ]] || { printf '%-4s %-12s %9s\n' "$job" "$tool" "failed/skipped"; continue; }
@@ -337,7 +337,7 @@ done
             }'
         done
     done
-    printf '%s\n' '÷weir = wall time / weir wall time (weir with checkpoints every 1s): > 1 means weir is faster.'
+    printf '%s\n' 't/weir = wall time / weir wall time (weir with checkpoints every 1s): > 1 means weir is faster.'
     for job in J1 J2 J3; do
         if [[ -n "${OK[$job.weir]:-}" && -n "${OK[$job.weir-nockpt]:-}" ]]; then
             awk -v j="$job" -v a="${WALL[$job.weir]}" -v b="${WALL[$job.weir-nockpt]}" \
