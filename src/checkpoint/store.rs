@@ -73,8 +73,8 @@ impl Store {
         }
     }
 
-    /// Every checkpoint file, newest first, each checked.
-    pub fn list(&self) -> Vec<Entry> {
+    /// Checkpoint files, newest first, without reading them: (id, path, bytes).
+    pub fn files(&self) -> Vec<(u64, PathBuf, u64)> {
         let mut out = Vec::new();
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return out;
@@ -82,37 +82,45 @@ impl Store {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(id) = parse_id(&name) else { continue };
-            let path = e.path();
-            let (bytes, checkpoint) = match std::fs::read(&path) {
-                Ok(b) => (
-                    b.len() as u64,
-                    format::decode(&b).and_then(|c| {
-                        if c.id == id {
-                            Ok(c)
-                        } else {
-                            Err(format!("holds checkpoint {} under the name of {id}", c.id))
-                        }
-                    }),
-                ),
-                Err(e) => (0, Err(format!("unreadable: {e}"))),
-            };
-            out.push(Entry {
-                id,
-                path,
-                bytes,
-                checkpoint,
-            });
+            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((id, e.path(), bytes));
         }
-        out.sort_by_key(|e| std::cmp::Reverse(e.id));
+        out.sort_by_key(|e| std::cmp::Reverse(e.0));
         out
     }
 
+    fn load(id: u64, path: &Path) -> Result<Checkpoint, String> {
+        match std::fs::read(path) {
+            Ok(b) => format::decode(&b).and_then(|c| {
+                if c.id == id {
+                    Ok(c)
+                } else {
+                    Err(format!("holds checkpoint {} under the name of {id}", c.id))
+                }
+            }),
+            Err(e) => Err(format!("unreadable: {e}")),
+        }
+    }
+
+    /// Every checkpoint file, newest first, each read and checked.
+    pub fn list(&self) -> Vec<Entry> {
+        self.files()
+            .into_iter()
+            .map(|(id, path, bytes)| Entry {
+                id,
+                checkpoint: Self::load(id, &path),
+                path,
+                bytes,
+            })
+            .collect()
+    }
+
     pub fn has_checkpoints(&self) -> bool {
-        !self.list().is_empty()
+        !self.files().is_empty()
     }
 
     pub fn next_id(&self) -> u64 {
-        self.list().first().map(|e| e.id + 1).unwrap_or(1)
+        self.files().first().map(|e| e.0 + 1).unwrap_or(1)
     }
 
     /// The newest valid checkpoint (or `from`), with a warning for each newer invalid one.
@@ -157,29 +165,27 @@ impl Store {
         )))
     }
 
-    /// Writes a checkpoint atomically and drops the oldest beyond `retain`.
-    pub fn write(&self, c: &Checkpoint, retain: usize) -> Result<u64, Error> {
-        let bytes = format::encode(c)?;
-        let path = self.dir.join(file_name(c.id));
-        super::atomic::write(&path, &bytes)?;
-        let list = self.list();
-        let mut kept = 0;
-        for e in list {
-            if e.checkpoint.is_ok() && kept < retain.max(1) {
-                kept += 1;
-                continue;
-            }
-            if e.id < c.id {
-                let _ = std::fs::remove_file(&e.path);
+    /// Writes checkpoint `id` (already encoded) atomically, then removes all but the newest
+    /// `retain` files. Older files are not re-read: the new one was just written whole.
+    pub fn write_encoded(&self, id: u64, bytes: &[u8], retain: usize) -> Result<u64, Error> {
+        let path = self.dir.join(file_name(id));
+        super::atomic::write(&path, bytes)?;
+        for (i, (old, p, _)) in self.files().into_iter().enumerate() {
+            if i >= retain.max(1) && old < id {
+                let _ = std::fs::remove_file(&p);
             }
         }
         Ok(bytes.len() as u64)
     }
 
+    pub fn write(&self, c: &Checkpoint, retain: usize) -> Result<u64, Error> {
+        let bytes = format::encode(c)?;
+        self.write_encoded(c.id, &bytes, retain)
+    }
+
     /// `run --fresh`: moves the checkpoints (and spools) into `old-<time>/`, never deleting them.
     pub fn move_aside(&self) -> Result<Option<PathBuf>, Error> {
-        let list = self.list();
-        if list.is_empty() {
+        if self.files().is_empty() {
             return Ok(None);
         }
         let stamp = jiff::Timestamp::now().as_second();

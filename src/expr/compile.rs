@@ -379,10 +379,32 @@ fn binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -> Tr {
                 Cmp::Gt => CmpOp::Gt,
                 Cmp::Ge => CmpOp::Ge,
             };
-            fold(Node::new(
-                l.card.join(r.card),
-                Kind::Cmp(c, Box::new(l), Box::new(r)),
-            ))
+            let flip = |c: CmpOp| match c {
+                CmpOp::Lt => CmpOp::Gt,
+                CmpOp::Gt => CmpOp::Lt,
+                CmpOp::Le => CmpOp::Ge,
+                CmpOp::Ge => CmpOp::Le,
+                c => c,
+            };
+            let as_path = |n: &Node| match &n.kind {
+                Kind::Path(keys) => Some(keys.clone()),
+                Kind::Id => Some(Box::new([]) as Box<[Key]>),
+                _ => None,
+            };
+            match (&l.kind, &r.kind) {
+                (_, Kind::Lit(v)) if as_path(&l).is_some() => {
+                    let keys = as_path(&l).unwrap_or_default();
+                    Node::new(Card::One, Kind::CmpPathLit(c, keys, v.clone()))
+                }
+                (Kind::Lit(v), _) if as_path(&r).is_some() => {
+                    let keys = as_path(&r).unwrap_or_default();
+                    Node::new(Card::One, Kind::CmpPathLit(flip(c), keys, v.clone()))
+                }
+                _ => fold(Node::new(
+                    l.card.join(r.card),
+                    Kind::Cmp(c, Box::new(l), Box::new(r)),
+                )),
+            }
         }
         _ => return Ok(None),
     }))

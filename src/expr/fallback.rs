@@ -185,8 +185,8 @@ impl Jaq {
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([env]));
         for out in self.filter.id.run((ctx, to_val(input))) {
             match out {
-                Ok(v) => k(from_val(v).map_err(Ctl::Err)?)?,
-                Err(exn) => return Err(Ctl::Err(exn_to_err(exn))),
+                Ok(v) => k(from_val(v).map_err(Ctl::from)?)?,
+                Err(exn) => return Err(Ctl::from(exn_to_err(exn))),
             }
         }
         Ok(())

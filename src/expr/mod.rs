@@ -174,8 +174,8 @@ impl Expr {
     /// True if the first output is truthy (neither `null` nor `false`); false if there is
     /// no output.
     pub fn eval_bool(&self, input: &Value) -> Result<bool, EvalError> {
-        match self.inner.root.first(input) {
-            Ok(v) => Ok(v.is_some_and(|v| v.truthy())),
+        match self.inner.root.truth(input) {
+            Ok(v) => Ok(v.unwrap_or(false)),
             Err(c) => match to_eval_error(c) {
                 Some(e) => Err(e),
                 None => Ok(false),

@@ -48,13 +48,14 @@ impl ErrV {
 /// `Stop`.
 #[derive(Debug)]
 pub(crate) enum Ctl {
-    Err(ErrV),
+    Err(Box<ErrV>),
     Stop,
 }
 
 impl From<ErrV> for Ctl {
+    #[cold]
     fn from(e: ErrV) -> Ctl {
-        Ctl::Err(e)
+        Ctl::Err(Box::new(e))
     }
 }
 
@@ -149,6 +150,8 @@ pub(crate) enum Kind {
     Lit(Value),
     /// `.a.b[0]`: literal keys applied to the input, no `?`.
     Path(Box<[Key]>),
+    /// `.a.b OP literal`: the most common filter, evaluated without any `Cow`.
+    CmpPathLit(CmpOp, Box<[Key]>, Value),
     /// `obj[key]` (or `obj[key]?` when `opt`); `key` is evaluated against the input.
     Index {
         obj: Box<Node>,
@@ -254,6 +257,7 @@ impl Node {
             Kind::Id
             | Kind::Lit(_)
             | Kind::Path(_)
+            | Kind::CmpPathLit(..)
             | Kind::Recurse
             | Kind::Empty
             | Kind::Call0(_)
@@ -317,18 +321,50 @@ impl Node {
     #[inline]
     pub(crate) fn first<'a>(&'a self, input: &'a Value) -> Single<'a> {
         if self.card == Card::Many {
-            let mut out = None;
-            let r = self.stream(input, &mut |v| {
-                out = Some(v.into_owned());
-                Err(Ctl::Stop)
-            });
-            return match (out, r) {
-                (Some(v), _) => Ok(Some(Cow::Owned(v))),
-                (None, Err(Ctl::Err(e))) => Err(Ctl::Err(e)),
-                (None, _) => Ok(None),
-            };
+            return first_of_stream(self, input);
         }
         self.single(input)
+    }
+
+    /// Truthiness of the first output (`None` if there is none), computing booleans
+    /// directly for comparisons and logic instead of building `Value::Bool`s.
+    #[inline]
+    pub(crate) fn truth(&self, input: &Value) -> Result<Option<bool>, Ctl> {
+        if self.card == Card::Many {
+            return Ok(self.first(input)?.map(|v| v.truthy()));
+        }
+        match &self.kind {
+            Kind::CmpPathLit(op, keys, lit) => {
+                Ok(Some(op.test(cmp_values(path_get(keys, input)?, lit))))
+            }
+            _ => self.truth_kind(input),
+        }
+    }
+
+    #[inline(never)]
+    fn truth_kind(&self, input: &Value) -> Result<Option<bool>, Ctl> {
+        match &self.kind {
+            Kind::Cmp(op, l, r) => {
+                let Some(rv) = r.first(input)? else {
+                    return Ok(None);
+                };
+                let Some(lv) = l.first(input)? else {
+                    return Ok(None);
+                };
+                Ok(Some(op.test(cmp_values(&lv, &rv))))
+            }
+            Kind::And(l, r) => match l.truth(input)? {
+                None => Ok(None),
+                Some(false) => Ok(Some(false)),
+                Some(true) => r.truth(input),
+            },
+            Kind::Or(l, r) => match l.truth(input)? {
+                None => Ok(None),
+                Some(true) => Ok(Some(true)),
+                Some(false) => r.truth(input),
+            },
+            _ => Ok(self.single(input)?.map(|v| v.truthy())),
+        }
     }
 
     /// Passes every output to `k`, in order.
@@ -344,164 +380,50 @@ impl Node {
         }
     }
 
-    /// Evaluation of a node whose card is One or Opt.
+    /// Evaluation of a node whose card is One or Opt. Identity, literals and literal paths
+    /// are handled inline at the call site; everything else goes through `single_kind`,
+    /// which keeps each kind in its own small function (small stack frames matter here).
+    #[inline]
     fn single<'a>(&'a self, input: &'a Value) -> Single<'a> {
         match &self.kind {
             Kind::Id => Ok(Some(Cow::Borrowed(input))),
             Kind::Lit(v) => Ok(Some(Cow::Borrowed(v))),
-            Kind::Path(keys) => {
-                let mut cur = input;
-                for key in keys.iter() {
-                    match index_ref(cur, key)? {
-                        Some(c) => cur = c,
-                        None => return Ok(Some(Cow::Borrowed(&NULL))),
-                    }
-                }
-                Ok(Some(Cow::Borrowed(cur)))
+            Kind::Path(keys) => Ok(Some(Cow::Borrowed(path_get(keys, input)?))),
+            _ => self.single_kind(input),
+        }
+    }
+
+    #[inline(never)]
+    fn single_kind<'a>(&'a self, input: &'a Value) -> Single<'a> {
+        match &self.kind {
+            Kind::Id => Ok(Some(Cow::Borrowed(input))),
+            Kind::Lit(v) => Ok(Some(Cow::Borrowed(v))),
+            Kind::Path(keys) => Ok(Some(Cow::Borrowed(path_get(keys, input)?))),
+            Kind::CmpPathLit(op, keys, lit) => {
+                let v = path_get(keys, input)?;
+                Ok(Some(Cow::Owned(Value::Bool(op.test(cmp_values(v, lit))))))
             }
-            Kind::Index { obj, key, opt } => {
-                let Some(k) = key.first(input)? else {
-                    return Ok(None);
-                };
-                let Some(o) = obj.first(input)? else {
-                    return Ok(None);
-                };
-                match index_cow(o, &k) {
-                    Ok(v) => Ok(Some(v)),
-                    Err(_) if *opt => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
-            }
+            Kind::Index { obj, key, opt } => s_index(obj, key, *opt, input),
             Kind::Slice { obj, from, to, opt } => {
-                let f = match from {
-                    Some(f) => match f.first(input)? {
-                        Some(v) => v,
-                        None => return Ok(None),
-                    },
-                    None => Cow::Borrowed(&NULL),
-                };
-                let t = match to {
-                    Some(t) => match t.first(input)? {
-                        Some(v) => v,
-                        None => return Ok(None),
-                    },
-                    None => Cow::Borrowed(&NULL),
-                };
-                let Some(o) = obj.first(input)? else {
-                    return Ok(None);
-                };
-                match builtins::slice(&o, &f, &t) {
-                    Ok(v) => Ok(Some(Cow::Owned(v))),
-                    Err(_) if *opt => Ok(None),
-                    Err(e) => Err(e.into()),
-                }
+                s_slice(obj, from.as_deref(), to.as_deref(), *opt, input)
             }
-            Kind::Pipe(a, b) => {
-                let Some(x) = a.first(input)? else {
-                    return Ok(None);
-                };
-                match x {
-                    Cow::Borrowed(r) => b.first(r),
-                    Cow::Owned(v) => Ok(b.first(&v)?.map(|o| Cow::Owned(o.into_owned()))),
-                }
-            }
+            Kind::Pipe(a, b) => s_pipe(a, b, input),
             Kind::Neg(a) => match a.first(input)? {
                 Some(v) => Ok(Some(Cow::Owned(builtins::neg(&v)?))),
                 None => Ok(None),
             },
-            Kind::Math(op, l, r) => {
-                let Some(rv) = r.first(input)? else {
-                    return Ok(None);
-                };
-                let Some(lv) = l.first(input)? else {
-                    return Ok(None);
-                };
-                Ok(Some(Cow::Owned(builtins::math(*op, lv, &rv)?)))
-            }
-            Kind::Cmp(op, l, r) => {
-                let Some(rv) = r.first(input)? else {
-                    return Ok(None);
-                };
-                let Some(lv) = l.first(input)? else {
-                    return Ok(None);
-                };
-                Ok(Some(Cow::Owned(Value::Bool(op.test(lv.cmp(&rv))))))
-            }
-            Kind::And(l, r) => {
-                let Some(lv) = l.first(input)? else {
-                    return Ok(None);
-                };
-                if !lv.truthy() {
-                    return Ok(Some(Cow::Owned(Value::Bool(false))));
-                }
-                Ok(r.first(input)?.map(|v| Cow::Owned(Value::Bool(v.truthy()))))
-            }
-            Kind::Or(l, r) => {
-                let Some(lv) = l.first(input)? else {
-                    return Ok(None);
-                };
-                if lv.truthy() {
-                    return Ok(Some(Cow::Owned(Value::Bool(true))));
-                }
-                Ok(r.first(input)?.map(|v| Cow::Owned(Value::Bool(v.truthy()))))
-            }
+            Kind::Math(op, l, r) => s_math(*op, l, r, input),
+            Kind::Cmp(op, l, r) => s_cmp(*op, l, r, input),
+            Kind::And(l, r) => s_logic(false, l, r, input),
+            Kind::Or(l, r) => s_logic(true, l, r, input),
             Kind::Alt(l, r) => match l.first(input)? {
                 Some(v) if v.truthy() => Ok(Some(v)),
                 _ => r.first(input),
             },
-            Kind::If(branches, els) => {
-                for (c, t) in branches.iter() {
-                    let Some(cv) = c.first(input)? else {
-                        return Ok(None);
-                    };
-                    if cv.truthy() {
-                        return t.first(input);
-                    }
-                }
-                match els {
-                    Some(e) => e.first(input),
-                    None => Ok(Some(Cow::Borrowed(input))),
-                }
-            }
-            Kind::Try(body, catch) => match body.first(input) {
-                Ok(v) => Ok(v),
-                Err(Ctl::Err(e)) => match catch {
-                    Some(c) => {
-                        let ev = e.into_value();
-                        Ok(c.first(&ev)?.map(|v| Cow::Owned(v.into_owned())))
-                    }
-                    None => Ok(None),
-                },
-                Err(Ctl::Stop) => Err(Ctl::Stop),
-            },
-            Kind::ObjLit { entries, unique } => {
-                let mut m = Map::with_capacity(entries.len());
-                for (k, v) in entries.iter() {
-                    let Some(x) = v.first(input)? else {
-                        return Ok(None);
-                    };
-                    if *unique {
-                        m.push_unique(k.clone(), x.into_owned());
-                    } else {
-                        m.insert(k.clone(), x.into_owned());
-                    }
-                }
-                Ok(Some(Cow::Owned(Value::Object(m))))
-            }
-            Kind::Obj(entries) => {
-                let mut m = Map::with_capacity(entries.len());
-                for (k, v) in entries.iter() {
-                    let Some(kv) = k.first(input)? else {
-                        return Ok(None);
-                    };
-                    let key = obj_key(kv)?;
-                    let Some(x) = v.first(input)? else {
-                        return Ok(None);
-                    };
-                    m.insert(key, x.into_owned());
-                }
-                Ok(Some(Cow::Owned(Value::Object(m))))
-            }
+            Kind::If(branches, els) => s_if(branches, els.as_deref(), input),
+            Kind::Try(body, catch) => s_try(body, catch.as_deref(), input),
+            Kind::ObjLit { entries, unique } => s_obj_lit(entries, *unique, input),
+            Kind::Obj(entries) => s_obj(entries, input),
             Kind::Arr(f) => {
                 let mut out = Vec::new();
                 if let Some(f) = f {
@@ -509,40 +431,17 @@ impl Node {
                 }
                 Ok(Some(Cow::Owned(Value::Array(out))))
             }
-            Kind::Str(fmt, parts) => {
-                let mut s = String::new();
-                for p in parts.iter() {
-                    match p {
-                        SPart::Lit(l) => s.push_str(l),
-                        SPart::Interp(n) => {
-                            let Some(v) = n.first(input)? else {
-                                return Ok(None);
-                            };
-                            push_interp(&mut s, *fmt, &v);
-                        }
-                    }
-                }
-                Ok(Some(Cow::Owned(Value::Str(Str::from(s)))))
-            }
+            Kind::Str(fmt, parts) => s_str(*fmt, parts, input),
             Kind::Empty => Ok(None),
-            Kind::Error(f) => {
-                let e = match f {
-                    None => input.clone(),
-                    Some(f) => match f.first(input)? {
-                        Some(v) => v.into_owned(),
-                        None => return Ok(None),
-                    },
-                };
-                Err(Ctl::Err(ErrV::Val(e)))
-            }
-            Kind::Call0(f) => Ok(Some(Cow::Owned(f(input)?))),
+            Kind::Error(f) => s_error(f.as_deref(), input),
+            Kind::Call0(f) => Ok(Some(Cow::Owned(f(input).map_err(Ctl::from)?))),
             Kind::Call1(f, a) => match a.first(input)? {
-                Some(av) => Ok(Some(Cow::Owned(f(input, &av)?))),
+                Some(av) => Ok(Some(Cow::Owned(f(input, &av).map_err(Ctl::from)?))),
                 None => Ok(None),
             },
             Kind::Filter0(p) => Ok(p(input).then_some(Cow::Borrowed(input))),
-            Kind::Select(f) => match f.first(input)? {
-                Some(c) if c.truthy() => Ok(Some(Cow::Borrowed(input))),
+            Kind::Select(f) => match f.truth(input)? {
+                Some(true) => Ok(Some(Cow::Borrowed(input))),
                 _ => Ok(None),
             },
             Kind::First(f) => f.first(input),
@@ -555,39 +454,22 @@ impl Node {
             }
             Kind::Test(re) => match input {
                 Value::Str(s) => Ok(Some(Cow::Owned(Value::Bool(re.is_match(s))))),
-                v => Err(Ctl::Err(ErrV::Msg(format!(
+                v => Err(ErrV::Msg(format!(
                     "{} cannot be matched, as it is not a string",
                     desc(v)
-                )))),
+                ))
+                .into()),
             },
             Kind::By(op, f) => Ok(Some(Cow::Owned(by(*op, f, input)?))),
-            Kind::AnyAll { gen, cond, is_any } => {
-                let found = !*is_any;
-                let mut hit = false;
-                let r = gen.run(input, &mut |x| {
-                    cond.run(&x, &mut |c| {
-                        if c.truthy() == *is_any {
-                            hit = true;
-                            Err(Ctl::Stop)
-                        } else {
-                            Ok(())
-                        }
-                    })
-                });
-                match r {
-                    Err(Ctl::Stop) if hit => Ok(Some(Cow::Owned(Value::Bool(!found)))),
-                    Err(e) => Err(e),
-                    Ok(()) => Ok(Some(Cow::Owned(Value::Bool(found)))),
-                }
-            }
+            Kind::AnyAll { gen, cond, is_any } => s_any_all(gen, cond, *is_any, input),
             Kind::Update { path, op, rhs } => {
                 if *op == UpdOp::Modify {
-                    return Ok(update(input, path, *op, rhs, &NULL)?.map(Cow::Owned));
+                    return Ok(Some(Cow::Owned(update(input, path, *op, rhs, &NULL)?)));
                 }
                 let Some(r) = rhs.first(input)? else {
                     return Ok(None);
                 };
-                Ok(update(input, path, *op, rhs, &r)?.map(Cow::Owned))
+                Ok(Some(Cow::Owned(update(input, path, *op, rhs, &r)?)))
             }
             Kind::Del(paths) => {
                 let mut v = input.clone();
@@ -602,18 +484,7 @@ impl Node {
             | Kind::Recurse
             | Kind::Comma(..)
             | Kind::Limit(..)
-            | Kind::Jaq(_) => {
-                let mut out = None;
-                let r = self.stream(input, &mut |v| {
-                    out = Some(v.into_owned());
-                    Err(Ctl::Stop)
-                });
-                match (out, r) {
-                    (Some(v), _) => Ok(Some(Cow::Owned(v))),
-                    (None, Err(Ctl::Err(e))) => Err(Ctl::Err(e)),
-                    (None, _) => Ok(None),
-                }
-            }
+            | Kind::Jaq(_) => first_of_stream(self, input),
         }
     }
 
@@ -737,7 +608,7 @@ impl Node {
                     Value::Int(i) => *i as f64,
                     Value::Float(x) => *x,
                     v => {
-                        return Err(Ctl::Err(ErrV::Msg(format!(
+                        return Err(Ctl::from(ErrV::Msg(format!(
                             "invalid limit {}: not a number",
                             desc(v)
                         ))))
@@ -771,12 +642,9 @@ impl Node {
                     r => r,
                 }
             }),
-            Kind::Update { path, op, rhs } if *op != UpdOp::Modify => {
-                rhs.run(input, &mut |r| match update(input, path, *op, rhs, &r)? {
-                    Some(v) => k(Cow::Owned(v)),
-                    None => Ok(()),
-                })
-            }
+            Kind::Update { path, op, rhs } if *op != UpdOp::Modify => rhs.run(input, &mut |r| {
+                k(Cow::Owned(update(input, path, *op, rhs, &r)?))
+            }),
             Kind::Jaq(j) => j.run(input, &mut |v| k(Cow::Owned(v))),
             // Every other kind has at most one output (its card is never `Many`).
             _ => match self.single(input)? {
@@ -784,6 +652,235 @@ impl Node {
                 None => Ok(()),
             },
         }
+    }
+}
+
+#[inline(never)]
+fn first_of_stream<'a>(n: &'a Node, input: &'a Value) -> Single<'a> {
+    let mut out = None;
+    let r = n.stream(input, &mut |v| {
+        out = Some(v.into_owned());
+        Err(Ctl::Stop)
+    });
+    match (out, r) {
+        (Some(v), _) => Ok(Some(Cow::Owned(v))),
+        (None, Err(Ctl::Err(e))) => Err(Ctl::Err(e)),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Walks a literal path by reference; a missing key or a null gives null.
+#[inline]
+fn path_get<'a>(keys: &[Key], input: &'a Value) -> Result<&'a Value, Ctl> {
+    let mut cur = input;
+    for key in keys {
+        match index_ref(cur, key) {
+            Ok(Some(c)) => cur = c,
+            Ok(None) => return Ok(&NULL),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(cur)
+}
+
+/// `Value::cmp` with the common same-type cases first.
+#[inline]
+pub(crate) fn cmp_values(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Str(x), Value::Str(y)) => x.as_str().cmp(y.as_str()),
+        _ => a.cmp(b),
+    }
+}
+
+fn s_index<'a>(obj: &'a Node, key: &'a Node, opt: bool, input: &'a Value) -> Single<'a> {
+    let Some(k) = key.first(input)? else {
+        return Ok(None);
+    };
+    let Some(o) = obj.first(input)? else {
+        return Ok(None);
+    };
+    match index_cow(o, &k) {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if opt => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn s_slice<'a>(
+    obj: &'a Node,
+    from: Option<&'a Node>,
+    to: Option<&'a Node>,
+    opt: bool,
+    input: &'a Value,
+) -> Single<'a> {
+    let f = match from {
+        Some(f) => match f.first(input)? {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+        None => Cow::Borrowed(&NULL),
+    };
+    let t = match to {
+        Some(t) => match t.first(input)? {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+        None => Cow::Borrowed(&NULL),
+    };
+    let Some(o) = obj.first(input)? else {
+        return Ok(None);
+    };
+    match builtins::slice(&o, &f, &t) {
+        Ok(v) => Ok(Some(Cow::Owned(v))),
+        Err(_) if opt => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn s_pipe<'a>(a: &'a Node, b: &'a Node, input: &'a Value) -> Single<'a> {
+    let Some(x) = a.first(input)? else {
+        return Ok(None);
+    };
+    match x {
+        Cow::Borrowed(r) => b.first(r),
+        Cow::Owned(v) => Ok(b.first(&v)?.map(|o| Cow::Owned(o.into_owned()))),
+    }
+}
+
+fn s_math<'a>(op: MathOp, l: &'a Node, r: &'a Node, input: &'a Value) -> Single<'a> {
+    let Some(rv) = r.first(input)? else {
+        return Ok(None);
+    };
+    let Some(lv) = l.first(input)? else {
+        return Ok(None);
+    };
+    Ok(Some(Cow::Owned(builtins::math(op, lv, &rv)?)))
+}
+
+fn s_cmp<'a>(op: CmpOp, l: &'a Node, r: &'a Node, input: &'a Value) -> Single<'a> {
+    let Some(rv) = r.first(input)? else {
+        return Ok(None);
+    };
+    let Some(lv) = l.first(input)? else {
+        return Ok(None);
+    };
+    Ok(Some(Cow::Owned(Value::Bool(op.test(cmp_values(&lv, &rv))))))
+}
+
+/// `and` (`is_or` false) and `or`.
+fn s_logic<'a>(is_or: bool, l: &'a Node, r: &'a Node, input: &'a Value) -> Single<'a> {
+    let Some(lv) = l.truth(input)? else {
+        return Ok(None);
+    };
+    if lv == is_or {
+        return Ok(Some(Cow::Owned(Value::Bool(is_or))));
+    }
+    Ok(r.truth(input)?.map(|v| Cow::Owned(Value::Bool(v))))
+}
+
+fn s_if<'a>(branches: &'a [(Node, Node)], els: Option<&'a Node>, input: &'a Value) -> Single<'a> {
+    for (c, t) in branches {
+        let Some(cv) = c.truth(input)? else {
+            return Ok(None);
+        };
+        if cv {
+            return t.first(input);
+        }
+    }
+    match els {
+        Some(e) => e.first(input),
+        None => Ok(Some(Cow::Borrowed(input))),
+    }
+}
+
+fn s_try<'a>(body: &'a Node, catch: Option<&'a Node>, input: &'a Value) -> Single<'a> {
+    match body.first(input) {
+        Ok(v) => Ok(v),
+        Err(Ctl::Err(e)) => match catch {
+            Some(c) => {
+                let ev = e.into_value();
+                Ok(c.first(&ev)?.map(|v| Cow::Owned(v.into_owned())))
+            }
+            None => Ok(None),
+        },
+        Err(Ctl::Stop) => Err(Ctl::Stop),
+    }
+}
+
+fn s_obj_lit<'a>(entries: &'a [(Str, Node)], unique: bool, input: &'a Value) -> Single<'a> {
+    let mut m = Map::with_capacity(entries.len());
+    for (k, v) in entries {
+        let Some(x) = v.first(input)? else {
+            return Ok(None);
+        };
+        if unique {
+            m.push_unique(k.clone(), x.into_owned());
+        } else {
+            m.insert(k.clone(), x.into_owned());
+        }
+    }
+    Ok(Some(Cow::Owned(Value::Object(m))))
+}
+
+fn s_obj<'a>(entries: &'a [(Node, Node)], input: &'a Value) -> Single<'a> {
+    let mut m = Map::with_capacity(entries.len());
+    for (k, v) in entries {
+        let Some(kv) = k.first(input)? else {
+            return Ok(None);
+        };
+        let key = obj_key(kv)?;
+        let Some(x) = v.first(input)? else {
+            return Ok(None);
+        };
+        m.insert(key, x.into_owned());
+    }
+    Ok(Some(Cow::Owned(Value::Object(m))))
+}
+
+fn s_str<'a>(fmt: StrFmt, parts: &'a [SPart], input: &'a Value) -> Single<'a> {
+    let mut s = String::new();
+    for p in parts {
+        match p {
+            SPart::Lit(l) => s.push_str(l),
+            SPart::Interp(n) => {
+                let Some(v) = n.first(input)? else {
+                    return Ok(None);
+                };
+                push_interp(&mut s, fmt, &v);
+            }
+        }
+    }
+    Ok(Some(Cow::Owned(Value::Str(Str::from(s)))))
+}
+
+fn s_error<'a>(f: Option<&'a Node>, input: &'a Value) -> Single<'a> {
+    let e = match f {
+        None => input.clone(),
+        Some(f) => match f.first(input)? {
+            Some(v) => v.into_owned(),
+            None => return Ok(None),
+        },
+    };
+    Err(ErrV::Val(e).into())
+}
+
+fn s_any_all<'a>(gen: &'a Node, cond: &'a Node, is_any: bool, input: &'a Value) -> Single<'a> {
+    let mut hit = false;
+    let r = gen.run(input, &mut |x| {
+        cond.run(&x, &mut |c| {
+            if c.truthy() == is_any {
+                hit = true;
+                Err(Ctl::Stop)
+            } else {
+                Ok(())
+            }
+        })
+    });
+    match r {
+        Err(Ctl::Stop) if hit => Ok(Some(Cow::Owned(Value::Bool(is_any)))),
+        Err(e) => Err(e),
+        Ok(()) => Ok(Some(Cow::Owned(Value::Bool(!is_any)))),
     }
 }
 
@@ -858,7 +955,7 @@ fn obj_key(k: Cow<'_, Value>) -> Result<Str, Ctl> {
     match k {
         Cow::Owned(Value::Str(s)) => Ok(s),
         Cow::Borrowed(Value::Str(s)) => Ok(s.clone()),
-        other => Err(Ctl::Err(ErrV::Msg(format!(
+        other => Err(Ctl::from(ErrV::Msg(format!(
             "object keys must be strings, not {}",
             desc(&other)
         )))),
@@ -927,7 +1024,7 @@ fn iterate(o: Cow<'_, Value>, opt: bool, k: &mut K) -> Res {
             .into_iter()
             .try_for_each(|(_, x)| k(Cow::Owned(x))),
         _ if opt => Ok(()),
-        v => Err(Ctl::Err(ErrV::Msg(iterate_error(&v)))),
+        v => Err(Ctl::from(ErrV::Msg(iterate_error(&v)))),
     }
 }
 
@@ -963,6 +1060,7 @@ fn recurse(v: Cow<'_, Value>, k: &mut K) -> Res {
     }
 }
 
+#[cold]
 pub(crate) fn index_error(v: &Value, key: &Value) -> ErrV {
     let what = match key {
         Value::Str(s) => format!("\"{s}\""),
@@ -978,7 +1076,7 @@ fn array_pos(len: usize, i: f64) -> Option<usize> {
 }
 
 /// `v[key]` for a literal key; `Ok(None)` means null.
-#[inline]
+#[inline(always)]
 pub(crate) fn index_ref<'a>(v: &'a Value, key: &Key) -> Result<Option<&'a Value>, ErrV> {
     match (v, key) {
         (Value::Object(m), Key::Field(f)) => Ok(m.get(f)),
@@ -1036,7 +1134,7 @@ fn by(op: ByOp, f: &Node, input: &Value) -> Result<Value, Ctl> {
     let items: Vec<&Value> = match input {
         Value::Array(a) => a.iter().collect(),
         v => {
-            return Err(Ctl::Err(ErrV::Msg(format!(
+            return Err(Ctl::from(ErrV::Msg(format!(
                 "{} cannot be sorted, as it is not an array",
                 desc(v)
             ))))
@@ -1086,13 +1184,7 @@ fn by(op: ByOp, f: &Node, input: &Value) -> Result<Value, Ctl> {
 
 /// Assignment to a literal path. `r` is one output of `rhs` evaluated on the input (for
 /// `=`, `op=` and `//=`); for `|=` the update `rhs` runs on the old value at the path.
-fn update(
-    input: &Value,
-    path: &[Key],
-    op: UpdOp,
-    rhs: &Node,
-    r: &Value,
-) -> Result<Option<Value>, Ctl> {
+fn update(input: &Value, path: &[Key], op: UpdOp, rhs: &Node, r: &Value) -> Result<Value, Ctl> {
     let mut out = input.clone();
     let old = builtins::get_path(input, path)?;
     let new = match op {
@@ -1105,5 +1197,5 @@ fn update(
         Some(v) => builtins::set_path(&mut out, path, v)?,
         None => builtins::del_path(&mut out, path)?,
     }
-    Ok(Some(out))
+    Ok(out)
 }

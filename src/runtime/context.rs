@@ -16,6 +16,8 @@ pub struct NodeStats {
     pub errors: AtomicU64,
     pub late: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Longest time (µs) this node held up its stream for a checkpoint.
+    pub max_stall_us: AtomicU64,
 }
 
 impl NodeStats {
@@ -45,6 +47,8 @@ pub enum Report {
         state: Vec<u8>,
         finished: bool,
     },
+    /// A deferred snapshot failed.
+    Failed { node: usize, error: Error },
     /// The node's thread is gone (normally or not).
     Exited { node: usize },
 }
@@ -165,6 +169,12 @@ impl Context {
         if self.verbose > 0 && !self.quiet {
             eprintln!("weir: {}", msg.as_ref());
         }
+    }
+
+    pub fn note_stall(&self, node: usize, d: std::time::Duration) {
+        self.stats[node]
+            .max_stall_us
+            .fetch_max(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// `file:line (byte offset N)` of a record, for messages.

@@ -5,7 +5,7 @@
 use super::context::{Context, Report, SourceInfo, StopReason};
 use super::message::Msg;
 use super::stage::{run_stage, Operator, Output};
-use crate::checkpoint::format::{Checkpoint, NodeState};
+use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::store::Store;
 use crate::cli::Progress;
 use crate::error::{Error, Kind as ErrKind, Outcome, Result, Signal};
@@ -20,7 +20,6 @@ use crate::sources::file::{
 use crate::sources::generate::Generate;
 use crate::sources::{split_state, Source, SourceDriver, Trigger};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
-use serde_json::value::RawValue;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -241,6 +240,7 @@ pub struct RunStats {
     pub records_out: Vec<u64>,
     pub errors: Vec<u64>,
     pub late: Vec<u64>,
+    pub max_stall_us: Vec<u64>,
     pub checkpoints: Vec<(u64, f64, u64)>,
 }
 
@@ -263,6 +263,11 @@ fn write_stats(
                 "records_out": sum(&|r| r.records_out.get(i).copied().unwrap_or(0)),
                 "errors": sum(&|r| r.errors.get(i).copied().unwrap_or(0)),
                 "late": sum(&|r| r.late.get(i).copied().unwrap_or(0)),
+                "max_checkpoint_stall_ms": runs
+                    .iter()
+                    .map(|r| r.max_stall_us.get(i).copied().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0) as f64 / 1000.0,
             }));
         }
     }
@@ -374,6 +379,11 @@ fn run_once(
             .stats
             .iter()
             .map(|s| s.late.load(Ordering::Relaxed))
+            .collect(),
+        max_stall_us: ctx
+            .stats
+            .iter()
+            .map(|s| s.max_stall_us.load(Ordering::Relaxed))
             .collect(),
         checkpoints: cks,
     };
@@ -735,6 +745,7 @@ impl Coordinator<'_> {
                         self.maybe_complete(ctx);
                     }
                 }
+                Ok(Report::Failed { node, error }) => ctx.fail(node, error),
                 Ok(Report::Exited { .. }) => self.exited += 1,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -886,38 +897,29 @@ impl Coordinator<'_> {
         let Some(store) = self.store else {
             return true;
         };
-        let mut nodes = Vec::with_capacity(self.n);
-        for (i, s) in states.into_iter().enumerate() {
-            let text = if s.is_empty() {
-                "null".to_string()
-            } else {
-                String::from_utf8_lossy(&s).into_owned()
-            };
-            match RawValue::from_string(text) {
-                Ok(raw) => nodes.push(NodeState {
-                    node: ctx.names[i].clone(),
-                    state: raw,
-                }),
-                Err(e) => {
-                    ctx.fail(
-                        i,
-                        Error::runtime(format!("state for checkpoint {id} is not JSON: {e}")),
-                    );
-                    return false;
-                }
-            }
-        }
-        let c = Checkpoint {
+        let meta = crate::checkpoint::format::Meta {
             id,
-            pipeline: self.spec.name.clone(),
-            pipeline_hash: self.hash.to_string(),
+            pipeline: &self.spec.name,
+            pipeline_hash: self.hash,
             created_ms: jiff::Timestamp::now().as_millisecond(),
             ended,
             finished,
-            nodes,
+        };
+        let parts: Vec<(&str, &[u8])> = ctx
+            .names
+            .iter()
+            .zip(&states)
+            .map(|(n, s)| (n.as_str(), s.as_slice()))
+            .collect();
+        let bytes = match crate::checkpoint::format::encode_parts(&meta, &parts) {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.fail_run(e);
+                return false;
+            }
         };
         crate::crash_point!("checkpoint-before-write");
-        match store.write(&c, self.ck.retain) {
+        match store.write_encoded(id, &bytes, self.ck.retain) {
             Ok(bytes) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 self.taken.push((id, ms, bytes));

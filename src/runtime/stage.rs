@@ -25,6 +25,38 @@ impl From<Error> for Stop {
 
 pub type StageResult<T = ()> = std::result::Result<T, Stop>;
 
+pub type DeferredSnapshot = Box<dyn FnOnce() -> Result<Vec<u8>, Error> + Send>;
+
+/// Takes the operator's state for checkpoint `id` and reports it; deferred encodings run on a
+/// helper thread.
+fn report_barrier(op: &mut dyn Operator, id: u64, node: usize, ctx: &Context) -> StageResult {
+    let t = std::time::Instant::now();
+    if let Some(job) = op.snapshot_deferred() {
+        ctx.note_stall(node, t.elapsed());
+        let tx = ctx.reports.clone();
+        let spawned = std::thread::Builder::new()
+            .name("weir:snapshot".into())
+            .spawn(move || match job() {
+                Ok(state) => {
+                    let _ = tx.send(Report::State { id, node, state });
+                }
+                Err(e) => {
+                    let _ = tx.send(Report::Failed { node, error: e });
+                }
+            });
+        if spawned.is_err() {
+            return Err(Stop::Failed(Error::runtime(
+                "cannot start a snapshot thread",
+            )));
+        }
+        return Ok(());
+    }
+    let state = op.snapshot()?;
+    ctx.note_stall(node, t.elapsed());
+    let _ = ctx.reports.send(Report::State { id, node, state });
+    Ok(())
+}
+
 /// A transform or a sink, as the stage loop sees it.
 pub trait Operator: Send {
     /// Handles one batch from input `input` (index into the node's inputs).
@@ -43,6 +75,12 @@ pub trait Operator: Send {
     /// The operator's state for a checkpoint; sinks make their output durable here.
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
         Ok(Vec::new())
+    }
+
+    /// For large state: take a cheap copy now and return the work of encoding it, which runs
+    /// on another thread so the pipeline is not held up. `None` means use `snapshot`.
+    fn snapshot_deferred(&mut self) -> Option<DeferredSnapshot> {
+        None
     }
 
     /// Restores the state `snapshot` returned in an earlier run.
@@ -361,8 +399,7 @@ fn stage_loop(
             let finished = ended.iter().all(|k| *k == Some(EndKind::Finish));
             // A barrier some inputs sent before ending is still owed downstream.
             if let Some(id) = pending_barrier.take() {
-                let state = op.snapshot()?;
-                let _ = ctx.reports.send(Report::State { id, node, state });
+                report_barrier(op, id, node, ctx)?;
                 out.broadcast(Msg::Barrier(id))?;
             }
             if finished {
@@ -390,8 +427,7 @@ fn stage_loop(
         }
         if let Some(id) = pending_barrier {
             if live.iter().all(|&i| blocked[i]) {
-                let state = op.snapshot()?;
-                let _ = ctx.reports.send(Report::State { id, node, state });
+                report_barrier(op, id, node, ctx)?;
                 out.broadcast(Msg::Barrier(id))?;
                 pending_barrier = None;
                 blocked.iter_mut().for_each(|b| *b = false);

@@ -10,7 +10,6 @@ use crate::pipeline::spec::Emit;
 use crate::runtime::message::{Batch, Origin, Record};
 use crate::runtime::stage::{Operator, Output, StageResult};
 use crate::value::{Map, Str, Value};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 pub struct Aggregate {
@@ -33,17 +32,10 @@ pub struct Ttl {
     pub time: crate::time::TimeExpr,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Clone)]
 struct Group {
     accs: Vec<Acc>,
     last_seen: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct State {
-    finished: bool,
-    clock: i64,
-    groups: Vec<(Value, Group)>,
 }
 
 impl Aggregate {
@@ -154,26 +146,78 @@ impl Operator for Aggregate {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
-        let mut groups: Vec<(Value, Group)> = self
-            .groups
-            .iter()
-            .map(|(k, g)| (k.clone(), g.clone()))
-            .collect();
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-        serde_json::to_vec(&State {
-            finished: self.finished,
-            clock: self.clock,
-            groups,
-        })
-        .map_err(|e| Error::runtime(format!("cannot encode aggregate state: {e}")))
+        Ok(encode_state(self.finished, self.clock, &self.groups))
+    }
+
+    fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {
+        // Small state is cheaper to encode in place than to copy.
+        if self.groups.len() < 10_000 {
+            return None;
+        }
+        let groups = self.groups.clone();
+        let (finished, clock) = (self.finished, self.clock);
+        Some(Box::new(move || Ok(encode_state(finished, clock, &groups))))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
-        let st: State = serde_json::from_slice(state)
-            .map_err(|e| Error::runtime(format!("aggregate state in checkpoint: {e}")))?;
-        self.finished = st.finished;
-        self.clock = st.clock;
-        self.groups = st.groups.into_iter().collect();
+        let bad = |m: String| Error::runtime(format!("aggregate state in checkpoint: {m}"));
+        let v = Value::from_json(state).map_err(bad)?;
+        let field = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
+        self.finished = field("finished").truthy();
+        self.clock = field("clock")
+            .as_f64()
+            .map(|f| f as i64)
+            .unwrap_or(i64::MIN);
+        let Value::Array(groups) = field("groups") else {
+            return Err(bad("no groups".into()));
+        };
+        self.groups = HashMap::with_capacity(groups.len());
+        for g in groups {
+            let Value::Array(mut parts) = g else {
+                return Err(bad("a group is not an array".into()));
+            };
+            if parts.len() != self.specs.len() + 2 {
+                return Err(bad(format!(
+                    "a group has {} parts, the pipeline has {} aggregates",
+                    parts.len().saturating_sub(2),
+                    self.specs.len()
+                )));
+            }
+            let rest = parts.split_off(2);
+            let last_seen = parts[1].as_f64().map(|f| f as i64).unwrap_or(0);
+            let key = std::mem::take(&mut parts[0]);
+            let mut accs = Vec::with_capacity(self.specs.len());
+            for (spec, a) in self.specs.iter().zip(rest.iter()) {
+                accs.push(Acc::decode(spec.func, a).map_err(bad)?);
+            }
+            self.groups.insert(key, Group { accs, last_seen });
+        }
         Ok(())
     }
+}
+
+/// `{"finished":..,"clock":..,"groups":[[key,last_seen,acc,...],...]}`, groups sorted by key
+/// so the bytes never depend on hash order.
+fn encode_state(finished: bool, clock: i64, groups: &HashMap<Value, Group>) -> Vec<u8> {
+    let mut keys: Vec<(&Value, &Group)> = groups.iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(64 + keys.len() * 48);
+    out.extend_from_slice(
+        format!("{{\"finished\":{finished},\"clock\":{clock},\"groups\":[").as_bytes(),
+    );
+    for (i, (k, g)) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        k.write_json(&mut out);
+        out.extend_from_slice(format!(",{}", g.last_seen).as_bytes());
+        for a in &g.accs {
+            out.push(b',');
+            a.encode(&mut out);
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}");
+    out
 }

@@ -193,6 +193,77 @@ impl Acc {
     }
 }
 
+impl Acc {
+    /// Appends a compact JSON form; the function (known from the pipeline) tells `decode` how
+    /// to read it back. Float sums keep a decimal point so they come back as floats.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let _ = match self {
+            Acc::Count(n) => serde_json::to_writer(&mut *out, n),
+            Acc::SumInt(i) => serde_json::to_writer(&mut *out, i),
+            Acc::SumFloat(f) => serde_json::to_writer(&mut *out, &finite(*f)),
+            Acc::Avg { sum, n } => serde_json::to_writer(&mut *out, &(finite(*sum), n)),
+            Acc::Min(v) | Acc::Max(v) | Acc::First(v) | Acc::Last(v) => match v {
+                Some(v) => serde_json::to_writer(&mut *out, v),
+                None => serde_json::to_writer(&mut *out, &()),
+            },
+            Acc::Distinct(set) => serde_json::to_writer(&mut *out, set),
+        };
+    }
+
+    pub fn decode(func: Func, v: &Value) -> Result<Acc, String> {
+        let bad = || {
+            format!(
+                "aggregate state {} does not fit {func:?}",
+                v.to_json_string()
+            )
+        };
+        Ok(match func {
+            Func::Count => match v {
+                Value::Int(n) if *n >= 0 => Acc::Count(*n as u64),
+                _ => return Err(bad()),
+            },
+            Func::Sum => match v {
+                Value::Int(i) => Acc::SumInt(*i),
+                Value::Float(f) => Acc::SumFloat(*f),
+                _ => return Err(bad()),
+            },
+            Func::Avg => match v {
+                Value::Array(a) if a.len() == 2 => Acc::Avg {
+                    sum: a[0].as_f64().ok_or_else(bad)?,
+                    n: a[1].as_f64().ok_or_else(bad)? as u64,
+                },
+                _ => return Err(bad()),
+            },
+            Func::Min | Func::Max | Func::First | Func::Last => {
+                let x = if matches!(v, Value::Null) {
+                    None
+                } else {
+                    Some(v.clone())
+                };
+                match func {
+                    Func::Min => Acc::Min(x),
+                    Func::Max => Acc::Max(x),
+                    Func::First => Acc::First(x),
+                    _ => Acc::Last(x),
+                }
+            }
+            Func::CountDistinct => match v {
+                Value::Array(a) => Acc::Distinct(a.iter().cloned().collect()),
+                _ => return Err(bad()),
+            },
+        })
+    }
+}
+
+/// JSON has no infinities or NaN; a sum that overflowed to one is kept as the largest double.
+fn finite(f: f64) -> f64 {
+    if f.is_nan() {
+        0.0
+    } else {
+        f.clamp(f64::MIN, f64::MAX)
+    }
+}
+
 fn not_number(f: &str, v: &Value) -> String {
     format!("{f}() of {} ({}), not a number", v.type_name(), {
         let s = v.to_json_string();
