@@ -146,10 +146,15 @@ impl Expr {
     /// outputs produced before the error are discarded).
     pub fn eval(&self, input: &Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
         let start = out.len();
-        let r = self.inner.root.run(input, &mut |v| {
-            out.push(v.into_owned());
-            Ok(())
-        });
+        let root = &self.inner.root;
+        let r = if root.card == Card::Many {
+            root.run(input, &mut |v| {
+                out.push(v.into_owned());
+                Ok(())
+            })
+        } else {
+            root.first(input).map(|v| out.extend(v.map(|v| v.into_owned())))
+        };
         match r.err().and_then(to_eval_error) {
             None => Ok(()),
             Some(e) => {

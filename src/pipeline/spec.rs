@@ -141,7 +141,6 @@ pub struct WindowConfig {
     pub out_of_orderness: Option<String>,
     pub allowed_lateness: Option<String>,
     pub aggs: toml::Table,
-    pub state_ttl: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -149,7 +148,8 @@ pub struct WindowConfig {
 pub struct DedupConfig {
     pub inputs: Vec<String>,
     pub key: String,
-    pub ttl: String,
+    /// A duration of event time (with `time`), or a number of records (without).
+    pub ttl: toml::Value,
     pub time: Option<String>,
     pub time_unit: Option<TimeUnit>,
 }

@@ -173,6 +173,47 @@ impl Acc {
         }
     }
 
+    /// Folds `later` (the accumulator of a window that starts later) into `self`, for
+    /// merging session windows: `first` keeps the earlier window's, `last` the later one's.
+    pub fn merge(&mut self, later: &Acc) {
+        match (&mut *self, later) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::SumInt(a), Acc::SumInt(b)) => match a.checked_add(*b) {
+                Some(x) => *a = x,
+                None => *self = Acc::SumFloat(*a as f64 + *b as f64),
+            },
+            (Acc::SumInt(a), Acc::SumFloat(b)) => *self = Acc::SumFloat(*a as f64 + b),
+            (Acc::SumFloat(a), Acc::SumInt(b)) => *a += *b as f64,
+            (Acc::SumFloat(a), Acc::SumFloat(b)) => *a += b,
+            (Acc::Avg { sum, n }, Acc::Avg { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (Acc::Min(a), Acc::Min(Some(b))) => {
+                if a.as_ref().is_none_or(|x| b < x) {
+                    *a = Some(b.clone());
+                }
+            }
+            (Acc::Max(a), Acc::Max(Some(b))) => {
+                if a.as_ref().is_none_or(|x| b > x) {
+                    *a = Some(b.clone());
+                }
+            }
+            (Acc::First(a), Acc::First(b)) => {
+                if a.is_none() {
+                    *a = b.clone();
+                }
+            }
+            (Acc::Last(a), Acc::Last(b)) => {
+                if b.is_some() {
+                    *a = b.clone();
+                }
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().cloned()),
+            _ => {}
+        }
+    }
+
     pub fn result(&self) -> Value {
         match self {
             Acc::Count(n) => Value::Int(*n as i64),

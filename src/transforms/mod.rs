@@ -3,9 +3,11 @@
 
 pub mod aggregate;
 pub mod aggs;
+pub mod dedup;
 pub mod filter;
 pub mod map;
 pub mod parse;
+pub mod window;
 
 use crate::expr::Expr;
 use crate::pipeline::spec::{parse_duration_ms, NodeConfig, TimeUnit};
@@ -139,15 +141,107 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
             };
             Some(Box::new(aggregate::Aggregate::new(key, specs, c.emit, ttl)) as Box<dyn Operator>)
         }
-        NodeConfig::Window(_) | NodeConfig::Dedup(_) => {
-            p.push((
-                node.span.clone(),
-                format!(
-                    "`{}` is not available in this build yet",
-                    node.config.type_name()
-                ),
-            ));
-            None
+        NodeConfig::Window(c) => {
+            use crate::time::window::Assigner;
+            let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
+            let time = compile(node, "time", &c.time, &mut p).map(|expr| TimeExpr {
+                expr,
+                unit: c.time_unit.unwrap_or(TimeUnit::S),
+            });
+            let mut positive = |key: &str, v: &Option<String>| -> Option<i64> {
+                let v = v.as_ref()?;
+                let ms = duration(node, key, v, &mut p)?;
+                if ms <= 0 {
+                    p.push((node.key_span(key), format!("`{key}` must be longer than 0")));
+                    return None;
+                }
+                Some(ms)
+            };
+            let size = positive("size", &c.size);
+            let slide = positive("slide", &c.slide);
+            let gap = positive("gap", &c.gap);
+            let assigner = match (c.size.is_some(), c.slide.is_some(), c.gap.is_some()) {
+                (true, false, false) => size.map(|size| Assigner::Tumbling { size }),
+                (true, true, false) => match (size, slide) {
+                    (Some(size), Some(slide)) => Some(Assigner::Sliding { size, slide }),
+                    _ => None,
+                },
+                (false, false, true) => gap.map(|gap| Assigner::Session { gap }),
+                _ => {
+                    p.push((
+                        node.span.clone(),
+                        "a window needs `size` (tumbling), `size` and `slide` (sliding), or `gap` (session)".into(),
+                    ));
+                    None
+                }
+            };
+            let ooo = match &c.out_of_orderness {
+                Some(v) => duration(node, "out_of_orderness", v, &mut p),
+                None => Some(0),
+            };
+            let lateness = match &c.allowed_lateness {
+                Some(v) => duration(node, "allowed_lateness", v, &mut p),
+                None => Some(0),
+            };
+            let specs = aggs(node, &c.aggs, &mut p);
+            for name in ["window_start", "window_end"] {
+                if specs.iter().any(|s| s.name == name) {
+                    p.push((
+                        node.key_span("aggs"),
+                        format!(
+                            "an aggregate may not be called `{name}`: the output uses that name"
+                        ),
+                    ));
+                }
+            }
+            match (time, assigner, ooo, lateness) {
+                (Some(time), Some(assigner), Some(ooo), Some(lateness))
+                    if ooo >= 0 && lateness >= 0 =>
+                {
+                    Some(Box::new(window::Window::new(
+                        key, time, assigner, ooo, lateness, specs,
+                    )) as Box<dyn Operator>)
+                }
+                _ => None,
+            }
+        }
+        NodeConfig::Dedup(c) => {
+            let key = compile(node, "key", &c.key, &mut p);
+            let time = c.time.as_ref().and_then(|src| {
+                compile(node, "time", src, &mut p).map(|expr| TimeExpr {
+                    expr,
+                    unit: c.time_unit.unwrap_or(TimeUnit::S),
+                })
+            });
+            let ttl = match (&c.ttl, c.time.is_some()) {
+                (toml::Value::String(s), true) => duration(node, "ttl", s, &mut p),
+                (toml::Value::Integer(n), false) if *n > 0 => Some(*n),
+                (toml::Value::String(_), false) => {
+                    p.push((node.key_span("ttl"), "without `time`, `ttl` counts records: write a number like ttl = 100000 (or give `time` for a duration of event time)".into()));
+                    None
+                }
+                (toml::Value::Integer(_), true) => {
+                    p.push((
+                        node.key_span("ttl"),
+                        "with `time`, `ttl` is a duration like \"10m\"".into(),
+                    ));
+                    None
+                }
+                _ => {
+                    p.push((
+                        node.key_span("ttl"),
+                        "`ttl` must be a duration (with `time`) or a positive number of records"
+                            .into(),
+                    ));
+                    None
+                }
+            };
+            match (key, ttl) {
+                (Some(key), Some(ttl)) if ttl > 0 => {
+                    Some(Box::new(dedup::Dedup::new(key, time, ttl)) as Box<dyn Operator>)
+                }
+                _ => None,
+            }
         }
         _ => None,
     };

@@ -1,0 +1,396 @@
+//! `window`: keyed event-time windows (tumbling, sliding, session) with Flink's model.
+//!
+//! The watermark W is the largest event time read so far minus `out_of_orderness`, advanced by
+//! the records themselves (after each record has been added to its windows), never by the wall
+//! clock; with several inputs it is the minimum over the inputs that have sent records. A window
+//! `[start, end)` fires when W >= end; windows that fire together come out ordered by end,
+//! start, then key, which is simply the order of the map they live in. A fired window is kept
+//! until end + `allowed_lateness` <= W, so a late record within the lateness updates it and it
+//! fires again at once; a record all of whose windows are past that is late: it goes to the
+//! `.late` side output and is counted.
+
+use super::aggs::{eval_args, fold, Acc, AggSpec, Func};
+use crate::error::Error;
+use crate::expr::Expr;
+use crate::runtime::message::{Batch, Origin, Record};
+use crate::runtime::stage::{Operator, Output, StageResult};
+use crate::time::window::{sessions_meet, Assigner};
+use crate::time::{format_millis, TimeExpr};
+use crate::value::{Map, Str, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+
+/// (end, start, key): the firing order.
+type WKey = (i64, i64, Value);
+
+pub struct Window {
+    pub key: Option<Expr>,
+    pub time: TimeExpr,
+    pub assigner: Assigner,
+    pub ooo: i64,
+    pub lateness: i64,
+    pub specs: Vec<AggSpec>,
+    /// Largest event time per input (None: no record yet).
+    max_t: Vec<Option<i64>>,
+    wm: i64,
+    open: BTreeMap<WKey, Vec<Acc>>,
+    fired: BTreeMap<WKey, Vec<Acc>>,
+    /// Session windows of each key, (start, end), for merging.
+    sessions: HashMap<Value, Vec<(i64, i64)>>,
+    finished: bool,
+    args: Vec<Option<Value>>,
+    wins: Vec<(i64, i64)>,
+    names: [Str; 3],
+}
+
+impl Window {
+    pub fn new(
+        key: Option<Expr>,
+        time: TimeExpr,
+        assigner: Assigner,
+        ooo: i64,
+        lateness: i64,
+        specs: Vec<AggSpec>,
+    ) -> Window {
+        Window {
+            key,
+            time,
+            assigner,
+            ooo,
+            lateness,
+            specs,
+            max_t: Vec::new(),
+            wm: i64::MIN,
+            open: BTreeMap::new(),
+            fired: BTreeMap::new(),
+            sessions: HashMap::new(),
+            finished: false,
+            args: Vec::new(),
+            wins: Vec::new(),
+            names: [
+                Str::new("key"),
+                Str::new("window_start"),
+                Str::new("window_end"),
+            ],
+        }
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.specs.iter().map(|s| Acc::new(s.func)).collect()
+    }
+
+    fn result(&self, k: &WKey, accs: &[Acc]) -> Value {
+        let mut m = Map::with_capacity(self.specs.len() + 3);
+        if self.key.is_some() {
+            m.push_unique(self.names[0].clone(), k.2.clone());
+        }
+        m.push_unique(
+            self.names[1].clone(),
+            Value::Str(Str::from(format_millis(k.1))),
+        );
+        m.push_unique(
+            self.names[2].clone(),
+            Value::Str(Str::from(format_millis(k.0))),
+        );
+        for (s, a) in self.specs.iter().zip(accs) {
+            m.insert(s.name.clone(), a.result());
+        }
+        Value::Object(m)
+    }
+
+    fn emit(&self, out: &mut Output, k: &WKey, accs: &[Acc], origin: Origin) {
+        let value = self.result(k, accs);
+        out.push(Record { value, origin });
+    }
+
+    /// Fires every open window with end <= W, in (end, start, key) order, and forgets fired
+    /// windows past the allowed lateness.
+    fn advance(&mut self, out: &mut Output, origin: Origin) {
+        while let Some(entry) = self.open.first_entry() {
+            if entry.key().0 > self.wm {
+                break;
+            }
+            let (k, accs) = entry.remove_entry();
+            self.emit(out, &k, &accs, origin);
+            if k.0.saturating_add(self.lateness) > self.wm {
+                self.fired.insert(k, accs);
+            } else {
+                self.forget_session(&k);
+            }
+        }
+        while let Some(entry) = self.fired.first_entry() {
+            if entry.key().0.saturating_add(self.lateness) > self.wm {
+                break;
+            }
+            let (k, _) = entry.remove_entry();
+            self.forget_session(&k);
+        }
+    }
+
+    fn forget_session(&mut self, k: &WKey) {
+        if let Assigner::Session { .. } = self.assigner {
+            if let Some(list) = self.sessions.get_mut(&k.2) {
+                list.retain(|w| !(w.0 == k.1 && w.1 == k.0));
+                if list.is_empty() {
+                    self.sessions.remove(&k.2);
+                }
+            }
+        }
+    }
+
+    /// Adds one record (already checked) to its windows. Returns false if it was late.
+    fn add(&mut self, key: Value, t: i64, out: &mut Output, origin: Origin) -> bool {
+        let lateness = self.lateness;
+        let wm = self.wm;
+        let expired = |end: i64| end.saturating_add(lateness) <= wm;
+        if let Assigner::Session { gap } = self.assigner {
+            let mut w = (t, t.saturating_add(gap));
+            if expired(w.1) {
+                return false;
+            }
+            let mut accs = self.new_accs();
+            let _ = fold(&self.specs, &mut accs, &self.args);
+            // Merge with every session of the key it meets, oldest first.
+            let mut merged: Vec<(i64, i64)> = self
+                .sessions
+                .get(&key)
+                .map(|l| l.iter().copied().filter(|s| sessions_meet(*s, w)).collect())
+                .unwrap_or_default();
+            merged.sort_unstable();
+            let mut parts: Vec<((i64, i64), Vec<Acc>)> = Vec::new();
+            for s in &merged {
+                let k = (s.1, s.0, key.clone());
+                if let Some(a) = self.open.remove(&k).or_else(|| self.fired.remove(&k)) {
+                    parts.push((*s, a));
+                }
+                w = (w.0.min(s.0), w.1.max(s.1));
+            }
+            parts.push(((t, t.saturating_add(gap)), accs));
+            parts.sort_by_key(|p| p.0);
+            let mut total = self.new_accs();
+            for (_, a) in &parts {
+                for (x, y) in total.iter_mut().zip(a) {
+                    x.merge(y);
+                }
+            }
+            let list = self.sessions.entry(key.clone()).or_default();
+            list.retain(|s| !merged.contains(s));
+            list.push(w);
+            let k = (w.1, w.0, key);
+            if k.0 <= self.wm {
+                // Within the lateness: fires again at once.
+                self.emit(out, &k, &total, origin);
+                self.fired.insert(k, total);
+            } else {
+                self.open.insert(k, total);
+            }
+            return true;
+        }
+        self.assigner.assign(t, &mut self.wins);
+        if self.wins.is_empty() {
+            return true;
+        }
+        let mut any = false;
+        let mut refire: Vec<WKey> = Vec::new();
+        for i in 0..self.wins.len() {
+            let (start, end) = self.wins[i];
+            if expired(end) {
+                continue;
+            }
+            any = true;
+            let k = (end, start, key.clone());
+            if end <= self.wm {
+                let accs = match self.fired.get_mut(&k) {
+                    Some(a) => a,
+                    None => {
+                        let fresh = self.new_accs();
+                        self.fired.entry(k.clone()).or_insert(fresh)
+                    }
+                };
+                let _ = fold(&self.specs, accs, &self.args);
+                refire.push(k);
+            } else {
+                let accs = match self.open.get_mut(&k) {
+                    Some(a) => a,
+                    None => {
+                        let fresh = self.new_accs();
+                        self.open.entry(k).or_insert(fresh)
+                    }
+                };
+                let _ = fold(&self.specs, accs, &self.args);
+            }
+        }
+        for k in refire {
+            if let Some(a) = self.fired.get(&k) {
+                self.emit(out, &k, a, origin);
+            }
+        }
+        any
+    }
+}
+
+impl Operator for Window {
+    fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> StageResult {
+        if self.max_t.len() <= input {
+            self.max_t.resize(input + 1, None);
+        }
+        for r in batch.records {
+            let t = match self.time.eval(&r.value) {
+                Ok(t) => t,
+                Err(msg) => {
+                    out.bad(r.origin, &msg, None, Some(r.value))?;
+                    continue;
+                }
+            };
+            let key = match &self.key {
+                None => Value::Null,
+                Some(e) => match e.eval_first(&r.value) {
+                    Ok(k) => k.unwrap_or(Value::Null),
+                    Err(e) => {
+                        out.bad(r.origin, &e.message, None, Some(r.value))?;
+                        continue;
+                    }
+                },
+            };
+            if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
+                out.bad(r.origin, &msg, None, Some(r.value))?;
+                continue;
+            }
+            // Check the values once against fresh accumulators, so no window is half-updated.
+            let mut check = self.new_accs();
+            if let Err(msg) = fold(&self.specs, &mut check, &self.args) {
+                out.bad(r.origin, &msg, None, Some(r.value))?;
+                continue;
+            }
+            if !self.add(key, t, out, r.origin) {
+                out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
+                out.push_late(r.clone());
+                continue;
+            }
+            let m = &mut self.max_t[input];
+            *m = Some(m.map_or(t, |x| x.max(t)));
+            let w = self
+                .max_t
+                .iter()
+                .flatten()
+                .min()
+                .copied()
+                .unwrap_or(i64::MIN)
+                .saturating_sub(self.ooo);
+            if w > self.wm {
+                self.wm = w;
+                self.advance(out, r.origin);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Output) -> StageResult {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let open = std::mem::take(&mut self.open);
+        for (k, accs) in &open {
+            self.emit(out, k, accs, Origin::default());
+        }
+        self.fired.clear();
+        self.sessions.clear();
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        let enc = |m: &BTreeMap<WKey, Vec<Acc>>, out: &mut Vec<u8>| {
+            out.push(b'[');
+            for (i, (k, accs)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(format!("[{},{},", k.0, k.1).as_bytes());
+                k.2.write_json(out);
+                for a in accs {
+                    out.push(b',');
+                    a.encode(out);
+                }
+                out.push(b']');
+            }
+            out.push(b']');
+        };
+        let mut out = Vec::new();
+        let max_t: Vec<Option<i64>> = self.max_t.clone();
+        out.extend_from_slice(
+            format!(
+                "{{\"finished\":{},\"wm\":{},\"max_t\":{},\"open\":",
+                self.finished,
+                self.wm,
+                serde_json::to_string(&max_t).unwrap_or_else(|_| "[]".into())
+            )
+            .as_bytes(),
+        );
+        enc(&self.open, &mut out);
+        out.extend_from_slice(b",\"fired\":");
+        enc(&self.fired, &mut out);
+        out.push(b'}');
+        Ok(out)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let bad = |m: String| Error::runtime(format!("window state in checkpoint: {m}"));
+        let v = Value::from_json(state).map_err(bad)?;
+        let f = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
+        self.finished = f("finished").truthy();
+        self.wm = f("wm").as_f64().map(|x| x as i64).unwrap_or(i64::MIN);
+        if let Value::Int(i) = f("wm") {
+            self.wm = i;
+        }
+        self.max_t = match f("max_t") {
+            Value::Array(a) => a
+                .iter()
+                .map(|x| match x {
+                    Value::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let funcs: Vec<Func> = self.specs.iter().map(|s| s.func).collect();
+        let dec = |x: Value| -> Result<BTreeMap<WKey, Vec<Acc>>, Error> {
+            let mut m = BTreeMap::new();
+            let Value::Array(items) = x else {
+                return Ok(m);
+            };
+            for it in items {
+                let Value::Array(mut p) = it else {
+                    return Err(bad("a window is not an array".into()));
+                };
+                if p.len() != funcs.len() + 3 {
+                    return Err(bad(
+                        "a window does not match the pipeline's aggregates".into()
+                    ));
+                }
+                let rest = p.split_off(3);
+                let end = p[0].as_f64().ok_or_else(|| bad("end".into()))? as i64;
+                let start = p[1].as_f64().ok_or_else(|| bad("start".into()))? as i64;
+                let key = std::mem::take(&mut p[2]);
+                let mut accs = Vec::with_capacity(funcs.len());
+                for (func, a) in funcs.iter().zip(rest.iter()) {
+                    accs.push(Acc::decode(*func, a).map_err(bad)?);
+                }
+                m.insert((end, start, key), accs);
+            }
+            Ok(m)
+        };
+        self.open = dec(f("open"))?;
+        self.fired = dec(f("fired"))?;
+        self.sessions.clear();
+        if let Assigner::Session { .. } = self.assigner {
+            for k in self.open.keys().chain(self.fired.keys()) {
+                self.sessions
+                    .entry(k.2.clone())
+                    .or_default()
+                    .push((k.1, k.0));
+            }
+        }
+        Ok(())
+    }
+}
