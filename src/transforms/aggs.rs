@@ -189,26 +189,14 @@ impl Acc {
                 *sum += s2;
                 *n += n2;
             }
-            (Acc::Min(a), Acc::Min(Some(b))) => {
-                if a.as_ref().is_none_or(|x| b < x) {
-                    *a = Some(b.clone());
-                }
+            (Acc::Min(a), Acc::Min(Some(b))) if a.as_ref().is_none_or(|x| b < x) => {
+                *a = Some(b.clone());
             }
-            (Acc::Max(a), Acc::Max(Some(b))) => {
-                if a.as_ref().is_none_or(|x| b > x) {
-                    *a = Some(b.clone());
-                }
+            (Acc::Max(a), Acc::Max(Some(b))) if a.as_ref().is_none_or(|x| b > x) => {
+                *a = Some(b.clone());
             }
-            (Acc::First(a), Acc::First(b)) => {
-                if a.is_none() {
-                    *a = b.clone();
-                }
-            }
-            (Acc::Last(a), Acc::Last(b)) => {
-                if b.is_some() {
-                    *a = b.clone();
-                }
-            }
+            (Acc::First(a), Acc::First(b)) if a.is_none() => *a = b.clone(),
+            (Acc::Last(a), Acc::Last(b)) if b.is_some() => *a = b.clone(),
             (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().cloned()),
             _ => {}
         }
