@@ -64,10 +64,13 @@ impl Aggregate {
         Value::Object(m)
     }
 
+    /// Drops keys idle for longer than the ttl. A key counts as expired from the moment the
+    /// clock passes its last update plus the ttl, whether or not this purge has run yet
+    /// (`process` checks it per record), so purge timing never changes the output.
     fn expire(&mut self) {
         let Some(ttl) = &self.ttl else { return };
         let horizon = self.clock.saturating_sub(ttl.ms);
-        self.groups.retain(|_, g| g.last_seen > horizon);
+        self.groups.retain(|_, g| g.last_seen >= horizon);
     }
 }
 
@@ -97,6 +100,16 @@ impl Operator for Aggregate {
             if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
+            }
+            if let Some(ttl) = &self.ttl {
+                let clock = self.clock.max(now);
+                if self
+                    .groups
+                    .get(&key)
+                    .is_some_and(|g| clock.saturating_sub(g.last_seen) > ttl.ms)
+                {
+                    self.groups.remove(&key);
+                }
             }
             let emit_key = (self.emit == Emit::Updates).then(|| key.clone());
             let specs = &self.specs;
@@ -131,6 +144,7 @@ impl Operator for Aggregate {
             return Ok(());
         }
         self.finished = true;
+        self.expire();
         if self.emit == Emit::Final {
             let mut keys: Vec<&Value> = self.groups.keys().collect();
             keys.sort();
