@@ -127,7 +127,7 @@ pub(crate) fn math(op: MathOp, l: Cow<'_, Value>, r: &Value) -> R {
         },
         MathOp::Mul => match (&*l, r) {
             (Str(s), n @ (Int(_) | Float(_))) | (n @ (Int(_) | Float(_)), Str(s)) => {
-                Ok(repeat(s, num(n).unwrap_or(0.0)))
+                repeat(s, num(n).unwrap_or(0.0))
             }
             (Object(_), Object(b)) => {
                 let mut a = l.into_owned();
@@ -196,16 +196,23 @@ fn deep_merge(a: &mut Value, b: &Map) {
 }
 
 /// `"ab" * n`: jq repeats the string; `n <= 0` gives null.
-fn repeat(s: &str, n: f64) -> Value {
+fn repeat(s: &str, n: f64) -> R {
     if n.is_nan() || n <= 0.0 {
-        return Value::Null;
+        return Ok(Value::Null);
     }
-    let times = (n - 1.0) as i64 + 1;
+    let times = ((n - 1.0) as i64).saturating_add(1);
     if times <= 0 {
-        return Value::Null;
+        return Ok(Value::Null);
     }
-    Value::Str(Str::from(s.repeat(times as usize)))
+    if (times as u128) * (s.len() as u128) > MAX_BUILD as u128 {
+        return err(format!("repeat string result too long ({times} copies)"));
+    }
+    Ok(Value::Str(Str::from(s.repeat(times as usize))))
 }
+
+/// Upper bound on strings and arrays built from a number in the data (`"x" * n`,
+/// `.[n] = v`), so that one bad record cannot exhaust memory.
+const MAX_BUILD: usize = 1 << 28;
 
 fn split_str(s: &str, sep: &str) -> Value {
     if s.is_empty() {
@@ -327,6 +334,9 @@ pub(crate) fn set_path(v: &mut Value, path: &[Key], new: Value) -> Result<(), Er
             }
             let i = i as usize;
             if i >= a.len() {
+                if i > MAX_BUILD {
+                    return err(format!("array index too large: {i}"));
+                }
                 a.resize(i + 1, Value::Null);
             }
             set_path(&mut a[i], rest, new)
@@ -618,8 +628,8 @@ pub(crate) fn from_entries(v: &Value) -> R {
         }
         let key = match key {
             Some(Value::Str(s)) => s.clone(),
-            Some(other) => Str::from(other.to_json_string()),
-            None => Str::new("null"),
+            Some(other) => return err(format!("cannot use {} as object key", desc(other))),
+            None => return err("cannot use null (null) as object key".into()),
         };
         let has_value = matches!(e, Value::Object(m) if m.get("value").is_some());
         let value = if has_value { get("value")? } else { get("v")? };

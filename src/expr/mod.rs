@@ -153,7 +153,8 @@ impl Expr {
                 Ok(())
             })
         } else {
-            root.first(input).map(|v| out.extend(v.map(|v| v.into_owned())))
+            root.first(input)
+                .map(|v| out.extend(v.map(|v| v.into_owned())))
         };
         match r.err().and_then(to_eval_error) {
             None => Ok(()),
@@ -161,6 +162,23 @@ impl Expr {
                 out.truncate(start);
                 Err(e)
             }
+        }
+    }
+
+    /// Like [`Expr::eval`], but takes the input by value, so that `.`, assignments to
+    /// literal paths (`.a.b = f`, `|=`, `+=`, ..., `//=`) and `del(.a, ...)` update the
+    /// record in place instead of cloning it. Other expressions behave exactly as `eval`.
+    pub fn eval_owned(&self, input: Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
+        match self.inner.root.eval_owned(input) {
+            Ok(Ok(v)) => {
+                out.push(v);
+                Ok(())
+            }
+            Ok(Err(c)) => match to_eval_error(c) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            },
+            Err(input) => self.eval(&input, out),
         }
     }
 

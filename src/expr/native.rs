@@ -1186,16 +1186,59 @@ fn by(op: ByOp, f: &Node, input: &Value) -> Result<Value, Ctl> {
 /// `=`, `op=` and `//=`); for `|=` the update `rhs` runs on the old value at the path.
 fn update(input: &Value, path: &[Key], op: UpdOp, rhs: &Node, r: &Value) -> Result<Value, Ctl> {
     let mut out = input.clone();
-    let old = builtins::get_path(input, path)?;
-    let new = match op {
-        UpdOp::Assign => Some(r.clone()),
-        UpdOp::Math(m) => Some(builtins::math(m, Cow::Borrowed(old), r)?),
-        UpdOp::Alt => Some(if old.truthy() { old.clone() } else { r.clone() }),
-        UpdOp::Modify => rhs.first(old)?.map(Cow::into_owned),
+    update_in_place(&mut out, path, op, rhs, r)?;
+    Ok(out)
+}
+
+fn update_in_place(
+    out: &mut Value,
+    path: &[Key],
+    op: UpdOp,
+    rhs: &Node,
+    r: &Value,
+) -> Result<(), Ctl> {
+    let new = {
+        let old = builtins::get_path(out, path)?;
+        match op {
+            UpdOp::Assign => Some(r.clone()),
+            UpdOp::Math(m) => Some(builtins::math(m, Cow::Borrowed(old), r)?),
+            UpdOp::Alt => Some(if old.truthy() { old.clone() } else { r.clone() }),
+            UpdOp::Modify => rhs.first(old)?.map(Cow::into_owned),
+        }
     };
     match new {
-        Some(v) => builtins::set_path(&mut out, path, v)?,
-        None => builtins::del_path(&mut out, path)?,
+        Some(v) => builtins::set_path(out, path, v)?,
+        None => builtins::del_path(out, path)?,
     }
-    Ok(out)
+    Ok(())
+}
+
+impl Node {
+    /// Single-output evaluation that may reuse an owned input instead of cloning it: for
+    /// `.`, assignments to literal paths and `del`. Gives the input back (`Err`) for
+    /// other nodes.
+    pub(crate) fn eval_owned(&self, mut input: Value) -> Result<Result<Value, Ctl>, Value> {
+        let r = match &self.kind {
+            Kind::Id => Ok(()),
+            Kind::Update { path, op, rhs } if self.card == Card::One => {
+                if *op == UpdOp::Modify {
+                    update_in_place(&mut input, path, *op, rhs, &NULL)
+                } else {
+                    match rhs.first(&input) {
+                        Ok(Some(r)) => {
+                            let r = r.into_owned();
+                            update_in_place(&mut input, path, *op, rhs, &r)
+                        }
+                        Ok(None) => Err(Ctl::Stop),
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            Kind::Del(paths) => paths
+                .iter()
+                .try_for_each(|p| builtins::del_path(&mut input, p).map_err(Ctl::from)),
+            _ => return Err(input),
+        };
+        Ok(r.map(|()| input))
+    }
 }
