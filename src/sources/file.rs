@@ -44,6 +44,13 @@ pub struct FileState {
     /// CSV/TSV header of this file, once read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<Vec<String>>,
+    /// Size when last looked at, to tell "read fully" from "lost" when the file disappears.
+    #[serde(default)]
+    pub size: u64,
+    /// No longer matched by the glob (rotated away or removed); kept until the run ends so
+    /// record origins keep their file numbers, left out of the next checkpoint.
+    #[serde(skip)]
+    pub gone: bool,
 }
 
 /// Stdin in a checkpoint: bytes consumed and their CRC32, so `resume` can tell whether it is
@@ -78,7 +85,8 @@ pub struct FileSourceSettings {
 /// Where bytes come from.
 enum Input {
     Mapped(memmap2::Mmap),
-    File(File),
+    /// A file read with `read()` (possibly through a gzip decoder).
+    Stream(Box<dyn Read + Send>),
     Stdin(Receiver<std::io::Result<Vec<u8>>>),
 }
 
@@ -135,7 +143,7 @@ impl Reader {
             self.buf.resize(self.buf.len() + grow, 0);
         }
         match &mut self.input {
-            Input::File(f) => {
+            Input::Stream(f) => {
                 let n = f.read(&mut self.buf[self.end..])?;
                 if n == 0 {
                     self.eof = true;
@@ -202,7 +210,13 @@ pub struct FileSource {
     csv: Option<CsvState>,
     header: Option<Vec<Str>>,
     total: Option<u64>,
+    last_scan: std::time::Instant,
+    /// Records read since the last pass over the files began (follow).
+    pass_progress: bool,
 }
+
+/// How often `follow` looks for new, rotated and grown files while idle.
+const SCAN_EVERY: Duration = Duration::from_millis(250);
 
 struct CsvState {
     /// Bytes consumed by the CSV parser beyond the last record it returned.
@@ -231,56 +245,147 @@ impl FileSource {
             csv: None,
             header: None,
             total: None,
+            last_scan: std::time::Instant::now(),
+            pass_progress: false,
         };
         if src.s.pattern == "-" {
             src.stdin = Some(restored.and_then(|r| r.stdin).unwrap_or_default());
             src.register("<stdin>");
             return Ok(src);
         }
-        let found = src.list_files()?;
-        let prev = restored.map(|r| r.files).unwrap_or_default();
-        for path in found {
-            let mut st = FileState {
-                path: path.to_string_lossy().into_owned(),
-                ..Default::default()
-            };
-            if let Ok(md) = std::fs::metadata(&path) {
-                st.dev = md.dev();
-                st.ino = md.ino();
-                // A checkpointed file continues at its offset if it is the same file.
-                if let Some(p) = prev
-                    .iter()
-                    .find(|p| p.dev == st.dev && p.ino == st.ino && p.path == st.path)
-                    .or_else(|| prev.iter().find(|p| p.dev == st.dev && p.ino == st.ino))
-                {
-                    if md.len() >= p.offset && fingerprint(&path, p.fp_len)? == Some(p.fp_crc) {
-                        st = FileState {
-                            path: st.path,
-                            ..p.clone()
-                        };
-                    } else {
-                        src.ctx.warn(format!(
-                            "source '{}': {} was truncated or replaced since the checkpoint; reading it from the start",
-                            src.name(),
-                            st.path
-                        ));
-                    }
-                }
-            }
-            src.files.push(st);
-        }
+        let resumed = restored.is_some();
+        src.files = restored.map(|r| r.files).unwrap_or_default();
         for f in &src.files {
             let name = f.path.clone();
             src.register(&name);
         }
-        src.total = Some(
-            src.files
-                .iter()
-                .filter_map(|f| std::fs::metadata(&f.path).ok().map(|m| m.len()))
-                .sum(),
-        );
-        // Skip files already read to their end.
+        src.scan(!resumed)?;
+        src.total = Some(src.files.iter().filter(|f| !f.gone).map(|f| f.size).sum());
         Ok(src)
+    }
+
+    /// Reconciles the known files with what the glob matches now: the same file under a new
+    /// name (rotation, or compression of a rotated file) keeps its offset; a file truncated or
+    /// replaced in place starts again from 0; new files join at the end in name order; files
+    /// that disappeared are forgotten, with a warning if they had not been read to the end.
+    fn scan(&mut self, first_run: bool) -> Result<(), Error> {
+        self.last_scan = std::time::Instant::now();
+        let paths = self.list_files(first_run)?;
+        let name = self.name();
+        let mut matched = vec![false; self.files.len()];
+        let mut unmatched: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        // First by device and inode.
+        for p in paths {
+            let Ok(md) = std::fs::metadata(&p) else {
+                continue;
+            };
+            let ps = p.to_string_lossy().into_owned();
+            let hit = self.files.iter().position(|f| {
+                !f.gone && f.dev == md.dev() && f.ino == md.ino() && (f.dev, f.ino) != (0, 0)
+            });
+            match hit {
+                Some(i) if !matched[i] => {
+                    matched[i] = true;
+                    let f = &mut self.files[i];
+                    let same_content =
+                        f.fp_len == 0 || content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc);
+                    if f.path != ps {
+                        self.ctx.info(format!(
+                            "source '{name}': {} is now {ps}; continuing at byte {}",
+                            f.path, f.offset
+                        ));
+                        f.path = ps.clone();
+                    }
+                    let len = if is_gz(&ps) {
+                        f.size.max(f.offset)
+                    } else {
+                        md.len()
+                    };
+                    if len < f.offset || !same_content {
+                        self.ctx.warn(format!(
+                            "source '{name}': {ps} was truncated or rewritten in place (it had {} bytes read); reading it again from the start",
+                            f.offset
+                        ));
+                        *f = FileState {
+                            path: ps,
+                            dev: md.dev(),
+                            ino: md.ino(),
+                            ..Default::default()
+                        };
+                    }
+                    if !is_gz(&self.files[i].path) {
+                        self.files[i].size = md.len();
+                    }
+                }
+                _ => unmatched.push((p, md)),
+            }
+        }
+        // Then by content, for known files whose inode is gone: a rotated file that was
+        // compressed, or moved across file systems, continues where it was.
+        let mut new_files = Vec::new();
+        for (p, md) in unmatched {
+            let ps = p.to_string_lossy().into_owned();
+            let mut adopted = false;
+            for i in 0..self.files.len() {
+                let f = &self.files[i];
+                if matched[i] || f.gone || f.fp_len == 0 {
+                    continue;
+                }
+                if content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc) {
+                    matched[i] = true;
+                    let f = &mut self.files[i];
+                    self.ctx.info(format!(
+                        "source '{name}': {} is now {ps} (same content); continuing at byte {}",
+                        f.path, f.offset
+                    ));
+                    f.path = ps.clone();
+                    f.dev = md.dev();
+                    f.ino = md.ino();
+                    if !is_gz(&ps) {
+                        f.size = md.len();
+                    }
+                    adopted = true;
+                    break;
+                }
+            }
+            if !adopted {
+                new_files.push(FileState {
+                    path: ps,
+                    dev: md.dev(),
+                    ino: md.ino(),
+                    size: if is_gz(&p.to_string_lossy()) {
+                        0
+                    } else {
+                        md.len()
+                    },
+                    ..Default::default()
+                });
+            }
+        }
+        for (i, m) in matched.iter().enumerate() {
+            let f = &mut self.files[i];
+            if *m || f.gone {
+                continue;
+            }
+            f.gone = true;
+            let unread = f.size.saturating_sub(f.offset);
+            if unread > 0 && !is_gz(&f.path) {
+                self.ctx.warn(format!(
+                    "source '{name}': {} disappeared before it was read to the end: {unread} bytes lost",
+                    f.path
+                ));
+            } else {
+                self.ctx.info(format!(
+                    "source '{name}': forgetting {}, read to the end and gone",
+                    f.path
+                ));
+            }
+        }
+        for f in new_files {
+            self.register(&f.path);
+            self.files.push(f);
+        }
+        Ok(())
     }
 
     fn name(&self) -> String {
@@ -295,11 +400,13 @@ impl FileSource {
         }
     }
 
-    fn list_files(&self) -> Result<Vec<PathBuf>, Error> {
+    fn list_files(&self, first_run: bool) -> Result<Vec<PathBuf>, Error> {
         let p = self.s.path.to_string_lossy().into_owned();
         if !is_glob(&self.s.pattern) {
             if !self.s.path.exists() {
-                if self.s.at_end == AtEnd::Follow {
+                // Missing on the first run is a mistake in the pipeline; later (rotation,
+                // follow) it is a file that comes and goes.
+                if self.s.at_end == AtEnd::Follow || !first_run {
                     return Ok(Vec::new());
                 }
                 return Err(Error::usage(format!(
@@ -317,7 +424,7 @@ impl FileSource {
             .filter(|p| p.is_file())
             .collect();
         v.sort();
-        if v.is_empty() && self.s.at_end == AtEnd::Finish {
+        if v.is_empty() && first_run && self.s.at_end == AtEnd::Finish {
             self.ctx
                 .warn(format!("source '{}': no file matches {p}", self.name()));
         }
@@ -344,33 +451,85 @@ impl FileSource {
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             return Ok(true);
         }
-        let Some(st) = self.files.get(self.cur).cloned() else {
+        let Some(mut st) = self.files.get(self.cur).cloned() else {
             return Ok(false);
         };
-        let path = Path::new(&st.path);
-        let mut f = match File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                return Err(Error::runtime(format!(
-                    "source '{}': cannot open {}: {e}",
-                    self.name(),
-                    st.path
-                )))
+        if st.gone {
+            return Ok(true);
+        }
+        // The name may now belong to another file (rotated since the last scan): check the
+        // opened file itself, and if it is not the one we know, find where ours went.
+        let mut tries = 0;
+        let (mut f, md) = loop {
+            let f = match File::open(&st.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if tries == 0 && (st.dev, st.ino) != (0, 0) {
+                        tries += 1;
+                        self.scan(false)?;
+                        match self.files.get(self.cur) {
+                            Some(x) if !x.gone => {
+                                st = x.clone();
+                                continue;
+                            }
+                            _ => return Ok(true),
+                        }
+                    }
+                    // Gone between the scan and now (rotated away and deleted).
+                    let unread = st.size.saturating_sub(st.offset);
+                    if unread > 0 {
+                        self.ctx.warn(format!(
+                            "source '{}': {} disappeared before it was read to the end: {unread} bytes lost",
+                            self.name(),
+                            st.path
+                        ));
+                    }
+                    self.files[self.cur].gone = true;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    return Err(Error::runtime(format!(
+                        "source '{}': cannot open {}: {e}",
+                        self.name(),
+                        st.path
+                    )))
+                }
+            };
+            let md = f
+                .metadata()
+                .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+            let known = (st.dev, st.ino) != (0, 0);
+            if !known || (md.dev(), md.ino()) == (st.dev, st.ino) || tries >= 2 {
+                break (f, md);
+            }
+            tries += 1;
+            self.scan(false)?;
+            match self.files.get(self.cur) {
+                Some(x) if !x.gone => st = x.clone(),
+                _ => return Ok(true),
             }
         };
-        let md = f
-            .metadata()
-            .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+        let path = Path::new(&st.path);
+        let gz = is_gz(&st.path);
         let len = md.len();
-        // Remember what identifies this file, as it is now.
+        // Remember what identifies this file as it is now. A gzip file is known by its
+        // decompressed content, so it matches the plain file it was compressed from.
         {
             let fe = &mut self.files[self.cur];
             fe.dev = md.dev();
             fe.ino = md.ino();
+            if !gz {
+                fe.size = len;
+            }
             let want = self.s.fingerprint_bytes as u64;
-            if fe.fp_len < want.min(len) {
-                fe.fp_len = want.min(len);
-                fe.fp_crc = fingerprint(path, fe.fp_len)?.unwrap_or(0);
+            if fe.fp_len < want && (gz || fe.fp_len < len) {
+                let upto = if gz { want } else { want.min(len) };
+                if let Some((n, crc)) = content_prefix(path, upto)? {
+                    if n > fe.fp_len {
+                        fe.fp_len = n;
+                        fe.fp_crc = crc;
+                    }
+                }
             }
         }
         self.header = st
@@ -378,6 +537,7 @@ impl FileSource {
             .clone()
             .map(|h| h.into_iter().map(Str::from).collect());
         let use_map = self.s.at_end == AtEnd::Finish
+            && !gz
             && md.is_file()
             && len > 0
             && !matches!(self.s.format, Format::Csv | Format::Tsv);
@@ -387,15 +547,31 @@ impl FileSource {
             // follow, which never map).
             match unsafe { memmap2::Mmap::map(&f) } {
                 Ok(m) => Input::Mapped(m),
-                Err(_) => Input::File(f),
+                Err(_) => Input::Stream(Box::new(f)),
             }
+        } else if gz {
+            let mut d: Box<dyn Read + Send> = Box::new(flate2::read::MultiGzDecoder::new(
+                std::io::BufReader::with_capacity(CHUNK, f),
+            ));
+            // Offsets of a gzip file count decompressed bytes.
+            let skipped = std::io::copy(&mut (&mut d).take(st.offset), &mut std::io::sink())
+                .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+            if skipped < st.offset {
+                return Err(Error::runtime(format!(
+                    "source '{}': {} has {skipped} bytes but the checkpoint read {}",
+                    self.name(),
+                    st.path,
+                    st.offset
+                )));
+            }
+            Input::Stream(d)
         } else {
             if st.offset > 0 {
                 f.seek(SeekFrom::Start(st.offset)).map_err(|e| {
                     Error::runtime(format!("{}: cannot seek to {}: {e}", st.path, st.offset))
                 })?;
             }
-            Input::File(f)
+            Input::Stream(Box::new(f))
         };
         let start = match &input {
             Input::Mapped(m) => (st.offset as usize).min(m.len()),
@@ -413,8 +589,9 @@ impl FileSource {
         Ok(true)
     }
 
+    /// The newest file, the one a writer may be in the middle of.
     fn is_last_file(&self) -> bool {
-        self.s.pattern == "-" || self.cur + 1 >= self.files.len()
+        self.s.pattern == "-" || !self.files[self.cur + 1..].iter().any(|f| !f.gone)
     }
 
     /// Position bookkeeping after consuming through the reader's current offset.
@@ -669,30 +846,61 @@ fn io_stop(s: &FileSourceSettings, e: std::io::Error) -> Stop {
 impl Source for FileSource {
     fn read(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
         let mut total = 0;
+        let stdin = self.s.pattern == "-";
         loop {
-            if self.reader.is_none() && self.csv.is_none() && !self.open_current()? {
-                return Ok((total, ReadStatus::Eof));
+            if self.reader.is_none() && self.csv.is_none() {
+                if !stdin && self.cur >= self.files.len() {
+                    // A pass over every file is done.
+                    if self.s.at_end != AtEnd::Follow {
+                        return Ok((total, ReadStatus::Eof));
+                    }
+                    // Only this pass counts: records of an earlier pass in the same call
+                    // must not make a quiet pass look busy.
+                    let progressed = self.pass_progress;
+                    self.pass_progress = false;
+                    self.cur = 0;
+                    if !progressed {
+                        if self.last_scan.elapsed() >= SCAN_EVERY {
+                            self.scan(false)?;
+                        }
+                        return Ok((total, ReadStatus::Idle));
+                    }
+                    if total >= n {
+                        return Ok((total, ReadStatus::More));
+                    }
+                    continue;
+                }
+                if !self.open_current()? {
+                    return Ok((total, ReadStatus::Eof));
+                }
+                if self.reader.is_none() {
+                    // The file is gone: on to the next.
+                    self.cur += 1;
+                    continue;
+                }
             }
             let (k, status) = match self.s.format {
                 Format::Jsonl | Format::Lines => self.read_lines(n - total, out)?,
                 Format::Csv | Format::Tsv => self.read_csv(n - total, out)?,
             };
             total += k;
+            if k > 0 {
+                self.pass_progress = true;
+            }
             match status {
                 ReadStatus::More => return Ok((total, ReadStatus::More)),
                 ReadStatus::Idle => return Ok((total, ReadStatus::Idle)),
                 ReadStatus::Eof => {
-                    if self.s.pattern != "-" && self.cur + 1 < self.files.len() {
-                        // On to the next file of the glob.
-                        self.cur += 1;
-                        self.reader = None;
-                        self.csv = None;
-                        if total >= n {
-                            return Ok((total, ReadStatus::More));
-                        }
-                        continue;
+                    if stdin {
+                        return Ok((total, ReadStatus::Eof));
                     }
-                    return Ok((total, ReadStatus::Eof));
+                    // On to the next file (in follow, the next pass looks again).
+                    self.cur += 1;
+                    self.reader = None;
+                    self.csv = None;
+                    if total >= n {
+                        return Ok((total, ReadStatus::More));
+                    }
                 }
             }
         }
@@ -700,7 +908,7 @@ impl Source for FileSource {
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
         let st = FileSourceState {
-            files: self.files.clone(),
+            files: self.files.iter().filter(|f| !f.gone).cloned().collect(),
             stdin: self.stdin.clone(),
         };
         serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
@@ -715,23 +923,48 @@ impl Source for FileSource {
     }
 }
 
-/// CRC32 of the first `len` bytes; `None` if the file is shorter than that now.
-pub fn fingerprint(path: &Path, len: u64) -> Result<Option<u32>, Error> {
-    let mut f = File::open(path)
-        .map_err(|e| Error::runtime(format!("cannot open {}: {e}", path.display())))?;
+fn is_gz(path: &str) -> bool {
+    path.ends_with(".gz")
+}
+
+/// Up to `len` leading bytes of a file's content (decompressed for `.gz`): (how many, CRC32).
+/// `None` if it cannot be read.
+fn content_prefix(path: &Path, len: u64) -> Result<Option<(u64, u32)>, Error> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::runtime(format!(
+                "cannot open {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let mut r: Box<dyn Read> = if is_gz(&path.to_string_lossy()) {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
     let mut buf = vec![0u8; len as usize];
     let mut got = 0;
     while got < buf.len() {
-        match f.read(&mut buf[got..]) {
+        match r.read(&mut buf[got..]) {
             Ok(0) => break,
             Ok(k) => got += k,
-            Err(e) => return Err(Error::runtime(format!("reading {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A truncated or corrupt gzip file has no readable content to match.
+            Err(_) => return Ok(None),
         }
     }
-    if got < buf.len() {
-        return Ok(None);
-    }
-    Ok(Some(crc32fast::hash(&buf)))
+    Ok(Some((got as u64, crc32fast::hash(&buf[..got]))))
+}
+
+/// CRC32 of the first `len` bytes of content; `None` if there are fewer than that now.
+pub fn content_fingerprint(path: &Path, len: u64) -> Result<Option<u32>, Error> {
+    Ok(match content_prefix(path, len)? {
+        Some((n, crc)) if n == len => Some(crc),
+        _ => None,
+    })
 }
 
 /// Opens stdin for reading after `skip` bytes already consumed by an earlier run: a regular
