@@ -302,8 +302,14 @@ impl FileSource {
                         md.len()
                     };
                     if len < f.offset || !same_content {
+                        let unread = f.size.saturating_sub(f.offset);
+                        let lost = if unread > 0 {
+                            format!("; {unread} bytes lost (never read)")
+                        } else {
+                            String::new()
+                        };
                         self.ctx.warn(format!(
-                            "source '{name}': {ps} was truncated or rewritten in place (it had {} bytes read); reading it again from the start",
+                            "source '{name}': {ps} was truncated or replaced (it had {} bytes read{lost}); reading it again from the start",
                             f.offset
                         ));
                         *f = FileState {

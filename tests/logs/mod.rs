@@ -1,0 +1,329 @@
+//! Growing and rotating logs, run from "cron" (`weir resume --or-start` again and again):
+//! appends, a partial last line, rotation by rename, compression of the rotated file,
+//! truncation in place, removal, kill -9 in between; stdin resume with the right and the
+//! wrong input; follow mode with rotation, stopped by a signal.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(weir())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FAILPOINTS")
+        .output()
+        .expect("weir runs")
+}
+
+fn cron(dir: &Path) -> String {
+    let o = run(dir, &["-v", "resume", "--or-start", "p.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    err
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn lines_out(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["line"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn pipeline(dir: &Path) {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        r#"name = "rot"
+[sources.log]
+type = "file"
+path = "logs/app.log*"
+format = "lines"
+at_end = "pause"
+[sinks.out]
+type = "file"
+inputs = ["log"]
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn cron_runs_read_each_byte_once_across_rotation_compression_truncation_and_removal() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    pipeline(dir);
+    let log = dir.join("logs/app.log");
+    let mut want: Vec<String> = Vec::new();
+    let mut add = |text: &str, want: &mut Vec<String>| {
+        append(&log, text);
+        want.extend(text.lines().map(str::to_string));
+    };
+
+    // 1. Two lines, then a run.
+    add("one\ntwo\n", &mut want);
+    cron(dir);
+    // 2. A run with nothing new reads nothing.
+    cron(dir);
+    assert_eq!(lines_out(dir), want);
+    // 3. A partial last line is left until it is complete.
+    append(&log, "thr");
+    cron(dir);
+    assert_eq!(lines_out(dir), want);
+    append(&log, "ee\nfour\n");
+    want.push("three".into());
+    want.push("four".into());
+    cron(dir);
+    assert_eq!(lines_out(dir), want);
+    // 4. More lines, then rotation by rename and a new file; the rotated file also gets a
+    // last line written after the rename (as a writer holding it open would).
+    append(&log, "five\n");
+    std::fs::rename(&log, dir.join("logs/app.log.1")).unwrap();
+    append(&dir.join("logs/app.log.1"), "six\n");
+    add("seven\n", &mut want);
+    let err = cron(dir);
+    want.retain(|l| l != "seven");
+    want.extend(["five", "six", "seven"].map(String::from));
+    assert_eq!(lines_out(dir), want, "{err}");
+    assert!(err.contains("is now"), "rotation not reported: {err}");
+    // 5. The rotated file is compressed (a new inode, same content): not read again.
+    let plain = std::fs::read(dir.join("logs/app.log.1")).unwrap();
+    let gz = std::fs::File::create(dir.join("logs/app.log.1.gz")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::default());
+    enc.write_all(&plain).unwrap();
+    enc.finish().unwrap();
+    std::fs::remove_file(dir.join("logs/app.log.1")).unwrap();
+    add("eight\n", &mut want);
+    let err = cron(dir);
+    assert_eq!(lines_out(dir), want, "{err}");
+    // 6. Truncated in place (copytruncate): read again from the start, with a warning.
+    std::fs::write(&log, "").unwrap();
+    add("nine after truncation\n", &mut want);
+    let err = cron(dir);
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(lines_out(dir), want, "{err}");
+    // 7. The old compressed file is removed: forgotten quietly (it was read to the end).
+    std::fs::remove_file(dir.join("logs/app.log.1.gz")).unwrap();
+    add("ten\n", &mut want);
+    let err = cron(dir);
+    assert!(!err.contains("bytes lost"), "{err}");
+    assert_eq!(lines_out(dir), want, "{err}");
+}
+
+#[test]
+fn cron_with_kill_9_in_between_reads_everything_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    pipeline(dir);
+    std::fs::write(
+        dir.join("p.toml"),
+        std::fs::read_to_string(dir.join("p.toml"))
+            .unwrap()
+            .replace(
+                "name = \"rot\"",
+                "name = \"rot\"\n[checkpoint]\nevery = \"5ms\"",
+            ),
+    )
+    .unwrap();
+    let log = dir.join("logs/app.log");
+    let mut want = Vec::new();
+    let mut n = 0;
+    for round in 0..6 {
+        let mut text = String::new();
+        for _ in 0..20_000 {
+            n += 1;
+            text.push_str(&format!("event {n}\n"));
+            want.push(format!("event {n}"));
+        }
+        append(&log, &text);
+        if round == 3 {
+            let rotated = dir.join("logs/app.log.1");
+            let _ = std::fs::remove_file(&rotated);
+            std::fs::rename(&log, &rotated).unwrap();
+        }
+        // Start a run and kill it part way; the next cron run picks up from its checkpoint.
+        let mut child = Command::new(weir())
+            .args(["resume", "-q", "--or-start", "p.toml"])
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(40 + 25 * round));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    cron(dir);
+    let got = lines_out(dir);
+    assert_eq!(got.len(), want.len(), "lines read more or less than once");
+    assert!(got == want, "lines out of order or changed");
+}
+
+#[test]
+fn a_file_removed_before_it_was_read_fully_is_reported_with_the_bytes_lost() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    pipeline(dir);
+    let log = dir.join("logs/app.log");
+    // The newest file ends with a partial line, left unread for its writer to finish...
+    append(&log, "a\npartial");
+    cron(dir);
+    assert_eq!(lines_out(dir), ["a"]);
+    // ...but it is deleted instead, and a new file starts.
+    std::fs::remove_file(&log).unwrap();
+    append(&log, "c\n");
+    let err = cron(dir);
+    assert!(err.contains("7 bytes lost"), "{err}");
+    assert_eq!(lines_out(dir), ["a", "c"]);
+}
+
+#[test]
+fn stdin_resume_continues_with_the_same_input_and_refuses_other_input() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("p.toml"),
+        r#"name = "s"
+[sources.in]
+type = "file"
+path = "-"
+format = "lines"
+at_end = "pause"
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "out.jsonl"
+"#,
+    )
+    .unwrap();
+    let feed = |args: &[&str], input: &[u8]| -> Output {
+        let mut child = Command::new(weir())
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = feed(&["run", "p.toml"], b"a\nb\n");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The same bytes and more: only the new lines are read.
+    let o = feed(&["resume", "p.toml"], b"a\nb\nc\nd\n");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(lines_out(dir), ["a", "b", "c", "d"]);
+    // Different bytes: refused with exit 2, nothing written.
+    let o = feed(&["resume", "p.toml"], b"X\nb\nc\nd\ne\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("stdin differs"), "{err}");
+    assert_eq!(lines_out(dir), ["a", "b", "c", "d"]);
+    // Stdin from a regular file works the same way.
+    std::fs::write(dir.join("in.txt"), b"a\nb\nc\nd\ne\n").unwrap();
+    let o = Command::new(weir())
+        .args(["resume", "p.toml"])
+        .current_dir(dir)
+        .stdin(std::fs::File::open(dir.join("in.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(lines_out(dir), ["a", "b", "c", "d", "e"]);
+}
+
+#[test]
+fn follow_reads_growth_and_rotation_until_a_signal() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    pipeline(dir);
+    let log = dir.join("logs/app.log");
+    append(&log, "a1\n");
+    let mut child = Command::new(weir())
+        .args(["run", "-q", "--at-end", "follow", "p.toml"])
+        .current_dir(dir)
+        .spawn()
+        .unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(400));
+    pause();
+    append(&log, "a2\n");
+    pause();
+    std::fs::rename(&log, dir.join("logs/app.log.1")).unwrap();
+    append(&log, "b1\n");
+    append(&dir.join("logs/app.log.1"), "a3\n");
+    pause();
+    append(&log, "b2\n");
+    pause();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(130));
+    let got = lines_out(dir);
+    assert_eq!(got, ["a1", "a2", "a3", "b1", "b2"]);
+    // The final checkpoint lets a later run continue without reading anything again.
+    append(&log, "b3\n");
+    cron(dir);
+    assert_eq!(lines_out(dir), ["a1", "a2", "a3", "b1", "b2", "b3"]);
+}
+
+#[test]
+fn overlapping_cron_runs_exit_75() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    pipeline(dir);
+    append(&dir.join("logs/app.log"), "x\n");
+    let mut child = Command::new(weir())
+        .args(["run", "-q", "--at-end", "follow", "p.toml"])
+        .current_dir(dir)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    let o = run(dir, &["resume", "--or-start", "p.toml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "not at once"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
