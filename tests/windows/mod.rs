@@ -51,7 +51,11 @@ fn stream(seed: u64, n: usize) -> Vec<Ev> {
     for _ in 0..n {
         t += r.below(4) as i64;
         let jitter = r.below(9) as i64;
-        let late = if r.below(25) == 0 { 60 + r.below(120) as i64 } else { 0 };
+        let late = if r.below(25) == 0 {
+            60 + r.below(120) as i64
+        } else {
+            0
+        };
         out.push(Ev {
             t: t - jitter - late,
             key: format!("k{}", r.below(4)),
@@ -172,8 +176,11 @@ fn reference(evs: &[Ev], kind: Kind, ooo: i64, lateness: i64) -> (Vec<String>, V
                     }
                     Kind::Session(_) => unreachable!(),
                 }
-                let live: Vec<(i64, i64)> =
-                    mine.iter().copied().filter(|w| w.1 + lateness > wm).collect();
+                let live: Vec<(i64, i64)> = mine
+                    .iter()
+                    .copied()
+                    .filter(|w| w.1 + lateness > wm)
+                    .collect();
                 if !mine.is_empty() && live.is_empty() {
                     late.push(i);
                     continue;
@@ -306,7 +313,12 @@ fn check(seed: u64, n: usize, kind: Kind, ooo: i64, lateness: i64, rfc: bool) {
     )
     .unwrap();
     let o = run(d.path(), &["run", "--stats", "stats.json", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let got = std::fs::read_to_string(d.path().join("out/w.jsonl")).unwrap();
     let got: Vec<&str> = got.lines().collect();
     assert!(!want.is_empty());
@@ -376,7 +388,12 @@ fn session_windows_merge_when_a_record_bridges_them() {
     )
     .unwrap();
     let o = run(d.path(), &["run", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let got = std::fs::read_to_string(d.path().join("out/w.jsonl")).unwrap();
     assert_eq!(
         got,
@@ -418,7 +435,12 @@ fn paused_windows_fire_in_a_later_run() {
     // First half, paused; then the rest appended, paused; then finish.
     write_input(d.path(), &evs[..200], true);
     let o = run(d.path(), &["run", "--at-end", "pause", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let mut all = std::fs::read_to_string(d.path().join("in.jsonl")).unwrap();
     write_input(d.path(), &evs, true);
     let full = std::fs::read_to_string(d.path().join("in.jsonl")).unwrap();
@@ -426,9 +448,19 @@ fn paused_windows_fire_in_a_later_run() {
     all = full;
     std::fs::write(d.path().join("in.jsonl"), &all).unwrap();
     let o = run(d.path(), &["resume", "--at-end", "pause", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(d.path(), &["resume", "--at-end", "finish", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let got = std::fs::read_to_string(d.path().join("out/w.jsonl")).unwrap();
     assert_eq!(got.lines().collect::<Vec<_>>(), want);
 }
@@ -472,11 +504,21 @@ fn windows_survive_kill_9() {
         }
     }
     let o = run(crash.path(), &["resume", "-q", "--or-start", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for f in ["out/w.jsonl", "out/late.jsonl"] {
         let a = std::fs::read(reference.path().join(f)).unwrap();
         let b = std::fs::read(crash.path().join(f)).unwrap();
-        assert!(a == b, "{f} differs after {kills} kills ({} vs {} bytes)", a.len(), b.len());
+        assert!(
+            a == b,
+            "{f} differs after {kills} kills ({} vs {} bytes)",
+            a.len(),
+            b.len()
+        );
     }
 }
 
@@ -528,7 +570,12 @@ path = "c.jsonl"
     )
     .unwrap();
     let o = run(d.path(), &["run", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // a kept at 0; 5 dup; 10 kept (10-0 >= 10); 11 dup. b kept at 9; 30 kept; 31 dup.
     assert_eq!(
         std::fs::read_to_string(d.path().join("t.jsonl")).unwrap(),
@@ -574,7 +621,12 @@ path = "o.jsonl"
     )
     .unwrap();
     let o = run(d.path(), &["run", "p.toml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // a: 1, 2 (50-0 <= 100), then at 200 idle 150 > 100: starts again at 1; b likewise.
     assert_eq!(
         std::fs::read_to_string(d.path().join("o.jsonl")).unwrap(),
@@ -618,8 +670,17 @@ path = "o.jsonl"
     let o = run(d.path(), &["validate", "p.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("node 'w1'") && err.contains("`size` (tumbling)"), "{err}");
-    assert!(err.contains("node 'w2'") && err.contains("`size` must be longer than 0"), "{err}");
+    assert!(
+        err.contains("node 'w1'") && err.contains("`size` (tumbling)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("node 'w2'") && err.contains("`size` must be longer than 0"),
+        "{err}"
+    );
     assert!(err.contains("may not be called `window_start`"), "{err}");
-    assert!(err.contains("node 'd'") && err.contains("counts records"), "{err}");
+    assert!(
+        err.contains("node 'd'") && err.contains("counts records"),
+        "{err}"
+    );
 }
