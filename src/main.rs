@@ -3,6 +3,11 @@
 
 use clap::Parser;
 
+/// Records are allocated by one stage thread and freed by another; glibc malloc serializes
+/// those cross-thread frees on arena locks (they dominated the filter thread's profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Reads FAILPOINTS; compiled in only for the tests' builds.
     #[cfg(feature = "failpoints")]

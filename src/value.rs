@@ -190,7 +190,13 @@ impl Value {
 
     /// Parses one JSON text. The error text names the column inside the text.
     pub fn from_json(bytes: &[u8]) -> Result<Value, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        sonic_rs::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// Parses one JSON text keeping only the listed top-level fields of an object (the rest
+    /// is skipped without being built). A non-object comes back as its type, for messages.
+    pub fn from_json_fields(bytes: &[u8], fields: &[Str]) -> Result<Value, String> {
+        Projector::new(fields).parse(bytes)
     }
 
     /// Appends the compact JSON form to `out`.
@@ -378,9 +384,23 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut m = Map::with_capacity(map.size_hint().unwrap_or(8));
+        // Duplicate keys are rare: a 64-bit mask of (length, first byte, last byte) shapes
+        // seen so far sends only a possible duplicate down the linear check.
+        let mut seen: u64 = 0;
         while let Some(k) = map.next_key::<KeyStr>()? {
             let v: Value = map.next_value()?;
-            m.insert(k.0, v);
+            let b = k.0.as_bytes();
+            let h = (b.len() as u64)
+                .wrapping_mul(31)
+                .wrapping_add(b.first().copied().unwrap_or(0) as u64)
+                .wrapping_add((b.last().copied().unwrap_or(0) as u64).wrapping_mul(7))
+                % 64;
+            if seen & (1 << h) == 0 {
+                seen |= 1 << h;
+                m.push_unique(k.0, v);
+            } else {
+                m.insert(k.0, v);
+            }
         }
         Ok(Value::Object(m))
     }
@@ -405,6 +425,67 @@ impl<'de> Deserialize<'de> for KeyStr {
             }
         }
         d.deserialize_str(KV)
+    }
+}
+
+/// Parses JSON objects keeping only some top-level fields: sonic-rs parses and validates the
+/// whole text into its own document (its fastest path), and only the wanted fields become
+/// weir values. Whether a record is bad never depends on which fields are kept.
+pub struct Projector {
+    fields: Vec<Str>,
+}
+
+impl Projector {
+    pub fn new(fields: &[Str]) -> Projector {
+        Projector {
+            fields: fields.to_vec(),
+        }
+    }
+
+    pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {
+        use sonic_rs::JsonContainerTrait;
+        // sonic-rs's own document is its fastest parse (and validates everything, UTF-8
+        // included); only the wanted fields are then turned into weir values.
+        let doc: sonic_rs::Value = sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
+        let Some(obj) = doc.as_object() else {
+            return Ok(sonic_to_value(&doc));
+        };
+        let mut m = Map::with_capacity(self.fields.len());
+        for (k, v) in obj.iter() {
+            if let Some(f) = self.fields.iter().find(|f| f.as_str() == k) {
+                // Last duplicate wins, as in jq.
+                m.insert(f.clone(), sonic_to_value(v));
+            }
+        }
+        Ok(Value::Object(m))
+    }
+}
+
+fn sonic_to_value(v: &sonic_rs::Value) -> Value {
+    use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
+    match v.get_type() {
+        JsonType::Null => Value::Null,
+        JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
+        JsonType::Number => match (v.as_i64(), v.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::Float(u as f64),
+            _ => Value::Float(v.as_f64().unwrap_or(0.0)),
+        },
+        JsonType::String => Value::str(v.as_str().unwrap_or("")),
+        JsonType::Array => Value::Array(
+            v.as_array()
+                .map(|a| a.iter().map(sonic_to_value).collect())
+                .unwrap_or_default(),
+        ),
+        JsonType::Object => {
+            let mut m = Map::new();
+            if let Some(o) = v.as_object() {
+                for (k, x) in o.iter() {
+                    m.insert(Str::new(k), sonic_to_value(x));
+                }
+            }
+            Value::Object(m)
+        }
     }
 }
 
@@ -477,6 +558,40 @@ mod tests {
         let a = Value::from_json(br#"{"a":1,"b":2}"#).unwrap();
         let b = Value::from_json(br#"{"b":2,"a":1}"#).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn projection_keeps_only_wanted_fields() {
+        let want = [Str::new("b"), Str::new("d")];
+        let v = Value::from_json_fields(br#"{"a":[1,{"x":2}],"b":"s","c":{"d":1},"d":2.5}"#, &want)
+            .unwrap();
+        assert_eq!(v.to_json_string(), r#"{"b":"s","d":2.5}"#);
+        assert_eq!(
+            Value::from_json_fields(b"[1,2]", &want)
+                .unwrap()
+                .type_name(),
+            "array"
+        );
+        assert!(Value::from_json_fields(br#"{"a":1} x"#, &want).is_err());
+        assert!(Value::from_json_fields(br#"{"a":"\u00ff"}"#, &want).is_ok());
+        assert!(Value::from_json_fields(b"{\"a\":\"\xff\"}", &want).is_err());
+        assert!(Value::from_json_fields(br#"{"a":1"#, &want).is_err());
+        for bad in [
+            &br#"{"a":[1,}"#[..],
+            br#"{"a":{"x" 1},"b":2}"#,
+            br#"{"a":tru,"b":2}"#,
+            br#"{"a":"unterminated,"b":2}"#,
+            br#"{"a":01,"b":2}"#,
+            br#"{"a":[1 2],"b":2}"#,
+            br#"{"a":"\q","b":2}"#,
+        ] {
+            assert!(
+                Value::from_json_fields(bad, &want).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(Value::from_json(bad).is_err());
+        }
     }
 
     #[test]

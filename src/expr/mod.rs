@@ -32,7 +32,7 @@ mod native;
 #[cfg(test)]
 mod tests;
 
-use crate::value::Value;
+use crate::value::{Str, Value};
 use native::{Card, Ctl, Kind, Node};
 use std::fmt;
 use std::sync::Arc;
@@ -140,6 +140,13 @@ impl Expr {
     /// True when no part of the expression runs in jaq's interpreter.
     pub fn is_native(&self) -> bool {
         self.inner.native
+    }
+
+    /// The top-level fields of its input this expression can read, or `None` when it may
+    /// read the input as a whole. Conservative: `None` is always a correct answer.
+    pub fn input_fields(&self) -> Option<Vec<Str>> {
+        let mut acc = Vec::new();
+        native::input_fields(&self.inner.root, &mut acc).then_some(acc)
     }
 
     /// Pushes every output, in order, onto `out`. On error, `out` is left as it was (the

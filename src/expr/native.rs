@@ -1242,3 +1242,74 @@ impl Node {
         Ok(r.map(|()| input))
     }
 }
+
+/// The top-level fields of its input that `n` can read, added to `acc`; false when it may
+/// read the input as a whole (`.`, functions of the input, anything run by jaq). Used to parse
+/// only the fields a pipeline needs; erring towards "whole" is always safe.
+pub(crate) fn input_fields(n: &Node, acc: &mut Vec<Str>) -> bool {
+    fn path(keys: &[Key], acc: &mut Vec<Str>) -> bool {
+        match keys.first() {
+            Some(Key::Field(f)) => {
+                if !acc.contains(f) {
+                    acc.push(f.clone());
+                }
+                true
+            }
+            Some(Key::Index(_)) => false,
+            None => false,
+        }
+    }
+    match &n.kind {
+        Kind::Lit(_) | Kind::Empty => true,
+        Kind::Path(keys) | Kind::CmpPathLit(_, keys, _) => path(keys, acc),
+        Kind::Index { obj, key, .. } => {
+            // `.["k"]` with a literal key reads one field; anything else reads the input.
+            match (&obj.kind, &key.kind) {
+                (Kind::Id, Kind::Lit(Value::Str(k))) => {
+                    if !acc.contains(k) {
+                        acc.push(k.clone());
+                    }
+                    true
+                }
+                (Kind::Id, _) => false,
+                _ => input_fields(obj, acc) && input_fields(key, acc),
+            }
+        }
+        Kind::Slice { obj, from, to, .. } => {
+            !matches!(obj.kind, Kind::Id)
+                && input_fields(obj, acc)
+                && from.as_ref().is_none_or(|f| input_fields(f, acc))
+                && to.as_ref().is_none_or(|t| input_fields(t, acc))
+        }
+        Kind::Iter { obj, .. } => !matches!(obj.kind, Kind::Id) && input_fields(obj, acc),
+        // The right side works on the left side's output.
+        Kind::Pipe(a, _) => input_fields(a, acc),
+        Kind::Comma(a, b)
+        | Kind::Math(_, a, b)
+        | Kind::Cmp(_, a, b)
+        | Kind::And(a, b)
+        | Kind::Or(a, b)
+        | Kind::Alt(a, b) => input_fields(a, acc) && input_fields(b, acc),
+        Kind::Neg(a) => input_fields(a, acc),
+        Kind::If(arms, els) => {
+            arms.iter()
+                .all(|(c, t)| input_fields(c, acc) && input_fields(t, acc))
+                && els.as_ref().is_none_or(|e| input_fields(e, acc))
+        }
+        Kind::Try(body, _) => input_fields(body, acc),
+        Kind::ObjLit { entries, .. } => entries.iter().all(|(_, v)| input_fields(v, acc)),
+        Kind::Obj(entries) => entries
+            .iter()
+            .all(|(k, v)| input_fields(k, acc) && input_fields(v, acc)),
+        Kind::Arr(inner) => inner.as_ref().is_none_or(|i| input_fields(i, acc)),
+        Kind::Str(_, parts) => parts.iter().all(|p| match p {
+            SPart::Lit(_) => true,
+            SPart::Interp(x) => input_fields(x, acc),
+        }),
+        Kind::Error(Some(f)) => input_fields(f, acc),
+        Kind::First(f) => input_fields(f, acc),
+        Kind::Limit(a, b) => input_fields(a, acc) && input_fields(b, acc),
+        Kind::AnyAll { gen, .. } => input_fields(gen, acc),
+        _ => false,
+    }
+}

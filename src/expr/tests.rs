@@ -1242,3 +1242,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn input_fields_are_conservative() {
+    let f = |s: &str| {
+        Expr::compile(s)
+            .unwrap()
+            .input_fields()
+            .map(|v| v.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(f(".status >= 400"), Some(vec!["status".into()]));
+    assert_eq!(
+        f("{user, path, status}"),
+        Some(vec!["user".into(), "path".into(), "status".into()])
+    );
+    assert_eq!(f(".a.b | ascii_downcase"), Some(vec!["a".into()]));
+    assert_eq!(f("\"\\(.x)-\\(.y)\""), Some(vec!["x".into(), "y".into()]));
+    assert_eq!(f(".[\"k\"] // .j"), Some(vec!["k".into(), "j".into()]));
+    assert_eq!(
+        f("if .a then .b else 1 end"),
+        Some(vec!["a".into(), "b".into()])
+    );
+    for whole in [
+        ".",
+        "keys",
+        "length",
+        "select(.a)",
+        ". + {x: 1}",
+        "to_entries",
+        ".[.k]",
+        "del(.a)",
+        "map(.x)",
+        "[.[] | .a]",
+        "reduce .xs[] as $x (0; . + $x)",
+    ] {
+        assert_eq!(f(whole), None, "{whole}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Reading a pipeline file: TOML with spans, `--set` overrides, one config per node, and every
 //! problem collected (not just the first) so `weir validate` can list them all at once.
 
+pub mod fields;
 pub mod graph;
 pub mod spec;
 pub mod validate;

@@ -425,6 +425,7 @@ fn run_once(
     let mut commits: Vec<Sender<u64>> = Vec::new();
     let spool_dir = store.map(|s| s.dir.clone());
 
+    let projections = crate::pipeline::fields::source_projections(spec, g);
     for i in 0..n {
         let node = &g.nodes[i];
         let state = restored_state(restored, &node.name);
@@ -461,6 +462,7 @@ fn run_once(
                                 fingerprint_bytes: c
                                     .fingerprint_bytes
                                     .unwrap_or(DEFAULT_FINGERPRINT_BYTES),
+                                fields: projections[i].clone(),
                             },
                             ctx.clone(),
                             restored_st,

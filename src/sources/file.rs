@@ -80,6 +80,8 @@ pub struct FileSourceSettings {
     pub at_end: AtEnd,
     pub infer_types: bool,
     pub fingerprint_bytes: usize,
+    /// Top-level fields the pipeline reads (jsonl parses only these); `None`: all.
+    pub fields: Option<Vec<Str>>,
 }
 
 /// Where bytes come from.
@@ -213,6 +215,7 @@ pub struct FileSource {
     last_scan: std::time::Instant,
     /// Records read since the last pass over the files began (follow).
     pass_progress: bool,
+    projector: Option<crate::value::Projector>,
 }
 
 /// How often `follow` looks for new, rotated and grown files while idle.
@@ -247,7 +250,9 @@ impl FileSource {
             total: None,
             last_scan: std::time::Instant::now(),
             pass_progress: false,
+            projector: None,
         };
+        src.projector = src.s.fields.as_deref().map(crate::value::Projector::new);
         if src.s.pattern == "-" {
             src.stdin = Some(restored.and_then(|r| r.stdin).unwrap_or_default());
             src.register("<stdin>");
@@ -669,7 +674,7 @@ impl FileSource {
             let offset = r.offset;
             let line = &data[..len];
             let decoded = if jsonl {
-                decode_jsonl(line)
+                decode_jsonl(line, self.projector.as_ref())
             } else {
                 decode_line(line).map(Some)
             };

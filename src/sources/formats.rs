@@ -1,15 +1,20 @@
 //! Turning input bytes into records: JSON lines, plain lines, and CSV/TSV cells with
 //! Miller-style number inference.
 
-use crate::value::{Map, Str, Value};
+use crate::value::{Map, Projector, Str, Value};
 
-/// Decodes one JSON line. `Ok(None)` for a blank line (skipped, as jq does).
-pub fn decode_jsonl(line: &[u8]) -> Result<Option<Value>, String> {
+/// Decodes one JSON line, keeping only `fields` when given. `Ok(None)` for a blank line
+/// (skipped, as jq does).
+pub fn decode_jsonl(line: &[u8], fields: Option<&Projector>) -> Result<Option<Value>, String> {
     let line = trim_ascii(line);
     if line.is_empty() {
         return Ok(None);
     }
-    match Value::from_json(line) {
+    let parsed = match fields {
+        Some(p) => p.parse(line),
+        None => Value::from_json(line),
+    };
+    match parsed {
         Ok(v @ Value::Object(_)) => Ok(Some(v)),
         Ok(other) => Err(format!(
             "expected a JSON object, found {} {}",
@@ -139,10 +144,16 @@ mod tests {
 
     #[test]
     fn jsonl_lines() {
-        assert!(decode_jsonl(b"  \r").unwrap().is_none());
-        assert!(decode_jsonl(b"{\"a\":1}\r").unwrap().is_some());
-        assert!(decode_jsonl(b"[1,2]").unwrap_err().contains("an array"));
-        assert!(decode_jsonl(b"{\"a\":")
+        assert!(decode_jsonl(b"  \r", None).unwrap().is_none());
+        assert!(decode_jsonl(b"{\"a\":1}\r", None).unwrap().is_some());
+        assert!(decode_jsonl(b"[1,2]", None)
+            .unwrap_err()
+            .contains("an array"));
+        let f = Projector::new(&[Str::new("a")]);
+        assert!(decode_jsonl(b"[1,2]", Some(&f))
+            .unwrap_err()
+            .contains("an array"));
+        assert!(decode_jsonl(b"{\"a\":", None)
             .unwrap_err()
             .contains("invalid JSON"));
         assert!(decode_line(b"ab\xffc").is_err());
