@@ -1594,6 +1594,8 @@ fn union_output_is_deterministic_across_runs_and_keeps_each_inputs_order() {
     p.write(
         "p.toml",
         r#"name = "union"
+[checkpoint]
+every = "20ms"
 [sources.a]
 type = "file"
 path = "a.jsonl"
@@ -1626,7 +1628,9 @@ path = "oe.jsonl"
             .map(|i| format!("{{\"src\":\"{src}\",\"i\":{i}}}"))
             .collect()
     };
-    let (a, b, c) = (gen("a", 3000), gen("b", 2500), gen("c", 4000));
+    // Large enough to span many batches and checkpoints (every 20 ms): the union's order may
+    // depend neither on thread timing nor on where the checkpoints fall.
+    let (a, b, c) = (gen("a", 60000), gen("b", 25000), gen("c", 4000));
     p.write("a.jsonl", a.join("\n") + "\n");
     p.write("b.jsonl", b.join("\n") + "\n");
     p.write("c.jsonl", c.join("\n") + "\n");
@@ -2524,6 +2528,22 @@ path = "out/errors.csv"
 type = "file"
 inputs = ["per_path"]
 path = "out/agg.jsonl"
+[sources.g2]
+type = "generate"
+count = 30000
+seed = 12
+[transforms.tag2]
+type = "map"
+inputs = ["g2"]
+expr = "{seq2: .seq, user}"
+[transforms.big]
+type = "filter"
+inputs = ["proj"]
+expr = ".bytes > 40000"
+[sinks.mix_out]
+type = "file"
+inputs = ["errors", "big", "tag2"]
+path = "out/mix.jsonl"
 "#;
 
 /// Starts `run`, then `resume --or-start`, killing each with SIGKILL at a seeded random
@@ -2599,7 +2619,7 @@ fn crash_without_dead_letter() -> String {
 
 /// Runs `pipeline` once uninterrupted and once with kill -9 at seeded random moments and
 /// resumes; every file in `files` must come out byte-identical. Returns the interrupted project.
-fn crash_case(pipeline: &str, files: &[&str], seed: u64) -> Proj {
+fn crash_case(pipeline: &str, files: &[&str], seed: u64, with_dead_letter: bool) {
     let reference = Proj::new();
     reference.write("p.toml", pipeline);
     let t = Instant::now();
@@ -2616,16 +2636,24 @@ fn crash_case(pipeline: &str, files: &[&str], seed: u64) -> Proj {
         killed >= 4,
         "only {killed} kills landed (a full run takes {full_ms} ms)"
     );
-    for f in files {
-        let (a, b) = (reference.read(f), p.read(f));
-        assert!(
-            a == b,
-            "{f} differs after {killed} kills: {} bytes vs {} uninterrupted",
-            b.len(),
-            a.len()
-        );
-    }
-    p
+    // Independent checks first (every record exactly once), then byte for byte.
+    check_crash_outputs(&p, with_dead_letter);
+    let differ: Vec<String> = files
+        .iter()
+        .filter(|f| reference.read(f) != p.read(f))
+        .map(|f| {
+            format!(
+                "{f} ({} bytes vs {} uninterrupted)",
+                p.read(f).len(),
+                reference.read(f).len()
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "after {killed} kills these differ from an uninterrupted run: {}",
+        differ.join(", ")
+    );
 }
 
 /// Independent checks of the crash pipeline's outputs: every generated record exactly once.
@@ -2660,31 +2688,80 @@ fn check_crash_outputs(p: &Proj, with_dead_letter: bool) {
     let csv = p.read_str("out/errors.csv");
     assert_eq!(csv.lines().next(), Some("seq,user,path,status,bytes"));
     assert_eq!(csv.lines().count(), errors + 1);
+    // The union of three inputs (two branches of one source, one of another source) holds
+    // each input's records once, in that input's order.
+    let mix = lines(&p.read_str("out/mix.jsonl"));
+    let all_lines = lines(&p.read_str("out/all.jsonl"));
+    let errs: Vec<String> = all
+        .iter()
+        .zip(&all_lines)
+        .filter(|(r, _)| r["status"].as_u64().is_some_and(|s| s >= 500))
+        .map(|(_, l)| l.clone())
+        .collect();
+    let big: Vec<String> = all
+        .iter()
+        .zip(&all_lines)
+        .filter(|(r, _)| r["bytes"].as_u64().is_some_and(|b| b > 40000))
+        .map(|(_, l)| l.clone())
+        .collect();
+    let tag2: Vec<serde_json::Value> = mix
+        .iter()
+        .filter(|l| l.contains("\"seq2\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        mix.len(),
+        errs.len() + big.len() + tag2.len(),
+        "mix.jsonl holds other records"
+    );
+    assert_eq!(
+        tag2.len(),
+        30000,
+        "the second source's records are not all in the union"
+    );
+    assert!(
+        tag2.iter().enumerate().all(|(i, r)| r["seq2"] == i),
+        "second source out of order"
+    );
+    assert!(
+        is_subsequence(&errs, &mix),
+        "the errors branch's order is not kept in the union"
+    );
+    assert!(
+        is_subsequence(&big, &mix),
+        "the big branch's order is not kept in the union"
+    );
 }
 
 #[test]
 fn kill_9_at_random_moments_then_resume_gives_byte_identical_outputs() {
-    let p = crash_case(
+    crash_case(
         &crash_without_dead_letter(),
-        &["out/all.jsonl", "out/errors.csv", "out/agg.jsonl"],
+        &[
+            "out/all.jsonl",
+            "out/errors.csv",
+            "out/agg.jsonl",
+            "out/mix.jsonl",
+        ],
         0xC0FFEE,
+        false,
     );
-    check_crash_outputs(&p, false);
 }
 
 #[test]
 fn kill_9_at_random_moments_with_a_dead_letter_file_gives_byte_identical_outputs() {
-    let p = crash_case(
+    crash_case(
         CRASH,
         &[
             "out/all.jsonl",
             "out/errors.csv",
             "out/agg.jsonl",
+            "out/mix.jsonl",
             "out/dead.jsonl",
         ],
         0xFACADE,
+        true,
     );
-    check_crash_outputs(&p, true);
 }
 
 #[test]
@@ -3340,5 +3417,293 @@ path = "-"
     assert!(
         o.stdout_str() == want,
         "stdout holds something else than the 3000 records"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint settings
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn retain_keeps_only_the_newest_complete_checkpoints() {
+    let p = Proj::new();
+    p.write(
+        "p.toml",
+        PAUSING.replace(
+            "name = \"grow\"\n",
+            "name = \"grow\"\n[checkpoint]\nretain = 2\n",
+        ),
+    );
+    let mut input = String::new();
+    for i in 0..5 {
+        let part = recs(i * 10, i * 10 + 10);
+        input.push_str(&part);
+        p.append("in.jsonl", &part);
+        let args = if i == 0 {
+            vec!["run", "p.toml"]
+        } else {
+            vec!["resume", "p.toml"]
+        };
+        p.weir(&args).expect_code(0);
+    }
+    let names: Vec<String> = p
+        .ckpts(".weir/grow")
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["ckpt-0000000004.weir", "ckpt-0000000005.weir"]);
+    p.weir(&["resume", "p.toml", "--at-end", "finish"])
+        .expect_code(0);
+    assert_eq!(p.read_str("all.jsonl"), pausing_expected(&input).0);
+}
+
+#[test]
+fn every_records_checkpoints_by_record_count() {
+    let p = Proj::new();
+    p.write(
+        "p.toml",
+        r#"name = "byrec"
+[checkpoint]
+every_records = 1000
+retain = 100
+[sources.g]
+type = "generate"
+count = 6000
+rate = 6000.0
+seed = 4
+[sinks.o]
+type = "file"
+inputs = ["g"]
+path = "out.jsonl"
+"#,
+    );
+    p.weir(&["run", "p.toml", "--stats", &p.s("st.json")])
+        .expect_code(0);
+    let st = read_stats(&p.p("st.json"));
+    let n = st["checkpoints_taken"].as_u64().unwrap();
+    // About one per 1000 records (the source is paced, so each completes before the next is
+    // due), and a final one.
+    assert!(
+        (4..=8).contains(&n),
+        "6000 records, a checkpoint every 1000: {n} checkpoints: {st}"
+    );
+    assert_eq!(
+        p.ckpts(".weir/byrec").len() as u64,
+        n,
+        "retain = 100 keeps them all"
+    );
+    assert_eq!(p.read_str("out.jsonl").lines().count(), 6000);
+}
+
+#[test]
+fn validate_reports_bad_values_of_known_keys() {
+    let p = Proj::new();
+    let text = r#"name = "values"
+[checkpoint]
+every = "2x"
+[sources.s]
+type = "file"
+path = "in.jsonl"
+at_end = "sometimes"
+on_error = "explode"
+[sources.t]
+type = "file"
+path = "in2.jsonl"
+format = "xml"
+[transforms.a]
+type = "aggregate"
+inputs = ["s", "t"]
+emit = "always"
+aggs = { n = "count" }
+[sinks.o]
+type = "file"
+inputs = ["a"]
+path = "o.jsonl"
+"#;
+    let pf = p.write("p.toml", text);
+    let file = pf.to_str().unwrap();
+    let o = p.weir(&["validate", file]);
+    o.expect_code(2).expect_no_panic();
+    assert!(o.stdout.is_empty());
+    let problems: Vec<&str> = o.stderr.lines().map(strip_prefix).collect();
+    for (needle, node) in [
+        ("\"sometimes\"", Some("s")),
+        ("\"xml\"", Some("t")),
+        ("\"always\"", Some("a")),
+        ("\"2x\"", None),
+    ] {
+        let start = format!("{file}:{}:", line_of(text, needle));
+        assert!(
+            problems.iter().any(|l| l.starts_with(&start)
+                && node.is_none_or(|n| l.contains(&format!("node '{n}'")))),
+            "no problem at {start} for {needle}:\n{}",
+            o.stderr
+        );
+    }
+}
+
+#[test]
+fn explain_mentions_channel_capacities_and_parallelism_and_checkpoints_list_offsets() {
+    let p = Proj::new();
+    p.write("p.toml", PASS);
+    let input = "{\"a\":1}\n{\"a\":2}\n";
+    p.write("in.jsonl", input);
+    let e = p.weir(&["explain", "p.toml"]);
+    e.expect_code(0);
+    let text = e.stdout_str().to_lowercase();
+    assert!(text.contains("capacit"), "no channel capacity:\n{text}");
+    assert!(text.contains("parallelism"), "no parallelism:\n{text}");
+    p.weir(&["run", "p.toml"]).expect_code(0);
+    let c = p.weir(&["checkpoints", "p.toml"]);
+    let line = c
+        .stdout_str()
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains(&input.len().to_string()),
+        "the source offset ({} bytes) is not listed: {line:?}",
+        input.len()
+    );
+}
+
+#[test]
+fn exactly_once_stdout_across_sigint_and_resume() {
+    let pipeline = EXACT_STDOUT
+        .replace("count = 50", "count = 3000\nrate = 3000.0")
+        .replace("every = \"50ms\"", "every = \"100ms\"");
+    let p = Proj::new();
+    p.write("p.toml", &pipeline);
+    let mut bg = p.spawn("first", &["run", "p.toml"], Stdio::null());
+    assert!(
+        wait_until(Duration::from_secs(20), || !p.ckpts(".weir/eo").is_empty()),
+        "no checkpoint appeared: {}",
+        bg.stderr_str()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    bg.signal(SIGINT);
+    assert_eq!(
+        bg.wait_for(Duration::from_secs(20)),
+        Some(130),
+        "{}",
+        bg.stderr_str()
+    );
+    let first = bg.stdout_bytes();
+    let o = p.weir(&["resume", "p.toml", "--set", "sources.g.rate=1000000.0"]);
+    o.expect_code(0);
+    let mut got = first.clone();
+    got.extend_from_slice(&o.stdout);
+    let want: String = (0..3000).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
+    assert!(
+        !first.is_empty() && first.len() < want.len(),
+        "the first run should have released part of the output ({} bytes)",
+        first.len()
+    );
+    assert!(
+        String::from_utf8_lossy(&got) == want,
+        "stdout over both runs is not every record once, in order"
+    );
+}
+
+/// A CSV file with a quoted newline, a short row and a long row, with `eol` line ends: the good
+/// rows come out, the bad ones go to the dead-letter file with their physical line number,
+/// byte offset and raw text.
+fn csv_bad_rows(eol: &str) {
+    let p = Proj::new();
+    p.write(
+        "p.toml",
+        r#"[sources.s]
+type = "file"
+path = "in.csv"
+on_error = "dead_letter"
+dead_letter = "dead.jsonl"
+[sinks.o]
+type = "file"
+inputs = ["s"]
+path = "out.jsonl"
+"#,
+    );
+    // (text, physical lines it spans)
+    let rows = [
+        ("a,b".to_string(), 1),
+        ("1,\"x\ny\"".to_string(), 2),
+        ("2,z".to_string(), 1),
+        ("3".to_string(), 1),
+        ("4,5,6".to_string(), 1),
+        ("7,w".to_string(), 1),
+    ];
+    let mut input = String::new();
+    let mut at = Vec::new(); // (line, offset) of each row
+    let mut line = 1;
+    for (text, n) in &rows {
+        at.push((line, input.len() as u64));
+        input.push_str(text);
+        input.push_str(eol);
+        line += n;
+    }
+    p.write("in.csv", &input);
+    p.weir(&["run", "p.toml"]).expect_code(0).expect_no_panic();
+    assert_eq!(
+        p.read_str("out.jsonl"),
+        "{\"a\":1,\"b\":\"x\\ny\"}\n{\"a\":2,\"b\":\"z\"}\n{\"a\":7,\"b\":\"w\"}\n"
+    );
+    check_dead_letters(
+        &p.read_str("dead.jsonl"),
+        "s",
+        &p.s("in.csv"),
+        &[
+            (at[3].0, at[3].1, "s", format!("\"raw\":{}", js("3"))),
+            (at[4].0, at[4].1, "s", format!("\"raw\":{}", js("4,5,6"))),
+        ],
+    );
+}
+
+#[test]
+fn csv_bad_rows_carry_their_line_offset_and_raw_text() {
+    csv_bad_rows("\n");
+}
+
+#[test]
+fn csv_with_crlf_line_ends_reports_the_same_lines_and_offsets() {
+    csv_bad_rows("\r\n");
+}
+
+/// The final checkpoint is durable but weir dies before releasing the spool: the run is
+/// finished, yet its last output has not reached stdout. `resume` must release it (not say
+/// "nothing to resume" and drop it).
+#[cfg(feature = "failpoints")]
+#[test]
+fn exactly_once_stdout_released_after_a_crash_right_after_the_final_checkpoint() {
+    let p = Proj::new();
+    // One checkpoint only: the final one.
+    p.write(
+        "p.toml",
+        EXACT_STDOUT.replace("every = \"50ms\"", "every = \"1h\""),
+    );
+    let mut cmd = assert_cmd::Command::cargo_bin("weir").unwrap();
+    let out = cmd
+        .current_dir(p.root())
+        .args(["run", "p.toml"])
+        .env("FAILPOINTS", "checkpoint-after-write=return")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(
+        code_of(out.status),
+        0,
+        "the crash point did not fire: {stderr}"
+    );
+    let r = p.weir(&["resume", "p.toml"]);
+    r.expect_code(0);
+    let mut got = out.stdout.clone();
+    got.extend_from_slice(&r.stdout);
+    let want: String = (0..50).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        want,
+        "stdout over the crashed run and the resume; resume said: {}",
+        r.stderr
     );
 }
