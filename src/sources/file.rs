@@ -104,7 +104,13 @@ struct Reader {
     offset: u64,
     /// Running CRC of consumed bytes (stdin only).
     crc: Option<crc32fast::Hasher>,
+    /// Mapped input: bytes before this were handed back to the kernel.
+    released: usize,
 }
+
+/// Consumed parts of a mapped file are dropped from memory in steps of this size, so a
+/// stateless pipeline's memory does not grow with the size of its input.
+const RELEASE_STEP: usize = 16 << 20;
 
 enum Fill {
     Data,
@@ -127,6 +133,22 @@ impl Reader {
         }
         self.start += n;
         self.offset += n as u64;
+        if let Input::Mapped(m) = &self.input {
+            if self.start - self.released >= RELEASE_STEP {
+                let end = self.start & !4095;
+                // SAFETY: a read-only, file-backed mapping; these pages are behind the read
+                // position and never touched again (records own copies of their data), and if
+                // they were, the kernel would read them back from the file.
+                let _ = unsafe {
+                    m.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        self.released,
+                        end - self.released,
+                    )
+                };
+                self.released = end;
+            }
+        }
     }
 
     /// Reads more bytes after the unconsumed ones.
@@ -458,6 +480,7 @@ impl FileSource {
                 eof: false,
                 offset: st.consumed,
                 crc: Some(crc),
+                released: 0,
             });
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             return Ok(true);
@@ -557,7 +580,10 @@ impl FileSource {
             // at_end = "finish" must not be truncated while it runs (growing ones use pause or
             // follow, which never map).
             match unsafe { memmap2::Mmap::map(&f) } {
-                Ok(m) => Input::Mapped(m),
+                Ok(m) => {
+                    let _ = m.advise(memmap2::Advice::Sequential);
+                    Input::Mapped(m)
+                }
                 Err(_) => Input::Stream(Box::new(f)),
             }
         } else if gz {
@@ -596,6 +622,7 @@ impl FileSource {
             eof: false,
             offset: st.offset,
             crc: None,
+            released: 0,
         });
         Ok(true)
     }
