@@ -4,6 +4,7 @@
 
 mod common;
 mod crash;
+mod logs;
 mod windows;
 
 use common::*;

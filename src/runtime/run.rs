@@ -18,11 +18,11 @@ use crate::sources::file::{
     FileSource, FileSourceSettings, FileSourceState, DEFAULT_FINGERPRINT_BYTES,
 };
 use crate::sources::generate::Generate;
-use crate::sources::{split_state, Source, SourceDriver, Trigger};
+use crate::sources::{split_state, Cut, Source, SourceDriver};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -421,7 +421,8 @@ fn run_once(
         ),
     }
     let mut built: Vec<Built> = Vec::with_capacity(n);
-    let mut triggers: Vec<(usize, Sender<Trigger>, Arc<AtomicU64>)> = Vec::new();
+    let cut = Arc::new(Cut::default());
+    let mut source_nodes: Vec<usize> = Vec::new();
     let mut commits: Vec<Sender<u64>> = Vec::new();
     let spool_dir = store.map(|s| s.dir.clone());
 
@@ -492,17 +493,14 @@ fn run_once(
                         )))
                     }
                 };
-                let (ttx, trx) = unbounded();
-                let progress = Arc::new(AtomicU64::new(
-                    consumed / crate::pipeline::graph::BATCH_SIZE as u64,
-                ));
-                triggers.push((i, ttx, progress.clone()));
+                cut.add(i, consumed / crate::pipeline::graph::BATCH_SIZE as u64);
+                source_nodes.push(i);
                 Ok(Built::Source(SourceDriver {
                     node: i,
                     source,
                     out,
-                    triggers: trx,
-                    progress,
+                    cut: cut.clone(),
+                    emitted: 0,
                     consumed,
                 }))
             }
@@ -603,7 +601,8 @@ fn run_once(
         exited: 0,
         last: Instant::now(),
         records_at_last: 0,
-        triggers,
+        cut: cut.clone(),
+        sources: source_nodes,
         commits,
         taken: Vec::new(),
         progress,
@@ -701,7 +700,8 @@ struct Coordinator<'a> {
     exited: usize,
     last: Instant,
     records_at_last: u64,
-    triggers: Vec<(usize, Sender<Trigger>, Arc<AtomicU64>)>,
+    cut: Arc<Cut>,
+    sources: Vec<usize>,
     commits: Vec<Sender<u64>>,
     /// (id, duration ms, bytes) of every checkpoint written.
     taken: Vec<(u64, f64, u64)>,
@@ -763,9 +763,9 @@ impl Coordinator<'_> {
                 if last_draw.elapsed() >= Duration::from_millis(200) {
                     last_draw = Instant::now();
                     let (recs, bytes): (u64, u64) = self
-                        .triggers
+                        .sources
                         .iter()
-                        .map(|(i, _, _)| {
+                        .map(|i| {
                             (
                                 ctx.stats[*i].records_in.load(Ordering::Relaxed),
                                 ctx.stats[*i].bytes_read.load(Ordering::Relaxed),
@@ -793,19 +793,18 @@ impl Coordinator<'_> {
         if !self.ck.enabled || self.inflight.is_some() || ctx.stopping() {
             return;
         }
-        let live: Vec<usize> = self
-            .triggers
+        let live = self
+            .sources
             .iter()
-            .filter(|(i, _, _)| self.ended[*i].is_none())
-            .map(|t| t.0)
-            .collect();
-        if live.is_empty() {
+            .filter(|&&i| self.ended[i].is_none())
+            .count();
+        if live == 0 {
             return;
         }
         let records: u64 = self
-            .triggers
+            .sources
             .iter()
-            .map(|(i, _, _)| ctx.stats[*i].records_in.load(Ordering::Relaxed))
+            .map(|&i| ctx.stats[i].records_in.load(Ordering::Relaxed))
             .sum();
         let due_time = self
             .ck
@@ -820,15 +819,6 @@ impl Coordinator<'_> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        // Every source puts the barrier before the same logical batch number, so a union of
-        // sources is cut at the same place whatever their relative speed.
-        let at_seq = self
-            .triggers
-            .iter()
-            .filter(|(i, _, _)| self.ended[*i].is_none())
-            .map(|(_, _, p)| p.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
         let mut slots = vec![None; self.n];
         for (i, e) in self.ended.iter().enumerate() {
             if let Some((s, _)) = e {
@@ -837,11 +827,7 @@ impl Coordinator<'_> {
         }
         self.inflight = Some((id, slots, Instant::now()));
         self.records_at_last = records;
-        for (i, tx, _) in &self.triggers {
-            if self.ended[*i].is_none() {
-                let _ = tx.send(Trigger { id, at_seq });
-            }
-        }
+        self.cut.request(id);
         ctx.info(format!("checkpoint {id} triggered"));
     }
 

@@ -198,32 +198,44 @@ impl Output {
         }
     }
 
-    /// Sends what was buffered as batches numbered `seq`.
-    pub fn flush(&mut self, seq: u64) -> StageResult {
-        if !self.buf.is_empty() {
+    /// Sends what was buffered as batches numbered `seq`. With `progress`, every output gets
+    /// a batch even when it is empty: a node that merges several inputs needs to hear from
+    /// each of them how far it has got, or a quiet input (a selective filter, a dead-letter
+    /// edge without bad records) would hold it waiting while the busy inputs' channels fill up.
+    pub fn flush_batch(&mut self, seq: u64, progress: bool) -> StageResult {
+        if progress || !self.buf.is_empty() {
             let records = std::mem::take(&mut self.buf);
             self.ctx.stats[self.node].add_out(records.len());
             send_all(&self.main, Msg::Batch(Batch { seq, records }))?;
         }
-        if !self.late_buf.is_empty() {
+        if progress || !self.late_buf.is_empty() {
             let records = std::mem::take(&mut self.late_buf);
             send_all(&self.late, Msg::Batch(Batch { seq, records }))?;
         }
-        if !self.err_buf.is_empty() {
-            let all = std::mem::take(&mut self.err_buf);
-            for (src, tx) in &self.errors {
-                let records: Vec<Record> = all
-                    .iter()
-                    .filter(|r| r.origin.source == *src)
-                    .cloned()
-                    .collect();
-                if !records.is_empty() {
+        if progress || !self.err_buf.is_empty() {
+            let mut all = std::mem::take(&mut self.err_buf);
+            let last = self.errors.len().saturating_sub(1);
+            for (k, (src, tx)) in self.errors.iter().enumerate() {
+                let records: Vec<Record> = if k == last && self.errors.len() == 1 {
+                    std::mem::take(&mut all)
+                } else {
+                    all.iter()
+                        .filter(|r| r.origin.source == *src)
+                        .cloned()
+                        .collect()
+                };
+                if progress || !records.is_empty() {
                     tx.send(Msg::Batch(Batch { seq, records }))
                         .map_err(|_| Stop::Disconnected)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Sends what was buffered (nothing when there is nothing).
+    pub fn flush(&mut self, seq: u64) -> StageResult {
+        self.flush_batch(seq, false)
     }
 
     /// Sends a control message (watermark, barrier, end) on every outgoing channel.
@@ -305,30 +317,25 @@ fn stage_loop(
                     Err(_) => {
                         // About to wait: send what is buffered so downstream is not starved.
                         if let Some(s) = out_seq.take() {
-                            out.flush(s)?;
+                            out.flush_batch(s, true)?;
                         }
                         recv(&inputs[i], control, op)?
                     }
                 };
                 match msg {
                     Msg::Batch(b) => {
-                        if !b.records.is_empty() {
-                            ctx.stats[node].add_in(b.records.len());
-                            if n == 1 {
-                                // One input: no merge, hand the batch over whole.
-                                if out_seq.is_some_and(|s| s != b.seq) {
-                                    out.flush(out_seq.take().unwrap_or(0))?;
-                                }
-                                last_seq = b.seq;
-                                op.process(0, b, out)?;
-                                out.flush(last_seq)?;
-                                continue;
-                            }
-                            heads[i] = Some(Head {
-                                seq: b.seq,
-                                records: b.records.into_iter().peekable(),
-                            });
+                        ctx.stats[node].add_in(b.records.len());
+                        if n == 1 {
+                            // One input: no merge, hand the batch over whole.
+                            last_seq = b.seq;
+                            op.process(0, b, out)?;
+                            out.flush_batch(last_seq, true)?;
+                            continue;
                         }
+                        heads[i] = Some(Head {
+                            seq: b.seq,
+                            records: b.records.into_iter().peekable(),
+                        });
                     }
                     Msg::Watermark(w) => {
                         wms[i] = wms[i].max(w);
@@ -355,13 +362,16 @@ fn stage_loop(
             }
         }
         // k-way merge: take the run of records from the input with the smallest key that
-        // stays below every other input's head.
+        // stays below every other input's head. An empty head says "nothing more up to the end
+        // of this batch number" and sorts after that batch's records.
         let mut best: Option<((u64, u32, u32, u64), usize)> = None;
         let mut second: Option<((u64, u32, u32, u64), usize)> = None;
         for (i, h) in heads.iter_mut().enumerate() {
             let Some(h) = h else { continue };
-            let Some(r) = h.records.peek() else { continue };
-            let k = (key(h.seq, r), i);
+            let k = match h.records.peek() {
+                Some(r) => (key(h.seq, r), i),
+                None => ((h.seq, u32::MAX, u32::MAX, u64::MAX), i),
+            };
             if best.is_none_or(|b| k < b) {
                 second = best;
                 best = Some(k);
@@ -372,6 +382,14 @@ fn stage_loop(
         if let Some((_, i)) = best {
             let h = heads[i].as_mut().expect("head present");
             let seq = h.seq;
+            if h.records.peek().is_none() {
+                // A progress marker: it has done its job once it is the smallest.
+                heads[i] = None;
+                if out_seq.is_some_and(|s| s != seq) {
+                    out.flush_batch(out_seq.take().unwrap_or(0), true)?;
+                }
+                continue;
+            }
             let mut run = Vec::new();
             while let Some(r) = h.records.peek() {
                 if second.is_some_and(|s| (key(seq, r), i) > s) {
@@ -383,7 +401,7 @@ fn stage_loop(
                 heads[i] = None;
             }
             if out_seq.is_some_and(|s| s != seq) {
-                out.flush(out_seq.take().unwrap_or(0))?;
+                out.flush_batch(out_seq.take().unwrap_or(0), true)?;
             }
             last_seq = seq;
             out_seq = Some(seq);
@@ -391,7 +409,7 @@ fn stage_loop(
             continue;
         }
         if let Some(s) = out_seq.take() {
-            out.flush(s)?;
+            out.flush_batch(s, true)?;
         }
         // No data waiting: every live input is at a barrier, or every input has ended.
         let live: Vec<usize> = (0..n).filter(|&i| ended[i].is_none()).collect();

@@ -12,8 +12,6 @@ use crate::pipeline::spec::AtEnd;
 use crate::runtime::context::{Context, Report};
 use crate::runtime::message::{EndKind, Msg};
 use crate::runtime::stage::{Output, StageResult, Stop};
-use crossbeam_channel::Receiver;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,23 +42,77 @@ pub trait Source: Send {
     fn at_end(&self) -> AtEnd;
 }
 
-/// A request from the coordinator: inject barrier `id` before the first batch whose logical
-/// number is `at_seq` or more (or at once if the source is idle or ends first).
-#[derive(Debug, Clone, Copy)]
-pub struct Trigger {
-    pub id: u64,
-    pub at_seq: u64,
+/// Where every source puts the barrier of a checkpoint: before the same logical batch number
+/// in all of them, so a union of several sources is cut at the same place in each input,
+/// whatever their relative speed. Sources announce each batch before they make it and the
+/// coordinator picks one past the largest announced, both under this lock (taken once per
+/// batch of input records), so no source can be past the cut when it is chosen.
+#[derive(Default)]
+pub struct Cut {
+    inner: std::sync::Mutex<CutInner>,
+}
+
+#[derive(Default)]
+struct CutInner {
+    /// (checkpoint id, batch number before which its barrier goes).
+    request: Option<(u64, u64)>,
+    /// The last batch number each source announced (ended ones included).
+    announced: Vec<(usize, u64)>,
+}
+
+impl Cut {
+    /// A source takes part from batch `seq` on.
+    pub fn add(&self, node: usize, seq: u64) {
+        self.lock().announced.push((node, seq));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CutInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A source is about to make batch `seq`: the checkpoint whose barrier goes before it, if
+    /// any (one this source has not emitted yet).
+    pub fn announce(&self, node: usize, seq: u64, emitted: u64) -> Option<u64> {
+        let mut c = self.lock();
+        if let Some(a) = c.announced.iter_mut().find(|a| a.0 == node) {
+            a.1 = a.1.max(seq);
+        }
+        match c.request {
+            Some((id, at)) if id > emitted && seq >= at => Some(id),
+            _ => None,
+        }
+    }
+
+    /// A source is idle or ending: a requested barrier cannot wait for batches that may never
+    /// come, so it goes out now.
+    pub fn pending(&self, emitted: u64) -> Option<u64> {
+        match self.lock().request {
+            Some((id, _)) if id > emitted => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The coordinator asks for checkpoint `id`.
+    pub fn request(&self, id: u64) {
+        let mut c = self.lock();
+        let at = c.announced.iter().map(|a| a.1).max().unwrap_or(0) + 1;
+        c.request = Some((id, at));
+    }
+
+    /// A source that ended keeps its last batch number here: records it sent before its end
+    /// may still be on their way to a merge, so a later cut must lie beyond them too.
+    pub fn ended(&self, _node: usize) {}
 }
 
 pub struct SourceDriver {
     pub node: usize,
     pub source: Box<dyn Source>,
     pub out: Output,
-    pub triggers: Receiver<Trigger>,
-    /// Logical number of the next batch; the coordinator reads it to pick `at_seq`.
-    pub progress: Arc<AtomicU64>,
+    pub cut: Arc<Cut>,
     /// Input records consumed before this run (restored from a checkpoint).
     pub consumed: u64,
+    /// The last checkpoint id this source put a barrier out for.
+    pub emitted: u64,
 }
 
 impl SourceDriver {
@@ -69,33 +121,35 @@ impl SourceDriver {
         if let Err(Stop::Failed(e)) = r {
             ctx.fail(self.node, e);
         }
+        self.cut.ended(self.node);
     }
 
     fn drive(&mut self, ctx: &Context) -> StageResult {
-        let mut pending: Vec<Trigger> = Vec::new();
         let mut idle_sleep = Duration::from_millis(10);
         loop {
-            while let Ok(t) = self.triggers.try_recv() {
-                pending.push(t);
-            }
             if ctx.stopping() {
-                return self.end(ctx, EndKind::Pause, &mut pending);
+                return self.end(ctx, EndKind::Pause);
             }
             let seq = self.consumed / BATCH_SIZE as u64;
-            self.progress.store(seq, Ordering::Relaxed);
-            self.emit_due(seq, false, &mut pending)?;
+            if let Some(id) = self.cut.announce(self.node, seq, self.emitted) {
+                self.barrier(id)?;
+            }
             // Fill up to the next logical batch boundary, so that batch numbers do not depend
             // on how reads happened to be cut.
             let want = BATCH_SIZE - (self.consumed % BATCH_SIZE as u64) as usize;
             let (n, status) = self.source.read(want, &mut self.out)?;
             self.consumed += n as u64;
             ctx.stats[self.node].add_in(n);
-            self.out.flush(seq)?;
+            // Every batch that consumed input goes out on every edge, even empty, so merges
+            // downstream know how far this source has got.
+            self.out.flush_batch(seq, n > 0)?;
             match status {
                 ReadStatus::More => idle_sleep = Duration::from_millis(10),
                 ReadStatus::Idle => {
                     // Idle: a barrier cannot wait for records that may never come.
-                    self.emit_due(u64::MAX, true, &mut pending)?;
+                    if let Some(id) = self.cut.pending(self.emitted) {
+                        self.barrier(id)?;
+                    }
                     if n == 0 {
                         std::thread::sleep(idle_sleep);
                         idle_sleep = (idle_sleep * 2).min(Duration::from_millis(250));
@@ -106,31 +160,28 @@ impl SourceDriver {
                         AtEnd::Finish => EndKind::Finish,
                         _ => EndKind::Pause,
                     };
-                    return self.end(ctx, kind, &mut pending);
+                    return self.end(ctx, kind);
                 }
             }
         }
     }
 
-    fn emit_due(&mut self, seq: u64, all: bool, pending: &mut Vec<Trigger>) -> StageResult {
-        while let Some(t) = pending.first().copied() {
-            if !all && t.at_seq > seq {
-                break;
-            }
-            pending.remove(0);
-            let state = self.source.snapshot()?;
-            let _ = self.out.ctx.reports.send(Report::State {
-                id: t.id,
-                node: self.node,
-                state: with_consumed(state, self.consumed),
-            });
-            self.out.broadcast(Msg::Barrier(t.id))?;
-        }
-        Ok(())
+    fn barrier(&mut self, id: u64) -> StageResult {
+        self.emitted = id;
+        let state = self.source.snapshot()?;
+        let _ = self.out.ctx.reports.send(Report::State {
+            id,
+            node: self.node,
+            state: with_consumed(state, self.consumed),
+        });
+        self.out.broadcast(Msg::Barrier(id))
     }
 
-    fn end(&mut self, ctx: &Context, kind: EndKind, pending: &mut Vec<Trigger>) -> StageResult {
-        self.emit_due(u64::MAX, true, pending)?;
+    fn end(&mut self, ctx: &Context, kind: EndKind) -> StageResult {
+        if let Some(id) = self.cut.pending(self.emitted) {
+            self.barrier(id)?;
+        }
+        self.cut.ended(self.node);
         let state = self.source.snapshot()?;
         let _ = ctx.reports.send(Report::Ended {
             node: self.node,
