@@ -141,6 +141,18 @@ pub struct PipelineSpec {
     pub problems: Vec<Problem>,
     /// Nodes that exist but whose table could not be read (not "missing" for wiring).
     pub broken: Vec<String>,
+    /// Spans of the values in `[checkpoint]` and `[restart]` ("checkpoint.every", ...).
+    pub setting_spans: Vec<(String, Range<usize>)>,
+}
+
+impl PipelineSpec {
+    pub fn setting_span(&self, key: &str) -> Range<usize> {
+        self.setting_spans
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(0..0)
+    }
 }
 
 impl PipelineSpec {
@@ -186,11 +198,23 @@ pub(crate) struct Collector<'a> {
 impl Collector<'_> {
     pub fn at(&mut self, span: Range<usize>, node: Option<&str>, message: impl Into<String>) {
         let (line, col) = self.loc.at(span.start);
+        // One problem, one line: multi-line messages (a regex's caret diagram) are folded.
+        let message: String = message.into();
+        let message = if message.contains('\n') {
+            message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            message
+        };
         self.list.push(Problem {
             line,
             col,
             node: node.map(str::to_string),
-            message: message.into(),
+            message,
         });
     }
 }
@@ -249,6 +273,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
         overrides: overrides.to_vec(),
         problems: Vec::new(),
         broken: Vec::new(),
+        setting_spans: Vec::new(),
     };
 
     for (key, value) in doc.iter() {
@@ -258,14 +283,19 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
                 Some(s) => spec.name = s.to_string(),
                 None => c.at(span, None, "`name` must be a string"),
             },
-            "checkpoint" => {
-                if let Some(v) = deserialize::<CheckpointConfig>(&mut c, value, None) {
-                    spec.checkpoint = v;
+            "checkpoint" | "restart" => {
+                if let Some(t) = value.get_ref().as_table() {
+                    for (k, v) in t.iter() {
+                        spec.setting_spans
+                            .push((format!("{}.{}", key.get_ref(), k.get_ref()), v.span()));
+                    }
                 }
-            }
-            "restart" => {
-                if let Some(v) = deserialize::<RestartConfig>(&mut c, value, None) {
-                    spec.restart = v;
+                if key.get_ref().as_ref() == "restart" {
+                    if let Some(v) = deserialize::<RestartConfig>(&mut c, value, None) {
+                        spec.restart = v;
+                    }
+                } else if let Some(v) = deserialize::<CheckpointConfig>(&mut c, value, None) {
+                    spec.checkpoint = v;
                 }
             }
             "sources" => read_nodes(&mut c, &mut spec, value, Kind::Source),

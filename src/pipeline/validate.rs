@@ -43,13 +43,21 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
     if let Some(every) = &spec.checkpoint.every {
         if every != "off" {
             if let Err(m) = super::spec::parse_duration_ms(every) {
-                c.at(0..0, None, format!("[checkpoint] every: {m} (or \"off\")"));
+                c.at(
+                    spec.setting_span("checkpoint.every"),
+                    None,
+                    format!("[checkpoint] every: {m} (or \"off\")"),
+                );
             }
         }
     }
     if let Some(d) = &spec.restart.delay {
         if let Err(m) = super::spec::parse_duration_ms(d) {
-            c.at(0..0, None, format!("[restart] delay: {m}"));
+            c.at(
+                spec.setting_span("restart.delay"),
+                None,
+                format!("[restart] delay: {m}"),
+            );
         }
     }
     for node in &spec.nodes {

@@ -137,6 +137,9 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     )));
                 }
                 if c.finished {
+                    // A crash between the final checkpoint and releasing spooled stdout leaves
+                    // output to release: do that, and nothing else.
+                    release_spools(spec, &c, store)?;
                     if !opts.quiet {
                         eprintln!(
                             "weir: the run already finished (checkpoint {}); nothing to resume",
@@ -230,6 +233,31 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             }
         }
     }
+}
+
+/// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
+/// checkpoint covers and stdout has not had yet.
+fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
+    for n in &spec.nodes {
+        let NodeConfig::FileSink(s) = &n.config else {
+            continue;
+        };
+        if s.path != "-" || s.delivery != Some(Delivery::ExactlyOnce) {
+            continue;
+        }
+        let st = sink_state(c.state(&n.name), &n.name)?;
+        if st.is_some() {
+            FileSink::open(
+                &n.name,
+                PathBuf::from("-"),
+                sink_format(&s.path, s.format),
+                Delivery::ExactlyOnce,
+                Some(store.dir.clone()),
+                st,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Figures of one attempt, for `--stats`.

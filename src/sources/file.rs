@@ -749,10 +749,14 @@ impl FileSource {
             let base = r.offset;
             let base_line = self.current_line();
             let boxed: Box<dyn Read + Send> = Box::new(OwnedFeed { r });
+            // Records end at `\n` only (a CRLF's `\r` is taken off the last field below): with
+            // its CRLF mode the csv crate places each record's start on the previous `\n`,
+            // which would put every line number and offset one off.
             let reader = csv::ReaderBuilder::new()
                 .delimiter(delim)
                 .has_headers(false)
                 .flexible(true)
+                .terminator(csv::Terminator::Any(b'\n'))
                 .from_reader(boxed);
             self.csv = Some(CsvState {
                 reader,
@@ -783,11 +787,22 @@ impl FileSource {
             }
             let pos = cs.base + cs.reader.position().byte();
             let lines = cs.base_line + cs.reader.position().line().saturating_sub(1);
-            let origin = self.origin(line_before + 1, start);
+            // The record knows where it starts (after any CRLF of the previous one).
+            let (rec_line, rec_byte) = match rec.position() {
+                Some(p) => (cs.base_line + p.line(), cs.base + p.byte()),
+                None => (line_before + 1, start),
+            };
+            let origin = self.origin(rec_line, rec_byte);
             self.set_csv_position(pos, lines);
             let mut cells = Vec::with_capacity(rec.len());
             let mut bad = None;
+            let last = rec.len().saturating_sub(1);
             for (i, c) in rec.iter().enumerate() {
+                let c = if i == last && c.last() == Some(&b'\r') {
+                    &c[..c.len() - 1]
+                } else {
+                    c
+                };
                 match std::str::from_utf8(c) {
                     Ok(s) => cells.push(s),
                     Err(_) => {
@@ -797,7 +812,7 @@ impl FileSource {
                 }
             }
             if let Some(msg) = bad {
-                let raw = rec.as_slice().to_vec();
+                let raw = csv_text(&rec, delim);
                 out.bad(origin, &msg, Some(&raw), None)?;
                 consumed += 1;
                 continue;
@@ -820,7 +835,7 @@ impl FileSource {
                 continue;
             };
             if cells.len() != header.len() {
-                let raw = rec.as_slice().to_vec();
+                let raw = csv_text(&rec, delim);
                 let msg = format!(
                     "the row has {} fields but the header has {}",
                     cells.len(),
@@ -857,6 +872,30 @@ impl FileSource {
             f.line = lines_total;
         }
     }
+}
+
+/// A CSV row as text again (quoted where needed), for dead letters.
+fn csv_text(rec: &csv::ByteRecord, delim: u8) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delim)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let last = rec.len().saturating_sub(1);
+    let fields = rec.iter().enumerate().map(|(i, c)| {
+        if i == last && c.last() == Some(&b'\r') {
+            &c[..c.len() - 1]
+        } else {
+            c
+        }
+    });
+    if w.write_record(fields).is_err() {
+        return rec.as_slice().to_vec();
+    }
+    let mut v = w.into_inner().unwrap_or_default();
+    if v.last() == Some(&b'\n') {
+        v.pop();
+    }
+    v
 }
 
 /// Owns the reader for the CSV parser.

@@ -26,10 +26,25 @@ impl Operator for MapOp {
             match self.expr.eval(&r.value, &mut self.scratch) {
                 Ok(()) => {
                     for value in self.scratch.drain(..) {
-                        out.push(Record {
-                            value,
-                            origin: r.origin,
-                        });
+                        if let crate::value::Value::Object(_) = value {
+                            out.push(Record {
+                                value,
+                                origin: r.origin,
+                            });
+                        } else {
+                            // Records are objects (SPEC section 2); wrap a scalar in one,
+                            // like `{v: .x}`, to keep it.
+                            let msg = format!(
+                                "map made {} {}, not an object: records are JSON objects",
+                                if value.type_name() == "array" || value.type_name() == "object" {
+                                    "an"
+                                } else {
+                                    "a"
+                                },
+                                value.type_name()
+                            );
+                            out.bad(r.origin, &msg, None, Some(r.value.clone()))?;
+                        }
                     }
                 }
                 Err(e) => out.bad(r.origin, &e.message, None, Some(r.value))?,
