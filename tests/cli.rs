@@ -3708,3 +3708,39 @@ fn exactly_once_stdout_released_after_a_crash_right_after_the_final_checkpoint()
         r.stderr
     );
 }
+
+#[test]
+fn map_outputs_that_are_not_objects_are_bad_input() {
+    let p = Proj::new();
+    p.write(
+        "in.jsonl",
+        "{\"a\":{\"x\":1}}\n{\"a\":2}\n{\"a\":{\"x\":3}}\n",
+    );
+    p.write(
+        "p.toml",
+        r#"[checkpoint]
+every = "off"
+[sources.in]
+type = "file"
+path = "in.jsonl"
+on_error = "dead_letter"
+dead_letter = "bad.jsonl"
+[transforms.m]
+type = "map"
+inputs = ["in"]
+expr = ".a"
+[sinks.out]
+type = "file"
+inputs = ["m"]
+path = "out.jsonl"
+"#,
+    );
+    p.weir(&["run", "p.toml"]).expect_code(0);
+    assert_eq!(p.read_str("out.jsonl"), "{\"x\":1}\n{\"x\":3}\n");
+    let bad = p.read_str("bad.jsonl");
+    assert_eq!(bad.lines().count(), 1, "{bad}");
+    assert!(
+        bad.contains("\"line\":2") && bad.contains("map made a number, not an object"),
+        "{bad}"
+    );
+}
