@@ -33,7 +33,7 @@ fn expr_need(src: &str) -> Need {
 fn aggs_need(aggs: &toml::Table) -> Need {
     let mut need = Some(Vec::new());
     for v in aggs.values() {
-        let Some(text) = v.as_str() else { return None };
+        let text = v.as_str()?;
         let t = text.trim();
         if let (Some(i), true) = (t.find('('), t.ends_with(')')) {
             let arg = t[i + 1..t.len() - 1].trim();

@@ -455,8 +455,7 @@ fn run_once(
     let spool_dir = store.map(|s| s.dir.clone());
 
     let projections = crate::pipeline::fields::source_projections(spec, g);
-    for i in 0..n {
-        let node = &g.nodes[i];
+    for (i, node) in g.nodes.iter().enumerate() {
         let state = restored_state(restored, &node.name);
         let inputs: Vec<Receiver<Msg>> =
             node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();

@@ -359,14 +359,12 @@ impl FileSource {
         for (p, md) in unmatched {
             let ps = p.to_string_lossy().into_owned();
             let mut adopted = false;
-            for i in 0..self.files.len() {
-                let f = &self.files[i];
+            for (i, f) in self.files.iter_mut().enumerate() {
                 if matched[i] || f.gone || f.fp_len == 0 {
                     continue;
                 }
                 if content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc) {
                     matched[i] = true;
-                    let f = &mut self.files[i];
                     self.ctx.info(format!(
                         "source '{name}': {} is now {ps} (same content); continuing at byte {}",
                         f.path, f.offset

@@ -73,7 +73,7 @@ fn cron_runs_read_each_byte_once_across_rotation_compression_truncation_and_remo
     pipeline(dir);
     let log = dir.join("logs/app.log");
     let mut want: Vec<String> = Vec::new();
-    let mut add = |text: &str, want: &mut Vec<String>| {
+    let add = |text: &str, want: &mut Vec<String>| {
         append(&log, text);
         want.extend(text.lines().map(str::to_string));
     };
