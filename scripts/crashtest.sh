@@ -75,7 +75,7 @@ echo "crashtest: $records records, up to $kills kills, seed $seed ($profile buil
 t0=$(date +%s.%N)
 "$W" run -q "$tmp/ref/p.toml"
 t1=$(date +%s.%N)
-echo "crashtest: uninterrupted run took $(echo "$t1 - $t0" | bc) s"
+echo "crashtest: uninterrupted run took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
 
 RANDOM=$seed
 survived=0; corrupted=0; runs=0

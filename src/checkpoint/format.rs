@@ -45,13 +45,18 @@ impl Checkpoint {
 pub fn encode(meta: &Checkpoint) -> Result<Vec<u8>, Error> {
     let payload = serde_json::to_vec(meta)
         .map_err(|e| Error::runtime(format!("cannot encode checkpoint: {e}")))?;
+    Ok(frame(&payload))
+}
+
+/// The header (magic, version, length, CRC32) and the payload.
+fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// The checkpoint's metadata without node states, for `encode_parts`.
@@ -97,13 +102,7 @@ pub fn encode_parts(meta: &Meta, states: &[(&str, &[u8])]) -> Result<Vec<u8>, Er
         payload.push(b'}');
     }
     payload.extend_from_slice(b"]}");
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    Ok(frame(&payload))
 }
 
 /// Checks and decodes a checkpoint file's bytes; the error says why it is not valid.

@@ -388,31 +388,11 @@ fn run_once(
                 Kind::Sink => "sink",
             })
             .collect(),
-        records_in: ctx
-            .stats
-            .iter()
-            .map(|s| s.records_in.load(Ordering::Relaxed))
-            .collect(),
-        records_out: ctx
-            .stats
-            .iter()
-            .map(|s| s.records_out.load(Ordering::Relaxed))
-            .collect(),
-        errors: ctx
-            .stats
-            .iter()
-            .map(|s| s.errors.load(Ordering::Relaxed))
-            .collect(),
-        late: ctx
-            .stats
-            .iter()
-            .map(|s| s.late.load(Ordering::Relaxed))
-            .collect(),
-        max_stall_us: ctx
-            .stats
-            .iter()
-            .map(|s| s.max_stall_us.load(Ordering::Relaxed))
-            .collect(),
+        records_in: counter(ctx, |s| &s.records_in),
+        records_out: counter(ctx, |s| &s.records_out),
+        errors: counter(ctx, |s| &s.errors),
+        late: counter(ctx, |s| &s.late),
+        max_stall_us: counter(ctx, |s| &s.max_stall_us),
         checkpoints: cks,
     };
 
@@ -654,6 +634,17 @@ fn run_once(
         _ => Outcome::Finished,
     };
     (Ok(outcome), stats)
+}
+
+/// One counter of every node.
+fn counter(
+    ctx: &Context,
+    f: impl Fn(&crate::runtime::context::NodeStats) -> &std::sync::atomic::AtomicU64,
+) -> Vec<u64> {
+    ctx.stats
+        .iter()
+        .map(|s| f(s).load(Ordering::Relaxed))
+        .collect()
 }
 
 fn sink_state(state: Option<&[u8]>, name: &str) -> Result<Option<SinkState>> {

@@ -3,7 +3,7 @@
 //! every record. State is a hash map for speed; everything that leaves it (output, checkpoint)
 //! is sorted first, so hash order never reaches a user.
 
-use super::aggs::{eval_args, fold, Acc, AggSpec};
+use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::spec::Emit;
@@ -77,15 +77,12 @@ impl Aggregate {
 impl Operator for Aggregate {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
         for r in batch.records {
-            let key = match &self.key {
-                None => Value::Null,
-                Some(e) => match e.eval_first(&r.value) {
-                    Ok(k) => k.unwrap_or(Value::Null),
-                    Err(e) => {
-                        out.bad(r.origin, &e.message, None, Some(r.value))?;
-                        continue;
-                    }
-                },
+            let key = match eval_key(&self.key, &r.value) {
+                Ok(k) => k,
+                Err(msg) => {
+                    out.bad(r.origin, &msg, None, Some(r.value))?;
+                    continue;
+                }
             };
             let now = match &self.ttl {
                 Some(Ttl { time: t, .. }) => match t.eval(&r.value) {

@@ -307,6 +307,17 @@ fn not_number(f: &str, v: &Value) -> String {
     })
 }
 
+/// A record's group key: the first output of `key` (null without a key or without output).
+pub fn eval_key(key: &Option<Expr>, record: &Value) -> Result<Value, String> {
+    match key {
+        None => Ok(Value::Null),
+        Some(e) => Ok(e
+            .eval_first(record)
+            .map_err(|e| e.message)?
+            .unwrap_or(Value::Null)),
+    }
+}
+
 /// Evaluates the aggregates' arguments on a record into `args` (reused between records).
 pub fn eval_args(
     specs: &[AggSpec],

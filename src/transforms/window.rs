@@ -9,7 +9,7 @@
 //! fires again at once; a record all of whose windows are past that is late: it goes to the
 //! `.late` side output and is counted.
 
-use super::aggs::{eval_args, fold, Acc, AggSpec, Func};
+use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec, Func};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::runtime::message::{Batch, Origin, Record};
@@ -242,15 +242,12 @@ impl Operator for Window {
                     continue;
                 }
             };
-            let key = match &self.key {
-                None => Value::Null,
-                Some(e) => match e.eval_first(&r.value) {
-                    Ok(k) => k.unwrap_or(Value::Null),
-                    Err(e) => {
-                        out.bad(r.origin, &e.message, None, Some(r.value))?;
-                        continue;
-                    }
-                },
+            let key = match eval_key(&self.key, &r.value) {
+                Ok(k) => k,
+                Err(msg) => {
+                    out.bad(r.origin, &msg, None, Some(r.value))?;
+                    continue;
+                }
             };
             if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
