@@ -16,6 +16,8 @@ pub struct NodeStats {
     pub errors: AtomicU64,
     pub late: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// A source's input size when known (0: unknown), for the progress bar.
+    pub bytes_total: AtomicU64,
     /// Longest time (µs) this node held up its stream for a checkpoint.
     pub max_stall_us: AtomicU64,
 }

@@ -501,6 +501,9 @@ fn run_once(
                     }
                 };
                 cut.add(i, consumed / crate::pipeline::graph::BATCH_SIZE as u64);
+                ctx.stats[i]
+                    .bytes_total
+                    .store(source.total_bytes().unwrap_or(0), Ordering::Relaxed);
                 source_nodes.push(i);
                 Ok(Built::Source(SourceDriver {
                     node: i,
@@ -691,11 +694,26 @@ fn make_progress(opts: &Options, ctx: Arc<Context>, g: &Graph) -> Option<indicat
     if !show {
         return None;
     }
-    let _ = (ctx, g);
-    let pb =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    // A bar over the input's size when every source's size is known; a spinner otherwise.
+    let sizes: Vec<u64> = g
+        .sources()
+        .map(|i| ctx.stats[i].bytes_total.load(Ordering::Relaxed))
+        .collect();
+    let known = !sizes.is_empty() && sizes.iter().all(|&b| b > 0);
+    let target = indicatif::ProgressDrawTarget::stderr();
+    let (pb, template) = if known {
+        (
+            indicatif::ProgressBar::with_draw_target(Some(sizes.iter().sum()), target),
+            "{bar:30} {bytes}/{total_bytes} {elapsed_precise} {msg}",
+        )
+    } else {
+        (
+            indicatif::ProgressBar::with_draw_target(None, target),
+            "{spinner} {elapsed_precise} {msg}",
+        )
+    };
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+        indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     Some(pb)
@@ -796,6 +814,9 @@ impl Coordinator<'_> {
                         .last()
                         .map(|c| format!("checkpoint {}", c.0))
                         .unwrap_or_else(|| "no checkpoint yet".into());
+                    if p.length().is_some() {
+                        p.set_position(bytes);
+                    }
                     p.set_message(format!(
                         "{recs} records ({:.0}/s), {:.1} MB read, {last}",
                         recs as f64 / secs,

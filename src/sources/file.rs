@@ -993,6 +993,18 @@ impl Source for FileSource {
         self.total
     }
 
+    fn bytes_read(&self) -> u64 {
+        match &self.stdin {
+            Some(st) => st.consumed,
+            None => self
+                .files
+                .iter()
+                .filter(|f| !f.gone)
+                .map(|f| f.offset)
+                .sum(),
+        }
+    }
+
     fn at_end(&self) -> AtEnd {
         self.s.at_end
     }

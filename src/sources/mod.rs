@@ -39,6 +39,11 @@ pub trait Source: Send {
         None
     }
 
+    /// Input bytes consumed so far (for the progress bar).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+
     fn at_end(&self) -> AtEnd;
 }
 
@@ -140,6 +145,10 @@ impl SourceDriver {
             let (n, status) = self.source.read(want, &mut self.out)?;
             self.consumed += n as u64;
             ctx.stats[self.node].add_in(n);
+            ctx.stats[self.node].bytes_read.store(
+                self.source.bytes_read(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             // Every batch that consumed input goes out on every edge, even empty, so merges
             // downstream know how far this source has got.
             self.out.flush_batch(seq, n > 0)?;
