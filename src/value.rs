@@ -431,6 +431,7 @@ impl<'de> Deserialize<'de> for KeyStr {
 /// Parses JSON objects keeping only some top-level fields: sonic-rs parses and validates the
 /// whole text into its own document (its fastest path), and only the wanted fields become
 /// weir values. Whether a record is bad never depends on which fields are kept.
+#[derive(Clone)]
 pub struct Projector {
     fields: Vec<Str>,
 }

@@ -3744,3 +3744,73 @@ path = "out.jsonl"
         "{bad}"
     );
 }
+
+/// JSON lines parsed on a helper thread (used when there are spare cores) give exactly the
+/// output, dead letters and checkpoint offsets of parsing on the source's own thread.
+#[test]
+fn parallel_parsing_gives_the_same_output_as_serial_parsing() {
+    let mut data = String::new();
+    for i in 0..20_000u32 {
+        match i % 997 {
+            0 => data.push_str("{broken\n"),
+            1 => data.push_str("\n"),
+            2 => data.push_str("[1,2]\n"),
+            _ => data.push_str(&format!(
+                "{{\"i\":{i},\"k\":\"k{}\",\"v\":{},\"pad\":\"{}\"}}\n",
+                i % 13,
+                i % 7,
+                "x".repeat((i % 50) as usize)
+            )),
+        }
+    }
+    data.push_str("{\"i\":-1,\"k\":\"last\",\"v\":1}");
+    let toml = r#"[checkpoint]
+every = "5ms"
+[sources.in]
+type = "file"
+path = "in.jsonl"
+on_error = "skip"
+[transforms.f]
+type = "filter"
+inputs = ["in"]
+expr = ".v >= 3"
+[transforms.agg]
+type = "aggregate"
+inputs = ["in"]
+key = ".k"
+aggs = { n = "count", s = "sum(.v)" }
+[sinks.o]
+type = "file"
+inputs = ["f"]
+path = "o.jsonl"
+[sinks.a]
+type = "file"
+inputs = ["agg"]
+path = "a.jsonl"
+"#;
+    let mut outs = Vec::new();
+    for mode in ["0", "1"] {
+        let p = Proj::new();
+        p.write("in.jsonl", &data);
+        p.write("p.toml", toml);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--stats", "s.json", "p.toml"])
+            .current_dir(p.root())
+            .env("WEIR_PARALLEL_PARSE", mode)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
+        let errors = stats["nodes"][0]["errors"].as_u64().unwrap();
+        outs.push((p.read("o.jsonl"), p.read("a.jsonl"), errors));
+    }
+    assert!(outs[0].0 == outs[1].0, "filtered output differs");
+    assert!(outs[0].1 == outs[1].1, "aggregate output differs");
+    assert_eq!(outs[0].2, outs[1].2);
+    assert_eq!(outs[0].2, 42, "bad lines counted");
+}

@@ -435,6 +435,13 @@ fn run_once(
     let spool_dir = store.map(|s| s.dir.clone());
 
     let projections = crate::pipeline::fields::source_projections(spec, g);
+    let spare_cores = match std::env::var("WEIR_PARALLEL_PARSE").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => std::thread::available_parallelism()
+            .map(|c| c.get() > n)
+            .unwrap_or(false),
+    };
     for (i, node) in g.nodes.iter().enumerate() {
         let state = restored_state(restored, &node.name);
         let inputs: Vec<Receiver<Msg>> =
@@ -471,6 +478,9 @@ fn run_once(
                                     .fingerprint_bytes
                                     .unwrap_or(DEFAULT_FINGERPRINT_BYTES),
                                 fields: projections[i].clone(),
+                                // Measured on 2 cores: a parse helper only pays when no other
+                                // stage already keeps the second core busy.
+                                parallel_parse: spare_cores,
                             },
                             ctx.clone(),
                             restored_st,

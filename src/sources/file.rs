@@ -82,6 +82,8 @@ pub struct FileSourceSettings {
     pub fingerprint_bytes: usize,
     /// Top-level fields the pipeline reads (jsonl parses only these); `None`: all.
     pub fields: Option<Vec<Str>>,
+    /// Parse JSON on a helper thread as well (when there are cores to spare).
+    pub parallel_parse: bool,
 }
 
 /// Where bytes come from.
@@ -238,6 +240,43 @@ pub struct FileSource {
     /// Records read since the last pass over the files began (follow).
     pass_progress: bool,
     projector: Option<crate::value::Projector>,
+    parser: Option<ParseHelper>,
+}
+
+type Decoded = Result<Option<Value>, String>;
+
+struct Job {
+    bytes: Vec<u8>,
+    lines: Vec<(usize, usize)>,
+}
+
+/// A thread that decodes JSON lines for the source, so parsing uses a second core.
+struct ParseHelper {
+    jobs: crossbeam_channel::Sender<Job>,
+    results: Receiver<Vec<Decoded>>,
+}
+
+impl ParseHelper {
+    fn start(projector: Option<crate::value::Projector>) -> ParseHelper {
+        let (jobs, job_rx) = bounded::<Job>(1);
+        let (res_tx, results) = bounded::<Vec<Decoded>>(1);
+        let _ = std::thread::Builder::new()
+            .name("weir:parse".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let mut out = Vec::with_capacity(job.lines.len());
+                    let mut pos = 0;
+                    for (len, term) in job.lines {
+                        out.push(decode_jsonl(&job.bytes[pos..pos + len], projector.as_ref()));
+                        pos += len + term;
+                    }
+                    if res_tx.send(out).is_err() {
+                        return;
+                    }
+                }
+            });
+        ParseHelper { jobs, results }
+    }
 }
 
 /// How often `follow` looks for new, rotated and grown files while idle.
@@ -273,6 +312,7 @@ impl FileSource {
             last_scan: std::time::Instant::now(),
             pass_progress: false,
             projector: None,
+            parser: None,
         };
         src.projector = src.s.fields.as_deref().map(crate::value::Projector::new);
         if src.s.pattern == "-" {
@@ -671,69 +711,134 @@ impl FileSource {
         let finish = self.s.at_end == AtEnd::Finish;
         let last = self.is_last_file();
         let jsonl = self.s.format == Format::Jsonl;
+        let mut lines: Vec<(usize, usize)> = Vec::new();
         while consumed < n {
-            let line_no = self.current_line() + 1;
-            let r = self.reader.as_mut().expect("reader open");
-            let data = r.data();
-            let (len, term) = match memchr::memchr(b'\n', data) {
-                Some(i) => (i, 1),
-                None => {
-                    if !r.eof {
-                        match r.fill().map_err(|e| io_stop(&self.s, e))? {
-                            Fill::Data => continue,
-                            Fill::Idle => return Ok((consumed, ReadStatus::Idle)),
-                            Fill::Eof => continue,
+            // 1. The complete lines in the bytes at hand: (length, terminator length).
+            lines.clear();
+            {
+                let r = self.reader.as_mut().expect("reader open");
+                let data = r.data();
+                let mut pos = 0;
+                while lines.len() < n - consumed {
+                    match memchr::memchr(b'\n', &data[pos..]) {
+                        Some(i) => {
+                            lines.push((i, 1));
+                            pos += i + 1;
+                        }
+                        None => {
+                            // A last line without a newline is complete when the input is
+                            // over for good; when it may still grow, wait for the rest of it.
+                            if pos < data.len() && r.eof && (finish || !last) {
+                                lines.push((data.len() - pos, 0));
+                            }
+                            break;
                         }
                     }
-                    if data.is_empty() {
-                        return Ok((consumed, ReadStatus::Eof));
-                    }
-                    // A last line without a newline: complete when the input is over for
-                    // good; when it may still grow, wait for the rest of it.
-                    if !finish && last {
-                        return Ok((consumed, ReadStatus::Eof));
-                    }
-                    (data.len(), 0)
                 }
-            };
-            let offset = r.offset;
-            let line = &data[..len];
-            let decoded = if jsonl {
-                decode_jsonl(line, self.projector.as_ref())
-            } else {
-                decode_line(line).map(Some)
-            };
-            let origin = Origin {
-                source: self.s.node as u32,
-                file: if self.stdin.is_some() {
-                    0
-                } else {
-                    self.cur as u32
-                },
-                line: line_no,
-                offset,
-            };
-            match decoded {
-                Ok(Some(value)) => {
-                    out.push(Record { value, origin });
-                    consumed += 1;
-                }
-                Ok(None) => {}
-                Err(msg) => {
-                    let raw = strip_cr(line).to_vec();
-                    let r = self.reader.as_mut().expect("reader open");
-                    r.consume(len + term);
-                    self.note_position(1);
-                    out.bad(origin, &msg, Some(&raw), None)?;
-                    consumed += 1;
-                    continue;
+                if lines.is_empty() {
+                    if !r.eof {
+                        match r.fill().map_err(|e| io_stop(&self.s, e))? {
+                            Fill::Data | Fill::Eof => continue,
+                            Fill::Idle => return Ok((consumed, ReadStatus::Idle)),
+                        }
+                    }
+                    return Ok((consumed, ReadStatus::Eof));
                 }
             }
-            let r = self.reader.as_mut().expect("reader open");
-            r.consume(len + term);
-            self.note_position(1);
+            // 2. Decode them (on two cores when there are enough).
+            let results = self.decode_lines(&lines, jsonl);
+            // 3. In input order: records out, bad ones to on_error, positions forward.
+            for (&(len, term), res) in lines.iter().zip(results) {
+                let line_no = self.current_line() + 1;
+                let r = self.reader.as_mut().expect("reader open");
+                let origin = Origin {
+                    source: self.s.node as u32,
+                    file: if self.stdin.is_some() {
+                        0
+                    } else {
+                        self.cur as u32
+                    },
+                    line: line_no,
+                    offset: r.offset,
+                };
+                match res {
+                    Ok(Some(value)) => {
+                        r.consume(len + term);
+                        self.note_position(1);
+                        out.push(Record { value, origin });
+                        consumed += 1;
+                    }
+                    Ok(None) => {
+                        r.consume(len + term);
+                        self.note_position(1);
+                    }
+                    Err(msg) => {
+                        let raw = strip_cr(&r.data()[..len]).to_vec();
+                        r.consume(len + term);
+                        self.note_position(1);
+                        out.bad(origin, &msg, Some(&raw), None)?;
+                        consumed += 1;
+                    }
+                }
+            }
         }
         Ok((consumed, ReadStatus::More))
+    }
+
+    /// Decodes consecutive lines at the start of the unconsumed bytes. JSON parsing is the
+    /// most expensive step of most pipelines, so for a large enough batch the later part is
+    /// parsed by a helper thread while this one parses the rest; results come back in order.
+    fn decode_lines(&mut self, lines: &[(usize, usize)], jsonl: bool) -> Vec<Decoded> {
+        let r = self.reader.as_ref().expect("reader open");
+        let data = r.data();
+        let decode_one = |line: &[u8], p: Option<&crate::value::Projector>| -> Decoded {
+            if jsonl {
+                decode_jsonl(line, p)
+            } else {
+                decode_line(line).map(Some)
+            }
+        };
+        let mut out = Vec::with_capacity(lines.len());
+        let split = if jsonl && self.s.parallel_parse && lines.len() >= 256 {
+            lines.len() * 45 / 100
+        } else {
+            lines.len()
+        };
+        let mut pos = 0;
+        for &(len, term) in &lines[..split] {
+            out.push(decode_one(&data[pos..pos + len], self.projector.as_ref()));
+            pos += len + term;
+        }
+        if split == lines.len() {
+            return out;
+        }
+        // The rest goes to the helper as one copied block (tens of kB; parsing it costs
+        // far more than the copy).
+        let end = pos + lines[split..].iter().map(|(l, t)| l + t).sum::<usize>();
+        let job = Job {
+            bytes: data[pos..end].to_vec(),
+            lines: lines[split..].to_vec(),
+        };
+        let helper = self
+            .parser
+            .get_or_insert_with(|| ParseHelper::start(self.projector.clone()));
+        let reply = helper
+            .jobs
+            .send(job)
+            .ok()
+            .and_then(|_| helper.results.recv().ok());
+        match reply {
+            Some(rest) => out.extend(rest),
+            None => {
+                // The helper is gone: decode here.
+                let mut p = pos;
+                for &(len, term) in &lines[split..] {
+                    out.push(decode_one(&data[p..p + len], self.projector.as_ref()));
+                    p += len + term;
+                }
+            }
+        }
+        out
     }
 
     fn read_csv(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
