@@ -3753,7 +3753,7 @@ fn parallel_parsing_gives_the_same_output_as_serial_parsing() {
     for i in 0..20_000u32 {
         match i % 997 {
             0 => data.push_str("{broken\n"),
-            1 => data.push_str("\n"),
+            1 => data.push('\n'),
             2 => data.push_str("[1,2]\n"),
             _ => data.push_str(&format!(
                 "{{\"i\":{i},\"k\":\"k{}\",\"v\":{},\"pad\":\"{}\"}}\n",
