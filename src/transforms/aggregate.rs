@@ -143,8 +143,9 @@ impl Operator for Aggregate {
         self.finished = true;
         self.expire();
         if self.emit == Emit::Final {
-            let mut keys: Vec<&Value> = self.groups.keys().collect();
-            keys.sort();
+            let mut keys: Vec<(&Value, &Group)> = self.groups.iter().collect();
+            sort_by_key_value(&mut keys);
+            let keys: Vec<&Value> = keys.into_iter().map(|k| k.0).collect();
             for k in keys {
                 let value = self.result(k, &self.groups[k]);
                 out.push(Record {
@@ -207,11 +208,21 @@ impl Operator for Aggregate {
     }
 }
 
+/// Sorts entries by key in jq's order; string keys (the usual case) compare as plain strings,
+/// which is the same order and much cheaper for millions of keys.
+fn sort_by_key_value<T>(entries: &mut [(&Value, T)]) {
+    if entries.iter().all(|e| matches!(e.0, Value::Str(_))) {
+        entries.sort_unstable_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+    } else {
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+}
+
 /// `{"finished":..,"clock":..,"groups":[[key,last_seen,acc,...],...]}`, groups sorted by key
 /// so the bytes never depend on hash order.
 fn encode_state(finished: bool, clock: i64, groups: &HashMap<Value, Group>) -> Vec<u8> {
     let mut keys: Vec<(&Value, &Group)> = groups.iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    sort_by_key_value(&mut keys);
     let mut out = Vec::with_capacity(64 + keys.len() * 48);
     out.extend_from_slice(
         format!("{{\"finished\":{finished},\"clock\":{clock},\"groups\":[").as_bytes(),
