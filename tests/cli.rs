@@ -3814,3 +3814,47 @@ path = "a.jsonl"
     assert_eq!(outs[0].2, outs[1].2);
     assert_eq!(outs[0].2, 42, "bad lines counted");
 }
+
+/// A second SIGINT during the final checkpoint exits at once (130) without waiting for it;
+/// the checkpoints already on disk stay valid, and `resume` works from them.
+#[test]
+fn a_second_sigint_exits_at_once_and_leaves_valid_checkpoints() {
+    let p = Proj::new();
+    p.write(
+        "p.toml",
+        r#"name = "twice"
+[checkpoint]
+every = "200ms"
+[sources.g]
+type = "generate"
+keys = 5000000
+seed = 3
+[transforms.per_user]
+type = "aggregate"
+inputs = ["g"]
+key = ".user"
+aggs = { n = "count" }
+[sinks.o]
+type = "file"
+inputs = ["per_user"]
+path = "o.jsonl"
+"#,
+    );
+    let mut bg = p.spawn("run", &["run", "p.toml"], Stdio::null());
+    // Let it build up a few hundred thousand keys, so the final checkpoint takes a while.
+    std::thread::sleep(Duration::from_millis(2500));
+    bg.signal(2);
+    std::thread::sleep(Duration::from_millis(30));
+    bg.signal(2);
+    let code = bg.wait_for(Duration::from_secs(20));
+    let err = bg.stderr_str();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("stopping at once"), "{err}");
+    for c in ckpts_in(&p.p(".weir/twice")) {
+        let o = p.weir(&["inspect", ".weir/twice"]);
+        o.expect_code(0);
+        assert!(c.exists());
+    }
+    let listing = p.weir(&["checkpoints", "p.toml"]).stdout_str();
+    assert!(!listing.contains("INVALID"), "{listing}");
+}
