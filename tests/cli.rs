@@ -3858,3 +3858,57 @@ path = "o.jsonl"
     let listing = p.weir(&["checkpoints", "p.toml"]).stdout_str();
     assert!(!listing.contains("INVALID"), "{listing}");
 }
+
+/// Binary garbage in every format under every on_error: never a panic; exit 0, or 3 under
+/// `fail`, with a message that names the place.
+#[test]
+fn garbage_in_every_format_never_panics() {
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    let mut bytes = Vec::new();
+    for i in 0..40_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Mostly printable with separators, sometimes raw bytes and quotes.
+        let b = match x % 11 {
+            0 => b'\n',
+            1 => b',',
+            2 => b'"',
+            3 => b'\t',
+            4 => (x >> 8) as u8,
+            5 => b'{',
+            6 => b'}',
+            _ => b'a' + (x % 26) as u8,
+        };
+        bytes.push(b);
+        if i % 5000 == 0 {
+            bytes.extend_from_slice(b"\r\n\xff\xfe\x00\n");
+        }
+    }
+    for format in ["jsonl", "csv", "tsv", "lines"] {
+        for on_error in ["skip", "dead_letter", "fail"] {
+            let p = Proj::new();
+            p.write("in.dat", &bytes);
+            let dl = if on_error == "dead_letter" {
+                "dead_letter = \"bad.jsonl\"\n"
+            } else {
+                ""
+            };
+            p.write(
+                "p.toml",
+                format!(
+                    "[checkpoint]\nevery = \"off\"\n[sources.in]\ntype = \"file\"\npath = \"in.dat\"\nformat = \"{format}\"\non_error = \"{on_error}\"\n{dl}[sinks.o]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"o.jsonl\"\n"
+                ),
+            );
+            let o = p.weir(&["run", "p.toml"]);
+            o.expect_no_panic();
+            if on_error == "fail" {
+                // The garbage holds invalid UTF-8 and broken records in every format.
+                o.expect_code(3);
+                assert!(o.stderr.contains("byte offset"), "{}", o.stderr);
+            } else {
+                o.expect_code(0);
+            }
+        }
+    }
+}

@@ -162,4 +162,32 @@ mod tests {
             r#"{"line":"x"}"#
         );
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes, decoding gives a record, a skip or an error: never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = decode_jsonl(&bytes, None);
+            let p = Projector::new(&[Str::new("a"), Str::new("b")]);
+            let full = decode_jsonl(&bytes, None);
+            let projected = decode_jsonl(&bytes, Some(&p));
+            // Projection never changes whether a line is bad.
+            proptest::prop_assert_eq!(full.is_err(), projected.is_err());
+            let _ = decode_line(&bytes);
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                let _ = infer(s);
+            }
+        }
+
+        /// Near-JSON text (what corrupt logs look like) is as safe as random bytes.
+        #[test]
+        fn mangled_json_never_panics(
+            s in r#"\{("[a-z]{0,3}":( ?-?[0-9]{0,4}(\.[0-9]{0,3})?|"[^"]{0,5}"|\[[0-9,]{0,6}\]|null|tru|\{"x":1\}),?){0,5}\}?"#
+        ) {
+            let p = Projector::new(&[Str::new("a")]);
+            let full = decode_jsonl(s.as_bytes(), None);
+            let projected = decode_jsonl(s.as_bytes(), Some(&p));
+            proptest::prop_assert_eq!(full.is_err(), projected.is_err());
+        }
+    }
 }
