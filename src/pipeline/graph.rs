@@ -194,6 +194,25 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
         }
     }
 
+    // A pipeline reads something and writes somewhere.
+    let has = |k: Kind| spec.nodes.iter().any(|x| x.kind == k);
+    if spec.problems.is_empty() {
+        if !has(Kind::Source) {
+            c.at(
+                0..0,
+                None,
+                "the pipeline has no source: add a [sources.NAME] table",
+            );
+        }
+        if !has(Kind::Sink) {
+            c.at(
+                0..0,
+                None,
+                "the pipeline has no sink: add a [sinks.NAME] table (path = \"-\" is stdout)",
+            );
+        }
+    }
+
     // Topological order (Kahn), ties broken by file order so `explain` is stable.
     let mut indeg = vec![0usize; n];
     for w in &wires {
