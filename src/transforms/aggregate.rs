@@ -24,6 +24,9 @@ pub struct Aggregate {
     finished: bool,
     key_name: Str,
     args: Vec<Option<Value>>,
+    /// State from a checkpoint, decoded only when a record or the end of the stream needs it:
+    /// a cron run with nothing new hands the same bytes to its final checkpoint untouched.
+    restored: Option<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -50,6 +53,7 @@ impl Aggregate {
             finished: false,
             key_name: Str::new("key"),
             args: Vec::new(),
+            restored: None,
         }
     }
 
@@ -76,6 +80,10 @@ impl Aggregate {
 
 impl Operator for Aggregate {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        self.materialize()?;
         for r in batch.records {
             let key = match eval_key(&self.key, &r.value) {
                 Ok(k) => k,
@@ -137,6 +145,7 @@ impl Operator for Aggregate {
     }
 
     fn finish(&mut self, out: &mut Output) -> StageResult {
+        self.materialize()?;
         if self.finished {
             return Ok(());
         }
@@ -158,10 +167,16 @@ impl Operator for Aggregate {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        if let Some(raw) = &self.restored {
+            return Ok(raw.clone());
+        }
         Ok(encode_state(self.finished, self.clock, &self.groups))
     }
 
     fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {
+        if self.restored.is_some() {
+            return None;
+        }
         // Small state is cheaper to encode in place than to copy.
         if self.groups.len() < 10_000 {
             return None;
@@ -172,6 +187,21 @@ impl Operator for Aggregate {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.restored = Some(state.to_vec());
+        Ok(())
+    }
+}
+
+impl Aggregate {
+    /// Decodes the restored state, if it has not been yet.
+    fn materialize(&mut self) -> Result<(), Error> {
+        match self.restored.take() {
+            Some(raw) => self.decode_state(&raw),
+            None => Ok(()),
+        }
+    }
+
+    fn decode_state(&mut self, state: &[u8]) -> Result<(), Error> {
         let bad = |m: String| Error::runtime(format!("aggregate state in checkpoint: {m}"));
         let v = Value::from_json(state).map_err(bad)?;
         let field = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
