@@ -166,7 +166,8 @@ impl Value {
         }
     }
 
-    fn rank(&self) -> u8 {
+    /// Position of the value's type in jq's order (null < false < true < numbers < ...).
+    pub(crate) fn rank(&self) -> u8 {
         match self {
             Value::Null => 0,
             Value::Bool(false) => 1,

@@ -770,15 +770,7 @@ pub(crate) fn is_in(v: &Value, xs: &Value) -> R {
 }
 
 fn kind(v: &Value) -> u8 {
-    match v {
-        Value::Null => 0,
-        Value::Bool(false) => 1,
-        Value::Bool(true) => 2,
-        Value::Int(_) | Value::Float(_) => 3,
-        Value::Str(_) => 4,
-        Value::Array(_) => 5,
-        Value::Object(_) => 6,
-    }
+    v.rank()
 }
 
 fn contains_rec(a: &Value, b: &Value) -> bool {

@@ -538,34 +538,29 @@ fn run_once(
                 }
                 Ok(Built::Stage(op, inputs, out, None))
             }
-            (Role::Spec(si), _) => {
-                let ns = &spec.nodes[*si];
-                let NodeConfig::FileSink(c) = &ns.config else {
-                    return Err(Error::runtime(format!("node '{}' is not a sink", ns.name)));
+            (role, _) => {
+                // A file sink of the pipeline, or a source's dead-letter file.
+                let (path, format, delivery) = match role {
+                    Role::Spec(si) => match &spec.nodes[*si].config {
+                        NodeConfig::FileSink(c) => (
+                            spec.resolve(&c.path),
+                            sink_format(&c.path, c.format),
+                            c.delivery.unwrap_or(Delivery::AtLeastOnce),
+                        ),
+                        _ => {
+                            return Err(Error::runtime(format!(
+                                "node '{}' is not a sink",
+                                node.name
+                            )))
+                        }
+                    },
+                    Role::DeadLetter { path, .. } => {
+                        (path.clone(), Format::Jsonl, Delivery::AtLeastOnce)
+                    }
                 };
-                let st = sink_state(state, &ns.name)?;
-                let sink = FileSink::open(
-                    &ns.name,
-                    spec.resolve(&c.path),
-                    sink_format(&c.path, c.format),
-                    c.delivery.unwrap_or(Delivery::AtLeastOnce),
-                    spool_dir.clone(),
-                    st,
-                )?;
-                let (ctx_tx, crx) = unbounded();
-                commits.push(ctx_tx);
-                Ok(Built::Stage(Box::new(sink), inputs, out, Some(crx)))
-            }
-            (Role::DeadLetter { path, .. }, _) => {
                 let st = sink_state(state, &node.name)?;
-                let sink = FileSink::open(
-                    &node.name,
-                    path.clone(),
-                    Format::Jsonl,
-                    Delivery::AtLeastOnce,
-                    spool_dir.clone(),
-                    st,
-                )?;
+                let sink =
+                    FileSink::open(&node.name, path, format, delivery, spool_dir.clone(), st)?;
                 let (ctx_tx, crx) = unbounded();
                 commits.push(ctx_tx);
                 Ok(Built::Stage(Box::new(sink), inputs, out, Some(crx)))
