@@ -264,11 +264,33 @@ path = "out.jsonl"
     assert_eq!(lines_out(dir), ["a", "b", "c", "d", "e"]);
 }
 
+/// Waits (up to 20 s) until the output holds `n` lines; follow flushes at each checkpoint.
+fn wait_for_lines(dir: &Path, n: usize) -> Vec<String> {
+    let t = std::time::Instant::now();
+    loop {
+        let got = lines_out(dir);
+        if got.len() >= n || t.elapsed() > std::time::Duration::from_secs(20) {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn follow_reads_growth_and_rotation_until_a_signal() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     pipeline(dir);
+    std::fs::write(
+        dir.join("p.toml"),
+        std::fs::read_to_string(dir.join("p.toml"))
+            .unwrap()
+            .replace(
+                "name = \"rot\"",
+                "name = \"rot\"\n[checkpoint]\nevery = \"100ms\"",
+            ),
+    )
+    .unwrap();
     let log = dir.join("logs/app.log");
     append(&log, "a1\n");
     let mut child = Command::new(weir())
@@ -276,16 +298,15 @@ fn follow_reads_growth_and_rotation_until_a_signal() {
         .current_dir(dir)
         .spawn()
         .unwrap();
-    let pause = || std::thread::sleep(std::time::Duration::from_millis(400));
-    pause();
+    assert_eq!(wait_for_lines(dir, 1), ["a1"]);
     append(&log, "a2\n");
-    pause();
+    assert_eq!(wait_for_lines(dir, 2), ["a1", "a2"]);
     std::fs::rename(&log, dir.join("logs/app.log.1")).unwrap();
     append(&log, "b1\n");
     append(&dir.join("logs/app.log.1"), "a3\n");
-    pause();
+    wait_for_lines(dir, 4);
     append(&log, "b2\n");
-    pause();
+    wait_for_lines(dir, 5);
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
