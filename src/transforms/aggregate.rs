@@ -6,8 +6,9 @@
 use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec};
 use crate::error::Error;
 use crate::expr::Expr;
+use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::Emit;
-use crate::runtime::message::{Batch, Origin, Record};
+use crate::runtime::message::{Batch, Origin, Record, END_SEQ};
 use crate::runtime::stage::{Operator, Output, StageResult};
 use crate::value::{Map, Str, Value};
 use std::collections::HashMap;
@@ -155,14 +156,21 @@ impl Operator for Aggregate {
             let mut keys: Vec<(&Value, &Group)> = self.groups.iter().collect();
             sort_by_key_value(&mut keys);
             let keys: Vec<&Value> = keys.into_iter().map(|k| k.0).collect();
-            for k in keys {
+            for (i, k) in keys.into_iter().enumerate() {
                 let value = self.result(k, &self.groups[k]);
                 out.push(Record {
                     value,
                     origin: Origin::default(),
                 });
+                // Final results leave in batches too, not as one batch of every key.
+                if (i + 1) % BATCH_SIZE == 0 {
+                    out.flush(END_SEQ)?;
+                }
             }
         }
+        // A finished aggregate is never resumed (`resume` of a finished run does nothing), so
+        // its groups can go, and the final checkpoint stays small.
+        self.groups = HashMap::new();
         Ok(())
     }
 

@@ -12,7 +12,8 @@
 use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec, Func};
 use crate::error::Error;
 use crate::expr::Expr;
-use crate::runtime::message::{Batch, Origin, Record};
+use crate::pipeline::graph::BATCH_SIZE;
+use crate::runtime::message::{Batch, Origin, Record, END_SEQ};
 use crate::runtime::stage::{Operator, Output, StageResult};
 use crate::time::window::{sessions_meet, Assigner};
 use crate::time::{format_millis, TimeExpr};
@@ -288,8 +289,11 @@ impl Operator for Window {
         }
         self.finished = true;
         let open = std::mem::take(&mut self.open);
-        for (k, accs) in &open {
+        for (i, (k, accs)) in open.iter().enumerate() {
             self.emit(out, k, accs, Origin::default());
+            if (i + 1) % BATCH_SIZE == 0 {
+                out.flush(END_SEQ)?;
+            }
         }
         self.fired.clear();
         self.sessions.clear();
