@@ -34,7 +34,7 @@ for d in ref crash; do
   cat > "$tmp/$d/p.toml" <<TOML
 name = "crashtest"
 [checkpoint]
-every = "40ms"
+every = "10ms"
 retain = 3
 
 [sources.ev]
@@ -75,7 +75,8 @@ echo "crashtest: $records records, up to $kills kills, seed $seed ($profile buil
 t0=$(date +%s.%N)
 "$W" run -q "$tmp/ref/p.toml"
 t1=$(date +%s.%N)
-echo "crashtest: uninterrupted run took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+ref_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')
+echo "crashtest: uninterrupted run took ${ref_ms} ms"
 
 RANDOM=$seed
 survived=0; corrupted=0; runs=0
@@ -85,8 +86,12 @@ while :; do
   "$W" resume --or-start "$tmp/crash/p.toml" 2>>"$tmp/stderr.log" &
   pid=$!
   if [ "$survived" -lt "$kills" ]; then
-    # Kill somewhere between 20 ms and ~1 s into the run.
-    sleep "0.$(printf '%03d' $((20 + RANDOM % 900)))"
+    # Kill 3-20 % of an uninterrupted run's time into this one (at least 15 ms): late enough
+    # for checkpoints to complete (every 10 ms), early enough for many kills, whatever the
+    # build's speed.
+    ms=$(( ref_ms * (3 + RANDOM % 18) / 100 ))
+    [ "$ms" -lt 15 ] && ms=15
+    sleep "$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')"
     kill -9 "$pid" 2>/dev/null
   fi
   { wait "$pid"; } 2>/dev/null; code=$?
@@ -105,10 +110,13 @@ while :; do
       echo "crashtest: corrupted $(basename "$newest")"
     fi
   fi
-  if [ "$runs" -gt $((kills + 20)) ]; then echo "crashtest: no progress"; exit 1; fi
+  if [ "$runs" -gt $((kills + 40)) ]; then echo "crashtest: no progress"; exit 1; fi
 done
 
 fail=0
+if [ "$survived" -lt $(( kills / 2 )) ]; then
+  echo "crashtest: only $survived kills landed (wanted about $kills): the test proved little"; fail=1
+fi
 for f in errors.jsonl users.csv bad.jsonl; do
   if cmp -s "$tmp/ref/out/$f" "$tmp/crash/out/$f"; then
     echo "crashtest: $f identical ($(wc -l < "$tmp/ref/out/$f") lines)"
@@ -116,6 +124,9 @@ for f in errors.jsonl users.csv bad.jsonl; do
     echo "crashtest: $f DIFFERS"; cmp "$tmp/ref/out/$f" "$tmp/crash/out/$f" || true; fail=1
   fi
 done
+if [ "$corrupted" = 0 ]; then
+  echo "crashtest: never had two checkpoints to corrupt one of: the runs did not resume from checkpoints"; fail=1
+fi
 if [ "$corrupted" = 1 ] && ! grep -q "not valid, skipping" "$tmp/stderr.log"; then
   echo "crashtest: the corrupted checkpoint was not reported"; fail=1
 fi
