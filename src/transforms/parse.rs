@@ -10,6 +10,8 @@ pub struct Parse {
     pub field: String,
     pub regex: Regex,
     names: Vec<(usize, Str)>,
+    /// The groups of the current record, reused from record to record.
+    values: Vec<Value>,
 }
 
 impl Parse {
@@ -23,6 +25,7 @@ impl Parse {
             field,
             regex,
             names,
+            values: Vec::new(),
         }
     }
 }
@@ -31,34 +34,35 @@ impl Operator for Parse {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
         let mut locs = self.regex.capture_locations();
         for mut r in batch.records {
-            let text = match r.value.field(&self.field) {
-                Some(Value::Str(s)) => s.clone(),
-                Some(other) => {
-                    let msg = format!(
-                        "field `{}` is {}, not a string",
-                        self.field,
-                        other.type_name()
-                    );
-                    out.bad(r.origin, &msg, None, Some(r.value))?;
-                    continue;
+            // The captured groups become new values; the field itself is only borrowed.
+            let matched = match r.value.field(&self.field) {
+                Some(Value::Str(text)) => {
+                    if self.regex.captures_read(&mut locs, text).is_some() {
+                        self.values.clear();
+                        for (i, _) in &self.names {
+                            self.values.push(match locs.get(*i) {
+                                Some((a, b)) => Value::str(&text[a..b]),
+                                None => Value::Null,
+                            });
+                        }
+                        Ok(())
+                    } else {
+                        Err(format!("field `{}` does not match the regex", self.field))
+                    }
                 }
-                None => {
-                    let msg = format!("the record has no field `{}`", self.field);
-                    out.bad(r.origin, &msg, None, Some(r.value))?;
-                    continue;
-                }
+                Some(other) => Err(format!(
+                    "field `{}` is {}, not a string",
+                    self.field,
+                    other.type_name()
+                )),
+                None => Err(format!("the record has no field `{}`", self.field)),
             };
-            if self.regex.captures_read(&mut locs, &text).is_none() {
-                let msg = format!("field `{}` does not match the regex", self.field);
+            if let Err(msg) = matched {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
             if let Value::Object(m) = &mut r.value {
-                for (i, name) in &self.names {
-                    let v = match locs.get(*i) {
-                        Some((a, b)) => Value::str(&text[a..b]),
-                        None => Value::Null,
-                    };
+                for ((_, name), v) in self.names.iter().zip(self.values.drain(..)) {
                     m.insert(name.clone(), v);
                 }
             }
