@@ -439,3 +439,13 @@ pub fn node_stats<'a>(stats: &'a serde_json::Value, node: &str) -> &'a serde_jso
         .find(|n| n["node"] == node)
         .unwrap_or_else(|| panic!("no node {node} in stats: {stats}"))
 }
+
+/// Runs weir in `dir` with `FAILPOINTS` set to `fail_points` (or unset) and waits for it.
+pub fn run_weir(dir: &Path, args: &[&str], fail_points: Option<&str>) -> std::process::Output {
+    let mut c = std::process::Command::new(weir_bin());
+    c.args(args).current_dir(dir).env_remove("FAILPOINTS");
+    if let Some(fp) = fail_points {
+        c.env("FAILPOINTS", fp);
+    }
+    c.output().expect("weir runs")
+}

@@ -4,20 +4,11 @@
 //! command); without it these tests are not compiled.
 #![cfg(feature = "failpoints")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn weir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
-}
+use std::path::Path;
+use std::process::Output;
 
 fn run(dir: &Path, args: &[&str], fail_points: Option<&str>) -> Output {
-    let mut c = Command::new(weir());
-    c.args(args).current_dir(dir).env_remove("FAILPOINTS");
-    if let Some(fp) = fail_points {
-        c.env("FAILPOINTS", fp);
-    }
-    c.output().expect("weir runs")
+    crate::common::run_weir(dir, args, fail_points)
 }
 
 /// A pipeline with fan-out, a filter+map branch, a keyed aggregate, a dead-letter file and

@@ -8,16 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn weir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+    crate::common::weir_bin()
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(weir())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FAILPOINTS")
-        .output()
-        .expect("weir runs")
+    crate::common::run_weir(dir, args, None)
 }
 
 fn cron(dir: &Path) -> String {
