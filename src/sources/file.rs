@@ -284,7 +284,7 @@ const SCAN_EVERY: Duration = Duration::from_millis(250);
 
 struct CsvState {
     /// Bytes consumed by the CSV parser beyond the last record it returned.
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<OwnedFeed>,
     base: u64,
     base_line: u64,
 }
@@ -674,11 +674,9 @@ impl FileSource {
     fn note_position(&mut self, lines: u64) {
         let Some(r) = &self.reader else { return };
         if let Some(st) = &mut self.stdin {
+            // The CRC of what was consumed is finalised at snapshots, not per line.
             st.consumed = r.offset;
             st.line += lines;
-            if let Some(h) = &r.crc {
-                st.crc = h.clone().finalize();
-            }
         } else if let Some(f) = self.files.get_mut(self.cur) {
             f.offset = r.offset;
             f.line += lines;
@@ -851,7 +849,16 @@ impl FileSource {
             let r = self.reader.take().expect("reader open");
             let base = r.offset;
             let base_line = self.current_line();
-            let boxed: Box<dyn Read + Send> = Box::new(OwnedFeed { r });
+            let mut r = r;
+            // Stdin's CRC must cover exactly the bytes of the records returned, not the
+            // parser's read-ahead: the feed hashes them once the parser is past them.
+            let crc = r.crc.take();
+            let boxed = OwnedFeed {
+                pending_start: r.offset,
+                r,
+                crc,
+                pending: Vec::new(),
+            };
             // Records end at `\n` only (a CRLF's `\r` is taken off the last field below): with
             // its CRLF mode the csv crate places each record's start on the previous `\n`,
             // which would put every line number and offset one off.
@@ -968,6 +975,9 @@ impl FileSource {
 
     fn set_csv_position(&mut self, pos: u64, lines_total: u64) {
         if let Some(st) = &mut self.stdin {
+            if let Some(cs) = &mut self.csv {
+                cs.reader.get_mut().commit(pos);
+            }
             st.consumed = pos;
             st.line = lines_total;
         } else if let Some(f) = self.files.get_mut(self.cur) {
@@ -1004,11 +1014,36 @@ fn csv_text(rec: &csv::ByteRecord, delim: u8) -> Vec<u8> {
 /// Owns the reader for the CSV parser.
 struct OwnedFeed {
     r: Reader,
+    /// Stdin only: CRC of the bytes before `pending_start`, and the bytes handed to the
+    /// parser since then.
+    crc: Option<crc32fast::Hasher>,
+    pending: Vec<u8>,
+    pending_start: u64,
+}
+
+impl OwnedFeed {
+    /// The parser has consumed everything before `pos`: fold those bytes into the CRC.
+    fn commit(&mut self, pos: u64) {
+        if let Some(h) = &mut self.crc {
+            let k = (pos.saturating_sub(self.pending_start) as usize).min(self.pending.len());
+            h.update(&self.pending[..k]);
+            self.pending.drain(..k);
+            self.pending_start += k as u64;
+        }
+    }
+
+    fn crc(&self) -> Option<u32> {
+        self.crc.as_ref().map(|h| h.clone().finalize())
+    }
 }
 
 impl Read for OwnedFeed {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        CsvFeed { r: &mut self.r }.read(out)
+        let n = CsvFeed { r: &mut self.r }.read(out)?;
+        if self.crc.is_some() {
+            self.pending.extend_from_slice(&out[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -1087,6 +1122,15 @@ impl Source for FileSource {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        // Stdin: the CRC of exactly the bytes consumed so far.
+        let crc = match (&self.reader, &self.csv) {
+            (Some(r), _) => r.crc.as_ref().map(|h| h.clone().finalize()),
+            (None, Some(cs)) => cs.reader.get_ref().crc(),
+            _ => None,
+        };
+        if let (Some(st), Some(c)) = (&mut self.stdin, crc) {
+            st.crc = c;
+        }
         let st = FileSourceState {
             files: self.files.iter().filter(|f| !f.gone).cloned().collect(),
             stdin: self.stdin.clone(),
