@@ -61,7 +61,9 @@ pub struct Cut {
 struct CutInner {
     /// (checkpoint id, batch number before which its barrier goes).
     request: Option<(u64, u64)>,
-    /// The last batch number each source announced (ended ones included).
+    /// The last batch number each source announced. A source that ended stays here: records
+    /// it sent before its end may still be on their way to a merge, so a later cut must lie
+    /// beyond them too.
     announced: Vec<(usize, u64)>,
 }
 
@@ -103,10 +105,6 @@ impl Cut {
         let at = c.announced.iter().map(|a| a.1).max().unwrap_or(0) + 1;
         c.request = Some((id, at));
     }
-
-    /// A source that ended keeps its last batch number here: records it sent before its end
-    /// may still be on their way to a merge, so a later cut must lie beyond them too.
-    pub fn ended(&self, _node: usize) {}
 }
 
 pub struct SourceDriver {
@@ -126,7 +124,6 @@ impl SourceDriver {
         if let Err(Stop::Failed(e)) = r {
             ctx.fail(self.node, e);
         }
-        self.cut.ended(self.node);
     }
 
     fn drive(&mut self, ctx: &Context) -> StageResult {
@@ -190,7 +187,6 @@ impl SourceDriver {
         if let Some(id) = self.cut.pending(self.emitted) {
             self.barrier(id)?;
         }
-        self.cut.ended(self.node);
         let state = self.source.snapshot()?;
         let _ = ctx.reports.send(Report::Ended {
             node: self.node,
