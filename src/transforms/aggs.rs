@@ -112,7 +112,7 @@ impl Acc {
 
     /// Whether `update` would accept `v`; checked for every aggregate before any is updated,
     /// so a bad record leaves the state untouched.
-    pub fn check(&self, v: Option<&Value>, func: Func) -> Result<(), String> {
+    pub fn check(v: Option<&Value>, func: Func) -> Result<(), String> {
         match (func, v) {
             (Func::Sum | Func::Avg, Some(x))
                 if !matches!(x, Value::Null) && x.as_f64().is_none() =>
@@ -338,11 +338,17 @@ pub fn eval_args(
     Ok(())
 }
 
+/// Whether every aggregate would accept its argument (no state needed).
+pub fn check_args(specs: &[AggSpec], args: &[Option<Value>]) -> Result<(), String> {
+    for (spec, a) in specs.iter().zip(args) {
+        Acc::check(a.as_ref(), spec.func)?;
+    }
+    Ok(())
+}
+
 /// Checks every argument, then folds them all in: all or nothing.
 pub fn fold(specs: &[AggSpec], accs: &mut [Acc], args: &[Option<Value>]) -> Result<(), String> {
-    for ((spec, acc), a) in specs.iter().zip(accs.iter()).zip(args) {
-        acc.check(a.as_ref(), spec.func)?;
-    }
+    check_args(specs, args)?;
     for (acc, a) in accs.iter_mut().zip(args) {
         acc.update(a.as_ref());
     }
@@ -372,8 +378,8 @@ mod tests {
         assert_eq!(a.result().to_json_string(), "5");
         a.update(Some(&Value::Float(0.5)));
         assert_eq!(a.result().to_json_string(), "5.5");
-        assert!(a.check(Some(&Value::str("x")), Func::Sum).is_err());
-        assert!(a.check(Some(&Value::Null), Func::Sum).is_ok());
+        assert!(Acc::check(Some(&Value::str("x")), Func::Sum).is_err());
+        assert!(Acc::check(Some(&Value::Null), Func::Sum).is_ok());
         let mut m = Acc::new(Func::Max);
         m.update(Some(&Value::Int(2)));
         m.update(Some(&Value::Float(7.5)));

@@ -9,7 +9,7 @@
 //! fires again at once; a record all of whose windows are past that is late: it goes to the
 //! `.late` side output and is counted.
 
-use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec, Func};
+use super::aggs::{check_args, eval_args, eval_key, fold, Acc, AggSpec, Func};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
@@ -254,9 +254,8 @@ impl Operator for Window {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
-            // Check the values once against fresh accumulators, so no window is half-updated.
-            let mut check = self.new_accs();
-            if let Err(msg) = fold(&self.specs, &mut check, &self.args) {
+            // Check the values once up front, so no window is half-updated.
+            if let Err(msg) = check_args(&self.specs, &self.args) {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
