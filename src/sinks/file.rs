@@ -51,6 +51,10 @@ pub struct FileSink {
     /// Spool positions of the snapshots taken and not yet committed, oldest first.
     pending: std::collections::VecDeque<u64>,
     spool_path: Option<PathBuf>,
+    /// CSV/TSV: the writer, kept for the sink's life, and a scratch buffer for one cell.
+    csv: Option<csv::Writer<Vec<u8>>>,
+    csv_copied: usize,
+    cell: Vec<u8>,
 }
 
 impl FileSink {
@@ -109,6 +113,9 @@ impl FileSink {
             released: st.released.unwrap_or(0),
             pending: std::collections::VecDeque::new(),
             spool_path,
+            csv: None,
+            csv_copied: 0,
+            cell: Vec::new(),
         };
         // The marker ("from upto") is written before each release, so it is ahead of the
         // checkpoint's figure. "from < upto" means a run died while writing that chunk.
@@ -203,17 +210,22 @@ impl FileSink {
                 v.type_name()
             ))));
         };
+        let same = self.header.as_ref().is_some_and(|h| {
+            h.len() == m.len() && h.iter().zip(m.keys()).all(|(a, b)| a == b.as_str())
+        });
         let delim = if self.format == Format::Tsv {
             b'\t'
         } else {
             b','
         };
-        let same = self.header.as_ref().is_some_and(|h| {
-            h.len() == m.len() && h.iter().zip(m.keys()).all(|(a, b)| a == b.as_str())
+        // One writer for the sink's life (it owns an 8 kB buffer); cells are written as bytes,
+        // strings as they are and other values as JSON, without a String per cell.
+        let w = self.csv.get_or_insert_with(|| {
+            csv::WriterBuilder::new()
+                .delimiter(delim)
+                .from_writer(Vec::new())
         });
-        let mut w = csv::WriterBuilder::new()
-            .delimiter(delim)
-            .from_writer(&mut self.buf);
+        let cell = &mut self.cell;
         let r = (|| -> csv::Result<()> {
             if !same {
                 // A new set of fields starts a new block with its own header, as Miller's
@@ -223,12 +235,30 @@ impl FileSink {
                 }
                 w.write_record(m.keys().map(|k| k.as_bytes()))?;
             }
-            let cells: Vec<String> = m.values().map(|x| x.to_plain_string()).collect();
-            w.write_record(&cells)?;
+            for x in m.values() {
+                match x {
+                    Value::Str(s) => w.write_field(s.as_bytes())?,
+                    Value::Null => w.write_field(b"")?,
+                    other => {
+                        cell.clear();
+                        other.write_json(cell);
+                        w.write_field(&cell[..])?;
+                    }
+                }
+            }
+            w.write_record(None::<&[u8]>)?;
             w.flush()?;
             Ok(())
         })();
-        drop(w);
+        // Copy out what this record added; start a fresh writer now and then, at a record
+        // boundary, so its output buffer stays small.
+        let written = w.get_ref();
+        self.buf.extend_from_slice(&written[self.csv_copied..]);
+        self.csv_copied = written.len();
+        if self.csv_copied > 1 << 20 {
+            self.csv = None;
+            self.csv_copied = 0;
+        }
         if !same {
             self.header = Some(m.keys().map(|k| k.to_string()).collect());
         }
