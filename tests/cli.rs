@@ -3788,15 +3788,22 @@ type = "file"
 inputs = ["agg"]
 path = "a.jsonl"
 "#;
+    let toml = toml.replace(
+        "on_error = \"skip\"",
+        "on_error = \"dead_letter\"\ndead_letter = \"bad.jsonl\"",
+    );
     let mut outs = Vec::new();
-    for mode in ["0", "1"] {
+    // (helper thread for streams, decode pool threads for mapped files): none, the fork-join
+    // helper, and pools of 1 and 3 threads.
+    for (helper, pool) in [("0", "0"), ("1", "0"), ("0", "1"), ("0", "3")] {
         let p = Proj::new();
         p.write("in.jsonl", &data);
-        p.write("p.toml", toml);
+        p.write("p.toml", &toml);
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["run", "--stats", "s.json", "p.toml"])
             .current_dir(p.root())
-            .env("WEIR_PARALLEL_PARSE", mode)
+            .env("WEIR_PARALLEL_PARSE", helper)
+            .env("WEIR_PARSE_THREADS", pool)
             .output()
             .unwrap();
         assert_eq!(
@@ -3807,12 +3814,19 @@ path = "a.jsonl"
         );
         let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
         let errors = stats["nodes"][0]["errors"].as_u64().unwrap();
-        outs.push((p.read("o.jsonl"), p.read("a.jsonl"), errors));
+        let root = p.root().to_string_lossy().into_owned();
+        let bad = p.read_str("bad.jsonl").replace(&root, "ROOT");
+        outs.push((p.read("o.jsonl"), p.read("a.jsonl"), errors, bad));
     }
-    assert!(outs[0].0 == outs[1].0, "filtered output differs");
-    assert!(outs[0].1 == outs[1].1, "aggregate output differs");
-    assert_eq!(outs[0].2, outs[1].2);
+    for o in &outs[1..] {
+        assert!(outs[0].0 == o.0, "filtered output differs");
+        assert!(outs[0].1 == o.1, "aggregate output differs");
+        assert_eq!(outs[0].2, o.2);
+        assert!(outs[0].3 == o.3, "dead letters differ (lines, offsets)");
+    }
     assert_eq!(outs[0].2, 42, "bad lines counted");
+    assert_eq!(outs[0].3.lines().count(), 42, "dead letters");
+    assert!(outs[0].3.contains("\"line\":"), "{}", outs[0].3);
 }
 
 /// A second SIGINT during the final checkpoint exits at once (130) without waiting for it;

@@ -442,6 +442,7 @@ fn run_once(
             .map(|c| c.get() > n)
             .unwrap_or(false),
     };
+    let parse_threads = parse_threads();
     for (i, node) in g.nodes.iter().enumerate() {
         let state = restored_state(restored, &node.name);
         let inputs: Vec<Receiver<Msg>> =
@@ -481,6 +482,7 @@ fn run_once(
                                 // Measured on 2 cores: a parse helper only pays when no other
                                 // stage already keeps the second core busy.
                                 parallel_parse: spare_cores,
+                                parse_threads,
                             },
                             ctx.clone(),
                             restored_st,
@@ -661,6 +663,21 @@ fn sink_state(state: Option<&[u8]>, name: &str) -> Result<Option<SinkState>> {
         Some(s) => serde_json::from_slice(s)
             .map(Some)
             .map_err(|e| Error::runtime(format!("sink '{name}': state in checkpoint: {e}"))),
+    }
+}
+
+/// How many threads decode JSON lines of mapped files: one per core (the source's own thread
+/// then only cuts lines and emits), none on one core. `WEIR_PARSE_THREADS` overrides it.
+fn parse_threads() -> usize {
+    if let Some(n) = std::env::var("WEIR_PARSE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.min(64);
+    }
+    match std::thread::available_parallelism().map(|c| c.get()) {
+        Ok(c) if c >= 2 => c.min(8),
+        _ => 0,
     }
 }
 

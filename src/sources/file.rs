@@ -84,11 +84,14 @@ pub struct FileSourceSettings {
     pub fields: Option<Vec<Str>>,
     /// Parse JSON on a helper thread as well (when there are cores to spare).
     pub parallel_parse: bool,
+    /// Threads that decode JSON lines of mapped files ahead of the read position (0: none).
+    pub parse_threads: usize,
 }
 
 /// Where bytes come from.
 enum Input {
-    Mapped(memmap2::Mmap),
+    /// Shared with the decode pool's workers, which parse lines ahead of the read position.
+    Mapped(Arc<memmap2::Mmap>),
     /// A file read with `read()` (possibly through a gzip decoder).
     Stream(Box<dyn Read + Send>),
     Stdin(Receiver<std::io::Result<Vec<u8>>>),
@@ -241,6 +244,9 @@ pub struct FileSource {
     pass_progress: bool,
     projector: Option<crate::value::Projector>,
     parser: Option<ParseHelper>,
+    pool: Option<DecodePool>,
+    /// Decoded lines of the pool's oldest finished job not yet emitted.
+    ready: std::collections::VecDeque<((usize, usize), Decoded)>,
 }
 
 type Decoded = Result<Option<Value>, String>;
@@ -279,6 +285,162 @@ impl ParseHelper {
     }
 }
 
+/// JSON lines of a mapped file decoded by worker threads ahead of the read position.
+///
+/// The source thread cuts the mapping into jobs of whole lines, hands them out round-robin
+/// and takes the results back in the same order, so records leave exactly as a single
+/// thread would emit them. Only decoding runs ahead: positions, line numbers, bad-record
+/// handling and checkpoints advance as the source emits, so a snapshot never covers a line
+/// that has not been emitted, and unemitted work is simply dropped.
+struct DecodePool {
+    workers: Vec<PoolWorker>,
+    /// Jobs handed out and not yet taken back, oldest first: (worker, lines).
+    inflight: std::collections::VecDeque<(usize, Vec<(usize, usize)>)>,
+    next: usize,
+    /// The mapping the jobs are cut from, and the position just after the last job.
+    map: Option<Arc<memmap2::Mmap>>,
+    ahead: usize,
+}
+
+struct PoolWorker {
+    jobs: crossbeam_channel::Sender<PoolJob>,
+    results: Receiver<Vec<Decoded>>,
+}
+
+struct PoolJob {
+    map: Arc<memmap2::Mmap>,
+    start: usize,
+    lines: Vec<(usize, usize)>,
+}
+
+/// Lines per job: large enough that handing out a job costs little against decoding it.
+const POOL_JOB_LINES: usize = 1024;
+/// Jobs in flight per worker, so a worker has the next job at hand when it finishes one.
+const POOL_DEPTH: usize = 2;
+
+impl DecodePool {
+    fn start(threads: usize, projector: Option<crate::value::Projector>) -> DecodePool {
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (jobs, job_rx) = bounded::<PoolJob>(POOL_DEPTH);
+            let (res_tx, results) = bounded::<Vec<Decoded>>(POOL_DEPTH);
+            let projector = projector.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir:parse{i}"))
+                .spawn(move || {
+                    for job in job_rx {
+                        let mut out = Vec::with_capacity(job.lines.len());
+                        let mut pos = job.start;
+                        for (len, term) in job.lines {
+                            out.push(decode_jsonl(&job.map[pos..pos + len], projector.as_ref()));
+                            pos += len + term;
+                        }
+                        if res_tx.send(out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            if spawned.is_ok() {
+                workers.push(PoolWorker { jobs, results });
+            }
+        }
+        DecodePool {
+            workers,
+            inflight: std::collections::VecDeque::new(),
+            next: 0,
+            map: None,
+            ahead: 0,
+        }
+    }
+
+    /// Forgets jobs cut from another mapping (their results are taken and dropped, so each
+    /// worker's results stay in step with its jobs).
+    fn reset(&mut self, map: &Arc<memmap2::Mmap>, start: usize) {
+        if self.map.as_ref().is_some_and(|m| Arc::ptr_eq(m, map)) && self.ahead >= start {
+            return;
+        }
+        while let Some((w, _)) = self.inflight.pop_front() {
+            let _ = self.workers[w].results.recv();
+        }
+        self.map = Some(map.clone());
+        self.ahead = start;
+    }
+
+    /// Hands out jobs until every worker has `POOL_DEPTH` or the mapping is all handed out.
+    /// A job that cannot be handed out (its worker is gone) is decoded here instead.
+    fn top_up(&mut self) {
+        let Some(map) = self.map.clone() else { return };
+        while self.inflight.len() < self.workers.len() * POOL_DEPTH && self.ahead < map.len() {
+            let start = self.ahead;
+            let mut lines = Vec::with_capacity(POOL_JOB_LINES);
+            let mut pos = start;
+            while lines.len() < POOL_JOB_LINES && pos < map.len() {
+                match memchr::memchr(b'\n', &map[pos..]) {
+                    Some(i) => {
+                        lines.push((i, 1));
+                        pos += i + 1;
+                    }
+                    None => {
+                        // A mapped file is complete: its last line needs no newline.
+                        lines.push((map.len() - pos, 0));
+                        pos = map.len();
+                    }
+                }
+            }
+            self.ahead = pos;
+            let w = self.next % self.workers.len();
+            self.next += 1;
+            let job = PoolJob {
+                map: map.clone(),
+                start,
+                lines: lines.clone(),
+            };
+            if self.workers[w].jobs.send(job).is_ok() {
+                self.inflight.push_back((w, lines));
+            } else {
+                // The worker is gone: `take` decodes this job on the source's thread.
+                self.inflight.push_back((usize::MAX, lines));
+            }
+        }
+    }
+
+    /// The oldest job's lines with their decoded results.
+    fn take(
+        &mut self,
+        projector: Option<&crate::value::Projector>,
+    ) -> Option<Vec<((usize, usize), Decoded)>> {
+        let (w, lines) = self.inflight.pop_front()?;
+        let results = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+            Some(r) if r.len() == lines.len() => r,
+            _ => {
+                // Decode on this thread (a worker failed): the same results, just slower.
+                let map = self.map.as_ref()?;
+                let begin = self.job_start(&lines);
+                let mut pos = begin;
+                let mut out = Vec::with_capacity(lines.len());
+                for &(len, term) in &lines {
+                    out.push(decode_jsonl(&map[pos..pos + len], projector));
+                    pos += len + term;
+                }
+                out
+            }
+        };
+        Some(lines.into_iter().zip(results).collect())
+    }
+
+    /// Where a job just taken from the front began: before all the jobs still in flight.
+    fn job_start(&self, lines: &[(usize, usize)]) -> usize {
+        let later: usize = self
+            .inflight
+            .iter()
+            .flat_map(|(_, l)| l.iter())
+            .map(|(l, t)| l + t)
+            .sum();
+        let own: usize = lines.iter().map(|(l, t)| l + t).sum();
+        self.ahead - later - own
+    }
+}
+
 /// How often `follow` looks for new, rotated and grown files while idle.
 const SCAN_EVERY: Duration = Duration::from_millis(250);
 
@@ -313,6 +475,8 @@ impl FileSource {
             pass_progress: false,
             projector: None,
             parser: None,
+            pool: None,
+            ready: std::collections::VecDeque::new(),
         };
         src.projector = src.s.fields.as_deref().map(crate::value::Projector::new);
         if src.s.pattern == "-" {
@@ -620,7 +784,7 @@ impl FileSource {
             match unsafe { memmap2::Mmap::map(&f) } {
                 Ok(m) => {
                     let _ = m.advise(memmap2::Advice::Sequential);
-                    Input::Mapped(m)
+                    Input::Mapped(Arc::new(m))
                 }
                 Err(_) => Input::Stream(Box::new(f)),
             }
@@ -709,6 +873,12 @@ impl FileSource {
         let finish = self.s.at_end == AtEnd::Finish;
         let last = self.is_last_file();
         let jsonl = self.s.format == Format::Jsonl;
+        if jsonl && self.s.parse_threads > 0 {
+            if let Some(Input::Mapped(m)) = self.reader.as_ref().map(|r| &r.input) {
+                let m = m.clone();
+                return self.read_lines_pooled(n, out, m);
+            }
+        }
         let mut lines: Vec<(usize, usize)> = Vec::new();
         while consumed < n {
             // 1. The complete lines in the bytes at hand: (length, terminator length).
@@ -746,38 +916,88 @@ impl FileSource {
             // 2. Decode them (on two cores when there are enough).
             let results = self.decode_lines(&lines, jsonl);
             // 3. In input order: records out, bad ones to on_error, positions forward.
-            for (&(len, term), res) in lines.iter().zip(results) {
-                let line_no = self.current_line() + 1;
-                let r = self.reader.as_mut().expect("reader open");
-                let origin = Origin {
-                    source: self.s.node as u32,
-                    file: if self.stdin.is_some() {
-                        0
-                    } else {
-                        self.cur as u32
-                    },
-                    line: line_no,
-                    offset: r.offset,
-                };
-                match res {
-                    Ok(Some(value)) => {
-                        r.consume(len + term);
-                        self.note_position(1);
-                        out.push(Record { value, origin });
-                        consumed += 1;
-                    }
-                    Ok(None) => {
-                        r.consume(len + term);
-                        self.note_position(1);
-                    }
-                    Err(msg) => {
-                        let raw = strip_cr(&r.data()[..len]).to_vec();
-                        r.consume(len + term);
-                        self.note_position(1);
-                        out.bad(origin, &msg, Some(&raw), None)?;
-                        consumed += 1;
-                    }
+            for (&line, res) in lines.iter().zip(results) {
+                if self.emit_line(line, res, out)? {
+                    consumed += 1;
                 }
+            }
+        }
+        Ok((consumed, ReadStatus::More))
+    }
+
+    /// Emits one decoded line at the read position and moves past it: the record, or the
+    /// bad line to `on_error`. Whether it counts as an input record (blank lines do not).
+    fn emit_line(
+        &mut self,
+        (len, term): (usize, usize),
+        res: Decoded,
+        out: &mut Output,
+    ) -> StageResult<bool> {
+        let line_no = self.current_line() + 1;
+        let r = self.reader.as_mut().expect("reader open");
+        let origin = Origin {
+            source: self.s.node as u32,
+            file: if self.stdin.is_some() {
+                0
+            } else {
+                self.cur as u32
+            },
+            line: line_no,
+            offset: r.offset,
+        };
+        match res {
+            Ok(Some(value)) => {
+                r.consume(len + term);
+                self.note_position(1);
+                out.push(Record { value, origin });
+                Ok(true)
+            }
+            Ok(None) => {
+                r.consume(len + term);
+                self.note_position(1);
+                Ok(false)
+            }
+            Err(msg) => {
+                let raw = strip_cr(&r.data()[..len]).to_vec();
+                r.consume(len + term);
+                self.note_position(1);
+                out.bad(origin, &msg, Some(&raw), None)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// `read_lines` for JSON lines in a mapped file, decoded by the pool (see `DecodePool`).
+    fn read_lines_pooled(
+        &mut self,
+        n: usize,
+        out: &mut Output,
+        map: Arc<memmap2::Mmap>,
+    ) -> StageResult<(usize, ReadStatus)> {
+        let start = self.reader.as_ref().map_or(0, |r| r.start);
+        let threads = self.s.parse_threads;
+        let projector = self.projector.clone();
+        let pool = self
+            .pool
+            .get_or_insert_with(|| DecodePool::start(threads, projector));
+        if self.ready.is_empty() {
+            pool.reset(&map, start);
+        }
+        let mut consumed = 0;
+        while consumed < n {
+            let Some((line, res)) = self.ready.pop_front() else {
+                let pool = self.pool.as_mut().expect("pool started");
+                pool.top_up();
+                match pool.take(self.projector.as_ref()) {
+                    Some(job) => self.ready.extend(job),
+                    None => return Ok((consumed, ReadStatus::Eof)),
+                }
+                // Hand the next job out before emitting this one, so workers stay busy.
+                pool.top_up();
+                continue;
+            };
+            if self.emit_line(line, res, out)? {
+                consumed += 1;
             }
         }
         Ok((consumed, ReadStatus::More))
