@@ -12,16 +12,43 @@ use crate::value::Value;
 pub struct TimeExpr {
     pub expr: Expr,
     pub unit: TimeUnit,
+    /// The last time string read and its value: log records come in time order, so many in
+    /// a row carry the same string (one per second), and comparing it is far cheaper than
+    /// parsing it again.
+    last: std::cell::RefCell<Option<(crate::value::Str, i64)>>,
 }
 
 impl TimeExpr {
+    pub fn new(expr: Expr, unit: TimeUnit) -> TimeExpr {
+        TimeExpr {
+            expr,
+            unit,
+            last: Default::default(),
+        }
+    }
+
     pub fn eval(&self, record: &Value) -> Result<i64, String> {
         let v = self
             .expr
             .eval_first(record)
             .map_err(|e| e.message)?
             .unwrap_or(Value::Null);
-        to_millis(&v, self.unit).map_err(|m| format!("time `{}`: {m}", self.expr.source()))
+        if let Value::Str(s) = &v {
+            let mut last = self.last.borrow_mut();
+            if let Some((text, ms)) = last.as_ref() {
+                if text == s {
+                    return Ok(*ms);
+                }
+            }
+            let ms = parse_rfc3339(s).map_err(|m| self.message(m))?;
+            *last = Some((s.clone(), ms));
+            return Ok(ms);
+        }
+        to_millis(&v, self.unit).map_err(|m| self.message(m))
+    }
+
+    fn message(&self, m: String) -> String {
+        format!("time `{}`: {m}", self.expr.source())
     }
 }
 
@@ -77,5 +104,22 @@ mod tests {
         assert_eq!(to_millis(&Value::Int(2), TimeUnit::Ms), Ok(2));
         assert_eq!(format_millis(60_000), "1970-01-01T00:01:00Z");
         assert_eq!(format_millis(1_500), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn the_last_time_string_is_remembered_not_mixed_up() {
+        let t = TimeExpr::new(Expr::compile(".ts").unwrap(), TimeUnit::S);
+        let rec = |ts: &str| Value::from_json(format!(r#"{{"ts":"{ts}"}}"#).as_bytes()).unwrap();
+        let a = "1970-01-01T00:00:01Z";
+        let b = "1970-01-01T00:00:02Z";
+        for (ts, want) in [(a, Ok(1000)), (a, Ok(1000)), (b, Ok(2000)), (a, Ok(1000))] {
+            assert_eq!(t.eval(&rec(ts)), want, "{ts}");
+        }
+        // A bad string is an error every time, and does not disturb the remembered one.
+        assert!(t.eval(&rec("nope")).is_err());
+        assert!(t.eval(&rec("nope")).is_err());
+        assert_eq!(t.eval(&rec(b)), Ok(2000));
+        let n = Value::from_json(br#"{"ts":3}"#).unwrap();
+        assert_eq!(t.eval(&n), Ok(3000));
     }
 }

@@ -114,10 +114,7 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                     match (ms, expr) {
                         (Some(ms), Some(expr)) => Some(aggregate::Ttl {
                             ms,
-                            time: TimeExpr {
-                                expr,
-                                unit: c.time_unit.unwrap_or(TimeUnit::S),
-                            },
+                            time: TimeExpr::new(expr, c.time_unit.unwrap_or(TimeUnit::S)),
                         }),
                         _ => None,
                     }
@@ -144,10 +141,8 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
         NodeConfig::Window(c) => {
             use crate::time::window::Assigner;
             let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
-            let time = compile(node, "time", &c.time, &mut p).map(|expr| TimeExpr {
-                expr,
-                unit: c.time_unit.unwrap_or(TimeUnit::S),
-            });
+            let time = compile(node, "time", &c.time, &mut p)
+                .map(|expr| TimeExpr::new(expr, c.time_unit.unwrap_or(TimeUnit::S)));
             let mut positive = |key: &str, v: &Option<String>| -> Option<i64> {
                 let v = v.as_ref()?;
                 let ms = duration(node, key, v, &mut p)?;
@@ -208,10 +203,8 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
         NodeConfig::Dedup(c) => {
             let key = compile(node, "key", &c.key, &mut p);
             let time = c.time.as_ref().and_then(|src| {
-                compile(node, "time", src, &mut p).map(|expr| TimeExpr {
-                    expr,
-                    unit: c.time_unit.unwrap_or(TimeUnit::S),
-                })
+                compile(node, "time", src, &mut p)
+                    .map(|expr| TimeExpr::new(expr, c.time_unit.unwrap_or(TimeUnit::S)))
             });
             let ttl = match (&c.ttl, c.time.is_some()) {
                 (toml::Value::String(s), true) => duration(node, "ttl", s, &mut p),
