@@ -246,10 +246,12 @@ pub struct FileSource {
     parser: Option<ParseHelper>,
     pool: Option<DecodePool>,
     /// Decoded lines of the pool's oldest finished job not yet emitted.
-    ready: std::collections::VecDeque<((usize, usize), Decoded)>,
+    ready: DecodedLines,
 }
 
 type Decoded = Result<Option<Value>, String>;
+/// A job's lines (length, terminator length) with their decoded results, in order.
+type DecodedLines = std::iter::Zip<std::vec::IntoIter<(usize, usize)>, std::vec::IntoIter<Decoded>>;
 
 struct Job {
     bytes: Vec<u8>,
@@ -405,10 +407,7 @@ impl DecodePool {
     }
 
     /// The oldest job's lines with their decoded results.
-    fn take(
-        &mut self,
-        projector: Option<&crate::value::Projector>,
-    ) -> Option<Vec<((usize, usize), Decoded)>> {
+    fn take(&mut self, projector: Option<&crate::value::Projector>) -> Option<DecodedLines> {
         let (w, lines) = self.inflight.pop_front()?;
         let results = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
             Some(r) if r.len() == lines.len() => r,
@@ -425,7 +424,7 @@ impl DecodePool {
                 out
             }
         };
-        Some(lines.into_iter().zip(results).collect())
+        Some(lines.into_iter().zip(results))
     }
 
     /// Where a job just taken from the front began: before all the jobs still in flight.
@@ -476,7 +475,7 @@ impl FileSource {
             projector: None,
             parser: None,
             pool: None,
-            ready: std::collections::VecDeque::new(),
+            ready: Vec::new().into_iter().zip(Vec::new()),
         };
         src.projector = src.s.fields.as_deref().map(crate::value::Projector::new);
         if src.s.pattern == "-" {
@@ -980,16 +979,16 @@ impl FileSource {
         let pool = self
             .pool
             .get_or_insert_with(|| DecodePool::start(threads, projector));
-        if self.ready.is_empty() {
+        if self.ready.len() == 0 {
             pool.reset(&map, start);
         }
         let mut consumed = 0;
         while consumed < n {
-            let Some((line, res)) = self.ready.pop_front() else {
+            let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
                 pool.top_up();
                 match pool.take(self.projector.as_ref()) {
-                    Some(job) => self.ready.extend(job),
+                    Some(job) => self.ready = job,
                     None => return Ok((consumed, ReadStatus::Eof)),
                 }
                 // Hand the next job out before emitting this one, so workers stay busy.
