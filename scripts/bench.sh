@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh: weir against jq, Miller (mlr) and mawk on the same jobs, in one run.
+# bench.sh: weir against jq, jaq, Miller (mlr), mawk and DuckDB on the same jobs, in one run.
 #
 #   scripts/bench.sh            # N = 1,000,000 events (about 125 MB)
 #   scripts/bench.sh --quick    # N = 100,000
@@ -12,6 +12,23 @@
 #       minute prefix of ts, which is the same result here: the data is at most 5 s out of
 #       order and weir's out_of_orderness is 10 s). Skipped for weir if its run fails.
 #
+# jaq runs jq's filters unchanged (-c, or -n with `reduce inputs` for J2/J3).
+# DuckDB runs SQL over read_json(..., format='newline_delimited', columns={...}) with explicit
+# columns: only the fields the job reads, VARCHAR/BIGINT, no type auto-detection (J1 with 1M
+# events, 2 cores: 0.40 s this way, 0.6 s with all seven columns, 0.7 s auto-detected; the
+# fastest is used, as the targets are "faster than DuckDB"). It writes JSON lines with COPY ... TO
+# (FORMAT json). J1 keeps input order (preserve_insertion_order, DuckDB's default, set
+# explicitly); J2 is GROUP BY "user"; J3 groups by substr(ts, 1, 16) and path like the other
+# peers. DuckDB uses all cores (threads = nproc), as weir does.
+# DuckDB is run through whichever starts fastest, since start-up counts in the wall time:
+#   1. the DuckDB CLI binary: the one bundled in PyPI's duckdb-cli package (its `duckdb` script on
+#      PATH is a Python wrapper that costs ~40 ms more, so the binary inside is run directly),
+#      or a `duckdb` on PATH; starts in ~10 ms;
+#   2. else the Python package (python3 + import duckdb: ~150 ms before the query starts; with
+#      1M events the Python duckdb 2.0.0 took ~0.35 s more than the 1.5.6 CLI on J1 and J2).
+# DUCKDB=cli or DUCKDB=python forces one of them. A missing CLI is installed with pip
+# (python3 -m pip install duckdb-cli) and, failing that, the Python package (pip install duckdb).
+#
 # weir runs each job twice: with [checkpoint] every = "1s" (row "weir") and every = "off"
 # (row "weir-nockpt"), which shows what checkpointing costs.
 #
@@ -21,14 +38,22 @@
 # is 4x as fast as that peer (= weir's throughput / the peer's).
 # The outputs of all tools are normalised and compared; a WARNING is printed if they differ.
 #
+# Below the table, one verdict line per job against the performance issue's targets, with weir's
+# "weir" row (checkpoints every 1s): J1 >= 10x jq and faster than DuckDB (duckdb/weir > 1);
+# J2, J3 >= 20x jq and at least DuckDB's speed (duckdb/weir >= 1); and for every job the
+# checkpoint overhead (weir against weir-nockpt) <= 3%. "n/a" when a row is missing.
+#
 # Environment: N (events), RUNS (default 3), SEED (default 42), KEYS (distinct users, default
 # 10000), WEIR (a weir binary to use instead of building target/release/weir), NO_INSTALL=1
-# (do not apt-get install missing peers), KEEP=1 (keep the temp dir with data and outputs),
-# TMPDIR (where the temp dir goes).
+# (install no missing peer: neither apt-get nor pip), INSTALL_JAQ=1 (cargo install --locked jaq
+# if jaq is not on PATH: it compiles for several minutes), DUCKDB=cli|python (see above),
+# KEEP=1 (keep the temp dir with data and outputs), TMPDIR (where the temp dir goes).
 #
-# Peers missing on the machine are installed with apt-get (apt-get update first); a peer that
-# cannot be installed is skipped with a warning. /usr/bin/time comes from the Debian package
-# "time". hyperfine is not needed: it reports no peak RSS, and RUNS repeats do its job here.
+# Peers missing on the machine are installed with apt-get (apt-get update first; jq, mlr, mawk),
+# pip (DuckDB) or, with INSTALL_JAQ=1, cargo (jaq); a peer that cannot be installed, or that
+# fails, is skipped with a warning and the run goes on. jaq missing without INSTALL_JAQ=1 is
+# skipped with a note. /usr/bin/time comes from the Debian package "time". hyperfine is not
+# needed: it reports no peak RSS, and RUNS repeats do its job here.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,6 +111,69 @@ HAVE_TIME=0
 [[ -x /usr/bin/time ]] && HAVE_TIME=1
 ((HAVE_TIME)) || warn "/usr/bin/time missing: peak RSS not measured"
 command -v python3 >/dev/null 2>&1 || { say "bench.sh: python3 is needed for the data generator"; exit 2; }
+PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3   # not pyenv's shim
+SKIPPED=()   # peers not run, with the reason; printed under the table
+
+# DuckDB: DUCKDB_MODE=cli (DUCKDB_BIN) or python ($PY + import duckdb), or "" when missing
+DUCKDB_MODE="" DUCKDB_BIN="" DUCKDB_VERSION=""
+duckdb_cli_ok() { [[ -n $1 && -x $1 ]] && "$1" -no-init -batch -bail -c 'SELECT 1' </dev/null >/dev/null 2>&1; }
+find_duckdb_cli() {
+    local b
+    # the binary inside PyPI's duckdb-cli, then a duckdb on PATH (which may be that wrapper)
+    b=$("$PY" -c 'import duckdb_cli, os; print(os.path.join(os.path.dirname(duckdb_cli.__file__), "duckdb"))' 2>/dev/null)
+    duckdb_cli_ok "$b" || b=$(command -v duckdb 2>/dev/null)
+    duckdb_cli_ok "$b" || return 1
+    DUCKDB_MODE=cli DUCKDB_BIN=$b
+    DUCKDB_VERSION="duckdb $("$b" -version 2>/dev/null | head -n 1) (CLI)"
+}
+find_duckdb_python() {
+    "$PY" -c 'import duckdb' >/dev/null 2>&1 || return 1
+    DUCKDB_MODE=python
+    DUCKDB_VERSION="duckdb $("$PY" -c 'import duckdb; print(duckdb.__version__)') (Python)"
+}
+pip_install() {   # package
+    [[ "${NO_INSTALL:-0}" == 1 ]] && return 1
+    say "installing $1 with pip ..."
+    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$1" >"$TMP/log/pip-$1.log" 2>&1 \
+        || "$PY" -m pip install --quiet --disable-pip-version-check "$1" >>"$TMP/log/pip-$1.log" 2>&1 \
+        || { say "note: pip install $1 failed: $(tail -n 1 "$TMP/log/pip-$1.log")"; return 1; }
+    hash -r
+}
+# the CLI first (fastest start), installed if missing; else the Python package, installed if missing
+if [[ ${DUCKDB:-} != python ]]; then
+    find_duckdb_cli || { pip_install duckdb-cli && find_duckdb_cli; }
+fi
+if [[ -z $DUCKDB_MODE && ${DUCKDB:-} != cli ]]; then
+    find_duckdb_python || { pip_install duckdb && find_duckdb_python; }
+fi
+if [[ -z $DUCKDB_MODE ]]; then
+    if [[ "${NO_INSTALL:-0}" == 1 ]]; then
+        warn "DuckDB${DUCKDB:+ ($DUCKDB)} not found and NO_INSTALL=1: DuckDB skipped"
+    else
+        warn "DuckDB${DUCKDB:+ ($DUCKDB)} not found and could not be installed with pip: DuckDB skipped"
+    fi
+fi
+[[ -n $DUCKDB_MODE ]] || SKIPPED+=("duckdb: not available")
+
+# jaq: on PATH, or cargo install --locked jaq with INSTALL_JAQ=1
+JAQ=$(command -v jaq 2>/dev/null)
+if [[ -z $JAQ ]]; then
+    if [[ "${INSTALL_JAQ:-0}" == 1 && "${NO_INSTALL:-0}" != 1 ]]; then
+        if command -v cargo >/dev/null 2>&1; then
+            say "installing jaq (cargo install --locked jaq; several minutes) ..."
+            if cargo install --locked jaq >"$TMP/log/cargo-jaq.log" 2>&1; then
+                JAQ=$(command -v jaq 2>/dev/null || echo "${CARGO_HOME:-$HOME/.cargo}/bin/jaq")
+                [[ -x $JAQ ]] || JAQ=""
+            fi
+            [[ -n $JAQ ]] || warn "cargo install --locked jaq failed: jaq skipped ($(tail -n 2 "$TMP/log/cargo-jaq.log" | tr '\n' ' '))"
+        else
+            warn "INSTALL_JAQ=1 but no cargo: jaq skipped"
+        fi
+    else
+        say "note: jaq is not on PATH: skipped (INSTALL_JAQ=1 runs cargo install --locked jaq, several minutes)"
+    fi
+    [[ -n $JAQ ]] || SKIPPED+=("jaq: not on PATH (INSTALL_JAQ=1 to cargo install it)")
+fi
 
 # ------------------------------------------------------------------ weir
 if [[ -n "${WEIR:-}" ]]; then
@@ -186,6 +274,27 @@ JQ_J1='select(.status >= 400) | {user, path, status}'
 JQ_J2='reduce inputs as $e ({}; .[$e.user] as $o | .[$e.user] = {count: ($o.count + 1), bytes: ($o.bytes + $e.bytes)}) | to_entries[] | {user: .key, count: .value.count, bytes: .value.bytes}'
 JQ_J3='reduce inputs as $e ({}; ($e.ts[0:16] + "\t" + $e.path) as $k | .[$k] = .[$k] + 1) | to_entries[] | "\(.key)\t\(.value)"'
 
+# DuckDB: one SQL file per job, run by the CLI or by the Python package
+duckdb_sql() {   # job out
+    local job=$1 out=$2 cols q
+    case $job in
+        J1) cols="\"user\": 'VARCHAR', path: 'VARCHAR', status: 'BIGINT'"
+            q='SELECT "user", path, status FROM src WHERE status >= 400' ;;
+        J2) cols="\"user\": 'VARCHAR', bytes: 'BIGINT'"
+            q='SELECT "user", count(*) AS count, sum(bytes) AS bytes FROM src GROUP BY "user"' ;;
+        J3) cols="ts: 'VARCHAR', path: 'VARCHAR'"
+            q='SELECT substr(ts, 1, 16) AS minute, path, count(*) AS count FROM src GROUP BY minute, path' ;;
+    esac
+    local from="FROM read_json('$DATA', format = 'newline_delimited', columns = {$cols})"
+    q=${q/FROM src/$from}
+    printf "SET preserve_insertion_order = true;\nSET temp_directory = '%s';\nCOPY (%s) TO '%s' (FORMAT json);\n" \
+        "$TMP/duckdb.tmp" "$q" "$out"
+}
+cat >"$TMP/duckdb_run.py" <<'EOF'
+import sys, duckdb
+duckdb.connect().execute(open(sys.argv[1]).read())
+EOF
+
 MLR_J1=(--ijsonl --ojsonl filter '$status >= 400' then cut -o -f user,path,status)
 MLR_J2=(--ijsonl --ojsonl stats1 -a count,sum -f bytes -g user)
 MLR_J3=(--ijsonl --ojsonl put '$minute = substr($ts, 0, 15)' then count -g minute,path)
@@ -202,11 +311,19 @@ write_cmd() {
                 weir_pipeline "$job" "$variant" "$every"
                 printf 'exec %q run %q --state %q </dev/null >/dev/null\n' \
                     "$WEIR" "$TMP/$job-$variant.toml" "$TMP/state/$job-$variant" ;;
-            jq)
-                local prog=JQ_$job flags=(-c)
+            jq|jaq)
+                local prog=JQ_$job flags=(-c) bin=jq
+                [[ $tool == jaq ]] && bin=$JAQ
                 [[ $job != J1 ]] && flags=(-n -c)
                 [[ $job == J3 ]] && flags=(-n -r)
-                printf 'exec jq'; printf ' %q' "${flags[@]}" "${!prog}"; printf ' <%q >%q\n' "$DATA" "$out.jsonl" ;;
+                printf 'exec %q' "$bin"; printf ' %q' "${flags[@]}" "${!prog}"; printf ' <%q >%q\n' "$DATA" "$out.jsonl" ;;
+            duckdb)
+                duckdb_sql "$job" "$out.jsonl" >"$TMP/$job.duckdb.sql"
+                if [[ $DUCKDB_MODE == cli ]]; then
+                    printf 'exec %q -no-init -batch -bail -f %q </dev/null >/dev/null\n' "$DUCKDB_BIN" "$TMP/$job.duckdb.sql"
+                else
+                    printf 'exec %q %q %q </dev/null >/dev/null\n' "$PY" "$TMP/duckdb_run.py" "$TMP/$job.duckdb.sql"
+                fi ;;
             mlr)
                 local -n args=MLR_$job
                 printf 'exec mlr'; printf ' %q' "${args[@]}"; printf ' <%q >%q\n' "$DATA" "$out.jsonl" ;;
@@ -273,9 +390,23 @@ EOF
 
 TOOLS=()
 [[ -n "$WEIR" ]] && TOOLS+=(weir weir-nockpt)
-for t in jq mlr mawk; do command -v "$t" >/dev/null 2>&1 && TOOLS+=("$t"); done
+command -v jq >/dev/null 2>&1 && TOOLS+=(jq)
+[[ -n $JAQ ]] && TOOLS+=(jaq)
+for t in mlr mawk; do command -v "$t" >/dev/null 2>&1 && TOOLS+=("$t"); done
+[[ -n $DUCKDB_MODE ]] && TOOLS+=(duckdb)
 
-say "versions: $( [[ -n $WEIR ]] && "$WEIR" --version 2>/dev/null | head -n 1); $(jq --version 2>/dev/null); $(mlr --version 2>/dev/null); $(mawk -W version 2>&1 | head -n 1)"
+versions=()
+[[ -n $WEIR ]] && versions+=("$("$WEIR" --version 2>/dev/null | head -n 1)")
+for tool in "${TOOLS[@]}"; do
+    case $tool in
+        jq) versions+=("$(jq --version 2>/dev/null)") ;;
+        jaq) versions+=("$("$JAQ" --version 2>/dev/null | head -n 1)") ;;
+        mlr) versions+=("$(mlr --version 2>/dev/null)") ;;
+        mawk) versions+=("$(mawk -W version 2>&1 | head -n 1)") ;;
+        duckdb) versions+=("$DUCKDB_VERSION") ;;
+    esac
+done
+say "versions: $(printf '%s; ' "${versions[@]}" | sed 's/; $//')"
 say "input: $DATA: $N records, $BYTES bytes; $(nproc) cores; $RUNS runs each, median shown"
 
 declare -A WALL RSS OK
@@ -344,6 +475,36 @@ done
                 'BEGIN { printf "%s: checkpoints every 1s cost %+.1f%% wall time against checkpoints off\n", j, (b > 0 ? (a / b - 1) * 100 : 0) }'
         fi
     done
+    # verdicts against the performance issue's targets (weir = the row with checkpoints every 1s)
+    printf '\ntargets (weir row, checkpoints every 1s):\n'
+    for job in J1 J2 J3; do
+        jqmin=20 ddop='>='
+        [[ $job == J1 ]] && jqmin=10 ddop='>'
+        w=${WALL[$job.weir]:-} c=${WALL[$job.weir-nockpt]:-}
+        [[ -n "${OK[$job.weir]:-}" ]] || w=""
+        [[ -n "${OK[$job.weir-nockpt]:-}" ]] || c=""
+        j=""; [[ -n "${OK[$job.jq]:-}" ]] && j=${WALL[$job.jq]}
+        d=""; [[ -n "${OK[$job.duckdb]:-}" ]] && d=${WALL[$job.duckdb]}
+        awk -v job="$job" -v w="$w" -v c="$c" -v j="$j" -v d="$d" -v jqmin="$jqmin" -v ddop="$ddop" 'BEGIN {
+            all = "met"
+            if (w == "") { printf "%s: n/a (no weir run)\n", job; exit }
+            if (w <= 0) w = 0.001
+            if (j == "") { s1 = "jq/weir n/a"; all = "n/a" }
+            else { r = j / w; ok = (r >= jqmin); if (!ok && all == "met") all = "not met"
+                   s1 = sprintf("%.1fx jq (>= %dx: %s)", r, jqmin, ok ? "met" : "not met") }
+            if (d == "") { s2 = "duckdb/weir n/a"; if (all == "met") all = "n/a" }
+            else { r = d / w; ok = (ddop == ">") ? (r > 1) : (r >= 1); if (!ok) all = "not met"
+                   s2 = sprintf("%.2fx DuckDB (%s 1: %s)", r, ddop, ok ? "met" : "not met") }
+            if (c == "") { s3 = "checkpoint overhead n/a"; if (all == "met") all = "n/a" }
+            else { o = (c > 0 ? (w / c - 1) * 100 : 0); ok = (o <= 3); if (!ok) all = "not met"
+                   s3 = sprintf("checkpoint overhead %+.1f%% (<= 3%%: %s)", o, ok ? "met" : "not met") }
+            printf "%s: %s: %s; %s; %s\n", job, all, s1, s2, s3
+        }'
+    done
+    if ((${#SKIPPED[@]})); then
+        printf '\nnot run:\n'
+        printf '  - %s\n' "${SKIPPED[@]}"
+    fi
     if ((${#WARNINGS[@]})); then
         printf '\n%d warning(s):\n' "${#WARNINGS[@]}"
         printf '  - %s\n' "${WARNINGS[@]}"
