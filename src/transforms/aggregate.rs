@@ -1,17 +1,19 @@
 //! `aggregate`: keyed running aggregates without time. `emit = "final"` emits each key's result
 //! when the stream finishes, sorted by key; `emit = "updates"` emits the key's new result after
-//! every record. State is a hash map for speed; everything that leaves it (output, checkpoint)
-//! is sorted first, so hash order never reaches a user.
+//! every record. The keyed state (`keyed.rs`) is kept in row order for speed and memory;
+//! everything that leaves it (output, checkpoint) is sorted first, so neither hash order nor
+//! row order ever reaches a user.
 
-use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec};
+use super::aggs::{check_args, eval_args, eval_key, AggSpec};
+use super::keyed::Keyed;
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::Emit;
+use crate::runtime::context::Context;
 use crate::runtime::message::{Batch, Origin, Record, END_SEQ};
-use crate::runtime::stage::{Operator, Output, StageResult};
+use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::value::{Map, Str, Value};
-use std::collections::HashMap;
 
 pub struct Aggregate {
     pub key: Option<Expr>,
@@ -19,7 +21,7 @@ pub struct Aggregate {
     pub emit: Emit,
     /// Drop a key after this many milliseconds of event time without an update.
     pub ttl: Option<Ttl>,
-    groups: HashMap<Value, Group>,
+    groups: Keyed,
     /// The largest event time seen (the clock of `state_ttl`).
     clock: i64,
     finished: bool,
@@ -36,20 +38,17 @@ pub struct Ttl {
     pub time: crate::time::TimeExpr,
 }
 
-#[derive(Clone)]
-struct Group {
-    accs: Vec<Acc>,
-    last_seen: i64,
-}
+/// Below this many keys a checkpoint encodes the state in place: cheaper than a copy.
+const DEFER_FROM_KEYS: usize = 10_000;
 
 impl Aggregate {
     pub fn new(key: Option<Expr>, specs: Vec<AggSpec>, emit: Emit, ttl: Option<Ttl>) -> Self {
         Aggregate {
             key,
+            groups: Keyed::new(&specs),
             specs,
             emit,
             ttl,
-            groups: HashMap::new(),
             clock: i64::MIN,
             finished: false,
             key_name: Str::new("key"),
@@ -58,13 +57,14 @@ impl Aggregate {
         }
     }
 
-    fn result(&self, key: &Value, g: &Group) -> Value {
+    /// The result record of row `r`.
+    fn result(&self, r: usize) -> Value {
         let mut m = Map::with_capacity(self.specs.len() + 1);
         if self.key.is_some() {
-            m.push_unique(self.key_name.clone(), key.clone());
+            m.push_unique(self.key_name.clone(), self.groups.key(r).clone());
         }
-        for (s, a) in self.specs.iter().zip(&g.accs) {
-            m.insert(s.name.clone(), a.result());
+        for (i, s) in self.specs.iter().enumerate() {
+            m.insert(s.name.clone(), self.groups.result(r, i));
         }
         Value::Object(m)
     }
@@ -75,7 +75,7 @@ impl Aggregate {
     fn expire(&mut self) {
         let Some(ttl) = &self.ttl else { return };
         let horizon = self.clock.saturating_sub(ttl.ms);
-        self.groups.retain(|_, g| g.last_seen >= horizon);
+        self.groups.expire(horizon);
     }
 }
 
@@ -84,7 +84,7 @@ impl Operator for Aggregate {
         if batch.records.is_empty() {
             return Ok(());
         }
-        self.materialize()?;
+        self.materialize(&out.ctx)?;
         for r in batch.records {
             let key = match eval_key(&self.key, &r.value) {
                 Ok(k) => k,
@@ -107,36 +107,30 @@ impl Operator for Aggregate {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
+            let (row, new) = self
+                .groups
+                .find_or_insert(key, now)
+                .map_err(|m| Stop::Failed(Error::runtime(m)))?;
             if let Some(ttl) = &self.ttl {
+                // An expired key starts afresh, as if it had been dropped already.
                 let clock = self.clock.max(now);
-                if self
-                    .groups
-                    .get(&key)
-                    .is_some_and(|g| clock.saturating_sub(g.last_seen) > ttl.ms)
-                {
-                    self.groups.remove(&key);
+                if !new && clock.saturating_sub(self.groups.last_seen(row)) > ttl.ms {
+                    self.groups.reset(row, now);
                 }
             }
-            let emit_key = (self.emit == Emit::Updates).then(|| key.clone());
-            let specs = &self.specs;
-            let g = self.groups.entry(key).or_insert_with(|| Group {
-                accs: specs.iter().map(|s| Acc::new(s.func)).collect(),
-                last_seen: now,
-            });
-            if let Err(msg) = fold(specs, &mut g.accs, &self.args) {
+            // A bad record leaves a key it added, with empty aggregates (as the map did).
+            if let Err(msg) = check_args(&self.specs, &self.args) {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
-            g.last_seen = g.last_seen.max(now);
+            self.groups.update(row, &self.args, now);
             self.clock = self.clock.max(now);
-            if let Some(key) = emit_key {
-                if let Some(g) = self.groups.get(&key) {
-                    let value = self.result(&key, g);
-                    out.push(Record {
-                        value,
-                        origin: r.origin,
-                    });
-                }
+            if self.emit == Emit::Updates {
+                let value = self.result(row);
+                out.push(Record {
+                    value,
+                    origin: r.origin,
+                });
             }
         }
         if self.ttl.is_some() {
@@ -146,18 +140,16 @@ impl Operator for Aggregate {
     }
 
     fn finish(&mut self, out: &mut Output) -> StageResult {
-        self.materialize()?;
+        self.materialize(&out.ctx)?;
         if self.finished {
             return Ok(());
         }
         self.finished = true;
         self.expire();
         if self.emit == Emit::Final {
-            let mut keys: Vec<(&Value, &Group)> = self.groups.iter().collect();
-            sort_by_key_value(&mut keys);
-            let keys: Vec<&Value> = keys.into_iter().map(|k| k.0).collect();
-            for (i, k) in keys.into_iter().enumerate() {
-                let value = self.result(k, &self.groups[k]);
+            let order = self.groups.rows().sorted_rows();
+            for (i, &r) in order.iter().enumerate() {
+                let value = self.result(r as usize);
                 out.push(Record {
                     value,
                     origin: Origin::default(),
@@ -170,7 +162,7 @@ impl Operator for Aggregate {
         }
         // A finished aggregate is never resumed (`resume` of a finished run does nothing), so
         // its groups can go, and the final checkpoint stays small.
-        self.groups = HashMap::new();
+        self.groups = Keyed::new(&self.specs);
         Ok(())
     }
 
@@ -178,20 +170,18 @@ impl Operator for Aggregate {
         if let Some(raw) = &self.restored {
             return Ok(raw.clone());
         }
-        Ok(encode_state(self.finished, self.clock, &self.groups))
+        Ok(self.groups.rows().encode(self.finished, self.clock))
     }
 
     fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {
-        if self.restored.is_some() {
+        if self.restored.is_some() || self.groups.len() < DEFER_FROM_KEYS {
             return None;
         }
-        // Small state is cheaper to encode in place than to copy.
-        if self.groups.len() < 10_000 {
-            return None;
-        }
-        let groups = self.groups.clone();
+        // The copy is the pipeline's stall: flat columns, no index, no sorting (that is part
+        // of the encoding, on the other thread).
+        let rows = self.groups.rows().clone();
         let (finished, clock) = (self.finished, self.clock);
-        Some(Box::new(move || Ok(encode_state(finished, clock, &groups))))
+        Some(Box::new(move || Ok(rows.encode(finished, clock))))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
@@ -202,82 +192,28 @@ impl Operator for Aggregate {
 
 impl Aggregate {
     /// Decodes the restored state, if it has not been yet.
-    fn materialize(&mut self) -> Result<(), Error> {
-        match self.restored.take() {
-            Some(raw) => self.decode_state(&raw),
-            None => Ok(()),
-        }
+    fn materialize(&mut self, ctx: &Context) -> Result<(), Error> {
+        let Some(raw) = self.restored.take() else {
+            return Ok(());
+        };
+        let t = std::time::Instant::now();
+        self.decode_state(&raw)?;
+        ctx.info(format!(
+            "aggregate: decoded {} keys ({} bytes) from the checkpoint in {:.1} ms",
+            self.groups.len(),
+            raw.len(),
+            t.elapsed().as_secs_f64() * 1000.0
+        ));
+        Ok(())
     }
 
     fn decode_state(&mut self, state: &[u8]) -> Result<(), Error> {
-        let bad = |m: String| Error::runtime(format!("aggregate state in checkpoint: {m}"));
-        let v = Value::from_json(state).map_err(bad)?;
-        let field = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
-        self.finished = field("finished").truthy();
-        self.clock = field("clock")
-            .as_f64()
-            .map(|f| f as i64)
-            .unwrap_or(i64::MIN);
-        let Value::Array(groups) = field("groups") else {
-            return Err(bad("no groups".into()));
-        };
-        self.groups = HashMap::with_capacity(groups.len());
-        for g in groups {
-            let Value::Array(mut parts) = g else {
-                return Err(bad("a group is not an array".into()));
-            };
-            if parts.len() != self.specs.len() + 2 {
-                return Err(bad(format!(
-                    "a group has {} parts, the pipeline has {} aggregates",
-                    parts.len().saturating_sub(2),
-                    self.specs.len()
-                )));
-            }
-            let rest = parts.split_off(2);
-            let last_seen = parts[1].as_f64().map(|f| f as i64).unwrap_or(0);
-            let key = std::mem::take(&mut parts[0]);
-            let mut accs = Vec::with_capacity(self.specs.len());
-            for (spec, a) in self.specs.iter().zip(rest.iter()) {
-                accs.push(Acc::decode(spec.func, a).map_err(bad)?);
-            }
-            self.groups.insert(key, Group { accs, last_seen });
-        }
+        let (finished, clock) = self
+            .groups
+            .decode(&self.specs, state)
+            .map_err(|m| Error::runtime(format!("aggregate state in checkpoint: {m}")))?;
+        self.finished = finished;
+        self.clock = clock;
         Ok(())
     }
-}
-
-/// Sorts entries by key in jq's order; string keys (the usual case) compare as plain strings,
-/// which is the same order and much cheaper for millions of keys.
-fn sort_by_key_value<T>(entries: &mut [(&Value, T)]) {
-    if entries.iter().all(|e| matches!(e.0, Value::Str(_))) {
-        entries.sort_unstable_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
-    } else {
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    }
-}
-
-/// `{"finished":..,"clock":..,"groups":[[key,last_seen,acc,...],...]}`, groups sorted by key
-/// so the bytes never depend on hash order.
-fn encode_state(finished: bool, clock: i64, groups: &HashMap<Value, Group>) -> Vec<u8> {
-    let mut keys: Vec<(&Value, &Group)> = groups.iter().collect();
-    sort_by_key_value(&mut keys);
-    let mut out = Vec::with_capacity(64 + keys.len() * 48);
-    out.extend_from_slice(
-        format!("{{\"finished\":{finished},\"clock\":{clock},\"groups\":[").as_bytes(),
-    );
-    for (i, (k, g)) in keys.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        k.write_json(&mut out);
-        out.extend_from_slice(format!(",{}", g.last_seen).as_bytes());
-        for a in &g.accs {
-            out.push(b',');
-            a.encode(&mut out);
-        }
-        out.push(b']');
-    }
-    out.extend_from_slice(b"]}");
-    out
 }
