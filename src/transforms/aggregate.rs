@@ -1,17 +1,19 @@
 //! `aggregate`: keyed running aggregates without time. `emit = "final"` emits each key's result
 //! when the stream finishes, sorted by key; `emit = "updates"` emits the key's new result after
-//! every record. State is a hash map for speed; everything that leaves it (output, checkpoint)
-//! is sorted first, so hash order never reaches a user.
+//! every record. The keyed state (`keyed.rs`) is kept in row order for speed and memory;
+//! everything that leaves it (output, checkpoint) is sorted first, so neither hash order nor
+//! row order ever reaches a user.
 
-use super::aggs::{eval_args, eval_key, fold, Acc, AggSpec};
+use super::aggs::{check_args, eval_args, eval_key, AggSpec};
+use super::keyed::Keyed;
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::Emit;
+use crate::runtime::context::Context;
 use crate::runtime::message::{Batch, Origin, Record, END_SEQ};
-use crate::runtime::stage::{Operator, Output, StageResult};
+use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::value::{Map, Str, Value};
-use std::collections::HashMap;
 
 pub struct Aggregate {
     pub key: Option<Expr>,
@@ -19,7 +21,7 @@ pub struct Aggregate {
     pub emit: Emit,
     /// Drop a key after this many milliseconds of event time without an update.
     pub ttl: Option<Ttl>,
-    groups: HashMap<Value, Group>,
+    groups: Keyed,
     /// The largest event time seen (the clock of `state_ttl`).
     clock: i64,
     finished: bool,
@@ -28,6 +30,10 @@ pub struct Aggregate {
     /// State from a checkpoint, decoded only when a record or the end of the stream needs it:
     /// a cron run with nothing new hands the same bytes to its final checkpoint untouched.
     restored: Option<Vec<u8>>,
+    /// Records since expired keys were last dropped, and the fraction of the number of keys
+    /// they may reach before the next purge (see `process`).
+    since_expire: usize,
+    expire_fraction: usize,
 }
 
 #[derive(Clone)]
@@ -36,46 +42,48 @@ pub struct Ttl {
     pub time: crate::time::TimeExpr,
 }
 
-#[derive(Clone)]
-struct Group {
-    accs: Vec<Acc>,
-    last_seen: i64,
-}
+/// Below this many keys a checkpoint encodes the state in place: cheaper than a copy.
+const DEFER_FROM_KEYS: usize = 10_000;
 
 impl Aggregate {
     pub fn new(key: Option<Expr>, specs: Vec<AggSpec>, emit: Emit, ttl: Option<Ttl>) -> Self {
         Aggregate {
             key,
+            groups: Keyed::new(&specs),
             specs,
             emit,
             ttl,
-            groups: HashMap::new(),
             clock: i64::MIN,
             finished: false,
             key_name: Str::new("key"),
             args: Vec::new(),
             restored: None,
+            since_expire: 0,
+            expire_fraction: 64,
         }
     }
 
-    fn result(&self, key: &Value, g: &Group) -> Value {
+    /// The result record of row `r`.
+    fn result(&self, r: usize) -> Value {
         let mut m = Map::with_capacity(self.specs.len() + 1);
         if self.key.is_some() {
-            m.push_unique(self.key_name.clone(), key.clone());
+            m.push_unique(self.key_name.clone(), self.groups.key(r).clone());
         }
-        for (s, a) in self.specs.iter().zip(&g.accs) {
-            m.insert(s.name.clone(), a.result());
+        for (i, s) in self.specs.iter().enumerate() {
+            m.insert(s.name.clone(), self.groups.result(r, i));
         }
         Value::Object(m)
     }
 
     /// Drops keys idle for longer than the ttl. A key counts as expired from the moment the
     /// clock passes its last update plus the ttl, whether or not this purge has run yet
-    /// (`process` checks it per record), so purge timing never changes the output.
+    /// (`process` checks it per record), so purge timing never changes the output; and every
+    /// checkpoint and the final results purge first, so it does not change their bytes either.
     fn expire(&mut self) {
+        self.since_expire = 0;
         let Some(ttl) = &self.ttl else { return };
         let horizon = self.clock.saturating_sub(ttl.ms);
-        self.groups.retain(|_, g| g.last_seen >= horizon);
+        self.groups.expire(horizon);
     }
 }
 
@@ -84,7 +92,8 @@ impl Operator for Aggregate {
         if batch.records.is_empty() {
             return Ok(());
         }
-        self.materialize()?;
+        self.materialize(&out.ctx)?;
+        let n = batch.records.len();
         for r in batch.records {
             let key = match eval_key(&self.key, &r.value) {
                 Ok(k) => k,
@@ -107,57 +116,55 @@ impl Operator for Aggregate {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
+            let (row, new) = self
+                .groups
+                .find_or_insert(key, now)
+                .map_err(|m| Stop::Failed(Error::runtime(m)))?;
             if let Some(ttl) = &self.ttl {
+                // An expired key starts afresh, as if it had been dropped already.
                 let clock = self.clock.max(now);
-                if self
-                    .groups
-                    .get(&key)
-                    .is_some_and(|g| clock.saturating_sub(g.last_seen) > ttl.ms)
-                {
-                    self.groups.remove(&key);
+                if !new && clock.saturating_sub(self.groups.last_seen(row)) > ttl.ms {
+                    self.groups.reset(row, now);
                 }
             }
-            let emit_key = (self.emit == Emit::Updates).then(|| key.clone());
-            let specs = &self.specs;
-            let g = self.groups.entry(key).or_insert_with(|| Group {
-                accs: specs.iter().map(|s| Acc::new(s.func)).collect(),
-                last_seen: now,
-            });
-            if let Err(msg) = fold(specs, &mut g.accs, &self.args) {
+            // A bad record leaves a key it added, with empty aggregates (as the map did).
+            if let Err(msg) = check_args(&self.specs, &self.args) {
                 out.bad(r.origin, &msg, None, Some(r.value))?;
                 continue;
             }
-            g.last_seen = g.last_seen.max(now);
+            self.groups.update(row, &self.args, now);
             self.clock = self.clock.max(now);
-            if let Some(key) = emit_key {
-                if let Some(g) = self.groups.get(&key) {
-                    let value = self.result(&key, g);
-                    out.push(Record {
-                        value,
-                        origin: r.origin,
-                    });
-                }
+            if self.emit == Emit::Updates {
+                let value = self.result(row);
+                out.push(Record {
+                    value,
+                    origin: r.origin,
+                });
             }
         }
+        // A purge looks at every key's last update, so it waits until records amounting to
+        // 1/64 of the keys have come in: a fraction of a row check per record instead of a
+        // scan of a million rows per batch, for at most about that many keys' worth of memory.
         if self.ttl.is_some() {
-            self.expire();
+            self.since_expire += n;
+            if self.since_expire >= self.groups.len() / self.expire_fraction {
+                self.expire();
+            }
         }
         Ok(())
     }
 
     fn finish(&mut self, out: &mut Output) -> StageResult {
-        self.materialize()?;
+        self.materialize(&out.ctx)?;
         if self.finished {
             return Ok(());
         }
         self.finished = true;
         self.expire();
         if self.emit == Emit::Final {
-            let mut keys: Vec<(&Value, &Group)> = self.groups.iter().collect();
-            sort_by_key_value(&mut keys);
-            let keys: Vec<&Value> = keys.into_iter().map(|k| k.0).collect();
-            for (i, k) in keys.into_iter().enumerate() {
-                let value = self.result(k, &self.groups[k]);
+            let order = self.groups.rows().sorted_rows();
+            for (i, &r) in order.iter().enumerate() {
+                let value = self.result(r as usize);
                 out.push(Record {
                     value,
                     origin: Origin::default(),
@@ -170,7 +177,7 @@ impl Operator for Aggregate {
         }
         // A finished aggregate is never resumed (`resume` of a finished run does nothing), so
         // its groups can go, and the final checkpoint stays small.
-        self.groups = HashMap::new();
+        self.groups = Keyed::new(&self.specs);
         Ok(())
     }
 
@@ -178,20 +185,23 @@ impl Operator for Aggregate {
         if let Some(raw) = &self.restored {
             return Ok(raw.clone());
         }
-        Ok(encode_state(self.finished, self.clock, &self.groups))
+        self.expire();
+        Ok(self.groups.rows().encode(self.finished, self.clock))
     }
 
     fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {
         if self.restored.is_some() {
             return None;
         }
-        // Small state is cheaper to encode in place than to copy.
-        if self.groups.len() < 10_000 {
+        self.expire();
+        if self.groups.len() < DEFER_FROM_KEYS {
             return None;
         }
-        let groups = self.groups.clone();
+        // The copy is the pipeline's stall: flat columns, no index, no sorting (that is part
+        // of the encoding, on the other thread).
+        let rows = self.groups.rows().clone();
         let (finished, clock) = (self.finished, self.clock);
-        Some(Box::new(move || Ok(encode_state(finished, clock, &groups))))
+        Some(Box::new(move || Ok(rows.encode(finished, clock))))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
@@ -202,82 +212,465 @@ impl Operator for Aggregate {
 
 impl Aggregate {
     /// Decodes the restored state, if it has not been yet.
-    fn materialize(&mut self) -> Result<(), Error> {
-        match self.restored.take() {
-            Some(raw) => self.decode_state(&raw),
-            None => Ok(()),
-        }
+    fn materialize(&mut self, ctx: &Context) -> Result<(), Error> {
+        let Some(raw) = self.restored.take() else {
+            return Ok(());
+        };
+        let t = std::time::Instant::now();
+        self.decode_state(&raw)?;
+        ctx.info(format!(
+            "aggregate: decoded {} keys ({} bytes) from the checkpoint in {:.1} ms",
+            self.groups.len(),
+            raw.len(),
+            t.elapsed().as_secs_f64() * 1000.0
+        ));
+        Ok(())
     }
 
     fn decode_state(&mut self, state: &[u8]) -> Result<(), Error> {
-        let bad = |m: String| Error::runtime(format!("aggregate state in checkpoint: {m}"));
-        let v = Value::from_json(state).map_err(bad)?;
-        let field = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
-        self.finished = field("finished").truthy();
-        self.clock = field("clock")
-            .as_f64()
-            .map(|f| f as i64)
-            .unwrap_or(i64::MIN);
-        let Value::Array(groups) = field("groups") else {
-            return Err(bad("no groups".into()));
-        };
-        self.groups = HashMap::with_capacity(groups.len());
-        for g in groups {
-            let Value::Array(mut parts) = g else {
-                return Err(bad("a group is not an array".into()));
-            };
-            if parts.len() != self.specs.len() + 2 {
-                return Err(bad(format!(
-                    "a group has {} parts, the pipeline has {} aggregates",
-                    parts.len().saturating_sub(2),
-                    self.specs.len()
-                )));
-            }
-            let rest = parts.split_off(2);
-            let last_seen = parts[1].as_f64().map(|f| f as i64).unwrap_or(0);
-            let key = std::mem::take(&mut parts[0]);
-            let mut accs = Vec::with_capacity(self.specs.len());
-            for (spec, a) in self.specs.iter().zip(rest.iter()) {
-                accs.push(Acc::decode(spec.func, a).map_err(bad)?);
-            }
-            self.groups.insert(key, Group { accs, last_seen });
-        }
+        let (finished, clock) = self
+            .groups
+            .decode(&self.specs, state)
+            .map_err(|m| Error::runtime(format!("aggregate state in checkpoint: {m}")))?;
+        self.finished = finished;
+        self.clock = clock;
         Ok(())
     }
 }
 
-/// Sorts entries by key in jq's order; string keys (the usual case) compare as plain strings,
-/// which is the same order and much cheaper for millions of keys.
-fn sort_by_key_value<T>(entries: &mut [(&Value, T)]) {
-    if entries.iter().all(|e| matches!(e.0, Value::Str(_))) {
-        entries.sort_unstable_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
-    } else {
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    }
-}
+#[cfg(test)]
+mod tests {
+    //! The operator against a reference: the map-based state it replaced, kept here as it was
+    //! (a HashMap of key -> accumulators, purged with `retain`, encoded with `format!`).
 
-/// `{"finished":..,"clock":..,"groups":[[key,last_seen,acc,...],...]}`, groups sorted by key
-/// so the bytes never depend on hash order.
-fn encode_state(finished: bool, clock: i64, groups: &HashMap<Value, Group>) -> Vec<u8> {
-    let mut keys: Vec<(&Value, &Group)> = groups.iter().collect();
-    sort_by_key_value(&mut keys);
-    let mut out = Vec::with_capacity(64 + keys.len() * 48);
-    out.extend_from_slice(
-        format!("{{\"finished\":{finished},\"clock\":{clock},\"groups\":[").as_bytes(),
-    );
-    for (i, (k, g)) in keys.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        k.write_json(&mut out);
-        out.extend_from_slice(format!(",{}", g.last_seen).as_bytes());
-        for a in &g.accs {
-            out.push(b',');
-            a.encode(&mut out);
-        }
-        out.push(b']');
+    use super::*;
+    use crate::pipeline::spec::{OnError, TimeUnit};
+    use crate::runtime::context::SourceInfo;
+    use crate::runtime::message::Msg;
+    use crate::time::TimeExpr;
+    use crate::transforms::aggs::{fold, parse_agg, Acc};
+    use crossbeam_channel::Receiver;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::sync::{Arc, RwLock};
+
+    const ALL: [(&str, &str); 8] = [
+        ("n", "count"),
+        ("s", "sum(.v)"),
+        ("lo", "min(.v)"),
+        ("hi", "max(.v)"),
+        ("m", "avg(.v)"),
+        ("f", "first(.v)"),
+        ("l", "last(.v)"),
+        ("d", "count_distinct(.v)"),
+    ];
+
+    fn specs() -> Vec<AggSpec> {
+        ALL.iter().map(|(n, t)| parse_agg(n, t).unwrap()).collect()
     }
-    out.extend_from_slice(b"]}");
-    out
+
+    fn ttl(ms: Option<i64>) -> Option<Ttl> {
+        ms.map(|ms| Ttl {
+            ms,
+            time: TimeExpr {
+                expr: Expr::compile(".ts").unwrap(),
+                unit: TimeUnit::Ms,
+            },
+        })
+    }
+
+    struct Group {
+        accs: Vec<Acc>,
+        last_seen: i64,
+    }
+
+    /// The map-based aggregate, as it was.
+    struct Reference {
+        key: Option<Expr>,
+        specs: Vec<AggSpec>,
+        emit: Emit,
+        ttl: Option<Ttl>,
+        groups: HashMap<Value, Group>,
+        clock: i64,
+        finished: bool,
+        args: Vec<Option<Value>>,
+    }
+
+    impl Reference {
+        fn new(emit: Emit, ttl_ms: Option<i64>) -> Reference {
+            Reference {
+                key: Some(Expr::compile(".k").unwrap()),
+                specs: specs(),
+                emit,
+                ttl: ttl(ttl_ms),
+                groups: HashMap::new(),
+                clock: i64::MIN,
+                finished: false,
+                args: Vec::new(),
+            }
+        }
+
+        fn result(&self, key: &Value, g: &Group) -> String {
+            let mut m = Map::new();
+            m.push_unique(Str::new("key"), key.clone());
+            for (s, a) in self.specs.iter().zip(&g.accs) {
+                m.insert(s.name.clone(), a.result());
+            }
+            Value::Object(m).to_json_string()
+        }
+
+        fn expire(&mut self) {
+            let Some(ttl) = &self.ttl else { return };
+            let horizon = self.clock.saturating_sub(ttl.ms);
+            self.groups.retain(|_, g| g.last_seen >= horizon);
+        }
+
+        fn process(&mut self, records: &[Value]) -> Vec<String> {
+            let mut out = Vec::new();
+            for r in records {
+                let Ok(key) = eval_key(&self.key, r) else {
+                    continue;
+                };
+                let now = match &self.ttl {
+                    Some(t) => match t.time.eval(r) {
+                        Ok(ms) => ms,
+                        Err(_) => continue,
+                    },
+                    None => 0,
+                };
+                if eval_args(&self.specs, r, &mut self.args).is_err() {
+                    continue;
+                }
+                if let Some(ttl) = &self.ttl {
+                    let clock = self.clock.max(now);
+                    if self
+                        .groups
+                        .get(&key)
+                        .is_some_and(|g| clock.saturating_sub(g.last_seen) > ttl.ms)
+                    {
+                        self.groups.remove(&key);
+                    }
+                }
+                let specs = &self.specs;
+                let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
+                    accs: specs.iter().map(|s| Acc::new(s.func)).collect(),
+                    last_seen: now,
+                });
+                if fold(specs, &mut g.accs, &self.args).is_err() {
+                    continue;
+                }
+                g.last_seen = g.last_seen.max(now);
+                self.clock = self.clock.max(now);
+                if self.emit == Emit::Updates {
+                    out.push(self.result(&key, &self.groups[&key]));
+                }
+            }
+            if self.ttl.is_some() {
+                self.expire();
+            }
+            out
+        }
+
+        fn sorted(&self) -> Vec<(&Value, &Group)> {
+            let mut v: Vec<(&Value, &Group)> = self.groups.iter().collect();
+            v.sort_by(|a, b| a.0.cmp(b.0));
+            v
+        }
+
+        fn finish(&mut self) -> Vec<String> {
+            self.finished = true;
+            self.expire();
+            let out = match self.emit {
+                Emit::Final => self
+                    .sorted()
+                    .into_iter()
+                    .map(|(k, g)| self.result(k, g))
+                    .collect(),
+                Emit::Updates => Vec::new(),
+            };
+            self.groups.clear();
+            out
+        }
+
+        fn encode(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            out.extend_from_slice(
+                format!(
+                    "{{\"finished\":{},\"clock\":{},\"groups\":[",
+                    self.finished, self.clock
+                )
+                .as_bytes(),
+            );
+            for (i, (k, g)) in self.sorted().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                k.write_json(&mut out);
+                out.extend_from_slice(format!(",{}", g.last_seen).as_bytes());
+                for a in &g.accs {
+                    out.push(b',');
+                    a.encode(&mut out);
+                }
+                out.push(b']');
+            }
+            out.extend_from_slice(b"]}");
+            out
+        }
+
+        fn decode(&mut self, state: &[u8]) -> Result<(), String> {
+            let bad = |m: String| format!("aggregate state in checkpoint: {m}");
+            let v = Value::from_json(state).map_err(bad)?;
+            let field = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
+            self.finished = field("finished").truthy();
+            self.clock = field("clock")
+                .as_f64()
+                .map(|f| f as i64)
+                .unwrap_or(i64::MIN);
+            let Value::Array(groups) = field("groups") else {
+                return Err(bad("no groups".into()));
+            };
+            self.groups = HashMap::new();
+            for g in groups {
+                let Value::Array(mut parts) = g else {
+                    return Err(bad("a group is not an array".into()));
+                };
+                if parts.len() != self.specs.len() + 2 {
+                    return Err(bad(format!(
+                        "a group has {} parts, the pipeline has {} aggregates",
+                        parts.len().saturating_sub(2),
+                        self.specs.len()
+                    )));
+                }
+                let rest = parts.split_off(2);
+                let last_seen = parts[1].as_f64().map(|f| f as i64).unwrap_or(0);
+                let key = std::mem::take(&mut parts[0]);
+                let mut accs = Vec::new();
+                for (spec, a) in self.specs.iter().zip(rest.iter()) {
+                    accs.push(Acc::decode(spec.func, a).map_err(bad)?);
+                }
+                self.groups.insert(key, Group { accs, last_seen });
+            }
+            Ok(())
+        }
+    }
+
+    /// The operator with an output whose records can be read back.
+    struct Harness {
+        op: Aggregate,
+        out: Output,
+        rx: Receiver<Msg>,
+        seq: u64,
+    }
+
+    impl Harness {
+        fn new(emit: Emit, ttl_ms: Option<i64>) -> Harness {
+            let (reports, _) = crossbeam_channel::unbounded();
+            let source = SourceInfo {
+                name: "s".into(),
+                on_error: OnError::Skip,
+                files: RwLock::new(Vec::new()),
+            };
+            let ctx = Arc::new(Context::new(
+                vec!["a".into()],
+                vec![Some(source)],
+                reports,
+                true,
+                0,
+            ));
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let key = Some(Expr::compile(".k").unwrap());
+            Harness {
+                op: Aggregate::new(key, specs(), emit, ttl(ttl_ms)),
+                out: Output::new(0, ctx, vec![tx], Vec::new(), Vec::new()),
+                rx,
+                seq: 0,
+            }
+        }
+
+        fn drain(&mut self) -> Vec<String> {
+            let mut v = Vec::new();
+            for m in self.rx.try_iter() {
+                if let Msg::Batch(b) = m {
+                    v.extend(b.records.iter().map(|r| r.value.to_json_string()));
+                }
+            }
+            v
+        }
+
+        fn process(&mut self, records: &[Value]) -> Vec<String> {
+            let records = records
+                .iter()
+                .map(|v| Record {
+                    value: v.clone(),
+                    origin: Origin::default(),
+                })
+                .collect();
+            self.seq += 1;
+            let batch = Batch {
+                seq: self.seq,
+                records,
+            };
+            assert!(self.op.process(0, batch, &mut self.out).is_ok());
+            assert!(self.out.flush(self.seq).is_ok());
+            self.drain()
+        }
+
+        fn finish(&mut self) -> Vec<String> {
+            assert!(self.op.finish(&mut self.out).is_ok());
+            assert!(self.out.flush(END_SEQ).is_ok());
+            self.drain()
+        }
+    }
+
+    fn record(k: &Value, v: &Value, ts: &Value) -> Value {
+        let mut m = Map::new();
+        m.push_unique(Str::new("k"), k.clone());
+        m.push_unique(Str::new("v"), v.clone());
+        m.push_unique(Str::new("ts"), ts.clone());
+        Value::Object(m)
+    }
+
+    fn key_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => (0u32..40).prop_map(|i| Value::str(&format!("k{i}"))),
+            1 => (0i64..5).prop_map(Value::Int),
+            1 => Just(Value::Float(2.0)),
+            1 => Just(Value::Null),
+            1 => Just(Value::str("q\"\\é")),
+        ]
+    }
+
+    fn arg_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => (-5i64..50).prop_map(Value::Int),
+            1 => (-5i64..5).prop_map(|i| Value::Float(i as f64 / 4.0)),
+            1 => Just(Value::Null),
+            // Not a number: a bad record for sum and avg.
+            1 => "[xy]{1,2}".prop_map(|s| Value::str(&s)),
+        ]
+    }
+
+    /// Records with times that mostly go forward, sometimes back, and sometimes are missing.
+    fn batches() -> impl Strategy<Value = Vec<Vec<Value>>> {
+        let rec = (key_strategy(), arg_strategy(), -40i64..60, 0u8..50);
+        proptest::collection::vec(proptest::collection::vec(rec, 0..25), 1..12).prop_map(|bs| {
+            let mut t = 0i64;
+            bs.into_iter()
+                .map(|b| {
+                    b.into_iter()
+                        .map(|(k, v, dt, odd)| {
+                            t += dt.max(0);
+                            let ts = match odd {
+                                0 => Value::str("not a time"),
+                                1..=5 => Value::Int(t + dt),
+                                _ => Value::Int(t),
+                            };
+                            record(&k, &v, &ts)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Same results, same checkpoint bytes after every batch, with and without a ttl,
+        /// both ways of emitting, and through a checkpoint and restore somewhere along the way.
+        #[test]
+        fn matches_the_map_based_aggregate(
+            batches in batches(),
+            ttl_ms in prop_oneof![Just(None), (1i64..150).prop_map(Some)],
+            updates in any::<bool>(),
+            restore_at in 0usize..14,
+        ) {
+            let emit = if updates { Emit::Updates } else { Emit::Final };
+            let mut reference = Reference::new(emit, ttl_ms);
+            let mut h = Harness::new(emit, ttl_ms);
+            // Small states purge as often as big ones would, relative to their size: about
+            // every other batch here.
+            h.op.expire_fraction = 1;
+            for (i, b) in batches.iter().enumerate() {
+                if i == restore_at {
+                    let state = h.op.snapshot().unwrap();
+                    prop_assert_eq!(&state, &reference.encode());
+                    h = Harness::new(emit, ttl_ms);
+                    h.op.expire_fraction = 1;
+                    h.op.restore(&state).unwrap();
+                    reference = Reference::new(emit, ttl_ms);
+                    reference.decode(&state).unwrap();
+                }
+                prop_assert_eq!(h.process(b), reference.process(b));
+                // Checkpoints now and then (a checkpoint purges expired keys, which the
+                // operator otherwise does only every so often).
+                if i % 3 == 2 {
+                    let state = String::from_utf8(h.op.snapshot().unwrap()).unwrap();
+                    let want = String::from_utf8(reference.encode()).unwrap();
+                    prop_assert_eq!(state, want);
+                }
+            }
+            prop_assert_eq!(h.finish(), reference.finish());
+            prop_assert_eq!(h.op.snapshot().unwrap(), reference.encode());
+        }
+    }
+
+    #[test]
+    fn many_keys_expire_as_in_the_reference_and_large_state_snapshots_on_the_side() {
+        // 30,000 keys over 60,000 records, each idle now and then for longer than the ttl;
+        // batches of 100 records, so purges (every 1/64 of the keys' worth of records) skip
+        // a few batches.
+        let mut reference = Reference::new(Emit::Final, Some(20_000));
+        let mut h = Harness::new(Emit::Final, Some(20_000));
+        let mut x: u64 = 7;
+        for b in 0..600 {
+            let mut batch = Vec::new();
+            for i in 0..100 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let k = Value::str(&format!("user{}", (x >> 33) % 30_000));
+                let ts = Value::Int(b * 100 + i - (x >> 60) as i64 * 50);
+                batch.push(record(&k, &Value::Int((x >> 40) as i64 % 1000), &ts));
+            }
+            assert_eq!(h.process(&batch), reference.process(&batch));
+            if b % 200 == 199 {
+                let want = reference.encode();
+                let job =
+                    h.op.snapshot_deferred()
+                        .expect("large state is encoded on the side");
+                assert_eq!(job().unwrap(), want);
+                assert_eq!(h.op.snapshot().unwrap(), want);
+            }
+        }
+        let out = h.finish();
+        assert!(out.len() > 1000);
+        assert_eq!(out, reference.finish());
+    }
+
+    #[test]
+    fn corrupt_state_messages_are_the_old_ones() {
+        for state in [
+            &br#"{"finished":false,"clock":0,"groups":[["a",0,1]]}"#[..],
+            br#"{"finished":false,"clock":0,"groups":[["a",0,"x",0,null,null,[0.0,0],null,null,[]]]}"#,
+            br#"{"finished":false,"clock":0,"groups":[["a",0,1,0,null,null,[0.0],null,null,[]]]}"#,
+            br#"{"finished":false,"clock":0,"groups":[["a",0,1,0,null,null,[0.0,0],null,null,5]]}"#,
+            br#"{"finished":false,"clock":0,"groups":[["a",0,1,"s",null,null,[0.0,0],null,null,[]]]}"#,
+            br#"{"finished":false,"clock":0,"groups":[7]}"#,
+            br#"{"finished":false,"clock":0,"groups":{}}"#,
+            br#"{"clock":0}"#,
+            br#""text""#,
+        ] {
+            let mut h = Harness::new(Emit::Final, None);
+            h.op.restore(state).unwrap();
+            let got = match h.op.finish(&mut h.out) {
+                Err(Stop::Failed(e)) => e.to_string(),
+                _ => String::new(),
+            };
+            let mut reference = Reference::new(Emit::Final, None);
+            let want = reference.decode(state).unwrap_err();
+            assert!(got.contains(&want), "{got} / {want}");
+        }
+    }
 }

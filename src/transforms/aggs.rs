@@ -240,6 +240,12 @@ impl Acc {
     }
 
     pub fn decode(func: Func, v: &Value) -> Result<Acc, String> {
+        Acc::decode_owned(func, v.clone())
+    }
+
+    /// `decode` of a value the caller gives up, so `min`/`max`/`first`/`last` keep it without
+    /// a copy (the streaming decoder of `aggregate` reads millions of these).
+    pub fn decode_owned(func: Func, v: Value) -> Result<Acc, String> {
         let bad = || {
             format!(
                 "aggregate state {} does not fit {func:?}",
@@ -248,15 +254,15 @@ impl Acc {
         };
         Ok(match func {
             Func::Count => match v {
-                Value::Int(n) if *n >= 0 => Acc::Count(*n as u64),
+                Value::Int(n) if n >= 0 => Acc::Count(n as u64),
                 _ => return Err(bad()),
             },
             Func::Sum => match v {
-                Value::Int(i) => Acc::SumInt(*i),
-                Value::Float(f) => Acc::SumFloat(*f),
+                Value::Int(i) => Acc::SumInt(i),
+                Value::Float(f) => Acc::SumFloat(f),
                 _ => return Err(bad()),
             },
-            Func::Avg => match v {
+            Func::Avg => match &v {
                 Value::Array(a) if a.len() == 2 => Acc::Avg {
                     sum: a[0].as_f64().ok_or_else(bad)?,
                     n: a[1].as_f64().ok_or_else(bad)? as u64,
@@ -267,7 +273,7 @@ impl Acc {
                 let x = if matches!(v, Value::Null) {
                     None
                 } else {
-                    Some(v.clone())
+                    Some(v)
                 };
                 match func {
                     Func::Min => Acc::Min(x),
@@ -277,7 +283,7 @@ impl Acc {
                 }
             }
             Func::CountDistinct => match v {
-                Value::Array(a) => Acc::Distinct(a.iter().cloned().collect()),
+                Value::Array(a) => Acc::Distinct(a.into_iter().collect()),
                 _ => return Err(bad()),
             },
         })

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod aggs;
 pub mod dedup;
 pub mod filter;
+pub mod keyed;
 pub mod map;
 pub mod parse;
 pub mod window;

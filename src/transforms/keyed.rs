@@ -1,0 +1,1537 @@
+//! The keyed state of `aggregate`, laid out flat so that a million keys stay cheap.
+//!
+//! A hash map of key -> group paid, per key, a 64-byte slot (kept at most 7/8 full, so often
+//! twice that), a separate heap allocation for the group's accumulators, and 40 bytes per
+//! accumulator whatever the function. Here each key is stored once, in `keys`; the index is a
+//! table of 4-byte row numbers hashed by the key they point to; every aggregate is a column
+//! holding only what its function needs (8 bytes for a count, 8 bytes and a flag for a sum);
+//! the time of a key's last update is kept only when it is not always 0 (that is, with
+//! `state_ttl`). A key leaves by moving the last row into its place, so the columns stay dense.
+//!
+//! Row order depends on the order of inserts and removals, never on the hash, and nothing leaves
+//! unsorted: checkpoints and final results go through `sorted_rows`. The checkpoint encoding is
+//! the one the map-based state wrote, byte for byte. Reading it back goes straight into the
+//! columns, without building a tree of values for the whole state first: a scanner reads the
+//! encoder's own bytes (sorted keys, no whitespace) at a few nanoseconds a byte, and anything
+//! else goes to a general streaming reader (serde over sonic-rs), which accepts the same JSON
+//! the old decoder accepted and gives its error messages.
+
+use super::aggs::{Acc, AggSpec, Func};
+use crate::value::Value;
+use hashbrown::HashTable;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+
+/// The accumulators of one aggregate for every row.
+#[derive(Clone)]
+enum Column {
+    Count(Vec<u64>),
+    /// Sums: the bits of an `i64`, or of an `f64` where `float` is set (after a float input or
+    /// an overflow), so integer sums print as integers.
+    Sum {
+        bits: Vec<u64>,
+        float: Vec<bool>,
+    },
+    Avg(Vec<(f64, u64)>),
+    /// `min`, `max`, `first` or `last` (the function says which).
+    Value(Func, Vec<Option<Value>>),
+    Distinct(Vec<BTreeSet<Value>>),
+}
+
+impl Column {
+    fn new(func: Func) -> Column {
+        match func {
+            Func::Count => Column::Count(Vec::new()),
+            Func::Sum => Column::Sum {
+                bits: Vec::new(),
+                float: Vec::new(),
+            },
+            Func::Avg => Column::Avg(Vec::new()),
+            Func::Min | Func::Max | Func::First | Func::Last => Column::Value(func, Vec::new()),
+            Func::CountDistinct => Column::Distinct(Vec::new()),
+        }
+    }
+
+    /// Appends a row. `acc` comes from `Acc::new` or `Acc::decode` of this column's function,
+    /// so it always fits; a misfit would be a bug here, and appends a fresh accumulator rather
+    /// than leave the columns of different lengths.
+    fn push(&mut self, acc: Acc) {
+        match (self, acc) {
+            (Column::Count(v), Acc::Count(n)) => v.push(n),
+            (Column::Sum { bits, float }, Acc::SumInt(i)) => {
+                bits.push(i as u64);
+                float.push(false);
+            }
+            (Column::Sum { bits, float }, Acc::SumFloat(f)) => {
+                bits.push(f.to_bits());
+                float.push(true);
+            }
+            (Column::Avg(v), Acc::Avg { sum, n }) => v.push((sum, n)),
+            (Column::Value(_, v), Acc::Min(x) | Acc::Max(x) | Acc::First(x) | Acc::Last(x)) => {
+                v.push(x)
+            }
+            (Column::Distinct(v), Acc::Distinct(s)) => v.push(s),
+            (col, _) => {
+                debug_assert!(false, "an accumulator of another function");
+                let fresh = col.fresh();
+                col.push(fresh);
+            }
+        }
+    }
+
+    /// A new accumulator of this column's function.
+    fn fresh(&self) -> Acc {
+        Acc::new(self.func())
+    }
+
+    fn func(&self) -> Func {
+        match self {
+            Column::Count(_) => Func::Count,
+            Column::Sum { .. } => Func::Sum,
+            Column::Avg(_) => Func::Avg,
+            Column::Value(f, _) => *f,
+            Column::Distinct(_) => Func::CountDistinct,
+        }
+    }
+
+    /// Moves row `r`'s accumulator out (a value or a set is taken, not copied); `put` returns
+    /// it. Together they let `Acc` keep the one definition of every function's update.
+    fn take(&mut self, r: usize) -> Acc {
+        match self {
+            Column::Count(v) => Acc::Count(v[r]),
+            Column::Sum { bits, float } => {
+                if float[r] {
+                    Acc::SumFloat(f64::from_bits(bits[r]))
+                } else {
+                    Acc::SumInt(bits[r] as i64)
+                }
+            }
+            Column::Avg(v) => Acc::Avg {
+                sum: v[r].0,
+                n: v[r].1,
+            },
+            Column::Value(f, v) => {
+                let x = std::mem::take(&mut v[r]);
+                match f {
+                    Func::Min => Acc::Min(x),
+                    Func::Max => Acc::Max(x),
+                    Func::First => Acc::First(x),
+                    _ => Acc::Last(x),
+                }
+            }
+            Column::Distinct(v) => Acc::Distinct(std::mem::take(&mut v[r])),
+        }
+    }
+
+    fn put(&mut self, r: usize, acc: Acc) {
+        match (self, acc) {
+            (Column::Count(v), Acc::Count(n)) => v[r] = n,
+            (Column::Sum { bits, float }, Acc::SumInt(i)) => {
+                bits[r] = i as u64;
+                float[r] = false;
+            }
+            (Column::Sum { bits, float }, Acc::SumFloat(f)) => {
+                bits[r] = f.to_bits();
+                float[r] = true;
+            }
+            (Column::Avg(v), Acc::Avg { sum, n }) => v[r] = (sum, n),
+            (Column::Value(_, v), Acc::Min(x) | Acc::Max(x) | Acc::First(x) | Acc::Last(x)) => {
+                v[r] = x
+            }
+            (Column::Distinct(v), Acc::Distinct(s)) => v[r] = s,
+            (col, _) => {
+                debug_assert!(false, "an accumulator of another function");
+                let fresh = col.fresh();
+                col.put(r, fresh);
+            }
+        }
+    }
+
+    /// Row `r` as an `Acc`, for the numeric functions, whose accumulators are plain copies.
+    fn copy(&self, r: usize) -> Option<Acc> {
+        Some(match self {
+            Column::Count(v) => Acc::Count(v[r]),
+            Column::Sum { bits, float } => {
+                if float[r] {
+                    Acc::SumFloat(f64::from_bits(bits[r]))
+                } else {
+                    Acc::SumInt(bits[r] as i64)
+                }
+            }
+            Column::Avg(v) => Acc::Avg {
+                sum: v[r].0,
+                n: v[r].1,
+            },
+            Column::Value(..) | Column::Distinct(_) => return None,
+        })
+    }
+
+    fn update(&mut self, r: usize, v: Option<&Value>) {
+        let mut acc = self.take(r);
+        acc.update(v);
+        self.put(r, acc);
+    }
+
+    /// The same value as `Acc::result`.
+    fn result(&self, r: usize) -> Value {
+        match self {
+            Column::Value(_, v) => v[r].clone().unwrap_or(Value::Null),
+            Column::Distinct(v) => Value::Int(v[r].len() as i64),
+            _ => self.copy(r).map(|a| a.result()).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The same bytes as `Acc::encode`.
+    fn encode(&self, r: usize, out: &mut Vec<u8>) {
+        match self {
+            Column::Count(v) => out.extend_from_slice(itoa::Buffer::new().format(v[r]).as_bytes()),
+            Column::Sum { bits, float } if !float[r] => {
+                out.extend_from_slice(itoa::Buffer::new().format(bits[r] as i64).as_bytes())
+            }
+            Column::Value(_, v) => match &v[r] {
+                Some(x) => x.write_json(out),
+                None => out.extend_from_slice(b"null"),
+            },
+            // Writing into a Vec cannot fail, and a set of values always serializes.
+            Column::Distinct(v) => {
+                let _ = serde_json::to_writer(&mut *out, &v[r]);
+            }
+            _ => {
+                if let Some(a) = self.copy(r) {
+                    a.encode(out);
+                }
+            }
+        }
+    }
+
+    fn swap_remove(&mut self, r: usize) {
+        match self {
+            Column::Count(v) => {
+                v.swap_remove(r);
+            }
+            Column::Sum { bits, float } => {
+                bits.swap_remove(r);
+                float.swap_remove(r);
+            }
+            Column::Avg(v) => {
+                v.swap_remove(r);
+            }
+            Column::Value(_, v) => {
+                v.swap_remove(r);
+            }
+            Column::Distinct(v) => {
+                v.swap_remove(r);
+            }
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        match self {
+            Column::Count(v) => v.reserve(n),
+            Column::Sum { bits, float } => {
+                bits.reserve(n);
+                float.reserve(n);
+            }
+            Column::Avg(v) => v.reserve(n),
+            Column::Value(_, v) => v.reserve(n),
+            Column::Distinct(v) => v.reserve(n),
+        }
+    }
+}
+
+/// The rows without the index: what a checkpoint copies and encodes on another thread.
+#[derive(Clone)]
+pub struct Rows {
+    keys: Vec<Value>,
+    /// Each row's last update time, or empty while every one is 0 (always, without a ttl).
+    last_seen: Vec<i64>,
+    cols: Vec<Column>,
+    /// Rows `0..sorted` are in strictly increasing key order: all of them right after a
+    /// checkpoint was read, so the next checkpoint (or the final results) need not sort them
+    /// again, only merge in the rows added since.
+    sorted: usize,
+}
+
+impl Rows {
+    fn new(specs: &[AggSpec]) -> Rows {
+        Rows {
+            keys: Vec::new(),
+            last_seen: Vec::new(),
+            cols: specs.iter().map(|s| Column::new(s.func)).collect(),
+            sorted: 0,
+        }
+    }
+
+    pub fn last_seen(&self, r: usize) -> i64 {
+        self.last_seen.get(r).copied().unwrap_or(0)
+    }
+
+    fn set_last_seen(&mut self, r: usize, t: i64) {
+        if self.last_seen.is_empty() {
+            if t == 0 {
+                return;
+            }
+            self.last_seen.resize(self.keys.len(), 0);
+        }
+        self.last_seen[r] = t;
+    }
+
+    /// Row numbers in key order (jq's order): the rows after the sorted ones are sorted, then
+    /// merged with those.
+    pub fn sorted_rows(&self) -> Vec<u32> {
+        let keys = &self.keys;
+        let head = self.sorted.min(keys.len());
+        let mut tail: Vec<u32> = (head as u32..keys.len() as u32).collect();
+        if keys[head..].iter().all(|k| matches!(k, Value::Str(_))) {
+            // Sorting by the first 8 bytes (as a big-endian number, zero-padded) is consistent
+            // with string order and keeps most comparisons inside the array being sorted.
+            let mut pre: Vec<(u64, u32)> = tail
+                .iter()
+                .map(|&r| (prefix8(&keys[r as usize]), r))
+                .collect();
+            pre.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| key_cmp(&keys[a.1 as usize], &keys[b.1 as usize]))
+            });
+            tail.clear();
+            tail.extend(pre.iter().map(|p| p.1));
+        } else {
+            tail.sort_unstable_by(|&a, &b| key_cmp(&keys[a as usize], &keys[b as usize]));
+        }
+        if head == 0 {
+            return tail;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        let (mut i, mut j) = (0, 0);
+        while i < head && j < tail.len() {
+            if key_cmp(&keys[i], &keys[tail[j] as usize]).is_lt() {
+                out.push(i as u32);
+                i += 1;
+            } else {
+                out.push(tail[j]);
+                j += 1;
+            }
+        }
+        out.extend(i as u32..head as u32);
+        out.extend_from_slice(&tail[j..]);
+        out
+    }
+
+    /// `{"finished":..,"clock":..,"groups":[[key,last_seen,acc,...],...]}`, groups sorted by
+    /// key so the bytes never depend on the order of the rows.
+    pub fn encode(&self, finished: bool, clock: i64) -> Vec<u8> {
+        let order = self.sorted_rows();
+        let mut out = Vec::with_capacity(64 + order.len() * (24 + 12 * self.cols.len()));
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"finished\":");
+        out.extend_from_slice(if finished { b"true" } else { b"false" });
+        out.extend_from_slice(b",\"clock\":");
+        out.extend_from_slice(num.format(clock).as_bytes());
+        out.extend_from_slice(b",\"groups\":[");
+        for (i, &r) in order.iter().enumerate() {
+            let r = r as usize;
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            self.keys[r].write_json(&mut out);
+            out.push(b',');
+            out.extend_from_slice(num.format(self.last_seen(r)).as_bytes());
+            for c in &self.cols {
+                out.push(b',');
+                c.encode(r, &mut out);
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// jq's order of keys; strings (the usual keys) compare as plain strings, which is the same
+/// order, the cheap way.
+fn key_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => x.as_str().cmp(y.as_str()),
+        _ => a.cmp(b),
+    }
+}
+
+/// The first 8 bytes of a string key, zero-padded, as a big-endian number: two keys whose
+/// numbers differ are in the numbers' order.
+fn prefix8(k: &Value) -> u64 {
+    let b = k.as_str().unwrap_or("").as_bytes();
+    let mut buf = [0u8; 8];
+    let n = b.len().min(8);
+    buf[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(buf)
+}
+
+/// Every key's row, and an index from key to row.
+pub struct Keyed {
+    rows: Rows,
+    /// Row numbers, hashed by their row's key: the key itself is stored only once.
+    index: HashTable<u32>,
+    hasher: RandomState,
+    /// No row's last update is older than this (a lower bound, exact after `expire`), so an
+    /// `expire` that would drop nothing does not look at the rows.
+    oldest: i64,
+}
+
+/// What the state may not hold: row numbers are 4 bytes.
+const MAX_ROWS: usize = u32::MAX as usize;
+
+impl Keyed {
+    pub fn new(specs: &[AggSpec]) -> Keyed {
+        Keyed {
+            rows: Rows::new(specs),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+            oldest: i64::MAX,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.keys.is_empty()
+    }
+
+    pub fn rows(&self) -> &Rows {
+        &self.rows
+    }
+
+    pub fn key(&self, r: usize) -> &Value {
+        &self.rows.keys[r]
+    }
+
+    pub fn last_seen(&self, r: usize) -> i64 {
+        self.rows.last_seen(r)
+    }
+
+    /// The row of `key`, added (with fresh accumulators, last seen at `now`) if it is new;
+    /// the flag says whether it was. Fails only past 2^32 - 1 keys.
+    pub fn find_or_insert(&mut self, key: Value, now: i64) -> Result<(usize, bool), String> {
+        let h = self.hasher.hash_one(&key);
+        let Rows { keys, .. } = &self.rows;
+        let hasher = &self.hasher;
+        let entry = self.index.entry(
+            h,
+            |&r| keys[r as usize] == key,
+            |&r| hasher.hash_one(&keys[r as usize]),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => Ok((*e.get() as usize, false)),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let r = keys.len();
+                if r >= MAX_ROWS {
+                    return Err(format!("aggregate: more than {MAX_ROWS} keys"));
+                }
+                e.insert(r as u32);
+                self.push_row(key, now);
+                Ok((r, true))
+            }
+        }
+    }
+
+    /// Appends a row with fresh accumulators (the index entry is the caller's business).
+    fn push_row(&mut self, key: Value, now: i64) {
+        let rows = &mut self.rows;
+        let n = rows.keys.len();
+        if rows.sorted == n && rows.keys.last().is_none_or(|k| key_cmp(k, &key).is_lt()) {
+            rows.sorted += 1;
+        }
+        rows.keys.push(key);
+        for c in &mut rows.cols {
+            let a = c.fresh();
+            c.push(a);
+        }
+        if !rows.last_seen.is_empty() {
+            rows.last_seen.push(now);
+        } else if now != 0 {
+            rows.last_seen.resize(rows.keys.len(), 0);
+            let last = rows.keys.len() - 1;
+            rows.last_seen[last] = now;
+        }
+        self.oldest = self.oldest.min(now);
+    }
+
+    /// Starts row `r` afresh, as if its key had been removed and added again at `now`.
+    pub fn reset(&mut self, r: usize, now: i64) {
+        for c in &mut self.rows.cols {
+            let a = c.fresh();
+            c.put(r, a);
+        }
+        self.rows.set_last_seen(r, now);
+        self.oldest = self.oldest.min(now);
+    }
+
+    /// Folds one record's arguments (already checked) into row `r`, last seen at `now` or later.
+    pub fn update(&mut self, r: usize, args: &[Option<Value>], now: i64) {
+        for (c, a) in self.rows.cols.iter_mut().zip(args) {
+            c.update(r, a.as_ref());
+        }
+        let t = self.rows.last_seen(r).max(now);
+        self.rows.set_last_seen(r, t);
+    }
+
+    /// Row `r`'s result for the aggregate in column `i`.
+    pub fn result(&self, r: usize, i: usize) -> Value {
+        self.rows.cols[i].result(r)
+    }
+
+    /// Removes row `r`: the last row moves into its place and its index entry follows.
+    fn remove(&mut self, r: usize) {
+        let rows = &mut self.rows;
+        let h = self.hasher.hash_one(&rows.keys[r]);
+        if let Ok(e) = self.index.find_entry(h, |&x| x as usize == r) {
+            e.remove();
+        }
+        let last = rows.keys.len() - 1;
+        if r != last {
+            let h = self.hasher.hash_one(&rows.keys[last]);
+            if let Some(x) = self.index.find_mut(h, |&x| x as usize == last) {
+                *x = r as u32;
+            }
+        }
+        rows.keys.swap_remove(r);
+        rows.sorted = rows.sorted.min(r);
+        for c in &mut rows.cols {
+            c.swap_remove(r);
+        }
+        if !rows.last_seen.is_empty() {
+            rows.last_seen.swap_remove(r);
+        }
+    }
+
+    /// Drops every key last updated before `horizon`.
+    pub fn expire(&mut self, horizon: i64) {
+        if self.oldest >= horizon || self.rows.keys.is_empty() {
+            return;
+        }
+        if self.rows.last_seen.is_empty() {
+            // Every row was last seen at 0, which is before the horizon.
+            self.clear();
+            return;
+        }
+        let mut oldest = i64::MAX;
+        let mut r = 0;
+        while r < self.rows.keys.len() {
+            let t = self.rows.last_seen[r];
+            if t < horizon {
+                // The last row moves here: look at this row number again.
+                self.remove(r);
+            } else {
+                oldest = oldest.min(t);
+                r += 1;
+            }
+        }
+        self.oldest = oldest;
+    }
+
+    /// Forgets every key (keeping the columns' functions).
+    pub fn clear(&mut self) {
+        let rows = &mut self.rows;
+        rows.keys = Vec::new();
+        rows.last_seen = Vec::new();
+        rows.sorted = 0;
+        for c in &mut rows.cols {
+            *c = Column::new(c.func());
+        }
+        self.index = HashTable::new();
+        self.oldest = i64::MAX;
+    }
+
+    /// Adds or replaces a decoded group. A key twice in a checkpoint keeps its last group, as
+    /// decoding into a map did.
+    fn put_decoded(&mut self, key: Value, t: i64, accs: &mut Vec<Acc>) -> Result<(), String> {
+        let (r, _) = self.find_or_insert(key, t)?;
+        for (c, a) in self.rows.cols.iter_mut().zip(accs.drain(..)) {
+            c.put(r, a);
+        }
+        self.rows.set_last_seen(r, t);
+        self.oldest = self.oldest.min(t);
+        Ok(())
+    }
+
+    fn reserve(&mut self, n: usize) {
+        let rows = &mut self.rows;
+        rows.keys.reserve(n);
+        for c in &mut rows.cols {
+            c.reserve(n);
+        }
+        let Rows { keys, .. } = &self.rows;
+        let hasher = &self.hasher;
+        self.index
+            .reserve(n, |&x| hasher.hash_one(&keys[x as usize]));
+    }
+
+    /// Replaces the state with the one `Rows::encode` wrote (or the map-based state before it,
+    /// which wrote the same bytes). Returns `finished` and `clock`. The message of an error
+    /// names the problem; the caller says where it is.
+    pub fn decode(&mut self, specs: &[AggSpec], state: &[u8]) -> Result<(bool, i64), String> {
+        *self = Keyed::new(specs);
+        // Checked here once, so neither reader need check strings as it goes.
+        let text = std::str::from_utf8(state).map_err(|e| format!("invalid UTF-8: {e}"))?;
+        let funcs: Vec<Func> = specs.iter().map(|s| s.func).collect();
+        if let Some(top) = self.decode_fast(text, &funcs) {
+            return Ok(top);
+        }
+        // Not the encoder's own bytes (or a problem in them): the general reader starts over
+        // and names the problem.
+        self.clear();
+        let mut d = Decoder {
+            keyed: self,
+            funcs: &funcs,
+            problem: None,
+            parts: Vec::with_capacity(funcs.len()),
+            accs: Vec::with_capacity(funcs.len()),
+        };
+        let mut de = sonic_rs::Deserializer::from_str(text);
+        let top = TopSeed(&mut d).deserialize(&mut de).and_then(|v| {
+            de.end()?;
+            Ok(v)
+        });
+        match top {
+            Ok(v) => Ok(v),
+            Err(e) => Err(d.problem.take().unwrap_or_else(|| e.to_string())),
+        }
+    }
+
+    /// Reads exactly what `Rows::encode` writes: no whitespace, groups in strictly increasing
+    /// key order (so no key twice), each of the right length and every accumulator fitting its
+    /// function. Rows are appended as they come and the index is built at the end, without
+    /// comparing keys. Anything else is `None`, and `decode` falls back to the general reader,
+    /// which reads any JSON the old decoder read and gives its messages.
+    fn decode_fast(&mut self, text: &str, funcs: &[Func]) -> Option<(bool, i64)> {
+        let mut c = Scan {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+            depth: 0,
+        };
+        c.eat(b"{\"finished\":")?;
+        let finished = if c.eat(b"true").is_some() {
+            true
+        } else {
+            c.eat(b"false")?;
+            false
+        };
+        c.eat(b",\"clock\":")?;
+        // Through a double, as the general reader (and the old decoder) read it.
+        let clock = c.int()? as f64 as i64;
+        c.eat(b",\"groups\":[")?;
+        let rows = &mut self.rows;
+        let mut oldest = i64::MAX;
+        if c.eat(b"]").is_none() {
+            loop {
+                c.eat(b"[")?;
+                let key = c.value()?;
+                // Strictly after the previous key, in the encoder's order.
+                if rows
+                    .keys
+                    .last()
+                    .is_some_and(|prev| !key_cmp(prev, &key).is_lt())
+                {
+                    return None;
+                }
+                c.eat(b",")?;
+                // Through a double too, and 0 if not a number, as the old decoder read it.
+                let t = match c.int() {
+                    Some(t) => t as f64 as i64,
+                    None => c.value()?.as_f64().map(|f| f as i64).unwrap_or(0),
+                };
+                // Accumulators go straight into their columns; if the group turns out bad,
+                // the whole state is read again by the general reader anyway.
+                for (col, &f) in rows.cols.iter_mut().zip(funcs) {
+                    c.eat(b",")?;
+                    let acc = match (f, c.int()) {
+                        (Func::Count, Some(n)) if n >= 0 => Acc::Count(n as u64),
+                        (Func::Sum, Some(n)) => Acc::SumInt(n),
+                        (_, Some(n)) => Acc::decode_owned(f, Value::Int(n)).ok()?,
+                        (_, None) => Acc::decode_owned(f, c.value()?).ok()?,
+                    };
+                    col.push(acc);
+                }
+                c.eat(b"]")?;
+                if rows.keys.len() >= MAX_ROWS {
+                    return None;
+                }
+                rows.keys.push(key);
+                if !rows.last_seen.is_empty() {
+                    rows.last_seen.push(t);
+                } else if t != 0 {
+                    rows.last_seen.resize(rows.keys.len(), 0);
+                    let last = rows.keys.len() - 1;
+                    rows.last_seen[last] = t;
+                }
+                oldest = oldest.min(t);
+                if c.eat(b",").is_none() {
+                    c.eat(b"]")?;
+                    break;
+                }
+            }
+        }
+        c.eat(b"}")?;
+        if c.i != c.b.len() {
+            return None;
+        }
+        // Every key is new (they increase), so the index takes them without comparing keys.
+        let hasher = &self.hasher;
+        let keys = &self.rows.keys;
+        self.index = HashTable::with_capacity(keys.len());
+        for (r, k) in keys.iter().enumerate() {
+            self.index
+                .insert_unique(hasher.hash_one(k), r as u32, |&x| {
+                    hasher.hash_one(&keys[x as usize])
+                });
+        }
+        self.rows.sorted = self.rows.keys.len();
+        self.oldest = oldest;
+        Some((finished, clock))
+    }
+}
+
+/// A cursor over the encoder's own bytes, for `decode_fast`. Every method is `None` where the
+/// text is not what the encoder writes.
+struct Scan<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// Arrays being read, one inside another: deep nesting is left to the general reader,
+    /// which has a limit, rather than to the stack.
+    depth: u32,
+}
+
+impl Scan<'_> {
+    fn eat(&mut self, lit: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + lit.len()) == Some(lit) {
+            self.i += lit.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// An integer as the encoder writes one: `-?(0|[1-9][0-9]*)` that fits an i64, followed by
+    /// neither a fraction nor an exponent. Anything else (`-0` too) is `None` and moves nothing.
+    fn int(&mut self) -> Option<i64> {
+        let b = self.b;
+        let mut j = self.i;
+        let neg = b.get(j) == Some(&b'-');
+        j += usize::from(neg);
+        let start = j;
+        let mut v: u64 = 0;
+        while let Some(&d) = b.get(j) {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            // 19 digits always fit a u64; longer numbers take the checked road.
+            v = if j - start < 19 {
+                v * 10 + u64::from(d - b'0')
+            } else {
+                v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?
+            };
+            j += 1;
+        }
+        let n = j - start;
+        if n == 0 || (b[start] == b'0' && (n > 1 || neg)) {
+            return None;
+        }
+        if matches!(b.get(j), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let v = if neg {
+            0i64.checked_sub_unsigned(v)?
+        } else {
+            i64::try_from(v).ok()?
+        };
+        self.i = j;
+        Some(v)
+    }
+
+    /// One JSON value. Plain integers and strings without escapes (nearly every key and
+    /// accumulator) are read here; anything else is measured and handed to the parser the
+    /// general reader uses, so it means the same.
+    fn value(&mut self) -> Option<Value> {
+        let b = self.b;
+        match *b.get(self.i)? {
+            b'"' => {
+                let from = self.i + 1;
+                let mut j = from;
+                while let Some(&ch) = b.get(j) {
+                    if ch == b'"' {
+                        // Between two quotes of valid UTF-8: a whole string.
+                        let s = self.text.get(from..j)?;
+                        self.i = j + 1;
+                        return Some(Value::str(s));
+                    }
+                    if ch == b'\\' || ch < 0x20 {
+                        break;
+                    }
+                    j += 1;
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                if let Some(v) = self.int() {
+                    return Some(Value::Int(v));
+                }
+                if let Some(f) = self.float() {
+                    return Some(Value::Float(f));
+                }
+            }
+            // Arrays (avg's [sum, n], count_distinct's sets, array values) element by element.
+            b'[' => {
+                let start = self.i;
+                if let Some(v) = self.array() {
+                    return Some(v);
+                }
+                self.i = start;
+            }
+            b'n' if self.eat(b"null").is_some() => return Some(Value::Null),
+            b't' if self.eat(b"true").is_some() => return Some(Value::Bool(true)),
+            b'f' if self.eat(b"false").is_some() => return Some(Value::Bool(false)),
+            _ => {}
+        }
+        let rest = &b[self.i..];
+        let n = value_len(rest)?;
+        let v = Value::from_json(&rest[..n]).ok()?;
+        self.i += n;
+        Some(v)
+    }
+}
+
+impl Scan<'_> {
+    /// A number with a fraction or an exponent, as JSON writes one, that is a finite double
+    /// other than zero.
+    /// (Rust's parser, like the general reader's, gives the nearest double, and the encoder
+    /// writes the shortest text that reads back as the same double.) Anything else is `None`
+    /// and moves nothing.
+    fn float(&mut self) -> Option<f64> {
+        let b = self.b;
+        let digits = |j: usize| {
+            b[j.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+        };
+        let mut j = self.i + usize::from(b.get(self.i) == Some(&b'-'));
+        let n = digits(j);
+        if n == 0 || (b[j] == b'0' && n > 1) {
+            return None;
+        }
+        j += n;
+        let mut plain = true;
+        if b.get(j) == Some(&b'.') {
+            let n = digits(j + 1);
+            if n == 0 {
+                return None;
+            }
+            j += 1 + n;
+            plain = false;
+        }
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            j += 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            let n = digits(j);
+            if n == 0 {
+                return None;
+            }
+            j += n;
+            plain = false;
+        }
+        // An integer that `int` did not take (-0, or beyond i64) is the general parser's.
+        if plain {
+            return None;
+        }
+        let f: f64 = self.text.get(self.i..j)?.parse().ok()?;
+        // Zeros too: the general parser reads -0.0 as 0.0, and so must this.
+        if !f.is_finite() || f == 0.0 {
+            return None;
+        }
+        self.i = j;
+        Some(f)
+    }
+
+    /// `[v, ...]`, each element by `value`.
+    fn array(&mut self) -> Option<Value> {
+        if self.depth >= 64 {
+            return None;
+        }
+        self.eat(b"[")?;
+        self.depth += 1;
+        let mut items = Vec::new();
+        let done = if self.eat(b"]").is_some() {
+            Some(())
+        } else {
+            loop {
+                let Some(v) = self.value() else { break None };
+                items.push(v);
+                if self.eat(b",").is_none() {
+                    break self.eat(b"]");
+                }
+            }
+        };
+        self.depth -= 1;
+        done.map(|_| Value::Array(items))
+    }
+}
+
+/// The length of the JSON value at the start of `b`, found by matching brackets and skipping
+/// strings; the parser then checks the value itself.
+fn value_len(b: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    loop {
+        match *b.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                if depth == 0 {
+                    return Some(i);
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// Decoding state shared by the visitors. A problem found by a visitor (not by the parser) is
+/// kept here word for word, so its message is not decorated with the parser's position.
+struct Decoder<'a> {
+    keyed: &'a mut Keyed,
+    funcs: &'a [Func],
+    problem: Option<String>,
+    /// A group's accumulators as values, and then as `Acc`s: reused for every group.
+    parts: Vec<Value>,
+    accs: Vec<Acc>,
+}
+
+impl Decoder<'_> {
+    fn fail<E: de::Error>(&mut self, msg: String) -> E {
+        self.problem = Some(msg);
+        E::custom("aggregate state")
+    }
+}
+
+/// The `visit_*` methods of a visitor for every JSON value but the one it wants: each is the
+/// problem `$msg` (not the parser's "invalid type", so the message stays the one users knew).
+macro_rules! reject_others {
+    ($out:ty, $msg:expr) => {
+        fn visit_unit<E: de::Error>(self) -> Result<$out, E> {
+            Err(self.0.fail($msg.into()))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$out, E> {
+            Err(self.0.fail($msg.into()))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$out, E> {
+            Err(self.0.fail($msg.into()))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$out, E> {
+            Err(self.0.fail($msg.into()))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$out, E> {
+            Err(self.0.fail($msg.into()))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<$out, E> {
+            Err(self.0.fail($msg.into()))
+        }
+    };
+}
+
+/// The whole state: an object with `finished`, `clock` and `groups`. Anything else in it is
+/// ignored; a field given twice counts the last time, as decoding into a map did.
+struct TopSeed<'a, 'b>(&'a mut Decoder<'b>);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_, '_> {
+    type Value = (bool, i64);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(bool, i64), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// The message the map-based decoder gave for a state without a `groups` array.
+const NO_GROUPS: &str = "no groups";
+
+impl<'de> Visitor<'de> for TopSeed<'_, '_> {
+    type Value = (bool, i64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an aggregate state object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(bool, i64), A::Error> {
+        let mut finished = false;
+        let mut clock = i64::MIN;
+        let mut groups = false;
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*k {
+                "finished" => finished = map.next_value::<Value>()?.truthy(),
+                "clock" => {
+                    clock = map
+                        .next_value::<Value>()?
+                        .as_f64()
+                        .map(|f| f as i64)
+                        .unwrap_or(i64::MIN)
+                }
+                "groups" => {
+                    if groups {
+                        // The last `groups` wins: start again.
+                        self.0.keyed.clear();
+                    }
+                    map.next_value_seed(GroupsSeed(&mut *self.0))?;
+                    groups = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !groups {
+            return Err(self.0.fail(NO_GROUPS.into()));
+        }
+        Ok((finished, clock))
+    }
+
+    // Not an object: it has no groups.
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(bool, i64), A::Error> {
+        Err(self.0.fail(NO_GROUPS.into()))
+    }
+    reject_others!((bool, i64), NO_GROUPS);
+}
+
+/// `groups`: an array of groups.
+struct GroupsSeed<'a, 'b>(&'a mut Decoder<'b>);
+
+impl<'de> DeserializeSeed<'de> for GroupsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of groups")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.keyed.reserve(n);
+        }
+        while seq.next_element_seed(GroupSeed(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.0.fail(NO_GROUPS.into()))
+    }
+    reject_others!((), NO_GROUPS);
+}
+
+/// One group: `[key, last_seen, acc, ...]` with one accumulator per aggregate.
+struct GroupSeed<'a, 'b>(&'a mut Decoder<'b>);
+
+impl<'de> DeserializeSeed<'de> for GroupSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+const NOT_ARRAY: &str = "a group is not an array";
+
+impl<'de> Visitor<'de> for GroupSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a group array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let d = self.0;
+        let want = d.funcs.len();
+        let key: Option<Value> = seq.next_element()?;
+        let last_seen: Option<Value> = match key {
+            Some(_) => seq.next_element()?,
+            None => None,
+        };
+        // Read the accumulators as values, and count any extra parts, before judging any:
+        // a group of the wrong length is reported as such, as before.
+        d.parts.clear();
+        let mut len = usize::from(key.is_some()) + usize::from(last_seen.is_some());
+        if last_seen.is_some() {
+            while d.parts.len() < want {
+                match seq.next_element::<Value>()? {
+                    Some(v) => d.parts.push(v),
+                    None => break,
+                }
+            }
+            len += d.parts.len();
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                len += 1;
+            }
+        }
+        let (Some(key), Some(last_seen)) = (key, last_seen) else {
+            return Err(d.fail(parts_message(len, want)));
+        };
+        if len != want + 2 {
+            return Err(d.fail(parts_message(len, want)));
+        }
+        let last_seen = last_seen.as_f64().map(|f| f as i64).unwrap_or(0);
+        d.accs.clear();
+        for (i, v) in d.parts.drain(..).enumerate() {
+            match Acc::decode_owned(d.funcs[i], v) {
+                Ok(a) => d.accs.push(a),
+                Err(m) => {
+                    d.problem = Some(m);
+                    return Err(de::Error::custom("aggregate state"));
+                }
+            }
+        }
+        if let Err(m) = d.keyed.put_decoded(key, last_seen, &mut d.accs) {
+            return Err(d.fail(m));
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.0.fail(NOT_ARRAY.into()))
+    }
+    reject_others!((), NOT_ARRAY);
+}
+
+fn parts_message(len: usize, want: usize) -> String {
+    format!(
+        "a group has {} parts, the pipeline has {want} aggregates",
+        len.saturating_sub(2)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::aggs::parse_agg;
+    use proptest::prelude::*;
+
+    /// Every function, in the order of the checkpoint written by the map-based state below.
+    const ALL: [&str; 8] = [
+        "count",
+        "sum(.v)",
+        "min(.v)",
+        "max(.v)",
+        "avg(.v)",
+        "first(.v)",
+        "last(.v)",
+        "count_distinct(.v)",
+    ];
+
+    fn specs(list: &[&str]) -> Vec<AggSpec> {
+        list.iter()
+            .enumerate()
+            .map(|(i, t)| parse_agg(&format!("a{i}"), t).unwrap())
+            .collect()
+    }
+
+    fn json(s: &str) -> Value {
+        Value::from_json(s.as_bytes()).unwrap()
+    }
+
+    /// Folds `v` into `key`'s row as `aggregate` does (arguments checked first).
+    fn fold(k: &mut Keyed, sp: &[AggSpec], key: Value, t: i64, v: &Value) -> usize {
+        let (r, _) = k.find_or_insert(key, t).unwrap();
+        let args: Vec<Option<Value>> = sp
+            .iter()
+            .map(|s| s.arg.as_ref().map(|_| v.clone()))
+            .collect();
+        if crate::transforms::aggs::check_args(sp, &args).is_ok() {
+            k.update(r, &args, t);
+        }
+        r
+    }
+
+    fn results(k: &Keyed, n: usize) -> Vec<String> {
+        k.rows()
+            .sorted_rows()
+            .iter()
+            .map(|&r| {
+                let r = r as usize;
+                let mut s = k.key(r).to_json_string();
+                for i in 0..n {
+                    s.push(' ');
+                    s.push_str(&k.result(r, i).to_json_string());
+                }
+                s
+            })
+            .collect()
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    /// Written by the map-based state (weir before the flat layout) for these records, with
+    /// `aggs` = ALL, `state_ttl` and `time = ".ts"` in ms: keys of several types, an escaped
+    /// key, bad records that left empty groups, an integer sum that overflowed to a float.
+    const OLD_STATE: &str = r#"{"finished":false,"clock":9000,"groups":[[null,6000,0,0,null,null,[0.0,0],null,null,[]],[7,5000,1,0,null,null,[0.0,0],null,null,[]],["a",2000,1,2.5,2.5,2.5,[2.5,1],2.5,2.5,[2.5]],["a\"q\\é",4000,0,0,null,null,[0.0,0],null,null,[]],["b",9000,3,9.223372036854776e+18,1,9223372036854775807,[9.223372036854776e+18,3],3,1,[1,3,9223372036854775807]],["c",8000,1,-4,-4,-4,[-4.0,1],-4,-4,[-4]]]}"#;
+
+    #[test]
+    fn the_old_encoding_decodes_and_encodes_back_byte_for_byte() {
+        let sp = specs(&ALL);
+        let mut k = Keyed::new(&sp);
+        let (finished, clock) = k.decode(&sp, OLD_STATE.as_bytes()).unwrap();
+        assert!(!finished);
+        assert_eq!(clock, 9000);
+        assert_eq!(k.len(), 6);
+        assert_eq!(text(&k.rows().encode(finished, clock)), OLD_STATE);
+        let b = results(&k, sp.len());
+        assert_eq!(
+            b[4],
+            "\"b\" 3 9.223372036854776e+18 1 9223372036854775807 3.0744573456182584e+18 3 1 3"
+        );
+        assert_eq!(b[1], "7 1 0 null null null null null 0");
+        // The general reader reads it the same (whitespace sends it there).
+        let spaced = OLD_STATE.replace(",\"groups\"", ", \"groups\"");
+        let mut g = Keyed::new(&sp);
+        assert!(g.clone_fast(&sp, &spaced).is_none());
+        assert_eq!(g.decode(&sp, spaced.as_bytes()).unwrap(), (false, 9000));
+        assert_eq!(text(&g.rows().encode(false, 9000)), OLD_STATE);
+        assert_eq!(results(&g, sp.len()), b);
+        // And the rows go on: a later key merges in order, an expired one leaves.
+        fold(&mut k, &sp, Value::str("bb"), 9500, &Value::Int(1));
+        k.expire(4500);
+        let keys: Vec<String> = results(&k, 0);
+        assert_eq!(keys, ["null", "7", "\"b\"", "\"bb\"", "\"c\""]);
+    }
+
+    #[test]
+    fn float_sums_stay_floats_through_a_checkpoint() {
+        let sp = specs(&["sum(.v)", "avg(.v)"]);
+        let mut k = Keyed::new(&sp);
+        // 0 + -0.0 is 0.0: a float sum, which must read back as one.
+        fold(&mut k, &sp, Value::str("z"), 0, &Value::Float(-0.0));
+        fold(&mut k, &sp, Value::str("f"), 0, &Value::Float(2.0));
+        fold(&mut k, &sp, Value::str("i"), 0, &Value::Int(2));
+        let s = text(&k.rows().encode(false, 0));
+        assert_eq!(
+            s,
+            r#"{"finished":false,"clock":0,"groups":[["f",0,2.0,[2.0,1]],["i",0,2,[2.0,1]],["z",0,0.0,[0.0,1]]]}"#
+        );
+        let mut d = Keyed::new(&sp);
+        d.decode(&sp, s.as_bytes()).unwrap();
+        assert_eq!(text(&d.rows().encode(false, 0)), s);
+        fold(&mut d, &sp, Value::str("f"), 0, &Value::Int(1));
+        fold(&mut d, &sp, Value::str("i"), 0, &Value::Int(1));
+        // "f" (row 0) stays a float sum, which prints as 3; "i" (row 1) an integer one.
+        assert!(matches!(d.result(0, 0), Value::Float(f) if f == 3.0));
+        assert!(matches!(d.result(1, 0), Value::Int(3)));
+    }
+
+    impl Keyed {
+        /// Whether the scanner alone reads `s` (into a scratch state).
+        fn clone_fast(&self, sp: &[AggSpec], s: &str) -> Option<(bool, i64)> {
+            let funcs: Vec<Func> = sp.iter().map(|s| s.func).collect();
+            Keyed::new(sp).decode_fast(s, &funcs)
+        }
+    }
+
+    #[test]
+    fn corrupt_states_are_errors_that_name_the_problem() {
+        let sp = specs(&["count", "sum(.v)"]);
+        let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"finished":false,"clock":0,"groups":[["a",0,1]]}"#,
+                "a group has 1 parts, the pipeline has 2 aggregates",
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":[["a",0,1,2,3,4]]}"#,
+                "a group has 4 parts, the pipeline has 2 aggregates",
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":[[]]}"#,
+                "a group has 0 parts, the pipeline has 2 aggregates",
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":[["a",0,"x",2]]}"#,
+                r#"aggregate state "x" does not fit Count"#,
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":[["a",0,-1,2]]}"#,
+                "aggregate state -1 does not fit Count",
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":[["a",0,1,[2]]]}"#,
+                "aggregate state [2] does not fit Sum",
+            ),
+            // The length is judged before the accumulators, as before.
+            (
+                br#"{"finished":false,"clock":0,"groups":[["a",0,"x"]]}"#,
+                "a group has 1 parts, the pipeline has 2 aggregates",
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":["a"]}"#,
+                "a group is not an array",
+            ),
+            (
+                br#"{"finished":false,"clock":0,"groups":[{"a":1}]}"#,
+                "a group is not an array",
+            ),
+            (br#"{"finished":false,"clock":0,"groups":5}"#, "no groups"),
+            (br#"{"finished":false,"clock":0}"#, "no groups"),
+            (br#"[1,2]"#, "no groups"),
+            (br#"7"#, "no groups"),
+        ];
+        for (state, want) in cases {
+            let mut k = Keyed::new(&sp);
+            let got = k.decode(&sp, state).unwrap_err();
+            assert_eq!(got, *want, "{}", String::from_utf8_lossy(state));
+        }
+        // Broken JSON: the parser's message, whatever it is, and no panic.
+        for state in [
+            &br#"{"finished":false,"clock":0,"groups":[["a",0,1,2]"#[..],
+            br#"{"finished":false,"clock":0,"groups":[["a",0,1,2]]} x"#,
+            br#"{"finished":false,"clock":0,"groups":[["a",0,01,2]]}"#,
+            b"{\"finished\":false,\"clock\":0,\"groups\":[[\"\xff\",0,1,2]]}",
+            br#"{"finished":false,"clock":0,"groups":[["a\q",0,1,2]]}"#,
+            b"",
+        ] {
+            let mut k = Keyed::new(&sp);
+            let got = k.decode(&sp, state).unwrap_err();
+            assert!(!got.is_empty(), "{}", String::from_utf8_lossy(state));
+        }
+    }
+
+    #[test]
+    fn a_key_twice_in_a_checkpoint_keeps_its_last_group() {
+        let sp = specs(&["count"]);
+        let mut k = Keyed::new(&sp);
+        let s = br#"{"finished":true,"clock":5,"groups":[["b",0,1],["a",0,2],["b",3,7]]}"#;
+        assert_eq!(k.decode(&sp, s).unwrap(), (true, 5));
+        assert_eq!(results(&k, 1), ["\"a\" 2", "\"b\" 7"]);
+        assert_eq!(
+            text(&k.rows().encode(true, 5)),
+            r#"{"finished":true,"clock":5,"groups":[["a",0,2],["b",3,7]]}"#
+        );
+    }
+
+    #[test]
+    fn rows_move_and_the_index_follows() {
+        let sp = specs(&["count", "sum(.v)"]);
+        let mut k = Keyed::new(&sp);
+        for i in 0..5000i64 {
+            fold(&mut k, &sp, Value::Int(i % 1000), i, &Value::Int(i));
+        }
+        assert_eq!(k.len(), 1000);
+        // Keys 0..500 were last seen at 4000..4500; the rest later.
+        k.expire(4500);
+        assert_eq!(k.len(), 500);
+        for i in 0..1000i64 {
+            let (r, new) = k.find_or_insert(Value::Int(i), 9999).unwrap();
+            assert_eq!(new, i < 500, "{i}");
+            if !new {
+                assert_eq!(k.result(r, 0), Value::Int(5));
+                let sum: i64 = (0..5).map(|j| i + 1000 * j).sum();
+                assert_eq!(k.result(r, 1), Value::Int(sum));
+                assert_eq!(k.last_seen(r), 4000 + i);
+            }
+        }
+        // Without a ttl every row was last seen at 0, kept without a column of zeros.
+        let mut z = Keyed::new(&sp);
+        fold(&mut z, &sp, Value::str("x"), 0, &Value::Int(1));
+        assert!(z.rows.last_seen.is_empty());
+        z.expire(0);
+        assert_eq!(z.len(), 1);
+        z.expire(1);
+        assert!(z.is_empty());
+    }
+
+    #[test]
+    fn rows_added_after_a_decode_merge_into_key_order() {
+        let sp = specs(&["count"]);
+        let mut k = Keyed::new(&sp);
+        let s = br#"{"finished":false,"clock":0,"groups":[["b",0,1],["d",0,1],["f",0,1]]}"#;
+        k.decode(&sp, s).unwrap();
+        assert_eq!(k.rows.sorted, 3);
+        for key in ["g", "a", "e", "c"] {
+            fold(&mut k, &sp, Value::str(key), 0, &Value::Null);
+        }
+        let keys = results(&k, 0);
+        assert_eq!(
+            keys,
+            ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\"", "\"f\"", "\"g\""]
+        );
+        // A removal breaks the order from its row on.
+        k.remove(1);
+        assert_eq!(k.rows.sorted, 1);
+        assert_eq!(results(&k, 0).len(), 6);
+    }
+
+    #[test]
+    fn the_scanner_reads_values_as_the_parser_does() {
+        for t in [
+            "0",
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-0",
+            "01",
+            "1.5",
+            "-0.0",
+            "2.0",
+            "1e5",
+            "1E+5",
+            "-2.5e-3",
+            "1.7976931348623157e308",
+            "1e400",
+            "5e-324",
+            "1.",
+            ".5",
+            "-",
+            "null",
+            "true",
+            "false",
+            "[]",
+            "[1,[2,[]],\"a\"]",
+            "[1,]",
+            "[1 ,2]",
+            r#""a\"b""#,
+            r#""é""#,
+            r#"{"a":[1]}"#,
+            "[null,true,3.25]",
+        ] {
+            let mut c = Scan {
+                text: t,
+                b: t.as_bytes(),
+                i: 0,
+                depth: 0,
+            };
+            let fast = c.value().filter(|_| c.i == t.len());
+            let want = Value::from_json(t.as_bytes()).ok();
+            match (&fast, &want) {
+                (Some(a), Some(b)) => assert_eq!(a.to_json_string(), b.to_json_string(), "{t}"),
+                (Some(a), None) => panic!("{t}: the scanner read {a:?}, the parser nothing"),
+                // Not read here: the general reader decides.
+                _ => {}
+            }
+            if let (Some(Value::Float(a)), Some(Value::Float(b))) = (&fast, &want) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{t}");
+            }
+        }
+        // Deeply nested values are read by the parser past a depth, not down this stack.
+        let deep = format!(
+            "{{\"finished\":false,\"clock\":0,\"groups\":[[\"a\",0,{}1{}]]}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let sp = specs(&["max(.v)"]);
+        let mut k = Keyed::new(&sp);
+        assert!(k.clone_fast(&sp, &deep).is_some());
+        k.decode(&sp, deep.as_bytes()).unwrap();
+        assert_eq!(text(&k.rows().encode(false, 0)), deep);
+    }
+
+    proptest! {
+        /// Doubles as the encoder writes them read back bit for bit, as the parser reads them.
+        #[test]
+        fn the_scanner_reads_doubles_as_the_parser_does(bits in any::<u64>()) {
+            let f = f64::from_bits(bits);
+            prop_assume!(f.is_finite());
+            let t = serde_json::to_string(&f).unwrap();
+            let mut c = Scan { text: &t, b: t.as_bytes(), i: 0, depth: 0 };
+            let fast = c.value();
+            let want = Value::from_json(t.as_bytes()).unwrap();
+            match (fast, want) {
+                (Some(Value::Float(a)), Value::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                (a, b) => prop_assert!(false, "{}: {:?} / {:?}", t, a, b),
+            }
+        }
+    }
+
+    fn key_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "[ab\"\\\\é\u{1}\n]{0,9}".prop_map(|s| Value::str(&s)),
+            "[a-z]{6,12}".prop_map(|s| Value::str(&s)),
+            (-3i64..3).prop_map(Value::Int),
+            (-3i64..3).prop_map(|i| Value::Float(i as f64 + 0.5)),
+            Just(Value::Float(1.0)),
+            Just(Value::Null),
+            Just(Value::Bool(true)),
+            Just(json(r#"[1,"a"]"#)),
+            Just(json(r#"{"b":1,"a":2}"#)),
+        ]
+    }
+
+    fn arg_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (-5i64..5).prop_map(Value::Int),
+            Just(Value::Int(i64::MAX)),
+            (-5i64..5).prop_map(|i| Value::Float(i as f64 / 4.0)),
+            // Not -0.0: the encoding has always written it as 0 in a value (not in a sum),
+            // so count_distinct of {0, -0.0} reads back as {0}, before as now.
+            Just(Value::Float(1e300)),
+            Just(Value::Null),
+            "[xy]{0,2}".prop_map(|s| Value::str(&s)),
+            Just(json(r#"[1,"a"]"#)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the keys and values: encoding, reading back (by the scanner, and by the
+        /// general reader) and encoding again gives the same bytes and the same results, and
+        /// rows come out in jq's order.
+        #[test]
+        fn encode_decode_round_trip(
+            recs in proptest::collection::vec((key_strategy(), -3i64..3, arg_strategy()), 0..60),
+            ttl in any::<bool>(),
+        ) {
+            let sp = specs(&ALL);
+            let mut k = Keyed::new(&sp);
+            for (key, t, v) in &recs {
+                fold(&mut k, &sp, key.clone(), if ttl { *t } else { 0 }, v);
+            }
+            let mut keys: Vec<Value> = k.rows.keys.clone();
+            keys.sort();
+            let order: Vec<Value> =
+                k.rows().sorted_rows().iter().map(|&r| k.key(r as usize).clone()).collect();
+            prop_assert_eq!(order, keys);
+            let bytes = k.rows().encode(false, 42);
+            let s = text(&bytes);
+            prop_assert!(k.clone_fast(&sp, &s).is_some(), "{}", s);
+            let mut d = Keyed::new(&sp);
+            prop_assert_eq!(d.decode(&sp, &bytes).unwrap(), (false, 42));
+            prop_assert_eq!(text(&d.rows().encode(false, 42)), s.clone());
+            prop_assert_eq!(results(&d, sp.len()), results(&k, sp.len()));
+            let spaced = s.replacen("[", " [", 1);
+            let mut g = Keyed::new(&sp);
+            prop_assert_eq!(g.decode(&sp, spaced.as_bytes()).unwrap(), (false, 42));
+            prop_assert_eq!(text(&g.rows().encode(false, 42)), s);
+        }
+    }
+}
