@@ -272,10 +272,7 @@ mod tests {
     fn ttl(ms: Option<i64>) -> Option<Ttl> {
         ms.map(|ms| Ttl {
             ms,
-            time: TimeExpr {
-                expr: Expr::compile(".ts").unwrap(),
-                unit: TimeUnit::Ms,
-            },
+            time: TimeExpr::new(Expr::compile(".ts").unwrap(), TimeUnit::Ms),
         })
     }
 
