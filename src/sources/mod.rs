@@ -139,6 +139,9 @@ impl SourceDriver {
             // Fill up to the next logical batch boundary, so that batch numbers do not depend
             // on how reads happened to be cut.
             let want = BATCH_SIZE - (self.consumed % BATCH_SIZE as u64) as usize;
+            // Tests slow sources down with this (`source-batch=sleep(1)`), so a crash point
+            // after the n-th checkpoint is reached however fast the build is.
+            fail::fail_point!("source-batch");
             let (n, status) = self.source.read(want, &mut self.out)?;
             self.consumed += n as u64;
             ctx.stats[self.node].add_in(n);

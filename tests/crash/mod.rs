@@ -7,8 +7,14 @@
 use std::path::Path;
 use std::process::Output;
 
+/// Sources sleep 1 ms per batch in every run here, so the n-th checkpoint comes before the end
+/// of the input in a release build too.
 fn run(dir: &Path, args: &[&str], fail_points: Option<&str>) -> Output {
-    crate::common::run_weir(dir, args, fail_points)
+    let fp = match fail_points {
+        Some(f) => format!("source-batch=sleep(1);{f}"),
+        None => "source-batch=sleep(1)".to_string(),
+    };
+    crate::common::run_weir(dir, args, Some(&fp))
 }
 
 /// A pipeline with fan-out, a filter+map branch, a keyed aggregate, a dead-letter file and
