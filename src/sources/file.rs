@@ -287,6 +287,23 @@ impl ParseHelper {
     }
 }
 
+/// Decodes consecutive JSON lines of `bytes` starting at `start`: what the pool's workers, the
+/// fork-join helper and their fallbacks all do.
+fn decode_block(
+    bytes: &[u8],
+    start: usize,
+    lines: &[(usize, usize)],
+    projector: Option<&crate::value::Projector>,
+) -> Vec<Decoded> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut pos = start;
+    for &(len, term) in lines {
+        out.push(decode_jsonl(&bytes[pos..pos + len], projector));
+        pos += len + term;
+    }
+    out
+}
+
 /// JSON lines of a mapped file decoded by worker threads ahead of the read position.
 ///
 /// The source thread cuts the mapping into jobs of whole lines, hands them out round-robin
@@ -296,13 +313,16 @@ impl ParseHelper {
 /// that has not been emitted, and unemitted work is simply dropped.
 struct DecodePool {
     workers: Vec<PoolWorker>,
-    /// Jobs handed out and not yet taken back, oldest first: (worker, lines).
-    inflight: std::collections::VecDeque<(usize, Vec<(usize, usize)>)>,
+    /// Jobs handed out and not yet taken back, oldest first: (worker, start, lines).
+    inflight: std::collections::VecDeque<InFlight>,
     next: usize,
     /// The mapping the jobs are cut from, and the position just after the last job.
     map: Option<Arc<memmap2::Mmap>>,
     ahead: usize,
 }
+
+/// (worker, start in the mapping, lines) of a job handed out.
+type InFlight = (usize, usize, Vec<(usize, usize)>);
 
 struct PoolWorker {
     jobs: crossbeam_channel::Sender<PoolJob>,
@@ -331,12 +351,7 @@ impl DecodePool {
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
                     for job in job_rx {
-                        let mut out = Vec::with_capacity(job.lines.len());
-                        let mut pos = job.start;
-                        for (len, term) in job.lines {
-                            out.push(decode_jsonl(&job.map[pos..pos + len], projector.as_ref()));
-                            pos += len + term;
-                        }
+                        let out = decode_block(&job.map, job.start, &job.lines, projector.as_ref());
                         if res_tx.send(out).is_err() {
                             return;
                         }
@@ -361,7 +376,7 @@ impl DecodePool {
         if self.map.as_ref().is_some_and(|m| Arc::ptr_eq(m, map)) && self.ahead >= start {
             return;
         }
-        while let Some((w, _)) = self.inflight.pop_front() {
+        while let Some((w, _, _)) = self.inflight.pop_front() {
             let _ = self.workers[w].results.recv();
         }
         self.map = Some(map.clone());
@@ -398,45 +413,23 @@ impl DecodePool {
                 lines: lines.clone(),
             };
             if self.workers[w].jobs.send(job).is_ok() {
-                self.inflight.push_back((w, lines));
+                self.inflight.push_back((w, start, lines));
             } else {
                 // The worker is gone: `take` decodes this job on the source's thread.
-                self.inflight.push_back((usize::MAX, lines));
+                self.inflight.push_back((usize::MAX, start, lines));
             }
         }
     }
 
     /// The oldest job's lines with their decoded results.
     fn take(&mut self, projector: Option<&crate::value::Projector>) -> Option<DecodedLines> {
-        let (w, lines) = self.inflight.pop_front()?;
+        let (w, start, lines) = self.inflight.pop_front()?;
         let results = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
             Some(r) if r.len() == lines.len() => r,
-            _ => {
-                // Decode on this thread (a worker failed): the same results, just slower.
-                let map = self.map.as_ref()?;
-                let begin = self.job_start(&lines);
-                let mut pos = begin;
-                let mut out = Vec::with_capacity(lines.len());
-                for &(len, term) in &lines {
-                    out.push(decode_jsonl(&map[pos..pos + len], projector));
-                    pos += len + term;
-                }
-                out
-            }
+            // Decode on this thread (a worker failed): the same results, just slower.
+            _ => decode_block(self.map.as_ref()?, start, &lines, projector),
         };
         Some(lines.into_iter().zip(results))
-    }
-
-    /// Where a job just taken from the front began: before all the jobs still in flight.
-    fn job_start(&self, lines: &[(usize, usize)]) -> usize {
-        let later: usize = self
-            .inflight
-            .iter()
-            .flat_map(|(_, l)| l.iter())
-            .map(|(l, t)| l + t)
-            .sum();
-        let own: usize = lines.iter().map(|(l, t)| l + t).sum();
-        self.ahead - later - own
     }
 }
 
