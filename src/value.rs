@@ -435,13 +435,26 @@ impl<'de> Deserialize<'de> for KeyStr {
 #[derive(Clone)]
 pub struct Projector {
     fields: Vec<Str>,
+    /// Bit `n` set when a wanted name is `n` bytes long.
+    lens: u64,
 }
 
 impl Projector {
     pub fn new(fields: &[Str]) -> Projector {
+        let lens = fields
+            .iter()
+            .filter(|f| f.len() < 64)
+            .fold(0, |m, f| m | 1 << f.len());
         Projector {
             fields: fields.to_vec(),
+            lens,
         }
+    }
+
+    /// The wanted names and their length mask (names of 64 bytes or more are not in the
+    /// mask; keys that long are always compared by name).
+    pub fn wanted(&self) -> (&[Str], u64) {
+        (&self.fields, self.lens)
     }
 
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {

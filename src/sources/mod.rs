@@ -3,6 +3,7 @@
 //! cleanly at end of input or on a signal.
 
 pub mod file;
+mod flat_json;
 pub mod formats;
 pub mod generate;
 
