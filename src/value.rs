@@ -270,8 +270,15 @@ impl PartialOrd for Value {
 }
 
 impl PartialEq for Value {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        // Keys are mostly strings or integers: compare those directly (the same answer as
+        // `cmp`, which would first rank both values).
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            _ => self.cmp(other) == Ordering::Equal,
+        }
     }
 }
 impl Eq for Value {}

@@ -22,7 +22,8 @@ use hashbrown::HashTable;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use hashbrown::DefaultHashBuilder;
+use std::hash::BuildHasher;
 
 /// The accumulators of one aggregate for every row.
 #[derive(Clone)]
@@ -374,7 +375,7 @@ pub struct Keyed {
     rows: Rows,
     /// Row numbers, hashed by their row's key: the key itself is stored only once.
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     /// No row's last update is older than this (a lower bound, exact after `expire`), so an
     /// `expire` that would drop nothing does not look at the rows.
     oldest: i64,
@@ -388,7 +389,7 @@ impl Keyed {
         Keyed {
             rows: Rows::new(specs),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             oldest: i64::MAX,
         }
     }
