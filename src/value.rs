@@ -237,6 +237,12 @@ fn cmp_num(a: &Value, b: &Value) -> Ordering {
 /// compare by their sorted key lists, then by values in key order.
 impl Ord for Value {
     fn cmp(&self, other: &Self) -> Ordering {
+        // Window and group keys are mostly strings or integers.
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => return a.cmp(b),
+            (Value::Int(a), Value::Int(b)) => return a.cmp(b),
+            _ => {}
+        }
         let (ra, rb) = (self.rank(), other.rank());
         if ra != rb {
             return ra.cmp(&rb);

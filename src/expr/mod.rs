@@ -33,7 +33,8 @@ mod native;
 mod tests;
 
 use crate::value::{Str, Value};
-use native::{Card, Ctl, Kind, Node};
+use native::{Card, Ctl, Kind, Node, NULL};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -47,6 +48,9 @@ struct Inner {
     src: String,
     root: Node,
     native: bool,
+    /// `f` when the expression is exactly `.f`: keys, times and aggregate arguments mostly
+    /// are, and a direct lookup skips the evaluator.
+    field: Option<crate::value::Str>,
 }
 
 /// A syntax error or a reference to an undefined function or variable.
@@ -123,11 +127,13 @@ impl Expr {
 
     fn new(src: &str, root: Node) -> Expr {
         let native = root.is_native();
+        let field = root.single_field().cloned();
         Expr {
             inner: Arc::new(Inner {
                 src: src.to_string(),
                 root,
                 native,
+                field,
             }),
         }
     }
@@ -192,8 +198,20 @@ impl Expr {
     /// The first output, without computing the others; `None` if there is none. An error
     /// raised before the first output is returned as an error.
     pub fn eval_first(&self, input: &Value) -> Result<Option<Value>, EvalError> {
+        Ok(self.eval_first_ref(input)?.map(Cow::into_owned))
+    }
+
+    /// [`Expr::eval_first`] without copying a value that is part of the input.
+    #[inline]
+    pub fn eval_first_ref<'a>(
+        &'a self,
+        input: &'a Value,
+    ) -> Result<Option<Cow<'a, Value>>, EvalError> {
+        if let (Some(f), Value::Object(m)) = (&self.inner.field, input) {
+            return Ok(Some(Cow::Borrowed(m.get(f).unwrap_or(&NULL))));
+        }
         match self.inner.root.first(input) {
-            Ok(v) => Ok(v.map(|v| v.into_owned())),
+            Ok(v) => Ok(v),
             Err(c) => match to_eval_error(c) {
                 Some(e) => Err(e),
                 None => Ok(None),

@@ -243,6 +243,17 @@ impl Node {
         Node { card, kind }
     }
 
+    /// `f` when this node is exactly `.f`.
+    pub(crate) fn single_field(&self) -> Option<&Str> {
+        match &self.kind {
+            Kind::Path(keys) => match &keys[..] {
+                [Key::Field(f)] => Some(f),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_native(&self) -> bool {
         self.all(&mut |n| !matches!(n.kind, Kind::Jaq(_)))
     }

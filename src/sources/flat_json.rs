@@ -114,12 +114,12 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
@@ -132,7 +132,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes, starting at its opening quote.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let start = self.i + 1;
         let mut j = start;
@@ -172,7 +172,7 @@ impl<'a> Scan<'a> {
     }
 
     /// One scalar value; `build` false validates it without making a `Value`.
-    #[inline]
+    #[inline(always)]
     fn value(&mut self, build: bool) -> Option<Value> {
         match self.peek()? {
             b'"' => {
@@ -187,7 +187,7 @@ impl<'a> Scan<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn literal(&mut self, word: &[u8], v: Value) -> Option<Value> {
         if self.b.get(self.i..self.i + word.len())? != word {
             return None;
@@ -198,7 +198,7 @@ impl<'a> Scan<'a> {
 
     /// RFC 8259's number grammar. Integers of up to 18 digits are built here; "-0", longer
     /// integers and out-of-range floats are left to sonic-rs, whose model decides them.
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Option<Value> {
         let start = self.i;
         let neg = self.peek() == Some(b'-');

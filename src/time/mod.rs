@@ -28,12 +28,9 @@ impl TimeExpr {
     }
 
     pub fn eval(&self, record: &Value) -> Result<i64, String> {
-        let v = self
-            .expr
-            .eval_first(record)
-            .map_err(|e| e.message)?
-            .unwrap_or(Value::Null);
-        if let Value::Str(s) = &v {
+        let v = self.expr.eval_first_ref(record).map_err(|e| e.message)?;
+        let v = v.as_deref().unwrap_or(&Value::Null);
+        if let Value::Str(s) = v {
             let mut last = self.last.borrow_mut();
             if let Some((text, ms)) = last.as_ref() {
                 if text == s {
@@ -44,7 +41,7 @@ impl TimeExpr {
             *last = Some((s.clone(), ms));
             return Ok(ms);
         }
-        to_millis(&v, self.unit).map_err(|m| self.message(m))
+        to_millis(v, self.unit).map_err(|m| self.message(m))
     }
 
     fn message(&self, m: String) -> String {

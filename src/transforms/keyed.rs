@@ -18,11 +18,11 @@
 
 use super::aggs::{Acc, AggSpec, Func};
 use crate::value::Value;
+use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::collections::BTreeSet;
 use std::fmt;
-use hashbrown::DefaultHashBuilder;
 use std::hash::BuildHasher;
 
 /// The accumulators of one aggregate for every row.

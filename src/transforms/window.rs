@@ -24,6 +24,83 @@ use std::sync::atomic::Ordering;
 /// (end, start, key): the firing order.
 type WKey = (i64, i64, Value);
 
+/// Windows with their accumulators, grouped by (end, start) in firing order, each group's keys
+/// hashed: a record finds its window with one hash instead of a walk of string comparisons
+/// through a tree of (end, start, key). Keys are sorted whenever windows come out (firing,
+/// checkpoints, the end), so hash order never reaches an output or a checkpoint.
+#[derive(Default)]
+struct Windows {
+    groups: BTreeMap<(i64, i64), hashbrown::HashMap<Value, Vec<Acc>>>,
+}
+
+impl Windows {
+    fn get_mut(&mut self, end: i64, start: i64, key: &Value) -> Option<&mut Vec<Acc>> {
+        self.groups.get_mut(&(end, start))?.get_mut(key)
+    }
+
+    fn get(&self, k: &WKey) -> Option<&Vec<Acc>> {
+        self.groups.get(&(k.0, k.1))?.get(&k.2)
+    }
+
+    fn get_or_insert_with(
+        &mut self,
+        end: i64,
+        start: i64,
+        key: &Value,
+        fresh: impl FnOnce() -> Vec<Acc>,
+    ) -> &mut Vec<Acc> {
+        self.groups
+            .entry((end, start))
+            .or_default()
+            .entry_ref(key)
+            .or_insert_with(fresh)
+    }
+
+    fn insert(&mut self, k: WKey, accs: Vec<Acc>) {
+        self.groups.entry((k.0, k.1)).or_default().insert(k.2, accs);
+    }
+
+    fn remove(&mut self, k: &WKey) -> Option<Vec<Acc>> {
+        let g = self.groups.get_mut(&(k.0, k.1))?;
+        let accs = g.remove(&k.2);
+        if g.is_empty() {
+            self.groups.remove(&(k.0, k.1));
+        }
+        accs
+    }
+
+    /// The end of the windows that fire first.
+    fn first_end(&self) -> Option<i64> {
+        self.groups.first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// Removes the windows that fire first (one end and start), in key order.
+    fn take_first_group(&mut self) -> Vec<(WKey, Vec<Acc>)> {
+        let Some(((end, start), g)) = self.groups.pop_first() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(WKey, Vec<Acc>)> =
+            g.into_iter().map(|(k, a)| ((end, start, k), a)).collect();
+        v.sort_unstable_by(|a, b| a.0 .2.cmp(&b.0 .2));
+        v
+    }
+
+    /// Every window in firing order.
+    fn sorted(&self) -> Vec<(i64, i64, &Value, &Vec<Acc>)> {
+        let mut out = Vec::new();
+        for (&(end, start), g) in &self.groups {
+            let from = out.len();
+            out.extend(g.iter().map(|(k, a)| (end, start, k, a)));
+            out[from..].sort_unstable_by(|a, b| a.2.cmp(b.2));
+        }
+        out
+    }
+
+    fn clear(&mut self) {
+        self.groups.clear();
+    }
+}
+
 pub struct Window {
     pub key: Option<Expr>,
     pub time: TimeExpr,
@@ -34,8 +111,8 @@ pub struct Window {
     /// Largest event time per input (None: no record yet).
     max_t: Vec<Option<i64>>,
     wm: i64,
-    open: BTreeMap<WKey, Vec<Acc>>,
-    fired: BTreeMap<WKey, Vec<Acc>>,
+    open: Windows,
+    fired: Windows,
     /// Session windows of each key, (start, end), for merging.
     sessions: HashMap<Value, Vec<(i64, i64)>>,
     finished: bool,
@@ -62,8 +139,8 @@ impl Window {
             specs,
             max_t: Vec::new(),
             wm: i64::MIN,
-            open: BTreeMap::new(),
-            fired: BTreeMap::new(),
+            open: Windows::default(),
+            fired: Windows::default(),
             sessions: HashMap::new(),
             finished: false,
             args: Vec::new(),
@@ -107,24 +184,26 @@ impl Window {
     /// Fires every open window with end <= W, in (end, start, key) order, and forgets fired
     /// windows past the allowed lateness.
     fn advance(&mut self, out: &mut Output, origin: Origin) {
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().0 > self.wm {
+        while let Some(end) = self.open.first_end() {
+            if end > self.wm {
                 break;
             }
-            let (k, accs) = entry.remove_entry();
-            self.emit(out, &k, &accs, origin);
-            if k.0.saturating_add(self.lateness) > self.wm {
-                self.fired.insert(k, accs);
-            } else {
-                self.forget_session(&k);
+            for (k, accs) in self.open.take_first_group() {
+                self.emit(out, &k, &accs, origin);
+                if k.0.saturating_add(self.lateness) > self.wm {
+                    self.fired.insert(k, accs);
+                } else {
+                    self.forget_session(&k);
+                }
             }
         }
-        while let Some(entry) = self.fired.first_entry() {
-            if entry.key().0.saturating_add(self.lateness) > self.wm {
+        while let Some(end) = self.fired.first_end() {
+            if end.saturating_add(self.lateness) > self.wm {
                 break;
             }
-            let (k, _) = entry.remove_entry();
-            self.forget_session(&k);
+            for (k, _) in self.fired.take_first_group() {
+                self.forget_session(&k);
+            }
         }
     }
 
@@ -199,26 +278,18 @@ impl Window {
                 continue;
             }
             any = true;
-            let k = (end, start, key.clone());
+            let specs = &self.specs;
+            let fresh = || specs.iter().map(|s| Acc::new(s.func)).collect();
             if end <= self.wm {
-                let accs = match self.fired.get_mut(&k) {
-                    Some(a) => a,
-                    None => {
-                        let fresh = self.new_accs();
-                        self.fired.entry(k.clone()).or_insert(fresh)
-                    }
-                };
-                let _ = fold(&self.specs, accs, &self.args);
-                refire.push(k);
+                let accs = self.fired.get_or_insert_with(end, start, &key, fresh);
+                let _ = fold(specs, accs, &self.args);
+                refire.push((end, start, key.clone()));
             } else {
-                let accs = match self.open.get_mut(&k) {
+                let accs = match self.open.get_mut(end, start, &key) {
                     Some(a) => a,
-                    None => {
-                        let fresh = self.new_accs();
-                        self.open.entry(k).or_insert(fresh)
-                    }
+                    None => self.open.get_or_insert_with(end, start, &key, fresh),
                 };
-                let _ = fold(&self.specs, accs, &self.args);
+                let _ = fold(specs, accs, &self.args);
             }
         }
         for k in refire {
@@ -288,8 +359,8 @@ impl Operator for Window {
         }
         self.finished = true;
         let open = std::mem::take(&mut self.open);
-        for (i, (k, accs)) in open.iter().enumerate() {
-            self.emit(out, k, accs, Origin::default());
+        for (i, (end, start, key, accs)) in open.sorted().into_iter().enumerate() {
+            self.emit(out, &(end, start, key.clone()), accs, Origin::default());
             if (i + 1) % BATCH_SIZE == 0 {
                 out.flush(END_SEQ)?;
             }
@@ -300,14 +371,14 @@ impl Operator for Window {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
-        let enc = |m: &BTreeMap<WKey, Vec<Acc>>, out: &mut Vec<u8>| {
+        let enc = |m: &Windows, out: &mut Vec<u8>| {
             out.push(b'[');
-            for (i, (k, accs)) in m.iter().enumerate() {
+            for (i, (end, start, key, accs)) in m.sorted().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(format!("[{},{},", k.0, k.1).as_bytes());
-                k.2.write_json(out);
+                out.extend_from_slice(format!("[{end},{start},").as_bytes());
+                key.write_json(out);
                 for a in accs {
                     out.push(b',');
                     a.encode(out);
@@ -354,8 +425,8 @@ impl Operator for Window {
             _ => Vec::new(),
         };
         let funcs: Vec<Func> = self.specs.iter().map(|s| s.func).collect();
-        let dec = |x: Value| -> Result<BTreeMap<WKey, Vec<Acc>>, Error> {
-            let mut m = BTreeMap::new();
+        let dec = |x: Value| -> Result<Windows, Error> {
+            let mut m = Windows::default();
             let Value::Array(items) = x else {
                 return Ok(m);
             };
@@ -384,13 +455,66 @@ impl Operator for Window {
         self.fired = dec(f("fired"))?;
         self.sessions.clear();
         if let Assigner::Session { .. } = self.assigner {
-            for k in self.open.keys().chain(self.fired.keys()) {
+            for (end, start, key, _) in self.open.sorted().into_iter().chain(self.fired.sorted()) {
                 self.sessions
-                    .entry(k.2.clone())
+                    .entry(key.clone())
                     .or_default()
-                    .push((k.1, k.0));
+                    .push((start, end));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(w: &Windows) -> Vec<(i64, i64, String)> {
+        w.sorted()
+            .into_iter()
+            .map(|(e, s, k, _)| (e, s, k.to_json_string()))
+            .collect()
+    }
+
+    #[test]
+    fn windows_come_out_in_end_start_key_order_whatever_the_insertion_order() {
+        let items: Vec<WKey> = (0..40)
+            .map(|i| {
+                (
+                    60 * (i % 3),
+                    60 * (i % 3) - 60,
+                    Value::str(&format!("k{}", (i * 7) % 13)),
+                )
+            })
+            .collect();
+        let (mut a, mut b) = (Windows::default(), Windows::default());
+        for k in &items {
+            a.insert(k.clone(), Vec::new());
+        }
+        for k in items.iter().rev() {
+            b.insert(k.clone(), Vec::new());
+        }
+        let mut want: Vec<WKey> = items.clone();
+        want.sort();
+        want.dedup();
+        let want: Vec<(i64, i64, String)> = want
+            .into_iter()
+            .map(|(e, s, k)| (e, s, k.to_json_string()))
+            .collect();
+        assert_eq!(keys(&a), want);
+        assert_eq!(keys(&b), want);
+        // Firing takes whole groups in the same order.
+        let mut fired = Vec::new();
+        while a.first_end().is_some() {
+            fired.extend(
+                a.take_first_group()
+                    .into_iter()
+                    .map(|(k, _)| (k.0, k.1, k.2.to_json_string())),
+            );
+        }
+        assert_eq!(fired, want);
+        assert!(b.remove(&(0, -60, Value::str("k0"))).is_some());
+        assert!(b.get(&(0, -60, Value::str("k0"))).is_none());
     }
 }
