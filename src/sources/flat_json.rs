@@ -68,7 +68,7 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
                 .flatten()
             {
                 Some(n) if n < 64 => {
-                    let v = s.value(true)?;
+                    let v = s.value()?;
                     if seen & (1 << n) == 0 {
                         seen |= 1 << n;
                         m.push_unique(fields[n].clone(), v);
@@ -78,11 +78,11 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
                 }
                 Some(_) => return None,
                 None => {
-                    s.value(false)?;
+                    s.scalar()?;
                 }
             },
             None => {
-                let v = s.value(true)?;
+                let v = s.value()?;
                 m.insert(Str::new(key), v);
             }
         }
@@ -106,6 +106,16 @@ const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+/// A scalar as read, before it becomes a `Value`.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
 
 struct Scan<'a> {
     t: &'a str,
@@ -171,24 +181,33 @@ impl<'a> Scan<'a> {
         self.t.get(start..j)
     }
 
-    /// One scalar value; `build` false validates it without making a `Value`.
+    /// One scalar value.
     #[inline(always)]
-    fn value(&mut self, build: bool) -> Option<Value> {
+    fn value(&mut self) -> Option<Value> {
+        Some(match self.scalar()? {
+            Scalar::Str(s) => Value::str(s),
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(f) => Value::Float(f),
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Null => Value::Null,
+        })
+    }
+
+    /// One scalar value, read and validated but not built (nothing to drop afterwards).
+    #[inline(always)]
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
         match self.peek()? {
-            b'"' => {
-                let s = self.string()?;
-                Some(if build { Value::str(s) } else { Value::Null })
-            }
+            b'"' => self.string().map(Scalar::Str),
             b'-' | b'0'..=b'9' => self.number(),
-            b't' => self.literal(b"true", Value::Bool(true)),
-            b'f' => self.literal(b"false", Value::Bool(false)),
-            b'n' => self.literal(b"null", Value::Null),
+            b't' => self.literal(b"true", Scalar::Bool(true)),
+            b'f' => self.literal(b"false", Scalar::Bool(false)),
+            b'n' => self.literal(b"null", Scalar::Null),
             _ => None,
         }
     }
 
     #[inline(always)]
-    fn literal(&mut self, word: &[u8], v: Value) -> Option<Value> {
+    fn literal(&mut self, word: &[u8], v: Scalar<'a>) -> Option<Scalar<'a>> {
         if self.b.get(self.i..self.i + word.len())? != word {
             return None;
         }
@@ -199,7 +218,7 @@ impl<'a> Scan<'a> {
     /// RFC 8259's number grammar. Integers of up to 18 digits are built here; "-0", longer
     /// integers and out-of-range floats are left to sonic-rs, whose model decides them.
     #[inline(always)]
-    fn number(&mut self) -> Option<Value> {
+    fn number(&mut self) -> Option<Scalar<'a>> {
         let start = self.i;
         let neg = self.peek() == Some(b'-');
         if neg {
@@ -251,15 +270,15 @@ impl<'a> Scan<'a> {
             // rounded operation, so it equals a full parse. Everything else gets the full parse.
             if !exp_part && digits + frac_digits <= 15 {
                 let f = n as f64 / POW10[frac_digits];
-                return Some(Value::Float(if neg { -f } else { f }));
+                return Some(Scalar::Float(if neg { -f } else { f }));
             }
             let f: f64 = self.t.get(start..self.i)?.parse().ok()?;
-            return f.is_finite().then_some(Value::Float(f));
+            return f.is_finite().then_some(Scalar::Float(f));
         }
         if digits > 18 || (neg && n == 0) {
             return None;
         }
-        Some(Value::Int(if neg { -n } else { n }))
+        Some(Scalar::Int(if neg { -n } else { n }))
     }
 }
 

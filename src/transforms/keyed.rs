@@ -170,6 +170,25 @@ impl Column {
     }
 
     fn update(&mut self, r: usize, v: Option<&Value>) {
+        // Counts and integer sums in place, as `Acc::update` would do them; the rest goes
+        // through an `Acc`.
+        match self {
+            Column::Count(c) => {
+                if !matches!(v, Some(Value::Null)) {
+                    c[r] += 1;
+                }
+                return;
+            }
+            Column::Sum { bits, float } if !float[r] => {
+                if let Some(Value::Int(i)) = v {
+                    if let Some(x) = (bits[r] as i64).checked_add(*i) {
+                        bits[r] = x as u64;
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
         let mut acc = self.take(r);
         acc.update(v);
         self.put(r, acc);
