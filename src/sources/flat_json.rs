@@ -27,8 +27,9 @@ static STR_STOP: [bool; 256] = {
 
 /// Parses `line` (already trimmed of surrounding whitespace) when it is a flat object of
 /// simple values, keeping only the wanted fields when given: their names, and a mask with
-/// bit `n` set when some name is `n` bytes long (most keys are ruled out by length alone). `None` means "not handled here", never
-/// "bad": the caller then parses the line the general way.
+/// bit `n` set when some name is `n` bytes long (most keys are ruled out by length alone).
+/// `None` means "not handled here", never "bad": the caller then parses the line the general
+/// way.
 pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
     // One UTF-8 check for the whole line (word-at-a-time over ASCII) instead of one per
     // string; every slice taken below starts and ends at an ASCII quote, so it is a valid &str.
@@ -55,7 +56,8 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
         if s.peek()? != b'"' {
             return None;
         }
-        let key = s.string()?;
+        let (ks, ke) = s.span()?;
+        let key = &line[ks..ke];
         s.ws();
         if s.peek()? != b':' {
             return None;
@@ -64,7 +66,7 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
         s.ws();
         match fields {
             Some((fields, lens)) => match (key.len() >= 64 || lens & (1 << key.len()) != 0)
-                .then(|| fields.iter().position(|f| f.as_str() == key))
+                .then(|| fields.iter().position(|f| f.as_bytes() == key))
                 .flatten()
             {
                 Some(n) if n < 64 => {
@@ -77,13 +79,11 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
                     }
                 }
                 Some(_) => return None,
-                None => {
-                    s.scalar()?;
-                }
+                None => s.skip()?,
             },
             None => {
                 let v = s.value()?;
-                m.insert(Str::new(key), v);
+                m.insert(Str::new(text.get(ks..ke)?), v);
             }
         }
         s.ws();
@@ -144,6 +144,14 @@ impl<'a> Scan<'a> {
     /// A string without escapes, starting at its opening quote.
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
+        let (start, end) = self.span()?;
+        self.t.get(start..end)
+    }
+
+    /// Where the contents of a string without escapes start and end, starting at its opening
+    /// quote (the line was checked as UTF-8 already).
+    #[inline(always)]
+    fn span(&mut self) -> Option<(usize, usize)> {
         let start = self.i + 1;
         let mut j = start;
         // Eight bytes at a time: the lowest flagged byte of `stops` is the first quote,
@@ -178,7 +186,7 @@ impl<'a> Scan<'a> {
             j += 1;
         }
         self.i = j + 1;
-        self.t.get(start..j)
+        Some((start, j))
     }
 
     /// One scalar value.
@@ -191,6 +199,15 @@ impl<'a> Scan<'a> {
             Scalar::Bool(b) => Value::Bool(b),
             Scalar::Null => Value::Null,
         })
+    }
+
+    /// One value read and validated, and nothing built.
+    #[inline(always)]
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.span().map(|_| ()),
+            _ => self.scalar().map(|_| ()),
+        }
     }
 
     /// One scalar value, read and validated but not built (nothing to drop afterwards).
