@@ -2808,8 +2808,10 @@ path = "out.jsonl"
 
 #[test]
 fn exactly_once_stdout_survives_kill_9_with_no_line_written_twice() {
+    // Paced at 100k records/s, so a run lasts about 0.6 s in a release build too and the
+    // kills land while it is writing (unpaced, a release run ends in ~40 ms).
     let pipeline = EXACT_STDOUT
-        .replace("count = 50", "count = 60000")
+        .replace("count = 50", "count = 60000\nrate = 100000.0")
         .replace("{seq}", "{seq, user}");
     let reference = Proj::new();
     reference.write("p.toml", &pipeline);
