@@ -59,6 +59,7 @@ impl Map {
         }
     }
     /// Appends without checking for an existing key: for builders that know keys are unique.
+    #[inline]
     pub fn push_unique(&mut self, key: Str, value: Value) {
         self.0.push((key, value));
     }
@@ -110,6 +111,7 @@ impl FromIterator<(Str, Value)> for Map {
 }
 
 impl Value {
+    #[inline]
     pub fn str(s: &str) -> Value {
         Value::Str(Str::new(s))
     }
