@@ -272,12 +272,7 @@ impl ParseHelper {
             .name("weir:parse".into())
             .spawn(move || {
                 for job in job_rx {
-                    let mut out = Vec::with_capacity(job.lines.len());
-                    let mut pos = 0;
-                    for (len, term) in job.lines {
-                        out.push(decode_jsonl(&job.bytes[pos..pos + len], projector.as_ref()));
-                        pos += len + term;
-                    }
+                    let out = decode_block(&job.bytes, 0, &job.lines, projector.as_ref());
                     if res_tx.send(out).is_err() {
                         return;
                     }

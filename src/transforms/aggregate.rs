@@ -325,7 +325,7 @@ mod tests {
         fn process(&mut self, records: &[Value]) -> Vec<String> {
             let mut out = Vec::new();
             for r in records {
-                let Ok(key) = eval_key(&self.key, r) else {
+                let Ok(key) = eval_key(&self.key, r).map(std::borrow::Cow::into_owned) else {
                     continue;
                 };
                 let now = match &self.ttl {

@@ -314,13 +314,17 @@ fn not_number(f: &str, v: &Value) -> String {
 }
 
 /// A record's group key: the first output of `key` (null without a key or without output).
-pub fn eval_key(key: &Option<Expr>, record: &Value) -> Result<Value, String> {
+pub fn eval_key<'a>(
+    key: &'a Option<Expr>,
+    record: &'a Value,
+) -> Result<std::borrow::Cow<'a, Value>, String> {
+    use std::borrow::Cow;
     match key {
-        None => Ok(Value::Null),
+        None => Ok(Cow::Owned(Value::Null)),
         Some(e) => Ok(e
-            .eval_first(record)
+            .eval_first_ref(record)
             .map_err(|e| e.message)?
-            .unwrap_or(Value::Null)),
+            .unwrap_or(Cow::Owned(Value::Null))),
     }
 }
 

@@ -435,13 +435,18 @@ impl Keyed {
 
     /// The row of `key`, added (with fresh accumulators, last seen at `now`) if it is new;
     /// the flag says whether it was. Fails only past 2^32 - 1 keys.
-    pub fn find_or_insert(&mut self, key: Value, now: i64) -> Result<(usize, bool), String> {
-        let h = self.hasher.hash_one(&key);
+    pub fn find_or_insert(
+        &mut self,
+        key: std::borrow::Cow<'_, Value>,
+        now: i64,
+    ) -> Result<(usize, bool), String> {
+        // The key is copied only when it is new.
+        let h = self.hasher.hash_one(&*key);
         let Rows { keys, .. } = &self.rows;
         let hasher = &self.hasher;
         let entry = self.index.entry(
             h,
-            |&r| keys[r as usize] == key,
+            |&r| keys[r as usize] == *key,
             |&r| hasher.hash_one(&keys[r as usize]),
         );
         match entry {
@@ -452,7 +457,7 @@ impl Keyed {
                     return Err(format!("aggregate: more than {MAX_ROWS} keys"));
                 }
                 e.insert(r as u32);
-                self.push_row(key, now);
+                self.push_row(key.into_owned(), now);
                 Ok((r, true))
             }
         }
@@ -569,7 +574,7 @@ impl Keyed {
     /// Adds or replaces a decoded group. A key twice in a checkpoint keeps its last group, as
     /// decoding into a map did.
     fn put_decoded(&mut self, key: Value, t: i64, accs: &mut Vec<Acc>) -> Result<(), String> {
-        let (r, _) = self.find_or_insert(key, t)?;
+        let (r, _) = self.find_or_insert(std::borrow::Cow::Owned(key), t)?;
         for (c, a) in self.rows.cols.iter_mut().zip(accs.drain(..)) {
             c.put(r, a);
         }
@@ -1185,7 +1190,7 @@ mod tests {
 
     /// Folds `v` into `key`'s row as `aggregate` does (arguments checked first).
     fn fold(k: &mut Keyed, sp: &[AggSpec], key: Value, t: i64, v: &Value) -> usize {
-        let (r, _) = k.find_or_insert(key, t).unwrap();
+        let (r, _) = k.find_or_insert(std::borrow::Cow::Owned(key), t).unwrap();
         let args: Vec<Option<Value>> = sp
             .iter()
             .map(|s| s.arg.as_ref().map(|_| v.clone()))
@@ -1372,7 +1377,9 @@ mod tests {
         k.expire(4500);
         assert_eq!(k.len(), 500);
         for i in 0..1000i64 {
-            let (r, new) = k.find_or_insert(Value::Int(i), 9999).unwrap();
+            let (r, new) = k
+                .find_or_insert(std::borrow::Cow::Owned(Value::Int(i)), 9999)
+                .unwrap();
             assert_eq!(new, i < 500, "{i}");
             if !new {
                 assert_eq!(k.result(r, 0), Value::Int(5));

@@ -315,7 +315,7 @@ impl Operator for Window {
                 }
             };
             let key = match eval_key(&self.key, &r.value) {
-                Ok(k) => k,
+                Ok(k) => k.into_owned(),
                 Err(msg) => {
                     out.bad(r.origin, &msg, None, Some(r.value))?;
                     continue;
