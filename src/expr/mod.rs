@@ -201,14 +201,26 @@ impl Expr {
         Ok(self.eval_first_ref(input)?.map(Cow::into_owned))
     }
 
+    /// The value of a single-field expression (`.f`) on an object: `Some` of the field or
+    /// `null`. `None` when the expression is anything else or the input is not an object; the
+    /// caller then evaluates it in full. A plain reference, so hot loops that read keys and
+    /// arguments do not move `Result`s of `Cow`s around.
+    #[inline]
+    pub fn field_of<'a>(&self, input: &'a Value) -> Option<&'a Value> {
+        match (&self.inner.field, input) {
+            (Some(f), Value::Object(m)) => Some(m.get(f).unwrap_or(&NULL)),
+            _ => None,
+        }
+    }
+
     /// [`Expr::eval_first`] without copying a value that is part of the input.
     #[inline]
     pub fn eval_first_ref<'a>(
         &'a self,
         input: &'a Value,
     ) -> Result<Option<Cow<'a, Value>>, EvalError> {
-        if let (Some(f), Value::Object(m)) = (&self.inner.field, input) {
-            return Ok(Some(Cow::Borrowed(m.get(f).unwrap_or(&NULL))));
+        if let Some(v) = self.field_of(input) {
+            return Ok(Some(Cow::Borrowed(v)));
         }
         match self.inner.root.first(input) {
             Ok(v) => Ok(v),

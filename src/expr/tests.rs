@@ -1279,3 +1279,32 @@ fn input_fields_are_conservative() {
         assert_eq!(f(whole), None, "{whole}");
     }
 }
+
+#[test]
+fn single_field_lookup_agrees_with_the_evaluator() {
+    let e = Expr::compile(".user").unwrap();
+    let rec = v(r#"{"user":"u1","n":2}"#);
+    assert_eq!(e.field_of(&rec), Some(&Value::str("u1")));
+    assert_eq!(e.field_of(&v(r#"{"n":2}"#)), Some(&Value::Null));
+    // Not an object: the evaluator decides (null gives null, a number is an error).
+    assert_eq!(e.field_of(&Value::Null), None);
+    assert_eq!(e.field_of(&Value::Int(3)), None);
+    assert!(e.eval_first(&Value::Int(3)).is_err());
+    assert_eq!(e.eval_first(&Value::Null).unwrap(), Some(Value::Null));
+    // Anything but a single field is never looked up directly.
+    for other in [".user.name", ".[0]", ".user // 1", "."] {
+        assert_eq!(
+            Expr::compile(other).unwrap().field_of(&rec),
+            None,
+            "{other}"
+        );
+    }
+    for input in [rec, v(r#"{"n":2}"#)] {
+        assert_eq!(
+            e.eval_first(&input).unwrap(),
+            e.field_of(&input).cloned(),
+            "{}",
+            input.to_json_string()
+        );
+    }
+}

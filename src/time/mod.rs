@@ -28,8 +28,14 @@ impl TimeExpr {
     }
 
     pub fn eval(&self, record: &Value) -> Result<i64, String> {
-        let v = self.expr.eval_first_ref(record).map_err(|e| e.message)?;
-        let v = v.as_deref().unwrap_or(&Value::Null);
+        let general;
+        let v = match self.expr.field_of(record) {
+            Some(v) => v,
+            None => {
+                general = self.expr.eval_first_ref(record).map_err(|e| e.message)?;
+                general.as_deref().unwrap_or(&Value::Null)
+            }
+        };
         if let Value::Str(s) = v {
             let mut last = self.last.borrow_mut();
             if let Some((text, ms)) = last.as_ref() {

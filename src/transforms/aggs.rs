@@ -319,13 +319,15 @@ pub fn eval_key<'a>(
     record: &'a Value,
 ) -> Result<std::borrow::Cow<'a, Value>, String> {
     use std::borrow::Cow;
-    match key {
-        None => Ok(Cow::Owned(Value::Null)),
-        Some(e) => Ok(e
-            .eval_first_ref(record)
-            .map_err(|e| e.message)?
-            .unwrap_or(Cow::Owned(Value::Null))),
+    let Some(e) = key else {
+        return Ok(Cow::Owned(Value::Null));
+    };
+    if let Some(v) = e.field_of(record) {
+        return Ok(Cow::Borrowed(v));
     }
+    Ok(e.eval_first_ref(record)
+        .map_err(|e| e.message)?
+        .unwrap_or(Cow::Owned(Value::Null)))
 }
 
 /// Evaluates the aggregates' arguments on a record into `args` (reused between records).
@@ -334,16 +336,28 @@ pub fn eval_args(
     record: &Value,
     args: &mut Vec<Option<Value>>,
 ) -> Result<(), String> {
-    args.clear();
-    for spec in specs {
-        args.push(match &spec.arg {
-            None => None,
-            Some(e) => Some(
-                e.eval_first(record)
-                    .map_err(|e| e.message)?
-                    .unwrap_or(Value::Null),
-            ),
-        });
+    args.resize(specs.len(), None);
+    for (spec, slot) in specs.iter().zip(args.iter_mut()) {
+        let Some(e) = &spec.arg else {
+            *slot = None;
+            continue;
+        };
+        // Numbers (most arguments) are written straight into the slot: building them
+        // elsewhere and moving them in cost more than the aggregation itself.
+        let general;
+        let v = match e.field_of(record) {
+            Some(v) => Some(v),
+            None => {
+                general = e.eval_first_ref(record).map_err(|e| e.message)?;
+                general.as_deref()
+            }
+        };
+        match v {
+            Some(Value::Int(i)) => *slot = Some(Value::Int(*i)),
+            Some(Value::Float(f)) => *slot = Some(Value::Float(*f)),
+            Some(other) => *slot = Some(other.clone()),
+            None => *slot = Some(Value::Null),
+        }
     }
     Ok(())
 }
