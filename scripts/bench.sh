@@ -501,7 +501,7 @@ done
     for job in J1 J2 J3; do
         if [[ -n "${OVH[$job.on]:-}" ]]; then
             awk -v j="$job" -v a="${OVH[$job.on]}" -v b="${OVH[$job.off]}" -v f="${OVH[$job.fast]}" -v n="$OVERHEAD_RUNS" \
-                'BEGIN { printf "%s: checkpoints cost %+.1f%% every 1s, %+.1f%% every 100ms, against off (interleaved, median of %d: %.3f / %.3f / %.3f s)\n", j, (b > 0 ? (a / b - 1) * 100 : 0), (b > 0 ? (f / b - 1) * 100 : 0), n, a, f, b }'
+                'BEGIN { printf "%s: checkpoints cost %+.1f%% every 1s, %+.1f%% every 100ms, against off (interleaved, medians of %d: 1s %.3f s, 100ms %.3f s, off %.3f s)\n", j, (b > 0 ? (a / b - 1) * 100 : 0), (b > 0 ? (f / b - 1) * 100 : 0), n, a, f, b }'
         fi
     done
     # verdicts against the performance issue's targets (weir = the row with checkpoints every 1s)
