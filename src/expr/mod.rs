@@ -213,6 +213,22 @@ impl Expr {
         }
     }
 
+    /// Calls `f` with the first output (`None` if there is none) without copying it out of
+    /// the input: the way per-record readers (keys, aggregate arguments, times) use an
+    /// expression. A single field is looked up directly.
+    #[inline(always)]
+    pub fn with_first<R>(
+        &self,
+        input: &Value,
+        f: impl FnOnce(Option<&Value>) -> R,
+    ) -> Result<R, EvalError> {
+        if let Some(v) = self.field_of(input) {
+            return Ok(f(Some(v)));
+        }
+        let v = self.eval_first_ref(input)?;
+        Ok(f(v.as_deref()))
+    }
+
     /// [`Expr::eval_first`] without copying a value that is part of the input.
     #[inline]
     pub fn eval_first_ref<'a>(

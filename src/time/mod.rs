@@ -28,14 +28,12 @@ impl TimeExpr {
     }
 
     pub fn eval(&self, record: &Value) -> Result<i64, String> {
-        let general;
-        let v = match self.expr.field_of(record) {
-            Some(v) => v,
-            None => {
-                general = self.expr.eval_first_ref(record).map_err(|e| e.message)?;
-                general.as_deref().unwrap_or(&Value::Null)
-            }
-        };
+        self.expr
+            .with_first(record, |v| self.millis(v.unwrap_or(&Value::Null)))
+            .map_err(|e| e.message)?
+    }
+
+    fn millis(&self, v: &Value) -> Result<i64, String> {
         if let Value::Str(s) = v {
             let mut last = self.last.borrow_mut();
             if let Some((text, ms)) = last.as_ref() {

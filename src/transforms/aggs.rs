@@ -344,20 +344,13 @@ pub fn eval_args(
         };
         // Numbers (most arguments) are written straight into the slot: building them
         // elsewhere and moving them in cost more than the aggregation itself.
-        let general;
-        let v = match e.field_of(record) {
-            Some(v) => Some(v),
-            None => {
-                general = e.eval_first_ref(record).map_err(|e| e.message)?;
-                general.as_deref()
-            }
-        };
-        match v {
+        e.with_first(record, |v| match v {
             Some(Value::Int(i)) => *slot = Some(Value::Int(*i)),
             Some(Value::Float(f)) => *slot = Some(Value::Float(*f)),
             Some(other) => *slot = Some(other.clone()),
             None => *slot = Some(Value::Null),
-        }
+        })
+        .map_err(|e| e.message)?;
     }
     Ok(())
 }

@@ -24,6 +24,11 @@ use std::sync::atomic::Ordering;
 /// (end, start, key): the firing order.
 type WKey = (i64, i64, Value);
 
+/// Empty accumulators, one per aggregate.
+fn fresh_accs(specs: &[AggSpec]) -> Vec<Acc> {
+    specs.iter().map(|s| Acc::new(s.func)).collect()
+}
+
 /// Windows with their accumulators, grouped by (end, start) in firing order, each group's keys
 /// hashed: a record finds its window with one hash instead of a walk of string comparisons
 /// through a tree of (end, start, key). Keys are sorted whenever windows come out (firing,
@@ -154,7 +159,7 @@ impl Window {
     }
 
     fn new_accs(&self) -> Vec<Acc> {
-        self.specs.iter().map(|s| Acc::new(s.func)).collect()
+        fresh_accs(&self.specs)
     }
 
     fn result(&self, k: &WKey, accs: &[Acc]) -> Value {
@@ -279,7 +284,7 @@ impl Window {
             }
             any = true;
             let specs = &self.specs;
-            let fresh = || specs.iter().map(|s| Acc::new(s.func)).collect();
+            let fresh = || fresh_accs(specs);
             if end <= self.wm {
                 let accs = self.fired.get_or_insert_with(end, start, &key, fresh);
                 let _ = fold(specs, accs, &self.args);
