@@ -79,16 +79,23 @@ ref_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')
 echo "crashtest: uninterrupted run took ${ref_ms} ms"
 
 RANDOM=$seed
+newest_ckpt() { ls "$tmp/crash/.weir/crashtest/" 2>/dev/null | grep '^ckpt-.*\.weir$' | sort | tail -1 || true; }
 survived=0; corrupted=0; runs=0
 while :; do
   runs=$((runs + 1))
   set +e
+  before=$(newest_ckpt)
   "$W" resume --or-start "$tmp/crash/p.toml" 2>>"$tmp/stderr.log" &
   pid=$!
   if [ "$survived" -lt "$kills" ]; then
-    # Kill 3-20 % of an uninterrupted run's time into this one (at least 15 ms): late enough
-    # for checkpoints to complete (every 10 ms), early enough for many kills, whatever the
-    # build's speed.
+    # Kill 3-20 % of an uninterrupted run's time into this one (at least 15 ms), so some kills
+    # land before a run's first checkpoint and some during one. Every second run first waits
+    # for a checkpoint newer than the one it resumed from: that guarantees progress and
+    # checkpoints to corrupt whatever the machine's speed (a slow debug build on a busy CI
+    # machine once saw every kill land before any checkpoint completed).
+    if [ $((runs % 2)) = 0 ]; then
+      while kill -0 "$pid" 2>/dev/null && [ "$(newest_ckpt)" = "$before" ]; do sleep 0.005; done
+    fi
     ms=$(( ref_ms * (3 + RANDOM % 18) / 100 ))
     [ "$ms" -lt 15 ] && ms=15
     sleep "$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')"
