@@ -3757,6 +3757,8 @@ fn parallel_parsing_gives_the_same_output_as_serial_parsing() {
             0 => data.push_str("{broken\n"),
             1 => data.push('\n'),
             2 => data.push_str("[1,2]\n"),
+            // A record that only the aggregate rejects: its line number comes from the source.
+            3 => data.push_str(&format!("{{\"i\":{i},\"k\":\"s\",\"v\":\"x\"}}\n")),
             _ => data.push_str(&format!(
                 "{{\"i\":{i},\"k\":\"k{}\",\"v\":{},\"pad\":\"{}\"}}\n",
                 i % 13,
@@ -3827,7 +3829,18 @@ path = "a.jsonl"
         assert!(outs[0].3 == o.3, "dead letters differ (lines, offsets)");
     }
     assert_eq!(outs[0].2, 42, "bad lines counted");
-    assert_eq!(outs[0].3.lines().count(), 42, "dead letters");
+    // 42 lines that do not parse and 21 records the aggregate rejects.
+    assert_eq!(outs[0].3.lines().count(), 63, "dead letters");
+    let i = 997 * 10 + 3;
+    let want = format!(
+        "\"line\":{},\"offset\":{},\"node\":\"agg\"",
+        i + 1,
+        data.split_inclusive('\n')
+            .take(i)
+            .map(str::len)
+            .sum::<usize>()
+    );
+    assert!(outs[0].3.contains(&want), "{want} in {}", outs[0].3);
     assert!(outs[0].3.contains("\"line\":"), "{}", outs[0].3);
 }
 

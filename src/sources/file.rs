@@ -299,16 +299,46 @@ fn decode_block(
     out
 }
 
+/// Cuts `bytes[start..end]` into lines and decodes them: what a pool worker does with a job.
+/// `end` is just after a newline, or the end of the mapping (a complete file needs no newline
+/// after its last line).
+fn decode_range(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    projector: Option<&crate::value::Projector>,
+) -> (Vec<(usize, usize)>, Vec<Decoded>) {
+    let mut lines = Vec::with_capacity((end - start) / 64 + 1);
+    let mut pos = start;
+    while pos < end {
+        match memchr::memchr(b'\n', &bytes[pos..end]) {
+            Some(i) => {
+                lines.push((i, 1));
+                pos += i + 1;
+            }
+            None => {
+                lines.push((end - pos, 0));
+                pos = end;
+            }
+        }
+    }
+    let results = decode_block(bytes, start, &lines, projector);
+    (lines, results)
+}
+
 /// JSON lines of a mapped file decoded by worker threads ahead of the read position.
 ///
-/// The source thread cuts the mapping into jobs of whole lines, hands them out round-robin
-/// and takes the results back in the same order, so records leave exactly as a single
-/// thread would emit them. Only decoding runs ahead: positions, line numbers, bad-record
-/// handling and checkpoints advance as the source emits, so a snapshot never covers a line
-/// that has not been emitted, and unemitted work is simply dropped.
+/// The source thread cuts the mapping into jobs of about `POOL_JOB_BYTES` that end at a
+/// newline, hands them out round-robin and takes the results back in the same order, so
+/// records leave exactly as a single thread would emit them. The workers find the lines of
+/// their job themselves: the source never reads the bytes of the file, and each byte is
+/// brought into a cache once, by the core that parses it. Only decoding runs ahead:
+/// positions, line numbers, bad-record handling and checkpoints advance as the source emits,
+/// so a snapshot never covers a line that has not been emitted, and unemitted work is simply
+/// dropped.
 struct DecodePool {
     workers: Vec<PoolWorker>,
-    /// Jobs handed out and not yet taken back, oldest first: (worker, start, lines).
+    /// Jobs handed out and not yet taken back, oldest first.
     inflight: std::collections::VecDeque<InFlight>,
     next: usize,
     /// The mapping the jobs are cut from, and the position just after the last job.
@@ -316,22 +346,25 @@ struct DecodePool {
     ahead: usize,
 }
 
-/// (worker, start in the mapping, lines) of a job handed out.
-type InFlight = (usize, usize, Vec<(usize, usize)>);
+/// (worker, start, end in the mapping) of a job handed out.
+type InFlight = (usize, usize, usize);
+
+type JobResult = (Vec<(usize, usize)>, Vec<Decoded>);
 
 struct PoolWorker {
     jobs: crossbeam_channel::Sender<PoolJob>,
-    results: Receiver<Vec<Decoded>>,
+    results: Receiver<JobResult>,
 }
 
 struct PoolJob {
     map: Arc<memmap2::Mmap>,
     start: usize,
-    lines: Vec<(usize, usize)>,
+    end: usize,
 }
 
-/// Lines per job: large enough that handing out a job costs little against decoding it.
-const POOL_JOB_LINES: usize = 1024;
+/// Bytes per job (about a thousand log lines): large enough that handing out a job costs
+/// little against decoding it, small enough that the workers share the tail of a file.
+const POOL_JOB_BYTES: usize = 128 << 10;
 /// Jobs in flight per worker, so a worker has the next job at hand when it finishes one.
 const POOL_DEPTH: usize = 2;
 
@@ -340,13 +373,13 @@ impl DecodePool {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let (jobs, job_rx) = bounded::<PoolJob>(POOL_DEPTH);
-            let (res_tx, results) = bounded::<Vec<Decoded>>(POOL_DEPTH);
+            let (res_tx, results) = bounded::<JobResult>(POOL_DEPTH);
             let projector = projector.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
                     for job in job_rx {
-                        let out = decode_block(&job.map, job.start, &job.lines, projector.as_ref());
+                        let out = decode_range(&job.map, job.start, job.end, projector.as_ref());
                         if res_tx.send(out).is_err() {
                             return;
                         }
@@ -372,7 +405,9 @@ impl DecodePool {
             return;
         }
         while let Some((w, _, _)) = self.inflight.pop_front() {
-            let _ = self.workers[w].results.recv();
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
         }
         self.map = Some(map.clone());
         self.ahead = start;
@@ -384,45 +419,36 @@ impl DecodePool {
         let Some(map) = self.map.clone() else { return };
         while self.inflight.len() < self.workers.len() * POOL_DEPTH && self.ahead < map.len() {
             let start = self.ahead;
-            let mut lines = Vec::with_capacity(POOL_JOB_LINES);
-            let mut pos = start;
-            while lines.len() < POOL_JOB_LINES && pos < map.len() {
-                match memchr::memchr(b'\n', &map[pos..]) {
-                    Some(i) => {
-                        lines.push((i, 1));
-                        pos += i + 1;
-                    }
-                    None => {
-                        // A mapped file is complete: its last line needs no newline.
-                        lines.push((map.len() - pos, 0));
-                        pos = map.len();
-                    }
-                }
-            }
-            self.ahead = pos;
+            let cut = start + POOL_JOB_BYTES;
+            let end = if cut >= map.len() {
+                map.len()
+            } else {
+                memchr::memchr(b'\n', &map[cut..]).map_or(map.len(), |i| cut + i + 1)
+            };
+            self.ahead = end;
             let w = self.next % self.workers.len();
             self.next += 1;
             let job = PoolJob {
                 map: map.clone(),
                 start,
-                lines: lines.clone(),
+                end,
             };
             if self.workers[w].jobs.send(job).is_ok() {
-                self.inflight.push_back((w, start, lines));
+                self.inflight.push_back((w, start, end));
             } else {
                 // The worker is gone: `take` decodes this job on the source's thread.
-                self.inflight.push_back((usize::MAX, start, lines));
+                self.inflight.push_back((usize::MAX, start, end));
             }
         }
     }
 
     /// The oldest job's lines with their decoded results.
     fn take(&mut self, projector: Option<&crate::value::Projector>) -> Option<DecodedLines> {
-        let (w, start, lines) = self.inflight.pop_front()?;
-        let results = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
-            Some(r) if r.len() == lines.len() => r,
+        let (w, start, end) = self.inflight.pop_front()?;
+        let (lines, results) = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+            Some(r) => r,
             // Decode on this thread (a worker failed): the same results, just slower.
-            _ => decode_block(self.map.as_ref()?, start, &lines, projector),
+            None => decode_range(self.map.as_ref()?, start, end, projector),
         };
         Some(lines.into_iter().zip(results))
     }
@@ -970,24 +996,68 @@ impl FileSource {
         if self.ready.len() == 0 {
             pool.reset(&map, start);
         }
+        let source = self.s.node as u32;
+        let file = self.cur as u32;
         let mut consumed = 0;
+        // A run of lines that decoded to records is pushed with positions computed here, and
+        // the reader and file positions move once per run rather than once per line.
+        let (mut run_lines, mut run_bytes) = (0u64, 0usize);
+        let mut line0 = self.current_line();
+        let mut off0 = self.reader.as_ref().map_or(0, |r| r.offset);
         while consumed < n {
             let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
                 pool.top_up();
                 match pool.take(self.projector.as_ref()) {
                     Some(job) => self.ready = job,
-                    None => return Ok((consumed, ReadStatus::Eof)),
+                    None => {
+                        self.advance(run_lines, run_bytes);
+                        return Ok((consumed, ReadStatus::Eof));
+                    }
                 }
                 // Hand the next job out before emitting this one, so workers stay busy.
                 pool.top_up();
                 continue;
             };
-            if self.emit_line(line, res, out)? {
-                consumed += 1;
+            match res {
+                Ok(Some(value)) => {
+                    out.push(Record {
+                        value,
+                        origin: Origin {
+                            source,
+                            file,
+                            line: line0 + run_lines + 1,
+                            offset: off0 + run_bytes as u64,
+                        },
+                    });
+                    run_lines += 1;
+                    run_bytes += line.0 + line.1;
+                    consumed += 1;
+                }
+                res => {
+                    self.advance(run_lines, run_bytes);
+                    (run_lines, run_bytes) = (0, 0);
+                    if self.emit_line(line, res, out)? {
+                        consumed += 1;
+                    }
+                    line0 = self.current_line();
+                    off0 = self.reader.as_ref().map_or(0, |r| r.offset);
+                }
             }
         }
+        self.advance(run_lines, run_bytes);
         Ok((consumed, ReadStatus::More))
+    }
+
+    /// Moves the read position past `lines` lines of `bytes` bytes, all emitted.
+    fn advance(&mut self, lines: u64, bytes: usize) {
+        if lines == 0 {
+            return;
+        }
+        if let Some(r) = self.reader.as_mut() {
+            r.consume(bytes);
+        }
+        self.note_position(lines);
     }
 
     /// Decodes consecutive lines at the start of the unconsumed bytes. JSON parsing is the
