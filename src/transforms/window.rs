@@ -311,33 +311,38 @@ impl Operator for Window {
         if self.max_t.len() <= input {
             self.max_t.resize(input + 1, None);
         }
-        for r in batch.records {
+        let mut records = batch.records;
+        // Records are read in place, not moved out one by one (see `Aggregate::process`).
+        for r in records.iter_mut() {
             let t = match self.time.eval(&r.value) {
                 Ok(t) => t,
                 Err(msg) => {
-                    out.bad(r.origin, &msg, None, Some(r.value))?;
+                    out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
                     continue;
                 }
             };
             let key = match eval_key(&self.key, &r.value) {
                 Ok(k) => k.into_owned(),
                 Err(msg) => {
-                    out.bad(r.origin, &msg, None, Some(r.value))?;
+                    out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
                     continue;
                 }
             };
             if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
-                out.bad(r.origin, &msg, None, Some(r.value))?;
+                out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
                 continue;
             }
             // Check the values once up front, so no window is half-updated.
             if let Err(msg) = check_args(&self.specs, &self.args) {
-                out.bad(r.origin, &msg, None, Some(r.value))?;
+                out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
                 continue;
             }
             if !self.add(key, t, out, r.origin) {
                 out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
-                out.push_late(r.clone());
+                out.push_late(Record {
+                    value: std::mem::take(&mut r.value),
+                    origin: r.origin,
+                });
                 continue;
             }
             let m = &mut self.max_t[input];
