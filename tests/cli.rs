@@ -3543,6 +3543,25 @@ path = "o.jsonl"
             o.stderr
         );
     }
+    // A zero interval is refused rather than read as "checkpoint without pause".
+    for (setting, needle) in [
+        ("every = \"0\"", "\"0\""),
+        ("every_records = 0", "every_records"),
+    ] {
+        let text = text.replace("every = \"2x\"", setting);
+        let pf = p.write("p.toml", &text);
+        let o = p.weir(&["validate", pf.to_str().unwrap()]);
+        o.expect_code(2).expect_no_panic();
+        let start = format!("{}:{}:", pf.display(), line_of(&text, needle));
+        assert!(
+            o.stderr
+                .lines()
+                .map(strip_prefix)
+                .any(|l| l.starts_with(&start) && l.contains("\"off\"")),
+            "no problem at {start}:\n{}",
+            o.stderr
+        );
+    }
 }
 
 #[test]

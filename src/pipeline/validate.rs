@@ -42,14 +42,33 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
     };
     if let Some(every) = &spec.checkpoint.every {
         if every != "off" {
-            if let Err(m) = super::spec::parse_duration_ms(every) {
-                c.at(
+            match super::spec::parse_duration_ms(every) {
+                Err(m) => c.at(
                     spec.setting_span("checkpoint.every"),
                     None,
                     format!("[checkpoint] every: {m} (or \"off\")"),
-                );
+                ),
+                // Zero reads as "off" in many tools; here it would checkpoint without pause.
+                Ok(0) => c.at(
+                    spec.setting_span("checkpoint.every"),
+                    None,
+                    format!(
+                        "[checkpoint] every: \"{every}\" would checkpoint without pause; \
+                         write \"off\" to turn checkpoints off, or a time like \"1s\""
+                    ),
+                ),
+                Ok(_) => {}
             }
         }
+    }
+    if spec.checkpoint.every_records == Some(0) {
+        c.at(
+            spec.setting_span("checkpoint.every_records"),
+            None,
+            "[checkpoint] every_records: 0 would checkpoint after every record; write a count \
+             like 100000, or every = \"off\""
+                .to_string(),
+        );
     }
     if let Some(d) = &spec.restart.delay {
         if let Err(m) = super::spec::parse_duration_ms(d) {

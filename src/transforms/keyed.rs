@@ -1221,6 +1221,26 @@ mod tests {
         String::from_utf8(b.to_vec()).unwrap()
     }
 
+    /// A checkpoint's copy of the rows keeps the state as of the copy while the live rows go
+    /// on: what the encoding on another thread relies on.
+    #[test]
+    fn a_copy_of_the_rows_does_not_see_later_updates() {
+        let sp = specs(&ALL);
+        let mut k = Keyed::new(&sp);
+        for (i, key) in ["a", "b", "a", "c"].iter().enumerate() {
+            fold(&mut k, &sp, Value::str(key), 0, &Value::Int(i as i64));
+        }
+        let before = text(&k.rows().encode(false, 0));
+        let copy = k.rows().clone();
+        for (i, key) in ["a", "b", "d"].iter().enumerate() {
+            fold(&mut k, &sp, Value::str(key), 0, &Value::Int(10 + i as i64));
+        }
+        assert_eq!(text(&copy.encode(false, 0)), before);
+        let after = text(&k.rows().encode(false, 0));
+        assert_ne!(after, before);
+        assert!(after.contains("[0,2,10]"), "{after}");
+    }
+
     /// Written by the map-based state (weir before the flat layout) for these records, with
     /// `aggs` = ALL, `state_ttl` and `time = ".ts"` in ms: keys of several types, an escaped
     /// key, bad records that left empty groups, an integer sum that overflowed to a float.
