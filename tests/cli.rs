@@ -3863,6 +3863,92 @@ path = "a.jsonl"
     assert!(outs[0].3.contains("\"line\":"), "{}", outs[0].3);
 }
 
+/// A filter that is its source's only consumer runs in the decode pool's workers: outputs,
+/// dead letters (parse errors and the filter's own errors, with their lines) and `--stats` are
+/// the same as when the filter alone decides.
+#[test]
+fn a_filter_run_by_the_parse_workers_decides_as_the_filter_does() {
+    let mut data = String::new();
+    for i in 0..30_000u32 {
+        match i % 1009 {
+            0 => data.push_str("{broken\n"),
+            // `.a.b` of a string is an error the filter reports.
+            1 => data.push_str(&format!("{{\"i\":{i},\"a\":\"s\"}}\n")),
+            _ => data.push_str(&format!(
+                "{{\"i\":{i},\"a\":{{\"b\":{}}},\"pad\":\"{}\"}}\n",
+                i % 10,
+                "y".repeat((i % 40) as usize)
+            )),
+        }
+    }
+    let toml = r#"[sources.in]
+type = "file"
+path = "in.jsonl"
+on_error = "dead_letter"
+dead_letter = "bad.jsonl"
+[transforms.f]
+type = "filter"
+inputs = ["in"]
+expr = ".a.b >= 7"
+[sinks.o]
+type = "file"
+inputs = ["f"]
+path = "o.jsonl"
+"#;
+    let mut outs = Vec::new();
+    for pool in ["0", "2"] {
+        let p = Proj::new();
+        p.write("in.jsonl", &data);
+        p.write("p.toml", toml);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--stats", "s.json", "p.toml"])
+            .current_dir(p.root())
+            .env("WEIR_PARSE_THREADS", pool)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
+        let counts: Vec<(u64, u64, u64)> = stats["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let c = |k: &str| n[k].as_u64().unwrap();
+                (c("records_in"), c("records_out"), c("errors"))
+            })
+            .collect();
+        let root = p.root().to_string_lossy().into_owned();
+        outs.push((
+            p.read("o.jsonl"),
+            p.read_str("bad.jsonl").replace(&root, "ROOT"),
+            counts,
+        ));
+    }
+    assert!(outs[0].0 == outs[1].0, "filtered output differs");
+    assert_eq!(outs[0].1, outs[1].1, "dead letters differ");
+    assert_eq!(outs[0].2, outs[1].2, "stats differ");
+    let kept = data
+        .lines()
+        .filter(|l| l.contains("\"b\":7") || l.contains("\"b\":8") || l.contains("\"b\":9"))
+        .count();
+    assert_eq!(outs[0].0.iter().filter(|&&b| b == b'\n').count(), kept);
+    assert_eq!(
+        outs[0].1.lines().count(),
+        60,
+        "30 parse errors and 30 filter errors"
+    );
+    assert!(outs[0].1.contains("\"line\":1011,"), "{}", outs[0].1);
+    assert!(outs[0].1.contains("\"node\":\"f\""), "{}", outs[0].1);
+    // The source's output and the filter's input count every record, dropped early or not.
+    assert_eq!(outs[0].2[0].1, 30_000 - 30);
+    assert_eq!(outs[0].2[1].0, 30_000 - 30);
+}
+
 /// A second SIGINT during the final checkpoint exits at once (130) without waiting for it;
 /// the checkpoints already on disk stay valid, and `resume` works from them.
 #[test]

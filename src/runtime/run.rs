@@ -237,6 +237,34 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
 
 /// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
 /// checkpoint covers and stdout has not had yet.
+/// The filter a source can run in its decode pool: the one consumer of the source's records,
+/// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
+/// evaluating it early, on another thread, decides exactly what the filter would.
+fn filter_pushdown(
+    spec: &PipelineSpec,
+    g: &crate::pipeline::graph::Graph,
+    source: usize,
+) -> Option<(crate::expr::Expr, usize)> {
+    use crate::pipeline::graph::{Port, Role};
+    let mut main = g.nodes[source]
+        .outputs
+        .iter()
+        .map(|&e| &g.edges[e])
+        .filter(|e| e.port == Port::Main);
+    let edge = main.next()?;
+    if main.next().is_some() {
+        return None;
+    }
+    let Role::Spec(si) = g.nodes[edge.to].role else {
+        return None;
+    };
+    let NodeConfig::Filter(c) = &spec.nodes[si].config else {
+        return None;
+    };
+    let expr = crate::expr::Expr::compile(&c.expr).ok()?;
+    expr.is_native().then_some((expr, edge.to))
+}
+
 fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
     for n in &spec.nodes {
         let NodeConfig::FileSink(s) = &n.config else {
@@ -483,6 +511,7 @@ fn run_once(
                                 // stage already keeps the second core busy.
                                 parallel_parse: spare_cores,
                                 parse_threads,
+                                pushdown: filter_pushdown(spec, g, i),
                             },
                             ctx.clone(),
                             restored_st,

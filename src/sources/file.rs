@@ -86,6 +86,10 @@ pub struct FileSourceSettings {
     pub parallel_parse: bool,
     /// Threads that decode JSON lines of mapped files ahead of the read position (0: none).
     pub parse_threads: usize,
+    /// The `filter` that is this source's only consumer (its expression, its graph node), when
+    /// it is pure: the decode pool's workers drop the records it would drop (see
+    /// `FilterPushdown`).
+    pub pushdown: Option<(crate::expr::Expr, usize)>,
 }
 
 /// Where bytes come from.
@@ -251,7 +255,9 @@ pub struct FileSource {
 
 type Decoded = Result<Option<Value>, String>;
 /// A job's lines (length, terminator length) with their decoded results, in order.
-type DecodedLines = std::iter::Zip<std::vec::IntoIter<(usize, usize)>, std::vec::IntoIter<Decoded>>;
+/// `None`: a record the pushed-down filter drops.
+type DecodedLines =
+    std::iter::Zip<std::vec::IntoIter<(usize, usize)>, std::vec::IntoIter<Option<Decoded>>>;
 
 struct Job {
     bytes: Vec<u8>,
@@ -301,13 +307,14 @@ fn decode_block(
 
 /// Cuts `bytes[start..end]` into lines and decodes them: what a pool worker does with a job.
 /// `end` is just after a newline, or the end of the mapping (a complete file needs no newline
-/// after its last line).
+/// after its last line). A record the pushed-down filter rejects comes back as `None`.
 fn decode_range(
     bytes: &[u8],
     start: usize,
     end: usize,
     projector: Option<&crate::value::Projector>,
-) -> (Vec<(usize, usize)>, Vec<Decoded>) {
+    filter: Option<&crate::expr::Expr>,
+) -> JobResult {
     let mut lines = Vec::with_capacity((end - start) / 64 + 1);
     let mut pos = start;
     while pos < end {
@@ -322,7 +329,15 @@ fn decode_range(
             }
         }
     }
-    let results = decode_block(bytes, start, &lines, projector);
+    let results = decode_block(bytes, start, &lines, projector)
+        .into_iter()
+        .map(|d| match (d, filter) {
+            // Only a plain `false` drops the record here; an error is the filter's to report,
+            // so such a record goes on to it.
+            (Ok(Some(v)), Some(f)) if matches!(f.eval_bool(&v), Ok(false)) => None,
+            (d, _) => Some(d),
+        })
+        .collect();
     (lines, results)
 }
 
@@ -349,7 +364,7 @@ struct DecodePool {
 /// (worker, start, end in the mapping) of a job handed out.
 type InFlight = (usize, usize, usize);
 
-type JobResult = (Vec<(usize, usize)>, Vec<Decoded>);
+type JobResult = (Vec<(usize, usize)>, Vec<Option<Decoded>>);
 
 struct PoolWorker {
     jobs: crossbeam_channel::Sender<PoolJob>,
@@ -369,17 +384,28 @@ const POOL_JOB_BYTES: usize = 128 << 10;
 const POOL_DEPTH: usize = 2;
 
 impl DecodePool {
-    fn start(threads: usize, projector: Option<crate::value::Projector>) -> DecodePool {
+    fn start(
+        threads: usize,
+        projector: Option<crate::value::Projector>,
+        filter: Option<crate::expr::Expr>,
+    ) -> DecodePool {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let (jobs, job_rx) = bounded::<PoolJob>(POOL_DEPTH);
             let (res_tx, results) = bounded::<JobResult>(POOL_DEPTH);
             let projector = projector.clone();
+            let filter = filter.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
                     for job in job_rx {
-                        let out = decode_range(&job.map, job.start, job.end, projector.as_ref());
+                        let out = decode_range(
+                            &job.map,
+                            job.start,
+                            job.end,
+                            projector.as_ref(),
+                            filter.as_ref(),
+                        );
                         if res_tx.send(out).is_err() {
                             return;
                         }
@@ -443,12 +469,16 @@ impl DecodePool {
     }
 
     /// The oldest job's lines with their decoded results.
-    fn take(&mut self, projector: Option<&crate::value::Projector>) -> Option<DecodedLines> {
+    fn take(
+        &mut self,
+        projector: Option<&crate::value::Projector>,
+        filter: Option<&crate::expr::Expr>,
+    ) -> Option<DecodedLines> {
         let (w, start, end) = self.inflight.pop_front()?;
         let (lines, results) = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
             Some(r) => r,
             // Decode on this thread (a worker failed): the same results, just slower.
-            None => decode_range(self.map.as_ref()?, start, end, projector),
+            None => decode_range(self.map.as_ref()?, start, end, projector, filter),
         };
         Some(lines.into_iter().zip(results))
     }
@@ -990,15 +1020,17 @@ impl FileSource {
         let start = self.reader.as_ref().map_or(0, |r| r.start);
         let threads = self.s.parse_threads;
         let projector = self.projector.clone();
+        let filter = self.s.pushdown.as_ref().map(|(e, _)| e.clone());
         let pool = self
             .pool
-            .get_or_insert_with(|| DecodePool::start(threads, projector));
+            .get_or_insert_with(|| DecodePool::start(threads, projector, filter));
         if self.ready.len() == 0 {
             pool.reset(&map, start);
         }
         let source = self.s.node as u32;
         let file = self.cur as u32;
         let mut consumed = 0;
+        let mut dropped = 0;
         // A run of lines that decoded to records is pushed with positions computed here, and
         // the reader and file positions move once per run rather than once per line.
         let (mut run_lines, mut run_bytes) = (0u64, 0usize);
@@ -1008,10 +1040,12 @@ impl FileSource {
             let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
                 pool.top_up();
-                match pool.take(self.projector.as_ref()) {
+                let filter = self.s.pushdown.as_ref().map(|(e, _)| e);
+                match pool.take(self.projector.as_ref(), filter) {
                     Some(job) => self.ready = job,
                     None => {
                         self.advance(run_lines, run_bytes);
+                        self.count_dropped(dropped);
                         return Ok((consumed, ReadStatus::Eof));
                     }
                 }
@@ -1020,7 +1054,14 @@ impl FileSource {
                 continue;
             };
             match res {
-                Ok(Some(value)) => {
+                // Dropped by the pushed-down filter: consumed, as if it had gone to the filter.
+                None => {
+                    run_lines += 1;
+                    run_bytes += line.0 + line.1;
+                    consumed += 1;
+                    dropped += 1;
+                }
+                Some(Ok(Some(value))) => {
                     out.push(Record {
                         value,
                         origin: Origin {
@@ -1034,7 +1075,7 @@ impl FileSource {
                     run_bytes += line.0 + line.1;
                     consumed += 1;
                 }
-                res => {
+                Some(res) => {
                     self.advance(run_lines, run_bytes);
                     (run_lines, run_bytes) = (0, 0);
                     if self.emit_line(line, res, out)? {
@@ -1046,7 +1087,17 @@ impl FileSource {
             }
         }
         self.advance(run_lines, run_bytes);
+        self.count_dropped(dropped);
         Ok((consumed, ReadStatus::More))
+    }
+
+    /// Counts records the pushed-down filter dropped as this source's output and the filter's
+    /// input, so `--stats` reads the same as without the pushdown.
+    fn count_dropped(&self, n: usize) {
+        if let (Some((_, node)), true) = (&self.s.pushdown, n > 0) {
+            self.ctx.stats[self.s.node].add_out(n);
+            self.ctx.stats[*node].add_in(n);
+        }
     }
 
     /// Moves the read position past `lines` lines of `bytes` bytes, all emitted.
