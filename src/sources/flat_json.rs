@@ -33,7 +33,13 @@ static STR_STOP: [bool; 256] = {
 pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
     // One UTF-8 check for the whole line (word-at-a-time over ASCII) instead of one per
     // string; every slice taken below starts and ends at an ASCII quote, so it is a valid &str.
-    let text = std::str::from_utf8(line).ok()?;
+    let text = if is_ascii(line) {
+        // SAFETY: ASCII is valid UTF-8. Log lines mostly are ASCII, and this check costs a
+        // fraction of the general validation.
+        unsafe { std::str::from_utf8_unchecked(line) }
+    } else {
+        std::str::from_utf8(line).ok()?
+    };
     let mut s = Scan {
         t: text,
         b: line,
@@ -99,6 +105,21 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
             _ => return None,
         }
     }
+}
+
+/// Whether every byte is ASCII: the high bits of all bytes or-ed together, eight at a time
+/// (which the compiler turns into vector code; `<[u8]>::is_ascii` went byte by byte here).
+#[inline(always)]
+fn is_ascii(b: &[u8]) -> bool {
+    let (words, rest) = b.as_chunks::<8>();
+    let mut acc = 0u64;
+    for w in words {
+        acc |= u64::from_le_bytes(*w);
+    }
+    for &x in rest {
+        acc |= u64::from(x);
+    }
+    acc & 0x8080_8080_8080_8080 == 0
 }
 
 /// Powers of ten that an f64 holds exactly (Clinger's fast path).
@@ -380,6 +401,25 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(other)
             );
+        }
+    }
+
+    /// Invalid UTF-8 anywhere in a key or a string is refused, whichever eight-byte word (or
+    /// the tail after the last whole word) of the ASCII check it falls in; valid UTF-8 there
+    /// is read.
+    #[test]
+    fn invalid_utf8_is_refused_at_any_position() {
+        let line = br#"{"abcdefghijklmnopq":"0123456789abcdefghijk","r":"s"}"#;
+        for p in 2..line.len() - 2 {
+            if line[p] == b'"' || line[p] == b':' || line[p] == b',' {
+                continue;
+            }
+            let mut bad = line.to_vec();
+            bad[p] = 0xff;
+            assert!(parse_flat(&bad, None).is_none(), "byte {p}");
+            let mut good = line.to_vec();
+            good.splice(p..p + 1, "é".bytes());
+            assert!(parse_flat(&good, None).is_some(), "byte {p}");
         }
     }
 
