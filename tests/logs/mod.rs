@@ -15,6 +15,25 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     crate::common::run_weir(dir, args, None)
 }
 
+/// Runs weir in `dir` with `input` on its stdin.
+fn feed(dir: &Path, args: &[&str], input: impl AsRef<[u8]>) -> Output {
+    let mut child = Command::new(weir())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_ref())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn cron(dir: &Path) -> String {
     let o = run(dir, &["-v", "resume", "--or-start", "p.toml"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -208,19 +227,7 @@ path = "out.jsonl"
 "#,
     )
     .unwrap();
-    let feed = |args: &[&str], input: &[u8]| -> Output {
-        let mut child = Command::new(weir())
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    };
-    let o = feed(&["run", "p.toml"], b"a\nb\n");
+    let o = feed(dir, &["run", "p.toml"], b"a\nb\n");
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -228,7 +235,7 @@ path = "out.jsonl"
         String::from_utf8_lossy(&o.stderr)
     );
     // The same bytes and more: only the new lines are read.
-    let o = feed(&["resume", "p.toml"], b"a\nb\nc\nd\n");
+    let o = feed(dir, &["resume", "p.toml"], b"a\nb\nc\nd\n");
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -237,7 +244,7 @@ path = "out.jsonl"
     );
     assert_eq!(lines_out(dir), ["a", "b", "c", "d"]);
     // Different bytes: refused with exit 2, nothing written.
-    let o = feed(&["resume", "p.toml"], b"X\nb\nc\nd\ne\n");
+    let o = feed(dir, &["resume", "p.toml"], b"X\nb\nc\nd\ne\n");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("stdin differs"), "{err}");
@@ -365,32 +372,15 @@ fn stdin_resume_works_for_csv_and_tsv() {
             }
             s
         };
-        let feed = |args: &[&str], input: &str| -> Output {
-            let mut child = Command::new(weir())
-                .args(args)
-                .current_dir(dir)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        };
         // Big enough that the parser reads ahead of the rows it returns.
-        let o = feed(&["run", "p.toml"], &rows(5000));
+        let o = feed(dir, &["run", "p.toml"], &rows(5000));
         assert_eq!(
             o.status.code(),
             Some(0),
             "{}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let o = feed(&["resume", "p.toml"], &rows(5003));
+        let o = feed(dir, &["resume", "p.toml"], &rows(5003));
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -403,7 +393,11 @@ fn stdin_resume_works_for_csv_and_tsv() {
             out.ends_with("{\"k\":5002,\"v\":\"quoted 5002\"}\n"),
             "{fmt}"
         );
-        let o = feed(&["resume", "p.toml"], &rows(5004).replacen("0", "X", 2));
+        let o = feed(
+            dir,
+            &["resume", "p.toml"],
+            &rows(5004).replacen("0", "X", 2),
+        );
         assert_eq!(
             o.status.code(),
             Some(2),
