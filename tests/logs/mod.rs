@@ -373,14 +373,14 @@ fn stdin_resume_works_for_csv_and_tsv() {
             s
         };
         // Big enough that the parser reads ahead of the rows it returns.
-        let o = feed(dir, &["run", "p.toml"], &rows(5000));
+        let o = feed(dir, &["run", "p.toml"], rows(5000));
         assert_eq!(
             o.status.code(),
             Some(0),
             "{}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let o = feed(dir, &["resume", "p.toml"], &rows(5003));
+        let o = feed(dir, &["resume", "p.toml"], rows(5003));
         assert_eq!(
             o.status.code(),
             Some(0),
