@@ -396,7 +396,7 @@ fn stdin_resume_works_for_csv_and_tsv() {
         let o = feed(
             dir,
             &["resume", "p.toml"],
-            &rows(5004).replacen("0", "X", 2),
+            rows(5004).replacen("0", "X", 2),
         );
         assert_eq!(
             o.status.code(),
