@@ -393,11 +393,7 @@ fn stdin_resume_works_for_csv_and_tsv() {
             out.ends_with("{\"k\":5002,\"v\":\"quoted 5002\"}\n"),
             "{fmt}"
         );
-        let o = feed(
-            dir,
-            &["resume", "p.toml"],
-            rows(5004).replacen("0", "X", 2),
-        );
+        let o = feed(dir, &["resume", "p.toml"], rows(5004).replacen("0", "X", 2));
         assert_eq!(
             o.status.code(),
             Some(2),
