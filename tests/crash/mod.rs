@@ -158,6 +158,68 @@ fn check_point(point: &str, nth: u32) {
     }
 }
 
+/// The same input through a filter that is its source's only consumer, so the decode pool's
+/// workers run the filter and drop records before the source emits them (positions must still
+/// count every line).
+fn pushdown_pipeline(dir: &Path) {
+    pipeline(dir, false);
+    let p = std::fs::read_to_string(dir.join("p.toml")).unwrap();
+    let p = p
+        .replace(
+            "[transforms.per_user]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".user\"\naggs = { n = \"count\", b = \"sum(.bytes)\" }\n",
+            "",
+        )
+        .replace(
+            "[sinks.users]\ntype = \"file\"\ninputs = [\"per_user\"]\npath = \"out/users.csv\"\n",
+            "",
+        );
+    assert!(!p.contains("per_user"), "{p}");
+    std::fs::write(dir.join("p.toml"), p).unwrap();
+}
+
+#[test]
+fn crash_with_the_filter_run_by_the_parse_workers() {
+    let files = ["out/errs.jsonl", "out/bad.jsonl"];
+    let r = tempfile::tempdir().unwrap();
+    pushdown_pipeline(r.path());
+    let o = run(r.path(), &["run", "-q", "p.toml"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let want: Vec<Vec<u8>> = files.iter().map(|f| read_out(r.path(), f)).collect();
+    assert!(want[0].len() > 10_000 && !want[1].is_empty());
+    for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 6)] {
+        let d = tempfile::tempdir().unwrap();
+        pushdown_pipeline(d.path());
+        let fp = format!("{point}={}*off->return", nth - 1);
+        let first = run(d.path(), &["run", "-q", "p.toml"], Some(&fp));
+        let mut stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+        assert_eq!(first.status.code(), None, "no crash at {point}: {stderr}");
+        let mut finished = false;
+        for _ in 0..5 {
+            let o = run(d.path(), &["resume", "--or-start", "p.toml"], None);
+            stderr.push_str(&String::from_utf8_lossy(&o.stderr));
+            if o.status.code() == Some(0) {
+                finished = true;
+                break;
+            }
+        }
+        assert!(finished, "resume did not finish: {stderr}");
+        for (f, w) in files.iter().zip(&want) {
+            let got = read_out(d.path(), f);
+            assert!(
+                got == *w,
+                "{f} differs after a crash at {point}: {} vs {} bytes; stderr: {stderr}",
+                got.len(),
+                w.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn crash_before_checkpoint_fsync() {
     check_point("atomic-before-fsync", 3);
