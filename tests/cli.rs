@@ -3766,6 +3766,22 @@ path = "out.jsonl"
     );
 }
 
+/// Runs weir in the project with extra environment variables; it must exit 0.
+fn run_with_env(p: &Proj, args: &[&str], env: &[(&str, &str)]) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(p.root())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// JSON lines parsed on a helper thread (used when there are spare cores) give exactly the
 /// output, dead letters and checkpoint offsets of parsing on the source's own thread.
 #[test]
@@ -3822,18 +3838,13 @@ path = "a.jsonl"
         let p = Proj::new();
         p.write("in.jsonl", &data);
         p.write("p.toml", &toml);
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--stats", "s.json", "p.toml"])
-            .current_dir(p.root())
-            .env("WEIR_PARALLEL_PARSE", helper)
-            .env("WEIR_PARSE_THREADS", pool)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
+        run_with_env(
+            &p,
+            &["run", "--stats", "s.json", "p.toml"],
+            &[
+                ("WEIR_PARALLEL_PARSE", helper),
+                ("WEIR_PARSE_THREADS", pool),
+            ],
         );
         let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
         let errors = stats["nodes"][0]["errors"].as_u64().unwrap();
@@ -3900,17 +3911,10 @@ path = "o.jsonl"
         let p = Proj::new();
         p.write("in.jsonl", &data);
         p.write("p.toml", toml);
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--stats", "s.json", "p.toml"])
-            .current_dir(p.root())
-            .env("WEIR_PARSE_THREADS", pool)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
+        run_with_env(
+            &p,
+            &["run", "--stats", "s.json", "p.toml"],
+            &[("WEIR_PARSE_THREADS", pool)],
         );
         let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
         let counts: Vec<(u64, u64, u64)> = stats["nodes"]

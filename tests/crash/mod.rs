@@ -116,12 +116,20 @@ fn reference(stdout: bool) -> (Vec<Vec<u8>>, Vec<u8>) {
 fn crash_then_resume(point: &str, nth: u32, stdout: bool) -> (Vec<Vec<u8>>, Vec<u8>, String) {
     let d = tempfile::tempdir().unwrap();
     pipeline(d.path(), stdout);
+    let (all_stdout, stderr) = abort_and_resume(d.path(), point, nth);
+    let files = OUTPUTS.iter().map(|f| read_out(d.path(), f)).collect();
+    (files, all_stdout, stderr)
+}
+
+/// Runs the pipeline in `dir` until it aborts at `point` (on its `nth` hit), then resumes it
+/// until it finishes; returns (stdout of every run, stderr of every run).
+fn abort_and_resume(dir: &Path, point: &str, nth: u32) -> (Vec<u8>, String) {
     let fp = if nth > 1 {
         format!("{point}={}*off->return", nth - 1)
     } else {
         format!("{point}=return")
     };
-    let first = run(d.path(), &["run", "-q", "p.toml"], Some(&fp));
+    let first = run(dir, &["run", "-q", "p.toml"], Some(&fp));
     let mut all_stdout = first.stdout.clone();
     let mut stderr = String::from_utf8_lossy(&first.stderr).into_owned();
     assert_eq!(
@@ -132,7 +140,7 @@ fn crash_then_resume(point: &str, nth: u32, stdout: bool) -> (Vec<Vec<u8>>, Vec<
     assert!(stderr.contains(&format!("crash point {point}")), "{stderr}");
     let mut finished = false;
     for _ in 0..5 {
-        let o = run(d.path(), &["resume", "--or-start", "p.toml"], None);
+        let o = run(dir, &["resume", "--or-start", "p.toml"], None);
         all_stdout.extend_from_slice(&o.stdout);
         stderr.push_str(&String::from_utf8_lossy(&o.stderr));
         if o.status.code() == Some(0) {
@@ -141,8 +149,7 @@ fn crash_then_resume(point: &str, nth: u32, stdout: bool) -> (Vec<Vec<u8>>, Vec<
         }
     }
     assert!(finished, "resume did not finish: {stderr}");
-    let files = OUTPUTS.iter().map(|f| read_out(d.path(), f)).collect();
-    (files, all_stdout, stderr)
+    (all_stdout, stderr)
 }
 
 fn check_point(point: &str, nth: u32) {
@@ -194,20 +201,7 @@ fn crash_with_the_filter_run_by_the_parse_workers() {
     for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 6)] {
         let d = tempfile::tempdir().unwrap();
         pushdown_pipeline(d.path());
-        let fp = format!("{point}={}*off->return", nth - 1);
-        let first = run(d.path(), &["run", "-q", "p.toml"], Some(&fp));
-        let mut stderr = String::from_utf8_lossy(&first.stderr).into_owned();
-        assert_eq!(first.status.code(), None, "no crash at {point}: {stderr}");
-        let mut finished = false;
-        for _ in 0..5 {
-            let o = run(d.path(), &["resume", "--or-start", "p.toml"], None);
-            stderr.push_str(&String::from_utf8_lossy(&o.stderr));
-            if o.status.code() == Some(0) {
-                finished = true;
-                break;
-            }
-        }
-        assert!(finished, "resume did not finish: {stderr}");
+        let (_, stderr) = abort_and_resume(d.path(), point, nth);
         for (f, w) in files.iter().zip(&want) {
             let got = read_out(d.path(), f);
             assert!(
