@@ -129,32 +129,33 @@ impl Store {
         from: Option<u64>,
         warn: &dyn Fn(&str),
     ) -> Result<Option<Checkpoint>, Error> {
-        let list = self.list();
+        // Files are read newest first and only until one is valid: a resume reads one
+        // checkpoint, not all that are retained (each can be tens of MB of keyed state).
+        let files = self.files();
         if let Some(id) = from {
-            let e = list.into_iter().find(|e| e.id == id).ok_or_else(|| {
+            let (_, path, _) = files.iter().find(|f| f.0 == id).ok_or_else(|| {
                 Error::usage(format!("no checkpoint {id} in {}", self.dir.display()))
             })?;
-            return e.checkpoint.map(Some).map_err(|why| {
+            return Self::load(id, path).map(Some).map_err(|why| {
                 Error::usage(format!(
                     "checkpoint {id} ({}) is not valid: {why}",
-                    e.path.display()
+                    path.display()
                 ))
             });
         }
-        if list.is_empty() {
+        if files.is_empty() {
             return Ok(None);
         }
         let mut reasons = Vec::new();
-        for e in list {
-            match e.checkpoint {
+        for (id, path, _) in files {
+            match Self::load(id, &path) {
                 Ok(c) => return Ok(Some(c)),
                 Err(why) => {
                     warn(&format!(
-                        "checkpoint {} ({}) is not valid, skipping it: {why}",
-                        e.id,
-                        e.path.display()
+                        "checkpoint {id} ({}) is not valid, skipping it: {why}",
+                        path.display()
                     ));
-                    reasons.push(format!("{}: {why}", e.id));
+                    reasons.push(format!("{id}: {why}"));
                 }
             }
         }
