@@ -54,9 +54,20 @@ fn snippet(s: &str) -> String {
 /// Compiles a whole jq program with jaq, with jaq's standard library and `$ENV`.
 /// Syntax errors and undefined filters or variables are reported with their offset in `src`.
 pub(crate) fn compile_jaq(src: &str) -> Result<Jaq, CompileError> {
-    let defs = jaq_core::defs()
-        .chain(jaq_std::defs())
-        .chain(jaq_json::defs());
+    // jaq's standard definitions are jq source that each `defs()` call lexes and parses again;
+    // a pipeline compiles every expression several times (validation, field analysis, build),
+    // and that parsing was most of a cron run with nothing to read. Parsed once, cloned here.
+    static DEFS: std::sync::OnceLock<Vec<jaq_core::load::parse::Def<&'static str>>> =
+        std::sync::OnceLock::new();
+    let defs = DEFS
+        .get_or_init(|| {
+            jaq_core::defs()
+                .chain(jaq_std::defs())
+                .chain(jaq_json::defs())
+                .collect()
+        })
+        .iter()
+        .cloned();
     let funs = jaq_core::funs()
         .chain(jaq_std::funs())
         .chain(jaq_json::funs());

@@ -104,6 +104,25 @@ fn to_eval_error(c: Ctl) -> Option<EvalError> {
 impl Expr {
     /// Compiles `src`; native where possible, jaq for the rest.
     pub fn compile(src: &str) -> Result<Expr, CompileError> {
+        // A pipeline compiles each expression several times (validation, field analysis,
+        // building the node, the filter pushdown); the result depends on the text alone, and an
+        // `Expr` is an `Arc`, so later compiles of the same text take the first one's result.
+        // The map is only looked up, never iterated.
+        static DONE: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, Result<Expr, CompileError>>>,
+        > = std::sync::OnceLock::new();
+        let done = DONE.get_or_init(Default::default);
+        if let Some(r) = done.lock().ok().and_then(|m| m.get(src).cloned()) {
+            return r;
+        }
+        let r = Self::compile_uncached(src);
+        if let Ok(mut m) = done.lock() {
+            m.insert(src.to_string(), r.clone());
+        }
+        r
+    }
+
+    fn compile_uncached(src: &str) -> Result<Expr, CompileError> {
         let whole = fallback::compile_jaq(src)?;
         let tokens = jaq_core::load::Lexer::new(src).lex().ok();
         let term = tokens

@@ -1308,3 +1308,20 @@ fn single_field_lookup_agrees_with_the_evaluator() {
         );
     }
 }
+
+/// A second compile of the same text is the first one's result: the same compiled expression,
+/// or the same error at the same offset.
+#[test]
+fn compiling_the_same_text_again_gives_the_same_result() {
+    let a = Expr::compile(".a + 1 | tostring").unwrap();
+    let b = Expr::compile(".a + 1 | tostring").unwrap();
+    assert!(Arc::ptr_eq(&a.inner, &b.inner));
+    let c = Expr::compile(".a + 2 | tostring").unwrap();
+    assert!(!Arc::ptr_eq(&a.inner, &c.inner));
+    assert_eq!(run(&c, &v(r#"{"a":1}"#)).unwrap(), vec![v(r#""3""#)]);
+    for _ in 0..2 {
+        let e = Expr::compile(".a | nosuchfn(1)").err().unwrap();
+        assert_eq!(e.message, "undefined function `nosuchfn/1`");
+        assert_eq!(e.offset, 5);
+    }
+}
