@@ -2355,6 +2355,33 @@ fn resume_from_an_older_checkpoint_id() {
     assert_eq!(p.read_str("all.jsonl"), want_all);
     assert_eq!(p.read_str("agg.jsonl"), want_agg);
     p.weir(&["resume", "p.toml", "--from", "99"]).expect_code(2);
+    // A named checkpoint that is damaged is refused, never loaded; with every checkpoint
+    // damaged, resume refuses to start over silently.
+    let files = p.ckpts(".weir/grow");
+    let first = files
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with("ckpt-0000000001.weir"))
+        .unwrap();
+    std::fs::write(first, b"not a checkpoint").unwrap();
+    let o = p.weir(&["resume", "p.toml", "--from", "1"]);
+    o.expect_code(2).expect_no_panic();
+    assert!(
+        o.stderr.contains("checkpoint 1") && o.stderr.contains("not valid"),
+        "{}",
+        o.stderr
+    );
+    for f in &files {
+        std::fs::write(f, b"not a checkpoint").unwrap();
+    }
+    let o = p.weir(&["resume", "p.toml"]);
+    o.expect_no_panic();
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("no valid checkpoint"), "{}", o.stderr);
+    assert_eq!(
+        p.read_str("all.jsonl"),
+        want_all,
+        "output changed by a refused resume"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

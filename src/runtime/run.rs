@@ -235,8 +235,6 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     }
 }
 
-/// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
-/// checkpoint covers and stdout has not had yet.
 /// The filter a source can run in its decode pool: the one consumer of the source's records,
 /// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
 /// evaluating it early, on another thread, decides exactly what the filter would.
@@ -265,6 +263,8 @@ fn filter_pushdown(
     expr.is_native().then_some((expr, edge.to))
 }
 
+/// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
+/// checkpoint covers and stdout has not had yet.
 fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
     for n in &spec.nodes {
         let NodeConfig::FileSink(s) = &n.config else {

@@ -88,7 +88,7 @@ pub struct FileSourceSettings {
     pub parse_threads: usize,
     /// The `filter` that is this source's only consumer (its expression, its graph node), when
     /// it is pure: the decode pool's workers drop the records it would drop (see
-    /// `FilterPushdown`).
+    /// `decode_range` and `runtime::run::filter_pushdown`).
     pub pushdown: Option<(crate::expr::Expr, usize)>,
 }
 
@@ -1027,8 +1027,8 @@ impl FileSource {
         if self.ready.len() == 0 {
             pool.reset(&map, start);
         }
-        let source = self.s.node as u32;
-        let file = self.cur as u32;
+        // Where this file's records come from; each record adds its line and offset.
+        let here = self.origin(0, 0);
         let mut consumed = 0;
         let mut dropped = 0;
         // A run of lines that decoded to records is pushed with positions computed here, and
@@ -1065,10 +1065,9 @@ impl FileSource {
                     out.push(Record {
                         value,
                         origin: Origin {
-                            source,
-                            file,
                             line: line0 + run_lines + 1,
                             offset: off0 + run_bytes as u64,
+                            ..here
                         },
                     });
                     run_lines += 1;

@@ -99,15 +99,12 @@ impl Operator for Aggregate {
         // reading it back in other widths stalled on store forwarding (a quarter of this
         // loop's cycles). Dropped together with the batch.
         for r in records.iter_mut() {
-            let key = match self.key.as_ref().and_then(|e| e.field_of(&r.value)) {
-                Some(v) => std::borrow::Cow::Borrowed(v),
-                None => match eval_key(&self.key, &r.value) {
-                    Ok(k) => k,
-                    Err(msg) => {
-                        out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                        continue;
-                    }
-                },
+            let key = match eval_key(&self.key, &r.value) {
+                Ok(k) => k,
+                Err(msg) => {
+                    out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
+                    continue;
+                }
             };
             let now = match &self.ttl {
                 Some(Ttl { time: t, .. }) => match t.eval(&r.value) {

@@ -314,6 +314,8 @@ fn not_number(f: &str, v: &Value) -> String {
 }
 
 /// A record's group key: the first output of `key` (null without a key or without output).
+/// Inlined, so the usual single-field key is a plain reference in the caller's registers.
+#[inline(always)]
 pub fn eval_key<'a>(
     key: &'a Option<Expr>,
     record: &'a Value,
