@@ -220,6 +220,11 @@ impl Expr {
         Ok(self.eval_first_ref(input)?.map(Cow::into_owned))
     }
 
+    /// The field name when the expression is a single field (`.f`).
+    pub fn single_field(&self) -> Option<&Str> {
+        self.inner.field.as_ref()
+    }
+
     /// The value of a single-field expression (`.f`) on an object: `Some` of the field or
     /// `null`. `None` when the expression is anything else or the input is not an object; the
     /// caller then evaluates it in full. A plain reference, so hot loops that read keys and

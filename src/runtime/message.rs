@@ -45,6 +45,16 @@ pub enum Msg {
     /// Checkpoint barrier with the checkpoint id.
     Barrier(u64),
     End(EndKind),
+    /// Counts and sums per key that a source's parse workers folded for the `aggregate` that
+    /// is its only consumer, in place of the records (see `sources::combine`).
+    Partial(Partial),
+}
+
+/// `records` input records folded into per-worker tables.
+#[derive(Debug, Clone)]
+pub struct Partial {
+    pub records: u64,
+    pub tables: Vec<crate::sources::combine::Table>,
 }
 
 /// The `seq` of output produced at end of stream: after every data batch of every input.

@@ -263,6 +263,55 @@ fn filter_pushdown(
     expr.is_native().then_some((expr, edge.to))
 }
 
+/// The aggregate a source's parse workers can fold lines for: the one consumer of the
+/// source's records and its only input, emitting at the end, without `state_ttl`, keyed by
+/// one field, computing only `count` and sums of single fields. Whether each line can be
+/// folded is decided as it is read (see `sources::combine`).
+fn combine_pushdown(
+    spec: &PipelineSpec,
+    g: &crate::pipeline::graph::Graph,
+    source: usize,
+) -> Option<crate::sources::combine::CombineSpec> {
+    use crate::pipeline::graph::{Port, Role};
+    use crate::transforms::aggs::{parse_agg, Func};
+    let mut main = g.nodes[source]
+        .outputs
+        .iter()
+        .map(|&e| &g.edges[e])
+        .filter(|e| e.port == Port::Main);
+    let edge = main.next()?;
+    if main.next().is_some() || g.nodes[edge.to].inputs.len() != 1 {
+        return None;
+    }
+    let Role::Spec(si) = g.nodes[edge.to].role else {
+        return None;
+    };
+    let NodeConfig::Aggregate(c) = &spec.nodes[si].config else {
+        return None;
+    };
+    if c.emit != crate::pipeline::spec::Emit::Final
+        || c.state_ttl.is_some()
+        || c.time.is_some()
+        || c.aggs.is_empty()
+    {
+        return None;
+    }
+    let key = crate::expr::Expr::compile(c.key.as_deref()?).ok()?;
+    let mut funcs = Vec::with_capacity(c.aggs.len());
+    for (name, text) in &c.aggs {
+        let a = parse_agg(name, text.as_str()?).ok()?;
+        funcs.push(match (a.func, &a.arg) {
+            (Func::Count, None) => None,
+            (Func::Sum, Some(e)) => Some(e.single_field()?.clone()),
+            _ => return None,
+        });
+    }
+    Some(crate::sources::combine::CombineSpec::new(
+        key.single_field()?,
+        &funcs,
+    ))
+}
+
 /// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
 /// checkpoint covers and stdout has not had yet.
 fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
@@ -512,6 +561,7 @@ fn run_once(
                                 parallel_parse: spare_cores,
                                 parse_threads,
                                 pushdown: filter_pushdown(spec, g, i),
+                                combine: combine_pushdown(spec, g, i).map(Arc::new),
                             },
                             ctx.clone(),
                             restored_st,

@@ -3,7 +3,7 @@
 //! at barriers, and pass end-of-stream on.
 
 use super::context::{Context, Report};
-use super::message::{Batch, EndKind, Msg, Origin, Record, END_SEQ};
+use super::message::{Batch, EndKind, Msg, Origin, Partial, Record, END_SEQ};
 use crate::error::Error;
 use crate::pipeline::spec::OnError;
 use crate::value::{Map, Str, Value};
@@ -63,6 +63,13 @@ pub trait Operator: Send {
     fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> StageResult;
 
     /// The combined watermark of the inputs advanced to `wm`.
+    /// Counts and sums folded upstream (only `aggregate` is ever sent them).
+    fn partial(&mut self, _p: Partial, _out: &mut Output) -> StageResult {
+        Err(Stop::Failed(Error::runtime(
+            "internal: folded counts sent to a node that does not aggregate",
+        )))
+    }
+
     fn watermark(&mut self, wm: i64, out: &mut Output) -> StageResult {
         out.broadcast(Msg::Watermark(wm))
     }
@@ -238,6 +245,12 @@ impl Output {
         self.flush_batch(seq, false)
     }
 
+    /// Sends folded counts (see `sources::combine`) to the main output, which is one aggregate.
+    pub fn send_partial(&mut self, p: Partial) -> StageResult {
+        self.ctx.stats[self.node].add_out(p.records as usize);
+        send_all(&self.main, Msg::Partial(p))
+    }
+
     /// Sends a control message (watermark, barrier, end) on every outgoing channel.
     pub fn broadcast(&mut self, msg: Msg) -> StageResult {
         for tx in self.main.iter().chain(self.late.iter()) {
@@ -336,6 +349,15 @@ fn stage_loop(
                             seq: b.seq,
                             records: b.records.into_iter().peekable(),
                         });
+                    }
+                    Msg::Partial(p) => {
+                        if n != 1 {
+                            return Err(Stop::Failed(Error::runtime(
+                                "internal: folded counts sent to a node with several inputs",
+                            )));
+                        }
+                        ctx.stats[node].add_in(p.records as usize);
+                        op.partial(p, out)?;
                     }
                     Msg::Watermark(w) => {
                         wms[i] = wms[i].max(w);

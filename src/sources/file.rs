@@ -8,12 +8,13 @@
 //! `read()`, because a truncated mapping raises SIGBUS. Stdin is read on a helper thread so the
 //! source can still take checkpoints and notice signals while the pipe is quiet.
 
+use super::combine::{fold_range, Ack, CombineSpec, Table, EPOCH_LINES, MAX_COMBINED};
 use super::formats::{decode_jsonl, decode_line, infer, strip_cr};
 use super::{ReadStatus, Source};
 use crate::error::Error;
 use crate::pipeline::spec::{AtEnd, Format};
 use crate::runtime::context::Context;
-use crate::runtime::message::{Origin, Record};
+use crate::runtime::message::{Origin, Partial, Record};
 use crate::runtime::stage::{Output, StageResult, Stop};
 use crate::value::{Map, Str, Value};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
@@ -70,6 +71,10 @@ pub struct FileSourceState {
     pub files: Vec<FileState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<StdinState>,
+    /// Lines folded by the parse workers so far, while every line of the state's life was
+    /// (see `combine`); absent once one was not, and in checkpoints from before folding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined: Option<u64>,
 }
 
 pub struct FileSourceSettings {
@@ -90,6 +95,9 @@ pub struct FileSourceSettings {
     /// it is pure: the decode pool's workers drop the records it would drop (see
     /// `decode_range` and `runtime::run::filter_pushdown`).
     pub pushdown: Option<(crate::expr::Expr, usize)>,
+    /// The `aggregate` that is this source's only consumer, when the parse workers can fold
+    /// lines for it (see `combine` and `runtime::run::combine_pushdown`).
+    pub combine: Option<Arc<CombineSpec>>,
 }
 
 /// Where bytes come from.
@@ -251,6 +259,18 @@ pub struct FileSource {
     pool: Option<DecodePool>,
     /// Decoded lines of the pool's oldest finished job not yet emitted.
     ready: DecodedLines,
+    /// Folding lines for the aggregate downstream (see `combine`), while it may.
+    combine: Option<Combining>,
+}
+
+struct Combining {
+    spec: Arc<CombineSpec>,
+    /// Lines folded and sent over the life of the state.
+    combined: u64,
+    /// The epoch: lines and bytes folded since the tables were last sent, from the read
+    /// position (which moves only when they are sent).
+    lines: u64,
+    bytes: usize,
 }
 
 type Decoded = Result<Option<Value>, String>;
@@ -368,13 +388,31 @@ type JobResult = (Vec<(usize, usize)>, Vec<Option<Decoded>>);
 
 struct PoolWorker {
     jobs: crossbeam_channel::Sender<PoolJob>,
-    results: Receiver<JobResult>,
+    results: Receiver<PoolReply>,
 }
 
-struct PoolJob {
+/// A byte range of a mapping, ending at a newline or the end of the mapping.
+struct Range {
     map: Arc<memmap2::Mmap>,
     start: usize,
     end: usize,
+}
+
+enum PoolJob {
+    /// Decode the lines into records.
+    Decode(Range),
+    /// Fold the lines into the worker's table (see `combine`).
+    Fold(Range),
+    /// Hand the table over and start a new one.
+    Flush,
+    /// Throw the table away (the epoch is read again record by record).
+    Discard,
+}
+
+enum PoolReply {
+    Decoded(JobResult),
+    Folded(Ack),
+    Table(Table),
 }
 
 /// Bytes per job (about a thousand log lines): large enough that handing out a job costs
@@ -388,24 +426,38 @@ impl DecodePool {
         threads: usize,
         projector: Option<crate::value::Projector>,
         filter: Option<crate::expr::Expr>,
+        combine: Option<Arc<CombineSpec>>,
     ) -> DecodePool {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let (jobs, job_rx) = bounded::<PoolJob>(POOL_DEPTH);
-            let (res_tx, results) = bounded::<JobResult>(POOL_DEPTH);
+            let (res_tx, results) = bounded::<PoolReply>(POOL_DEPTH);
             let projector = projector.clone();
             let filter = filter.clone();
+            let combine = combine.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
+                    let mut table = Table::default();
                     for job in job_rx {
-                        let out = decode_range(
-                            &job.map,
-                            job.start,
-                            job.end,
-                            projector.as_ref(),
-                            filter.as_ref(),
-                        );
+                        let out = match job {
+                            PoolJob::Decode(j) => PoolReply::Decoded(decode_range(
+                                &j.map,
+                                j.start,
+                                j.end,
+                                projector.as_ref(),
+                                filter.as_ref(),
+                            )),
+                            PoolJob::Fold(j) => PoolReply::Folded(match &combine {
+                                Some(spec) => fold_range(&j.map, j.start, j.end, spec, &mut table),
+                                None => Ack::Irregular,
+                            }),
+                            PoolJob::Flush => PoolReply::Table(std::mem::take(&mut table)),
+                            PoolJob::Discard => {
+                                table = Table::default();
+                                continue;
+                            }
+                        };
                         if res_tx.send(out).is_err() {
                             return;
                         }
@@ -439,9 +491,10 @@ impl DecodePool {
         self.ahead = start;
     }
 
-    /// Hands out jobs until every worker has `POOL_DEPTH` or the mapping is all handed out.
-    /// A job that cannot be handed out (its worker is gone) is decoded here instead.
-    fn top_up(&mut self) {
+    /// Hands out jobs until every worker has `POOL_DEPTH` or the mapping is all handed out:
+    /// jobs to fold with `fold`, else to decode. A job that cannot be handed out (its worker is
+    /// gone) is decoded here instead, or reported irregular when folding.
+    fn top_up(&mut self, fold: bool) {
         let Some(map) = self.map.clone() else { return };
         while self.inflight.len() < self.workers.len() * POOL_DEPTH && self.ahead < map.len() {
             let start = self.ahead;
@@ -454,10 +507,15 @@ impl DecodePool {
             self.ahead = end;
             let w = self.next % self.workers.len();
             self.next += 1;
-            let job = PoolJob {
+            let range = Range {
                 map: map.clone(),
                 start,
                 end,
+            };
+            let job = if fold {
+                PoolJob::Fold(range)
+            } else {
+                PoolJob::Decode(range)
             };
             if self.workers[w].jobs.send(job).is_ok() {
                 self.inflight.push_back((w, start, end));
@@ -476,11 +534,50 @@ impl DecodePool {
     ) -> Option<DecodedLines> {
         let (w, start, end) = self.inflight.pop_front()?;
         let (lines, results) = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
-            Some(r) => r,
+            Some(PoolReply::Decoded(r)) => r,
             // Decode on this thread (a worker failed): the same results, just slower.
-            None => decode_range(self.map.as_ref()?, start, end, projector, filter),
+            _ => decode_range(self.map.as_ref()?, start, end, projector, filter),
         };
         Some(lines.into_iter().zip(results))
+    }
+
+    /// The oldest folded job's report; `None` when nothing is in flight. A worker that is
+    /// gone reports irregular, which sends the epoch down the decoding path that copes.
+    fn take_ack(&mut self) -> Option<Ack> {
+        let (w, _, _) = self.inflight.pop_front()?;
+        match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+            Some(PoolReply::Folded(ack)) => Some(ack),
+            _ => Some(Ack::Irregular),
+        }
+    }
+
+    /// Every worker's table (nothing may be in flight); `None` if a worker is gone.
+    fn tables(&mut self) -> Option<Vec<Table>> {
+        for wk in &self.workers {
+            wk.jobs.send(PoolJob::Flush).ok()?;
+        }
+        let mut out = Vec::with_capacity(self.workers.len());
+        for wk in &self.workers {
+            match wk.results.recv() {
+                Ok(PoolReply::Table(t)) => out.push(t),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// Drops what is in flight and every worker's table, and goes on handing out jobs from
+    /// `restart` in the current mapping.
+    fn discard(&mut self, restart: usize) {
+        while let Some((w, _, _)) = self.inflight.pop_front() {
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
+        }
+        for wk in &self.workers {
+            let _ = wk.jobs.send(PoolJob::Discard);
+        }
+        self.ahead = restart;
     }
 }
 
@@ -520,7 +617,29 @@ impl FileSource {
             parser: None,
             pool: None,
             ready: Vec::new().into_iter().zip(Vec::new()),
+            combine: None,
         };
+        // Folding resumes only from a state that was folded all its life (an older
+        // checkpoint, or one made record by record, may hold float sums that folding would
+        // add to in another order).
+        let combined = match &restored {
+            None => Some(0),
+            Some(r) => r.combined,
+        };
+        if let (Some(spec), Some(combined)) = (&src.s.combine, combined) {
+            if src.s.pattern != "-"
+                && src.s.format == Format::Jsonl
+                && src.s.at_end == AtEnd::Finish
+                && src.s.parse_threads > 0
+            {
+                src.combine = Some(Combining {
+                    spec: spec.clone(),
+                    combined,
+                    lines: 0,
+                    bytes: 0,
+                });
+            }
+        }
         src.projector = src.s.fields.as_deref().map(crate::value::Projector::new);
         if src.s.pattern == "-" {
             src.stdin = Some(restored.and_then(|r| r.stdin).unwrap_or_default());
@@ -919,6 +1038,9 @@ impl FileSource {
         if jsonl && self.s.parse_threads > 0 {
             if let Some(Input::Mapped(m)) = self.reader.as_ref().map(|r| &r.input) {
                 let m = m.clone();
+                if self.combine.is_some() {
+                    return self.read_folded(out, m);
+                }
                 return self.read_lines_pooled(n, out, m);
             }
         }
@@ -945,6 +1067,11 @@ impl FileSource {
                             break;
                         }
                     }
+                }
+                if !lines.is_empty() {
+                    // Records go out one by one: the aggregate's state is no longer all
+                    // folded.
+                    self.combine = None;
                 }
                 if lines.is_empty() {
                     if !r.eof {
@@ -1023,7 +1150,7 @@ impl FileSource {
         let filter = self.s.pushdown.as_ref().map(|(e, _)| e.clone());
         let pool = self
             .pool
-            .get_or_insert_with(|| DecodePool::start(threads, projector, filter));
+            .get_or_insert_with(|| DecodePool::start(threads, projector, filter, None));
         if self.ready.len() == 0 {
             pool.reset(&map, start);
         }
@@ -1039,7 +1166,7 @@ impl FileSource {
         while consumed < n {
             let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
-                pool.top_up();
+                pool.top_up(false);
                 let filter = self.s.pushdown.as_ref().map(|(e, _)| e);
                 match pool.take(self.projector.as_ref(), filter) {
                     Some(job) => self.ready = job,
@@ -1050,7 +1177,7 @@ impl FileSource {
                     }
                 }
                 // Hand the next job out before emitting this one, so workers stay busy.
-                pool.top_up();
+                pool.top_up(false);
                 continue;
             };
             match res {
@@ -1088,6 +1215,116 @@ impl FileSource {
         self.advance(run_lines, run_bytes);
         self.count_dropped(dropped);
         Ok((consumed, ReadStatus::More))
+    }
+
+    /// `read_lines` while folding (see `combine`): hands jobs to the pool to fold, takes one
+    /// job's report per call, and sends the tables when the epoch ends (a full table, the
+    /// epoch's line limit, the end of the file; checkpoints end it through `settle`). Until
+    /// then it reports nothing consumed, so nothing moves but the jobs.
+    fn read_folded(
+        &mut self,
+        out: &mut Output,
+        map: Arc<memmap2::Mmap>,
+    ) -> StageResult<(usize, ReadStatus)> {
+        let start = self.reader.as_ref().map_or(0, |r| r.start);
+        let threads = self.s.parse_threads;
+        let projector = self.projector.clone();
+        let filter = self.s.pushdown.as_ref().map(|(e, _)| e.clone());
+        let Some(c) = self.combine.as_mut() else {
+            return Ok((0, ReadStatus::More));
+        };
+        let spec = c.spec.clone();
+        let pool = self
+            .pool
+            .get_or_insert_with(|| DecodePool::start(threads, projector, filter, Some(spec)));
+        if c.lines == 0 && pool.inflight.is_empty() {
+            // A new epoch, which must fit in what may still be folded (see `MAX_COMBINED`;
+            // the jobs in flight when an epoch ends can add at most `EPOCH_LINES` again).
+            if c.combined + 2 * EPOCH_LINES > MAX_COMBINED {
+                self.stop_folding();
+                return Ok((0, ReadStatus::More));
+            }
+            pool.reset(&map, start);
+        }
+        pool.top_up(true);
+        match pool.take_ack() {
+            None => {
+                // Everything is folded: the file is done once the tables are out.
+                let n = self.settle(out)?;
+                if self.combine.is_none() {
+                    return Ok((0, ReadStatus::More));
+                }
+                Ok((n, ReadStatus::Eof))
+            }
+            Some(Ack::Irregular) => {
+                self.stop_folding();
+                Ok((0, ReadStatus::More))
+            }
+            Some(Ack::Folded { lines, bytes, full }) => {
+                c.lines += lines;
+                c.bytes += bytes;
+                self.ctx.stats[self.s.node].add_in(lines as usize);
+                pool.top_up(true);
+                if full || c.lines >= EPOCH_LINES {
+                    let n = self.settle(out)?;
+                    return Ok((n, ReadStatus::More));
+                }
+                Ok((0, ReadStatus::More))
+            }
+        }
+    }
+
+    /// Stops folding for good: the epoch's tables are dropped and its lines are read again
+    /// record by record from the read position, which has not moved since the epoch began.
+    fn stop_folding(&mut self) {
+        // The epoch's lines were counted as they were folded; they count again when read.
+        if let Some(c) = self.combine.take() {
+            self.ctx.stats[self.s.node]
+                .records_in
+                .fetch_sub(c.lines, std::sync::atomic::Ordering::Relaxed);
+        }
+        let restart = self.reader.as_ref().map_or(0, |r| r.start);
+        if let Some(pool) = self.pool.as_mut() {
+            pool.discard(restart);
+        }
+    }
+
+    /// Ends the epoch: takes the jobs in flight, sends the workers' tables and moves the read
+    /// position past the lines they hold. Returns how many input records that was (none if
+    /// a line turned out irregular: then folding stops and the epoch is read again).
+    fn settle_epoch(&mut self, out: &mut Output) -> StageResult<usize> {
+        let (Some(c), Some(pool)) = (self.combine.as_mut(), self.pool.as_mut()) else {
+            return Ok(0);
+        };
+        if c.lines == 0 && pool.inflight.is_empty() {
+            return Ok(0);
+        }
+        let mut irregular = false;
+        while let Some(ack) = pool.take_ack() {
+            match ack {
+                Ack::Folded { lines, bytes, .. } => {
+                    c.lines += lines;
+                    c.bytes += bytes;
+                    self.ctx.stats[self.s.node].add_in(lines as usize);
+                }
+                Ack::Irregular => irregular = true,
+            }
+        }
+        let tables = if irregular { None } else { pool.tables() };
+        let Some(tables) = tables else {
+            self.stop_folding();
+            return Ok(0);
+        };
+        let (lines, bytes) = (c.lines, c.bytes);
+        c.combined += lines;
+        c.lines = 0;
+        c.bytes = 0;
+        self.advance(lines, bytes);
+        out.send_partial(Partial {
+            records: lines,
+            tables,
+        })?;
+        Ok(lines as usize)
     }
 
     /// Counts records the pushed-down filter dropped as this source's output and the filter's
@@ -1448,6 +1685,14 @@ impl Source for FileSource {
         }
     }
 
+    fn settle(&mut self, out: &mut Output) -> StageResult<usize> {
+        self.settle_epoch(out)
+    }
+
+    fn folding(&self) -> bool {
+        self.combine.is_some()
+    }
+
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
         // Stdin: the CRC of exactly the bytes consumed so far.
         let crc = match (&self.reader, &self.csv) {
@@ -1461,6 +1706,7 @@ impl Source for FileSource {
         let st = FileSourceState {
             files: self.files.iter().filter(|f| !f.gone).cloned().collect(),
             stdin: self.stdin.clone(),
+            combined: self.combine.as_ref().map(|c| c.combined),
         };
         serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
     }

@@ -31,6 +31,76 @@ static STR_STOP: [bool; 256] = {
 /// `None` means "not handled here", never "bad": the caller then parses the line the general
 /// way.
 pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
+    let mut m = Map::with_capacity(fields.map_or(8, |(f, _)| f.len()));
+    // Which wanted fields are in `m` already: a repeat goes through `insert` (last value wins
+    // in the first position), the rest are appended without a search.
+    let mut seen: u64 = 0;
+    walk(line, |ks, ke, s| {
+        let key = &s.b[ks..ke];
+        match fields {
+            Some((fields, lens)) => match wanted(key, fields, lens) {
+                Some(n) if n < 64 => {
+                    let v = s.value()?;
+                    if seen & (1 << n) == 0 {
+                        seen |= 1 << n;
+                        m.push_unique(fields[n].clone(), v);
+                    } else {
+                        m.insert(fields[n].clone(), v);
+                    }
+                }
+                Some(_) => return None,
+                None => s.skip()?,
+            },
+            None => {
+                let v = s.value()?;
+                m.insert(Str::new(s.t.get(ks..ke)?), v);
+            }
+        }
+        Some(())
+    })?;
+    Some(Value::Object(m))
+}
+
+/// Reads the wanted fields of a flat object into `slots` (by position in `fields`, which
+/// `parse_flat` explains), without building anything: the scalars borrow from `line`. A field
+/// that is not there leaves its slot as it was (the caller clears them). `None` as for
+/// `parse_flat`, and also when a wanted field appears twice.
+pub fn scan_fields<'a>(
+    line: &'a [u8],
+    fields: &[Str],
+    lens: u64,
+    slots: &mut [Option<Scalar<'a>>],
+) -> Option<()> {
+    let mut seen: u64 = 0;
+    walk(line, |ks, ke, s| {
+        match wanted(&s.b[ks..ke], fields, lens) {
+            Some(n) if n < 64 && seen & (1 << n) == 0 => {
+                seen |= 1 << n;
+                *slots.get_mut(n)? = Some(s.scalar()?);
+            }
+            Some(_) => return None,
+            None => s.skip()?,
+        }
+        Some(())
+    })
+}
+
+/// The position of `key` in `fields`, ruled out by its length first when it can be.
+#[inline(always)]
+fn wanted(key: &[u8], fields: &[Str], lens: u64) -> Option<usize> {
+    if key.len() < 64 && lens & (1 << key.len()) == 0 {
+        return None;
+    }
+    fields.iter().position(|f| f.as_bytes() == key)
+}
+
+/// Walks the members of a flat object, validating the whole line: `member` gets each key's
+/// span in the line and the scanner at its value, which it must read or skip.
+#[inline(always)]
+fn walk<'a>(
+    line: &'a [u8],
+    mut member: impl FnMut(usize, usize, &mut Scan<'a>) -> Option<()>,
+) -> Option<()> {
     // One UTF-8 check for the whole line (word-at-a-time over ASCII) instead of one per
     // string; every slice taken below starts and ends at an ASCII quote, so it is a valid &str.
     let text = if is_ascii(line) {
@@ -49,49 +119,23 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
         return None;
     }
     s.i += 1;
-    let mut m = Map::with_capacity(fields.map_or(8, |(f, _)| f.len()));
-    // Which wanted fields are in `m` already: a repeat goes through `insert` (last value wins
-    // in the first position), the rest are appended without a search.
-    let mut seen: u64 = 0;
     s.ws();
     if s.peek()? == b'}' {
         s.i += 1;
-        return s.at_end().then_some(Value::Object(m));
+        return s.at_end().then_some(());
     }
     loop {
         if s.peek()? != b'"' {
             return None;
         }
         let (ks, ke) = s.span()?;
-        let key = &line[ks..ke];
         s.ws();
         if s.peek()? != b':' {
             return None;
         }
         s.i += 1;
         s.ws();
-        match fields {
-            Some((fields, lens)) => match (key.len() >= 64 || lens & (1 << key.len()) != 0)
-                .then(|| fields.iter().position(|f| f.as_bytes() == key))
-                .flatten()
-            {
-                Some(n) if n < 64 => {
-                    let v = s.value()?;
-                    if seen & (1 << n) == 0 {
-                        seen |= 1 << n;
-                        m.push_unique(fields[n].clone(), v);
-                    } else {
-                        m.insert(fields[n].clone(), v);
-                    }
-                }
-                Some(_) => return None,
-                None => s.skip()?,
-            },
-            None => {
-                let v = s.value()?;
-                m.insert(Str::new(text.get(ks..ke)?), v);
-            }
-        }
+        member(ks, ke, &mut s)?;
         s.ws();
         match s.peek()? {
             b',' => {
@@ -100,7 +144,7 @@ pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
             }
             b'}' => {
                 s.i += 1;
-                return s.at_end().then_some(Value::Object(m));
+                return s.at_end().then_some(());
             }
             _ => return None,
         }
@@ -129,8 +173,8 @@ const POW10: [f64; 23] = [
 ];
 
 /// A scalar as read, before it becomes a `Value`.
-#[derive(Clone, Copy)]
-enum Scalar<'a> {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'a> {
     Str(&'a str),
     Int(i64),
     Float(f64),

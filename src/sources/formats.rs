@@ -59,7 +59,7 @@ pub fn strip_cr(line: &[u8]) -> &[u8] {
     }
 }
 
-fn trim_ascii(b: &[u8]) -> &[u8] {
+pub(crate) fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|c| !c.is_ascii_whitespace())

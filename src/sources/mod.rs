@@ -2,6 +2,7 @@
 //! input records, inject checkpoint barriers at the batch the coordinator asked for, and stop
 //! cleanly at end of input or on a signal.
 
+pub mod combine;
 pub mod file;
 mod flat_json;
 pub mod formats;
@@ -34,6 +35,19 @@ pub trait Source: Send {
 
     /// Offsets as of the last record read, for a checkpoint.
     fn snapshot(&mut self) -> Result<Vec<u8>, Error>;
+
+    /// Sends what was read but is still held back (folded counts, see `combine`), before a
+    /// barrier or the end. Returns how many input records that consumed (which the source
+    /// has counted in its stats already).
+    fn settle(&mut self, _out: &mut Output) -> StageResult<usize> {
+        Ok(0)
+    }
+
+    /// Whether input is being folded for an aggregate: the source then reports records
+    /// consumed only when it sends the counts, so a barrier cannot wait for a batch number.
+    fn folding(&self) -> bool {
+        false
+    }
 
     /// Total input bytes when known (for the progress bar).
     fn total_bytes(&self) -> Option<u64> {
@@ -134,7 +148,14 @@ impl SourceDriver {
                 return self.end(ctx, EndKind::Pause);
             }
             let seq = self.consumed / BATCH_SIZE as u64;
-            if let Some(id) = self.cut.announce(self.node, seq, self.emitted) {
+            // A folding source's only consumer is one aggregate, so where its barrier falls
+            // against other sources' batches cannot change any merge.
+            let barrier = if self.source.folding() {
+                self.cut.pending(self.emitted)
+            } else {
+                self.cut.announce(self.node, seq, self.emitted)
+            };
+            if let Some(id) = barrier {
                 self.barrier(id)?;
             }
             // Fill up to the next logical batch boundary, so that batch numbers do not depend
@@ -145,7 +166,11 @@ impl SourceDriver {
             fail::fail_point!("source-batch");
             let (n, status) = self.source.read(want, &mut self.out)?;
             self.consumed += n as u64;
-            ctx.stats[self.node].add_in(n);
+            // A folding source counts its input as the workers report it, so that checkpoints
+            // by record count come on time.
+            if !self.source.folding() {
+                ctx.stats[self.node].add_in(n);
+            }
             ctx.stats[self.node].bytes_read.store(
                 self.source.bytes_read(),
                 std::sync::atomic::Ordering::Relaxed,
@@ -176,7 +201,14 @@ impl SourceDriver {
         }
     }
 
+    /// Lets the source send what it holds back (it counted that input already).
+    fn settle(&mut self) -> StageResult {
+        self.consumed += self.source.settle(&mut self.out)? as u64;
+        Ok(())
+    }
+
     fn barrier(&mut self, id: u64) -> StageResult {
+        self.settle()?;
         self.emitted = id;
         let state = self.source.snapshot()?;
         let _ = self.out.ctx.reports.send(Report::State {
@@ -188,6 +220,7 @@ impl SourceDriver {
     }
 
     fn end(&mut self, ctx: &Context, kind: EndKind) -> StageResult {
+        self.settle()?;
         if let Some(id) = self.cut.pending(self.emitted) {
             self.barrier(id)?;
         }

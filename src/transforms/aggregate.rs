@@ -11,7 +11,7 @@ use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::Emit;
 use crate::runtime::context::Context;
-use crate::runtime::message::{Batch, Origin, Record, END_SEQ};
+use crate::runtime::message::{Batch, Origin, Partial, Record, END_SEQ};
 use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::value::{Map, Str, Value};
 
@@ -153,6 +153,26 @@ impl Operator for Aggregate {
             self.since_expire += n;
             if self.since_expire >= self.groups.len() / self.expire_fraction {
                 self.expire();
+            }
+        }
+        Ok(())
+    }
+
+    fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
+        self.materialize(&out.ctx)?;
+        let width = self.specs.len();
+        for t in p.tables {
+            if width == 0 || t.vals.len() != t.keys.len() * width {
+                return Err(Stop::Failed(Error::runtime(
+                    "internal: folded counts do not fit the aggregate",
+                )));
+            }
+            for (k, vals) in t.keys.into_iter().zip(t.vals.chunks_exact(width)) {
+                let (row, _) = self
+                    .groups
+                    .find_or_insert(std::borrow::Cow::Owned(Value::Str(k)), 0)
+                    .map_err(|m| Stop::Failed(Error::runtime(m)))?;
+                self.groups.fold(row, vals);
             }
         }
         Ok(())

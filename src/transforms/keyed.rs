@@ -194,6 +194,31 @@ impl Column {
         self.put(r, acc);
     }
 
+    /// Folds in a count or an integer sum made elsewhere (`sources::combine`), as merging the
+    /// accumulator of those records would.
+    fn fold(&mut self, r: usize, v: i64) {
+        match self {
+            Column::Count(c) => {
+                c[r] += v as u64;
+                return;
+            }
+            Column::Sum { bits, float } if !float[r] => {
+                if let Some(x) = (bits[r] as i64).checked_add(v) {
+                    bits[r] = x as u64;
+                    return;
+                }
+            }
+            _ => {}
+        }
+        let mut acc = self.take(r);
+        let other = match acc {
+            Acc::Count(_) => Acc::Count(v as u64),
+            _ => Acc::SumInt(v),
+        };
+        acc.merge(&other);
+        self.put(r, acc);
+    }
+
     /// The same value as `Acc::result`.
     fn result(&self, r: usize) -> Value {
         match self {
@@ -502,6 +527,14 @@ impl Keyed {
         }
         let t = self.rows.last_seen(r).max(now);
         self.rows.set_last_seen(r, t);
+    }
+
+    /// Folds one key's counts and sums from a parse worker's table into row `r`: one value
+    /// per column, each column a `count` or a `sum` (see `sources::combine`).
+    pub fn fold(&mut self, r: usize, vals: &[i64]) {
+        for (c, &v) in self.rows.cols.iter_mut().zip(vals) {
+            c.fold(r, v);
+        }
     }
 
     /// Row `r`'s result for the aggregate in column `i`.
