@@ -3941,27 +3941,8 @@ path = "o.jsonl"
         let p = Proj::new();
         p.write("in.jsonl", &data);
         p.write("p.toml", toml);
-        run_with_env(
-            &p,
-            &["run", "--stats", "s.json", "p.toml"],
-            &[("WEIR_PARSE_THREADS", pool)],
-        );
-        let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
-        let counts: Vec<(u64, u64, u64)> = stats["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                let c = |k: &str| n[k].as_u64().unwrap();
-                (c("records_in"), c("records_out"), c("errors"))
-            })
-            .collect();
-        let root = p.root().to_string_lossy().into_owned();
-        outs.push((
-            p.read("o.jsonl"),
-            p.read_str("bad.jsonl").replace(&root, "ROOT"),
-            counts,
-        ));
+        let r = run_pooled(&p, pool);
+        outs.push((r.out, r.dead, r.counts));
     }
     assert!(outs[0].0 == outs[1].0, "filtered output differs");
     assert_eq!(outs[0].1, outs[1].1, "dead letters differ");
@@ -4109,5 +4090,138 @@ path = "o.csv"
     for (i, l) in lines[1..].iter().enumerate() {
         assert!(l.starts_with(&format!("{i},")), "line {} is {l}", i + 2);
         assert_eq!(l.split(',').count(), 8, "line {}: {l}", i + 2);
+    }
+}
+
+/// What a run of `p.toml` (output `o.jsonl`, dead letters `bad.jsonl`) left.
+struct PooledRun {
+    out: Vec<u8>,
+    /// With the project root replaced by `ROOT`.
+    dead: String,
+    /// (records in, records out, errors) per node.
+    counts: Vec<(u64, u64, u64)>,
+    /// The final checkpoint as `weir inspect` prints it.
+    state: String,
+}
+
+/// Runs `p.toml` in `p` with `WEIR_PARSE_THREADS` set to `pool`.
+fn run_pooled(p: &Proj, pool: &str) -> PooledRun {
+    run_with_env(
+        p,
+        &["run", "--stats", "s.json", "p.toml"],
+        &[("WEIR_PARSE_THREADS", pool)],
+    );
+    let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
+    let counts = stats["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let c = |k: &str| n[k].as_u64().unwrap();
+            (c("records_in"), c("records_out"), c("errors"))
+        })
+        .collect();
+    let root = p.root().to_string_lossy().into_owned();
+    let inspect = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["inspect", "p.toml"])
+        .current_dir(p.root())
+        .output()
+        .unwrap();
+    PooledRun {
+        out: p.read("o.jsonl"),
+        dead: p.read_str("bad.jsonl").replace(&root, "ROOT"),
+        counts,
+        state: String::from_utf8_lossy(&inspect.stdout).into_owned(),
+    }
+}
+
+/// An aggregate whose counts and sums the parse workers fold gives what aggregating record by
+/// record gives: output, dead letters and stats, whether every line folds, or a line that
+/// cannot (a float, a bad line, a blank line, a negative, a key that is not a string) comes
+/// early or late. The final checkpoint says whether folding lasted the whole run.
+#[test]
+fn an_aggregate_folded_by_the_parse_workers_gives_what_record_by_record_gives() {
+    let toml = r#"[checkpoint]
+every_records = 3000
+[sources.in]
+type = "file"
+path = "in.jsonl"
+on_error = "dead_letter"
+dead_letter = "bad.jsonl"
+[transforms.agg]
+type = "aggregate"
+inputs = ["in"]
+key = ".user"
+aggs = { n = "count", b = "sum(.bytes)", again = "sum(.bytes)", w = "sum(.weight)" }
+[sinks.o]
+type = "file"
+inputs = ["agg"]
+path = "o.jsonl"
+"#;
+    let odd = [
+        "{\"user\":\"u1\",\"bytes\":0.5}",
+        "{broken",
+        "",
+        "{\"user\":\"u2\",\"bytes\":-3}",
+        "{\"user\":17,\"bytes\":3}",
+        "{\"user\":\"u\\u0033\",\"bytes\":3}",
+        "{\"user\":\"u4\",\"bytes\":\"3\"}",
+        "{\"user\":\"big\",\"bytes\":4294967296}",
+    ];
+    // Every odd line alone late in the input (so whole epochs fold before it), then all of
+    // them at the start.
+    let mut cases: Vec<(Option<u32>, Vec<&str>)> = vec![(None, vec![])];
+    cases.extend(odd.iter().map(|&l| (Some(40_000), vec![l])));
+    cases.push((Some(3), odd.to_vec()));
+    for (at, lines) in cases {
+        let case = format!("{lines:?} at {at:?}");
+        let mut data = String::new();
+        for i in 0..50_000u32 {
+            if Some(i) == at {
+                for l in &lines {
+                    data.push_str(l);
+                    data.push('\n');
+                }
+            }
+            // `big` sums the largest value that folds (2^32 - 1); the odd lines add 2^32.
+            let (user, bytes) = match i % 5 {
+                0 => ("big".to_string(), 4_294_967_295u64),
+                _ => (format!("u{}", i % 307), u64::from(i % 1000)),
+            };
+            let weight = if i % 3 == 0 {
+                String::new()
+            } else {
+                format!(",\"weight\":{}", i % 11)
+            };
+            data.push_str(&format!(
+                "{{\"user\":\"{user}\",\"bytes\":{bytes}{weight},\"pad\":\"{}\"}}\n",
+                "x".repeat((i % 23) as usize)
+            ));
+        }
+        let mut outs = Vec::new();
+        for pool in ["0", "2"] {
+            let p = Proj::new();
+            p.write("in.jsonl", &data);
+            p.write("p.toml", toml);
+            outs.push(run_pooled(&p, pool));
+        }
+        let (a, b) = (&outs[0], &outs[1]);
+        assert!(a.out == b.out, "{case}: output differs");
+        assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
+        assert_eq!(a.counts, b.counts, "{case}: stats differ");
+        assert!(!a.state.contains("\"combined\""), "{case}: {}", a.state);
+        let folded = b.state.contains("\"combined\":50000");
+        assert_eq!(folded, at.is_none(), "{case}: {}", b.state);
+        let out = String::from_utf8_lossy(&a.out).into_owned();
+        // `big` and u0..u306, and key 17 where it is given.
+        let keys = 308 + usize::from(lines.iter().any(|l| l.contains(":17")));
+        assert_eq!(out.lines().count(), keys, "{case}");
+        let big = out.lines().find(|l| l.contains("\"key\":\"big\"")).unwrap();
+        let want = if lines.iter().any(|l| l.contains("big")) {
+            "{\"key\":\"big\",\"n\":10001,\"b\":42953967917296,\"again\":42953967917296,\"w\":"
+        } else {
+            "{\"key\":\"big\",\"n\":10000,\"b\":42949672950000,\"again\":42949672950000,\"w\":"
+        };
+        assert!(big.starts_with(want), "{case}: {big}");
     }
 }

@@ -442,8 +442,21 @@ pub fn node_stats<'a>(stats: &'a serde_json::Value, node: &str) -> &'a serde_jso
 
 /// Runs weir in `dir` with `FAILPOINTS` set to `fail_points` (or unset) and waits for it.
 pub fn run_weir(dir: &Path, args: &[&str], fail_points: Option<&str>) -> std::process::Output {
+    run_weir_env(dir, args, fail_points, &[])
+}
+
+/// `run_weir` with extra environment variables.
+pub fn run_weir_env(
+    dir: &Path,
+    args: &[&str],
+    fail_points: Option<&str>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut c = std::process::Command::new(weir_bin());
-    c.args(args).current_dir(dir).env_remove("FAILPOINTS");
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("FAILPOINTS")
+        .envs(env.iter().copied());
     if let Some(fp) = fail_points {
         c.env("FAILPOINTS", fp);
     }

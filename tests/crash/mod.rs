@@ -14,7 +14,8 @@ fn run(dir: &Path, args: &[&str], fail_points: Option<&str>) -> Output {
         Some(f) => format!("source-batch=sleep(1);{f}"),
         None => "source-batch=sleep(1)".to_string(),
     };
-    crate::common::run_weir(dir, args, Some(&fp))
+    // Two parse workers whatever the machine, so the decode pool (and folding) is what runs.
+    crate::common::run_weir_env(dir, args, Some(&fp), &[("WEIR_PARSE_THREADS", "2")])
 }
 
 /// A pipeline with fan-out, a filter+map branch, a keyed aggregate, a dead-letter file and
@@ -198,7 +199,7 @@ fn crash_with_the_filter_run_by_the_parse_workers() {
     );
     let want: Vec<Vec<u8>> = files.iter().map(|f| read_out(r.path(), f)).collect();
     assert!(want[0].len() > 10_000 && !want[1].is_empty());
-    for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 6)] {
+    for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 4)] {
         let d = tempfile::tempdir().unwrap();
         pushdown_pipeline(d.path());
         let (_, stderr) = abort_and_resume(d.path(), point, nth);
@@ -212,6 +213,145 @@ fn crash_with_the_filter_run_by_the_parse_workers() {
             );
         }
     }
+}
+
+/// A source whose only consumer is an aggregate of counts and integer sums, so the parse
+/// workers fold its lines (`sources::combine`); `odd_at` puts a float, which cannot be folded,
+/// at that line.
+fn folding_pipeline(dir: &Path, odd_at: Option<u32>) {
+    let mut data = String::new();
+    for i in 0..200_000u32 {
+        if Some(i) == odd_at {
+            data.push_str("{\"user\":\"u1\",\"bytes\":0.25}\n");
+        }
+        data.push_str(&format!(
+            "{{\"i\":{i},\"user\":\"u{}\",\"bytes\":{}}}\n",
+            i % 37,
+            i * 3 % 1000
+        ));
+    }
+    std::fs::write(dir.join("in.jsonl"), data).unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        r#"name = "fold"
+[checkpoint]
+every = "5ms"
+retain = 2
+
+[sources.in]
+type = "file"
+path = "in.jsonl"
+
+[transforms.per_user]
+type = "aggregate"
+inputs = ["in"]
+key = ".user"
+aggs = { n = "count", b = "sum(.bytes)" }
+
+[sinks.users]
+type = "file"
+inputs = ["per_user"]
+path = "out/users.csv"
+"#,
+    )
+    .unwrap();
+}
+
+/// The newest checkpoint as `weir inspect` prints it.
+fn inspect(dir: &Path) -> String {
+    let o = crate::common::run_weir(dir, &["inspect", "p.toml"], None);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A crash while the parse workers fold lines for the aggregate, at two steps of a
+/// checkpoint, loses and repeats nothing: the epoch a checkpoint ends is in its state exactly
+/// once. With every line foldable, the resumed run folds too (the final checkpoint counts
+/// all 200000 lines as folded); with a float late in the input, folding stops there, in the
+/// first run or the resumed one.
+#[test]
+fn crash_while_the_parse_workers_fold_for_an_aggregate() {
+    for odd_at in [None, Some(150_000)] {
+        let r = tempfile::tempdir().unwrap();
+        folding_pipeline(r.path(), odd_at);
+        let o = run(r.path(), &["run", "-q", "p.toml"], None);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let want = read_out(r.path(), "out/users.csv");
+        assert_eq!(want.iter().filter(|&&b| b == b'\n').count(), 38);
+        let folded = inspect(r.path()).contains("\"combined\":200000");
+        assert_eq!(folded, odd_at.is_none(), "{}", inspect(r.path()));
+        for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 5)] {
+            let d = tempfile::tempdir().unwrap();
+            folding_pipeline(d.path(), odd_at);
+            let (_, stderr) = abort_and_resume(d.path(), point, nth);
+            let got = read_out(d.path(), "out/users.csv");
+            assert!(
+                got == want,
+                "{odd_at:?}: output differs after a crash at {point}: {} vs {} bytes; \
+                 stderr: {stderr}",
+                got.len(),
+                want.len()
+            );
+            let folded = inspect(d.path()).contains("\"combined\":200000");
+            assert_eq!(folded, odd_at.is_none(), "{}", inspect(d.path()));
+        }
+    }
+}
+
+/// A checkpoint made record by record may hold float sums, which folded counts would add to
+/// in another order: resuming it never folds. Here the sum is 1e16 (a float) when the first
+/// run dies; adding 1 to it rounds back to 1e16 each time, so record by record it stays
+/// 1e16, while folding would add the 7000-odd ones at once.
+#[test]
+fn resuming_a_checkpoint_made_record_by_record_never_folds() {
+    let write = |dir: &Path| {
+        let mut data = String::from("{\"user\":\"a\",\"bytes\":1e16}\n");
+        for _ in 0..8000 {
+            data.push_str("{\"user\":\"a\",\"bytes\":1}\n");
+        }
+        std::fs::write(dir.join("in.jsonl"), data).unwrap();
+        std::fs::write(
+            dir.join("p.toml"),
+            "[checkpoint]\nevery_records = 1000\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+             [transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".user\"\n\
+             aggs = { n = \"count\", b = \"sum(.bytes)\" }\n\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"o.jsonl\"\n",
+        )
+        .unwrap();
+    };
+    let serial = [("WEIR_PARSE_THREADS", "0")];
+    let pooled = [("WEIR_PARSE_THREADS", "2")];
+    let d = tempfile::tempdir().unwrap();
+    write(d.path());
+    let first = crate::common::run_weir_env(
+        d.path(),
+        &["run", "-q", "p.toml"],
+        // Slow batches, so the first checkpoint comes after a batch or two, not at the end.
+        Some("source-batch=sleep(20);checkpoint-after-write=return"),
+        &serial,
+    );
+    assert_eq!(
+        first.status.code(),
+        None,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let state = inspect(d.path());
+    assert!(state.contains("\"finished\": false"), "{state}");
+    let o = crate::common::run_weir_env(d.path(), &["resume", "-q", "p.toml"], None, &pooled);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = std::fs::read_to_string(d.path().join("o.jsonl")).unwrap();
+    assert_eq!(got, "{\"key\":\"a\",\"n\":8001,\"b\":10000000000000000}\n");
+    assert!(!inspect(d.path()).contains("\"combined\""));
 }
 
 #[test]
