@@ -150,12 +150,19 @@ impl Reader {
         }
         self.start += n;
         self.offset += n as u64;
+        self.release_to(self.start);
+    }
+
+    /// Hands the mapped pages before `pos` back to the kernel, in steps of `RELEASE_STEP`:
+    /// the read position, or, while folding, the end of the lines folded so far.
+    fn release_to(&mut self, pos: usize) {
         if let Input::Mapped(m) = &self.input {
-            if self.start - self.released >= RELEASE_STEP {
-                let end = self.start & !4095;
+            if pos.saturating_sub(self.released) >= RELEASE_STEP {
+                let end = pos & !4095;
                 // SAFETY: a read-only, file-backed mapping; these pages are behind the read
-                // position and never touched again (records own copies of their data), and if
-                // they were, the kernel would read them back from the file.
+                // position (or folded already) and not needed again (records own copies of
+                // their data), and if they were (an epoch read again record by record), the
+                // kernel would read them back from the file.
                 let _ = unsafe {
                     m.unchecked_advise_range(
                         memmap2::UncheckedAdvice::DontNeed,
@@ -496,7 +503,10 @@ impl DecodePool {
     /// gone) is decoded here instead, or reported irregular when folding.
     fn top_up(&mut self, fold: bool) {
         let Some(map) = self.map.clone() else { return };
-        while self.inflight.len() < self.workers.len() * POOL_DEPTH && self.ahead < map.len() {
+        // With no worker at all (none could be started), jobs are still cut, one at a time,
+        // and decoded here: an empty pool must not read as the end of the file.
+        let depth = self.workers.len().max(1) * POOL_DEPTH;
+        while self.inflight.len() < depth && self.ahead < map.len() {
             let start = self.ahead;
             let cut = start + POOL_JOB_BYTES;
             let end = if cut >= map.len() {
@@ -505,7 +515,7 @@ impl DecodePool {
                 memchr::memchr(b'\n', &map[cut..]).map_or(map.len(), |i| cut + i + 1)
             };
             self.ahead = end;
-            let w = self.next % self.workers.len();
+            let w = self.next % self.workers.len().max(1);
             self.next += 1;
             let range = Range {
                 map: map.clone(),
@@ -517,7 +527,11 @@ impl DecodePool {
             } else {
                 PoolJob::Decode(range)
             };
-            if self.workers[w].jobs.send(job).is_ok() {
+            if self
+                .workers
+                .get(w)
+                .is_some_and(|wk| wk.jobs.send(job).is_ok())
+            {
                 self.inflight.push_back((w, start, end));
             } else {
                 // The worker is gone: `take` decodes this job on the source's thread.
@@ -1264,6 +1278,10 @@ impl FileSource {
                 c.lines += lines;
                 c.bytes += bytes;
                 self.ctx.stats[self.s.node].add_in(lines as usize);
+                // Every job before this one was taken back already: their pages can go.
+                if let Some(r) = self.reader.as_mut() {
+                    r.release_to(start + c.bytes);
+                }
                 pool.top_up(true);
                 if full || c.lines >= EPOCH_LINES {
                     let n = self.settle(out)?;
