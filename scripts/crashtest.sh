@@ -23,8 +23,13 @@ done
 if [ "$profile" = release ]; then cargo build --release -q; W=$PWD/target/release/weir
 else cargo build -q; W=$PWD/target/debug/weir; fi
 
+# Two parse workers on any machine, so the decode pool and folding are what get killed.
+export WEIR_PARSE_THREADS="${WEIR_PARSE_THREADS:-2}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 python3 scripts/gen_events.py "$records" --seed "$seed" --keys 5000 > "$tmp/events.jsonl"
+# A clean copy for a second source whose only consumer is a count-and-sum aggregate, which the
+# parse workers fold (a bad line would stop the folding at once).
+cp "$tmp/events.jsonl" "$tmp/clean.jsonl"
 # Some bad lines, so the dead-letter file takes part.
 awk 'NR % 9973 == 0 { print "{broken json" } { print }' "$tmp/events.jsonl" > "$tmp/events2.jsonl"
 mv "$tmp/events2.jsonl" "$tmp/events.jsonl"
@@ -68,6 +73,21 @@ path = "out/errors.jsonl"
 type = "file"
 inputs = ["per_user"]
 path = "out/users.csv"
+
+[sources.clean]
+type = "file"
+path = "$tmp/clean.jsonl"
+
+[transforms.per_user_folded]
+type = "aggregate"
+inputs = ["clean"]
+key = ".user"
+aggs = { n = "count", bytes = "sum(.bytes)" }
+
+[sinks.folded_out]
+type = "file"
+inputs = ["per_user_folded"]
+path = "out/folded.csv"
 TOML
 done
 
@@ -77,6 +97,9 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 ref_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')
 echo "crashtest: uninterrupted run took ${ref_ms} ms"
+if ! "$W" inspect "$tmp/ref/p.toml" | grep -q '"combined"'; then
+  echo "crashtest: the clean source's lines were not folded by the parse workers"; exit 1
+fi
 
 RANDOM=$seed
 newest_ckpt() { ls "$tmp/crash/.weir/crashtest/" 2>/dev/null | grep '^ckpt-.*\.weir$' | sort | tail -1 || true; }
@@ -124,7 +147,7 @@ fail=0
 if [ "$survived" -lt $(( kills / 2 )) ]; then
   echo "crashtest: only $survived kills landed (wanted about $kills): the test proved little"; fail=1
 fi
-for f in errors.jsonl users.csv bad.jsonl; do
+for f in errors.jsonl users.csv bad.jsonl folded.csv; do
   if cmp -s "$tmp/ref/out/$f" "$tmp/crash/out/$f"; then
     echo "crashtest: $f identical ($(wc -l < "$tmp/ref/out/$f") lines)"
   else
