@@ -1151,6 +1151,19 @@ impl FileSource {
         }
     }
 
+    /// Starts the decode pool, once, with what its workers may need: the projection, the
+    /// pushed-down filter and what to fold for.
+    fn start_pool(&mut self) {
+        if self.pool.is_none() {
+            self.pool = Some(DecodePool::start(
+                self.s.parse_threads,
+                self.projector.clone(),
+                self.s.pushdown.as_ref().map(|(e, _)| e.clone()),
+                self.combine.as_ref().map(|c| c.spec.clone()),
+            ));
+        }
+    }
+
     /// `read_lines` for JSON lines in a mapped file, decoded by the pool (see `DecodePool`).
     fn read_lines_pooled(
         &mut self,
@@ -1159,12 +1172,8 @@ impl FileSource {
         map: Arc<memmap2::Mmap>,
     ) -> StageResult<(usize, ReadStatus)> {
         let start = self.reader.as_ref().map_or(0, |r| r.start);
-        let threads = self.s.parse_threads;
-        let projector = self.projector.clone();
-        let filter = self.s.pushdown.as_ref().map(|(e, _)| e.clone());
-        let pool = self
-            .pool
-            .get_or_insert_with(|| DecodePool::start(threads, projector, filter, None));
+        self.start_pool();
+        let pool = self.pool.as_mut().expect("pool started");
         if self.ready.len() == 0 {
             pool.reset(&map, start);
         }
@@ -1241,16 +1250,10 @@ impl FileSource {
         map: Arc<memmap2::Mmap>,
     ) -> StageResult<(usize, ReadStatus)> {
         let start = self.reader.as_ref().map_or(0, |r| r.start);
-        let threads = self.s.parse_threads;
-        let projector = self.projector.clone();
-        let filter = self.s.pushdown.as_ref().map(|(e, _)| e.clone());
-        let Some(c) = self.combine.as_mut() else {
+        self.start_pool();
+        let (Some(c), Some(pool)) = (self.combine.as_mut(), self.pool.as_mut()) else {
             return Ok((0, ReadStatus::More));
         };
-        let spec = c.spec.clone();
-        let pool = self
-            .pool
-            .get_or_insert_with(|| DecodePool::start(threads, projector, filter, Some(spec)));
         if c.lines == 0 && pool.inflight.is_empty() {
             // A new epoch, which must fit in what may still be folded (see `MAX_COMBINED`;
             // the jobs in flight when an epoch ends can add at most `EPOCH_LINES` again).
