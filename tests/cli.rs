@@ -4098,8 +4098,8 @@ struct PooledRun {
     out: Vec<u8>,
     /// With the project root replaced by `ROOT`.
     dead: String,
-    /// (records in, records out, errors) per node.
-    counts: Vec<(u64, u64, u64)>,
+    /// (records in, records out, errors, late) per node.
+    counts: Vec<(u64, u64, u64, u64)>,
     /// The final checkpoint as `weir inspect` prints it.
     state: String,
 }
@@ -4118,7 +4118,7 @@ fn run_pooled(p: &Proj, pool: &str) -> PooledRun {
         .iter()
         .map(|n| {
             let c = |k: &str| n[k].as_u64().unwrap();
-            (c("records_in"), c("records_out"), c("errors"))
+            (c("records_in"), c("records_out"), c("errors"), c("late"))
         })
         .collect();
     let root = p.root().to_string_lossy().into_owned();
@@ -4129,7 +4129,9 @@ fn run_pooled(p: &Proj, pool: &str) -> PooledRun {
         .unwrap();
     PooledRun {
         out: p.read("o.jsonl"),
-        dead: p.read_str("bad.jsonl").replace(&root, "ROOT"),
+        dead: std::fs::read_to_string(p.root().join("bad.jsonl"))
+            .unwrap_or_default()
+            .replace(&root, "ROOT"),
         counts,
         state: String::from_utf8_lossy(&inspect.stdout).into_owned(),
     }
@@ -4253,4 +4255,206 @@ fn folding_more_keys_than_a_table_holds_ends_epochs_early_and_gives_the_same_out
         runs[1].state
     );
     assert_eq!(runs[0].out.iter().filter(|&&b| b == b'\n').count(), 150_000);
+}
+
+/// The window pipeline of the folding tests: tumbling 10 s windows keyed by `.k` on `.ts`,
+/// 3 s out of order, with `checkpoint` put first.
+fn window_folding_toml(checkpoint: &str) -> String {
+    format!(
+        "{checkpoint}\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+         on_error = \"dead_letter\"\ndead_letter = \"bad.jsonl\"\n\
+         [transforms.win]\ntype = \"window\"\ninputs = [\"in\"]\nkey = \".k\"\ntime = \".ts\"\n\
+         size = \"10s\"\nout_of_orderness = \"3s\"\naggs = {{ n = \"count\", b = \"sum(.v)\" }}\n\
+         [sinks.o]\ntype = \"file\"\ninputs = [\"win\"]\npath = \"o.jsonl\"\n"
+    )
+}
+
+/// 60,000 events, 20 a second over 3000 s, each up to 2 s before the latest (never late with
+/// 3 s out of order); times as RFC 3339 strings (some with milliseconds or an offset) or epoch
+/// seconds. `late(i)` moves event `i` back (or forward, if negative) by that many seconds;
+/// `odd` lines are put before event `at`.
+fn window_folding_data(late: impl Fn(u32) -> i64, at: u32, odd: &[&str]) -> String {
+    let mut data = String::new();
+    for i in 0..60_000u32 {
+        if i == at {
+            for l in odd {
+                data.push_str(l);
+                data.push('\n');
+            }
+        }
+        let t = 1_793_491_200 + i64::from(i / 20) - i64::from(i * 7 % 3) - late(i);
+        let ts = match i % 4 {
+            0 => t.to_string(),
+            1 => format!("\"{}\"", jiff::Timestamp::from_second(t).unwrap()),
+            2 => format!("\"{:.3}\"", jiff::Timestamp::from_second(t).unwrap()),
+            _ => format!(
+                "\"{}\"",
+                jiff::Timestamp::from_second(t)
+                    .unwrap()
+                    .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)))
+                    .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            ),
+        };
+        let v = if i % 5 == 0 {
+            String::new()
+        } else {
+            format!(",\"v\":{}", i % 1000)
+        };
+        data.push_str(&format!(
+            "{{\"k\":\"k{}\",\"ts\":{ts}{v},\"pad\":\"{}\"}}\n",
+            i % 13,
+            "x".repeat((i % 17) as usize)
+        ));
+    }
+    data
+}
+
+/// A tumbling window whose counts and sums the parse workers fold gives what windowing record
+/// by record gives: output, dead letters and stats (late records included), with and without
+/// checkpoints mid-file. Lines late by the lines just before them are counted late while
+/// folding goes on; a line late by lines another worker folded (after an event far ahead)
+/// stops folding, as does any line whose time or values cannot be folded.
+#[test]
+fn a_window_folded_by_the_parse_workers_gives_what_record_by_record_gives() {
+    struct Case {
+        name: &'static str,
+        checkpoint: &'static str,
+        late: fn(u32) -> i64,
+        odd: Vec<&'static str>,
+        /// Whether folding lasts (None: it depends on where checkpoints cut the file).
+        folds: Option<bool>,
+        has_late: bool,
+    }
+    let none: fn(u32) -> i64 = |_| 0;
+    let every_records = "[checkpoint]\nevery_records = 3000";
+    let mut cases = vec![
+        Case {
+            name: "in order within 3 s, checkpoints",
+            checkpoint: every_records,
+            late: none,
+            odd: vec![],
+            folds: Some(true),
+            has_late: false,
+        },
+        Case {
+            name: "in order within 3 s",
+            checkpoint: "",
+            late: none,
+            odd: vec![],
+            folds: Some(true),
+            has_late: false,
+        },
+        Case {
+            name: "one in 997 events 30 s late",
+            checkpoint: "",
+            late: |i| if i % 997 == 500 { 30 } else { 0 },
+            odd: vec![],
+            folds: Some(true),
+            has_late: true,
+        },
+        Case {
+            name: "one in 997 events 30 s late, checkpoints",
+            checkpoint: every_records,
+            late: |i| if i % 997 == 500 { 30 } else { 0 },
+            odd: vec![],
+            folds: None,
+            has_late: true,
+        },
+        Case {
+            name: "one event 120 s ahead",
+            checkpoint: "",
+            late: |i| if i == 30_000 { -120 } else { 0 },
+            odd: vec![],
+            folds: Some(false),
+            has_late: true,
+        },
+    ];
+    // Put before event 40,000, whose time is 1793493200. The last is so far ahead (the end
+    // of time) that every event after it is late.
+    for (odd, has_late) in [
+        ("{\"k\":\"k1\",\"ts\":1793493200.5}", false),
+        ("{\"k\":\"k1\",\"ts\":\"soon\"}", false),
+        ("{\"k\":\"k1\"}", false),
+        ("{\"k\":3,\"ts\":1793493200}", false),
+        ("{\"k\":\"k1\",\"ts\":1793493200,\"v\":0.5}", false),
+        ("", false),
+        ("{\"k\":\"k1\",\"ts\":9223372036854775}", true),
+    ] {
+        cases.push(Case {
+            name: "an unfoldable line",
+            checkpoint: every_records,
+            late: none,
+            odd: vec![odd],
+            folds: Some(false),
+            has_late,
+        });
+    }
+    for c in cases {
+        let case = format!("{} {:?}", c.name, c.odd);
+        let data = window_folding_data(c.late, 40_000, &c.odd);
+        let mut runs = Vec::new();
+        for pool in ["0", "2"] {
+            let p = Proj::new();
+            p.write("in.jsonl", &data);
+            p.write("p.toml", window_folding_toml(c.checkpoint));
+            runs.push(run_pooled(&p, pool));
+        }
+        let (a, b) = (&runs[0], &runs[1]);
+        assert!(a.out == b.out, "{case}: output differs");
+        assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
+        assert_eq!(a.counts, b.counts, "{case}: stats differ");
+        assert!(!a.state.contains("\"combined\""), "{case}: {}", a.state);
+        // The window's watermark and largest time end where record by record left them.
+        let win = |s: &str| -> String {
+            let at = s.find("\"node\": \"win\"").expect("the window's state");
+            s[at..].lines().nth(1).unwrap_or_default().to_string()
+        };
+        assert_eq!(win(&a.state), win(&b.state), "{case}");
+        if let Some(folds) = c.folds {
+            let folded = b.state.contains("\"combined\":60000");
+            assert_eq!(folded, folds, "{case}: {}", b.state);
+        }
+        assert_eq!(a.counts[1].3 > 0, c.has_late, "{case}: {:?}", a.counts);
+        // 13 keys in each of the 300 windows (fewer when many events are late).
+        let windows = String::from_utf8_lossy(&a.out).lines().count();
+        let least = if c.has_late { 2600 } else { 3900 };
+        assert!((least..3920).contains(&windows), "{case}: {windows}");
+    }
+}
+
+/// A window is folded only where folding cannot show: with allowed lateness, a `.late`
+/// output, sliding windows or anything but sinks downstream, the source sends records, and
+/// the output (late records included) is what record by record gives.
+#[test]
+fn a_window_is_not_folded_where_folding_would_show() {
+    let base = window_folding_toml("");
+    let late_sink =
+        "[sinks.late]\ntype = \"file\"\ninputs = [\"win.late\"]\npath = \"late.jsonl\"\n";
+    let variants = [
+        base.replace(
+            "size = \"10s\"",
+            "size = \"10s\"\nallowed_lateness = \"5s\"",
+        ),
+        format!("{base}{late_sink}"),
+        base.replace("size = \"10s\"", "size = \"10s\"\nslide = \"5s\""),
+        base.replace("inputs = [\"win\"]", "inputs = [\"m\"]")
+            + "[transforms.m]\ntype = \"map\"\ninputs = [\"win\"]\nexpr = \".\"\n",
+    ];
+    let data = window_folding_data(|i| if i % 997 == 500 { 30 } else { 0 }, 0, &[]);
+    for toml in variants {
+        let mut runs = Vec::new();
+        for pool in ["0", "2"] {
+            let p = Proj::new();
+            p.write("in.jsonl", &data);
+            p.write("p.toml", &toml);
+            let r = run_pooled(&p, pool);
+            let late = std::fs::read(p.root().join("late.jsonl")).unwrap_or_default();
+            runs.push((r, late));
+        }
+        let ((a, a_late), (b, b_late)) = (&runs[0], &runs[1]);
+        assert!(a.out == b.out && a_late == b_late, "{toml}: output differs");
+        assert_eq!(a.counts, b.counts, "{toml}");
+        assert!(!b.state.contains("\"combined\""), "{toml}: {}", b.state);
+        assert_eq!(toml.contains("late.jsonl"), !a_late.is_empty(), "{toml}");
+    }
 }

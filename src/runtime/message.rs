@@ -45,8 +45,8 @@ pub enum Msg {
     /// Checkpoint barrier with the checkpoint id.
     Barrier(u64),
     End(EndKind),
-    /// Counts and sums per key that a source's parse workers folded for the `aggregate` that
-    /// is its only consumer, in place of the records (see `sources::combine`).
+    /// Counts and sums per key that a source's parse workers folded for the `aggregate` or
+    /// `window` that is its only consumer, in place of the records (see `sources::combine`).
     Partial(Partial),
 }
 
@@ -55,6 +55,10 @@ pub enum Msg {
 pub struct Partial {
     pub records: u64,
     pub tables: Vec<crate::sources::combine::Table>,
+    /// For a window: how many of the records were late, and the largest event time of all
+    /// records folded so far, which sets the watermark.
+    pub late: u64,
+    pub max_time: Option<i64>,
 }
 
 /// The `seq` of output produced at end of stream: after every data batch of every input.

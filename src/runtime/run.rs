@@ -263,16 +263,21 @@ fn filter_pushdown(
     expr.is_native().then_some((expr, edge.to))
 }
 
-/// The aggregate a source's parse workers can fold lines for: the one consumer of the
-/// source's records and its only input, emitting at the end, without `state_ttl`, keyed by
-/// one field, computing only `count` and sums of single fields. Whether each line can be
-/// folded is decided as it is read (see `sources::combine`).
+/// The aggregate or window a source's parse workers can fold lines for: the one consumer of
+/// the source's records and its only input, keyed by one field, computing only `count` and
+/// sums of single fields. An aggregate must emit at the end, without `state_ttl`. A window
+/// must be tumbling on a single time field, without allowed lateness or a `.late` output,
+/// and feed only sinks that read nothing else: sinks ignore which record made a window fire
+/// (its origin and batch number), which folding cannot tell. Whether each line can be folded
+/// is decided as it is read (see `sources::combine`).
 fn combine_pushdown(
     spec: &PipelineSpec,
     g: &crate::pipeline::graph::Graph,
     source: usize,
 ) -> Option<crate::sources::combine::CombineSpec> {
     use crate::pipeline::graph::{Port, Role};
+    use crate::pipeline::Kind;
+    use crate::sources::combine::CombineSpec;
     use crate::transforms::aggs::{parse_agg, Func};
     let mut main = g.nodes[source]
         .outputs
@@ -286,30 +291,75 @@ fn combine_pushdown(
     let Role::Spec(si) = g.nodes[edge.to].role else {
         return None;
     };
-    let NodeConfig::Aggregate(c) = &spec.nodes[si].config else {
-        return None;
+    let field = |text: &str| -> Option<crate::value::Str> {
+        crate::expr::Expr::compile(text)
+            .ok()?
+            .single_field()
+            .cloned()
     };
-    if c.emit != crate::pipeline::spec::Emit::Final
-        || c.state_ttl.is_some()
-        || c.time.is_some()
-        || c.aggs.is_empty()
-    {
-        return None;
+    let funcs = |aggs: &toml::Table| -> Option<Vec<Option<crate::value::Str>>> {
+        if aggs.is_empty() {
+            return None;
+        }
+        let mut funcs = Vec::with_capacity(aggs.len());
+        for (name, text) in aggs {
+            let a = parse_agg(name, text.as_str()?).ok()?;
+            funcs.push(match (a.func, &a.arg) {
+                (Func::Count, None) => None,
+                (Func::Sum, Some(e)) => Some(e.single_field()?.clone()),
+                _ => return None,
+            });
+        }
+        Some(funcs)
+    };
+    match &spec.nodes[si].config {
+        NodeConfig::Aggregate(c) => {
+            if c.emit != crate::pipeline::spec::Emit::Final
+                || c.state_ttl.is_some()
+                || c.time.is_some()
+            {
+                return None;
+            }
+            Some(CombineSpec::new(
+                &field(c.key.as_deref()?)?,
+                &funcs(&c.aggs)?,
+            ))
+        }
+        NodeConfig::Window(c) => {
+            let ms = |d: &Option<String>| match d {
+                Some(d) => crate::pipeline::spec::parse_duration_ms(d).ok(),
+                None => Some(0),
+            };
+            if c.slide.is_some() || c.gap.is_some() || ms(&c.allowed_lateness)? != 0 {
+                return None;
+            }
+            let (size, ooo) = (ms(&c.size)?, ms(&c.out_of_orderness)?);
+            if size <= 0 || ooo < 0 {
+                return None;
+            }
+            // Sinks only, each reading this window alone; and no `.late` output.
+            let window = &g.nodes[edge.to];
+            for &e in &window.outputs {
+                let e = &g.edges[e];
+                let to = &g.nodes[e.to];
+                match e.port {
+                    Port::Main if to.kind == Kind::Sink && to.inputs.len() == 1 => {}
+                    Port::Errors(_) => {}
+                    _ => return None,
+                }
+            }
+            let unit = c.time_unit.unwrap_or_default();
+            Some(
+                CombineSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?).tumbling(
+                    &field(&c.time)?,
+                    unit,
+                    size,
+                    ooo,
+                ),
+            )
+        }
+        _ => None,
     }
-    let key = crate::expr::Expr::compile(c.key.as_deref()?).ok()?;
-    let mut funcs = Vec::with_capacity(c.aggs.len());
-    for (name, text) in &c.aggs {
-        let a = parse_agg(name, text.as_str()?).ok()?;
-        funcs.push(match (a.func, &a.arg) {
-            (Func::Count, None) => None,
-            (Func::Sum, Some(e)) => Some(e.single_field()?.clone()),
-            _ => return None,
-        });
-    }
-    Some(crate::sources::combine::CombineSpec::new(
-        key.single_field()?,
-        &funcs,
-    ))
 }
 
 /// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the

@@ -62,14 +62,14 @@ pub trait Operator: Send {
     /// Handles one batch from input `input` (index into the node's inputs).
     fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> StageResult;
 
-    /// The combined watermark of the inputs advanced to `wm`.
-    /// Counts and sums folded upstream (only `aggregate` is ever sent them).
+    /// Counts and sums folded upstream (only `aggregate` and `window` are ever sent them).
     fn partial(&mut self, _p: Partial, _out: &mut Output) -> StageResult {
         Err(Stop::Failed(Error::runtime(
             "internal: folded counts sent to a node that does not aggregate",
         )))
     }
 
+    /// The combined watermark of the inputs advanced to `wm`.
     fn watermark(&mut self, wm: i64, out: &mut Output) -> StageResult {
         out.broadcast(Msg::Watermark(wm))
     }
@@ -245,7 +245,8 @@ impl Output {
         self.flush_batch(seq, false)
     }
 
-    /// Sends folded counts (see `sources::combine`) to the main output, which is one aggregate.
+    /// Sends folded counts (see `sources::combine`) to the main output, which is one
+    /// aggregate or window.
     pub fn send_partial(&mut self, p: Partial) -> StageResult {
         self.ctx.stats[self.node].add_out(p.records as usize);
         send_all(&self.main, Msg::Partial(p))
@@ -358,6 +359,8 @@ fn stage_loop(
                         }
                         ctx.stats[node].add_in(p.records as usize);
                         op.partial(p, out)?;
+                        // A window fires what the folded records' watermark reached.
+                        out.flush_batch(last_seq, false)?;
                     }
                     Msg::Watermark(w) => {
                         wms[i] = wms[i].max(w);

@@ -12,9 +12,20 @@
 //! checkpoint remembers. Counts and integer sums are then exact in any order: with at most
 //! `MAX_COMBINED` lines folded over the life of the state, no sum can leave `i64`, so no
 //! key's sum ever becomes a float (whose rounding would depend on order).
+//!
+//! A tumbling `window` (no allowed lateness, sinks downstream) folds the same way, per window
+//! end and key. What depends on order there is lateness: a record is late when its window
+//! ended at or before the watermark, the largest time before it minus `out_of_orderness`.
+//! Within a job the worker knows the largest time so far, so a record late by that alone is
+//! late whatever came before the job, and is only counted. Any other record is late only if
+//! its window ended at or before the watermark the job starts at, which the source checks as
+//! it takes the jobs back in order: the job's earliest window end must lie after it, or the
+//! epoch is irregular. Which windows fire is then decided by the watermark at the epoch's end,
+//! in the same order (end, then key) as record by record.
 
 use super::flat_json::{scan_fields, Scalar};
 use super::formats::trim_ascii;
+use crate::pipeline::spec::TimeUnit;
 use crate::value::Str;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -30,11 +41,37 @@ pub enum Op {
 /// The aggregate a source folds for: its key field and functions.
 #[derive(Debug, Clone)]
 pub struct CombineSpec {
-    /// The key field first, then each summed field once.
+    /// The key field first, then each summed field once (and the time field, for a window).
     pub fields: Vec<Str>,
     /// Bit `n` set when some field name is `n` bytes long (see `flat_json::parse_flat`).
     pub lens: u64,
     pub ops: Vec<Op>,
+    /// Folding for a tumbling window instead of an aggregate.
+    pub window: Option<WindowFold>,
+}
+
+/// A tumbling window's event time and sizes, all in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowFold {
+    /// The time field's position in `CombineSpec::fields`.
+    pub time: usize,
+    pub unit: TimeUnit,
+    pub size: i64,
+    pub out_of_orderness: i64,
+}
+
+/// Event times a worker folds: far inside what `i64` window arithmetic can hold (about
+/// 285,000 years either side of 1970). Beyond it a line is irregular.
+const MAX_TIME: i64 = 1 << 53;
+
+fn field_slot(fields: &mut Vec<Str>, name: &Str) -> usize {
+    match fields.iter().position(|x| x == name) {
+        Some(i) => i,
+        None => {
+            fields.push(name.clone());
+            fields.len() - 1
+        }
+    }
 }
 
 impl CombineSpec {
@@ -45,20 +82,44 @@ impl CombineSpec {
             .iter()
             .map(|f| match f {
                 None => Op::Count,
-                Some(name) => Op::Sum(match fields.iter().position(|x| x == name) {
-                    Some(i) => i,
-                    None => {
-                        fields.push(name.clone());
-                        fields.len() - 1
-                    }
-                }),
+                Some(name) => Op::Sum(field_slot(&mut fields, name)),
             })
             .collect();
-        let lens = fields
+        let mut spec = CombineSpec {
+            fields,
+            lens: 0,
+            ops,
+            window: None,
+        };
+        spec.set_lens();
+        spec
+    }
+
+    /// Folds for a tumbling window of `size` ms on the top-level field `time`.
+    pub fn tumbling(
+        mut self,
+        time: &Str,
+        unit: TimeUnit,
+        size: i64,
+        out_of_orderness: i64,
+    ) -> CombineSpec {
+        let time = field_slot(&mut self.fields, time);
+        self.window = Some(WindowFold {
+            time,
+            unit,
+            size,
+            out_of_orderness,
+        });
+        self.set_lens();
+        self
+    }
+
+    fn set_lens(&mut self) {
+        self.lens = self
+            .fields
             .iter()
             .filter(|f| f.len() < 64)
             .fold(0u64, |m, f| m | 1 << f.len());
-        CombineSpec { fields, lens, ops }
     }
 }
 
@@ -72,14 +133,19 @@ pub const TABLE_KEYS: usize = 1 << 16;
 /// The largest value a line may add to a sum (see `MAX_COMBINED`).
 const MAX_VALUE: i64 = (1 << 32) - 1;
 
-/// One worker's running counts and sums per key.
+/// One worker's running counts and sums per key (per window end and key, for a window).
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     pub keys: Vec<Str>,
+    /// Each key's window end (0 when folding for an aggregate).
+    pub ends: Vec<i64>,
     /// `ops.len()` values per key, in key order.
     pub vals: Vec<i64>,
+    /// The last time string read and its value: log lines carry the same one many times in a
+    /// row, and comparing it costs far less than parsing it again.
+    last_time: Option<(String, i64)>,
 }
 
 impl Table {
@@ -91,46 +157,81 @@ impl Table {
         self.keys.is_empty()
     }
 
-    /// The values of `key`, added (zeroed) if new.
+    /// The values of `key` in the window ending at `end`, added (zeroed) if new.
     #[inline(always)]
-    fn row(&mut self, key: &str, width: usize) -> &mut [i64] {
-        let h = self.hasher.hash_one(key);
+    fn row(&mut self, end: i64, key: &str, width: usize) -> &mut [i64] {
+        let h = self.hasher.hash_one((end, key));
         let Table {
             index,
             hasher,
             keys,
+            ends,
             vals,
+            ..
         } = self;
         let r = match index.entry(
             h,
-            |&r| keys[r as usize].as_str() == key,
-            |&r| hasher.hash_one(keys[r as usize].as_str()),
+            |&r| ends[r as usize] == end && keys[r as usize].as_str() == key,
+            |&r| hasher.hash_one((ends[r as usize], keys[r as usize].as_str())),
         ) {
             hashbrown::hash_table::Entry::Occupied(e) => *e.get() as usize,
             hashbrown::hash_table::Entry::Vacant(e) => {
                 let r = keys.len();
                 e.insert(r as u32);
                 keys.push(Str::new(key));
+                ends.push(end);
                 vals.resize(vals.len() + width, 0);
                 r
             }
         };
         &mut vals[r * width..(r + 1) * width]
     }
+
+    /// A time string in milliseconds, as `time::TimeExpr` reads it.
+    fn time_of(&mut self, s: &str) -> Option<i64> {
+        if let Some((text, ms)) = &self.last_time {
+            if text == s {
+                return Some(*ms);
+            }
+        }
+        let ms = crate::time::parse_rfc3339(s).ok()?;
+        let last = self.last_time.get_or_insert_with(|| (String::new(), 0));
+        last.0.clear();
+        last.0.push_str(s);
+        last.1 = ms;
+        Some(ms)
+    }
+}
+
+/// A job whose every line was folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    pub lines: u64,
+    pub bytes: usize,
+    /// The worker's table is full enough that the epoch should end.
+    pub full: bool,
+    /// Window only: lines late by the job's own earlier lines (counted, not folded).
+    pub late: u64,
+    /// Window only: the earliest window end folded (`i64::MAX`: none), which must lie after
+    /// the watermark the job starts at.
+    pub min_end: i64,
+    /// Window only: the largest event time read.
+    pub max_time: Option<i64>,
 }
 
 /// What a worker reports for one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
-    /// Every line was folded: how many, over how many bytes, and whether the worker's table
-    /// is full enough that the epoch should end.
-    Folded {
-        lines: u64,
-        bytes: usize,
-        full: bool,
-    },
+    Folded(Folded),
     /// A line could not be folded: the epoch must be read again record by record.
     Irregular,
+}
+
+/// A job's window lines so far: see `Folded`.
+struct Times {
+    late: u64,
+    min_end: i64,
+    max_time: Option<i64>,
 }
 
 /// Folds the lines of `bytes[start..end]` (ending at a newline or the end of the mapping)
@@ -144,6 +245,11 @@ pub fn fold_range(
 ) -> Ack {
     let width = spec.ops.len();
     let mut slots: Vec<Option<Scalar<'_>>> = vec![None; spec.fields.len()];
+    let mut times = Times {
+        late: 0,
+        min_end: i64::MAX,
+        max_time: None,
+    };
     let mut lines = 0u64;
     let mut pos = start;
     while pos < end {
@@ -154,15 +260,18 @@ pub fn fold_range(
         let line = trim_ascii(&bytes[pos..next]);
         pos = next;
         lines += 1;
-        if !fold_line(line, spec, width, &mut slots, table) {
+        if !fold_line(line, spec, width, &mut slots, table, &mut times) {
             return Ack::Irregular;
         }
     }
-    Ack::Folded {
+    Ack::Folded(Folded {
         lines,
         bytes: end - start,
         full: table.len() >= TABLE_KEYS,
-    }
+        late: times.late,
+        min_end: times.min_end,
+        max_time: times.max_time,
+    })
 }
 
 /// Folds one line (trimmed as `decode_jsonl` trims it); false when it is irregular.
@@ -173,6 +282,7 @@ fn fold_line<'a>(
     width: usize,
     slots: &mut [Option<Scalar<'a>>],
     table: &mut Table,
+    times: &mut Times,
 ) -> bool {
     slots.iter_mut().for_each(|s| *s = None);
     if line.is_empty() || scan_fields(line, &spec.fields, spec.lens, slots).is_none() {
@@ -191,7 +301,34 @@ fn fold_line<'a>(
             }
         }
     }
-    let row = table.row(key, width);
+    let mut window_end = 0;
+    if let Some(w) = &spec.window {
+        let t = match slots[w.time] {
+            Some(Scalar::Str(s)) => match table.time_of(s) {
+                Some(t) => t,
+                None => return false,
+            },
+            Some(Scalar::Int(i)) => match w.unit {
+                TimeUnit::S => i.saturating_mul(1000),
+                TimeUnit::Ms => i,
+            },
+            _ => return false,
+        };
+        if !(-MAX_TIME..=MAX_TIME).contains(&t) {
+            return false;
+        }
+        window_end = t.div_euclid(w.size) * w.size + w.size;
+        if let Some(m) = times.max_time {
+            if window_end <= m.saturating_sub(w.out_of_orderness) {
+                // Late whatever came before the job: the window fired on an earlier line.
+                times.late += 1;
+                return true;
+            }
+        }
+        times.max_time = Some(times.max_time.map_or(t, |m| m.max(t)));
+        times.min_end = times.min_end.min(window_end);
+    }
+    let row = table.row(window_end, key, width);
     for (v, op) in row.iter_mut().zip(&spec.ops) {
         *v += match op {
             Op::Count => 1,
@@ -231,11 +368,14 @@ mod tests {
         let (ack2, t2) = fold(text);
         assert_eq!(
             ack2,
-            Ack::Folded {
+            Ack::Folded(Folded {
                 lines: 4,
                 bytes: text.len(),
-                full: false
-            }
+                full: false,
+                late: 0,
+                min_end: i64::MAX,
+                max_time: None,
+            })
         );
         assert_eq!(t2.keys, vec![Str::new("b"), Str::new("a")]);
         assert_eq!(t2.vals, vec![3, 5, 5, 1, 7, 7]);
@@ -264,7 +404,7 @@ mod tests {
             assert_eq!(t.keys, vec![Str::new("z")], "{line:?}");
         }
         let (ack, _) = fold("{\"user\":\"a\",\"bytes\":4294967295}\n");
-        assert!(matches!(ack, Ack::Folded { lines: 1, .. }));
+        assert!(matches!(ack, Ack::Folded(Folded { lines: 1, .. })));
     }
 
     #[test]
@@ -275,6 +415,94 @@ mod tests {
         }
         let (ack, t) = fold(&text);
         assert_eq!(t.len(), TABLE_KEYS);
-        assert!(matches!(ack, Ack::Folded { full: true, .. }));
+        assert!(matches!(ack, Ack::Folded(Folded { full: true, .. })));
+    }
+
+    fn window_spec() -> CombineSpec {
+        CombineSpec::new(&Str::new("k"), &[None, Some(Str::new("v"))]).tumbling(
+            &Str::new("ts"),
+            TimeUnit::S,
+            10_000,
+            3_000,
+        )
+    }
+
+    fn fold_window(text: &str) -> (Ack, Table) {
+        let mut t = Table::default();
+        let ack = fold_range(text.as_bytes(), 0, text.len(), &window_spec(), &mut t);
+        (ack, t)
+    }
+
+    #[test]
+    fn a_window_folds_per_end_and_key_and_counts_what_its_own_lines_make_late() {
+        let text = [
+            r#"{"k":"a","ts":"1970-01-01T00:00:05Z","v":1}"#,
+            r#"{"k":"a","ts":12,"v":2}"#,
+            r#"{"k":"b","ts":"1970-01-01T00:00:11Z"}"#,
+            // The watermark is 12 - 3 = 9, before the end of [0, 10): not late.
+            r#"{"k":"a","ts":"1970-01-01T00:00:09Z","v":4}"#,
+            // Now it is 14 - 3 = 11: 9.5 is late by the lines above.
+            r#"{"k":"b","ts":"1970-01-01T00:00:14Z"}"#,
+            r#"{"k":"a","ts":"1970-01-01T00:00:09.500Z","v":8}"#,
+            r#"{"k":"a","ts":"1970-01-01T00:00:21+00:00","v":16}"#,
+        ]
+        .join("\n");
+        let (ack, t) = fold_window(&text);
+        let Ack::Folded(f) = ack else {
+            panic!("{ack:?}")
+        };
+        assert_eq!(
+            (f.lines, f.late, f.min_end, f.max_time),
+            (7, 1, 10_000, Some(21_000))
+        );
+        let rows: Vec<(i64, &str, &[i64])> = t
+            .ends
+            .iter()
+            .zip(&t.keys)
+            .zip(t.vals.chunks(2))
+            .map(|((e, k), v)| (*e, k.as_str(), v))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (10_000, "a", &[2, 5][..]),
+                (20_000, "a", &[1, 2][..]),
+                (20_000, "b", &[2, 0][..]),
+                (30_000, "a", &[1, 16][..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_window_time_it_cannot_read_as_the_window_does_is_irregular() {
+        for ts in [
+            "null",
+            "1.5",
+            "true",
+            "\"yesterday\"",
+            "9007199254740993000",
+            "\"1970-01-01T00:00:0\\u0031Z\"",
+        ] {
+            let line = format!("{{\"k\":\"a\",\"ts\":{ts}}}\n");
+            assert_eq!(fold_window(&line).0, Ack::Irregular, "{ts}");
+        }
+        let (ack, _) = fold_window("{\"k\":\"a\"}\n");
+        assert_eq!(ack, Ack::Irregular);
+        // Milliseconds when the window says so.
+        let spec = CombineSpec::new(&Str::new("k"), &[None]).tumbling(
+            &Str::new("ts"),
+            TimeUnit::Ms,
+            10,
+            0,
+        );
+        let mut t = Table::default();
+        let text = "{\"k\":\"a\",\"ts\":-5}\n";
+        let Ack::Folded(f) = fold_range(text.as_bytes(), 0, text.len(), &spec, &mut t) else {
+            panic!()
+        };
+        assert_eq!(
+            (f.min_end, f.max_time, t.ends.clone()),
+            (0, Some(-5), vec![0])
+        );
     }
 }

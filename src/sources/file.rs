@@ -8,7 +8,7 @@
 //! `read()`, because a truncated mapping raises SIGBUS. Stdin is read on a helper thread so the
 //! source can still take checkpoints and notice signals while the pipe is quiet.
 
-use super::combine::{fold_range, Ack, CombineSpec, Table, EPOCH_LINES, MAX_COMBINED};
+use super::combine::{fold_range, Ack, CombineSpec, Folded, Table, EPOCH_LINES, MAX_COMBINED};
 use super::formats::{decode_jsonl, decode_line, infer, strip_cr};
 use super::{ReadStatus, Source};
 use crate::error::Error;
@@ -75,6 +75,10 @@ pub struct FileSourceState {
     /// (see `combine`); absent once one was not, and in checkpoints from before folding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub combined: Option<u64>,
+    /// Folding for a window: the largest event time folded, which the window's watermark
+    /// follows (see `combine`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined_max_time: Option<i64>,
 }
 
 pub struct FileSourceSettings {
@@ -274,10 +278,36 @@ struct Combining {
     spec: Arc<CombineSpec>,
     /// Lines folded and sent over the life of the state.
     combined: u64,
+    /// For a window: the largest event time in the lines sent.
+    max_time: Option<i64>,
     /// The epoch: lines and bytes folded since the tables were last sent, from the read
-    /// position (which moves only when they are sent).
+    /// position (which moves only when they are sent), the late lines among them and the
+    /// largest event time.
     lines: u64,
     bytes: usize,
+    late: u64,
+    epoch_max_time: Option<i64>,
+}
+
+impl Combining {
+    /// Takes a job's report back, in the order of the jobs. False when a line of it was late
+    /// for a window by the lines of the jobs before it, which the worker could not know: the
+    /// epoch is then irregular.
+    fn accept(&mut self, f: &Folded) -> bool {
+        if let Some(w) = &self.spec.window {
+            let watermark = self
+                .epoch_max_time
+                .map_or(i64::MIN, |m| m.saturating_sub(w.out_of_orderness));
+            if f.min_end <= watermark {
+                return false;
+            }
+            self.epoch_max_time = self.epoch_max_time.max(f.max_time);
+            self.late += f.late;
+        }
+        self.lines += f.lines;
+        self.bytes += f.bytes;
+        true
+    }
 }
 
 type Decoded = Result<Option<Value>, String>;
@@ -636,12 +666,16 @@ impl FileSource {
         // Folding resumes only from a state that was folded all its life (an older
         // checkpoint, or one made record by record, may hold float sums that folding would
         // add to in another order).
-        let combined = match &restored {
-            None => Some(0),
-            Some(r) => r.combined,
+        let (combined, max_time) = match &restored {
+            None => (Some(0), None),
+            Some(r) => (r.combined, r.combined_max_time),
         };
         if let (Some(spec), Some(combined)) = (&src.s.combine, combined) {
-            if src.s.pattern != "-"
+            // A window's watermark follows the largest time folded, which a state that folded
+            // lines for a window always records.
+            let known = spec.window.is_none() || combined == 0 || max_time.is_some();
+            if known
+                && src.s.pattern != "-"
                 && src.s.format == Format::Jsonl
                 && src.s.at_end == AtEnd::Finish
                 && src.s.parse_threads > 0
@@ -649,8 +683,11 @@ impl FileSource {
                 src.combine = Some(Combining {
                     spec: spec.clone(),
                     combined,
+                    max_time,
                     lines: 0,
                     bytes: 0,
+                    late: 0,
+                    epoch_max_time: max_time,
                 });
             }
         }
@@ -1273,23 +1310,21 @@ impl FileSource {
                 }
                 Ok((n, ReadStatus::Eof))
             }
-            Some(Ack::Irregular) => {
-                self.stop_folding();
-                Ok((0, ReadStatus::More))
-            }
-            Some(Ack::Folded { lines, bytes, full }) => {
-                c.lines += lines;
-                c.bytes += bytes;
-                self.ctx.stats[self.s.node].add_in(lines as usize);
+            Some(Ack::Folded(f)) if c.accept(&f) => {
+                self.ctx.stats[self.s.node].add_in(f.lines as usize);
                 // Every job before this one was taken back already: their pages can go.
                 if let Some(r) = self.reader.as_mut() {
                     r.release_to(start + c.bytes);
                 }
                 pool.top_up(true);
-                if full || c.lines >= EPOCH_LINES {
+                if f.full || c.lines >= EPOCH_LINES {
                     let n = self.settle(out)?;
                     return Ok((n, ReadStatus::More));
                 }
+                Ok((0, ReadStatus::More))
+            }
+            Some(_) => {
+                self.stop_folding();
                 Ok((0, ReadStatus::More))
             }
         }
@@ -1323,12 +1358,10 @@ impl FileSource {
         let mut irregular = false;
         while let Some(ack) = pool.take_ack() {
             match ack {
-                Ack::Folded { lines, bytes, .. } => {
-                    c.lines += lines;
-                    c.bytes += bytes;
-                    self.ctx.stats[self.s.node].add_in(lines as usize);
+                Ack::Folded(f) if !irregular && c.accept(&f) => {
+                    self.ctx.stats[self.s.node].add_in(f.lines as usize);
                 }
-                Ack::Irregular => irregular = true,
+                _ => irregular = true,
             }
         }
         let tables = if irregular { None } else { pool.tables() };
@@ -1336,14 +1369,19 @@ impl FileSource {
             self.stop_folding();
             return Ok(0);
         };
-        let (lines, bytes) = (c.lines, c.bytes);
+        let (lines, bytes, late) = (c.lines, c.bytes, c.late);
         c.combined += lines;
+        c.max_time = c.epoch_max_time;
         c.lines = 0;
         c.bytes = 0;
+        c.late = 0;
+        let max_time = c.max_time;
         self.advance(lines, bytes);
         out.send_partial(Partial {
             records: lines,
             tables,
+            late,
+            max_time,
         })?;
         Ok(lines as usize)
     }
@@ -1728,6 +1766,7 @@ impl Source for FileSource {
             files: self.files.iter().filter(|f| !f.gone).cloned().collect(),
             stdin: self.stdin.clone(),
             combined: self.combine.as_ref().map(|c| c.combined),
+            combined_max_time: self.combine.as_ref().and_then(|c| c.max_time),
         };
         serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
     }

@@ -14,24 +14,29 @@ impl Assigner {
     pub fn assign(&self, t: i64, out: &mut Vec<(i64, i64)>) {
         out.clear();
         match *self {
+            // Bounds saturate: a time near either end of `i64` (a huge epoch number) must
+            // not overflow.
             Assigner::Tumbling { size } => {
-                let start = t.div_euclid(size) * size;
-                out.push((start, start + size));
+                let start = t.saturating_sub(t.rem_euclid(size));
+                out.push((start, start.saturating_add(size)));
             }
             Assigner::Sliding { size, slide } => {
-                let last = t.div_euclid(slide) * slide;
+                let last = t.saturating_sub(t.rem_euclid(slide));
                 let mut start = last;
                 // Every slide-aligned start in (t - size, t].
-                while start > t - size {
-                    start -= slide;
+                while start > t.saturating_sub(size) {
+                    start = start.saturating_sub(slide);
                 }
                 start += slide;
                 while start <= last {
-                    out.push((start, start + size));
-                    start += slide;
+                    out.push((start, start.saturating_add(size)));
+                    match start.checked_add(slide) {
+                        Some(s) => start = s,
+                        None => break,
+                    }
                 }
             }
-            Assigner::Session { gap } => out.push((t, t + gap)),
+            Assigner::Session { gap } => out.push((t, t.saturating_add(gap))),
         }
     }
 }
@@ -76,6 +81,20 @@ mod tests {
         }
         .assign(30, &mut v);
         assert_eq!(v, [(10, 40), (20, 50), (30, 60)]);
+        // Times at the ends of i64 (epoch numbers times 1000, saturated) do not overflow; a
+        // sliding window may then have no window for them.
+        Assigner::Tumbling { size: 60 }.assign(i64::MAX, &mut v);
+        assert_eq!(v, [(i64::MAX - i64::MAX % 60, i64::MAX)]);
+        Assigner::Tumbling { size: 60 }.assign(i64::MIN, &mut v);
+        assert_eq!(v, [(i64::MIN, i64::MIN + 60)]);
+        for t in [i64::MIN, i64::MAX] {
+            Assigner::Sliding {
+                size: 30,
+                slide: 10,
+            }
+            .assign(t, &mut v);
+            assert!(v.len() <= 3, "{t}: {v:?}");
+        }
         // A slide larger than the size leaves gaps: 15 is in no window.
         Assigner::Sliding {
             size: 10,

@@ -202,6 +202,14 @@ impl Acc {
         }
     }
 
+    /// Adds a count or an integer sum folded elsewhere (`sources::combine`).
+    pub fn add_folded(&mut self, v: i64) {
+        match self {
+            Acc::Count(n) => *n += v as u64,
+            _ => self.merge(&Acc::SumInt(v)),
+        }
+    }
+
     pub fn result(&self) -> Value {
         match self {
             Acc::Count(n) => Value::Int(*n as i64),

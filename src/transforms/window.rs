@@ -13,8 +13,8 @@ use super::aggs::{check_args, eval_args, eval_key, fold, Acc, AggSpec, Func};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
-use crate::runtime::message::{Batch, Origin, Record, END_SEQ};
-use crate::runtime::stage::{Operator, Output, StageResult};
+use crate::runtime::message::{Batch, Origin, Partial, Record, END_SEQ};
+use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::time::window::{sessions_meet, Assigner};
 use crate::time::{format_millis, TimeExpr};
 use crate::value::{Map, Str, Value};
@@ -358,6 +358,56 @@ impl Operator for Window {
             if w > self.wm {
                 self.wm = w;
                 self.advance(out, r.origin);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts and sums per window end and key that the source's parse workers folded (see
+    /// `sources::combine`): the windows take them, then the watermark moves to where the
+    /// last of the records would have moved it, firing what it passes. The source has made
+    /// sure no folded record was late, so every window they reach is still open.
+    fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
+        let internal = |m: &str| Err(Stop::Failed(Error::runtime(format!("internal: {m}"))));
+        let Assigner::Tumbling { size } = self.assigner else {
+            return internal("folded counts sent to a window that is not tumbling");
+        };
+        let width = self.specs.len();
+        for t in p.tables {
+            if width == 0 || t.vals.len() != t.keys.len() * width || t.ends.len() != t.keys.len() {
+                return internal("folded counts do not fit the window");
+            }
+            let rows = t
+                .keys
+                .into_iter()
+                .zip(t.ends)
+                .zip(t.vals.chunks_exact(width));
+            for ((k, end), vals) in rows {
+                if end <= self.wm {
+                    return internal("a folded record is late");
+                }
+                let specs = &self.specs;
+                let key = Value::Str(k);
+                let accs = self
+                    .open
+                    .get_or_insert_with(end, end - size, &key, || fresh_accs(specs));
+                for (a, v) in accs.iter_mut().zip(vals) {
+                    a.add_folded(*v);
+                }
+            }
+        }
+        out.ctx.stats[out.node]
+            .late
+            .fetch_add(p.late, Ordering::Relaxed);
+        if self.max_t.is_empty() {
+            self.max_t.push(None);
+        }
+        if p.max_time > self.max_t[0] {
+            self.max_t[0] = p.max_time;
+            let w = p.max_time.map_or(i64::MIN, |m| m.saturating_sub(self.ooo));
+            if w > self.wm {
+                self.wm = w;
+                self.advance(out, Origin::default());
             }
         }
         Ok(())
