@@ -27,8 +27,9 @@ else cargo build -q; W=$PWD/target/debug/weir; fi
 export WEIR_PARSE_THREADS="${WEIR_PARSE_THREADS:-2}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 python3 scripts/gen_events.py "$records" --seed "$seed" --keys 5000 > "$tmp/events.jsonl"
-# A clean copy for a second source whose only consumer is a count-and-sum aggregate, which the
-# parse workers fold (a bad line would stop the folding at once).
+# A clean copy for two more sources whose only consumers are a count-and-sum aggregate and a
+# tumbling window of the same, which the parse workers fold (a bad line would stop the folding
+# at once).
 cp "$tmp/events.jsonl" "$tmp/clean.jsonl"
 # Some bad lines, so the dead-letter file takes part.
 awk 'NR % 9973 == 0 { print "{broken json" } { print }' "$tmp/events.jsonl" > "$tmp/events2.jsonl"
@@ -88,6 +89,24 @@ aggs = { n = "count", bytes = "sum(.bytes)" }
 type = "file"
 inputs = ["per_user_folded"]
 path = "out/folded.csv"
+
+[sources.clean_w]
+type = "file"
+path = "$tmp/clean.jsonl"
+
+[transforms.per_minute_folded]
+type = "window"
+inputs = ["clean_w"]
+key = ".path"
+time = ".ts"
+size = "1m"
+out_of_orderness = "10s"
+aggs = { n = "count", bytes = "sum(.bytes)" }
+
+[sinks.window_out]
+type = "file"
+inputs = ["per_minute_folded"]
+path = "out/folded_window.jsonl"
 TOML
 done
 
@@ -97,8 +116,8 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 ref_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')
 echo "crashtest: uninterrupted run took ${ref_ms} ms"
-if ! "$W" inspect "$tmp/ref/p.toml" | grep -q '"combined"'; then
-  echo "crashtest: the clean source's lines were not folded by the parse workers"; exit 1
+if [ "$("$W" inspect "$tmp/ref/p.toml" | grep -c '"combined"')" != 2 ]; then
+  echo "crashtest: the clean sources' lines were not folded by the parse workers"; exit 1
 fi
 
 RANDOM=$seed
@@ -148,7 +167,7 @@ fail=0
 if [ "$survived" -lt $(( kills / 2 )) ]; then
   echo "crashtest: only $survived kills landed (wanted about $kills): the test proved little"; fail=1
 fi
-for f in errors.jsonl users.csv bad.jsonl folded.csv; do
+for f in errors.jsonl users.csv bad.jsonl folded.csv folded_window.jsonl; do
   if cmp -s "$tmp/ref/out/$f" "$tmp/crash/out/$f"; then
     echo "crashtest: $f identical ($(wc -l < "$tmp/ref/out/$f") lines)"
   else

@@ -69,7 +69,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Explain { pipeline, dot } => {
             let spec = pipeline::load(&pipeline, &[])?;
             let g = pipeline::validate::check(&spec)?;
-            out(&pipeline::graph::explain(&spec, &g, dot))
+            let notes = crate::runtime::run::worker_notes(&spec, &g);
+            out(&pipeline::graph::explain(&spec, &g, dot, &notes))
         }
         Command::Checkpoints { target } => {
             let dir = state_dir(&target)?;

@@ -4458,3 +4458,36 @@ fn a_window_is_not_folded_where_folding_would_show() {
         assert_eq!(toml.contains("late.jsonl"), !a_late.is_empty(), "{toml}");
     }
 }
+
+/// `weir explain` says what a source's parse workers do beyond parsing: fold for the window
+/// or aggregate downstream, or run the filter downstream; and nothing where they cannot.
+#[test]
+fn explain_says_when_the_parse_workers_fold_or_filter() {
+    let explain = |toml: &str| -> String {
+        let p = Proj::new();
+        p.write("p.toml", toml);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["explain", "p.toml"])
+            .current_dir(p.root())
+            .env("WEIR_PARSE_THREADS", "2")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{toml}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let window = window_folding_toml("");
+    let text = explain(&window);
+    assert!(
+        text.contains("parse workers (2 on this machine; jsonl files): fold lines straight into the counts and sums of 'win'"),
+        "{text}"
+    );
+    let late = format!(
+        "{window}[sinks.late]\ntype = \"file\"\ninputs = [\"win.late\"]\npath = \"late.jsonl\"\n"
+    );
+    assert!(!explain(&late).contains("parse workers"));
+    let filter = "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+        [transforms.keep]\ntype = \"filter\"\ninputs = [\"in\"]\nexpr = \".status >= 400\"\n\
+        [sinks.o]\ntype = \"file\"\ninputs = [\"keep\"]\npath = \"o.jsonl\"\n";
+    let text = explain(filter);
+    assert!(text.contains("run filter 'keep' on each line"), "{text}");
+}

@@ -355,8 +355,9 @@ fn add_edge(g: &mut Graph, from: usize, port: Port, to: usize) {
     g.nodes[to].inputs.push(e);
 }
 
-/// `weir explain`: the graph as text or Graphviz dot.
-pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool) -> String {
+/// `weir explain`: the graph as text or Graphviz dot. `notes` has a line per node or none
+/// (what a source's parse workers do, decided by the runtime).
+pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool, notes: &[Option<String>]) -> String {
     let mut s = String::new();
     let port_name = |g: &Graph, e: &Edge| match e.port {
         Port::Main => g.nodes[e.from].name.clone(),
@@ -415,12 +416,15 @@ pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool) -> String {
     s.push_str(&format!(
         "channels: bounded, {CHANNEL_CAPACITY} batches of up to {BATCH_SIZE} records each\n\nnodes (topological order):\n"
     ));
-    for n in &g.nodes {
+    for (idx, n) in g.nodes.iter().enumerate() {
         s.push_str(&format!("  {:<24} {}\n", n.name, what(n)));
         if let Role::Spec(i) = n.role {
             for line in describe(&spec.nodes[i].config, spec) {
                 s.push_str(&format!("  {:<24}   {line}\n", ""));
             }
+        }
+        if let Some(Some(note)) = notes.get(idx) {
+            s.push_str(&format!("  {:<24}   {note}\n", ""));
         }
     }
     s.push_str("\nedges:\n");

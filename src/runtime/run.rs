@@ -362,6 +362,49 @@ fn combine_pushdown(
     }
 }
 
+/// For `weir explain`: what each file source's parse workers do beyond parsing, if anything
+/// (run the filter downstream, or fold for the aggregate or window downstream).
+pub fn worker_notes(spec: &PipelineSpec, g: &crate::pipeline::graph::Graph) -> Vec<Option<String>> {
+    use crate::pipeline::graph::{Port, Role};
+    let threads = parse_threads();
+    (0..g.nodes.len())
+        .map(|i| {
+            let Role::Spec(si) = g.nodes[i].role else {
+                return None;
+            };
+            let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
+                return None;
+            };
+            let consumer = || {
+                g.nodes[i]
+                    .outputs
+                    .iter()
+                    .map(|&e| &g.edges[e])
+                    .find(|e| e.port == Port::Main)
+                    .map_or("", |e| g.nodes[e.to].name.as_str())
+            };
+            let what = if filter_pushdown(spec, g, i).is_some() {
+                format!(
+                    "run filter '{}' on each line, so dropped lines never become records",
+                    consumer()
+                )
+            } else if combine_pushdown(spec, g, i).is_some() && c.path != "-" {
+                format!(
+                    "fold lines straight into the counts and sums of '{}' (with at_end = \"finish\"; \
+                     a line that cannot be folded, such as a float or a bad line, turns this off \
+                     for good)",
+                    consumer()
+                )
+            } else {
+                return None;
+            };
+            Some(format!(
+                "parse workers ({threads} on this machine; jsonl files): {what}"
+            ))
+        })
+        .collect()
+}
+
 /// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
 /// checkpoint covers and stdout has not had yet.
 fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
