@@ -63,6 +63,9 @@ impl Map {
     pub fn push_unique(&mut self, key: Str, value: Value) {
         self.0.push((key, value));
     }
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
         Some(self.0.remove(i).1)

@@ -4491,3 +4491,101 @@ fn explain_says_when_the_parse_workers_fold_or_filter() {
     let text = explain(filter);
     assert!(text.contains("run filter 'keep' on each line"), "{text}");
 }
+
+/// The parse workers judge a pushed-down filter on its own fields before building a record
+/// (`Prefilter`): whatever the line (a field missing, repeated, escaped, of another type, a
+/// bad or blank line, nesting elsewhere), the output, dead letters and stats are those of
+/// the filter run record by record, including the filter's own errors.
+#[test]
+fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_does() {
+    let odd = [
+        "{\"path\":\"/a\"}",
+        "{\"status\":\"500\",\"path\":\"/a\"}",
+        "{\"status\":404.5,\"path\":\"/a\"}",
+        "{\"status\":true,\"path\":\"/a\"}",
+        "{\"status\":null,\"path\":\"/a\"}",
+        "{\"status\":200,\"path\":\"/a\",\"status\":500}",
+        "{\"status\":500,\"path\":\"/a\",\"status\":200}",
+        "{\"status\":500,\"path\":\"\\/skip\"}",
+        "{\"status\":500,\"path\":\"/\\u0061\"}",
+        "{\"status\":500,\"path\":\"/a\",\"n\":{\"x\":[1]}}",
+        "  {\"status\":503,\"path\":\"/a\"}  \r",
+        "",
+        "   ",
+        "{broken",
+        "[500]",
+        "{\"status\":-0,\"path\":\"/a\"}",
+        "{\"status\":1e3,\"path\":\"/a\"}",
+        "{\"status\":123456789012345678901234,\"path\":\"/a\"}",
+    ];
+    let mut data = String::new();
+    for i in 0..20_000u32 {
+        if i % 1000 == 7 {
+            data.push_str(odd[(i / 1000) as usize % odd.len()]);
+            data.push('\n');
+        }
+        let status = [200, 301, 404, 500, 503][(i % 5) as usize];
+        let path = ["/a", "/skip", "/b/c"][(i % 3) as usize];
+        data.push_str(&format!(
+            "{{\"i\":{i},\"status\":{status},\"path\":\"{path}\",\"pad\":\"{}\"}}\n",
+            "z".repeat((i % 29) as usize)
+        ));
+    }
+    // All of `odd` once more at the end, so each is met whatever the loop above picked.
+    for l in odd {
+        data.push_str(l);
+        data.push('\n');
+    }
+    for expr in [
+        ".status >= 400 and .path != \"/skip\"",
+        // A string status is an error the filter reports.
+        ".status - 100 >= 300",
+    ] {
+        let toml = format!(
+            "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\non_error = \"dead_letter\"\n\
+             dead_letter = \"bad.jsonl\"\n[transforms.f]\ntype = \"filter\"\ninputs = [\"in\"]\n\
+             expr = '{expr}'\n[transforms.m]\ntype = \"map\"\ninputs = [\"f\"]\n\
+             expr = \"{{i, status, path}}\"\n\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"o.jsonl\"\n"
+        );
+        let mut runs = Vec::new();
+        for pool in ["0", "2"] {
+            let p = Proj::new();
+            p.write("in.jsonl", &data);
+            p.write("p.toml", &toml);
+            runs.push(run_pooled(&p, pool));
+        }
+        let (a, b) = (&runs[0], &runs[1]);
+        assert!(
+            a.out == b.out,
+            "{expr}: output differs:\n{}\n---\n{}",
+            String::from_utf8_lossy(&a.out)
+                .lines()
+                .filter(|l| !l.starts_with("{\"i\""))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            String::from_utf8_lossy(&b.out)
+                .lines()
+                .filter(|l| !l.starts_with("{\"i\""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(a.dead, b.dead, "{expr}: dead letters differ");
+        assert_eq!(a.counts, b.counts, "{expr}: stats differ");
+        let kept = String::from_utf8_lossy(&a.out).lines().count();
+        assert!(kept > 4000, "{expr}: {kept}");
+        // The odd lines that pass: a string status, a repeat ending in 500, 503, 1e3.
+        let out = String::from_utf8_lossy(&a.out);
+        if expr.contains("!=") {
+            for want in [
+                "{\"i\":null,\"status\":\"500\",\"path\":\"/a\"}",
+                "{\"i\":null,\"status\":500,\"path\":\"/a\"}",
+                "{\"i\":null,\"status\":503,\"path\":\"/a\"}",
+            ] {
+                assert!(out.contains(want), "{want}: {out}");
+            }
+        } else {
+            assert!(a.dead.contains("\"node\":\"f\""), "{}", a.dead);
+        }
+    }
+}

@@ -362,6 +362,60 @@ fn decode_block(
     out
 }
 
+/// The pushed-down filter's own fields, for a worker to judge a line on them alone before
+/// building its record: most lines of a selective filter are dropped, and for those reading
+/// a few fields without building anything costs far less than decoding the projection.
+/// The filter reads no other field (`Expr::input_fields`), so on a record of just these it
+/// decides as on the whole projection; only a plain `false` drops a line early, and anything
+/// else (true, an error, a line the scanner leaves to sonic-rs) is decoded as before.
+struct Prefilter {
+    fields: Vec<Str>,
+    lens: u64,
+    /// Reused for every line: the filter's fields of the line at hand.
+    record: Value,
+}
+
+impl Prefilter {
+    fn new(filter: &crate::expr::Expr) -> Option<Prefilter> {
+        let fields = filter.input_fields()?;
+        if fields.is_empty() || fields.len() > 8 {
+            return None;
+        }
+        let lens = fields
+            .iter()
+            .filter(|f| f.len() < 64)
+            .fold(0u64, |m, f| m | 1 << f.len());
+        Some(Prefilter {
+            fields,
+            lens,
+            record: Value::Object(crate::value::Map::with_capacity(8)),
+        })
+    }
+
+    /// True when the filter drops `line` on its own fields.
+    #[inline]
+    fn drops(&mut self, line: &[u8], filter: &crate::expr::Expr) -> bool {
+        let line = super::formats::trim_ascii(line);
+        let mut slots: [Option<super::flat_json::Scalar<'_>>; 8] = [None; 8];
+        let slots = &mut slots[..self.fields.len()];
+        if line.is_empty()
+            || super::flat_json::scan_fields(line, &self.fields, self.lens, slots).is_none()
+        {
+            return false;
+        }
+        let Value::Object(m) = &mut self.record else {
+            return false;
+        };
+        m.clear();
+        for (f, s) in self.fields.iter().zip(slots.iter()) {
+            if let Some(s) = s {
+                m.push_unique(f.clone(), s.to_value());
+            }
+        }
+        matches!(filter.eval_bool(&self.record), Ok(false))
+    }
+}
+
 /// Cuts `bytes[start..end]` into lines and decodes them: what a pool worker does with a job.
 /// `end` is just after a newline, or the end of the mapping (a complete file needs no newline
 /// after its last line). A record the pushed-down filter rejects comes back as `None`.
@@ -371,6 +425,7 @@ fn decode_range(
     end: usize,
     projector: Option<&crate::value::Projector>,
     filter: Option<&crate::expr::Expr>,
+    mut prefilter: Option<&mut Prefilter>,
 ) -> JobResult {
     let mut lines = Vec::with_capacity((end - start) / 64 + 1);
     let mut pos = start;
@@ -386,15 +441,26 @@ fn decode_range(
             }
         }
     }
-    let results = decode_block(bytes, start, &lines, projector)
-        .into_iter()
-        .map(|d| match (d, filter) {
+    let Some(f) = filter else {
+        let results = decode_block(bytes, start, &lines, projector);
+        return (lines, results.into_iter().map(Some).collect());
+    };
+    let mut results = Vec::with_capacity(lines.len());
+    let mut pos = start;
+    for &(len, term) in &lines {
+        let line = &bytes[pos..pos + len];
+        pos += len + term;
+        if prefilter.as_mut().is_some_and(|p| p.drops(line, f)) {
+            results.push(None);
+            continue;
+        }
+        results.push(match decode_jsonl(line, projector) {
             // Only a plain `false` drops the record here; an error is the filter's to report,
             // so such a record goes on to it.
-            (Ok(Some(v)), Some(f)) if matches!(f.eval_bool(&v), Ok(false)) => None,
-            (d, _) => Some(d),
-        })
-        .collect();
+            Ok(Some(v)) if matches!(f.eval_bool(&v), Ok(false)) => None,
+            d => Some(d),
+        });
+    }
     (lines, results)
 }
 
@@ -476,6 +542,7 @@ impl DecodePool {
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
                     let mut table = Table::default();
+                    let mut prefilter = filter.as_ref().and_then(Prefilter::new);
                     for job in job_rx {
                         let out = match job {
                             PoolJob::Decode(j) => PoolReply::Decoded(decode_range(
@@ -484,6 +551,7 @@ impl DecodePool {
                                 j.end,
                                 projector.as_ref(),
                                 filter.as_ref(),
+                                prefilter.as_mut(),
                             )),
                             PoolJob::Fold(j) => PoolReply::Folded(match &combine {
                                 Some(spec) => fold_range(&j.map, j.start, j.end, spec, &mut table),
@@ -580,7 +648,7 @@ impl DecodePool {
         let (lines, results) = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
             Some(PoolReply::Decoded(r)) => r,
             // Decode on this thread (a worker failed): the same results, just slower.
-            _ => decode_range(self.map.as_ref()?, start, end, projector, filter),
+            _ => decode_range(self.map.as_ref()?, start, end, projector, filter, None),
         };
         Some(lines.into_iter().zip(results))
     }

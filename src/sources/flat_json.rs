@@ -182,6 +182,20 @@ pub enum Scalar<'a> {
     Null,
 }
 
+impl Scalar<'_> {
+    /// The value `parse_flat` builds for it.
+    #[inline(always)]
+    pub fn to_value(self) -> Value {
+        match self {
+            Scalar::Str(s) => Value::str(s),
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(f) => Value::Float(f),
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Null => Value::Null,
+        }
+    }
+}
+
 struct Scan<'a> {
     t: &'a str,
     b: &'a [u8],
@@ -257,13 +271,7 @@ impl<'a> Scan<'a> {
     /// One scalar value.
     #[inline(always)]
     fn value(&mut self) -> Option<Value> {
-        Some(match self.scalar()? {
-            Scalar::Str(s) => Value::str(s),
-            Scalar::Int(i) => Value::Int(i),
-            Scalar::Float(f) => Value::Float(f),
-            Scalar::Bool(b) => Value::Bool(b),
-            Scalar::Null => Value::Null,
-        })
+        Some(self.scalar()?.to_value())
     }
 
     /// One value read and validated, and nothing built.
