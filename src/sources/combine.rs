@@ -352,10 +352,14 @@ mod tests {
         )
     }
 
-    fn fold(text: &str) -> (Ack, Table) {
+    fn fold_for(spec: &CombineSpec, text: &str) -> (Ack, Table) {
         let mut t = Table::default();
-        let ack = fold_range(text.as_bytes(), 0, text.len(), &spec(), &mut t);
+        let ack = fold_range(text.as_bytes(), 0, text.len(), spec, &mut t);
         (ack, t)
+    }
+
+    fn fold(text: &str) -> (Ack, Table) {
+        fold_for(&spec(), text)
     }
 
     #[test]
@@ -428,9 +432,7 @@ mod tests {
     }
 
     fn fold_window(text: &str) -> (Ack, Table) {
-        let mut t = Table::default();
-        let ack = fold_range(text.as_bytes(), 0, text.len(), &window_spec(), &mut t);
-        (ack, t)
+        fold_for(&window_spec(), text)
     }
 
     #[test]
@@ -495,9 +497,7 @@ mod tests {
             10,
             0,
         );
-        let mut t = Table::default();
-        let text = "{\"k\":\"a\",\"ts\":-5}\n";
-        let Ack::Folded(f) = fold_range(text.as_bytes(), 0, text.len(), &spec, &mut t) else {
+        let (Ack::Folded(f), t) = fold_for(&spec, "{\"k\":\"a\",\"ts\":-5}\n") else {
             panic!()
         };
         assert_eq!(
