@@ -498,6 +498,42 @@ for job in J1 J2 J3; do
     say "$(printf '%-3s interleaved: every 1s %s | off %s | every 100ms %s' "$job" "${on[*]}" "${off[*]}" "${fast[*]}")"
 done
 
+# ------------------------------------------------------------------ what a checkpoint costs, directly
+# At these run lengths the machine's noise (the off runs alone spread by 10-50%) can be larger
+# than the 3% to be shown, so two direct measures are printed below the overhead lines (the
+# verdicts do not use them): the fixed cost of a run with checkpoints (its final checkpoint:
+# fsyncs and a rename), timed on the first 1,000 events where little else takes time, 15
+# interleaved pairs; and weir's own account of the longest pipeline stall a periodic checkpoint
+# caused (--stats, checkpoints every 100ms).
+declare -A STALL
+FIXED_MS=""
+if [[ -n "${OK[J2.weir]:-}" && -n "${OK[J2.weir-nockpt]:-}" ]]; then
+    head -n 1000 "$DATA" >"$TMP/small.jsonl"
+    for v in ckpt off; do
+        sed -e "s#$DATA#$TMP/small.jsonl#" -e "s#$TMP/out/#$TMP/out/small-#" "$TMP/J2-$v.toml" >"$TMP/small-$v.toml"
+    done
+    diffs=()
+    for ((i = 1; i <= 15; i++)); do
+        rm -rf "$TMP/state/small-"*
+        t0=$EPOCHREALTIME; "$WEIR" run -q "$TMP/small-ckpt.toml" --state "$TMP/state/small-ckpt" </dev/null >/dev/null 2>&1
+        t1=$EPOCHREALTIME; "$WEIR" run -q "$TMP/small-off.toml" --state "$TMP/state/small-off" </dev/null >/dev/null 2>&1
+        t2=$EPOCHREALTIME
+        diffs+=("$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.2f", ((b - a) - (c - b)) * 1000 }')")
+    done
+    FIXED_MS=$(median "${diffs[@]}")
+fi
+for job in J1 J2 J3; do
+    [[ -n "${OK[$job.weir]:-}" ]] || continue
+    rm -rf "$TMP/state/$job-fast"
+    "$WEIR" run -q "$TMP/$job-fast.toml" --state "$TMP/state/$job-fast" --stats "$TMP/log/$job.stats.json" </dev/null >/dev/null 2>&1 || continue
+    STALL[$job]=$(python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+n = max(s["nodes"], key=lambda n: n["max_checkpoint_stall_ms"])
+print("%d %.1f %s" % (len(s["checkpoints"]), n["max_checkpoint_stall_ms"], n["node"]))
+' "$TMP/log/$job.stats.json" 2>/dev/null) || unset "STALL[$job]"
+done
+
 # ------------------------------------------------------------------ the table
 {
     printf '\n%s events (%s MB) from scripts/gen_events.py --seed %s --keys %s; median of %s runs; %s cores\n' \
@@ -522,6 +558,19 @@ done
                 -v c1="${OVH[$job.cost]}" -v c2="${OVH[$job.costfast]}" -v z="${OVH[$job.noise]}" \
                 'BEGIN { printf "%s: checkpoints cost %+.1f%% every 1s, %+.1f%% every 100ms, against off (median of %d interleaved rounds'"'"' ratios; medians of the runs: 1s %.3f s, 100ms %.3f s, off %.3f s; the off runs alone spread over %.0f%% of their median)\n", j, c1, c2, n, a, f, b, z }'
         fi
+    done
+    if [[ -n $FIXED_MS ]]; then
+        printf 'fixed cost of checkpoints (the final one; first 1,000 events, median of 15 interleaved pairs): %+.2f ms a run' "$FIXED_MS"
+        for job in J1 J2 J3; do
+            [[ -n "${OK[$job.weir-nockpt]:-}" ]] && awk -v j="$job" -v f="$FIXED_MS" -v w="${WALL[$job.weir-nockpt]}" \
+                'BEGIN { printf "; %s %+.1f%%", j, (w > 0 ? f / (w * 1000) * 100 : 0) }'
+        done
+        printf '\n'
+    fi
+    for job in J1 J2 J3; do
+        [[ -n "${STALL[$job]:-}" ]] || continue
+        read -r n ms node <<<"${STALL[$job]}"
+        awk -v j="$job" -v n="$n" -v ms="$ms" -v node="$node" 'BEGIN { printf "%s: %d checkpoints every 100ms; the longest pipeline stall one caused was %.1f ms (node %s): at one a second, at most %.2f%% of the time\n", j, n, ms, node, ms / 10 }'
     done
     # verdicts against the performance issue's targets (weir = the row with checkpoints every 1s)
     printf '\ntargets (weir row, checkpoints every 1s):\n'
