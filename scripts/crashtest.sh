@@ -130,17 +130,19 @@ while :; do
   "$W" resume --or-start "$tmp/crash/p.toml" 2>>"$tmp/stderr.log" &
   pid=$!
   if [ "$survived" -lt "$kills" ]; then
-    # Kill 1-8 % of an uninterrupted run's time into this one (at least 15 ms), so some kills
-    # land before a run's first checkpoint and some during one. Every second run first waits
-    # for a checkpoint newer than the one it resumed from: that guarantees progress and
-    # checkpoints to corrupt whatever the machine's speed (a slow debug build on a busy CI
-    # machine once saw every kill land before any checkpoint completed).
+    # Kill 15 ms plus a random share of this run's part of an uninterrupted run's time (that
+    # time over 1.5 x the kills) into it, so some kills land before a run's first checkpoint
+    # and some during one, and all the kills fit in the work: a fixed share of the whole run
+    # let a fast release build finish after 10 runs, with 9 of 25 kills landed. Every second
+    # run first waits for a checkpoint newer than the one it resumed from: that guarantees
+    # progress and checkpoints to corrupt whatever the machine's speed (a slow debug build on
+    # a busy CI machine once saw every kill land before any checkpoint completed).
     if [ $((runs % 2)) = 0 ]; then
       while kill -0 "$pid" 2>/dev/null && [ "$(newest_ckpt)" = "$before" ]; do sleep 0.005; done
     fi
-    # (Later kills let a fast release run finish in a handful of runs: 5 of 25 kills landed.)
-    ms=$(( ref_ms * (1 + RANDOM % 8) / 100 ))
-    [ "$ms" -lt 15 ] && ms=15
+    share=$(( ref_ms * 2 / (3 * kills) ))
+    [ "$share" -lt 1 ] && share=1
+    ms=$(( 15 + RANDOM % share ))
     sleep "$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')"
     kill -9 "$pid" 2>/dev/null
   fi

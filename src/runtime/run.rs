@@ -684,7 +684,9 @@ fn run_once(
                         )))
                     }
                 };
-                cut.add(i, consumed / crate::pipeline::graph::BATCH_SIZE as u64);
+                if !source.cut_free() {
+                    cut.add(i, consumed / crate::pipeline::graph::BATCH_SIZE as u64);
+                }
                 ctx.stats[i]
                     .bytes_total
                     .store(source.total_bytes().unwrap_or(0), Ordering::Relaxed);

@@ -1820,6 +1820,12 @@ impl Source for FileSource {
         self.combine.is_some()
     }
 
+    /// A source that may fold feeds one aggregate that emits only at the end, or one window
+    /// that feeds only sinks (`runtime::run::combine_pushdown`), folding or not.
+    fn cut_free(&self) -> bool {
+        self.s.combine.is_some()
+    }
+
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
         // Stdin: the CRC of exactly the bytes consumed so far.
         let crc = match (&self.reader, &self.csv) {

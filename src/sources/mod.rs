@@ -49,6 +49,14 @@ pub trait Source: Send {
         false
     }
 
+    /// Whether this source stays out of the common cut (`Cut`): its records, and what is
+    /// made of them, never meet another source's at a merge, so where its barrier falls
+    /// against their batches changes nothing. Its barriers then go out as soon as asked,
+    /// and its position (far ahead, say, after folding) never holds back the others'.
+    fn cut_free(&self) -> bool {
+        false
+    }
+
     /// Total input bytes when known (for the progress bar).
     fn total_bytes(&self) -> Option<u64> {
         None
@@ -148,9 +156,8 @@ impl SourceDriver {
                 return self.end(ctx, EndKind::Pause);
             }
             let seq = self.consumed / BATCH_SIZE as u64;
-            // A folding source's only consumer is one aggregate, so where its barrier falls
-            // against other sources' batches cannot change any merge.
-            let barrier = if self.source.folding() {
+            // A cut-free source's barrier goes out as soon as asked (see `Source::cut_free`).
+            let barrier = if self.source.cut_free() {
                 self.cut.pending(self.emitted)
             } else {
                 self.cut.announce(self.node, seq, self.emitted)

@@ -509,3 +509,118 @@ fn injected_disk_full_without_restart_exits_1_and_resumes() {
         assert!(want[i] == read_out(d.path(), f), "{f} differs");
     }
 }
+
+/// The records each source of the newest checkpoint had consumed, by node name.
+fn consumed_by_source(dir: &Path) -> Vec<(String, u64)> {
+    let v: serde_json::Value = serde_json::from_str(&inspect(dir)).expect("inspect prints JSON");
+    v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| {
+            Some((
+                n["node"].as_str()?.to_string(),
+                n["state"]["consumed"].as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+/// A source that may fold stays out of the cut where the other sources place their barriers:
+/// folding reads far ahead (here about six times as many lines per step), and when its
+/// position counted in the cut, a resumed run's next barrier had to wait until the other
+/// source reached the same batch number, which here lies past its end: no checkpoint until
+/// that source had read everything.
+#[test]
+fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
+    const SLOW: u64 = 40_000;
+    let mut slow = String::new();
+    for i in 0..SLOW {
+        slow.push_str(&format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "p".repeat(80)));
+    }
+    let mut fast = String::new();
+    for i in 0..400_000u32 {
+        fast.push_str(&format!("{{\"u\":\"u{}\"}}\n", i % 7));
+    }
+    let env = [("WEIR_PARSE_THREADS", "2")];
+    let at = |name: &str, c: &[(String, u64)]| c.iter().find(|x| x.0 == name).map(|x| x.1);
+    // The case this test is about: a checkpoint where the folding source is past the other
+    // source's end and the other is not. Every read step sleeps, so both sources take steps
+    // at about the same rate; which checkpoint that is depends on the build's speed, so the
+    // first run dies at the first, second, ... until one is.
+    let mut case = None;
+    for nth in 1..8 {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("slow.jsonl"), &slow).unwrap();
+        std::fs::write(d.path().join("fast.jsonl"), &fast).unwrap();
+        std::fs::write(
+            d.path().join("p.toml"),
+            "name = \"cut\"\n[checkpoint]\nevery = \"2ms\"\nretain = 5\n\
+             [sources.slow]\ntype = \"file\"\npath = \"slow.jsonl\"\n\
+             [sources.fast]\ntype = \"file\"\npath = \"fast.jsonl\"\n\
+             [transforms.per_u]\ntype = \"aggregate\"\ninputs = [\"fast\"]\nkey = \".u\"\n\
+             aggs = { n = \"count\" }\n\
+             [sinks.s]\ntype = \"file\"\ninputs = [\"slow\"]\npath = \"s.jsonl\"\n\
+             [sinks.a]\ntype = \"file\"\ninputs = [\"per_u\"]\npath = \"a.jsonl\"\n",
+        )
+        .unwrap();
+        let first = crate::common::run_weir_env(
+            d.path(),
+            &["run", "-q", "p.toml"],
+            Some(&format!(
+                "source-batch=sleep(3);checkpoint-after-write={}*off->return",
+                nth - 1
+            )),
+            &env,
+        );
+        assert_eq!(
+            first.status.code(),
+            None,
+            "{}",
+            String::from_utf8_lossy(&first.stderr)
+        );
+        let before = consumed_by_source(d.path());
+        let (slow0, fast0) = (at("slow", &before).unwrap(), at("fast", &before).unwrap());
+        if slow0 >= SLOW {
+            break;
+        }
+        if fast0 > SLOW {
+            case = Some((d, before, slow0));
+            break;
+        }
+    }
+    let Some((d, before, slow0)) = case else {
+        panic!("no checkpoint found the folding source past the other's end and the other not")
+    };
+    let second = crate::common::run_weir_env(
+        d.path(),
+        &["resume", "-q", "p.toml"],
+        Some("source-batch=sleep(3);checkpoint-after-write=return"),
+        &env,
+    );
+    assert_eq!(
+        second.status.code(),
+        None,
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let after = consumed_by_source(d.path());
+    let slow1 = at("slow", &after).unwrap();
+    assert!(
+        slow1 > slow0 && slow1 < SLOW,
+        "the resumed run's first checkpoint waited for the slow source's end: {before:?} then {after:?}"
+    );
+    // And the whole run still gives what it should.
+    let o = crate::common::run_weir_env(d.path(), &["resume", "-q", "p.toml"], None, &env);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let a = std::fs::read_to_string(d.path().join("a.jsonl")).unwrap();
+    assert_eq!(a.lines().count(), 7, "{a}");
+    assert!(a.contains("{\"key\":\"u0\",\"n\":57143}"), "{a}");
+    let s = std::fs::read_to_string(d.path().join("s.jsonl")).unwrap();
+    assert_eq!(s.lines().count() as u64, SLOW);
+}
