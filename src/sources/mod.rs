@@ -49,10 +49,11 @@ pub trait Source: Send {
         false
     }
 
-    /// Whether this source stays out of the common cut (`Cut`): its records, and what is
-    /// made of them, never meet another source's at a merge, so where its barrier falls
-    /// against their batches changes nothing. Its barriers then go out as soon as asked,
-    /// and its position (far ahead, say, after folding) never holds back the others'.
+    /// Whether this source stays out of the common cut (`Cut`): where its barrier falls
+    /// against other sources' batches changes no merge, because its records reach only one
+    /// aggregate that emits at the end (after every batch) or one window that feeds only
+    /// sinks. Its barriers then go out as soon as asked, and its position (far ahead, say,
+    /// after folding) never holds back the others'.
     fn cut_free(&self) -> bool {
         false
     }
