@@ -4478,7 +4478,7 @@ fn explain_says_when_the_parse_workers_fold_or_filter() {
     let window = window_folding_toml("");
     let text = explain(&window);
     assert!(
-        text.contains("parse workers (2 on this machine; jsonl files): fold lines straight into the counts and sums of 'win'"),
+        text.contains("parse workers (2 on this machine): fold lines straight into the counts and sums of 'win'"),
         "{text}"
     );
     let late = format!(
@@ -4490,6 +4490,8 @@ fn explain_says_when_the_parse_workers_fold_or_filter() {
         [sinks.o]\ntype = \"file\"\ninputs = [\"keep\"]\npath = \"o.jsonl\"\n";
     let text = explain(filter);
     assert!(text.contains("run filter 'keep' on each line"), "{text}");
+    // CSV is not read by the parse workers.
+    assert!(!explain(&filter.replace("in.jsonl", "in.csv")).contains("parse workers"));
 }
 
 /// The parse workers judge a pushed-down filter on its own fields before building a record

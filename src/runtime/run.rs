@@ -272,11 +272,9 @@ fn filter_pushdown(
 /// is decided as it is read (see `sources::combine`).
 fn combine_pushdown(
     spec: &PipelineSpec,
-    g: &crate::pipeline::graph::Graph,
+    g: &Graph,
     source: usize,
 ) -> Option<crate::sources::combine::CombineSpec> {
-    use crate::pipeline::graph::{Port, Role};
-    use crate::pipeline::Kind;
     use crate::sources::combine::CombineSpec;
     use crate::transforms::aggs::{parse_agg, Func};
     let mut main = g.nodes[source]
@@ -327,7 +325,7 @@ fn combine_pushdown(
         }
         NodeConfig::Window(c) => {
             let ms = |d: &Option<String>| match d {
-                Some(d) => crate::pipeline::spec::parse_duration_ms(d).ok(),
+                Some(d) => parse_duration_ms(d).ok(),
                 None => Some(0),
             };
             if c.slide.is_some() || c.gap.is_some() || ms(&c.allowed_lateness)? != 0 {
@@ -364,8 +362,7 @@ fn combine_pushdown(
 
 /// For `weir explain`: what each file source's parse workers do beyond parsing, if anything
 /// (run the filter downstream, or fold for the aggregate or window downstream).
-pub fn worker_notes(spec: &PipelineSpec, g: &crate::pipeline::graph::Graph) -> Vec<Option<String>> {
-    use crate::pipeline::graph::{Port, Role};
+pub fn worker_notes(spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
     let threads = parse_threads();
     (0..g.nodes.len())
         .map(|i| {
@@ -375,6 +372,10 @@ pub fn worker_notes(spec: &PipelineSpec, g: &crate::pipeline::graph::Graph) -> V
             let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
                 return None;
             };
+            // The pool reads only JSON lines of files (not stdin).
+            if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
+                return None;
+            }
             let consumer = || {
                 g.nodes[i]
                     .outputs
@@ -388,19 +389,16 @@ pub fn worker_notes(spec: &PipelineSpec, g: &crate::pipeline::graph::Graph) -> V
                     "run filter '{}' on each line, so dropped lines never become records",
                     consumer()
                 )
-            } else if combine_pushdown(spec, g, i).is_some() && c.path != "-" {
+            } else if combine_pushdown(spec, g, i).is_some() && c.at_end == AtEnd::Finish {
                 format!(
-                    "fold lines straight into the counts and sums of '{}' (with at_end = \"finish\"; \
-                     a line that cannot be folded, such as a float or a bad line, turns this off \
-                     for good)",
+                    "fold lines straight into the counts and sums of '{}' (a line that cannot \
+                     be folded, such as a float or a bad line, turns this off for good)",
                     consumer()
                 )
             } else {
                 return None;
             };
-            Some(format!(
-                "parse workers ({threads} on this machine; jsonl files): {what}"
-            ))
+            Some(format!("parse workers ({threads} on this machine): {what}"))
         })
         .collect()
 }
