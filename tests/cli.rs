@@ -4542,6 +4542,8 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
         ".status >= 400 and .path != \"/skip\"",
         // A string status is an error the filter reports.
         ".status - 100 >= 300",
+        // Drops a fifth: the workers soon stop judging lines first, for a while.
+        ".status != 200",
     ] {
         let toml = format!(
             "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\non_error = \"dead_letter\"\n\
@@ -4578,7 +4580,7 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
         assert!(kept > 4000, "{expr}: {kept}");
         // The odd lines that pass: a string status, a repeat ending in 500, 503, 1e3.
         let out = String::from_utf8_lossy(&a.out);
-        if expr.contains("!=") {
+        if expr.contains("!= \"/skip\"") {
             for want in [
                 "{\"i\":null,\"status\":\"500\",\"path\":\"/a\"}",
                 "{\"i\":null,\"status\":500,\"path\":\"/a\"}",
@@ -4586,7 +4588,7 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
             ] {
                 assert!(out.contains(want), "{want}: {out}");
             }
-        } else {
+        } else if expr.contains('-') {
             assert!(a.dead.contains("\"node\":\"f\""), "{}", a.dead);
         }
     }
