@@ -457,15 +457,20 @@ pub struct Projector {
     lens: u64,
 }
 
+/// Bit `n` set when one of `fields` is `n` bytes long (names of 64 bytes or more are left
+/// out): the scanners rule most keys out by length alone (`sources::flat_json`).
+pub fn length_mask(fields: &[Str]) -> u64 {
+    fields
+        .iter()
+        .filter(|f| f.len() < 64)
+        .fold(0, |m, f| m | 1 << f.len())
+}
+
 impl Projector {
     pub fn new(fields: &[Str]) -> Projector {
-        let lens = fields
-            .iter()
-            .filter(|f| f.len() < 64)
-            .fold(0, |m, f| m | 1 << f.len());
         Projector {
             fields: fields.to_vec(),
-            lens,
+            lens: length_mask(fields),
         }
     }
 

@@ -4466,13 +4466,13 @@ fn explain_says_when_the_parse_workers_fold_or_filter() {
     let explain = |toml: &str| -> String {
         let p = Proj::new();
         p.write("p.toml", toml);
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["explain", "p.toml"])
-            .current_dir(p.root())
-            .env("WEIR_PARSE_THREADS", "2")
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{toml}");
+        let o = common::run_weir_env(
+            p.root(),
+            &["explain", "p.toml"],
+            None,
+            &[("WEIR_PARSE_THREADS", "2")],
+        );
+        common::expect_exit(&o, Some(0));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let window = window_folding_toml("");

@@ -235,15 +235,13 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     }
 }
 
-/// The filter a source can run in its decode pool: the one consumer of the source's records,
-/// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
-/// evaluating it early, on another thread, decides exactly what the filter would.
-fn filter_pushdown(
-    spec: &PipelineSpec,
-    g: &crate::pipeline::graph::Graph,
+/// The one node a source's records go to (its only main edge) and that node's config: the
+/// node whose work the source's parse workers may take on (see the two functions below).
+fn sole_consumer<'a>(
+    spec: &'a PipelineSpec,
+    g: &Graph,
     source: usize,
-) -> Option<(crate::expr::Expr, usize)> {
-    use crate::pipeline::graph::{Port, Role};
+) -> Option<(usize, &'a NodeConfig)> {
     let mut main = g.nodes[source]
         .outputs
         .iter()
@@ -256,11 +254,22 @@ fn filter_pushdown(
     let Role::Spec(si) = g.nodes[edge.to].role else {
         return None;
     };
-    let NodeConfig::Filter(c) = &spec.nodes[si].config else {
+    Some((edge.to, &spec.nodes[si].config))
+}
+
+/// The filter a source can run in its decode pool: the one consumer of the source's records,
+/// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
+/// evaluating it early, on another thread, decides exactly what the filter would.
+fn filter_pushdown(
+    spec: &PipelineSpec,
+    g: &Graph,
+    source: usize,
+) -> Option<(crate::expr::Expr, usize)> {
+    let (to, NodeConfig::Filter(c)) = sole_consumer(spec, g, source)? else {
         return None;
     };
     let expr = crate::expr::Expr::compile(&c.expr).ok()?;
-    expr.is_native().then_some((expr, edge.to))
+    expr.is_native().then_some((expr, to))
 }
 
 /// The aggregate or window a source's parse workers can fold lines for: the one consumer of
@@ -277,18 +286,10 @@ fn combine_pushdown(
 ) -> Option<crate::sources::combine::CombineSpec> {
     use crate::sources::combine::CombineSpec;
     use crate::transforms::aggs::{parse_agg, Func};
-    let mut main = g.nodes[source]
-        .outputs
-        .iter()
-        .map(|&e| &g.edges[e])
-        .filter(|e| e.port == Port::Main);
-    let edge = main.next()?;
-    if main.next().is_some() || g.nodes[edge.to].inputs.len() != 1 {
+    let (to, config) = sole_consumer(spec, g, source)?;
+    if g.nodes[to].inputs.len() != 1 {
         return None;
     }
-    let Role::Spec(si) = g.nodes[edge.to].role else {
-        return None;
-    };
     let field = |text: &str| -> Option<crate::value::Str> {
         crate::expr::Expr::compile(text)
             .ok()?
@@ -310,7 +311,7 @@ fn combine_pushdown(
         }
         Some(funcs)
     };
-    match &spec.nodes[si].config {
+    match config {
         NodeConfig::Aggregate(c) => {
             if c.emit != crate::pipeline::spec::Emit::Final
                 || c.state_ttl.is_some()
@@ -336,7 +337,7 @@ fn combine_pushdown(
                 return None;
             }
             // Sinks only, each reading this window alone; and no `.late` output.
-            let window = &g.nodes[edge.to];
+            let window = &g.nodes[to];
             for &e in &window.outputs {
                 let e = &g.edges[e];
                 let to = &g.nodes[e.to];
@@ -376,14 +377,7 @@ pub fn worker_notes(spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
             if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
                 return None;
             }
-            let consumer = || {
-                g.nodes[i]
-                    .outputs
-                    .iter()
-                    .map(|&e| &g.edges[e])
-                    .find(|e| e.port == Port::Main)
-                    .map_or("", |e| g.nodes[e.to].name.as_str())
-            };
+            let consumer = || sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
             let what = if filter_pushdown(spec, g, i).is_some() {
                 format!(
                     "run filter '{}' on each line, so dropped lines never become records",

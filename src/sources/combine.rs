@@ -115,11 +115,7 @@ impl CombineSpec {
     }
 
     fn set_lens(&mut self) {
-        self.lens = self
-            .fields
-            .iter()
-            .filter(|f| f.len() < 64)
-            .fold(0u64, |m, f| m | 1 << f.len());
+        self.lens = crate::value::length_mask(&self.fields);
     }
 }
 

@@ -373,8 +373,7 @@ fn decode_block(
 /// slower), so a worker measures what the judging drops and stops judging for a while when it
 /// drops less than a third of the lines; which lines are dropped never depends on it.
 struct Prefilter {
-    fields: Vec<Str>,
-    lens: u64,
+    fields: crate::value::Projector,
     /// Reused for every line: the filter's fields of the line at hand.
     record: Value,
     /// Lines judged and dropped since the last look at the rate.
@@ -398,13 +397,8 @@ impl Prefilter {
         if fields.is_empty() || fields.len() > 8 {
             return None;
         }
-        let lens = fields
-            .iter()
-            .filter(|f| f.len() < 64)
-            .fold(0u64, |m, f| m | 1 << f.len());
         Some(Prefilter {
-            fields,
-            lens,
+            fields: crate::value::Projector::new(&fields),
             record: Value::Object(crate::value::Map::with_capacity(8)),
             judged: 0,
             dropped: 0,
@@ -437,18 +431,17 @@ impl Prefilter {
     #[inline]
     fn drops(&mut self, line: &[u8], filter: &crate::expr::Expr) -> bool {
         let line = super::formats::trim_ascii(line);
+        let (fields, lens) = self.fields.wanted();
         let mut slots: [Option<super::flat_json::Scalar<'_>>; 8] = [None; 8];
-        let slots = &mut slots[..self.fields.len()];
-        if line.is_empty()
-            || super::flat_json::scan_fields(line, &self.fields, self.lens, slots).is_none()
-        {
+        let slots = &mut slots[..fields.len()];
+        if line.is_empty() || super::flat_json::scan_fields(line, fields, lens, slots).is_none() {
             return false;
         }
         let Value::Object(m) = &mut self.record else {
             return false;
         };
         m.clear();
-        for (f, s) in self.fields.iter().zip(slots.iter()) {
+        for (f, s) in fields.iter().zip(slots.iter()) {
             if let Some(s) = s {
                 m.push_unique(f.clone(), s.to_value());
             }

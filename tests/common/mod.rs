@@ -462,3 +462,14 @@ pub fn run_weir_env(
     }
     c.output().expect("weir runs")
 }
+
+/// Fails with weir's stderr unless `o` exited with `code` (`None`: killed by a signal, as an
+/// abort at a crash point is).
+pub fn expect_exit(o: &std::process::Output, code: Option<i32>) {
+    assert_eq!(
+        o.status.code(),
+        code,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

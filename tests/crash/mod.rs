@@ -103,12 +103,7 @@ fn reference(stdout: bool) -> (Vec<Vec<u8>>, Vec<u8>) {
     let d = tempfile::tempdir().unwrap();
     pipeline(d.path(), stdout);
     let o = run(d.path(), &["run", "-q", "p.toml"], None);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::expect_exit(&o, Some(0));
     let files = OUTPUTS.iter().map(|f| read_out(d.path(), f)).collect();
     (files, o.stdout)
 }
@@ -191,12 +186,7 @@ fn crash_with_the_filter_run_by_the_parse_workers() {
     let r = tempfile::tempdir().unwrap();
     pushdown_pipeline(r.path());
     let o = run(r.path(), &["run", "-q", "p.toml"], None);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::expect_exit(&o, Some(0));
     let want: Vec<Vec<u8>> = files.iter().map(|f| read_out(r.path(), f)).collect();
     assert!(want[0].len() > 10_000 && !want[1].is_empty());
     for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 4)] {
@@ -294,12 +284,7 @@ fn crash_while_folding(window: bool, lines: usize) {
         let r = tempfile::tempdir().unwrap();
         folding_pipeline(r.path(), odd_at, window);
         let o = run(r.path(), &["run", "-q", "p.toml"], None);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        crate::common::expect_exit(&o, Some(0));
         let want = read_out(r.path(), "out/users.csv");
         let n = want.iter().filter(|&&b| b == b'\n').count();
         assert!((lines..lines + 40).contains(&n), "{n}");
@@ -355,21 +340,11 @@ fn resuming_a_checkpoint_made_record_by_record_never_folds() {
         Some("source-batch=sleep(20);checkpoint-after-write=return"),
         &serial,
     );
-    assert_eq!(
-        first.status.code(),
-        None,
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    crate::common::expect_exit(&first, None);
     let state = inspect(d.path());
     assert!(state.contains("\"finished\": false"), "{state}");
     let o = crate::common::run_weir_env(d.path(), &["resume", "-q", "p.toml"], None, &pooled);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::expect_exit(&o, Some(0));
     let got = std::fs::read_to_string(d.path().join("o.jsonl")).unwrap();
     assert_eq!(got, "{\"key\":\"a\",\"n\":8001,\"b\":10000000000000000}\n");
     assert!(!inspect(d.path()).contains("\"combined\""));
@@ -499,12 +474,7 @@ fn injected_disk_full_without_restart_exits_1_and_resumes() {
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(stderr.contains("weir resume"), "{stderr}");
     let o = run(d.path(), &["resume", "p.toml"], None);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::expect_exit(&o, Some(0));
     for (i, f) in OUTPUTS.iter().enumerate() {
         assert!(want[i] == read_out(d.path(), f), "{f} differs");
     }
@@ -573,12 +543,7 @@ fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
             )),
             &env,
         );
-        assert_eq!(
-            first.status.code(),
-            None,
-            "{}",
-            String::from_utf8_lossy(&first.stderr)
-        );
+        crate::common::expect_exit(&first, None);
         let before = consumed_by_source(d.path());
         let (slow0, fast0) = (at("slow", &before).unwrap(), at("fast", &before).unwrap());
         if slow0 >= SLOW {
@@ -598,12 +563,7 @@ fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
         Some("source-batch=sleep(3);checkpoint-after-write=return"),
         &env,
     );
-    assert_eq!(
-        second.status.code(),
-        None,
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    crate::common::expect_exit(&second, None);
     let after = consumed_by_source(d.path());
     let slow1 = at("slow", &after).unwrap();
     assert!(
@@ -612,12 +572,7 @@ fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
     );
     // And the whole run still gives what it should.
     let o = crate::common::run_weir_env(d.path(), &["resume", "-q", "p.toml"], None, &env);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::expect_exit(&o, Some(0));
     let a = std::fs::read_to_string(d.path().join("a.jsonl")).unwrap();
     assert_eq!(a.lines().count(), 7, "{a}");
     assert!(a.contains("{\"key\":\"u0\",\"n\":57143}"), "{a}");
