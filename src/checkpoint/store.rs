@@ -179,11 +179,6 @@ impl Store {
         Ok(bytes.len() as u64)
     }
 
-    pub fn write(&self, c: &Checkpoint, retain: usize) -> Result<u64, Error> {
-        let bytes = format::encode(c)?;
-        self.write_encoded(c.id, &bytes, retain)
-    }
-
     /// `run --fresh`: moves the checkpoints (and spools) into `old-<time>/`, never deleting them.
     pub fn move_aside(&self) -> Result<Option<PathBuf>, Error> {
         if self.files().is_empty() {

@@ -3,8 +3,7 @@
 //! same exactly-once treatment) as good ones.
 
 use super::spec::{NodeConfig, OnError};
-use super::{Collector, Kind, Locator, PipelineSpec, Problems};
-use crate::error::Result;
+use super::{Collector, Kind, Locator, PipelineSpec};
 use std::path::PathBuf;
 
 /// Batches a channel holds before its sender blocks (back-pressure).
@@ -58,28 +57,9 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn index(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name == name)
-    }
     pub fn sources(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.nodes.len()).filter(|&i| self.nodes[i].kind == Kind::Source)
     }
-    pub fn sinks(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].kind == Kind::Sink)
-    }
-}
-
-/// Wires the nodes; reports every wiring problem at once.
-pub fn build(spec: &PipelineSpec) -> Result<Graph> {
-    let (g, problems) = build_collect(spec);
-    if !problems.is_empty() {
-        return Err(Problems {
-            file: spec.file.clone(),
-            list: problems,
-        }
-        .into());
-    }
-    Ok(g)
 }
 
 /// Wires what can be wired and returns the problems alongside (with those found in reading).

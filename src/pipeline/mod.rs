@@ -134,8 +134,6 @@ pub struct PipelineSpec {
     pub checkpoint: CheckpointConfig,
     pub restart: RestartConfig,
     pub nodes: Vec<NodeSpec>,
-    /// `--set` overrides, kept so the pipeline hash covers them.
-    pub overrides: Vec<String>,
     /// Problems found while reading; reported with the wiring and compile problems so that
     /// `validate` lists everything at once.
     pub problems: Vec<Problem>,
@@ -270,7 +268,6 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
         checkpoint: CheckpointConfig::default(),
         restart: RestartConfig::default(),
         nodes: Vec::new(),
-        overrides: overrides.to_vec(),
         problems: Vec::new(),
         broken: Vec::new(),
         setting_spans: Vec::new(),

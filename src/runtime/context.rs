@@ -6,7 +6,7 @@ use super::message::Origin;
 use crate::error::Error;
 use crate::pipeline::spec::OnError;
 use crossbeam_channel::Sender;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, RwLock};
 
 #[derive(Default, Debug)]
@@ -77,8 +77,6 @@ pub struct Context {
     /// Indexed by graph node index; `None` for nodes that are not sources.
     pub sources: Vec<Option<SourceInfo>>,
     stop: AtomicU8,
-    /// Set once a second signal asks to exit without the final checkpoint.
-    pub hard_stop: AtomicBool,
     failure: Mutex<Option<Error>>,
     pub reports: Sender<Report>,
     pub quiet: bool,
@@ -99,7 +97,6 @@ impl Context {
             stats,
             sources,
             stop: AtomicU8::new(StopReason::None as u8),
-            hard_stop: AtomicBool::new(false),
             failure: Mutex::new(None),
             reports,
             quiet,

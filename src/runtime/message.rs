@@ -1,5 +1,7 @@
-//! The one message type on every channel. Barriers and watermarks travel in-band with the data,
-//! so a barrier's position in the stream is exactly the cut that its checkpoint describes.
+//! The one message type on every channel. Barriers travel in-band with the data, so a barrier's
+//! position in the stream is exactly the cut that its checkpoint describes. Watermarks are not
+//! messages: a `window` or `dedup` derives its own from the event times of the records it reads,
+//! in the order the deterministic merge gives them, so it depends on the records alone.
 
 use crate::value::Value;
 
@@ -40,8 +42,6 @@ pub enum EndKind {
 #[derive(Debug, Clone)]
 pub enum Msg {
     Batch(Batch),
-    /// Event time (ms since the epoch) below which no more records will come.
-    Watermark(i64),
     /// Checkpoint barrier with the checkpoint id.
     Barrier(u64),
     End(EndKind),

@@ -69,11 +69,6 @@ pub trait Operator: Send {
         )))
     }
 
-    /// The combined watermark of the inputs advanced to `wm`.
-    fn watermark(&mut self, wm: i64, out: &mut Output) -> StageResult {
-        out.broadcast(Msg::Watermark(wm))
-    }
-
     /// Every input finished: emit final results.
     fn finish(&mut self, _out: &mut Output) -> StageResult {
         Ok(())
@@ -316,8 +311,6 @@ fn stage_loop(
     let mut ended: Vec<Option<EndKind>> = vec![None; n];
     let mut blocked = vec![false; n];
     let mut pending_barrier: Option<u64> = None;
-    let mut wms: Vec<i64> = vec![i64::MIN; n];
-    let mut wm_out = i64::MIN;
     // Output caused by a watermark carries the seq of the batch that advanced it.
     let mut last_seq = 0u64;
     // The seq of what sits in the output buffer, flushed when it changes.
@@ -361,22 +354,6 @@ fn stage_loop(
                         op.partial(p, out)?;
                         // A window fires what the folded records' watermark reached.
                         out.flush_batch(last_seq, false)?;
-                    }
-                    Msg::Watermark(w) => {
-                        wms[i] = wms[i].max(w);
-                        let live_min = (0..n)
-                            .filter(|&j| ended[j].is_none())
-                            .map(|j| wms[j])
-                            .min()
-                            .unwrap_or(w);
-                        if live_min > wm_out {
-                            wm_out = live_min;
-                            if let Some(s) = out_seq.take() {
-                                out.flush(s)?;
-                            }
-                            op.watermark(wm_out, out)?;
-                            out.flush(last_seq)?;
-                        }
                     }
                     Msg::Barrier(id) => {
                         blocked[i] = true;

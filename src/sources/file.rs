@@ -1950,13 +1950,13 @@ pub fn content_fingerprint(path: &Path, len: u64) -> Result<Option<u32>, Error> 
     })
 }
 
-/// Opens stdin for reading after `skip` bytes already consumed by an earlier run: a regular
-/// file is seeked; a pipe is read and its first bytes checked against the checkpoint's CRC.
+/// Opens stdin for reading after `skip` bytes already consumed by an earlier run. Those bytes
+/// are read (never seeked past, even where stdin is a file) so that their CRC can be checked
+/// against the checkpoint's: resuming on different input is refused.
 fn open_stdin(skip: u64, st: &StdinState, source: &str) -> Result<Input, Error> {
     let mut stdin = std::io::stdin();
     let mut prefix_crc = crc32fast::Hasher::new();
     let mut skipped = 0u64;
-    let mut first: Vec<u8> = Vec::new();
     // Read and check the prefix on this thread, so a mismatch is reported before any work.
     let mut buf = vec![0u8; CHUNK];
     while skipped < skip {
@@ -1977,7 +1977,6 @@ fn open_stdin(skip: u64, st: &StdinState, source: &str) -> Result<Input, Error> 
             "source '{source}': stdin differs from the input of the checkpoint (its first {skip} bytes do not match); feed the same input to resume, or start over with `weir run --fresh`"
         )));
     }
-    first.clear();
     let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
     std::thread::Builder::new()
         .name("stdin".into())
