@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+mod cases;
+pub use cases::*;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -452,6 +455,23 @@ pub fn run_weir_env(
     fail_points: Option<&str>,
     env: &[(&str, &str)],
 ) -> std::process::Output {
+    run_weir_full(dir, args, fail_points, env, None)
+}
+
+/// `run_weir` with `input` on stdin.
+pub fn run_weir_stdin(dir: &Path, args: &[&str], input: impl AsRef<[u8]>) -> std::process::Output {
+    run_weir_full(dir, args, None, &[], Some(input.as_ref()))
+}
+
+/// The one foreground launcher behind `run_weir*`: kills weir and fails the test if it takes
+/// longer than [`TIMEOUT`], so a hang is a failure, never a stuck suite.
+fn run_weir_full(
+    dir: &Path,
+    args: &[&str],
+    fail_points: Option<&str>,
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> std::process::Output {
     let mut c = std::process::Command::new(weir_bin());
     c.args(args)
         .current_dir(dir)
@@ -460,7 +480,17 @@ pub fn run_weir_env(
     if let Some(fp) = fail_points {
         c.env("FAILPOINTS", fp);
     }
-    c.output().expect("weir runs")
+    let mut cmd = assert_cmd::Command::from_std(c);
+    cmd.timeout(TIMEOUT);
+    cmd.write_stdin(stdin.map(|s| s.to_vec()).unwrap_or_default());
+    let start = Instant::now();
+    let o = cmd.output().expect("weir could be started");
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "weir {args:?} did not finish within {TIMEOUT:?} (killed: a hang); stderr:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
 }
 
 /// Fails with weir's stderr unless `o` exited with `code` (`None`: killed by a signal, as an

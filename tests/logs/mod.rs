@@ -17,21 +17,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 
 /// Runs weir in `dir` with `input` on its stdin.
 fn feed(dir: &Path, args: &[&str], input: impl AsRef<[u8]>) -> Output {
-    let mut child = Command::new(weir())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_ref())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::common::run_weir_stdin(dir, args, input)
 }
 
 fn cron(dir: &Path) -> String {
