@@ -431,7 +431,7 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
         NodeConfig::FileSource(s) => vec![format!(
             "path {}  format {:?}  at_end {:?}  on_error {:?}",
             spec.resolve(&s.path).display(),
-            super::validate::source_format(&s.path, s.format),
+            super::spec::source_format(&s.path, s.format),
             s.at_end,
             s.on_error
         )],
@@ -460,7 +460,7 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
         NodeConfig::FileSink(s) => vec![format!(
             "path {}  format {:?}",
             spec.resolve(&s.path).display(),
-            super::validate::sink_format(&s.path, s.format)
+            super::spec::sink_format(&s.path, s.format)
         )],
     }
 }

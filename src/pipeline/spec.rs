@@ -263,6 +263,31 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     Ok(total)
 }
 
+/// The format of a path, from the config or its extension.
+pub fn source_format(path: &str, f: Option<Format>) -> Format {
+    f.unwrap_or_else(|| match ext(path).as_deref() {
+        Some("csv") => Format::Csv,
+        Some("tsv") | Some("tab") => Format::Tsv,
+        Some("log") | Some("txt") => Format::Lines,
+        _ => Format::Jsonl,
+    })
+}
+
+pub fn sink_format(path: &str, f: Option<Format>) -> Format {
+    f.unwrap_or_else(|| match ext(path).as_deref() {
+        Some("csv") => Format::Csv,
+        Some("tsv") | Some("tab") => Format::Tsv,
+        _ => Format::Jsonl,
+    })
+}
+
+fn ext(path: &str) -> Option<String> {
+    let p = path.strip_suffix(".gz").unwrap_or(path);
+    let name = p.rsplit('/').next()?;
+    let (_, e) = name.rsplit_once('.')?;
+    Some(e.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

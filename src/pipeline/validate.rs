@@ -7,30 +7,9 @@ use super::{Collector, Locator, PipelineSpec, Problems};
 use crate::error::Result;
 use crate::pipeline::Kind;
 
-/// The format of a path, from the config or its extension.
-pub fn source_format(path: &str, f: Option<Format>) -> Format {
-    f.unwrap_or_else(|| match ext(path).as_deref() {
-        Some("csv") => Format::Csv,
-        Some("tsv") | Some("tab") => Format::Tsv,
-        Some("log") | Some("txt") => Format::Lines,
-        _ => Format::Jsonl,
-    })
-}
-
-pub fn sink_format(path: &str, f: Option<Format>) -> Format {
-    f.unwrap_or_else(|| match ext(path).as_deref() {
-        Some("csv") => Format::Csv,
-        Some("tsv") | Some("tab") => Format::Tsv,
-        _ => Format::Jsonl,
-    })
-}
-
-fn ext(path: &str) -> Option<String> {
-    let p = path.strip_suffix(".gz").unwrap_or(path);
-    let name = p.rsplit('/').next()?;
-    let (_, e) = name.rsplit_once('.')?;
-    Some(e.to_ascii_lowercase())
-}
+// The formats moved to `spec` (graph needs them, and graph must not import validate); the
+// old path keeps working for callers.
+pub use super::spec::{sink_format, source_format};
 
 /// Every check, returning the wired graph when the pipeline is valid.
 pub fn check(spec: &PipelineSpec) -> Result<Graph> {

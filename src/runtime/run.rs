@@ -11,7 +11,7 @@ use crate::cli::Progress;
 use crate::error::{Error, Kind as ErrKind, Outcome, Result, Signal};
 use crate::pipeline::graph::{Graph, Port, Role, CHANNEL_CAPACITY};
 use crate::pipeline::spec::{parse_duration_ms, AtEnd, Delivery, Format, NodeConfig};
-use crate::pipeline::validate::{sink_format, source_format};
+use crate::pipeline::spec::{sink_format, source_format};
 use crate::pipeline::{Kind, PipelineSpec};
 use crate::sinks::file::{FileSink, SinkState};
 use crate::sources::file::{
