@@ -1,11 +1,15 @@
 //! What each subcommand does, between parsed flags and the run: loading the pipeline,
 //! printing graphs and checkpoints. Returns an outcome; `main` decides the exit code.
 
+mod oneoff;
+mod testing;
+
 use crate::checkpoint::store::Store;
-use crate::cli::{AtEndArg, Cli, Command};
+use crate::cli::{AtEndArg, Cli, Command, ShellArg};
 use crate::error::{Error, Outcome, Result};
 use crate::pipeline::{self, spec::AtEnd};
 use crate::runtime::run::{self, checkpoint_settings, Options};
+use clap::CommandFactory;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +21,7 @@ fn at_end(a: Option<AtEndArg>) -> Option<AtEnd> {
     })
 }
 
-fn out(text: &str) -> Result<Outcome> {
+pub(crate) fn out(text: &str) -> Result<Outcome> {
     let mut o = std::io::stdout().lock();
     match o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
         Ok(()) => Ok(Outcome::Finished),
@@ -31,13 +35,13 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
     let mut opts = Options {
         quiet: c.quiet,
         verbose: c.verbose,
-        progress: Some(c.progress),
-        stats: c.stats.clone(),
         ..Default::default()
     };
     match cli.command {
         Command::Run(a) => {
             let spec = pipeline::load(&a.pipeline, &a.set)?;
+            opts.progress = Some(a.flags.progress);
+            opts.stats = a.flags.stats;
             opts.fresh = a.fresh;
             opts.state = a.state;
             opts.at_end = at_end(a.at_end);
@@ -45,6 +49,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         }
         Command::Resume(a) => {
             let spec = pipeline::load(&a.pipeline, &a.set)?;
+            opts.progress = Some(a.flags.progress);
+            opts.stats = a.flags.stats;
             opts.resume = true;
             opts.or_start = a.or_start;
             opts.from = a.from;
@@ -52,8 +58,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             opts.at_end = at_end(a.at_end);
             run::execute(&spec, &opts)
         }
-        Command::Validate { pipeline } => {
-            let spec = pipeline::load(&pipeline, &[])?;
+        Command::Validate { pipeline, set } => {
+            let spec = pipeline::load(&pipeline, &set)?;
             let g = pipeline::validate::check(&spec)?;
             if !c.quiet {
                 eprintln!(
@@ -79,6 +85,32 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Inspect { target, id } => {
             let dir = state_dir(&target)?;
             out(&inspect(&dir, id)?)
+        }
+        Command::Do(a) => {
+            opts.progress = Some(a.flags.progress);
+            opts.stats = a.flags.stats.clone();
+            oneoff::execute(&a, opts)
+        }
+        Command::Test { pipeline } => {
+            let spec = pipeline::load(&pipeline, &[])?;
+            testing::execute(&spec, c.quiet)
+        }
+        Command::Completions { shell } => {
+            let shell = match shell {
+                ShellArg::Bash => clap_complete::Shell::Bash,
+                ShellArg::Zsh => clap_complete::Shell::Zsh,
+                ShellArg::Fish => clap_complete::Shell::Fish,
+            };
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut buf);
+            out(&String::from_utf8_lossy(&buf))
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| Error::runtime(format!("cannot render the manual page: {e}")))?;
+            out(&String::from_utf8_lossy(&buf))
         }
     }
 }

@@ -15,9 +15,19 @@ fn main() {
     let cli = match weir::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
+            if !e.use_stderr() {
+                // --help and --version: on stdout, exit 0.
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // A usage error, said as every other weir message is (SPEC: exit 2).
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("weir: {text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+            std::process::exit(2);
         }
     };
     let result = weir::commands::dispatch(cli);

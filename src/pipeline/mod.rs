@@ -1,9 +1,11 @@
 //! Reading a pipeline file: TOML with spans, `--set` overrides, one config per node, and every
 //! problem collected (not just the first) so `weir validate` can list them all at once.
 
+pub mod env;
 pub mod fields;
 pub mod graph;
 pub mod spec;
+mod suggest;
 pub mod validate;
 
 use crate::error::{Error, Result};
@@ -217,6 +219,16 @@ impl Collector<'_> {
     }
 }
 
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "checkpoint",
+    "restart",
+    "sources",
+    "transforms",
+    "sinks",
+    "tests",
+];
+
 /// Reads and parses the file; every problem is returned together.
 pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineSpec> {
     let text = std::fs::read_to_string(path)
@@ -253,6 +265,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
             });
         }
     }
+    env::interpolate(doc.get_mut(), &mut c, &|v| std::env::var(v).ok());
     let doc = doc.into_inner();
 
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -298,11 +311,14 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
             "sources" => read_nodes(&mut c, &mut spec, value, Kind::Source),
             "transforms" => read_nodes(&mut c, &mut spec, value, Kind::Transform),
             "sinks" => read_nodes(&mut c, &mut spec, value, Kind::Sink),
+            // Read by `weir test` alone; a run ignores them.
+            "tests" => {}
             other => c.at(
                 key.span(),
                 None,
                 format!(
-                    "unknown key `{other}`, expected one of `name`, `checkpoint`, `restart`, `sources`, `transforms`, `sinks`"
+                    "unknown key `{other}`{}, expected one of `name`, `checkpoint`, `restart`, `sources`, `transforms`, `sinks`, `tests`",
+                    suggest::did_you_mean(other, TOP_KEYS)
                 ),
             ),
         }
@@ -326,7 +342,7 @@ fn deserialize<'a, T: serde::de::DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             let span = e.span().unwrap_or(value.span());
-            c.at(span, node, e.message().to_string());
+            c.at(span, node, suggest::unknown_field(e.message()));
             None
         }
     }
@@ -432,12 +448,13 @@ fn read_nodes<'a>(
                     ty.1,
                     n,
                     format!(
-                        "unknown {} type `{other}`, expected one of: {}",
+                        "unknown {} type `{other}`{}, expected one of: {}",
                         match k {
                             Kind::Source => "source",
                             Kind::Transform => "transform",
                             Kind::Sink => "sink",
                         },
+                        suggest::did_you_mean(other, allowed),
                         allowed.join(", ")
                     ),
                 );
