@@ -43,9 +43,11 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             opts.progress = Some(a.flags.progress);
             opts.stats = a.flags.stats;
             opts.fresh = a.fresh;
-            opts.state = a.state;
+            opts.state = a.state.clone();
             opts.at_end = at_end(a.at_end);
-            run::execute(&spec, &opts)
+            let r = run::execute(&spec, &opts);
+            say_resume(&r, &spec, &a.pipeline, a.state.as_deref(), &a.set, c.quiet);
+            r
         }
         Command::Resume(a) => {
             let spec = pipeline::load(&a.pipeline, &a.set)?;
@@ -54,9 +56,11 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             opts.resume = true;
             opts.or_start = a.or_start;
             opts.from = a.from;
-            opts.state = a.state;
+            opts.state = a.state.clone();
             opts.at_end = at_end(a.at_end);
-            run::execute(&spec, &opts)
+            let r = run::execute(&spec, &opts);
+            say_resume(&r, &spec, &a.pipeline, a.state.as_deref(), &a.set, c.quiet);
+            r
         }
         Command::Validate { pipeline, set } => {
             let spec = pipeline::load(&pipeline, &set)?;
@@ -113,6 +117,37 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             out(&String::from_utf8_lossy(&buf))
         }
     }
+}
+
+/// After Ctrl-C (or SIGTERM), the exact command that continues the run.
+fn say_resume(
+    r: &Result<Outcome>,
+    spec: &pipeline::PipelineSpec,
+    file: &Path,
+    state: Option<&Path>,
+    set: &[String],
+    quiet: bool,
+) {
+    if quiet || !matches!(r, Ok(Outcome::Interrupted(_))) {
+        return;
+    }
+    if spec.checkpoint.every.as_deref() == Some("off") {
+        return;
+    }
+    let mut cmd = vec!["weir".to_string(), "resume".to_string()];
+    cmd.push(oneoff::shell_word(&file.to_string_lossy()));
+    if let Some(d) = state {
+        cmd.push("--state".into());
+        cmd.push(oneoff::shell_word(&d.to_string_lossy()));
+    }
+    for x in set {
+        cmd.push("--set".into());
+        cmd.push(oneoff::shell_word(x));
+    }
+    eprintln!(
+        "weir: stopped after a final checkpoint; continue with: {}",
+        cmd.join(" ")
+    );
 }
 
 /// A pipeline file names its state directory; anything else is the directory itself.

@@ -207,4 +207,31 @@ impl Store {
         super::atomic::sync_dir(&self.dir)?;
         Ok(Some(dest))
     }
+
+    /// Removes all but the newest `keep` of the `old-*` directories `--fresh` left, so that
+    /// a job started over every day does not pile them up. Returns those removed.
+    pub fn prune_old(&self, keep: usize) -> Result<Vec<PathBuf>, Error> {
+        let rd = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::runtime(format!("cannot list {}: {e}", self.dir.display())))?;
+        // `old-<seconds>` or `old-<seconds>-<k>`: newest last by (seconds, k), not by name.
+        let mut old: Vec<((u64, u64), PathBuf)> = rd
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix("old-")?;
+                let (secs, k) = rest.split_once('-').unwrap_or((rest, "0"));
+                Some(((secs.parse().ok()?, k.parse().ok()?), e.path()))
+            })
+            .collect();
+        old.sort();
+        let excess = old.len().saturating_sub(keep);
+        let mut removed = Vec::new();
+        for (_, p) in old.into_iter().take(excess) {
+            std::fs::remove_dir_all(&p)
+                .map_err(|e| Error::runtime(format!("cannot remove {}: {e}", p.display())))?;
+            removed.push(p);
+        }
+        Ok(removed)
+    }
 }

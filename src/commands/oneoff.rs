@@ -64,7 +64,7 @@ fn format_word(f: DoFormat) -> &'static str {
 }
 
 /// A word of the command line, quoted for a POSIX shell when it needs it.
-fn shell_word(s: &str) -> String {
+pub(super) fn shell_word(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@%+".contains(c))

@@ -222,10 +222,25 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
         );
     }
 
-    // Two sinks may not write the same file.
+    // Two sinks may not write the same file, nor both to stdout (their lines would mix).
     let mut paths: Vec<(PathBuf, &str)> = Vec::new();
+    let mut stdout: Option<&str> = None;
     for node in &spec.nodes {
         let p = match &node.config {
+            NodeConfig::FileSink(s) if s.path == "-" => {
+                match stdout {
+                    Some(other) => c.at(
+                        node.key_span("path"),
+                        Some(&node.name),
+                        format!(
+                            "writes stdout, which sink '{other}' writes too; one sink may write \
+                             stdout (list both inputs in its `inputs` to merge them)"
+                        ),
+                    ),
+                    None => stdout = Some(&node.name),
+                }
+                continue;
+            }
             NodeConfig::FileSink(s) if s.path != "-" => spec.resolve(&s.path),
             NodeConfig::FileSource(s) => match &s.dead_letter {
                 Some(d) => spec.resolve(d),
@@ -426,41 +441,117 @@ fn kind_word(k: Kind) -> &'static str {
     }
 }
 
+/// A node's settings in the pipeline file's own words (`format = "jsonl"`, `size = "1m"`),
+/// with the defaults that apply filled in, so `explain` reads like the file it explains.
 fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
-    match c {
-        NodeConfig::FileSource(s) => vec![format!(
-            "path {}  format {:?}  at_end {:?}  on_error {:?}",
-            spec.resolve(&s.path).display(),
-            super::spec::source_format(&s.path, s.format),
-            s.at_end,
-            s.on_error
-        )],
-        NodeConfig::Generate(s) => vec![format!("count {:?}  seed {}", s.count, s.seed)],
-        NodeConfig::Filter(e) | NodeConfig::Map(e) => vec![format!("expr {}", e.expr)],
-        NodeConfig::Parse(p) => vec![format!("field {}  regex {}", p.field, p.regex)],
-        NodeConfig::Aggregate(a) => vec![format!(
-            "key {}  emit {:?}  aggs {}",
-            a.key.as_deref().unwrap_or("(none)"),
-            a.emit,
-            a.aggs
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+    use super::spec::{AtEnd, Delivery, Emit, Format, TimeUnit};
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let format = |f: Format| match f {
+        Format::Jsonl => "\"jsonl\"",
+        Format::Csv => "\"csv\"",
+        Format::Tsv => "\"tsv\"",
+        Format::Lines => "\"lines\"",
+    };
+    let at_end = |a: AtEnd| match a {
+        AtEnd::Finish => "\"finish\"",
+        AtEnd::Pause => "\"pause\"",
+        AtEnd::Follow => "\"follow\"",
+    };
+    let on_error = |o: OnError| match o {
+        OnError::Fail => "\"fail\"",
+        OnError::Skip => "\"skip\"",
+        OnError::DeadLetter => "\"dead_letter\"",
+    };
+    let unit = |u: Option<TimeUnit>| match u {
+        None => None,
+        Some(TimeUnit::S) => Some("time_unit = \"s\"".to_string()),
+        Some(TimeUnit::Ms) => Some("time_unit = \"ms\"".to_string()),
+    };
+    let opt = |k: &str, v: &Option<String>| v.as_deref().map(|v| format!("{k} = {}", q(v)));
+    let aggs = |t: &toml::Table| {
+        format!(
+            "aggs = {{ {} }}",
+            t.iter()
+                .map(|(k, v)| format!("{k} = {v}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )],
-        NodeConfig::Window(w) => vec![format!(
-            "key {}  time {}  size {:?} slide {:?} gap {:?}",
-            w.key.as_deref().unwrap_or("(none)"),
-            w.time,
-            w.size,
-            w.slide,
-            w.gap
-        )],
-        NodeConfig::Dedup(d) => vec![format!("key {}  ttl {}", d.key, d.ttl)],
-        NodeConfig::FileSink(s) => vec![format!(
-            "path {}  format {:?}",
-            spec.resolve(&s.path).display(),
-            super::spec::sink_format(&s.path, s.format)
-        )],
-    }
+        )
+    };
+    let line =
+        |items: Vec<Option<String>>| items.into_iter().flatten().collect::<Vec<_>>().join("  ");
+    let some = |s: String| Some(s);
+    let path = |p: &str| q(&spec.resolve(p).to_string_lossy());
+    vec![match c {
+        NodeConfig::FileSource(s) => line(vec![
+            some(format!("path = {}", path(&s.path))),
+            some(format!(
+                "format = {}",
+                format(super::spec::source_format(&s.path, s.format))
+            )),
+            some(format!("at_end = {}", at_end(s.at_end))),
+            some(format!("on_error = {}", on_error(s.on_error))),
+            s.dead_letter
+                .as_deref()
+                .map(|d| format!("dead_letter = {}", path(d))),
+            s.infer_types.map(|b| format!("infer_types = {b}")),
+        ]),
+        NodeConfig::Generate(s) => line(vec![
+            s.count.map(|n| format!("count = {n}")),
+            s.rate.map(|r| format!("rate = {r}")),
+            some(format!("seed = {}", s.seed)),
+            s.keys.map(|k| format!("keys = {k}")),
+            some(format!("at_end = {}", at_end(s.at_end))),
+            some(format!("on_error = {}", on_error(s.on_error))),
+        ]),
+        NodeConfig::Filter(e) | NodeConfig::Map(e) => format!("expr = {}", q(&e.expr)),
+        NodeConfig::Parse(p) => format!("field = {}  regex = {}", q(&p.field), q(&p.regex)),
+        NodeConfig::Aggregate(a) => line(vec![
+            opt("key", &a.key),
+            some(aggs(&a.aggs)),
+            some(
+                match a.emit {
+                    Emit::Final => "emit = \"final\"",
+                    Emit::Updates => "emit = \"updates\"",
+                }
+                .into(),
+            ),
+            opt("state_ttl", &a.state_ttl),
+            opt("time", &a.time),
+            unit(a.time_unit),
+        ]),
+        NodeConfig::Window(w) => line(vec![
+            opt("key", &w.key),
+            some(format!("time = {}", q(&w.time))),
+            unit(w.time_unit),
+            opt("size", &w.size),
+            opt("slide", &w.slide),
+            opt("gap", &w.gap),
+            opt("out_of_orderness", &w.out_of_orderness),
+            opt("allowed_lateness", &w.allowed_lateness),
+            some(aggs(&w.aggs)),
+        ]),
+        NodeConfig::Dedup(d) => line(vec![
+            some(format!("key = {}", q(&d.key))),
+            some(format!("ttl = {}", d.ttl)),
+            opt("time", &d.time),
+            unit(d.time_unit),
+        ]),
+        NodeConfig::FileSink(s) => line(vec![
+            some(format!(
+                "path = {}",
+                if s.path == "-" { q("-") } else { path(&s.path) }
+            )),
+            some(format!(
+                "format = {}",
+                format(super::spec::sink_format(&s.path, s.format))
+            )),
+            s.delivery.map(|d| {
+                match d {
+                    Delivery::AtLeastOnce => "delivery = \"at-least-once\"",
+                    Delivery::ExactlyOnce => "delivery = \"exactly-once\"",
+                }
+                .to_string()
+            }),
+        ]),
+    }]
 }

@@ -250,7 +250,23 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
         Ok(d) => d,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            c.at(span, None, format!("invalid TOML: {}", e.message()));
+            let mut msg = format!("invalid TOML: {}", e.message().trim_end());
+            if msg.ends_with("duplicate key") {
+                // Name the key (the parser gives only its place) and where it was set first.
+                let key = text.get(span.clone()).unwrap_or("").trim();
+                let (line, _) = loc.at(span.start);
+                let first = text.lines().take(line.saturating_sub(1)).position(|l| {
+                    l.trim_start()
+                        .strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                });
+                msg = format!("invalid TOML: duplicate key `{key}`");
+                if let Some(f) = first {
+                    msg.push_str(&format!(" (first set on line {})", f + 1));
+                }
+                msg.push_str("; a key is set once per table");
+            }
+            c.at(span, None, msg);
             return Err(problems(c).into());
         }
     };

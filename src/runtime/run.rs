@@ -161,7 +161,11 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                 )))
             }
         }
-    } else if let Some(store) = &store {
+    }
+    // `--fresh` moves the old state aside only once the new run has started (see `run_once`):
+    // a run that cannot start leaves the state as it was.
+    let mut fresh_pending = false;
+    if let (false, Some(store)) = (opts.resume, &store) {
         if store.has_checkpoints() {
             if !opts.fresh {
                 return Err(Error::usage(format!(
@@ -169,11 +173,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     ck.dir.display()
                 )));
             }
-            if let Some(dest) = store.move_aside()? {
-                if !opts.quiet {
-                    eprintln!("weir: moved the old state aside to {}", dest.display());
-                }
-            }
+            fresh_pending = true;
         }
     }
 
@@ -194,6 +194,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             restored.as_ref(),
             &hash,
             opts,
+            &mut fresh_pending,
         );
         all_stats.push(run);
         match result {
@@ -207,8 +208,8 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                 std::thread::sleep(Duration::from_millis(delay_ms as u64));
                 delay_ms *= backoff;
                 restored = match &store {
-                    Some(s) => s.pick(None, &warn)?,
-                    None => None,
+                    Some(s) if !fresh_pending => s.pick(None, &warn)?,
+                    _ => None,
                 };
                 if restored.as_ref().is_some_and(|c| c.finished) {
                     write_stats(opts, spec, &all_stats, stats_start, "finished");
@@ -510,6 +511,7 @@ fn run_once(
     restored: Option<&Checkpoint>,
     hash: &str,
     opts: &Options,
+    fresh_pending: &mut bool,
 ) -> (Result<Outcome>, RunStats) {
     let n = g.nodes.len();
     let (reports_tx, reports_rx) = unbounded::<Report>();
@@ -590,7 +592,6 @@ fn run_once(
             Option<Receiver<u64>>,
         ),
     }
-    let mut built: Vec<Built> = Vec::with_capacity(n);
     let cut = Arc::new(Cut::default());
     let mut source_nodes: Vec<usize> = Vec::new();
     let mut commits: Vec<Sender<u64>> = Vec::new();
@@ -605,7 +606,23 @@ fn run_once(
             .unwrap_or(false),
     };
     let parse_threads = parse_threads();
-    for (i, node) in g.nodes.iter().enumerate() {
+    // Sources and transforms first (they find their input files and compile), then the
+    // sinks, which create and truncate output: `--fresh` moves the old state aside between
+    // the two, so a run that cannot start changes nothing.
+    let mut order: Vec<usize> = (0..n).filter(|&i| g.nodes[i].kind != Kind::Sink).collect();
+    let first_sink = order.len();
+    order.extend((0..n).filter(|&i| g.nodes[i].kind == Kind::Sink));
+    let mut slots: Vec<Option<Built>> = (0..n).map(|_| None).collect();
+    for (k, &i) in order.iter().enumerate() {
+        if k == first_sink && *fresh_pending {
+            if let Some(store) = store {
+                if let Err(e) = move_aside(store, ck.retain, opts.quiet) {
+                    return (Err(e), stats_of(&ctx, Vec::new()));
+                }
+            }
+            *fresh_pending = false;
+        }
+        let node = &g.nodes[i];
         let state = restored_state(restored, &node.name);
         let inputs: Vec<Receiver<Msg>> =
             node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();
@@ -735,10 +752,11 @@ fn run_once(
             }
         })();
         match r {
-            Ok(b) => built.push(b),
+            Ok(b) => slots[i] = Some(b),
             Err(e) => return (Err(e), stats_of(&ctx, Vec::new())),
         }
     }
+    let built: Vec<Built> = slots.into_iter().flatten().collect();
     drop(txs);
 
     // Signals: the first asks for a clean stop with a final checkpoint; a second exits at once.
@@ -810,6 +828,25 @@ fn run_once(
         _ => Outcome::Finished,
     };
     (Ok(outcome), stats)
+}
+
+/// `run --fresh`: the old checkpoints into `old-<time>/`, and all but the newest `retain` of
+/// those directories removed.
+fn move_aside(store: &Store, retain: usize, quiet: bool) -> Result<()> {
+    if let Some(dest) = store.move_aside()? {
+        if !quiet {
+            eprintln!("weir: moved the old state aside to {}", dest.display());
+        }
+    }
+    for p in store.prune_old(retain)? {
+        if !quiet {
+            eprintln!(
+                "weir: removed {} (older than the {retain} moved-aside states [checkpoint] retain keeps)",
+                p.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One counter of every node.
