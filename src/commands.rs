@@ -66,6 +66,9 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             let spec = pipeline::load(&pipeline, &set)?;
             let g = pipeline::validate::check(&spec)?;
             if !c.quiet {
+                for n in pipeline::validate::notes(&spec) {
+                    eprintln!("weir: note: {n}");
+                }
                 eprintln!(
                     "{}: ok: pipeline '{}', {} nodes, {} edges",
                     pipeline.display(),

@@ -114,3 +114,22 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
     }
     Ok(g)
 }
+
+/// What `validate` says besides problems: settings that are valid but often not meant.
+pub fn notes(spec: &PipelineSpec) -> Vec<String> {
+    let mut notes = Vec::new();
+    for n in &spec.nodes {
+        if let NodeConfig::FileSource(s) = &n.config {
+            if s.path == "-" && s.format.is_none() {
+                let (line, _) = Locator::new(&spec.text).at(n.span.start);
+                notes.push(format!(
+                    "{}:{line}: node '{}': reads stdin as jsonl (no `format`); for CSV, TSV or \
+                     plain lines set format = \"csv\", \"tsv\" or \"lines\"",
+                    spec.file.display(),
+                    n.name
+                ));
+            }
+        }
+    }
+    notes
+}

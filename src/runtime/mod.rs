@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod message;
+pub mod progress;
 pub mod run;
 pub mod stage;
 

@@ -20,7 +20,6 @@ use crate::sources::file::{
 use crate::sources::generate::Generate;
 use crate::sources::{split_state, Cut, Source, SourceDriver};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -789,7 +788,12 @@ fn run_once(
     }
     drop(reports_tx);
 
-    let progress = make_progress(opts, ctx.clone(), g);
+    let progress = super::progress::Progress::new(
+        opts.progress.unwrap_or(Progress::Auto),
+        opts.quiet,
+        &ctx,
+        &source_nodes,
+    );
     let mut coord = Coordinator {
         n,
         ck,
@@ -815,7 +819,7 @@ fn run_once(
         }
     }
     if let Some(p) = &coord.progress {
-        p.finish_and_clear();
+        p.finish(&ctx, &coord.sources, coord.taken.len());
     }
     let cks = std::mem::take(&mut coord.taken);
     let stats = stats_of(&ctx, cks);
@@ -910,40 +914,6 @@ fn install_signals(ctx: Arc<Context>) -> Option<std::thread::JoinHandle<()>> {
         .ok()
 }
 
-fn make_progress(opts: &Options, ctx: Arc<Context>, g: &Graph) -> Option<indicatif::ProgressBar> {
-    let show = match opts.progress.unwrap_or(Progress::Auto) {
-        Progress::Always => true,
-        Progress::Never => false,
-        Progress::Auto => std::io::stderr().is_terminal() && !opts.quiet,
-    };
-    if !show {
-        return None;
-    }
-    // A bar over the input's size when every source's size is known; a spinner otherwise.
-    let sizes: Vec<u64> = g
-        .sources()
-        .map(|i| ctx.stats[i].bytes_total.load(Ordering::Relaxed))
-        .collect();
-    let known = !sizes.is_empty() && sizes.iter().all(|&b| b > 0);
-    let target = indicatif::ProgressDrawTarget::stderr();
-    let (pb, template) = if known {
-        (
-            indicatif::ProgressBar::with_draw_target(Some(sizes.iter().sum()), target),
-            "{bar:30} {bytes}/{total_bytes} {elapsed_precise} {msg}",
-        )
-    } else {
-        (
-            indicatif::ProgressBar::with_draw_target(None, target),
-            "{spinner} {elapsed_precise} {msg}",
-        )
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    Some(pb)
-}
-
 /// Id, each node's state so far, and when it started.
 type Inflight = (u64, Vec<Option<Vec<u8>>>, Instant);
 
@@ -966,7 +936,7 @@ struct Coordinator<'a> {
     commits: Vec<Sender<u64>>,
     /// (id, duration ms, bytes) of every checkpoint written.
     taken: Vec<(u64, f64, u64)>,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Option<super::progress::Progress>,
 }
 
 impl Coordinator<'_> {
@@ -978,7 +948,6 @@ impl Coordinator<'_> {
                 .map(|ms| (ms / 2).clamp(1, 20))
                 .unwrap_or(20) as u64,
         );
-        let started = Instant::now();
         let mut last_draw = Instant::now();
         while self.exited < self.n {
             match rx.recv_timeout(tick) {
@@ -1023,31 +992,7 @@ impl Coordinator<'_> {
             if let Some(p) = &self.progress {
                 if last_draw.elapsed() >= Duration::from_millis(200) {
                     last_draw = Instant::now();
-                    let (recs, bytes): (u64, u64) = self
-                        .sources
-                        .iter()
-                        .map(|i| {
-                            (
-                                ctx.stats[*i].records_in.load(Ordering::Relaxed),
-                                ctx.stats[*i].bytes_read.load(Ordering::Relaxed),
-                            )
-                        })
-                        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    let last = self
-                        .taken
-                        .last()
-                        .map(|c| format!("checkpoint {}", c.0))
-                        .unwrap_or_else(|| "no checkpoint yet".into());
-                    if p.length().is_some() {
-                        p.set_position(bytes);
-                    }
-                    p.set_message(format!(
-                        "{recs} records ({:.0}/s), {:.1} MB read, {last}",
-                        recs as f64 / secs,
-                        bytes as f64 / 1e6
-                    ));
-                    p.tick();
+                    p.draw(ctx, &self.sources, self.taken.last().map(|c| c.0));
                 }
             }
         }

@@ -164,8 +164,19 @@ impl Output {
         match ctx.on_error(&origin) {
             OnError::Fail => {
                 let (src, file) = ctx.locate(&origin);
+                // CSV piped into a source without `format` fails on its header: say why.
+                let hint = if origin.line == 1
+                    && file == "<stdin>"
+                    && error.starts_with("invalid JSON")
+                    && raw.is_some_and(|r| !r.starts_with(b"{") && r.contains(&b','))
+                {
+                    "; this source reads stdin as jsonl, and this line looks like a CSV header: \
+                     for CSV set format = \"csv\" (weir do: --from csv)"
+                } else {
+                    ""
+                };
                 Err(Stop::Failed(Error::bad_input(format!(
-                    "bad input in source '{src}' at {file}:{} (byte offset {}): node '{}': {error}",
+                    "bad input in source '{src}' at {file}:{} (byte offset {}): node '{}': {error}{hint}",
                     origin.line, origin.offset, ctx.names[self.node]
                 ))))
             }
