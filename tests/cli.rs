@@ -6,6 +6,7 @@
 mod common;
 mod crash;
 mod logs;
+mod shell;
 mod windows;
 
 mod bad_input;

@@ -100,7 +100,13 @@ impl Progress {
             .map(|&i| ctx.stats[i].bytes_total.load(Ordering::Relaxed))
             .collect();
         let known = !sizes.is_empty() && sizes.iter().all(|&b| b > 0);
-        let target = ProgressDrawTarget::term_like_with_hz(Box::new(Stderr), 5);
+        // A terminal is drawn on as indicatif does (it knows its width); anything else only
+        // with `always`, through `Stderr`.
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr_with_hz(5)
+        } else {
+            ProgressDrawTarget::term_like_with_hz(Box::new(Stderr), 5)
+        };
         let (bar, template) = if known {
             (
                 ProgressBar::with_draw_target(Some(sizes.iter().sum()), target),

@@ -948,7 +948,8 @@ impl Coordinator<'_> {
                 .map(|ms| (ms / 2).clamp(1, 20))
                 .unwrap_or(20) as u64,
         );
-        let mut last_draw = Instant::now();
+        // The first draw at once: a short run still shows its bar.
+        let mut last_draw = Instant::now() - Duration::from_secs(1);
         while self.exited < self.n {
             match rx.recv_timeout(tick) {
                 Ok(Report::State { id, node, state }) => {

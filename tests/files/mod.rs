@@ -238,4 +238,10 @@ path = "-"
         o.stdout_str() == want,
         "stdout holds something else than the 3000 records"
     );
+    // The bar was drawn (here, on a pipe: `always` means always), so stdout was at risk.
+    assert!(
+        o.stderr.contains("records (") && o.stderr.contains("weir: 3000 records,"),
+        "--progress always drew nothing on stderr: {:?}",
+        o.stderr
+    );
 }
