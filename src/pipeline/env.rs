@@ -38,14 +38,10 @@ fn walk(
 ) {
     let span = v.span();
     match v.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                match expand(s, lookup) {
-                    Ok(x) => *s = std::borrow::Cow::Owned(x),
-                    Err(m) => c.at(span, node, m),
-                }
-            }
-        }
+        DeValue::String(s) if s.contains('$') => match expand(s, lookup) {
+            Ok(x) => *s = std::borrow::Cow::Owned(x),
+            Err(m) => c.at(span, node, m),
+        },
         DeValue::Array(a) => {
             for x in a.iter_mut() {
                 walk(x, c, node, lookup);
