@@ -26,16 +26,38 @@ pub fn execute(a: &DoArgs, opts: Options) -> Result<Outcome> {
         &["checkpoint.every=off".to_string()],
     )?;
     run::execute(&spec, &opts).map_err(|e| {
-        if e.kind == crate::error::Kind::Usage && e.message.contains(&format!("({NAME}):")) {
-            let m = format!(
-                "{}\n(the line numbers are those of the pipeline `--print-pipeline` prints)",
-                e.message
-            );
-            Error::usage(m)
+        if e.kind == crate::error::Kind::Usage {
+            Error::usage(in_flag_words(&e.message))
         } else {
             e
         }
     })
+}
+
+/// A problem of the pipeline `do` wrote, said in terms of the flags that made it: no file
+/// name or line (there is no file), and the flag for each node.
+fn in_flag_words(message: &str) -> String {
+    let marker = format!("({NAME}):");
+    message
+        .lines()
+        .filter(|l| !(l.ends_with(&format!("({NAME})")) && l.contains(" problems in ")))
+        .map(|l| {
+            let l = match l.find(&marker) {
+                // `(weir-do):12:20: ` — skip the line and column too.
+                Some(i) => l[i + marker.len()..]
+                    .splitn(3, ':')
+                    .nth(2)
+                    .unwrap_or("")
+                    .trim_start(),
+                None => l,
+            };
+            l.replacen("node 'expr': ", "EXPR: ", 1)
+                .replacen("node 'aggregate': ", "--by/--agg: ", 1)
+                .replacen("node 'window': ", "--time/--window/--agg: ", 1)
+                .replacen("node 'out': ", "--to: ", 1)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn quote(s: &str) -> String {
@@ -266,6 +288,17 @@ mod tests {
         assert!(!looks_like_file(".status"));
         assert!(!looks_like_file("select(.a == \"x.csv\")"));
         assert!(!looks_like_file("{path}"));
+    }
+
+    #[test]
+    fn problems_are_said_in_flags() {
+        let m = "/tmp/x/(weir-do):12:20: node 'expr': `expr`: syntax error\n\
+                 /tmp/x/(weir-do):13:8: node 'aggregate': unknown aggregate function `summ`\n\
+                 2 problems in /tmp/x/(weir-do)";
+        assert_eq!(
+            in_flag_words(m),
+            "EXPR: `expr`: syntax error\n--by/--agg: unknown aggregate function `summ`"
+        );
     }
 
     #[test]

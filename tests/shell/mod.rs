@@ -417,7 +417,7 @@ fn do_first_argument_is_a_file_when_it_names_one_and_errors_say_what() {
     // An expression that does not compile: exit 2, before any data is read.
     let o = p.weir(&["do", "select(.a >", "events.jsonl"]);
     o.expect_code(2).expect_no_panic();
-    assert!(o.stderr.contains("expr"), "{}", o.stderr);
+    assert!(o.stderr.contains("weir: EXPR: "), "{}", o.stderr);
     assert!(o.stdout.is_empty());
     let o = p.weir(&["do", "--agg", "oops", "events.jsonl"]);
     o.expect_code(2);
