@@ -487,6 +487,14 @@ input = { node = "access", records = [
   { status = 502, path = "/b", latency_ms = 9 },
 ] }
 expect = { node = "per_path", records = [ { key = "/a", n = 1, worst = 2.5 }, { key = "/b", n = 2, worst = 9 } ] }
+
+[[tests]]
+name = "several input tables feed in order"
+inputs = [
+  { node = "access", records = [ { status = 500, path = "/z", latency_ms = 1 } ] },
+  { node = "access", records = [ { status = 501, path = "/y", latency_ms = 2 } ] },
+]
+expect = { node = "server_errors", records = [ { status = 500, path = "/z", latency_ms = 1 }, { status = 501, path = "/y", latency_ms = 2 } ] }
 "#;
 
 #[test]
@@ -502,6 +510,12 @@ fn weir_test_passes_fails_with_node_expected_actual_and_run_ignores_tests() {
     );
     assert!(
         o.stderr.contains("counted per path at the end' ... ok"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("several input tables feed in order' ... ok"),
         "{}",
         o.stderr
     );
