@@ -20,6 +20,11 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(0);
             }
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                // `weir` alone: the help, on stderr since nothing was asked for.
+                let _ = e.print();
+                std::process::exit(2);
+            }
             // A usage error, said as every other weir message is (SPEC: exit 2).
             let text = e.render().to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);

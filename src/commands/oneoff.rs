@@ -52,6 +52,7 @@ fn in_flag_words(message: &str) -> String {
                 None => l,
             };
             l.replacen("node 'expr': ", "EXPR: ", 1)
+                .replacen("node 'select': ", "EXPR: ", 1)
                 .replacen("node 'aggregate': ", "--by/--agg: ", 1)
                 .replacen("node 'window': ", "--time/--window/--agg: ", 1)
                 .replacen("node 'out': ", "--to: ", 1)
@@ -230,6 +231,21 @@ pub fn pipeline_text(a: &DoArgs, cwd: &Path) -> Result<String> {
                 .join(", ")
         )
     };
+    // `select(C) | REST` becomes a filter on C and a map of REST, which is the same when C
+    // has at most one output, and lets the parse workers run the filter (as a handwritten
+    // pipeline's filter would): a one-off is then as fast as the pipeline a user would write.
+    let (cond, expr) = match expr.map(split_select) {
+        Some(Some((c, rest))) => (Some(c), rest),
+        _ => (None, expr),
+    };
+    if let Some(c) = cond {
+        t.push_str(&format!(
+            "\n[transforms.select]\ntype = \"filter\"\n{}expr = {}\n",
+            inputs(&upstream),
+            quote(c)
+        ));
+        upstream = vec!["select".into()];
+    }
     if let Some(e) = expr {
         t.push_str(&format!(
             "\n[transforms.expr]\ntype = \"map\"\n{}expr = {}\n",
@@ -277,6 +293,56 @@ pub fn pipeline_text(a: &DoArgs, cwd: &Path) -> Result<String> {
     Ok(t)
 }
 
+/// `select(C)` or `select(C) | REST` as (C, REST), when C compiles with at most one output.
+/// Anything the scan below cannot be sure of (string interpolation, comments, a `|=` after
+/// the parenthesis, `select(..) as $x`, `select(..), ...`) stays one map.
+fn split_select(expr: &str) -> Option<(&str, Option<&str>)> {
+    let e = expr.trim();
+    let body = e.strip_prefix("select")?.trim_start().strip_prefix('(')?;
+    if e.contains("\\(") || e.contains('#') {
+        return None;
+    }
+    let (mut depth, mut in_str, mut esc) = (1usize, false, false);
+    let mut close = None;
+    for (i, ch) in body.char_indices() {
+        if in_str {
+            match (esc, ch) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match ch {
+            '"' => in_str = true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close?;
+    let cond = body[..close].trim();
+    let after = body[close + 1..].trim_start();
+    let rest = if after.is_empty() {
+        None
+    } else {
+        let r = after.strip_prefix('|')?;
+        if r.starts_with('=') || r.trim().is_empty() {
+            return None;
+        }
+        Some(r.trim())
+    };
+    let c = crate::expr::Expr::compile(cond).ok()?;
+    c.at_most_one_output().then_some((cond, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +354,31 @@ mod tests {
         assert!(!looks_like_file(".status"));
         assert!(!looks_like_file("select(.a == \"x.csv\")"));
         assert!(!looks_like_file("{path}"));
+    }
+
+    #[test]
+    fn a_leading_select_splits_only_when_it_is_sure() {
+        assert_eq!(split_select("select(.a > 1)"), Some((".a > 1", None)));
+        assert_eq!(
+            split_select(" select(.s >= 500) | {path, status} "),
+            Some((".s >= 500", Some("{path, status}")))
+        );
+        assert_eq!(
+            split_select("select(.p == \")\") | .x"),
+            Some((".p == \")\"", Some(".x")))
+        );
+        // Several outputs of the condition: select emits the record once per true output.
+        assert_eq!(split_select("select(.a[] > 1)"), None);
+        assert_eq!(split_select("select(.a) |= 1"), None);
+        assert_eq!(split_select("select(.a) as $x | $x"), None);
+        assert_eq!(split_select("select(.a), .b"), None);
+        assert_eq!(
+            split_select("select(.a) | .b, select(.c)"),
+            Some((".a", Some(".b, select(.c)")))
+        );
+        assert_eq!(split_select("select(\"\\(.a)\" == \"x\")"), None);
+        assert_eq!(split_select("{a} | select(.a)"), None);
+        assert_eq!(split_select("select(.a"), None);
     }
 
     #[test]

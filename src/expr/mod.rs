@@ -220,6 +220,12 @@ impl Expr {
         Ok(self.eval_first_ref(input)?.map(Cow::into_owned))
     }
 
+    /// True when the expression has at most one output per input, as compiled (a jaq
+    /// fallback counts as many): `select(e)` is then the same as a filter on `e`.
+    pub fn at_most_one_output(&self) -> bool {
+        self.inner.root.card != native::Card::Many
+    }
+
     /// The field name when the expression is a single field (`.f`).
     pub fn single_field(&self) -> Option<&Str> {
         self.inner.field.as_ref()

@@ -130,6 +130,9 @@ fn do_expressions_give_what_jq_gives_on_the_same_input() {
         "select(.path | startswith(\"/api\")) | .user as $u | {u: $u, s: (.status | tostring)}",
         ".",
         "select(.user == \"eve\"), select(.status == 404) | {user, status}",
+        // Two outputs of the condition: the record comes out once per true one, as in jq.
+        "select((.status, .bytes) | . > 400) | {status, bytes}",
+        "select(.status == 404)",
     ] {
         let want = tool("jq", &["-c", expr], log.as_bytes());
         let o = p.weir(&["do", expr, "access.jsonl"]);
