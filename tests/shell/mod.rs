@@ -3,6 +3,8 @@
 //! page, clap's errors, `explain` in the file's words, `${VAR}`, validate's hints, `--fresh`
 //! that changes nothing when the run cannot start, pruned `old-*`, the Ctrl-C resume command,
 //! the progress bar on a stderr that is not a terminal, CSV piped into a jsonl source.
+//! Over 800 lines because it holds a dozen small features of one issue, each test reading
+//! alone, around one set of oracle helpers (the jq and Miller launchers, the line differ).
 
 use crate::common::*;
 use std::process::{Command, Stdio};
