@@ -28,6 +28,7 @@
 mod builtins;
 mod compile;
 mod fallback;
+mod limits;
 mod native;
 #[cfg(test)]
 mod tests;
@@ -157,6 +158,14 @@ impl Expr {
         }
     }
 
+    /// A fresh budget of evaluation limits for one record (only jaq's part needs one).
+    #[inline]
+    fn start_limits(&self) {
+        if !self.inner.native {
+            limits::start();
+        }
+    }
+
     /// The source text the expression was compiled from.
     pub fn source(&self) -> &str {
         &self.inner.src
@@ -177,6 +186,7 @@ impl Expr {
     /// Pushes every output, in order, onto `out`. On error, `out` is left as it was (the
     /// outputs produced before the error are discarded).
     pub fn eval(&self, input: &Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
+        self.start_limits();
         let start = out.len();
         let root = &self.inner.root;
         let r = if root.card == Card::Many {
@@ -201,6 +211,7 @@ impl Expr {
     /// literal paths (`.a.b = f`, `|=`, `+=`, ..., `//=`) and `del(.a, ...)` update the
     /// record in place instead of cloning it. Other expressions behave exactly as `eval`.
     pub fn eval_owned(&self, input: Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
+        self.start_limits();
         match self.inner.root.eval_owned(input) {
             Ok(Ok(v)) => {
                 out.push(v);
@@ -262,6 +273,7 @@ impl Expr {
         if let Some(v) = self.field_of(input) {
             return Ok(Some(Cow::Borrowed(v)));
         }
+        self.start_limits();
         match self.inner.root.first(input) {
             Ok(v) => Ok(v),
             Err(c) => match to_eval_error(c) {
@@ -274,6 +286,7 @@ impl Expr {
     /// True if the first output is truthy (neither `null` nor `false`); false if there is
     /// no output.
     pub fn eval_bool(&self, input: &Value) -> Result<bool, EvalError> {
+        self.start_limits();
         match self.inner.root.truth(input) {
             Ok(v) => Ok(v.unwrap_or(false)),
             Err(c) => match to_eval_error(c) {

@@ -23,20 +23,22 @@ use std::sync::Arc;
 pub(crate) enum ErrV {
     Msg(String),
     Val(Value),
+    /// An evaluation limit was reached (see `limits.rs`): not caught by `try`.
+    Limit(String),
 }
 
 impl ErrV {
     /// The value that `try ... catch` hands to its handler.
     pub(crate) fn into_value(self) -> Value {
         match self {
-            ErrV::Msg(m) => Value::Str(Str::from(m)),
+            ErrV::Msg(m) | ErrV::Limit(m) => Value::Str(Str::from(m)),
             ErrV::Val(v) => v,
         }
     }
 
     pub(crate) fn message(self) -> String {
         match self {
-            ErrV::Msg(m) => m,
+            ErrV::Msg(m) | ErrV::Limit(m) => m,
             ErrV::Val(Value::Str(s)) => s.to_string(),
             ErrV::Val(v) => format!("{} (not a string)", v.to_json_string()),
         }
@@ -587,11 +589,11 @@ impl Node {
                 }
                 match r {
                     Ok(()) => Ok(()),
-                    Err(Ctl::Err(e)) => match catch {
+                    Err(Ctl::Err(e)) if !matches!(*e, ErrV::Limit(_)) => match catch {
                         Some(c) => c.run(&e.into_value(), k),
                         None => Ok(()),
                     },
-                    Err(Ctl::Stop) => Err(Ctl::Stop),
+                    Err(c) => Err(c),
                 }
             }
             Kind::ObjLit { entries, unique } => {
@@ -808,14 +810,14 @@ fn s_if<'a>(branches: &'a [(Node, Node)], els: Option<&'a Node>, input: &'a Valu
 fn s_try<'a>(body: &'a Node, catch: Option<&'a Node>, input: &'a Value) -> Single<'a> {
     match body.first(input) {
         Ok(v) => Ok(v),
-        Err(Ctl::Err(e)) => match catch {
+        Err(Ctl::Err(e)) if !matches!(*e, ErrV::Limit(_)) => match catch {
             Some(c) => {
                 let ev = e.into_value();
                 Ok(c.first(&ev)?.map(|v| Cow::Owned(v.into_owned())))
             }
             None => Ok(None),
         },
-        Err(Ctl::Stop) => Err(Ctl::Stop),
+        Err(c) => Err(c),
     }
 }
 
