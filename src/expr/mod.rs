@@ -29,6 +29,7 @@ mod builtins;
 mod compile;
 mod fallback;
 mod limits;
+mod refuse;
 mod native;
 #[cfg(test)]
 mod tests;
@@ -129,6 +130,9 @@ impl Expr {
         let term = tokens
             .as_ref()
             .and_then(|t| jaq_core::load::Parser::new(t).parse(|p| p.term()).ok());
+        if let Some(t) = &term {
+            refuse::check(src, t)?;
+        }
         let root = match term.as_ref().map(compile::native) {
             Some(Ok(Some(n))) => n,
             _ => Node::new(Card::Many, Kind::Jaq(Arc::new(whole))),
