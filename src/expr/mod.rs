@@ -33,6 +33,8 @@ mod refuse;
 mod native;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
 use crate::value::{Str, Value};
 use native::{Card, Ctl, Kind, Node, NULL};

@@ -35,9 +35,12 @@ def combinations:
 def combinations($n): [limit($n; repeat(.))] | combinations;
 # jq's transpose (jaq's indexes objects by position instead of refusing them).
 def transpose:
-  if . == [] then []
+  if type == "object" then error("Cannot index object with number")
+  elif . == [] then []
   else . as $in | (map(length) | max) as $max
-  | [range(0; $max) as $j | [range(0; $in | length) as $i | $in[$i][$j]]] end;
+  | [range(0; $max) as $j | [range(0; $in | length) as $i | $in[$i]
+      | if type == "object" then error("Cannot index object with number") else .[$j] end]]
+  end;
 # jq's `gamma` is the logarithm of the gamma function.
 def gamma: lgamma;
 
