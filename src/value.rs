@@ -242,7 +242,13 @@ fn cmp_num(a: &Value, b: &Value) -> Ordering {
         _ => {
             let x = a.as_f64().unwrap_or(0.0);
             let y = b.as_f64().unwrap_or(0.0);
-            x.total_cmp(&y)
+            // As jq: NaN sorts below every number, and -0 equals 0 (as `Hash` has it).
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+            }
         }
     }
 }
@@ -316,7 +322,13 @@ impl Hash for Value {
         match self {
             Value::Int(i) => (*i as f64).to_bits().hash(h),
             Value::Float(f) => {
-                let f = if *f == 0.0 { 0.0 } else { *f };
+                let f = if *f == 0.0 {
+                    0.0
+                } else if f.is_nan() {
+                    f64::NAN
+                } else {
+                    *f
+                };
                 f.to_bits().hash(h)
             }
             Value::Str(s) => s.hash(h),

@@ -62,14 +62,13 @@ pub(crate) fn compile_jaq(src: &str) -> Result<Jaq, CompileError> {
     } else {
         src
     };
-    let checked = compile_program(src)?;
     // The program that runs has its loops and recursive definitions guarded; it is compiled
-    // from the printed, rewritten tree (errors above are reported against the user's text).
-    let term = load::parse(src, |p| p.term());
-    match term.map(|t| print_term(&guard_term(t))) {
-        Some(guarded) => compile_program(&guarded).or(Ok(checked)),
-        None => Ok(checked),
+    // from the printed, rewritten tree. Errors are reported against the user's text.
+    let guarded = load::parse(src, |p| p.term()).map(|t| print_term(&guard_term(t)));
+    if let Some(Ok(jaq)) = guarded.map(|g| compile_program(&g)) {
+        return Ok(jaq);
     }
+    compile_program(src)
 }
 
 fn compile_program(src: &str) -> Result<Jaq, CompileError> {

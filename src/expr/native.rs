@@ -702,6 +702,8 @@ pub(crate) fn cmp_values(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => x.cmp(y),
         (Value::Str(x), Value::Str(y)) => x.as_str().cmp(y.as_str()),
+        // jq's operators: NaN is less than any number, itself included (`nan < nan`).
+        (Value::Float(x), Value::Int(_) | Value::Float(_)) if x.is_nan() => Ordering::Less,
         _ => a.cmp(b),
     }
 }
@@ -1083,7 +1085,8 @@ pub(crate) fn index_error(v: &Value, key: &Value) -> ErrV {
 }
 
 fn array_pos(len: usize, i: f64) -> Option<usize> {
-    let i = i.floor();
+    // jq 1.7 truncates a fractional index towards zero (`.[-1.7]` is `.[-1]`).
+    let i = i.trunc();
     let i = if i < 0.0 { i + len as f64 } else { i };
     (i >= 0.0 && i < len as f64).then_some(i as usize)
 }

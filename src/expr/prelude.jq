@@ -97,3 +97,43 @@ def @tsv:
 def @base32: tostring | __weir_base32;
 def @base32d: tostring | __weir_base32d;
 
+def INDEX(stream; idx_expr): reduce stream as $row ({}; .[$row | idx_expr | tostring] |= $row);
+def INDEX(idx_expr): INDEX(.[]; idx_expr);
+def JOIN($idx; idx_expr): [.[] | [., $idx[idx_expr]]];
+def JOIN($idx; stream; idx_expr): stream | [., $idx[idx_expr]];
+def JOIN($idx; stream; idx_expr; join_expr): stream | [., $idx[idx_expr]] | join_expr;
+def recurse_down: recurse;
+def lgamma_r:
+  [lgamma, if . > 0 or . == floor then 1 elif ((-. | floor) % 2) == 0 then -1 else 1 end];
+def format($f):
+  if $f == "text" then @text elif $f == "json" then @json
+  elif $f == "csv" then @csv elif $f == "tsv" then @tsv
+  elif $f == "html" then @html elif $f == "uri" then @uri elif $f == "sh" then @sh
+  elif $f == "base64" then @base64 elif $f == "base64d" then @base64d
+  elif $f == "base32" then @base32 elif $f == "base32d" then @base32d
+  else error("\($f) is not a valid format") end;
+
+# `todate` of a broken-down time (`gmtime | todate`), and of fractional seconds as jq 1.7
+# (the fraction is dropped, towards zero).
+def __weir_todate: todate;
+def todate:
+  if type == "array" then strftime("%Y-%m-%dT%H:%M:%SZ")
+  elif type == "number" then (if . < 0 then ceil else floor end) | __weir_todate
+  else __weir_todate end;
+# jq 1.6 and 1.7: `last(empty)` and `nth(n; empty)` are null.
+def last(f): reduce f as $x (null; $x);
+def nth($n; f):
+  if $n < 0 then error("Out of bounds negative array index") else last(limit($n + 1; f)) end;
+# jq's `delpaths`: the paths sorted, deleted from the last, and keys left in their order
+# (jaq's deletion moves the last key into the place of the deleted one).
+def __weir_delpath($p):
+  if ($p | length) == 0 then null
+  else $p[-1] as $k | $p[:-1] as $up
+  | getpath($up) as $c
+  | if $c == null then .
+    elif ($c | type) == "object" and ($k | type) == "string"
+    then setpath($up; $c | to_entries | map(select(.key != $k)) | from_entries)
+    else setpath($up; $c | del(.[$k])) end
+  end;
+def delpaths($ps): reduce ($ps | sort | reverse)[] as $p (.; __weir_delpath($p));
+def del(f): delpaths([path(f)]);
