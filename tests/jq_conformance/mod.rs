@@ -195,26 +195,39 @@ fn norm(v: &J) -> J {
 /// One expression's result on one record: its outputs, or `None` for an error.
 type Res = Option<J>;
 
-fn run_jq(expr: &str, records: &str) -> Option<Vec<Res>> {
-    let prog = format!("try {{out: [{expr}]}} catch {{error: true}}");
-    let out = Command::new("jq")
-        .arg("-c")
-        .arg(&prog)
-        .arg(records)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None; // jq cannot compile it (a jq 1.7 builtin, say)
+/// Runs `exprs` through jq on every record: results by expression, then record. One jq
+/// process for all of them (each expression in its own `try`), or one per expression if jq
+/// cannot compile the whole (then an expression jq cannot compile is `None`).
+fn run_jq(exprs: &[String], records: &str) -> Vec<Option<Vec<Res>>> {
+    let jq = |prog: &str| -> Option<Vec<J>> {
+        let out = Command::new("jq")
+            .arg("-c")
+            .arg(prog)
+            .arg(records)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Some(
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("jq prints JSON"))
+                .collect(),
+        )
+    };
+    let wrap = |e: &str| format!("(try {{out: [{e}]}} catch {{error: true}})");
+    let res = |v: &J| v.get("out").map(norm);
+    let all: Vec<String> = exprs.iter().map(|e| wrap(e)).collect();
+    if let Some(lines) = jq(&format!("[{}]", all.join(",\n"))) {
+        return (0..exprs.len())
+            .map(|k| Some(lines.iter().map(|l| res(&l[k])).collect()))
+            .collect();
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(
-        text.lines()
-            .map(|l| {
-                let v: J = serde_json::from_str(l).expect("jq prints JSON");
-                v.get("out").map(norm)
-            })
-            .collect(),
-    )
+    exprs
+        .iter()
+        .map(|e| Some(jq(&wrap(e))?.iter().map(res).collect()))
+        .collect()
 }
 
 /// Runs every expression through weir, `per_run` at a time (one `map` node each), and
@@ -287,6 +300,7 @@ fn weir_agrees_with_jq() {
     assert!(exprs.len() >= 300, "{} expressions", exprs.len());
     let weir = run_weir(&p, &exprs, 80);
     let (mut compared, mut failures) = (0, Vec::new());
+    let jq_results = run_jq(&exprs, &records);
     for (k, e) in exprs.iter().enumerate() {
         let differs = |n: usize| {
             DIFFERENCES.iter().any(|(d, rec, _)| {
@@ -300,7 +314,7 @@ fn weir_agrees_with_jq() {
         {
             continue;
         }
-        let Some(jq) = run_jq(e, &records) else {
+        let Some(jq) = &jq_results[k] else {
             failures.push(format!("{e}: jq could not run it"));
             continue;
         };
