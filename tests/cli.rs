@@ -4,6 +4,7 @@
 
 mod common;
 mod crash;
+mod expr_limits;
 mod jq_conformance;
 mod logs;
 mod windows;
