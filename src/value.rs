@@ -194,9 +194,18 @@ impl Value {
         }
     }
 
-    /// Parses one JSON text. The error text names the column inside the text.
+    /// Parses one JSON text. The error text names the column inside the text. Text nested
+    /// deeper than [`MAX_NESTING`] is refused before parsing (every reader of values recurses).
     pub fn from_json(bytes: &[u8]) -> Result<Value, String> {
-        sonic_rs::from_slice(bytes).map_err(|e| e.to_string())
+        match nesting(bytes) {
+            0..=SHALLOW => sonic_rs::from_slice(bytes).map_err(|e| e.to_string()),
+            // sonic's serde path stops at 128 levels; its own document does not.
+            SHALLOW_1..=MAX_NESTING => on_big_stack(|| {
+                let doc: sonic_rs::Value = sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
+                Ok(sonic_to_value(&doc))
+            }),
+            _ => Err(too_deep()),
+        }
     }
 
     /// Parses one JSON text keeping only the listed top-level fields of an object (the rest
@@ -233,7 +242,13 @@ fn cmp_num(a: &Value, b: &Value) -> Ordering {
         _ => {
             let x = a.as_f64().unwrap_or(0.0);
             let y = b.as_f64().unwrap_or(0.0);
-            x.total_cmp(&y)
+            // As jq: NaN sorts below every number, and -0 equals 0 (as `Hash` has it).
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+            }
         }
     }
 }
@@ -307,7 +322,13 @@ impl Hash for Value {
         match self {
             Value::Int(i) => (*i as f64).to_bits().hash(h),
             Value::Float(f) => {
-                let f = if *f == 0.0 { 0.0 } else { *f };
+                let f = if *f == 0.0 {
+                    0.0
+                } else if f.is_nan() {
+                    f64::NAN
+                } else {
+                    *f
+                };
                 f.to_bits().hash(h)
             }
             Value::Str(s) => s.hash(h),
@@ -481,9 +502,18 @@ impl Projector {
     }
 
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {
-        use sonic_rs::JsonContainerTrait;
         // sonic-rs's own document is its fastest parse (and validates everything, UTF-8
         // included); only the wanted fields are then turned into weir values.
+        match nesting(bytes) {
+            0..=SHALLOW => {}
+            SHALLOW_1..=MAX_NESTING => return on_big_stack(|| self.parse_doc(bytes)),
+            _ => return Err(too_deep()),
+        }
+        self.parse_doc(bytes)
+    }
+
+    fn parse_doc(&self, bytes: &[u8]) -> Result<Value, String> {
+        use sonic_rs::JsonContainerTrait;
         let doc: sonic_rs::Value = sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
         let Some(obj) = doc.as_object() else {
             return Ok(sonic_to_value(&doc));
@@ -497,6 +527,67 @@ impl Projector {
         }
         Ok(Value::Object(m))
     }
+}
+
+/// How deep arrays and objects may nest in a JSON text read as input or state: as jq 1.6,
+/// which refuses deeper input; the evaluation limits of expressions use the same bound.
+pub const MAX_NESTING: usize = 256;
+const SHALLOW: usize = 32;
+const SHALLOW_1: usize = SHALLOW + 1;
+
+/// Runs a parse of deeply nested text on a thread of its own: sonic-rs and serde recurse per
+/// level, with frames of kilobytes in a debug build, past what an operator thread's stack
+/// holds at [`MAX_NESTING`]. Such lines are rare; the thread costs tens of microseconds.
+fn on_big_stack<T: Send>(f: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("weir:deep-json".into())
+            .stack_size(64 << 20)
+            .spawn_scoped(s, f)
+            .map_err(|e| format!("cannot start a thread to parse deeply nested JSON: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("the JSON parser failed on deeply nested text".into()))
+    })
+}
+
+fn too_deep() -> String {
+    format!("nested deeper than {MAX_NESTING} levels (arrays and objects)")
+}
+
+/// The deepest nesting of arrays and objects in `b`, counted up to `MAX_NESTING + 1`
+/// (brackets inside strings do not count; the text need not be valid).
+fn nesting(b: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() {
+                    match memchr::memchr2(b'"', b'\\', &b[i..]) {
+                        Some(n) if b[i + n] == b'\\' => i += n + 2,
+                        Some(n) => {
+                            i += n;
+                            break;
+                        }
+                        None => i = b.len(),
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > deepest {
+                    deepest = depth;
+                    if deepest > MAX_NESTING {
+                        return deepest;
+                    }
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
 }
 
 fn sonic_to_value(v: &sonic_rs::Value) -> Value {
@@ -556,6 +647,46 @@ impl From<serde_json::Value> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deep input is refused, and the deepest accepted input is parsed, printed, compared,
+    /// hashed, cloned and dropped on a thread with the 2 MiB stack of an operator thread.
+    #[test]
+    fn deep_nesting_is_bounded() {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deep = |d: usize| format!("{{\"a\":{}1{}}}", "[".repeat(d), "]".repeat(d));
+                for d in [MAX_NESTING, 100_000] {
+                    let e = Value::from_json(deep(d).as_bytes()).unwrap_err();
+                    assert!(e.contains("nested deeper than 256"), "{e}");
+                    let p = Projector::new(&[Str::new("a")]).parse(deep(d).as_bytes());
+                    assert!(p.unwrap_err().contains("nested deeper"));
+                }
+                // Brackets inside strings do not count.
+                let s = format!("{{\"a\":\"{}\\\"[\"}}", "[".repeat(1000));
+                assert!(Value::from_json(s.as_bytes()).is_ok());
+                let text = deep(MAX_NESTING - 1);
+                let mut v = Value::Int(1);
+                for _ in 0..MAX_NESTING - 1 {
+                    v = Value::Array(vec![v]);
+                }
+                let v = Value::Object([(Str::new("a"), v)].into_iter().collect());
+                assert_eq!(v.to_json_string(), text);
+                let v = Value::from_json(text.as_bytes()).unwrap();
+                assert_eq!(v.to_json_string(), text);
+                let w = v.clone();
+                assert_eq!(v.cmp(&w), Ordering::Equal);
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v.hash(&mut h);
+                let _ = h.finish();
+                let p = Projector::new(&[Str::new("a")]).parse(text.as_bytes()).unwrap();
+                assert_eq!(p, v);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 
     #[test]
     fn round_trip_keeps_field_order() {

@@ -5,6 +5,8 @@
 
 mod common;
 mod crash;
+mod expr_limits;
+mod jq_conformance;
 mod logs;
 mod shell;
 mod windows;

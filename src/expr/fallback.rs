@@ -12,6 +12,7 @@ use super::native::{Ctl, ErrV};
 use super::CompileError;
 use crate::value::{Map, Str, Value};
 use jaq_core::data::JustLut;
+use super::limits;
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Pattern, Term};
 use jaq_core::load::{self, Arena, File, Loader};
@@ -54,6 +55,23 @@ fn snippet(s: &str) -> String {
 /// Compiles a whole jq program with jaq, with jaq's standard library and `$ENV`.
 /// Syntax errors and undefined filters or variables are reported with their offset in `src`.
 pub(crate) fn compile_jaq(src: &str) -> Result<Jaq, CompileError> {
+    let located;
+    let src = if src.contains("$__loc__") {
+        located = with_loc(src);
+        located.as_str()
+    } else {
+        src
+    };
+    // The program that runs has its loops and recursive definitions guarded; it is compiled
+    // from the printed, rewritten tree. Errors are reported against the user's text.
+    let guarded = load::parse(src, |p| p.term()).map(|t| print_term(&guard_term(t)));
+    if let Some(Ok(jaq)) = guarded.map(|g| compile_program(&g)) {
+        return Ok(jaq);
+    }
+    compile_program(src)
+}
+
+fn compile_program(src: &str) -> Result<Jaq, CompileError> {
     // jaq's standard definitions are jq source that each `defs()` call lexes and parses again;
     // a pipeline compiles every expression several times (validation, field analysis, build),
     // and that parsing was most of a cron run with nothing to read. Parsed once, cloned here.
@@ -61,16 +79,20 @@ pub(crate) fn compile_jaq(src: &str) -> Result<Jaq, CompileError> {
         std::sync::OnceLock::new();
     let defs = DEFS
         .get_or_init(|| {
+            let prelude = load::parse(PRELUDE, |p| p.defs()).unwrap_or_default();
+            debug_assert!(!prelude.is_empty(), "prelude.jq does not parse");
             jaq_core::defs()
                 .chain(jaq_std::defs())
                 .chain(jaq_json::defs())
+                .chain(prelude)
                 .collect()
         })
         .iter()
         .cloned();
     let funs = jaq_core::funs()
         .chain(jaq_std::funs())
-        .chain(jaq_json::funs());
+        .chain(jaq_json::funs())
+        .chain(weir_funs());
     let loader = Loader::new(defs);
     let arena = Arena::default();
     let modules = loader
@@ -193,6 +215,7 @@ impl Jaq {
         } else {
             Val::Null
         };
+        limits::start_if_idle();
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([env]));
         for out in self.filter.id.run((ctx, to_val(input))) {
             match out {
@@ -211,6 +234,9 @@ fn exn_to_err(exn: jaq_core::Exn<'_, Val>) -> ErrV {
             Err(e) => e,
         },
         Err(exn) => match exn.get_halt() {
+            Ok(limits::LIMIT_HALT) => ErrV::Limit(
+                limits::take_reason().unwrap_or_else(|| "expression stopped (evaluation limit)".into()),
+            ),
             Ok(code) => ErrV::Msg(format!("halt({code}) is not supported in weir expressions")),
             Err(_) => ErrV::Msg("internal error in the jq interpreter".into()),
         },
@@ -249,8 +275,21 @@ fn num_to_value(n: &Num) -> Value {
     }
 }
 
-/// jaq value to weir value; jaq allows non-string object keys, weir (and jq) do not.
+/// jaq value to weir value; jaq allows non-string object keys, weir (and jq) do not. A value
+/// deeper than [`limits::MAX_DEPTH`] or of more than [`limits::MAX_LEN`] values in all (jaq
+/// shares values that weir would copy: `[., .]` repeated) is refused.
 pub(crate) fn from_val(v: Val) -> Result<Value, ErrV> {
+    let mut budget = limits::MAX_LEN;
+    from_val_in(v, 0, &mut budget)
+}
+
+fn from_val_in(v: Val, depth: usize, budget: &mut usize) -> Result<Value, ErrV> {
+    if depth > limits::MAX_DEPTH {
+        return Err(ErrV::Limit(limits::depth_error()));
+    }
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| ErrV::Limit(limits::size_error()))?;
     Ok(match v {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(b),
@@ -258,7 +297,11 @@ pub(crate) fn from_val(v: Val) -> Result<Value, ErrV> {
         Val::TStr(b) | Val::BStr(b) => Value::str(&String::from_utf8_lossy(&b)),
         Val::Arr(a) => {
             let a = jaq_json::Rc::try_unwrap(a).unwrap_or_else(|a| (*a).clone());
-            Value::Array(a.into_iter().map(from_val).collect::<Result<_, _>>()?)
+            let mut out = Vec::with_capacity(a.len());
+            for x in a {
+                out.push(from_val_in(x, depth + 1, budget)?);
+            }
+            Value::Array(out)
         }
         Val::Obj(o) => {
             let o = jaq_json::Rc::try_unwrap(o).unwrap_or_else(|o| (*o).clone());
@@ -272,7 +315,7 @@ pub(crate) fn from_val(v: Val) -> Result<Value, ErrV> {
                         )))
                     }
                 };
-                m.push_unique(k, from_val(v)?);
+                m.push_unique(k, from_val_in(v, depth + 1, budget)?);
             }
             Value::Object(m)
         }
@@ -539,3 +582,267 @@ fn pr(t: &Term<&str>, out: &mut String) {
 #[allow(dead_code)]
 const fn assert_send_sync<T: Send + Sync>() {}
 const _: () = assert_send_sync::<Jaq>();
+
+// ---------------------------------------------------------------------------------------
+// weir's additions to jaq: the prelude, the guard that enforces the evaluation limits, and
+// the natives the prelude needs.
+
+const PRELUDE: &str = include_str!("prelude.jq");
+
+/// Wraps every user `def` body and every `reduce`/`foreach` update in `__weir_guard(...)`,
+/// so recursion and long loops count against the evaluation limits.
+fn guard_term<'s>(t: Term<&'s str>) -> Term<&'s str> {
+    fn g<'s>(t: Term<&'s str>) -> Term<&'s str> {
+        guard_term(t)
+    }
+    fn bx<'s>(t: Box<Term<&'s str>>) -> Box<Term<&'s str>> {
+        Box::new(guard_term(*t))
+    }
+    fn wrap<'s>(t: Term<&'s str>) -> Term<&'s str> {
+        Term::Call("__weir_guard", vec![t])
+    }
+    match t {
+        Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => t,
+        Term::Str(fmt, parts) => Term::Str(
+            fmt,
+            parts
+                .into_iter()
+                .map(|p| match p {
+                    StrPart::Term(t) => StrPart::Term(g(t)),
+                    p => p,
+                })
+                .collect(),
+        ),
+        Term::Arr(a) => Term::Arr(a.map(bx)),
+        Term::Obj(kvs) => Term::Obj(kvs.into_iter().map(|(k, v)| (g(k), v.map(g))).collect()),
+        Term::Neg(t) => Term::Neg(bx(t)),
+        Term::BinOp(l, op, r) => Term::BinOp(bx(l), op, bx(r)),
+        Term::Label(x, t) => Term::Label(x, bx(t)),
+        Term::Fold(name, xs, pat, args) => {
+            let args = args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| if i == 1 { wrap(g(a)) } else { g(a) })
+                .collect();
+            Term::Fold(name, bx(xs), pat, args)
+        }
+        Term::TryCatch(t, c) => Term::TryCatch(bx(t), c.map(bx)),
+        Term::IfThenElse(ifs, els) => Term::IfThenElse(
+            ifs.into_iter().map(|(c, t)| (g(c), g(t))).collect(),
+            els.map(bx),
+        ),
+        Term::Def(defs, t) => Term::Def(
+            defs.into_iter()
+                .map(|d| load::parse::Def {
+                    name: d.name,
+                    args: d.args,
+                    body: wrap(g(d.body)),
+                })
+                .collect(),
+            bx(t),
+        ),
+        Term::Call(name, args) => Term::Call(name, args.into_iter().map(g).collect()),
+        Term::Path(head, path) => Term::Path(
+            bx(head),
+            jaq_core::path::Path(
+                path.0
+                    .into_iter()
+                    .map(|(part, opt)| {
+                        let part = match part {
+                            Part::Index(i) => Part::Index(g(i)),
+                            Part::Range(f, t) => Part::Range(f.map(g), t.map(g)),
+                        };
+                        (part, opt)
+                    })
+                    .collect(),
+            ),
+        ),
+    }
+}
+
+/// Replaces `$__loc__` (outside string literals) with jq's value for it: the file, which for
+/// a program given as text is `<top-level>`, and the 1-based line.
+fn with_loc(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 32);
+    let (mut line, mut in_str, mut esc) = (1, false, false);
+    let mut rest = src;
+    while let Some(c) = rest.chars().next() {
+        if !in_str && rest.starts_with("$__loc__") {
+            let _ = write!(out, "{{\"file\":\"<top-level>\",\"line\":{line}}}");
+            rest = &rest["$__loc__".len()..];
+            continue;
+        }
+        match c {
+            '\n' => line += 1,
+            '"' if !esc => in_str = !in_str,
+            _ => {}
+        }
+        esc = in_str && c == '\\' && !esc;
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+type D = JustLut<Val>;
+
+fn limit_exn<'a>(_msg: String) -> jaq_core::Exn<'a, Val> {
+    // The message waits in `limits` for `exn_to_err`; a halt is not caught by `try`.
+    jaq_core::Exn::halt(limits::LIMIT_HALT)
+}
+
+/// An iterator that checks the evaluation limits before each item it pulls and on each
+/// item it passes on, and stops for good after a limit.
+struct Guarded<I, F> {
+    inner: I,
+    check: F,
+    done: bool,
+}
+
+impl<'a, T, I, F> Iterator for Guarded<I, F>
+where
+    I: Iterator<Item = Result<T, jaq_core::Exn<'a, Val>>>,
+    F: Fn(&T) -> Result<(), String>,
+{
+    type Item = Result<T, jaq_core::Exn<'a, Val>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let r = limits::stack_ok().and_then(|()| match self.inner.next() {
+            Some(Ok(x)) => limits::step().and_then(|()| (self.check)(&x)).map(|()| Some(Ok(x))),
+            other => Ok(other),
+        });
+        match r {
+            Ok(item) => item,
+            Err(msg) => {
+                self.done = true;
+                Some(Err(limit_exn(msg)))
+            }
+        }
+    }
+}
+
+fn str_arg(v: &Val) -> Result<String, jaq_core::Exn<'static, Val>> {
+    match v {
+        Val::TStr(b) | Val::BStr(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        other => Err(jaq_core::Exn::from(jaq_core::Error::str(format_args!(
+            "{other} cannot be encoded, only a string can be"
+        )))),
+    }
+}
+
+fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
+    use jaq_core::box_iter::box_once;
+    use jaq_core::Bind;
+    use jaq_core::native::v;
+    use jaq_core::Native;
+    let f = || -> Box<[Bind]> { [Bind::Fun(())].into() };
+    let guard = Native::<D>::new(|mut cv| {
+        if let Err(m) = limits::stack_ok() {
+            return box_once(Err(limit_exn(m)));
+        }
+        let (f, fc) = cv.0.pop_fun();
+        let inner = f.run((fc, cv.1));
+        Box::new(Guarded {
+            inner,
+            check: limits::check_val,
+            done: false,
+        })
+    })
+    .with_paths(|mut cv| {
+        if let Err(m) = limits::stack_ok() {
+            return box_once(Err(limit_exn(m)));
+        }
+        let (f, fc) = cv.0.pop_fun();
+        let inner = f.paths((fc, cv.1));
+        Box::new(Guarded {
+            inner,
+            check: |_: &_| Ok(()),
+            done: false,
+        })
+    })
+    .with_update(|mut cv, upd| {
+        if let Err(m) = limits::stack_ok() {
+            return box_once(Err(limit_exn(m)));
+        }
+        let (f, fc) = cv.0.pop_fun();
+        f.update((fc, cv.1), upd)
+    });
+    let base32 = Native::<D>::new(|cv| {
+        box_once(str_arg(&cv.1).map(|s| Val::from(base32_encode(s.as_bytes()))))
+    });
+    let base32d = Native::<D>::new(|cv| {
+        box_once(str_arg(&cv.1).and_then(|s| {
+            base32_decode(&s)
+                .map(|b| Val::from(String::from_utf8_lossy(&b).into_owned()))
+                .ok_or_else(|| {
+                    jaq_core::Exn::from(jaq_core::Error::str(format_args!(
+                        "{} is not valid base32 data",
+                        Val::from(s.clone())
+                    )))
+                })
+        }))
+    });
+    let tsv = Native::<D>::new(|cv| {
+        box_once(str_arg(&cv.1).map(|s| {
+            let mut o = String::with_capacity(s.len());
+            for c in s.chars() {
+                match c {
+                    '\\' => o.push_str("\\\\"),
+                    '\t' => o.push_str("\\t"),
+                    '\n' => o.push_str("\\n"),
+                    '\r' => o.push_str("\\r"),
+                    c => o.push(c),
+                }
+            }
+            Val::from(o)
+        }))
+    });
+    [
+        ("__weir_guard", f(), guard),
+        ("__weir_base32", v(0), base32),
+        ("__weir_base32d", v(0), base32d),
+        ("__weir_tsv_escape", v(0), tsv),
+    ]
+    .into_iter()
+}
+
+const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// RFC 4648 base32 with padding, as jq's `@base32`.
+pub(crate) fn base32_encode(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len().div_ceil(5) * 8);
+    for chunk in b.chunks(5) {
+        let mut buf = [0u8; 5];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        let n = buf.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64);
+        let chars = (chunk.len() * 8).div_ceil(5);
+        for i in 0..8 {
+            if i < chars {
+                out.push(B32[((n >> (35 - 5 * i)) & 31) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Inverse of [`base32_encode`]; `None` on a character outside the alphabet.
+pub(crate) fn base32_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = B32.iter().position(|&x| x == c.to_ascii_uppercase())? as u64;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}

@@ -28,9 +28,13 @@
 mod builtins;
 mod compile;
 mod fallback;
+mod limits;
+mod refuse;
 mod native;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
 use crate::value::{Str, Value};
 use native::{Card, Ctl, Kind, Node, NULL};
@@ -128,6 +132,9 @@ impl Expr {
         let term = tokens
             .as_ref()
             .and_then(|t| jaq_core::load::Parser::new(t).parse(|p| p.term()).ok());
+        if let Some(t) = &term {
+            refuse::check(src, t)?;
+        }
         let root = match term.as_ref().map(compile::native) {
             Some(Ok(Some(n))) => n,
             _ => Node::new(Card::Many, Kind::Jaq(Arc::new(whole))),
@@ -157,6 +164,14 @@ impl Expr {
         }
     }
 
+    /// A fresh budget of evaluation limits for one record (only jaq's part needs one).
+    #[inline]
+    fn start_limits(&self) {
+        if !self.inner.native {
+            limits::start();
+        }
+    }
+
     /// The source text the expression was compiled from.
     pub fn source(&self) -> &str {
         &self.inner.src
@@ -177,6 +192,7 @@ impl Expr {
     /// Pushes every output, in order, onto `out`. On error, `out` is left as it was (the
     /// outputs produced before the error are discarded).
     pub fn eval(&self, input: &Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
+        self.start_limits();
         let start = out.len();
         let root = &self.inner.root;
         let r = if root.card == Card::Many {
@@ -201,6 +217,7 @@ impl Expr {
     /// literal paths (`.a.b = f`, `|=`, `+=`, ..., `//=`) and `del(.a, ...)` update the
     /// record in place instead of cloning it. Other expressions behave exactly as `eval`.
     pub fn eval_owned(&self, input: Value, out: &mut Vec<Value>) -> Result<(), EvalError> {
+        self.start_limits();
         match self.inner.root.eval_owned(input) {
             Ok(Ok(v)) => {
                 out.push(v);
@@ -268,6 +285,7 @@ impl Expr {
         if let Some(v) = self.field_of(input) {
             return Ok(Some(Cow::Borrowed(v)));
         }
+        self.start_limits();
         match self.inner.root.first(input) {
             Ok(v) => Ok(v),
             Err(c) => match to_eval_error(c) {
@@ -280,6 +298,7 @@ impl Expr {
     /// True if the first output is truthy (neither `null` nor `false`); false if there is
     /// no output.
     pub fn eval_bool(&self, input: &Value) -> Result<bool, EvalError> {
+        self.start_limits();
         match self.inner.root.truth(input) {
             Ok(v) => Ok(v.unwrap_or(false)),
             Err(c) => match to_eval_error(c) {

@@ -23,20 +23,22 @@ use std::sync::Arc;
 pub(crate) enum ErrV {
     Msg(String),
     Val(Value),
+    /// An evaluation limit was reached (see `limits.rs`): not caught by `try`.
+    Limit(String),
 }
 
 impl ErrV {
     /// The value that `try ... catch` hands to its handler.
     pub(crate) fn into_value(self) -> Value {
         match self {
-            ErrV::Msg(m) => Value::Str(Str::from(m)),
+            ErrV::Msg(m) | ErrV::Limit(m) => Value::Str(Str::from(m)),
             ErrV::Val(v) => v,
         }
     }
 
     pub(crate) fn message(self) -> String {
         match self {
-            ErrV::Msg(m) => m,
+            ErrV::Msg(m) | ErrV::Limit(m) => m,
             ErrV::Val(Value::Str(s)) => s.to_string(),
             ErrV::Val(v) => format!("{} (not a string)", v.to_json_string()),
         }
@@ -587,11 +589,11 @@ impl Node {
                 }
                 match r {
                     Ok(()) => Ok(()),
-                    Err(Ctl::Err(e)) => match catch {
+                    Err(Ctl::Err(e)) if !matches!(*e, ErrV::Limit(_)) => match catch {
                         Some(c) => c.run(&e.into_value(), k),
                         None => Ok(()),
                     },
-                    Err(Ctl::Stop) => Err(Ctl::Stop),
+                    Err(c) => Err(c),
                 }
             }
             Kind::ObjLit { entries, unique } => {
@@ -700,6 +702,8 @@ pub(crate) fn cmp_values(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => x.cmp(y),
         (Value::Str(x), Value::Str(y)) => x.as_str().cmp(y.as_str()),
+        // jq's operators: NaN is less than any number, itself included (`nan < nan`).
+        (Value::Float(x), Value::Int(_) | Value::Float(_)) if x.is_nan() => Ordering::Less,
         _ => a.cmp(b),
     }
 }
@@ -808,14 +812,14 @@ fn s_if<'a>(branches: &'a [(Node, Node)], els: Option<&'a Node>, input: &'a Valu
 fn s_try<'a>(body: &'a Node, catch: Option<&'a Node>, input: &'a Value) -> Single<'a> {
     match body.first(input) {
         Ok(v) => Ok(v),
-        Err(Ctl::Err(e)) => match catch {
+        Err(Ctl::Err(e)) if !matches!(*e, ErrV::Limit(_)) => match catch {
             Some(c) => {
                 let ev = e.into_value();
                 Ok(c.first(&ev)?.map(|v| Cow::Owned(v.into_owned())))
             }
             None => Ok(None),
         },
-        Err(Ctl::Stop) => Err(Ctl::Stop),
+        Err(c) => Err(c),
     }
 }
 
@@ -1081,7 +1085,8 @@ pub(crate) fn index_error(v: &Value, key: &Value) -> ErrV {
 }
 
 fn array_pos(len: usize, i: f64) -> Option<usize> {
-    let i = i.floor();
+    // jq 1.7 truncates a fractional index towards zero (`.[-1.7]` is `.[-1]`).
+    let i = i.trunc();
     let i = if i < 0.0 { i + len as f64 } else { i };
     (i >= 0.0 && i < len as f64).then_some(i as usize)
 }

@@ -1,0 +1,190 @@
+//! Expressions that compile but could never run as a pipeline needs are refused when they
+//! are compiled, so `weir validate` reports them (exit 2) instead of every record failing:
+//!
+//! - `now` reads the wall clock, so two runs over the same input would differ (SPEC);
+//! - `halt`, `halt_error`, `input`, `inputs` act on jq's process and its input stream, which
+//!   a record's expression has no access to;
+//! - a literal regex that weir's regex engines cannot run (look-around, backreferences, or
+//!   any other syntax error), and unknown regex flags.
+//!
+//! A user's own `def now: ...;` is not refused.
+
+use super::fallback::offset_in;
+use super::CompileError;
+use jaq_core::load::lex::StrPart;
+use jaq_core::load::parse::Term;
+use jaq_core::path::Part;
+
+/// Builtins a record's expression may not call, with the reason given to the user.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "now",
+        "`now` reads the wall clock, so output would differ between runs; use a time field of the record",
+    ),
+    ("halt", "`halt` stops jq's process; weir runs expressions per record (use `error`)"),
+    ("halt_error", "`halt_error` stops jq's process; weir runs expressions per record (use `error`)"),
+    ("input", "`input` reads jq's input stream; weir gives each expression one record"),
+    ("inputs", "`inputs` reads jq's input stream; weir gives each expression one record"),
+];
+
+/// Functions whose first argument is a regex, and where their flags are (argument index).
+fn regex_args(name: &str, arity: usize) -> Option<Option<usize>> {
+    match (name, arity) {
+        ("test" | "match" | "capture" | "scan" | "splits", 1) => Some(None),
+        ("test" | "match" | "capture" | "scan" | "splits" | "split", 2) => Some(Some(1)),
+        ("sub" | "gsub", 2) => Some(None),
+        ("sub" | "gsub", 3) => Some(Some(2)),
+        _ => None,
+    }
+}
+
+/// Checks the whole program `t` parsed from `src`.
+pub(crate) fn check(src: &str, t: &Term<&str>) -> Result<(), CompileError> {
+    let mut defined = Vec::new();
+    collect_defs(t, &mut defined);
+    walk(src, t, &defined)
+}
+
+fn collect_defs<'s>(t: &Term<&'s str>, out: &mut Vec<&'s str>) {
+    each_child(t, &mut |c| collect_defs(c, out));
+    if let Term::Def(defs, _) = t {
+        for d in defs {
+            out.push(d.name);
+            collect_defs(&d.body, out);
+        }
+    }
+}
+
+fn walk(src: &str, t: &Term<&str>, defined: &[&str]) -> Result<(), CompileError> {
+    if let Term::Call(name, args) = t {
+        if !defined.contains(name) {
+            if let Some((_, why)) = REFUSED.iter().find(|(n, _)| n == name) {
+                return Err(CompileError {
+                    message: format!("{why} (refused)"),
+                    offset: offset_in(src, name).unwrap_or(0),
+                });
+            }
+            if let Some(flags_at) = regex_args(name, args.len()) {
+                let flags = match flags_at {
+                    None => Some(String::new()),
+                    Some(i) => literal(&args[i]),
+                };
+                if let (Some(re), Some(flags)) = (literal(&args[0]), flags) {
+                    check_regex(&re, &flags).map_err(|message| CompileError {
+                        message,
+                        offset: offset_in(src, name).unwrap_or(0),
+                    })?;
+                }
+            }
+        }
+    }
+    if let Term::Def(defs, _) = t {
+        for d in defs {
+            walk(src, &d.body, defined)?;
+        }
+    }
+    let mut r = Ok(());
+    each_child(t, &mut |c| {
+        if r.is_ok() {
+            r = walk(src, c, defined);
+        }
+    });
+    r
+}
+
+/// A string literal without interpolation.
+fn literal(t: &Term<&str>) -> Option<String> {
+    match t {
+        Term::Str(None, parts) => {
+            let mut s = String::new();
+            for p in parts {
+                match p {
+                    StrPart::Str(x) => s.push_str(x),
+                    StrPart::Char(c) => s.push(*c),
+                    StrPart::Term(_) => return None,
+                }
+            }
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// jq's (Oniguruma's) flags, as jaq reads them; the regex must compile with the `regex`
+/// crate, which refuses what both of weir's engines refuse (look-around, backreferences).
+fn check_regex(re: &str, flags: &str) -> Result<(), String> {
+    let mut b = regex::RegexBuilder::new(re);
+    for f in flags.chars() {
+        match f {
+            'i' => {
+                b.case_insensitive(true);
+            }
+            'x' => {
+                b.ignore_whitespace(true);
+            }
+            's' => {
+                b.dot_matches_new_line(true);
+            }
+            'g' | 'n' | 'p' | 'l' => {}
+            other => return Err(format!("{flags} is not a valid modifier string (`{other}`)")),
+        }
+    }
+    b.build().map(drop).map_err(|e| {
+        let detail = match &e {
+            regex::Error::Syntax(s) => s.lines().last().unwrap_or(s).trim().to_string(),
+            other => other.to_string(),
+        };
+        format!("invalid regex {re:?}: {detail}")
+    })
+}
+
+/// Calls `f` on every direct subterm of `t` (not on `def` bodies, which the callers handle).
+fn each_child<'a, 's>(t: &'a Term<&'s str>, f: &mut dyn FnMut(&'a Term<&'s str>)) {
+    match t {
+        Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => {}
+        Term::Str(_, parts) => parts.iter().for_each(|p| {
+            if let StrPart::Term(t) = p {
+                f(t)
+            }
+        }),
+        Term::Arr(a) => a.iter().for_each(|t| f(t)),
+        Term::Obj(kvs) => kvs.iter().for_each(|(k, v)| {
+            f(k);
+            v.iter().for_each(|v| f(v));
+        }),
+        Term::Neg(t) | Term::Label(_, t) => f(t),
+        Term::BinOp(l, _, r) => {
+            f(l);
+            f(r)
+        }
+        Term::Fold(_, xs, _, args) => {
+            f(xs);
+            args.iter().for_each(|a| f(a));
+        }
+        Term::TryCatch(t, c) => {
+            f(t);
+            c.iter().for_each(|c| f(c));
+        }
+        Term::IfThenElse(ifs, els) => {
+            ifs.iter().for_each(|(c, t)| {
+                f(c);
+                f(t)
+            });
+            els.iter().for_each(|e| f(e));
+        }
+        Term::Def(_, t) => f(t),
+        Term::Call(_, args) => args.iter().for_each(|a| f(a)),
+        Term::Path(head, path) => {
+            f(head);
+            for (part, _) in &path.0 {
+                match part {
+                    Part::Index(i) => f(i),
+                    Part::Range(a, b) => {
+                        a.iter().for_each(|x| f(x));
+                        b.iter().for_each(|x| f(x));
+                    }
+                }
+            }
+        }
+    }
+}
