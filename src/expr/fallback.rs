@@ -592,14 +592,15 @@ const PRELUDE: &str = include_str!("prelude.jq");
 
 /// Wraps every user `def` body and every `reduce`/`foreach` update in `__weir_guard(...)`,
 /// so recursion and long loops count against the evaluation limits.
-fn guard_term<'s>(t: Term<&'s str>) -> Term<&'s str> {
-    fn g<'s>(t: Term<&'s str>) -> Term<&'s str> {
+fn guard_term(t: Term<&str>) -> Term<&str> {
+    fn g(t: Term<&str>) -> Term<&str> {
         guard_term(t)
     }
-    fn bx<'s>(t: Box<Term<&'s str>>) -> Box<Term<&'s str>> {
+    #[allow(clippy::boxed_local)] // the parser's terms arrive boxed
+    fn bx(t: Box<Term<&str>>) -> Box<Term<&str>> {
         Box::new(guard_term(*t))
     }
-    fn wrap<'s>(t: Term<&'s str>) -> Term<&'s str> {
+    fn wrap(t: Term<&str>) -> Term<&str> {
         Term::Call("__weir_guard", vec![t])
     }
     match t {

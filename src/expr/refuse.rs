@@ -154,7 +154,7 @@ fn each_child<'a, 's>(t: &'a Term<&'s str>, f: &mut dyn FnMut(&'a Term<&'s str>)
         Term::Arr(a) => a.iter().for_each(|t| f(t)),
         Term::Obj(kvs) => kvs.iter().for_each(|(k, v)| {
             f(k);
-            v.iter().for_each(|v| f(v));
+            v.iter().for_each(&mut *f);
         }),
         Term::Neg(t) | Term::Label(_, t) => f(t),
         Term::BinOp(l, _, r) => {
@@ -163,7 +163,7 @@ fn each_child<'a, 's>(t: &'a Term<&'s str>, f: &mut dyn FnMut(&'a Term<&'s str>)
         }
         Term::Fold(_, xs, _, args) => {
             f(xs);
-            args.iter().for_each(|a| f(a));
+            args.iter().for_each(&mut *f);
         }
         Term::TryCatch(t, c) => {
             f(t);
@@ -177,15 +177,15 @@ fn each_child<'a, 's>(t: &'a Term<&'s str>, f: &mut dyn FnMut(&'a Term<&'s str>)
             els.iter().for_each(|e| f(e));
         }
         Term::Def(_, t) => f(t),
-        Term::Call(_, args) => args.iter().for_each(|a| f(a)),
+        Term::Call(_, args) => args.iter().for_each(&mut *f),
         Term::Path(head, path) => {
             f(head);
             for (part, _) in &path.0 {
                 match part {
                     Part::Index(i) => f(i),
                     Part::Range(a, b) => {
-                        a.iter().for_each(|x| f(x));
-                        b.iter().for_each(|x| f(x));
+                        a.iter().for_each(&mut *f);
+                        b.iter().for_each(&mut *f);
                     }
                 }
             }
