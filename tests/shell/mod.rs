@@ -494,6 +494,11 @@ input = { node = "access", records = [
 expect = { node = "per_path", records = [ { key = "/a", n = 1, worst = 2.5 }, { key = "/b", n = 2, worst = 9 } ] }
 
 [[tests]]
+name = "a sink is checked by what reaches it"
+input = { node = "access", records = [ { status = 500, path = "/q", latency_ms = 4 } ] }
+expect = { node = "out", records = [ { key = "/q", n = 1, worst = 4 } ] }
+
+[[tests]]
 name = "several input tables feed in order"
 inputs = [
   { node = "access", records = [ { status = 500, path = "/z", latency_ms = 1 } ] },
@@ -515,6 +520,12 @@ fn weir_test_passes_fails_with_node_expected_actual_and_run_ignores_tests() {
     );
     assert!(
         o.stderr.contains("counted per path at the end' ... ok"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("a sink is checked by what reaches it' ... ok"),
         "{}",
         o.stderr
     );
