@@ -201,7 +201,8 @@ impl Value {
             0..=SHALLOW => sonic_rs::from_slice(bytes).map_err(|e| e.to_string()),
             // sonic's serde path stops at 128 levels; its own document does not.
             SHALLOW_1..=MAX_NESTING => on_big_stack(|| {
-                let doc: sonic_rs::Value = sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
+                let doc: sonic_rs::Value =
+                    sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
                 Ok(sonic_to_value(&doc))
             }),
             _ => Err(too_deep()),
@@ -680,7 +681,9 @@ mod tests {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 v.hash(&mut h);
                 let _ = h.finish();
-                let p = Projector::new(&[Str::new("a")]).parse(text.as_bytes()).unwrap();
+                let p = Projector::new(&[Str::new("a")])
+                    .parse(text.as_bytes())
+                    .unwrap();
                 assert_eq!(p, v);
             })
             .unwrap()

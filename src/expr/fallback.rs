@@ -8,11 +8,11 @@
 //! thread, so one compiled filter can be shared between threads behind an `Arc`. The
 //! compile-time assertion at the bottom of this file keeps that true across jaq upgrades.
 
+use super::limits;
 use super::native::{Ctl, ErrV};
 use super::CompileError;
 use crate::value::{Map, Str, Value};
 use jaq_core::data::JustLut;
-use super::limits;
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Pattern, Term};
 use jaq_core::load::{self, Arena, File, Loader};
@@ -235,7 +235,8 @@ fn exn_to_err(exn: jaq_core::Exn<'_, Val>) -> ErrV {
         },
         Err(exn) => match exn.get_halt() {
             Ok(limits::LIMIT_HALT) => ErrV::Limit(
-                limits::take_reason().unwrap_or_else(|| "expression stopped (evaluation limit)".into()),
+                limits::take_reason()
+                    .unwrap_or_else(|| "expression stopped (evaluation limit)".into()),
             ),
             Ok(code) => ErrV::Msg(format!("halt({code}) is not supported in weir expressions")),
             Err(_) => ErrV::Msg("internal error in the jq interpreter".into()),
@@ -711,7 +712,9 @@ where
             return None;
         }
         let r = limits::stack_ok().and_then(|()| match self.inner.next() {
-            Some(Ok(x)) => limits::step().and_then(|()| (self.check)(&x)).map(|()| Some(Ok(x))),
+            Some(Ok(x)) => limits::step()
+                .and_then(|()| (self.check)(&x))
+                .map(|()| Some(Ok(x))),
             other => Ok(other),
         });
         match r {
@@ -735,8 +738,8 @@ fn str_arg(v: &Val) -> Result<String, jaq_core::Exn<'static, Val>> {
 
 fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     use jaq_core::box_iter::box_once;
-    use jaq_core::Bind;
     use jaq_core::native::v;
+    use jaq_core::Bind;
     use jaq_core::Native;
     let f = || -> Box<[Bind]> { [Bind::Fun(())].into() };
     let guard = Native::<D>::new(|mut cv| {

@@ -154,7 +154,12 @@ fn probe_depth(v: &Val) -> usize {
                     stack.extend(a.iter().filter(|c| is_container(c)).map(|c| (c, d + 1)));
                 } else {
                     let ends = [a.first(), a.last()];
-                    stack.extend(ends.into_iter().flatten().filter(|c| is_container(c)).map(|c| (c, d + 1)));
+                    stack.extend(
+                        ends.into_iter()
+                            .flatten()
+                            .filter(|c| is_container(c))
+                            .map(|c| (c, d + 1)),
+                    );
                 }
             }
             Val::Obj(o) => {
@@ -162,7 +167,12 @@ fn probe_depth(v: &Val) -> usize {
                     stack.extend(o.values().filter(|c| is_container(c)).map(|c| (c, d + 1)));
                 } else {
                     let ends = [o.values().next(), o.values().next_back()];
-                    stack.extend(ends.into_iter().flatten().filter(|c| is_container(c)).map(|c| (c, d + 1)));
+                    stack.extend(
+                        ends.into_iter()
+                            .flatten()
+                            .filter(|c| is_container(c))
+                            .map(|c| (c, d + 1)),
+                    );
                 }
             }
             _ => {}

@@ -29,8 +29,8 @@ mod builtins;
 mod compile;
 mod fallback;
 mod limits;
-mod refuse;
 mod native;
+mod refuse;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -126,7 +126,11 @@ fn check_regex(re: &str, flags: &str) -> Result<(), String> {
                 b.dot_matches_new_line(true);
             }
             'g' | 'n' | 'p' | 'l' => {}
-            other => return Err(format!("{flags} is not a valid modifier string (`{other}`)")),
+            other => {
+                return Err(format!(
+                    "{flags} is not a valid modifier string (`{other}`)"
+                ))
+            }
         }
     }
     b.build().map(drop).map_err(|e| {

@@ -27,7 +27,10 @@ fn on_operator_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
 
 fn big_array(n: usize) -> Value {
     let mut m = crate::value::Map::new();
-    m.insert(Str::new("v"), Value::Array((0..n as i64).map(Value::Int).collect()));
+    m.insert(
+        Str::new("v"),
+        Value::Array((0..n as i64).map(Value::Int).collect()),
+    );
     m.insert(Str::new("b"), Value::str("x"));
     Value::Object(m)
 }
@@ -38,18 +41,39 @@ fn runaway_expressions_are_errors_not_crashes() {
         ("{r: [range(.b)]}", "Range bounds must be numeric"),
         ("[range(null)]", "Range bounds must be numeric"),
         ("[range(0; .b)]", "Range bounds must be numeric"),
-        ("reduce .v[] as $x (null; [., $x])", "nested deeper than 256"),
-        ("reduce .v[] as $x (null; {a: ., b: $x})", "nested deeper than 256"),
-        ("try (reduce .v[] as $x (null; [., $x])) catch \"caught\"", "nested deeper than 256"),
-        ("(reduce .v[] as $x (null; [., $x]))?", "nested deeper than 256"),
+        (
+            "reduce .v[] as $x (null; [., $x])",
+            "nested deeper than 256",
+        ),
+        (
+            "reduce .v[] as $x (null; {a: ., b: $x})",
+            "nested deeper than 256",
+        ),
+        (
+            "try (reduce .v[] as $x (null; [., $x])) catch \"caught\"",
+            "nested deeper than 256",
+        ),
+        (
+            "(reduce .v[] as $x (null; [., $x]))?",
+            "nested deeper than 256",
+        ),
         ("last(range(1e18))", "steps on one record"),
-        ("[limit(2; repeat(1))] | length, last(repeat(1))", "(evaluation limit)"),
+        (
+            "[limit(2; repeat(1))] | length, last(repeat(1))",
+            "(evaluation limit)",
+        ),
         ("def f: [f]; f", "recursion too deep"),
         ("def f: f; f", "recursion too deep"),
         ("[until(false; .)]", "recursion too deep"),
         ("[.v[] | recurse(. + 1)] | length", "(evaluation limit)"),
-        ("reduce range(40) as $i (\"x\"; . + .) | length", "string longer than"),
-        ("reduce range(100) as $i (0; [., .]) | length", "more than 4000000 values"),
+        (
+            "reduce range(40) as $i (\"x\"; . + .) | length",
+            "string longer than",
+        ),
+        (
+            "reduce range(100) as $i (0; [., .]) | length",
+            "more than 4000000 values",
+        ),
     ];
     for (src, want) in cases {
         let s = src.to_string();
@@ -74,10 +98,16 @@ fn limits_leave_legitimate_work_alone() {
         ("[range(0; 10; 0)]", "[]"),
         // jaq takes kilobytes of stack per level in a debug build: tens of levels here,
         // hundreds in a release build.
-        ("def f(n): if n == 0 then 0 else 1 + f(n - 1) end; f(20)", "20"),
+        (
+            "def f(n): if n == 0 then 0 else 1 + f(n - 1) end; f(20)",
+            "20",
+        ),
         ("[limit(3; repeat(1))]", "[1,1,1]"),
         ("[1 | until(. > 100; . * 2)]", "[128]"),
-        ("reduce range(200) as $i (null; [.]) | [paths] | length", "200"),
+        (
+            "reduce range(200) as $i (null; [.]) | [paths] | length",
+            "200",
+        ),
     ];
     for (src, want) in ok {
         let (s, r) = (src.to_string(), rec.clone());
@@ -131,7 +161,12 @@ fn refused_at_compile_time() {
     let e = Expr::compile("1 + now").unwrap_err();
     assert!(e.message.contains("wall clock") && e.offset == 4, "{e}");
     // A user's own definition, a computed regex and ordinary regexes are fine.
-    for src in ["def now: 1; now", "test(.re)", "test(\"a+\"; \"gix\")", "sub(\"(?<x>a)\"; \"\\(.x)\")"] {
+    for src in [
+        "def now: 1; now",
+        "test(.re)",
+        "test(\"a+\"; \"gix\")",
+        "sub(\"(?<x>a)\"; \"\\(.x)\")",
+    ] {
         assert!(Expr::compile(src).is_ok(), "{src}");
     }
 }
@@ -140,14 +175,38 @@ fn refused_at_compile_time() {
 fn prelude_builtins_follow_jq() {
     // Expected values checked with jq 1.6 (`/usr/bin/jq`).
     let cases: &[(&str, &str, &str)] = &[
-        ("@csv", r#"[1,"a\"b",null,true,1.5]"#, r#""1,\"a\"\"b\",,true,1.5""#),
-        ("@tsv", r#"[1,"a\tb\\",null,true]"#, r#""1\ta\\tb\\\\\t\ttrue""#),
+        (
+            "@csv",
+            r#"[1,"a\"b",null,true,1.5]"#,
+            r#""1,\"a\"\"b\",,true,1.5""#,
+        ),
+        (
+            "@tsv",
+            r#"[1,"a\tb\\",null,true]"#,
+            r#""1\ta\\tb\\\\\t\ttrue""#,
+        ),
         ("@base32", r#""ab""#, r#""MFRA====""#),
         ("@base32d", r#""MFRA====""#, r#""ab""#),
-        ("@base32 | @base32d", r#""héllo, wörld""#, r#""héllo, wörld""#),
-        ("[leaf_paths]", r#"{"a":[1,{"b":2}]}"#, r#"[["a",0],["a",1,"b"]]"#),
-        ("[tostream]", r#"[1,[2]]"#, r#"[[[0],1],[[1,0],2],[[1,0]],[[1]]]"#),
-        ("fromstream(tostream)", r#"{"a":[1,{"b":2}],"c":"x"}"#, r#"{"a":[1,{"b":2}],"c":"x"}"#),
+        (
+            "@base32 | @base32d",
+            r#""héllo, wörld""#,
+            r#""héllo, wörld""#,
+        ),
+        (
+            "[leaf_paths]",
+            r#"{"a":[1,{"b":2}]}"#,
+            r#"[["a",0],["a",1,"b"]]"#,
+        ),
+        (
+            "[tostream]",
+            r#"[1,[2]]"#,
+            r#"[[[0],1],[[1,0],2],[[1,0]],[[1]]]"#,
+        ),
+        (
+            "fromstream(tostream)",
+            r#"{"a":[1,{"b":2}],"c":"x"}"#,
+            r#"{"a":[1,{"b":2}],"c":"x"}"#,
+        ),
         ("[.[] | IN(2, 3)]", r#"[1,2,3]"#, r#"[false,true,true]"#),
         ("IN(.[]; 5, 1)", r#"[1,2]"#, r#"true"#),
         ("$__loc__", r#"null"#, r#"{"file":"<top-level>","line":1}"#),
@@ -159,13 +218,21 @@ fn prelude_builtins_follow_jq() {
         ("[combinations]", r#"[[1,2],[3]]"#, r#"[[1,3],[2,3]]"#),
         ("transpose", r#"[[1,2],[3]]"#, r#"[[1,3],[2,null]]"#),
         ("gamma", r#"5"#, r#"3.1780538303479458"#),
-        ("setpath([\"a\",2,\"b\"]; 1)", r#"null"#, r#"{"a":[null,null,{"b":1}]}"#),
+        (
+            "setpath([\"a\",2,\"b\"]; 1)",
+            r#"null"#,
+            r#"{"a":[null,null,{"b":1}]}"#,
+        ),
     ];
     for (src, input, want) in cases {
         assert_eq!(eval(src, &v(input)), Ok(vec![v(want)]), "{src} on {input}");
     }
-    assert!(eval("@csv", &v("{}")).unwrap_err().contains("cannot be csv-formatted"));
-    assert!(eval("@csv", &v("[[1]]")).unwrap_err().contains("is not valid in a csv row"));
+    assert!(eval("@csv", &v("{}"))
+        .unwrap_err()
+        .contains("cannot be csv-formatted"));
+    assert!(eval("@csv", &v("[[1]]"))
+        .unwrap_err()
+        .contains("is not valid in a csv row"));
     assert!(eval("transpose", &v(r#"[{"a":1}]"#)).is_err());
 }
 
@@ -184,11 +251,30 @@ fn arb_program() -> impl Strategy<Value = String> {
         Just("null".to_string()),
         "[a-z\\[\\]()*+?.\\\\]{0,4}".prop_map(|s| format!("{s:?}")),
         prop_oneof![
-            Just("length"), Just("keys"), Just("tostring"), Just("tojson"), Just("fromjson"),
-            Just("sort"), Just("add"), Just("tostream"), Just("@csv"), Just("@tsv"),
-            Just("@base32d"), Just("implode"), Just("explode"), Just("todate"), Just("gamma"),
-            Just("leaf_paths"), Just("paths"), Just("transpose"), Just("combinations"),
-            Just("ascii"), Just("input_line_number"), Just("env"), Just("empty"), Just("error"),
+            Just("length"),
+            Just("keys"),
+            Just("tostring"),
+            Just("tojson"),
+            Just("fromjson"),
+            Just("sort"),
+            Just("add"),
+            Just("tostream"),
+            Just("@csv"),
+            Just("@tsv"),
+            Just("@base32d"),
+            Just("implode"),
+            Just("explode"),
+            Just("todate"),
+            Just("gamma"),
+            Just("leaf_paths"),
+            Just("paths"),
+            Just("transpose"),
+            Just("combinations"),
+            Just("ascii"),
+            Just("input_line_number"),
+            Just("env"),
+            Just("empty"),
+            Just("error"),
         ]
         .prop_map(str::to_string),
     ];
@@ -201,8 +287,10 @@ fn arb_program() -> impl Strategy<Value = String> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} < {b})")),
             inner.clone().prop_map(|a| format!("[{a}]")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{{a: {a}, b: {b}}}")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("reduce {a} as $x ({b}; [., $x])")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[foreach {a} as $x ({b}; . + $x)]")),
+            (inner.clone(), inner.clone())
+                .prop_map(|(a, b)| format!("reduce {a} as $x ({b}; [., $x])")),
+            (inner.clone(), inner.clone())
+                .prop_map(|(a, b)| format!("[foreach {a} as $x ({b}; . + $x)]")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[range({a}; {b})]")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[limit(5; {a})] | {b}")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("try {a} catch {b}")),
@@ -214,8 +302,12 @@ fn arb_program() -> impl Strategy<Value = String> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("setpath([{a}]; {b})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} |= {b}")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[splits({a})] | {b}")),
-            inner.clone().prop_map(|a| format!("fromstream({a} | tostream)")),
-            inner.clone().prop_map(|a| format!("[{a}] | sort_by(.) | group_by(.)")),
+            inner
+                .clone()
+                .prop_map(|a| format!("fromstream({a} | tostream)")),
+            inner
+                .clone()
+                .prop_map(|a| format!("[{a}] | sort_by(.) | group_by(.)")),
             inner.prop_map(|a| format!("[{a}] | implode")),
         ]
     })
