@@ -425,6 +425,24 @@ def dead_letter():
             "dead_letter.bad_lines.txt": "".join("%d\n" % n for n, _ in bad)}
 
 
+NGINX_RE = re.compile(r'^(\S+) (\S+) (\S+) \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"')
+
+
+def nginx_access():
+    recs = []
+    for n, raw in read_lines(os.path.join(TD, "nginx", "access.log")):
+        m = NGINX_RE.match(raw.decode("utf-8"))
+        if not m:
+            continue  # on_error = "skip"
+        t = dt.datetime.strptime(m.group(4), "%d/%b/%Y:%H:%M:%S %z")
+        recs.append({"ts": fmt_ts(int(t.timestamp())), "status": int(m.group(6)),
+                     "size": None if m.group(7) == "-" else int(m.group(7))})
+    aggs = [("requests", "count"), ("bytes", "sum(.size)")]
+    out, late, stats = simulate_tumbling(recs, lambda r: "%dxx" % (r["status"] // 100), 60, 30, 0, aggs)
+    assert stats["late"] == 0, stats
+    return {"nginx_access.jsonl": write_jsonl(out)}
+
+
 def windows_tumbling():
     aggs = [("n", "count"), ("bytes", "sum(.bytes)"), ("worst_ms", "max(.latency_ms)")]
     out, late, stats = simulate_tumbling(access_records(), lambda r: r["path"], 60, 10, 30, aggs)
@@ -441,7 +459,7 @@ def session_window():
 
 
 ALL = [errors_per_path, user_totals_csv, parse_syslog, stdin_filter, fanout_union, dead_letter,
-       windows_tumbling, session_window]
+       windows_tumbling, session_window, nginx_access]
 
 
 def compute():

@@ -171,6 +171,13 @@ pub struct ResumeArgs {
     /// What end of input means for every source (overrides at_end).
     #[arg(long, value_enum)]
     pub at_end: Option<AtEndArg>,
+    /// Print what resuming this (possibly edited) file would do, node by node; run nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Start NODE's state empty (repeatable): a source reads from its beginning. Idempotent:
+    /// not again from a checkpoint of a run started with the same flag.
+    #[arg(long = "drop-state", value_name = "NODE")]
+    pub drop_state: Vec<String>,
     #[command(flatten)]
     pub flags: RunFlags,
 }

@@ -53,6 +53,20 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             let spec = pipeline::load(&a.pipeline, &a.set)?;
             opts.progress = Some(a.flags.progress);
             opts.stats = a.flags.stats;
+            if a.plan {
+                let (text, refusal) = crate::runtime::edits::plan_report(
+                    &spec,
+                    a.state.as_ref(),
+                    a.from,
+                    &a.drop_state,
+                )?;
+                out(&text)?;
+                return match refusal {
+                    Some(why) => Err(Error::usage(why)),
+                    None => Ok(Outcome::Finished),
+                };
+            }
+            opts.drop_state = a.drop_state;
             opts.resume = true;
             opts.or_start = a.or_start;
             opts.from = a.from;

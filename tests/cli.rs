@@ -5,8 +5,10 @@
 
 mod common;
 mod crash;
+mod edits;
 mod expr_limits;
 mod jq_conformance;
+mod log_formats;
 mod logs;
 mod shell;
 mod windows;

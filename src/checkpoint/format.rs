@@ -6,6 +6,7 @@
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 pub const MAGIC: &[u8; 8] = b"WEIRCKPT";
 pub const VERSION: u32 = 1;
@@ -21,8 +22,17 @@ pub struct NodeState {
 pub struct Checkpoint {
     pub id: u64,
     pub pipeline: String,
-    /// Hash of what makes state meaningful (node names, types, wiring, expressions).
+    /// Hash of what makes state meaningful (node names, types, wiring, expressions); what a
+    /// checkpoint without `state_config` is checked by.
     pub pipeline_hash: String,
+    /// Per node, the settings its state depends on (see `runtime::edits`): what lets an
+    /// edited pipeline resume node by node. Absent in checkpoints of older weirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_config: Option<BTreeMap<String, serde_json::Value>>,
+    /// The `--drop-state` names of the run that wrote it, so that the same command run again
+    /// does not drop the state this checkpoint holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
     /// Wall-clock time of writing (for humans; never used for processing).
     pub created_ms: i64,
     /// Every node reached the end of its stream in this checkpoint (a final checkpoint).
@@ -65,9 +75,16 @@ pub struct Meta<'a> {
     pub id: u64,
     pub pipeline: &'a str,
     pub pipeline_hash: &'a str,
+    pub state_config: &'a BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "no_names")]
+    pub dropped: &'a [String],
     pub created_ms: i64,
     pub ended: bool,
     pub finished: bool,
+}
+
+fn no_names(v: &&[String]) -> bool {
+    v.is_empty()
 }
 
 /// Encodes a checkpoint from each node's raw JSON state without parsing or copying the states
@@ -149,6 +166,8 @@ mod tests {
             id: 7,
             pipeline: "p".into(),
             pipeline_hash: "abc".into(),
+            state_config: None,
+            dropped: Vec::new(),
             created_ms: 1,
             ended: false,
             finished: false,
@@ -173,6 +192,8 @@ mod tests {
             id: 3,
             pipeline: "p\"q",
             pipeline_hash: "h",
+            state_config: &BTreeMap::new(),
+            dropped: &[],
             created_ms: 5,
             ended: true,
             finished: false,

@@ -72,9 +72,16 @@ pub fn source_projections(spec: &PipelineSpec, g: &Graph) -> Vec<Need> {
                 }
                 (NodeConfig::Map(c), _) => expr_need(&c.expr),
                 (NodeConfig::Parse(c), _) => {
-                    let groups: Vec<String> = regex::Regex::new(&c.regex)
-                        .map(|r| r.capture_names().flatten().map(String::from).collect())
-                        .unwrap_or_default();
+                    let groups: Vec<String> = match (&c.regex, &c.preset) {
+                        (Some(re), _) => regex::Regex::new(re)
+                            .map(|r| r.capture_names().flatten().map(String::from).collect())
+                            .unwrap_or_default(),
+                        (None, Some(p)) => crate::transforms::presets::Preset::fields(p)
+                            .iter()
+                            .map(|f| f.to_string())
+                            .collect(),
+                        (None, None) => Vec::new(),
+                    };
                     out_need(i, Port::Main, &need).map(|mut v| {
                         v.retain(|f| !groups.iter().any(|g| g == f.as_str()));
                         if !v.iter().any(|f| f.as_str() == c.field) {

@@ -433,7 +433,8 @@ pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool, notes: &[Option<String
     s
 }
 
-fn kind_word(k: Kind) -> &'static str {
+/// The word `explain` and `resume --plan` use for a node's kind.
+pub fn kind_word(k: Kind) -> &'static str {
     match k {
         Kind::Source => "source",
         Kind::Transform => "transform",
@@ -504,7 +505,11 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
             some(format!("on_error = {}", on_error(s.on_error))),
         ]),
         NodeConfig::Filter(e) | NodeConfig::Map(e) => format!("expr = {}", q(&e.expr)),
-        NodeConfig::Parse(p) => format!("field = {}  regex = {}", q(&p.field), q(&p.regex)),
+        NodeConfig::Parse(p) => line(vec![
+            some(format!("field = {}", q(&p.field))),
+            opt("regex", &p.regex),
+            opt("preset", &p.preset),
+        ]),
         NodeConfig::Aggregate(a) => line(vec![
             opt("key", &a.key),
             some(aggs(&a.aggs)),
@@ -518,11 +523,13 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
             opt("state_ttl", &a.state_ttl),
             opt("time", &a.time),
             unit(a.time_unit),
+            opt("time_format", &a.time_format),
         ]),
         NodeConfig::Window(w) => line(vec![
             opt("key", &w.key),
             some(format!("time = {}", q(&w.time))),
             unit(w.time_unit),
+            opt("time_format", &w.time_format),
             opt("size", &w.size),
             opt("slide", &w.slide),
             opt("gap", &w.gap),
@@ -535,6 +542,7 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
             some(format!("ttl = {}", d.ttl)),
             opt("time", &d.time),
             unit(d.time_unit),
+            opt("time_format", &d.time_format),
         ]),
         NodeConfig::FileSink(s) => line(vec![
             some(format!(

@@ -95,7 +95,9 @@ pub struct ExprConfig {
 pub struct ParseConfig {
     pub inputs: Vec<String>,
     pub field: String,
-    pub regex: String,
+    /// Named groups become fields; or `preset`, a known log format.
+    pub regex: Option<String>,
+    pub preset: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,6 +128,8 @@ pub struct AggregateConfig {
     /// Event time for `state_ttl`; without it the TTL counts records.
     pub time: Option<String>,
     pub time_unit: Option<TimeUnit>,
+    /// strftime format of `time` strings that are not RFC 3339.
+    pub time_format: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -135,6 +139,8 @@ pub struct WindowConfig {
     pub key: Option<String>,
     pub time: String,
     pub time_unit: Option<TimeUnit>,
+    /// strftime format of `time` strings that are not RFC 3339.
+    pub time_format: Option<String>,
     pub size: Option<String>,
     pub slide: Option<String>,
     pub gap: Option<String>,
@@ -152,6 +158,8 @@ pub struct DedupConfig {
     pub ttl: toml::Value,
     pub time: Option<String>,
     pub time_unit: Option<TimeUnit>,
+    /// strftime format of `time` strings that are not RFC 3339.
+    pub time_format: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]

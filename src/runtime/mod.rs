@@ -2,7 +2,9 @@
 //! coordinator beside them, and one place that decides how the run ended.
 
 pub mod context;
+pub mod edits;
 pub mod message;
+pub mod notices;
 pub mod progress;
 pub mod run;
 pub mod stage;

@@ -37,6 +37,8 @@ pub struct Options {
     pub verbose: u8,
     pub progress: Option<Progress>,
     pub stats: Option<PathBuf>,
+    /// `resume --drop-state NODE`: nodes that start empty (see `runtime::edits`).
+    pub drop_state: Vec<String>,
 }
 
 /// Checkpoint settings after defaults: every 10 s and at the end, 3 kept.
@@ -108,6 +110,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let graph = crate::pipeline::validate::check(spec)?;
     let ck = checkpoint_settings(spec, opts.state.as_ref())?;
     let hash = pipeline_hash(spec);
+    let configs = super::edits::Stamp::new(spec, &graph, &opts.drop_state);
     let warn = |m: &str| {
         if !opts.quiet {
             eprintln!("weir: warning: {m}");
@@ -127,14 +130,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             ));
         };
         match store.pick(opts.from, &warn)? {
-            Some(c) => {
-                if c.pipeline_hash != hash {
-                    return Err(Error::usage(format!(
-                        "checkpoint {} in {} was taken with a different pipeline (nodes, wiring or expressions changed); resume with the pipeline file it was taken with, or start over with `weir run --fresh`",
-                        c.id,
-                        ck.dir.display()
-                    )));
-                }
+            Some(mut c) => {
                 if c.finished {
                     // A crash between the final checkpoint and releasing spooled stdout leaves
                     // output to release: do that, and nothing else.
@@ -147,6 +143,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     }
                     return Ok(Outcome::Finished);
                 }
+                admit(spec, &graph, &mut c, &opts.drop_state, opts.quiet)?;
                 if opts.verbose > 0 && !opts.quiet {
                     eprintln!("weir: resuming from checkpoint {}", c.id);
                 }
@@ -192,6 +189,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             store.as_ref(),
             restored.as_ref(),
             &hash,
+            &configs,
             opts,
             &mut fresh_pending,
         );
@@ -210,6 +208,10 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     Some(s) if !fresh_pending => s.pick(None, &warn)?,
                     _ => None,
                 };
+                if let Some(c) = &mut restored {
+                    // A checkpoint of this run fits the file: nothing is dropped again.
+                    admit(spec, &graph, c, &opts.drop_state, true)?;
+                }
                 if restored.as_ref().is_some_and(|c| c.finished) {
                     write_stats(opts, spec, &all_stats, stats_start, "finished");
                     return Ok(Outcome::Finished);
@@ -222,6 +224,11 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     Err(_) => "failed",
                 };
                 write_stats(opts, spec, &all_stats, stats_start, label);
+                if other.is_ok() && !opts.quiet {
+                    for m in super::notices::late_warnings(&graph, &all_stats) {
+                        eprintln!("weir: warning: {m}");
+                    }
+                }
                 if let Err(e) = &other {
                     if e.kind == ErrKind::Runtime && store.is_some() {
                         return Err(Error::runtime(format!(
@@ -233,6 +240,33 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             }
         }
     }
+}
+
+/// Applies the resume plan of an edited pipeline to checkpoint `c` (keeps only the states it
+/// restores), or refuses with exit 2 naming each node that cannot resume.
+fn admit(
+    spec: &PipelineSpec,
+    g: &Graph,
+    c: &mut Checkpoint,
+    drops: &[String],
+    quiet: bool,
+) -> Result<()> {
+    let plan = super::edits::plan(spec, g, c, drops)?;
+    if let Some(why) = plan.refusal() {
+        return Err(Error::usage(why));
+    }
+    if !quiet {
+        for w in &plan.warnings {
+            eprintln!("weir: warning: {w}");
+        }
+        for l in &plan.lines {
+            if l.verdict == super::edits::Verdict::Dropped {
+                eprintln!("weir: node '{}': {}", l.node, l.note);
+            }
+        }
+    }
+    plan.apply(c);
+    Ok(())
 }
 
 /// The one node a source's records go to (its only main edge) and that node's config: the
@@ -329,7 +363,12 @@ fn combine_pushdown(
                 Some(d) => parse_duration_ms(d).ok(),
                 None => Some(0),
             };
-            if c.slide.is_some() || c.gap.is_some() || ms(&c.allowed_lateness)? != 0 {
+            // Folding reads RFC 3339 and epoch times only.
+            if c.slide.is_some()
+                || c.gap.is_some()
+                || c.time_format.is_some()
+                || ms(&c.allowed_lateness)? != 0
+            {
                 return None;
             }
             let (size, ooo) = (ms(&c.size)?, ms(&c.out_of_orderness)?);
@@ -509,6 +548,7 @@ fn run_once(
     store: Option<&Store>,
     restored: Option<&Checkpoint>,
     hash: &str,
+    configs: &super::edits::Stamp,
     opts: &Options,
     fresh_pending: &mut bool,
 ) -> (Result<Outcome>, RunStats) {
@@ -800,6 +840,7 @@ fn run_once(
         store,
         spec,
         hash,
+        configs,
         next_id: store.map(|s| s.next_id()).unwrap_or(1),
         inflight: None,
         ended: vec![None; n],
@@ -923,6 +964,7 @@ struct Coordinator<'a> {
     store: Option<&'a Store>,
     spec: &'a PipelineSpec,
     hash: &'a str,
+    configs: &'a super::edits::Stamp,
     next_id: u64,
     /// The checkpoint being taken: id, each node's state so far, when it started.
     inflight: Option<Inflight>,
@@ -1099,6 +1141,8 @@ impl Coordinator<'_> {
             id,
             pipeline: &self.spec.name,
             pipeline_hash: self.hash,
+            state_config: &self.configs.configs,
+            dropped: &self.configs.dropped,
             created_ms: jiff::Timestamp::now().as_millisecond(),
             ended,
             finished,

@@ -12,6 +12,8 @@ use crate::value::Value;
 pub struct TimeExpr {
     pub expr: Expr,
     pub unit: TimeUnit,
+    /// `time_format`: strftime syntax for time strings that are not RFC 3339.
+    format: Option<String>,
     /// The last time string read and its value: log records come in time order, so many in
     /// a row carry the same string (one per second), and comparing it is far cheaper than
     /// parsing it again.
@@ -23,8 +25,15 @@ impl TimeExpr {
         TimeExpr {
             expr,
             unit,
+            format: None,
             last: Default::default(),
         }
+    }
+
+    /// Reads time strings with `format` (strftime) instead of as RFC 3339.
+    pub fn with_format(mut self, format: Option<String>) -> TimeExpr {
+        self.format = format;
+        self
     }
 
     pub fn eval(&self, record: &Value) -> Result<i64, String> {
@@ -41,7 +50,11 @@ impl TimeExpr {
                     return Ok(*ms);
                 }
             }
-            let ms = parse_rfc3339(s).map_err(|m| self.message(m))?;
+            let ms = match &self.format {
+                Some(f) => parse_with_format(s, f),
+                None => parse_rfc3339(s),
+            }
+            .map_err(|m| self.message(m))?;
             *last = Some((s.clone(), ms));
             return Ok(ms);
         }
@@ -78,6 +91,34 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("`{s}` is not an RFC 3339 time (like 2026-11-21T10:00:00Z)"))
 }
 
+/// A time string in strftime `format` (`"%d/%b/%Y:%H:%M:%S %z"` for nginx); without an
+/// offset in the format (`%z`, `%:z`) or a time zone (`%Q`) the time is read as UTC.
+pub fn parse_with_format(s: &str, format: &str) -> Result<i64, String> {
+    let bad = |e: jiff::Error| format!("`{s}` does not match time_format `{format}`: {e}");
+    let tm = jiff::fmt::strtime::parse(format, s).map_err(bad)?;
+    if tm.offset().is_some() || tm.iana_time_zone().is_some() {
+        return tm.to_timestamp().map(|t| t.as_millisecond()).map_err(bad);
+    }
+    tm.to_datetime()
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+        .map(|z| z.timestamp().as_millisecond())
+        .map_err(bad)
+}
+
+/// Whether `format` is a strftime format jiff can read times with; the error says why not.
+pub fn check_format(format: &str) -> Result<(), String> {
+    if !format.contains('%') {
+        return Err(format!(
+            "`{format}` has no % directives (strftime syntax, like \"%d/%b/%Y:%H:%M:%S %z\")"
+        ));
+    }
+    // Formatting a time exercises every directive: an unknown one is an error here.
+    let ts = jiff::Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
+    jiff::fmt::strtime::format(format, &ts)
+        .map(|_| ())
+        .map_err(|e| format!("`{format}` is not a strftime format weir can read: {e}"))
+}
+
 /// RFC 3339 in UTC, with milliseconds only when there are any.
 pub fn format_millis(ms: i64) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
@@ -105,6 +146,31 @@ mod tests {
         assert_eq!(to_millis(&Value::Int(2), TimeUnit::Ms), Ok(2));
         assert_eq!(format_millis(60_000), "1970-01-01T00:01:00Z");
         assert_eq!(format_millis(1_500), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn reads_times_in_a_strftime_format() {
+        let nginx = "%d/%b/%Y:%H:%M:%S %z";
+        let want = parse_rfc3339("2026-11-01T10:00:00Z").unwrap();
+        assert_eq!(
+            parse_with_format("01/Nov/2026:10:00:00 +0000", nginx),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_with_format("01/Nov/2026:11:30:00 +0130", nginx),
+            Ok(want)
+        );
+        // No offset in the format: UTC.
+        assert_eq!(
+            parse_with_format("2026-11-01 10:00:00", "%Y-%m-%d %H:%M:%S"),
+            Ok(want)
+        );
+        let e = parse_with_format("01/Nov/2026 10:00", nginx).unwrap_err();
+        assert!(e.contains("does not match time_format"), "{e}");
+        assert!(check_format(nginx).is_ok());
+        assert!(check_format("%Y-%m-%d").is_ok());
+        assert!(check_format("no directives").is_err());
+        assert!(check_format("%Y %J").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod filter;
 pub mod keyed;
 pub mod map;
 pub mod parse;
+pub mod presets;
 pub mod window;
 
 use crate::expr::Expr;
@@ -42,6 +43,22 @@ pub fn duration(node: &NodeSpec, key: &str, v: &str, p: &mut BuildProblems) -> O
             None
         }
     }
+}
+
+/// The event time of a node: `time` read with `time_unit` or, for strings, `time_format`.
+fn time_expr(
+    node: &NodeSpec,
+    expr: Expr,
+    unit: Option<TimeUnit>,
+    format: &Option<String>,
+    p: &mut BuildProblems,
+) -> TimeExpr {
+    if let Some(f) = format {
+        if let Err(m) = crate::time::check_format(f) {
+            p.push((node.key_span("time_format"), format!("`time_format`: {m}")));
+        }
+    }
+    TimeExpr::new(expr, unit.unwrap_or(TimeUnit::S)).with_format(format.clone())
 }
 
 pub fn aggs(node: &NodeSpec, table: &toml::Table, p: &mut BuildProblems) -> Vec<aggs::AggSpec> {
@@ -84,26 +101,46 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
             .map(|expr| Box::new(filter::Filter { expr }) as Box<dyn Operator>),
         NodeConfig::Map(c) => compile(node, "expr", &c.expr, &mut p)
             .map(|expr| Box::new(map::MapOp::new(expr)) as Box<dyn Operator>),
-        NodeConfig::Parse(c) => match regex::Regex::new(&c.regex) {
-            Ok(re) => {
-                if re.capture_names().flatten().next().is_none() {
-                    p.push((
-                        node.key_span("regex"),
-                        "`regex` has no named group like (?P<name>...): it would add no field"
-                            .into(),
-                    ));
+        NodeConfig::Parse(c) => match (&c.regex, &c.preset) {
+            (None, Some(name)) => match presets::Preset::new(name) {
+                Ok(preset) => Some(Box::new(parse::Parse::with_preset(c.field.clone(), preset))
+                    as Box<dyn Operator>),
+                Err(m) => {
+                    p.push((node.key_span("preset"), format!("`preset`: {m}")));
                     None
-                } else {
-                    Some(Box::new(parse::Parse::new(c.field.clone(), re)) as Box<dyn Operator>)
                 }
-            }
-            Err(e) => {
+            },
+            (Some(_), Some(_)) | (None, None) => {
                 p.push((
-                    node.key_span("regex"),
-                    format!("`regex` does not compile: {e}"),
+                    node.span.clone(),
+                    format!(
+                        "a parse needs `regex` (named groups) or `preset` ({}), one of the two",
+                        presets::NAMES.join(", ")
+                    ),
                 ));
                 None
             }
+            (Some(re), None) => match regex::Regex::new(re) {
+                Ok(re) => {
+                    if re.capture_names().flatten().next().is_none() {
+                        p.push((
+                            node.key_span("regex"),
+                            "`regex` has no named group like (?P<name>...): it would add no field"
+                                .into(),
+                        ));
+                        None
+                    } else {
+                        Some(Box::new(parse::Parse::new(c.field.clone(), re)) as Box<dyn Operator>)
+                    }
+                }
+                Err(e) => {
+                    p.push((
+                        node.key_span("regex"),
+                        format!("`regex` does not compile: {e}"),
+                    ));
+                    None
+                }
+            },
         },
         NodeConfig::Aggregate(c) => {
             let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
@@ -115,7 +152,7 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                     match (ms, expr) {
                         (Some(ms), Some(expr)) => Some(aggregate::Ttl {
                             ms,
-                            time: TimeExpr::new(expr, c.time_unit.unwrap_or(TimeUnit::S)),
+                            time: time_expr(node, expr, c.time_unit, &c.time_format, &mut p),
                         }),
                         _ => None,
                     }
@@ -143,7 +180,7 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
             use crate::time::window::Assigner;
             let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
             let time = compile(node, "time", &c.time, &mut p)
-                .map(|expr| TimeExpr::new(expr, c.time_unit.unwrap_or(TimeUnit::S)));
+                .map(|expr| time_expr(node, expr, c.time_unit, &c.time_format, &mut p));
             let mut positive = |key: &str, v: &Option<String>| -> Option<i64> {
                 let v = v.as_ref()?;
                 let ms = duration(node, key, v, &mut p)?;
@@ -205,7 +242,7 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
             let key = compile(node, "key", &c.key, &mut p);
             let time = c.time.as_ref().and_then(|src| {
                 compile(node, "time", src, &mut p)
-                    .map(|expr| TimeExpr::new(expr, c.time_unit.unwrap_or(TimeUnit::S)))
+                    .map(|expr| time_expr(node, expr, c.time_unit, &c.time_format, &mut p))
             });
             let ttl = match (&c.ttl, c.time.is_some()) {
                 (toml::Value::String(s), true) => duration(node, "ttl", s, &mut p),
