@@ -9,6 +9,7 @@ mod edits;
 mod expr_limits;
 mod jq_conformance;
 mod log_formats;
+mod logrotate;
 mod logs;
 mod shell;
 mod windows;

@@ -10,6 +10,7 @@
 
 use super::combine::{fold_range, Ack, CombineSpec, Folded, Table, EPOCH_LINES, MAX_COMBINED};
 use super::formats::{decode_jsonl, decode_line, infer, strip_cr};
+use super::rotation::{self, is_gz, Event, Listed};
 use super::{ReadStatus, Source};
 use crate::error::Error;
 use crate::pipeline::spec::{AtEnd, Format};
@@ -48,10 +49,21 @@ pub struct FileState {
     /// Size when last looked at, to tell "read fully" from "lost" when the file disappears.
     #[serde(default)]
     pub size: u64,
+    /// The tail fingerprint: CRC32 of the `tail_len` bytes just before `offset` (plain files),
+    /// so that a file rewritten in place or a copy with the same first bytes is not taken for
+    /// this one (see `rotation`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tail_len: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tail_crc: u32,
     /// No longer matched by the glob (rotated away or removed); kept until the run ends so
     /// record origins keep their file numbers, left out of the next checkpoint.
     #[serde(skip)]
     pub gone: bool,
+}
+
+fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 /// Stdin in a checkpoint: bytes consumed and their CRC32, so `resume` can tell whether it is
@@ -272,6 +284,8 @@ pub struct FileSource {
     ready: DecodedLines,
     /// Folding lines for the aggregate downstream (see `combine`), while it may.
     combine: Option<Combining>,
+    /// The open plain file, for its tail fingerprint (see `note_tail`).
+    open_file: Option<File>,
 }
 
 struct Combining {
@@ -770,6 +784,7 @@ impl FileSource {
             pool: None,
             ready: Vec::new().into_iter().zip(Vec::new()),
             combine: None,
+            open_file: None,
         };
         // Folding resumes only from a state that was folded all its life (an older
         // checkpoint, or one made record by record, may hold float sums that folding would
@@ -816,125 +831,50 @@ impl FileSource {
         Ok(src)
     }
 
-    /// Reconciles the known files with what the glob matches now: the same file under a new
-    /// name (rotation, or compression of a rotated file) keeps its offset; a file truncated or
-    /// replaced in place starts again from 0; new files join at the end in name order; files
-    /// that disappeared are forgotten, with a warning if they had not been read to the end.
+    /// Reconciles the known files with what the glob matches now (see `rotation`): a known
+    /// file under a new name (rotation, compression, a copy) keeps its offset; a file truncated
+    /// or replaced in place starts again from 0; new files join at the end in name order;
+    /// files that disappeared are forgotten, with a warning if they had not been read to the end.
     fn scan(&mut self, first_run: bool) -> Result<(), Error> {
         self.last_scan = std::time::Instant::now();
-        let paths = self.list_files(first_run)?;
+        let listed: Vec<Listed> = self
+            .list_files(first_run)?
+            .into_iter()
+            .filter_map(|p| {
+                let md = std::fs::metadata(&p).ok()?;
+                Some(Listed::new(p, &md))
+            })
+            .collect();
+        let (new_files, events) =
+            rotation::reconcile(&mut self.files, listed, self.s.fingerprint_bytes as u64)?;
         let name = self.name();
-        let mut matched = vec![false; self.files.len()];
-        let mut unmatched: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
-        // First by device and inode.
-        for p in paths {
-            let Ok(md) = std::fs::metadata(&p) else {
-                continue;
-            };
-            let ps = p.to_string_lossy().into_owned();
-            let hit = self.files.iter().position(|f| {
-                !f.gone && f.dev == md.dev() && f.ino == md.ino() && (f.dev, f.ino) != (0, 0)
-            });
-            match hit {
-                Some(i) if !matched[i] => {
-                    matched[i] = true;
-                    let f = &mut self.files[i];
-                    let same_content =
-                        f.fp_len == 0 || content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc);
-                    if f.path != ps {
-                        self.ctx.info(format!(
-                            "source '{name}': {} is now {ps}; continuing at byte {}",
-                            f.path, f.offset
-                        ));
-                        f.path = ps.clone();
-                    }
-                    let len = if is_gz(&ps) {
-                        f.size.max(f.offset)
+        for e in events {
+            match e {
+                Event::Renamed {
+                    from,
+                    to,
+                    offset,
+                    by_content,
+                } => self.ctx.info(format!(
+                    "source '{name}': {from} is now {to}{}; continuing at byte {offset}",
+                    if by_content { " (same content)" } else { "" }
+                )),
+                Event::Replaced { path, read, lost } => {
+                    let lost = if lost > 0 {
+                        format!("; {lost} bytes lost (never read)")
                     } else {
-                        md.len()
+                        String::new()
                     };
-                    if len < f.offset || !same_content {
-                        let unread = f.size.saturating_sub(f.offset);
-                        let lost = if unread > 0 {
-                            format!("; {unread} bytes lost (never read)")
-                        } else {
-                            String::new()
-                        };
-                        self.ctx.warn(format!(
-                            "source '{name}': {ps} was truncated or replaced (it had {} bytes read{lost}); reading it again from the start",
-                            f.offset
-                        ));
-                        *f = FileState {
-                            path: ps,
-                            dev: md.dev(),
-                            ino: md.ino(),
-                            ..Default::default()
-                        };
-                    }
-                    if !is_gz(&self.files[i].path) {
-                        self.files[i].size = md.len();
-                    }
-                }
-                _ => unmatched.push((p, md)),
-            }
-        }
-        // Then by content, for known files whose inode is gone: a rotated file that was
-        // compressed, or moved across file systems, continues where it was.
-        let mut new_files = Vec::new();
-        for (p, md) in unmatched {
-            let ps = p.to_string_lossy().into_owned();
-            let mut adopted = false;
-            for (i, f) in self.files.iter_mut().enumerate() {
-                if matched[i] || f.gone || f.fp_len == 0 {
-                    continue;
-                }
-                if content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc) {
-                    matched[i] = true;
-                    self.ctx.info(format!(
-                        "source '{name}': {} is now {ps} (same content); continuing at byte {}",
-                        f.path, f.offset
+                    self.ctx.warn(format!(
+                        "source '{name}': {path} was truncated or replaced (it had {read} bytes read{lost}); reading it again from the start"
                     ));
-                    f.path = ps.clone();
-                    f.dev = md.dev();
-                    f.ino = md.ino();
-                    if !is_gz(&ps) {
-                        f.size = md.len();
-                    }
-                    adopted = true;
-                    break;
                 }
-            }
-            if !adopted {
-                new_files.push(FileState {
-                    path: ps,
-                    dev: md.dev(),
-                    ino: md.ino(),
-                    size: if is_gz(&p.to_string_lossy()) {
-                        0
-                    } else {
-                        md.len()
-                    },
-                    ..Default::default()
-                });
-            }
-        }
-        for (i, m) in matched.iter().enumerate() {
-            let f = &mut self.files[i];
-            if *m || f.gone {
-                continue;
-            }
-            f.gone = true;
-            let unread = f.size.saturating_sub(f.offset);
-            if unread > 0 && !is_gz(&f.path) {
-                self.ctx.warn(format!(
-                    "source '{name}': {} disappeared before it was read to the end: {unread} bytes lost",
-                    f.path
-                ));
-            } else {
-                self.ctx.info(format!(
-                    "source '{name}': forgetting {}, read to the end and gone",
-                    f.path
-                ));
+                Event::Gone { path, lost } if lost > 0 => self.ctx.warn(format!(
+                    "source '{name}': {path} disappeared before it was read to the end: {lost} bytes lost"
+                )),
+                Event::Gone { path, .. } => self.ctx.info(format!(
+                    "source '{name}': forgetting {path}, read to the end and gone"
+                )),
             }
         }
         for f in new_files {
@@ -1008,6 +948,7 @@ impl FileSource {
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             return Ok(true);
         }
+        self.open_file = None;
         let Some(mut st) = self.files.get(self.cur).cloned() else {
             return Ok(false);
         };
@@ -1056,7 +997,9 @@ impl FileSource {
                 .metadata()
                 .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
             let known = (st.dev, st.ino) != (0, 0);
-            if !known || (md.dev(), md.ino()) == (st.dev, st.ino) || tries >= 2 {
+            let same = (md.dev(), md.ino()) == (st.dev, st.ino)
+                && (is_gz(&st.path) || rotation::still_same(&f, md.len(), &st));
+            if !known || same || tries >= 2 {
                 break (f, md);
             }
             tries += 1;
@@ -1068,6 +1011,7 @@ impl FileSource {
         };
         let path = Path::new(&st.path);
         let gz = is_gz(&st.path);
+        self.open_file = if gz { None } else { f.try_clone().ok() };
         let len = md.len();
         // Remember what identifies this file as it is now. A gzip file is known by its
         // decompressed content, so it matches the plain file it was compressed from.
@@ -1148,6 +1092,17 @@ impl FileSource {
             released: 0,
         });
         Ok(true)
+    }
+
+    /// Records the tail fingerprint of the open file at its offset, for the next look at it.
+    fn note_tail(&mut self) {
+        let Some(fd) = &self.open_file else { return };
+        if let Some(f) = self.files.get_mut(self.cur) {
+            if f.gone {
+                return;
+            }
+            (f.tail_len, f.tail_crc) = rotation::tail_of(fd, f.offset).unwrap_or((0, 0));
+        }
     }
 
     /// The newest file, the one a writer may be in the middle of.
@@ -1841,6 +1796,8 @@ impl Source for FileSource {
                         return Ok((total, ReadStatus::Eof));
                     }
                     // On to the next file (in follow, the next pass looks again).
+                    self.note_tail();
+                    self.open_file = None;
                     self.cur += 1;
                     self.reader = None;
                     self.csv = None;
@@ -1867,6 +1824,7 @@ impl Source for FileSource {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        self.note_tail();
         // Stdin: the CRC of exactly the bytes consumed so far.
         let crc = match (&self.reader, &self.csv) {
             (Some(r), _) => r.crc.as_ref().map(|h| h.clone().finalize()),
@@ -1904,10 +1862,6 @@ impl Source for FileSource {
     fn at_end(&self) -> AtEnd {
         self.s.at_end
     }
-}
-
-fn is_gz(path: &str) -> bool {
-    path.ends_with(".gz")
 }
 
 /// Up to `len` leading bytes of a file's content (decompressed for `.gz`): (how many, CRC32).

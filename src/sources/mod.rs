@@ -7,6 +7,7 @@ pub mod file;
 mod flat_json;
 pub mod formats;
 pub mod generate;
+pub mod rotation;
 
 use crate::error::Error;
 use crate::pipeline::graph::BATCH_SIZE;
