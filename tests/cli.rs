@@ -12,6 +12,7 @@ mod log_formats;
 mod logrotate;
 mod logs;
 mod shell;
+mod real_logs;
 mod windows;
 
 mod bad_input;
