@@ -198,13 +198,13 @@ impl FileSink {
                 .from_writer(Vec::new())
         });
         let cell = &mut self.cell;
+        if !same && self.header.is_some() {
+            // A new set of fields starts a new block with its own header, after a blank line
+            // (as Miller's csvlite does; the csv writer would write an empty record as `""`).
+            self.buf.push(b'\n');
+        }
         let r = (|| -> csv::Result<()> {
             if !same {
-                // A new set of fields starts a new block with its own header, as Miller's
-                // csvlite does; the first block has no blank line before it.
-                if self.header.is_some() {
-                    w.write_record(None::<&[u8]>)?;
-                }
                 w.write_record(m.keys().map(|k| k.as_bytes()))?;
             }
             for x in m.values() {
@@ -247,7 +247,12 @@ fn open_truncated(path: &std::path::Path, len: u64, keep: bool) -> std::io::Resu
         .truncate(!keep)
         .open(path)?;
     if keep {
-        let cur = f.metadata()?.len();
+        let md = f.metadata()?;
+        if !md.is_file() {
+            // `/dev/null`, a FIFO: nothing to truncate or to hold to a length.
+            return Ok(f);
+        }
+        let cur = md.len();
         if cur < len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -272,6 +277,10 @@ impl Operator for FileSink {
     }
 
     fn finish(&mut self, _out: &mut Output) -> StageResult {
+        self.write_out()
+    }
+
+    fn idle(&mut self) -> StageResult {
         self.write_out()
     }
 

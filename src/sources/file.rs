@@ -957,6 +957,21 @@ impl FileSource {
         }
         // The name may now belong to another file (rotated since the last scan): check the
         // opened file itself, and if it is not the one we know, find where ours went.
+        if is_fifo(&st.path) {
+            // Opening a FIFO waits for a writer: that happens on a helper thread, as reading
+            // stdin does, so this thread still sees signals and checkpoints meanwhile.
+            self.reader = Some(Reader {
+                input: Input::Stdin(read_fifo(PathBuf::from(&st.path), &self.name())?),
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                eof: false,
+                offset: st.offset,
+                crc: None,
+                released: 0,
+            });
+            return Ok(true);
+        }
         let mut tries = 0;
         let (mut f, md) = loop {
             let f = match File::open(&st.path) {
@@ -998,7 +1013,7 @@ impl FileSource {
                 .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
             let known = (st.dev, st.ino) != (0, 0);
             let same = (md.dev(), md.ino()) == (st.dev, st.ino)
-                && (is_gz(&st.path) || rotation::still_same(&f, md.len(), &st));
+                && (is_gz(&st.path) || !md.is_file() || rotation::still_same(&f, md.len(), &st));
             if !known || same || tries >= 2 {
                 break (f, md);
             }
@@ -1902,6 +1917,46 @@ pub fn content_fingerprint(path: &Path, len: u64) -> Result<Option<u32>, Error> 
         Some((n, crc)) if n == len => Some(crc),
         _ => None,
     })
+}
+
+fn is_fifo(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// Opens and reads a FIFO on a helper thread (its writer's bytes, whatever came before).
+fn read_fifo(path: PathBuf, source: &str) -> Result<Receiver<std::io::Result<Vec<u8>>>, Error> {
+    let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
+    std::thread::Builder::new()
+        .name("weir:fifo".into())
+        .spawn(move || {
+            let mut f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut chunk = vec![0u8; 256 * 1024];
+                match f.read(&mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::runtime(format!("source '{source}': cannot start a reader: {e}")))?;
+    Ok(rx)
 }
 
 /// Opens stdin for reading after `skip` bytes already consumed by an earlier run. Those bytes

@@ -27,6 +27,8 @@ pub struct Listed {
     pub ino: u64,
     pub len: u64,
     pub gz: bool,
+    /// A regular file (not a FIFO): one whose content can be looked at.
+    pub regular: bool,
     /// Its first bytes (decompressed) and how many were asked for, read once per scan when a
     /// fingerprint needs them.
     head: Option<(u64, Option<Vec<u8>>)>,
@@ -41,6 +43,7 @@ impl Listed {
             dev: md.dev(),
             ino: md.ino(),
             len: md.len(),
+            regular: md.is_file(),
             path,
             head: None,
         }
@@ -184,6 +187,10 @@ pub fn reconcile(
 /// under the inode already known is not checked at its offset: compressed rotations are not
 /// rewritten, and reading one up to its offset costs a decompression.
 fn same_content(f: &FileState, l: &mut Listed, inode: bool, fp_bytes: u64) -> Result<bool, Error> {
+    if !l.regular {
+        // A FIFO is read as it comes: only its inode names it.
+        return Ok(inode);
+    }
     if f.fp_len == 0 {
         // Nothing read yet: only the inode can tell, and reading it from 0 loses nothing.
         return Ok(inode && f.offset == 0);

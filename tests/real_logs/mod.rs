@@ -364,3 +364,239 @@ path = "win.jsonl"
         "only {landed} signals landed (a run takes {full} ms)"
     );
 }
+
+const FOLLOW: &str = r#"name = "f"
+[checkpoint]
+every = "1h"
+[sources.log]
+type = "file"
+path = "app.log"
+format = "jsonl"
+at_end = "follow"
+[sinks.out]
+type = "file"
+inputs = ["log"]
+path = "out.jsonl"
+"#;
+
+fn ns_out(p: &Proj) -> Vec<i64> {
+    parse_jsonl(&std::fs::read_to_string(p.p("out.jsonl")).unwrap_or_default())
+        .iter()
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect()
+}
+
+/// A line appended in `follow` reaches the sink's file within a second or so, not at the next
+/// checkpoint (here an hour away; on main it never came before the stop).
+#[test]
+fn follow_writes_records_to_sinks_without_waiting_for_a_checkpoint() {
+    let p = Proj::new();
+    p.write("p.toml", FOLLOW);
+    p.write("app.log", "{\"n\":1}\n");
+    let mut bg = p.spawn("f", &["run", "p.toml"], Stdio::null());
+    assert!(
+        wait_until(Duration::from_secs(10), || ns_out(&p) == [1]),
+        "{:?}; {}",
+        ns_out(&p),
+        bg.stderr_str()
+    );
+    p.append("app.log", "{\"n\":2}\n");
+    let t = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || ns_out(&p) == [1, 2]),
+        "{:?}",
+        ns_out(&p)
+    );
+    eprintln!("follow latency: {:?}", t.elapsed());
+    bg.signal(SIGTERM);
+    assert_eq!(bg.wait(), 143, "{}", bg.stderr_str());
+    assert_eq!(ns_out(&p), [1, 2]);
+}
+
+/// In `follow`, the file is truncated and written again in place between two looks, with
+/// more bytes than weir had read: on main the first new records were lost (lines of the same
+/// width) or the old offset fell mid-line (exit 3 under on_error = "fail").
+#[test]
+fn follow_reads_a_file_rewritten_in_place_with_more_bytes_from_its_start() {
+    let p = Proj::new();
+    p.write("p.toml", FOLLOW);
+    let lines = |from: i64, to: i64, pad: usize| -> String {
+        (from..to)
+            .map(|n| format!("{{\"n\":{n},\"p\":\"{}\"}}\n", "x".repeat(pad)))
+            .collect()
+    };
+    p.write("app.log", lines(1, 4, 10));
+    let mut bg = p.spawn("f", &["run", "p.toml"], Stdio::null());
+    assert!(wait_until(Duration::from_secs(10), || ns_out(&p).len() == 3));
+    // Same width: the old offset falls on a line start of the new content.
+    std::fs::write(p.p("app.log"), lines(101, 107, 10)).unwrap();
+    let want: Vec<i64> = (1..4).chain(101..107).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || ns_out(&p) == want),
+        "{:?}; {}",
+        ns_out(&p),
+        bg.stderr_str()
+    );
+    // Another width: the old offset falls in the middle of a line.
+    std::fs::write(p.p("app.log"), lines(201, 220, 3)).unwrap();
+    let want: Vec<i64> = (1..4).chain(101..107).chain(201..220).collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || ns_out(&p) == want),
+        "{:?}; {}",
+        ns_out(&p),
+        bg.stderr_str()
+    );
+    bg.signal(SIGTERM);
+    assert_eq!(bg.wait(), 143, "{}", bg.stderr_str());
+    assert!(
+        bg.stderr_str().contains("truncated or replaced"),
+        "{}",
+        bg.stderr_str()
+    );
+}
+
+/// A FIFO source with no writer yet: the first SIGTERM stops the run (on main weir sat in
+/// open(2) and ignored it).
+#[test]
+fn a_fifo_source_without_a_writer_stops_on_the_first_sigterm() {
+    let p = Proj::new();
+    let st = Command::new("mkfifo").arg(p.p("in.fifo")).status().unwrap();
+    assert!(st.success());
+    p.write(
+        "p.toml",
+        "[sources.in]\ntype = \"file\"\npath = \"in.fifo\"\nformat = \"jsonl\"\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.jsonl\"\n",
+    );
+    let mut bg = p.spawn("f", &["run", "p.toml"], Stdio::null());
+    std::thread::sleep(Duration::from_millis(300));
+    bg.signal(SIGTERM);
+    let code = bg.wait_for(Duration::from_secs(10));
+    assert_eq!(code, Some(143), "{}", bg.stderr_str());
+    // And with a writer, the FIFO is read to its end.
+    let p2 = Proj::new();
+    Command::new("mkfifo")
+        .arg(p2.p("in.fifo"))
+        .status()
+        .unwrap();
+    p2.write("p.toml", p.read("p.toml"));
+    let mut bg = p2.spawn("f", &["run", "p.toml"], Stdio::null());
+    std::fs::write(p2.p("in.fifo"), "{\"a\":1}\n{\"a\":2}\n").unwrap();
+    assert_eq!(bg.wait(), 0, "{}", bg.stderr_str());
+    assert_eq!(p2.read_str("out.jsonl"), "{\"a\":1}\n{\"a\":2}\n");
+}
+
+/// Every hint is true: with no checkpoint, weir does not say one stands; with one, it does,
+/// and `resume` does continue from it.
+#[test]
+fn the_hint_after_a_failure_names_a_checkpoint_only_when_there_is_one() {
+    let p = Proj::new();
+    p.write("in.jsonl", records(0, 5000));
+    p.write(
+        "p.toml",
+        "[checkpoint]\nevery = \"1h\"\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.jsonl\"\n",
+    );
+    let o = run_weir(
+        p.root(),
+        &["run", "p.toml"],
+        Some("sink-write-error=return"),
+    );
+    expect_exit(&o, Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("stands"), "{err}");
+    assert!(err.contains("no checkpoint was completed"), "{err}");
+    // A checkpoint, then a failure: the hint names it, and resume finishes the job.
+    let p = Proj::new();
+    p.write("in.jsonl", records(0, 5000));
+    p.write(
+        "p.toml",
+        "[checkpoint]\nevery_records = 1000\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.jsonl\"\n",
+    );
+    let o = run_weir(
+        p.root(),
+        &["run", "p.toml"],
+        Some("source-batch=sleep(20);sink-write-error=1*off->return"),
+    );
+    expect_exit(&o, Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("stands; `weir resume` continues from it"),
+        "{err}"
+    );
+    p.weir(&["resume", "p.toml"]).expect_code(0);
+    assert_eq!(p.read_str("out.jsonl"), records(0, 5000));
+}
+
+/// `resume --from OLD` killed before its first checkpoint: a plain `resume` then continues
+/// (on main it refused forever: the newest checkpoint's sink was longer than the file).
+#[test]
+fn resume_from_an_old_checkpoint_killed_early_leaves_a_resumable_state() {
+    let p = Proj::new();
+    p.write("in.jsonl", records(0, 8000));
+    p.write(
+        "p.toml",
+        "name = \"r\"\n[checkpoint]\nevery_records = 1000\nretain = 10\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\nat_end = \"pause\"\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.jsonl\"\n",
+    );
+    let o = run_weir(p.root(), &["run", "p.toml"], Some("source-batch=sleep(5)"));
+    expect_exit(&o, Some(0));
+    let cks = p.ckpts(".weir/r");
+    assert!(cks.len() >= 2, "{cks:?}");
+    let oldest = cks[0].file_name().unwrap().to_string_lossy()[5..15]
+        .parse::<u64>()
+        .unwrap()
+        .to_string();
+    // Dies at its first checkpoint, its sink cut back to what the oldest one committed.
+    let o = run_weir(
+        p.root(),
+        &["resume", "--from", &oldest, "p.toml"],
+        Some("source-batch=sleep(30);checkpoint-before-write=return"),
+    );
+    expect_exit(&o, None);
+    assert!(p.read("out.jsonl").len() < records(0, 8000).len());
+    let o = run_weir(p.root(), &["resume", "p.toml"], None);
+    expect_exit(&o, Some(0));
+    assert_eq!(p.read_str("out.jsonl"), records(0, 8000));
+}
+
+/// A file sink and a dead letter at /dev/null take checkpoints and resume (on main: "fsync
+/// /dev/null: Invalid argument").
+#[test]
+fn sinks_and_dead_letters_at_dev_null_work() {
+    let p = Proj::new();
+    p.write(
+        "in.jsonl",
+        format!("{}not json\n{}", records(0, 3000), records(3000, 6000)),
+    );
+    p.write(
+        "p.toml",
+        "[checkpoint]\nevery_records = 1000\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\nat_end = \"pause\"\n\
+         on_error = \"dead_letter\"\ndead_letter = \"/dev/null\"\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"/dev/null\"\n",
+    );
+    p.weir(&["run", "p.toml"]).expect_code(0);
+    p.append("in.jsonl", records(6000, 7000));
+    p.weir(&["resume", "p.toml"]).expect_code(0);
+}
+
+/// CSV output whose record keys change starts a new block with its own header, as the README
+/// says (on main: exit 1 and an empty file).
+#[test]
+fn csv_output_starts_a_new_header_block_when_keys_change() {
+    let p = Proj::new();
+    p.write(
+        "in.jsonl",
+        "{\"a\":1,\"b\":2}\n{\"a\":3,\"b\":4}\n{\"a\":5}\n{\"x\":\"y\",\"a\":6,\"c\":null}\n",
+    );
+    p.write(
+        "p.toml",
+        "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.csv\"\n",
+    );
+    p.weir(&["run", "p.toml"]).expect_code(0);
+    assert_eq!(
+        p.read_str("out.csv"),
+        "a,b\n1,2\n3,4\n\na\n5\n\nx,a,c\ny,6,\n"
+    );
+}
