@@ -338,7 +338,12 @@ path = "win.jsonl"
         write(&p);
         let sig = if trial % 2 == 0 { SIGINT } else { SIGTERM };
         let mut bg = p.spawn("first", &["run", "p.toml"], Stdio::null());
-        std::thread::sleep(Duration::from_millis(rng.range(20, (full / 2).max(40))));
+        // Once records flow, the signal handlers are in place (a signal before that ends the
+        // process as the default action does, with no checkpoint to resume).
+        wait_until(Duration::from_secs(20), || {
+            std::fs::metadata(p.p("all.jsonl")).is_ok_and(|m| m.len() > 0)
+        });
+        std::thread::sleep(Duration::from_millis(rng.range(0, (full / 3).max(30))));
         if bg.running() {
             bg.signal(sig);
         }
