@@ -286,6 +286,9 @@ pub struct FileSource {
     combine: Option<Combining>,
     /// The open plain file, for its tail fingerprint (see `note_tail`).
     open_file: Option<File>,
+    /// The open file's mapping, registered so that a truncation under it is survived (see
+    /// `sigbus`).
+    map_guard: Option<super::sigbus::Guard>,
 }
 
 struct Combining {
@@ -785,6 +788,7 @@ impl FileSource {
             ready: Vec::new().into_iter().zip(Vec::new()),
             combine: None,
             open_file: None,
+            map_guard: None,
         };
         // Folding resumes only from a state that was folded all its life (an older
         // checkpoint, or one made record by record, may hold float sums that folding would
@@ -949,6 +953,7 @@ impl FileSource {
             return Ok(true);
         }
         self.open_file = None;
+        self.map_guard = None;
         let Some(mut st) = self.files.get(self.cur).cloned() else {
             return Ok(false);
         };
@@ -1058,12 +1063,13 @@ impl FileSource {
             && len > 0
             && !matches!(self.s.format, Format::Csv | Format::Tsv);
         let input = if use_map {
-            // SAFETY: the file is opened read-only; weir documents that files it reads with
-            // at_end = "finish" must not be truncated while it runs (growing ones use pause or
-            // follow, which never map).
+            // SAFETY: the file is opened read-only. If it is truncated while mapped, touching
+            // a page past its new end raises SIGBUS, which `sigbus` turns into a page of zeros
+            // for this registered mapping; the source stops at the new end (`shrunk_to`).
             match unsafe { memmap2::Mmap::map(&f) } {
                 Ok(m) => {
                     let _ = m.advise(memmap2::Advice::Sequential);
+                    self.map_guard = super::sigbus::protect(m.as_ptr(), m.len());
                     Input::Mapped(Arc::new(m))
                 }
                 Err(_) => Input::Stream(Box::new(f)),
@@ -1107,6 +1113,32 @@ impl FileSource {
             released: 0,
         });
         Ok(true)
+    }
+
+    /// A mapped file that is now shorter than its mapping (truncated while `finish` reads it):
+    /// its new length, with a warning the first time. Lines past it are not read: their bytes
+    /// are gone (the mapping shows zeros there, see `sigbus`).
+    fn shrunk_to(&mut self) -> Option<u64> {
+        let Some(Input::Mapped(m)) = self.reader.as_ref().map(|r| &r.input) else {
+            return None;
+        };
+        let mapped = m.len() as u64;
+        let now = self.open_file.as_ref()?.metadata().ok()?.len();
+        if now >= mapped {
+            return None;
+        }
+        let (name, offset) = (self.name(), self.reader.as_ref().map_or(0, |r| r.offset));
+        if let Some(f) = self.files.get_mut(self.cur) {
+            if f.size == mapped {
+                f.size = now;
+                self.ctx.warn(format!(
+                    "source '{name}': {} shrank from {mapped} to {now} bytes while it was read (at byte {offset}): {} bytes lost",
+                    f.path,
+                    mapped - now.max(offset)
+                ));
+            }
+        }
+        Some(now)
     }
 
     /// Records the tail fingerprint of the open file at its offset, for the next look at it.
@@ -1212,6 +1244,20 @@ impl FileSource {
                     return Ok((consumed, ReadStatus::Eof));
                 }
             }
+            // A mapped file cut short under us: only the lines that are still in it.
+            let mut cut_short = false;
+            if let Some(limit) = self.shrunk_to() {
+                let mut end = self.reader.as_ref().map_or(0, |r| r.offset);
+                let keep = lines
+                    .iter()
+                    .take_while(|(l, t)| {
+                        end += (l + t) as u64;
+                        end <= limit
+                    })
+                    .count();
+                cut_short = keep < lines.len();
+                lines.truncate(keep);
+            }
             // 2. Decode them (on two cores when there are enough).
             let results = self.decode_lines(&lines, jsonl);
             // 3. In input order: records out, bad ones to on_error, positions forward.
@@ -1219,6 +1265,9 @@ impl FileSource {
                 if self.emit_line(line, res, out)? {
                     consumed += 1;
                 }
+            }
+            if cut_short {
+                return Ok((consumed, ReadStatus::Eof));
             }
         }
         Ok((consumed, ReadStatus::More))
@@ -1301,6 +1350,7 @@ impl FileSource {
         let (mut run_lines, mut run_bytes) = (0u64, 0usize);
         let mut line0 = self.current_line();
         let mut off0 = self.reader.as_ref().map_or(0, |r| r.offset);
+        let mut limit = self.shrunk_to();
         while consumed < n {
             let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
@@ -1316,8 +1366,16 @@ impl FileSource {
                 }
                 // Hand the next job out before emitting this one, so workers stay busy.
                 pool.top_up(false);
+                limit = self.shrunk_to();
                 continue;
             };
+            if limit.is_some_and(|l| off0 + (run_bytes + line.0 + line.1) as u64 > l) {
+                // The file was cut short under us: what is past its end is gone.
+                self.ready = Vec::new().into_iter().zip(Vec::new());
+                self.advance(run_lines, run_bytes);
+                self.count_dropped(dropped);
+                return Ok((consumed, ReadStatus::Eof));
+            }
             match res {
                 // Dropped by the pushed-down filter: consumed, as if it had gone to the filter.
                 None => {

@@ -8,6 +8,7 @@ mod flat_json;
 pub mod formats;
 pub mod generate;
 pub mod rotation;
+mod sigbus;
 
 use crate::error::Error;
 use crate::pipeline::graph::BATCH_SIZE;
