@@ -139,6 +139,9 @@ struct Reader {
     crc: Option<crc32fast::Hasher>,
     /// Mapped input: bytes before this were handed back to the kernel.
     released: usize,
+    /// Streams: the last consumed bytes before `buf[0]` (up to `rotation::TAIL_BYTES`), so
+    /// the tail fingerprint of a `.gz` file can be taken without decompressing it again.
+    kept: Vec<u8>,
 }
 
 /// Consumed parts of a mapped file are dropped from memory in steps of this size, so a
@@ -157,6 +160,16 @@ impl Reader {
             Input::Mapped(m) => &m[self.start..],
             _ => &self.buf[self.start..self.end],
         }
+    }
+
+    /// The last `len` bytes consumed from a stream, when it has them.
+    fn consumed_tail(&self, len: usize) -> Option<Vec<u8>> {
+        if matches!(self.input, Input::Mapped(_)) {
+            return None;
+        }
+        let mut v = self.kept.clone();
+        v.extend_from_slice(&self.buf[..self.start]);
+        (v.len() >= len).then(|| v.split_off(v.len() - len))
     }
 
     fn consume(&mut self, n: usize) {
@@ -198,6 +211,16 @@ impl Reader {
             return Ok(Fill::Eof);
         }
         if self.start > 0 {
+            let tail = rotation::TAIL_BYTES as usize;
+            let from = self.start.saturating_sub(tail);
+            if self.start - from < tail {
+                self.kept.extend_from_slice(&self.buf[from..self.start]);
+                let cut = self.kept.len().saturating_sub(tail);
+                self.kept.drain(..cut);
+            } else {
+                self.kept.clear();
+                self.kept.extend_from_slice(&self.buf[from..self.start]);
+            }
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -234,6 +257,24 @@ impl Reader {
             },
             Input::Mapped(_) => Ok(Fill::Eof),
         }
+    }
+}
+
+/// A sink that keeps the last `rotation::TAIL_BYTES` bytes written to it.
+struct KeepTail(Vec<u8>);
+
+impl std::io::Write for KeepTail {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let tail = rotation::TAIL_BYTES as usize;
+        let b2 = &b[b.len().saturating_sub(tail)..];
+        self.0.extend_from_slice(b2);
+        let cut = self.0.len().saturating_sub(tail);
+        self.0.drain(..cut);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -948,6 +989,7 @@ impl FileSource {
                 offset: st.consumed,
                 crc: Some(crc),
                 released: 0,
+                kept: Vec::new(),
             });
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             return Ok(true);
@@ -974,6 +1016,7 @@ impl FileSource {
                 offset: st.offset,
                 crc: None,
                 released: 0,
+                kept: Vec::new(),
             });
             return Ok(true);
         }
@@ -1062,6 +1105,7 @@ impl FileSource {
             && md.is_file()
             && len > 0
             && !matches!(self.s.format, Format::Csv | Format::Tsv);
+        let mut kept = Vec::new();
         let input = if use_map {
             // SAFETY: the file is opened read-only. If it is truncated while mapped, touching
             // a page past its new end raises SIGBUS, which `sigbus` turns into a page of zeros
@@ -1078,9 +1122,12 @@ impl FileSource {
             let mut d: Box<dyn Read + Send> = Box::new(flate2::read::MultiGzDecoder::new(
                 std::io::BufReader::with_capacity(CHUNK, f),
             ));
-            // Offsets of a gzip file count decompressed bytes.
-            let skipped = std::io::copy(&mut (&mut d).take(st.offset), &mut std::io::sink())
+            // Offsets of a gzip file count decompressed bytes; the last of those skipped start
+            // the reader's tail (see `note_tail`).
+            let mut skip = KeepTail(Vec::new());
+            let skipped = std::io::copy(&mut (&mut d).take(st.offset), &mut skip)
                 .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+            kept = skip.0;
             if skipped < st.offset {
                 return Err(Error::runtime(format!(
                     "source '{}': {} has {skipped} bytes but the checkpoint read {}",
@@ -1111,6 +1158,7 @@ impl FileSource {
             offset: st.offset,
             crc: None,
             released: 0,
+            kept,
         });
         Ok(true)
     }
@@ -1142,14 +1190,32 @@ impl FileSource {
     }
 
     /// Records the tail fingerprint of the open file at its offset, for the next look at it.
+    /// (A `.gz` file's from the decompressed bytes the reader has just consumed.)
     fn note_tail(&mut self) {
-        let Some(fd) = &self.open_file else { return };
-        if let Some(f) = self.files.get_mut(self.cur) {
-            if f.gone {
-                return;
-            }
-            (f.tail_len, f.tail_crc) = rotation::tail_of(fd, f.offset).unwrap_or((0, 0));
+        let Some(f) = self.files.get_mut(self.cur) else {
+            return;
+        };
+        if f.gone {
+            return;
         }
+        if let Some(fd) = &self.open_file {
+            (f.tail_len, f.tail_crc) = rotation::tail_of(fd, f.offset).unwrap_or((0, 0));
+            return;
+        }
+        if !is_gz(&f.path) {
+            return;
+        }
+        let len = f.offset.min(rotation::TAIL_BYTES);
+        let tail = match &self.reader {
+            Some(r) if r.offset == f.offset => r.consumed_tail(len as usize),
+            _ => None,
+        };
+        (f.tail_len, f.tail_crc) = match tail {
+            Some(b) => (len, crc32fast::hash(&b)),
+            // Not at hand (CSV reads ahead): known by its head and inode only.
+            None if self.reader.is_some() || self.csv.is_some() => (0, 0),
+            None => (f.tail_len, f.tail_crc),
+        };
     }
 
     /// The newest file, the one a writer may be in the middle of.
@@ -1940,33 +2006,7 @@ impl Source for FileSource {
 /// Up to `len` leading bytes of a file's content (decompressed for `.gz`): (how many, CRC32).
 /// `None` if it cannot be read.
 fn content_prefix(path: &Path, len: u64) -> Result<Option<(u64, u32)>, Error> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::runtime(format!(
-                "cannot open {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    let mut r: Box<dyn Read> = if is_gz(&path.to_string_lossy()) {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
-    } else {
-        Box::new(f)
-    };
-    let mut buf = vec![0u8; len as usize];
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // A truncated or corrupt gzip file has no readable content to match.
-            Err(_) => return Ok(None),
-        }
-    }
-    Ok(Some((got as u64, crc32fast::hash(&buf[..got]))))
+    Ok(rotation::read_content(path, 0, len)?.map(|b| (b.len() as u64, crc32fast::hash(&b))))
 }
 
 /// CRC32 of the first `len` bytes of content; `None` if there are fewer than that now.
@@ -1987,34 +2027,36 @@ fn read_fifo(path: PathBuf, source: &str) -> Result<Receiver<std::io::Result<Vec
     let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
     std::thread::Builder::new()
         .name("weir:fifo".into())
-        .spawn(move || {
-            let mut f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            loop {
-                let mut chunk = vec![0u8; 256 * 1024];
-                match f.read(&mut chunk) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        if tx.send(Ok(chunk)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
+        .spawn(move || match File::open(&path) {
+            Ok(f) => pump(f, tx),
+            Err(e) => {
+                let _ = tx.send(Err(e));
             }
         })
         .map_err(|e| Error::runtime(format!("source '{source}': cannot start a reader: {e}")))?;
     Ok(rx)
+}
+
+/// Sends what `r` reads, in chunks, until its end, an error, or the receiver is gone: the
+/// helper thread of stdin and FIFOs.
+fn pump(mut r: impl Read, tx: crossbeam_channel::Sender<std::io::Result<Vec<u8>>>) {
+    loop {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match r.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                chunk.truncate(n);
+                if tx.send(Ok(chunk)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
 }
 
 /// Opens stdin for reading after `skip` bytes already consumed by an earlier run. Those bytes
@@ -2047,26 +2089,7 @@ fn open_stdin(skip: u64, st: &StdinState, source: &str) -> Result<Input, Error> 
     let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
     std::thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || {
-            let mut stdin = std::io::stdin();
-            loop {
-                let mut chunk = vec![0u8; 256 * 1024];
-                match stdin.read(&mut chunk) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        if tx.send(Ok(chunk)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-        })
+        .spawn(move || pump(std::io::stdin(), tx))
         .map_err(|e| Error::runtime(format!("cannot start the stdin reader: {e}")))?;
     Ok(Input::Stdin(rx))
 }

@@ -183,9 +183,7 @@ pub fn reconcile(
 }
 
 /// Whether `l` holds the content weir read of `f`: the same first `fp_len` bytes, at least
-/// `offset` bytes (plain files), and the same bytes just before the offset. A `.gz` file
-/// under the inode already known is not checked at its offset: compressed rotations are not
-/// rewritten, and reading one up to its offset costs a decompression.
+/// `offset` bytes (plain files), and the same bytes just before the offset.
 fn same_content(f: &FileState, l: &mut Listed, inode: bool, fp_bytes: u64) -> Result<bool, Error> {
     if !l.regular {
         // A FIFO is read as it comes: only its inode names it.
@@ -204,7 +202,10 @@ fn same_content(f: &FileState, l: &mut Listed, inode: bool, fp_bytes: u64) -> Re
     if (head.len() as u64) < f.fp_len || crc32fast::hash(&head[..f.fp_len as usize]) != f.fp_crc {
         return Ok(false);
     }
-    if f.tail_len == 0 || (l.gz && inode) {
+    // A compressed file weir already knows as compressed is not decompressed to its offset
+    // again; a plain file that now has a `.gz` under its inode is (gzip may have been given
+    // the inode of a file it deleted).
+    if f.tail_len == 0 || (l.gz && inode && is_gz(&f.path)) {
         return Ok(true);
     }
     let from = f.offset - f.tail_len;

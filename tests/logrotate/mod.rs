@@ -119,7 +119,7 @@ fn rotate(p: &Proj, dateext: bool) {
 #[track_caller]
 fn cron(p: &Proj, f: &mut Figures) {
     f.runs += 1;
-    let o = p.weir(&["resume", "--or-start", "p.toml"]);
+    let o = p.weir(&["-v", "resume", "--or-start", "p.toml"]);
     o.expect_code(0);
     assert!(
         !o.stderr.contains("truncated or replaced"),
