@@ -11,8 +11,8 @@ mod jq_conformance;
 mod log_formats;
 mod logrotate;
 mod logs;
-mod shell;
 mod real_logs;
+mod shell;
 mod windows;
 
 mod bad_input;
