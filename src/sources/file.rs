@@ -142,6 +142,9 @@ struct Reader {
     /// Streams: the last consumed bytes before `buf[0]` (up to `rotation::TAIL_BYTES`), so
     /// the tail fingerprint of a `.gz` file can be taken without decompressing it again.
     kept: Vec<u8>,
+    /// A plain file read as a stream (`pause`, `follow`): the same file, to check before each
+    /// read that the bytes just consumed are still there (see `fill`).
+    check: Option<File>,
 }
 
 /// Consumed parts of a mapped file are dropped from memory in steps of this size, so a
@@ -162,14 +165,36 @@ impl Reader {
         }
     }
 
+    /// Whether the file read as a stream still holds the bytes just consumed, where they were
+    /// (the end of the unconsumed ones, which are in `buf` already).
+    fn still_there(&self) -> bool {
+        let Some(fd) = &self.check else { return true };
+        let at = self.offset + (self.end - self.start) as u64;
+        if fd.metadata().is_ok_and(|m| m.len() < at) {
+            return false;
+        }
+        let v = self.last_bytes(self.end, 64);
+        v.is_empty()
+            || rotation::pread(fd, at - v.len() as u64, v.len() as u64).is_some_and(|b| b == v)
+    }
+
+    /// Up to `len` bytes just before `buf[upto]` (from `kept` when `buf` has fewer).
+    fn last_bytes(&self, upto: usize, len: usize) -> Vec<u8> {
+        let from_buf = upto.min(len);
+        let from_kept = (len - from_buf).min(self.kept.len());
+        let mut v = Vec::with_capacity(from_kept + from_buf);
+        v.extend_from_slice(&self.kept[self.kept.len() - from_kept..]);
+        v.extend_from_slice(&self.buf[upto - from_buf..upto]);
+        v
+    }
+
     /// The last `len` bytes consumed from a stream, when it has them.
     fn consumed_tail(&self, len: usize) -> Option<Vec<u8>> {
         if matches!(self.input, Input::Mapped(_)) {
             return None;
         }
-        let mut v = self.kept.clone();
-        v.extend_from_slice(&self.buf[..self.start]);
-        (v.len() >= len).then(|| v.split_off(v.len() - len))
+        let v = self.last_bytes(self.start, len);
+        (v.len() == len).then_some(v)
     }
 
     fn consume(&mut self, n: usize) {
@@ -207,6 +232,13 @@ impl Reader {
     /// Reads more bytes after the unconsumed ones.
     fn fill(&mut self) -> std::io::Result<Fill> {
         if matches!(self.input, Input::Mapped(_)) {
+            self.eof = true;
+            return Ok(Fill::Eof);
+        }
+        if !self.still_there() {
+            // Truncated or written again in place since the last read: what the next read
+            // returns would not follow what was read. The file ends here for this open; the
+            // next open finds it replaced (its tail fingerprint is of the bytes consumed).
             self.eof = true;
             return Ok(Fill::Eof);
         }
@@ -990,6 +1022,7 @@ impl FileSource {
                 crc: Some(crc),
                 released: 0,
                 kept: Vec::new(),
+                check: None,
             });
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             return Ok(true);
@@ -1017,6 +1050,7 @@ impl FileSource {
                 crc: None,
                 released: 0,
                 kept: Vec::new(),
+                check: None,
             });
             return Ok(true);
         }
@@ -1106,6 +1140,11 @@ impl FileSource {
             && len > 0
             && !matches!(self.s.format, Format::Csv | Format::Tsv);
         let mut kept = Vec::new();
+        let check = if gz || use_map {
+            None
+        } else {
+            f.try_clone().ok()
+        };
         let input = if use_map {
             // SAFETY: the file is opened read-only. If it is truncated while mapped, touching
             // a page past its new end raises SIGBUS, which `sigbus` turns into a page of zeros
@@ -1139,6 +1178,9 @@ impl FileSource {
             Input::Stream(d)
         } else {
             if st.offset > 0 {
+                // The bytes before the offset, checked against the tail fingerprint above.
+                let n = st.offset.min(rotation::TAIL_BYTES);
+                kept = rotation::pread(&f, st.offset - n, n).unwrap_or_default();
                 f.seek(SeekFrom::Start(st.offset)).map_err(|e| {
                     Error::runtime(format!("{}: cannot seek to {}: {e}", st.path, st.offset))
                 })?;
@@ -1159,6 +1201,7 @@ impl FileSource {
             crc: None,
             released: 0,
             kept,
+            check,
         });
         Ok(true)
     }
@@ -1199,7 +1242,24 @@ impl FileSource {
             return;
         }
         if let Some(fd) = &self.open_file {
-            (f.tail_len, f.tail_crc) = rotation::tail_of(fd, f.offset).unwrap_or((0, 0));
+            // The bytes the reader consumed, when it has them (the file may hold others by
+            // now); else the file's own.
+            let len = f.offset.min(rotation::TAIL_BYTES);
+            let consumed = match &self.reader {
+                Some(r) if r.offset == f.offset => r.consumed_tail(len as usize),
+                _ => None,
+            };
+            (f.tail_len, f.tail_crc) = match consumed {
+                Some(b) => (len, crc32fast::hash(&b)),
+                None => rotation::tail_of(fd, f.offset).unwrap_or((0, 0)),
+            };
+            // A file opened empty and read as it was written has no head fingerprint yet.
+            let want = (self.s.fingerprint_bytes as u64).min(f.offset);
+            if f.fp_len < want {
+                if let Some(b) = rotation::pread(fd, 0, want) {
+                    (f.fp_len, f.fp_crc) = (b.len() as u64, crc32fast::hash(&b));
+                }
+            }
             return;
         }
         if !is_gz(&f.path) {

@@ -70,7 +70,8 @@ fn exactly_once_stdout_to_a_file_is_byte_identical_after_a_kill_during_a_release
             p.write("p.toml", EO);
             let want = records(0, 10000);
             p.write("in.jsonl", &want);
-            let fp = format!("{point}={}*off->return", nth - 1);
+            // Slow batches, so that checkpoints (and releases) come every few batches.
+            let fp = format!("{point}={}*off->return;source-batch=sleep(20)", nth - 1);
             let (code, err) = run_appending(&p, &["run", "p.toml"], "out.jsonl", Some(&fp));
             assert_ne!(code, 0, "{point} #{nth} did not fire: {err}");
             assert!(err.contains("crash point"), "{err}");
@@ -99,7 +100,7 @@ fn exactly_once_stdout_to_a_pipe_saves_a_chunk_cut_by_a_kill_and_writes_nothing_
     let first = run_weir(
         p.root(),
         &["run", "p.toml"],
-        Some("spool-mid-stdout=1*off->return"),
+        Some("spool-mid-stdout=1*off->return;source-batch=sleep(20)"),
     );
     expect_exit(&first, None);
     let second = run_weir(p.root(), &["resume", "p.toml"], None);
