@@ -9,7 +9,9 @@ mod edits;
 mod expr_limits;
 mod jq_conformance;
 mod log_formats;
+mod logrotate;
 mod logs;
+mod real_logs;
 mod shell;
 mod windows;
 

@@ -179,11 +179,29 @@ impl Store {
         Ok(bytes.len() as u64)
     }
 
-    /// `run --fresh`: moves the checkpoints (and spools) into `old-<time>/`, never deleting them.
-    pub fn move_aside(&self) -> Result<Option<PathBuf>, Error> {
-        if self.files().is_empty() {
+    /// `resume --from ID`: moves the checkpoints newer than `id` into `old-<time>/`, before
+    /// the resumed run truncates its sinks to what `id` committed, so that the state directory
+    /// goes on from `id` (a plain `resume` after a kill would otherwise pick a newer
+    /// checkpoint whose sinks are longer than their files now).
+    pub fn retire_newer(&self, id: u64) -> Result<Option<PathBuf>, Error> {
+        let newer: Vec<(u64, PathBuf, u64)> =
+            self.files().into_iter().filter(|f| f.0 > id).collect();
+        if newer.is_empty() {
             return Ok(None);
         }
+        let dest = self.aside_dir()?;
+        for (_, p, _) in newer {
+            if let Some(name) = p.file_name() {
+                std::fs::rename(&p, dest.join(name)).map_err(|err| {
+                    Error::runtime(format!("cannot move {} aside: {err}", p.display()))
+                })?;
+            }
+        }
+        super::atomic::sync_dir(&self.dir)?;
+        Ok(Some(dest))
+    }
+
+    fn aside_dir(&self) -> Result<PathBuf, Error> {
         let stamp = jiff::Timestamp::now().as_second();
         let mut dest = self.dir.join(format!("old-{stamp}"));
         let mut k = 1;
@@ -193,6 +211,15 @@ impl Store {
         }
         std::fs::create_dir_all(&dest)
             .map_err(|e| Error::runtime(format!("cannot create {}: {e}", dest.display())))?;
+        Ok(dest)
+    }
+
+    /// `run --fresh`: moves the checkpoints (and spools) into `old-<time>/`, never deleting them.
+    pub fn move_aside(&self) -> Result<Option<PathBuf>, Error> {
+        if self.files().is_empty() {
+            return Ok(None);
+        }
+        let dest = self.aside_dir()?;
         let rd = std::fs::read_dir(&self.dir)
             .map_err(|e| Error::runtime(format!("cannot list {}: {e}", self.dir.display())))?;
         for e in rd.flatten() {

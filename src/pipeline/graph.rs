@@ -4,6 +4,7 @@
 
 use super::spec::{NodeConfig, OnError};
 use super::{Collector, Kind, Locator, PipelineSpec};
+use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 
 /// Batches a channel holds before its sender blocks (back-pressure).
@@ -252,6 +253,10 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
             },
             _ => continue,
         };
+        // `/dev/null` and other devices hold no output two writers could mix.
+        if std::fs::metadata(&p).is_ok_and(|m| m.file_type().is_char_device()) {
+            continue;
+        }
         if let Some((_, other)) = paths.iter().find(|(q, _)| *q == p) {
             c.at(
                 node.span.clone(),

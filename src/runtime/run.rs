@@ -147,6 +147,17 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                 if opts.verbose > 0 && !opts.quiet {
                     eprintln!("weir: resuming from checkpoint {}", c.id);
                 }
+                if opts.from.is_some() {
+                    if let Some(dest) = store.retire_newer(c.id)? {
+                        if !opts.quiet {
+                            eprintln!(
+                                "weir: moved the checkpoints newer than {} aside to {}",
+                                c.id,
+                                dest.display()
+                            );
+                        }
+                    }
+                }
                 restored = Some(c);
             }
             None if opts.or_start => {}
@@ -230,10 +241,16 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     }
                 }
                 if let Err(e) = &other {
-                    if e.kind == ErrKind::Runtime && store.is_some() {
-                        return Err(Error::runtime(format!(
-                            "{e}\nweir: the last complete checkpoint stands; `weir resume` continues from it"
-                        )));
+                    if let (ErrKind::Runtime, Some(store)) = (e.kind, &store) {
+                        // Only a checkpoint that is there and valid makes the hint true.
+                        let hint = match store.pick(None, &|_| {}) {
+                            Ok(Some(c)) => format!(
+                                "checkpoint {} stands; `weir resume` continues from it",
+                                c.id
+                            ),
+                            _ => "no checkpoint was completed; `weir run` (or `weir resume --or-start`) starts from the beginning".to_string(),
+                        };
+                        return Err(Error::runtime(format!("{e}\nweir: {hint}")));
                     }
                 }
                 return other;
@@ -943,7 +960,7 @@ fn install_signals(ctx: Arc<Context>) -> Option<std::thread::JoinHandle<()>> {
                 };
                 if ctx.stopping() && ctx.stop_reason() != StopReason::Failure {
                     // Second signal: leave now; the last complete checkpoint still stands.
-                    eprintln!("weir: stopping at once; the last complete checkpoint stands");
+                    eprintln!("weir: stopping at once, without a final checkpoint");
                     std::process::exit(crate::error::exit_code(&Ok(Outcome::Interrupted(which))));
                 }
                 if !ctx.quiet {

@@ -94,7 +94,16 @@ pub trait Operator: Send {
     fn committed(&mut self, _id: u64) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Nothing has come in for a moment (sinks): write out what is buffered, so records read
+    /// in `follow` reach their files and stdout within a second, not at the next checkpoint.
+    fn idle(&mut self) -> StageResult {
+        Ok(())
+    }
 }
+
+/// How long a sink waits for more input before writing out what it holds.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Where a node's results go: its main output, its late side output, and the dead-letter
 /// sinks of the sources whose records it handles. Records are buffered and sent as one batch.
@@ -479,13 +488,28 @@ fn recv(
     let Some(c) = control else {
         return rx.recv().map_err(|_| Stop::Disconnected);
     };
+    let mut flushed = false;
     loop {
-        crossbeam_channel::select! {
-            recv(rx) -> m => return m.map_err(|_| Stop::Disconnected),
-            recv(c) -> id => match id {
-                Ok(id) => op.committed(id)?,
-                Err(_) => return rx.recv().map_err(|_| Stop::Disconnected),
-            },
+        if flushed {
+            crossbeam_channel::select! {
+                recv(rx) -> m => return m.map_err(|_| Stop::Disconnected),
+                recv(c) -> id => match id {
+                    Ok(id) => op.committed(id)?,
+                    Err(_) => return rx.recv().map_err(|_| Stop::Disconnected),
+                },
+            }
+        } else {
+            crossbeam_channel::select! {
+                recv(rx) -> m => return m.map_err(|_| Stop::Disconnected),
+                recv(c) -> id => match id {
+                    Ok(id) => op.committed(id)?,
+                    Err(_) => return rx.recv().map_err(|_| Stop::Disconnected),
+                },
+                default(IDLE_FLUSH) => {
+                    op.idle()?;
+                    flushed = true;
+                }
+            }
         }
     }
 }

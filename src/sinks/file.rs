@@ -6,6 +6,7 @@
 //! stdout cannot be truncated: it is at-least-once, or exactly-once through a spool file whose
 //! contents are released only once the checkpoint that covers them is durable.
 
+use super::spool::Spool;
 use crate::error::Error;
 use crate::pipeline::spec::{Delivery, Format};
 use crate::runtime::message::Batch;
@@ -13,7 +14,7 @@ use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 const FLUSH_AT: usize = 256 * 1024;
@@ -33,8 +34,8 @@ pub struct SinkState {
 enum Target {
     File(File),
     Stdout,
-    /// Exactly-once stdout: records go to this spool file first.
-    Spool(File),
+    /// Exactly-once stdout: records go to this spool first (see `spool`).
+    Spool(Spool),
 }
 
 pub struct FileSink {
@@ -46,11 +47,6 @@ pub struct FileSink {
     /// Bytes written to the target (flushed or in `buf`).
     written: u64,
     header: Option<Vec<String>>,
-    /// Exactly-once stdout: spool bytes released; positions of pending checkpoints.
-    released: u64,
-    /// Spool positions of the snapshots taken and not yet committed, oldest first.
-    pending: std::collections::VecDeque<u64>,
-    spool_path: Option<PathBuf>,
     /// CSV/TSV: the writer, kept for the sink's life, and a scratch buffer for one cell.
     csv: Option<csv::Writer<Vec<u8>>>,
     csv_copied: usize,
@@ -70,19 +66,19 @@ impl FileSink {
     ) -> Result<FileSink, Error> {
         let st = restored.clone().unwrap_or_default();
         let stdout = path.as_os_str() == "-";
-        let (target, spool_path) = if stdout && delivery == Delivery::ExactlyOnce {
+        let target = if stdout && delivery == Delivery::ExactlyOnce {
             let dir = spool_dir.ok_or_else(|| {
                 Error::usage(format!(
                     "sink '{name}': delivery = \"exactly-once\" to stdout needs checkpoints (a state directory)"
                 ))
             })?;
-            let sp = dir.join(format!("{name}.spool"));
-            let f = open_truncated(&sp, st.committed, restored.is_some()).map_err(|e| {
-                Error::runtime(format!("sink '{name}': spool {}: {e}", sp.display()))
-            })?;
-            (Target::Spool(f), Some(sp))
+            Target::Spool(Spool::open(
+                name,
+                &dir,
+                restored.as_ref().map(|r| r.committed),
+            )?)
         } else if stdout {
-            (Target::Stdout, None)
+            Target::Stdout
         } else {
             if let Some(parent) = path.parent() {
                 if !parent.as_os_str().is_empty() && !parent.exists() {
@@ -100,9 +96,9 @@ impl FileSink {
                     path.display()
                 ))
             })?;
-            (Target::File(f), None)
+            Target::File(f)
         };
-        let mut sink = FileSink {
+        Ok(FileSink {
             name: name.to_string(),
             path,
             format,
@@ -110,41 +106,10 @@ impl FileSink {
             buf: Vec::with_capacity(FLUSH_AT + 64 * 1024),
             written: st.committed,
             header: st.header,
-            released: st.released.unwrap_or(0),
-            pending: std::collections::VecDeque::new(),
-            spool_path,
             csv: None,
             csv_copied: 0,
             cell: Vec::new(),
-        };
-        // The marker ("from upto") is written before each release, so it is ahead of the
-        // checkpoint's figure. "from < upto" means a run died while writing that chunk.
-        if let Some(sp) = &sink.spool_path {
-            if restored.is_some() {
-                if let Ok(t) = std::fs::read_to_string(sp.with_extension("released")) {
-                    let nums: Vec<u64> = t
-                        .split_whitespace()
-                        .filter_map(|x| x.parse().ok())
-                        .collect();
-                    if let [from, upto] = nums[..] {
-                        if from < upto {
-                            eprintln!(
-                                "weir: warning: sink '{name}': a run stopped while writing spool bytes {from}..{upto} to stdout; some of them may be missing from that output (they are in {})",
-                                sp.display()
-                            );
-                        }
-                        sink.released = sink.released.max(upto.min(st.committed));
-                    }
-                }
-            } else {
-                sink.released = 0;
-            }
-        }
-        // A spool may hold output of a checkpoint that completed after the last release.
-        if restored.is_some() && matches!(sink.target, Target::Spool(_)) {
-            sink.release(st.committed)?;
-        }
-        Ok(sink)
+        })
     }
 
     fn io_err(&self, what: &str, e: std::io::Error) -> Stop {
@@ -163,13 +128,18 @@ impl FileSink {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let at = self.written - self.buf.len() as u64;
         let r = match &mut self.target {
-            Target::File(f) | Target::Spool(f) => (|| {
+            Target::File(_) | Target::Spool(_) => (|| {
                 fail::fail_point!("sink-write-error", |_| Err(std::io::Error::new(
                     std::io::ErrorKind::StorageFull,
                     "No space left on device (injected)"
                 )));
-                f.write_all(&self.buf)
+                match &mut self.target {
+                    Target::File(f) => f.write_all(&self.buf),
+                    Target::Spool(s) => s.append(at, &self.buf),
+                    Target::Stdout => Ok(()),
+                }
             })(),
             Target::Stdout => {
                 let mut o = std::io::stdout().lock();
@@ -221,18 +191,20 @@ impl FileSink {
         // One writer for the sink's life (it owns an 8 kB buffer); cells are written as bytes,
         // strings as they are and other values as JSON, without a String per cell.
         let w = self.csv.get_or_insert_with(|| {
+            // Flexible: a new block may have another number of fields than the one before.
             csv::WriterBuilder::new()
                 .delimiter(delim)
+                .flexible(true)
                 .from_writer(Vec::new())
         });
         let cell = &mut self.cell;
+        if !same && self.header.is_some() {
+            // A new set of fields starts a new block with its own header, after a blank line
+            // (as Miller's csvlite does; the csv writer would write an empty record as `""`).
+            self.buf.push(b'\n');
+        }
         let r = (|| -> csv::Result<()> {
             if !same {
-                // A new set of fields starts a new block with its own header, as Miller's
-                // csvlite does; the first block has no blank line before it.
-                if self.header.is_some() {
-                    w.write_record(None::<&[u8]>)?;
-                }
                 w.write_record(m.keys().map(|k| k.as_bytes()))?;
             }
             for x in m.values() {
@@ -264,36 +236,6 @@ impl FileSink {
         }
         r.map_err(|e| Stop::Failed(Error::runtime(format!("sink '{}': {e}", self.name))))
     }
-
-    /// Exactly-once stdout: copies spool bytes `[released, upto)` to stdout. The release is
-    /// recorded durably *before* the bytes are written, so a crash in between can lose that
-    /// chunk from stdout (it stays in the spool, and the next run says so) but never write a
-    /// line twice, which is the promise of `delivery = "exactly-once"`.
-    fn release(&mut self, upto: u64) -> Result<(), Error> {
-        if upto <= self.released {
-            return Ok(());
-        }
-        let Some(sp) = self.spool_path.clone() else {
-            return Ok(());
-        };
-        let from = self.released;
-        let mark = sp.with_extension("released");
-        crate::checkpoint::atomic::write(&mark, format!("{from} {upto}").as_bytes())?;
-        crate::crash_point!("spool-before-stdout");
-        let mut f =
-            File::open(&sp).map_err(|e| Error::runtime(format!("spool {}: {e}", sp.display())))?;
-        f.seek(SeekFrom::Start(from))
-            .map_err(|e| Error::runtime(format!("spool: {e}")))?;
-        let mut rest = (&mut f).take(upto - from);
-        let mut out = std::io::stdout().lock();
-        std::io::copy(&mut rest, &mut out)
-            .and_then(|_| out.flush())
-            .map_err(|e| Error::runtime(format!("sink '{}': writing stdout: {e}", self.name)))?;
-        crate::crash_point!("spool-after-stdout");
-        self.released = upto;
-        crate::checkpoint::atomic::write(&mark, format!("{upto} {upto}").as_bytes())?;
-        Ok(())
-    }
 }
 
 /// Opens `path` for writing at the end of its first `len` bytes (truncating anything after);
@@ -305,7 +247,12 @@ fn open_truncated(path: &std::path::Path, len: u64, keep: bool) -> std::io::Resu
         .truncate(!keep)
         .open(path)?;
     if keep {
-        let cur = f.metadata()?.len();
+        let md = f.metadata()?;
+        if !md.is_file() {
+            // `/dev/null`, a FIFO: nothing to truncate or to hold to a length.
+            return Ok(f);
+        }
+        let cur = md.len();
         if cur < len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -333,42 +280,57 @@ impl Operator for FileSink {
         self.write_out()
     }
 
+    fn idle(&mut self) -> StageResult {
+        self.write_out()
+    }
+
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
         match self.write_out() {
             Ok(()) => {}
             Err(Stop::Failed(e)) => return Err(e),
             Err(Stop::Disconnected) => return Err(Error::runtime("stdout was closed")),
         }
-        match &mut self.target {
-            Target::File(f) | Target::Spool(f) => {
+        let fsync = match &mut self.target {
+            Target::File(f) => {
                 crate::crash_point!("sink-before-fsync");
-                f.sync_data().map_err(|e| {
-                    Error::runtime(format!(
-                        "sink '{}': fsync {}: {e}",
-                        self.name,
-                        self.path.display()
-                    ))
-                })?;
+                match f.metadata() {
+                    // A character device (`/dev/null`) or a FIFO has nothing to make durable
+                    // and refuses fsync (EINVAL).
+                    Ok(md) if !md.is_file() => Ok(()),
+                    _ => f.sync_data(),
+                }
             }
-            Target::Stdout => {}
-        }
-        if self.spool_path.is_some() {
-            self.pending.push_back(self.written);
-        }
+            Target::Spool(s) => {
+                crate::crash_point!("sink-before-fsync");
+                let r = s.sync();
+                s.snapshot(self.written);
+                r
+            }
+            Target::Stdout => Ok(()),
+        };
+        fsync.map_err(|e| {
+            Error::runtime(format!(
+                "sink '{}': fsync {}: {e}",
+                self.name,
+                self.path.display()
+            ))
+        })?;
         let st = SinkState {
             committed: self.written,
             header: self.header.clone(),
-            released: self.spool_path.as_ref().map(|_| self.released),
+            released: match &self.target {
+                Target::Spool(s) => Some(s.released()),
+                _ => None,
+            },
         };
         serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
     }
 
     fn committed(&mut self, _id: u64) -> Result<(), Error> {
         // The checkpoint that covers everything written so far is durable: release it.
-        // Checkpoints complete in order; one that was abandoned only delays a release.
-        if let Some(upto) = self.pending.pop_front() {
-            self.release(upto)?;
+        match &mut self.target {
+            Target::Spool(s) => s.committed(),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

@@ -2,3 +2,4 @@
 //! and is truncated back to it on resume, which is what makes file output exactly-once.
 
 pub mod file;
+pub mod spool;

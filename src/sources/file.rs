@@ -10,6 +10,7 @@
 
 use super::combine::{fold_range, Ack, CombineSpec, Folded, Table, EPOCH_LINES, MAX_COMBINED};
 use super::formats::{decode_jsonl, decode_line, infer, strip_cr};
+use super::rotation::{self, is_gz, Event, Listed};
 use super::{ReadStatus, Source};
 use crate::error::Error;
 use crate::pipeline::spec::{AtEnd, Format};
@@ -48,10 +49,21 @@ pub struct FileState {
     /// Size when last looked at, to tell "read fully" from "lost" when the file disappears.
     #[serde(default)]
     pub size: u64,
+    /// The tail fingerprint: CRC32 of the `tail_len` bytes just before `offset` (plain files),
+    /// so that a file rewritten in place or a copy with the same first bytes is not taken for
+    /// this one (see `rotation`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tail_len: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tail_crc: u32,
     /// No longer matched by the glob (rotated away or removed); kept until the run ends so
     /// record origins keep their file numbers, left out of the next checkpoint.
     #[serde(skip)]
     pub gone: bool,
+}
+
+fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 /// Stdin in a checkpoint: bytes consumed and their CRC32, so `resume` can tell whether it is
@@ -127,6 +139,12 @@ struct Reader {
     crc: Option<crc32fast::Hasher>,
     /// Mapped input: bytes before this were handed back to the kernel.
     released: usize,
+    /// Streams: the last consumed bytes before `buf[0]` (up to `rotation::TAIL_BYTES`), so
+    /// the tail fingerprint of a `.gz` file can be taken without decompressing it again.
+    kept: Vec<u8>,
+    /// A plain file read as a stream (`pause`, `follow`): the same file, to check before each
+    /// read that the bytes just consumed are still there (see `fill`).
+    check: Option<File>,
 }
 
 /// Consumed parts of a mapped file are dropped from memory in steps of this size, so a
@@ -145,6 +163,38 @@ impl Reader {
             Input::Mapped(m) => &m[self.start..],
             _ => &self.buf[self.start..self.end],
         }
+    }
+
+    /// Whether the file read as a stream still holds the bytes just consumed, where they were
+    /// (the end of the unconsumed ones, which are in `buf` already).
+    fn still_there(&self) -> bool {
+        let Some(fd) = &self.check else { return true };
+        let at = self.offset + (self.end - self.start) as u64;
+        if fd.metadata().is_ok_and(|m| m.len() < at) {
+            return false;
+        }
+        let v = self.last_bytes(self.end, 64);
+        v.is_empty()
+            || rotation::pread(fd, at - v.len() as u64, v.len() as u64).is_some_and(|b| b == v)
+    }
+
+    /// Up to `len` bytes just before `buf[upto]` (from `kept` when `buf` has fewer).
+    fn last_bytes(&self, upto: usize, len: usize) -> Vec<u8> {
+        let from_buf = upto.min(len);
+        let from_kept = (len - from_buf).min(self.kept.len());
+        let mut v = Vec::with_capacity(from_kept + from_buf);
+        v.extend_from_slice(&self.kept[self.kept.len() - from_kept..]);
+        v.extend_from_slice(&self.buf[upto - from_buf..upto]);
+        v
+    }
+
+    /// The last `len` bytes consumed from a stream, when it has them.
+    fn consumed_tail(&self, len: usize) -> Option<Vec<u8>> {
+        if matches!(self.input, Input::Mapped(_)) {
+            return None;
+        }
+        let v = self.last_bytes(self.start, len);
+        (v.len() == len).then_some(v)
     }
 
     fn consume(&mut self, n: usize) {
@@ -185,7 +235,24 @@ impl Reader {
             self.eof = true;
             return Ok(Fill::Eof);
         }
+        if !self.still_there() {
+            // Truncated or written again in place since the last read: what the next read
+            // returns would not follow what was read. The file ends here for this open; the
+            // next open finds it replaced (its tail fingerprint is of the bytes consumed).
+            self.eof = true;
+            return Ok(Fill::Eof);
+        }
         if self.start > 0 {
+            let tail = rotation::TAIL_BYTES as usize;
+            let from = self.start.saturating_sub(tail);
+            if self.start - from < tail {
+                self.kept.extend_from_slice(&self.buf[from..self.start]);
+                let cut = self.kept.len().saturating_sub(tail);
+                self.kept.drain(..cut);
+            } else {
+                self.kept.clear();
+                self.kept.extend_from_slice(&self.buf[from..self.start]);
+            }
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -222,6 +289,24 @@ impl Reader {
             },
             Input::Mapped(_) => Ok(Fill::Eof),
         }
+    }
+}
+
+/// A sink that keeps the last `rotation::TAIL_BYTES` bytes written to it.
+struct KeepTail(Vec<u8>);
+
+impl std::io::Write for KeepTail {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let tail = rotation::TAIL_BYTES as usize;
+        let b2 = &b[b.len().saturating_sub(tail)..];
+        self.0.extend_from_slice(b2);
+        let cut = self.0.len().saturating_sub(tail);
+        self.0.drain(..cut);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -272,6 +357,11 @@ pub struct FileSource {
     ready: DecodedLines,
     /// Folding lines for the aggregate downstream (see `combine`), while it may.
     combine: Option<Combining>,
+    /// The open plain file, for its tail fingerprint (see `note_tail`).
+    open_file: Option<File>,
+    /// The open file's mapping, registered so that a truncation under it is survived (see
+    /// `sigbus`).
+    map_guard: Option<super::sigbus::Guard>,
 }
 
 struct Combining {
@@ -770,6 +860,8 @@ impl FileSource {
             pool: None,
             ready: Vec::new().into_iter().zip(Vec::new()),
             combine: None,
+            open_file: None,
+            map_guard: None,
         };
         // Folding resumes only from a state that was folded all its life (an older
         // checkpoint, or one made record by record, may hold float sums that folding would
@@ -816,125 +908,50 @@ impl FileSource {
         Ok(src)
     }
 
-    /// Reconciles the known files with what the glob matches now: the same file under a new
-    /// name (rotation, or compression of a rotated file) keeps its offset; a file truncated or
-    /// replaced in place starts again from 0; new files join at the end in name order; files
-    /// that disappeared are forgotten, with a warning if they had not been read to the end.
+    /// Reconciles the known files with what the glob matches now (see `rotation`): a known
+    /// file under a new name (rotation, compression, a copy) keeps its offset; a file truncated
+    /// or replaced in place starts again from 0; new files join at the end in name order;
+    /// files that disappeared are forgotten, with a warning if they had not been read to the end.
     fn scan(&mut self, first_run: bool) -> Result<(), Error> {
         self.last_scan = std::time::Instant::now();
-        let paths = self.list_files(first_run)?;
+        let listed: Vec<Listed> = self
+            .list_files(first_run)?
+            .into_iter()
+            .filter_map(|p| {
+                let md = std::fs::metadata(&p).ok()?;
+                Some(Listed::new(p, &md))
+            })
+            .collect();
+        let (new_files, events) =
+            rotation::reconcile(&mut self.files, listed, self.s.fingerprint_bytes as u64)?;
         let name = self.name();
-        let mut matched = vec![false; self.files.len()];
-        let mut unmatched: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
-        // First by device and inode.
-        for p in paths {
-            let Ok(md) = std::fs::metadata(&p) else {
-                continue;
-            };
-            let ps = p.to_string_lossy().into_owned();
-            let hit = self.files.iter().position(|f| {
-                !f.gone && f.dev == md.dev() && f.ino == md.ino() && (f.dev, f.ino) != (0, 0)
-            });
-            match hit {
-                Some(i) if !matched[i] => {
-                    matched[i] = true;
-                    let f = &mut self.files[i];
-                    let same_content =
-                        f.fp_len == 0 || content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc);
-                    if f.path != ps {
-                        self.ctx.info(format!(
-                            "source '{name}': {} is now {ps}; continuing at byte {}",
-                            f.path, f.offset
-                        ));
-                        f.path = ps.clone();
-                    }
-                    let len = if is_gz(&ps) {
-                        f.size.max(f.offset)
+        for e in events {
+            match e {
+                Event::Renamed {
+                    from,
+                    to,
+                    offset,
+                    by_content,
+                } => self.ctx.info(format!(
+                    "source '{name}': {from} is now {to}{}; continuing at byte {offset}",
+                    if by_content { " (same content)" } else { "" }
+                )),
+                Event::Replaced { path, read, lost } => {
+                    let lost = if lost > 0 {
+                        format!("; {lost} bytes lost (never read)")
                     } else {
-                        md.len()
+                        String::new()
                     };
-                    if len < f.offset || !same_content {
-                        let unread = f.size.saturating_sub(f.offset);
-                        let lost = if unread > 0 {
-                            format!("; {unread} bytes lost (never read)")
-                        } else {
-                            String::new()
-                        };
-                        self.ctx.warn(format!(
-                            "source '{name}': {ps} was truncated or replaced (it had {} bytes read{lost}); reading it again from the start",
-                            f.offset
-                        ));
-                        *f = FileState {
-                            path: ps,
-                            dev: md.dev(),
-                            ino: md.ino(),
-                            ..Default::default()
-                        };
-                    }
-                    if !is_gz(&self.files[i].path) {
-                        self.files[i].size = md.len();
-                    }
-                }
-                _ => unmatched.push((p, md)),
-            }
-        }
-        // Then by content, for known files whose inode is gone: a rotated file that was
-        // compressed, or moved across file systems, continues where it was.
-        let mut new_files = Vec::new();
-        for (p, md) in unmatched {
-            let ps = p.to_string_lossy().into_owned();
-            let mut adopted = false;
-            for (i, f) in self.files.iter_mut().enumerate() {
-                if matched[i] || f.gone || f.fp_len == 0 {
-                    continue;
-                }
-                if content_fingerprint(&p, f.fp_len)? == Some(f.fp_crc) {
-                    matched[i] = true;
-                    self.ctx.info(format!(
-                        "source '{name}': {} is now {ps} (same content); continuing at byte {}",
-                        f.path, f.offset
+                    self.ctx.warn(format!(
+                        "source '{name}': {path} was truncated or replaced (it had {read} bytes read{lost}); reading it again from the start"
                     ));
-                    f.path = ps.clone();
-                    f.dev = md.dev();
-                    f.ino = md.ino();
-                    if !is_gz(&ps) {
-                        f.size = md.len();
-                    }
-                    adopted = true;
-                    break;
                 }
-            }
-            if !adopted {
-                new_files.push(FileState {
-                    path: ps,
-                    dev: md.dev(),
-                    ino: md.ino(),
-                    size: if is_gz(&p.to_string_lossy()) {
-                        0
-                    } else {
-                        md.len()
-                    },
-                    ..Default::default()
-                });
-            }
-        }
-        for (i, m) in matched.iter().enumerate() {
-            let f = &mut self.files[i];
-            if *m || f.gone {
-                continue;
-            }
-            f.gone = true;
-            let unread = f.size.saturating_sub(f.offset);
-            if unread > 0 && !is_gz(&f.path) {
-                self.ctx.warn(format!(
-                    "source '{name}': {} disappeared before it was read to the end: {unread} bytes lost",
-                    f.path
-                ));
-            } else {
-                self.ctx.info(format!(
-                    "source '{name}': forgetting {}, read to the end and gone",
-                    f.path
-                ));
+                Event::Gone { path, lost } if lost > 0 => self.ctx.warn(format!(
+                    "source '{name}': {path} disappeared before it was read to the end: {lost} bytes lost"
+                )),
+                Event::Gone { path, .. } => self.ctx.info(format!(
+                    "source '{name}': forgetting {path}, read to the end and gone"
+                )),
             }
         }
         for f in new_files {
@@ -1004,10 +1021,14 @@ impl FileSource {
                 offset: st.consumed,
                 crc: Some(crc),
                 released: 0,
+                kept: Vec::new(),
+                check: None,
             });
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             return Ok(true);
         }
+        self.open_file = None;
+        self.map_guard = None;
         let Some(mut st) = self.files.get(self.cur).cloned() else {
             return Ok(false);
         };
@@ -1016,6 +1037,23 @@ impl FileSource {
         }
         // The name may now belong to another file (rotated since the last scan): check the
         // opened file itself, and if it is not the one we know, find where ours went.
+        if is_fifo(&st.path) {
+            // Opening a FIFO waits for a writer: that happens on a helper thread, as reading
+            // stdin does, so this thread still sees signals and checkpoints meanwhile.
+            self.reader = Some(Reader {
+                input: Input::Stdin(read_fifo(PathBuf::from(&st.path), &self.name())?),
+                buf: Vec::new(),
+                start: 0,
+                end: 0,
+                eof: false,
+                offset: st.offset,
+                crc: None,
+                released: 0,
+                kept: Vec::new(),
+                check: None,
+            });
+            return Ok(true);
+        }
         let mut tries = 0;
         let (mut f, md) = loop {
             let f = match File::open(&st.path) {
@@ -1056,7 +1094,9 @@ impl FileSource {
                 .metadata()
                 .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
             let known = (st.dev, st.ino) != (0, 0);
-            if !known || (md.dev(), md.ino()) == (st.dev, st.ino) || tries >= 2 {
+            let same = (md.dev(), md.ino()) == (st.dev, st.ino)
+                && (is_gz(&st.path) || !md.is_file() || rotation::still_same(&f, md.len(), &st));
+            if !known || same || tries >= 2 {
                 break (f, md);
             }
             tries += 1;
@@ -1068,6 +1108,7 @@ impl FileSource {
         };
         let path = Path::new(&st.path);
         let gz = is_gz(&st.path);
+        self.open_file = if gz { None } else { f.try_clone().ok() };
         let len = md.len();
         // Remember what identifies this file as it is now. A gzip file is known by its
         // decompressed content, so it matches the plain file it was compressed from.
@@ -1098,13 +1139,20 @@ impl FileSource {
             && md.is_file()
             && len > 0
             && !matches!(self.s.format, Format::Csv | Format::Tsv);
+        let mut kept = Vec::new();
+        let check = if gz || use_map {
+            None
+        } else {
+            f.try_clone().ok()
+        };
         let input = if use_map {
-            // SAFETY: the file is opened read-only; weir documents that files it reads with
-            // at_end = "finish" must not be truncated while it runs (growing ones use pause or
-            // follow, which never map).
+            // SAFETY: the file is opened read-only. If it is truncated while mapped, touching
+            // a page past its new end raises SIGBUS, which `sigbus` turns into a page of zeros
+            // for this registered mapping; the source stops at the new end (`shrunk_to`).
             match unsafe { memmap2::Mmap::map(&f) } {
                 Ok(m) => {
                     let _ = m.advise(memmap2::Advice::Sequential);
+                    self.map_guard = super::sigbus::protect(m.as_ptr(), m.len());
                     Input::Mapped(Arc::new(m))
                 }
                 Err(_) => Input::Stream(Box::new(f)),
@@ -1113,9 +1161,12 @@ impl FileSource {
             let mut d: Box<dyn Read + Send> = Box::new(flate2::read::MultiGzDecoder::new(
                 std::io::BufReader::with_capacity(CHUNK, f),
             ));
-            // Offsets of a gzip file count decompressed bytes.
-            let skipped = std::io::copy(&mut (&mut d).take(st.offset), &mut std::io::sink())
+            // Offsets of a gzip file count decompressed bytes; the last of those skipped start
+            // the reader's tail (see `note_tail`).
+            let mut skip = KeepTail(Vec::new());
+            let skipped = std::io::copy(&mut (&mut d).take(st.offset), &mut skip)
                 .map_err(|e| Error::runtime(format!("{}: {e}", st.path)))?;
+            kept = skip.0;
             if skipped < st.offset {
                 return Err(Error::runtime(format!(
                     "source '{}': {} has {skipped} bytes but the checkpoint read {}",
@@ -1127,6 +1178,9 @@ impl FileSource {
             Input::Stream(d)
         } else {
             if st.offset > 0 {
+                // The bytes before the offset, checked against the tail fingerprint above.
+                let n = st.offset.min(rotation::TAIL_BYTES);
+                kept = rotation::pread(&f, st.offset - n, n).unwrap_or_default();
                 f.seek(SeekFrom::Start(st.offset)).map_err(|e| {
                     Error::runtime(format!("{}: cannot seek to {}: {e}", st.path, st.offset))
                 })?;
@@ -1146,8 +1200,82 @@ impl FileSource {
             offset: st.offset,
             crc: None,
             released: 0,
+            kept,
+            check,
         });
         Ok(true)
+    }
+
+    /// A mapped file that is now shorter than its mapping (truncated while `finish` reads it):
+    /// its new length, with a warning the first time. Lines past it are not read: their bytes
+    /// are gone (the mapping shows zeros there, see `sigbus`).
+    fn shrunk_to(&mut self) -> Option<u64> {
+        let Some(Input::Mapped(m)) = self.reader.as_ref().map(|r| &r.input) else {
+            return None;
+        };
+        let mapped = m.len() as u64;
+        let now = self.open_file.as_ref()?.metadata().ok()?.len();
+        if now >= mapped {
+            return None;
+        }
+        let (name, offset) = (self.name(), self.reader.as_ref().map_or(0, |r| r.offset));
+        if let Some(f) = self.files.get_mut(self.cur) {
+            if f.size == mapped {
+                f.size = now;
+                self.ctx.warn(format!(
+                    "source '{name}': {} shrank from {mapped} to {now} bytes while it was read (at byte {offset}): {} bytes lost",
+                    f.path,
+                    mapped - now.max(offset)
+                ));
+            }
+        }
+        Some(now)
+    }
+
+    /// Records the tail fingerprint of the open file at its offset, for the next look at it.
+    /// (A `.gz` file's from the decompressed bytes the reader has just consumed.)
+    fn note_tail(&mut self) {
+        let Some(f) = self.files.get_mut(self.cur) else {
+            return;
+        };
+        if f.gone {
+            return;
+        }
+        if let Some(fd) = &self.open_file {
+            // The bytes the reader consumed, when it has them (the file may hold others by
+            // now); else the file's own.
+            let len = f.offset.min(rotation::TAIL_BYTES);
+            let consumed = match &self.reader {
+                Some(r) if r.offset == f.offset => r.consumed_tail(len as usize),
+                _ => None,
+            };
+            (f.tail_len, f.tail_crc) = match consumed {
+                Some(b) => (len, crc32fast::hash(&b)),
+                None => rotation::tail_of(fd, f.offset).unwrap_or((0, 0)),
+            };
+            // A file opened empty and read as it was written has no head fingerprint yet.
+            let want = (self.s.fingerprint_bytes as u64).min(f.offset);
+            if f.fp_len < want {
+                if let Some(b) = rotation::pread(fd, 0, want) {
+                    (f.fp_len, f.fp_crc) = (b.len() as u64, crc32fast::hash(&b));
+                }
+            }
+            return;
+        }
+        if !is_gz(&f.path) {
+            return;
+        }
+        let len = f.offset.min(rotation::TAIL_BYTES);
+        let tail = match &self.reader {
+            Some(r) if r.offset == f.offset => r.consumed_tail(len as usize),
+            _ => None,
+        };
+        (f.tail_len, f.tail_crc) = match tail {
+            Some(b) => (len, crc32fast::hash(&b)),
+            // Not at hand (CSV reads ahead): known by its head and inode only.
+            None if self.reader.is_some() || self.csv.is_some() => (0, 0),
+            None => (f.tail_len, f.tail_crc),
+        };
     }
 
     /// The newest file, the one a writer may be in the middle of.
@@ -1242,6 +1370,20 @@ impl FileSource {
                     return Ok((consumed, ReadStatus::Eof));
                 }
             }
+            // A mapped file cut short under us: only the lines that are still in it.
+            let mut cut_short = false;
+            if let Some(limit) = self.shrunk_to() {
+                let mut end = self.reader.as_ref().map_or(0, |r| r.offset);
+                let keep = lines
+                    .iter()
+                    .take_while(|(l, t)| {
+                        end += (l + t) as u64;
+                        end <= limit
+                    })
+                    .count();
+                cut_short = keep < lines.len();
+                lines.truncate(keep);
+            }
             // 2. Decode them (on two cores when there are enough).
             let results = self.decode_lines(&lines, jsonl);
             // 3. In input order: records out, bad ones to on_error, positions forward.
@@ -1249,6 +1391,9 @@ impl FileSource {
                 if self.emit_line(line, res, out)? {
                     consumed += 1;
                 }
+            }
+            if cut_short {
+                return Ok((consumed, ReadStatus::Eof));
             }
         }
         Ok((consumed, ReadStatus::More))
@@ -1331,6 +1476,7 @@ impl FileSource {
         let (mut run_lines, mut run_bytes) = (0u64, 0usize);
         let mut line0 = self.current_line();
         let mut off0 = self.reader.as_ref().map_or(0, |r| r.offset);
+        let mut limit = self.shrunk_to();
         while consumed < n {
             let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
@@ -1346,8 +1492,16 @@ impl FileSource {
                 }
                 // Hand the next job out before emitting this one, so workers stay busy.
                 pool.top_up(false);
+                limit = self.shrunk_to();
                 continue;
             };
+            if limit.is_some_and(|l| off0 + (run_bytes + line.0 + line.1) as u64 > l) {
+                // The file was cut short under us: what is past its end is gone.
+                self.ready = Vec::new().into_iter().zip(Vec::new());
+                self.advance(run_lines, run_bytes);
+                self.count_dropped(dropped);
+                return Ok((consumed, ReadStatus::Eof));
+            }
             match res {
                 // Dropped by the pushed-down filter: consumed, as if it had gone to the filter.
                 None => {
@@ -1841,6 +1995,8 @@ impl Source for FileSource {
                         return Ok((total, ReadStatus::Eof));
                     }
                     // On to the next file (in follow, the next pass looks again).
+                    self.note_tail();
+                    self.open_file = None;
                     self.cur += 1;
                     self.reader = None;
                     self.csv = None;
@@ -1867,6 +2023,7 @@ impl Source for FileSource {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        self.note_tail();
         // Stdin: the CRC of exactly the bytes consumed so far.
         let crc = match (&self.reader, &self.csv) {
             (Some(r), _) => r.crc.as_ref().map(|h| h.clone().finalize()),
@@ -1906,40 +2063,10 @@ impl Source for FileSource {
     }
 }
 
-fn is_gz(path: &str) -> bool {
-    path.ends_with(".gz")
-}
-
 /// Up to `len` leading bytes of a file's content (decompressed for `.gz`): (how many, CRC32).
 /// `None` if it cannot be read.
 fn content_prefix(path: &Path, len: u64) -> Result<Option<(u64, u32)>, Error> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::runtime(format!(
-                "cannot open {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    let mut r: Box<dyn Read> = if is_gz(&path.to_string_lossy()) {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
-    } else {
-        Box::new(f)
-    };
-    let mut buf = vec![0u8; len as usize];
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // A truncated or corrupt gzip file has no readable content to match.
-            Err(_) => return Ok(None),
-        }
-    }
-    Ok(Some((got as u64, crc32fast::hash(&buf[..got]))))
+    Ok(rotation::read_content(path, 0, len)?.map(|b| (b.len() as u64, crc32fast::hash(&b))))
 }
 
 /// CRC32 of the first `len` bytes of content; `None` if there are fewer than that now.
@@ -1948,6 +2075,48 @@ pub fn content_fingerprint(path: &Path, len: u64) -> Result<Option<u32>, Error> 
         Some((n, crc)) if n == len => Some(crc),
         _ => None,
     })
+}
+
+fn is_fifo(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// Opens and reads a FIFO on a helper thread (its writer's bytes, whatever came before).
+fn read_fifo(path: PathBuf, source: &str) -> Result<Receiver<std::io::Result<Vec<u8>>>, Error> {
+    let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
+    std::thread::Builder::new()
+        .name("weir:fifo".into())
+        .spawn(move || match File::open(&path) {
+            Ok(f) => pump(f, tx),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })
+        .map_err(|e| Error::runtime(format!("source '{source}': cannot start a reader: {e}")))?;
+    Ok(rx)
+}
+
+/// Sends what `r` reads, in chunks, until its end, an error, or the receiver is gone: the
+/// helper thread of stdin and FIFOs.
+fn pump(mut r: impl Read, tx: crossbeam_channel::Sender<std::io::Result<Vec<u8>>>) {
+    loop {
+        let mut chunk = vec![0u8; 256 * 1024];
+        match r.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                chunk.truncate(n);
+                if tx.send(Ok(chunk)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
 }
 
 /// Opens stdin for reading after `skip` bytes already consumed by an earlier run. Those bytes
@@ -1980,26 +2149,7 @@ fn open_stdin(skip: u64, st: &StdinState, source: &str) -> Result<Input, Error> 
     let (tx, rx) = bounded::<std::io::Result<Vec<u8>>>(4);
     std::thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || {
-            let mut stdin = std::io::stdin();
-            loop {
-                let mut chunk = vec![0u8; 256 * 1024];
-                match stdin.read(&mut chunk) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        if tx.send(Ok(chunk)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-        })
+        .spawn(move || pump(std::io::stdin(), tx))
         .map_err(|e| Error::runtime(format!("cannot start the stdin reader: {e}")))?;
     Ok(Input::Stdin(rx))
 }

@@ -7,11 +7,13 @@ pub mod file;
 mod flat_json;
 pub mod formats;
 pub mod generate;
+pub mod rotation;
+mod sigbus;
 
 use crate::error::Error;
 use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::AtEnd;
-use crate::runtime::context::{Context, Report};
+use crate::runtime::context::{Context, Report, StopReason};
 use crate::runtime::message::{EndKind, Msg};
 use crate::runtime::stage::{Output, StageResult, Stop};
 use std::sync::Arc;
@@ -85,6 +87,9 @@ pub struct Cut {
 struct CutInner {
     /// (checkpoint id, batch number before which its barrier goes).
     request: Option<(u64, u64)>,
+    /// On SIGINT/SIGTERM: the batch number before which every source stops, so the stop
+    /// checkpoint is a cut like any other.
+    stop: Option<u64>,
     /// The last batch number each source announced. A source that ended stays here: records
     /// it sent before its end may still be on their way to a merge, so a later cut must lie
     /// beyond them too.
@@ -123,6 +128,20 @@ impl Cut {
         }
     }
 
+    /// The run is stopping on a signal: fixes where, one batch past the largest any source
+    /// has announced (as for a checkpoint), unless fixed already.
+    pub fn stop(&self) {
+        let mut c = self.lock();
+        if c.stop.is_none() {
+            c.stop = Some(c.announced.iter().map(|a| a.1).max().unwrap_or(0) + 1);
+        }
+    }
+
+    /// Whether a source about to make batch `seq` (announced already) stops instead.
+    pub fn stops_before(&self, seq: u64) -> bool {
+        self.lock().stop.is_some_and(|at| seq >= at)
+    }
+
     /// The coordinator asks for checkpoint `id`.
     pub fn request(&self, id: u64) {
         let mut c = self.lock();
@@ -153,18 +172,32 @@ impl SourceDriver {
     fn drive(&mut self, ctx: &Context) -> StageResult {
         let mut idle_sleep = Duration::from_millis(10);
         loop {
-            if ctx.stopping() {
-                return self.end(ctx, EndKind::Pause);
-            }
             let seq = self.consumed / BATCH_SIZE as u64;
+            let cut_free = self.source.cut_free();
+            if ctx.stopping() {
+                // A failure stops at once (no checkpoint follows). A signal stops every
+                // source before the same batch, as a barrier would: one that is behind reads
+                // on to it (see `Cut::stop`).
+                if cut_free || ctx.stop_reason() == StopReason::Failure {
+                    return self.end(ctx, EndKind::Pause);
+                }
+                self.cut.stop();
+                if self.cut.stops_before(seq) {
+                    return self.end(ctx, EndKind::Pause);
+                }
+            }
             // A cut-free source's barrier goes out as soon as asked (see `Source::cut_free`).
-            let barrier = if self.source.cut_free() {
+            let barrier = if cut_free {
                 self.cut.pending(self.emitted)
             } else {
                 self.cut.announce(self.node, seq, self.emitted)
             };
             if let Some(id) = barrier {
                 self.barrier(id)?;
+            }
+            // The stop may have been fixed since the check above, before this batch.
+            if !cut_free && self.cut.stops_before(seq) {
+                return self.end(ctx, EndKind::Pause);
             }
             // Fill up to the next logical batch boundary, so that batch numbers do not depend
             // on how reads happened to be cut.
@@ -189,7 +222,10 @@ impl SourceDriver {
             match status {
                 ReadStatus::More => idle_sleep = Duration::from_millis(10),
                 ReadStatus::Idle => {
-                    // Idle: a barrier cannot wait for records that may never come.
+                    // Idle: a barrier (or a stop) cannot wait for records that may never come.
+                    if ctx.stopping() {
+                        return self.end(ctx, EndKind::Pause);
+                    }
                     if let Some(id) = self.cut.pending(self.emitted) {
                         self.barrier(id)?;
                     }
