@@ -403,7 +403,7 @@ fn plan_edits(spec: &PipelineSpec, g: &Graph, c: &Checkpoint) -> Result<Plan> {
     let mut lines = Vec::new();
     let Some(then) = &c.state_config else {
         // A checkpoint of a weir before per-node state configs: only an unchanged file is safe.
-        if c.pipeline_hash != crate::runtime::run::pipeline_hash(spec) {
+        if c.pipeline_hash != crate::runtime::settings::pipeline_hash(spec) {
             return Err(Error::usage(format!(
                 "checkpoint {} was written by an older weir, which recorded only a hash of the whole pipeline, and the pipeline changed since; resume once with the pipeline file it was taken with (its next checkpoint records each node's settings, so later edits resume node by node), or start over with `weir run --fresh`",
                 c.id
@@ -587,7 +587,7 @@ pub fn plan_report(
     drops: &[String],
 ) -> Result<(String, Option<String>)> {
     let g = crate::pipeline::validate::check(spec)?;
-    let ck = crate::runtime::run::checkpoint_settings(spec, state)?;
+    let ck = crate::runtime::settings::checkpoint_settings(spec, state)?;
     if !ck.enabled {
         return Err(Error::usage(
             "checkpoints are off for this pipeline ([checkpoint] every = \"off\"): there is nothing to resume",

@@ -7,6 +7,7 @@ pub mod message;
 pub mod notices;
 pub mod progress;
 pub mod run;
+pub mod settings;
 pub mod stage;
 
 pub use message::{Batch, EndKind, Msg, Origin, Record};

@@ -4,6 +4,7 @@
 
 use super::context::{Context, Report, SourceInfo, StopReason};
 use super::message::Msg;
+pub use super::settings::{checkpoint_settings, pipeline_hash, CheckpointSettings};
 use super::stage::{run_stage, Operator, Output};
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::store::Store;
@@ -39,70 +40,6 @@ pub struct Options {
     pub stats: Option<PathBuf>,
     /// `resume --drop-state NODE`: nodes that start empty (see `runtime::edits`).
     pub drop_state: Vec<String>,
-}
-
-/// Checkpoint settings after defaults: every 10 s and at the end, 3 kept.
-#[derive(Debug, Clone)]
-pub struct CheckpointSettings {
-    pub enabled: bool,
-    pub every_ms: Option<i64>,
-    pub every_records: Option<u64>,
-    pub retain: usize,
-    pub dir: PathBuf,
-}
-
-pub fn checkpoint_settings(
-    spec: &PipelineSpec,
-    state: Option<&PathBuf>,
-) -> Result<CheckpointSettings> {
-    let c = &spec.checkpoint;
-    let off = c.every.as_deref() == Some("off");
-    let every_ms = match (&c.every, c.every_records) {
-        (Some(e), _) if e != "off" => Some(parse_duration_ms(e).map_err(Error::usage)?),
-        (None, None) => Some(10_000),
-        _ => None,
-    };
-    let dir = match (state, &c.dir) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => spec.resolve(d),
-        (None, None) => spec.dir.join(".weir").join(&spec.name),
-    };
-    Ok(CheckpointSettings {
-        enabled: !off,
-        every_ms,
-        every_records: c.every_records,
-        retain: c.retain.unwrap_or(3),
-        dir,
-    })
-}
-
-/// What makes restored state meaningful: node names, types, wiring and every setting of the
-/// transforms. Paths of sources and sinks are left out so files can move between runs.
-pub fn pipeline_hash(spec: &PipelineSpec) -> String {
-    let mut s = String::new();
-    for n in &spec.nodes {
-        s.push_str(&n.name);
-        s.push('|');
-        s.push_str(n.kind.table());
-        s.push('|');
-        s.push_str(n.config.type_name());
-        s.push('|');
-        match &n.config {
-            NodeConfig::FileSource(c) => {
-                s.push_str(&format!("{:?}", source_format(&c.path, c.format)));
-                s.push_str(if c.path == "-" { "|stdin" } else { "|files" });
-            }
-            NodeConfig::Generate(c) => s.push_str(&format!("{}|{:?}", c.seed, c.keys)),
-            NodeConfig::FileSink(c) => s.push_str(&format!(
-                "{:?}|{}",
-                sink_format(&c.path, c.format),
-                c.inputs.join(",")
-            )),
-            other => s.push_str(&format!("{other:?}")),
-        }
-        s.push('\n');
-    }
-    format!("{:08x}", crc32fast::hash(s.as_bytes()))
 }
 
 /// `weir run` / `weir resume`.
