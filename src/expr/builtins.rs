@@ -683,8 +683,16 @@ pub(crate) fn implode(v: &Value) -> R {
         Value::Array(a) => {
             let mut s = String::new();
             for x in a {
-                match x.as_f64().and_then(|f| char::from_u32(f as u32)) {
-                    Some(c) => s.push(c),
+                // As jq 1.7: a number that is no Unicode scalar value (negative, a surrogate,
+                // past U+10FFFF) becomes U+FFFD; anything but a number is an error.
+                match x.as_f64().filter(|f| !f.is_nan()) {
+                    Some(f) => {
+                        let c = (0.0..=1_114_111.0)
+                            .contains(&f.trunc())
+                            .then(|| char::from_u32(f.trunc() as u32))
+                            .flatten();
+                        s.push(c.unwrap_or(char::REPLACEMENT_CHARACTER));
+                    }
                     None => return err(format!("{} is not a valid codepoint", desc(x))),
                 }
             }

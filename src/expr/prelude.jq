@@ -137,3 +137,11 @@ def __weir_delpath($p):
   end;
 def delpaths($ps): reduce ($ps | sort | reverse)[] as $p (.; __weir_delpath($p));
 def del(f): delpaths([path(f)]);
+# As jq 1.7: a code point that is no Unicode scalar value becomes U+FFFD.
+def __weir_implode: implode;
+def implode:
+  if type == "array"
+  then map(if type == "number" and (. < 0 or . >= 1114112 or (. >= 55296 and . < 57344))
+           then 65533 else . end)
+    | __weir_implode
+  else __weir_implode end;
