@@ -596,7 +596,8 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
     fn g(t: Term<&str>) -> Term<&str> {
         guard_term(t)
     }
-    #[allow(clippy::boxed_local)] // the parser's terms arrive boxed
+    // The tree holds its subterms in boxes; one is rebuilt in place of another.
+    #[allow(clippy::boxed_local)]
     fn bx(t: Box<Term<&str>>) -> Box<Term<&str>> {
         Box::new(guard_term(*t))
     }

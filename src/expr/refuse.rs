@@ -146,46 +146,66 @@ fn check_regex(re: &str, flags: &str) -> Result<(), String> {
 fn each_child<'a, 's>(t: &'a Term<&'s str>, f: &mut dyn FnMut(&'a Term<&'s str>)) {
     match t {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => {}
-        Term::Str(_, parts) => parts.iter().for_each(|p| {
-            if let StrPart::Term(t) = p {
-                f(t)
+        Term::Str(_, parts) => {
+            for p in parts {
+                if let StrPart::Term(t) = p {
+                    f(t)
+                }
             }
-        }),
-        Term::Arr(a) => a.iter().for_each(|t| f(t)),
-        Term::Obj(kvs) => kvs.iter().for_each(|(k, v)| {
-            f(k);
-            v.iter().for_each(&mut *f);
-        }),
-        Term::Neg(t) | Term::Label(_, t) => f(t),
+        }
+        Term::Arr(a) => {
+            if let Some(a) = a {
+                f(a)
+            }
+        }
+        Term::Obj(kvs) => {
+            for (k, v) in kvs {
+                f(k);
+                if let Some(v) = v {
+                    f(v)
+                }
+            }
+        }
+        Term::Neg(t) | Term::Label(_, t) | Term::Def(_, t) => f(t),
         Term::BinOp(l, _, r) => {
             f(l);
             f(r)
         }
         Term::Fold(_, xs, _, args) => {
             f(xs);
-            args.iter().for_each(&mut *f);
+            for a in args {
+                f(a)
+            }
         }
         Term::TryCatch(t, c) => {
             f(t);
-            c.iter().for_each(|c| f(c));
+            if let Some(c) = c {
+                f(c)
+            }
         }
         Term::IfThenElse(ifs, els) => {
-            ifs.iter().for_each(|(c, t)| {
+            for (c, t) in ifs {
                 f(c);
                 f(t)
-            });
-            els.iter().for_each(|e| f(e));
+            }
+            if let Some(e) = els {
+                f(e)
+            }
         }
-        Term::Def(_, t) => f(t),
-        Term::Call(_, args) => args.iter().for_each(&mut *f),
+        Term::Call(_, args) => {
+            for a in args {
+                f(a)
+            }
+        }
         Term::Path(head, path) => {
             f(head);
             for (part, _) in &path.0 {
                 match part {
                     Part::Index(i) => f(i),
                     Part::Range(a, b) => {
-                        a.iter().for_each(&mut *f);
-                        b.iter().for_each(&mut *f);
+                        for x in a.iter().chain(b.iter()) {
+                            f(x)
+                        }
                     }
                 }
             }

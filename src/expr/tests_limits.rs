@@ -218,16 +218,44 @@ fn prelude_builtins_follow_jq() {
         ("[combinations]", r#"[[1,2],[3]]"#, r#"[[1,3],[2,3]]"#),
         ("transpose", r#"[[1,2],[3]]"#, r#"[[1,3],[2,null]]"#),
         ("gamma", r#"5"#, r#"3.1780538303479458"#),
-        ("setpath([\"a\",2,\"b\"]; 1)", r#"null"#, r#"{"a":[null,null,{"b":1}]}"#),
-        ("implode", r#"[-1, 55296, 1114112, 65, 233.7]"#, r#""\ufffd\ufffd\ufffdAé""#),
+        (
+            "setpath([\"a\",2,\"b\"]; 1)",
+            r#"null"#,
+            r#"{"a":[null,null,{"b":1}]}"#,
+        ),
+        (
+            "implode",
+            r#"[-1, 55296, 1114112, 65, 233.7]"#,
+            r#""\ufffd\ufffd\ufffdAé""#,
+        ),
         ("1 as $x | implode", r#"[-1, 65]"#, r#""\ufffdA""#),
-        ("[1, 2] as $x | del(.[0, 2])", r#"[0, 1, 2, 3]"#, r#"[1, 3]"#),
-        ("1 as $x | delpaths([[\"a\"]]) | keys_unsorted", r#"{"a":1,"b":2,"c":3}"#, r#"["b","c"]"#),
-        ("1 as $x | [.[] | todate]", r#"[1.5, -1.5]"#, r#"["1970-01-01T00:00:01Z","1969-12-31T23:59:59Z"]"#),
+        (
+            "[1, 2] as $x | del(.[0, 2])",
+            r#"[0, 1, 2, 3]"#,
+            r#"[1, 3]"#,
+        ),
+        (
+            "1 as $x | delpaths([[\"a\"]]) | keys_unsorted",
+            r#"{"a":1,"b":2,"c":3}"#,
+            r#"["b","c"]"#,
+        ),
+        (
+            "1 as $x | [.[] | todate]",
+            r#"[1.5, -1.5]"#,
+            r#"["1970-01-01T00:00:01Z","1969-12-31T23:59:59Z"]"#,
+        ),
         ("gmtime | todate", r#"0"#, r#""1970-01-01T00:00:00Z""#),
         ("[nth(1; empty), last(empty)]", r#"null"#, r#"[null,null]"#),
-        ("[nan < 1, 1 < nan, nan == nan, nan < nan, -0.0 == 0]", r#"null"#, r#"[true,false,false,true,true]"#),
-        ("[nan, 1, null] | sort | map(type)", r#"null"#, r#"["null","number","number"]"#),
+        (
+            "[nan < 1, 1 < nan, nan == nan, nan < nan, -0.0 == 0]",
+            r#"null"#,
+            r#"[true,false,false,true,true]"#,
+        ),
+        (
+            "[nan, 1, null] | sort | map(type)",
+            r#"null"#,
+            r#"["null","number","number"]"#,
+        ),
         ("[.[1.7], .[-1.7]]", r#"[0,1,2,3,4]"#, r#"[1,4]"#),
     ];
     for (src, input, want) in cases {
