@@ -57,6 +57,16 @@ fn runaway_expressions_are_errors_not_crashes() {
             "(reduce .v[] as $x (null; [., $x]))?",
             "nested deeper than 256",
         ),
+        // Only a number leaves jaq: the nesting is caught inside the loop (without the probe,
+        // jaq would build 100,000 levels and overflow the stack dropping them).
+        (
+            "reduce range(100000) as $x (null; [., $x]) | length",
+            "nested deeper than 256",
+        ),
+        (
+            "[foreach range(100000) as $x (null; {a: .}; 0)] | length",
+            "nested deeper than 256",
+        ),
         ("last(range(1e18))", "steps on one record"),
         (
             "[limit(2; repeat(1))] | length, last(repeat(1))",
