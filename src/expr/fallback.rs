@@ -590,8 +590,9 @@ const _: () = assert_send_sync::<Jaq>();
 
 const PRELUDE: &str = include_str!("prelude.jq");
 
-/// Wraps every user `def` body and every `reduce`/`foreach` update in `__weir_guard(...)`,
-/// so recursion and long loops count against the evaluation limits.
+/// Puts `__weir_step` in front of every user `def` body (so each call counts and checks the
+/// stack, while tail calls stay tail calls for jaq's optimisation) and after every
+/// `reduce`/`foreach` update (so each iteration counts and its accumulator is measured).
 fn guard_term(t: Term<&str>) -> Term<&str> {
     fn g(t: Term<&str>) -> Term<&str> {
         guard_term(t)
@@ -601,8 +602,14 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
     fn bx(t: Box<Term<&str>>) -> Box<Term<&str>> {
         Box::new(guard_term(*t))
     }
-    fn wrap(t: Term<&str>) -> Term<&str> {
-        Term::Call("__weir_guard", vec![t])
+    fn step() -> Box<Term<&'static str>> {
+        Box::new(Term::Call("__weir_step", Vec::new()))
+    }
+    fn before(t: Term<&str>) -> Term<&str> {
+        Term::BinOp(step(), BinaryOp::Pipe(None), Box::new(t))
+    }
+    fn after(t: Term<&str>) -> Term<&str> {
+        Term::BinOp(Box::new(t), BinaryOp::Pipe(None), step())
     }
     match t {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => t,
@@ -625,7 +632,7 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
             let args = args
                 .into_iter()
                 .enumerate()
-                .map(|(i, a)| if i == 1 { wrap(g(a)) } else { g(a) })
+                .map(|(i, a)| if i == 1 { after(g(a)) } else { g(a) })
                 .collect();
             Term::Fold(name, bx(xs), pat, args)
         }
@@ -639,7 +646,7 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
                 .map(|d| load::parse::Def {
                     name: d.name,
                     args: d.args,
-                    body: wrap(g(d.body)),
+                    body: before(g(d.body)),
                 })
                 .collect(),
             bx(t),
@@ -694,39 +701,10 @@ fn limit_exn<'a>(_msg: String) -> jaq_core::Exn<'a, Val> {
     jaq_core::Exn::halt(limits::LIMIT_HALT)
 }
 
-/// An iterator that checks the evaluation limits before each item it pulls and on each
-/// item it passes on, and stops for good after a limit.
-struct Guarded<I, F> {
-    inner: I,
-    check: F,
-    done: bool,
-}
-
-impl<'a, T, I, F> Iterator for Guarded<I, F>
-where
-    I: Iterator<Item = Result<T, jaq_core::Exn<'a, Val>>>,
-    F: Fn(&T) -> Result<(), String>,
-{
-    type Item = Result<T, jaq_core::Exn<'a, Val>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let r = limits::stack_ok().and_then(|()| match self.inner.next() {
-            Some(Ok(x)) => limits::step()
-                .and_then(|()| (self.check)(&x))
-                .map(|()| Some(Ok(x))),
-            other => Ok(other),
-        });
-        match r {
-            Ok(item) => item,
-            Err(msg) => {
-                self.done = true;
-                Some(Err(limit_exn(msg)))
-            }
-        }
-    }
+/// One step of a loop or recursion, on the value passing through it.
+fn step_on(v: &Val) -> Result<(), String> {
+    limits::step()?;
+    limits::check_val(v)
 }
 
 fn str_arg(v: &Val) -> Result<String, jaq_core::Exn<'static, Val>> {
@@ -741,39 +719,20 @@ fn str_arg(v: &Val) -> Result<String, jaq_core::Exn<'static, Val>> {
 fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     use jaq_core::box_iter::box_once;
     use jaq_core::native::v;
-    use jaq_core::Bind;
     use jaq_core::Native;
-    let f = || -> Box<[Bind]> { [Bind::Fun(())].into() };
-    let guard = Native::<D>::new(|mut cv| {
-        if let Err(m) = limits::stack_ok() {
-            return box_once(Err(limit_exn(m)));
-        }
-        let (f, fc) = cv.0.pop_fun();
-        let inner = f.run((fc, cv.1));
-        Box::new(Guarded {
-            inner,
-            check: limits::check_val,
-            done: false,
-        })
+    // `__weir_step` passes its input on (as `.`, also in paths and updates) after counting a
+    // step, checking the stack and measuring the value.
+    let step = Native::<D>::new(|cv| match step_on(&cv.1) {
+        Ok(()) => box_once(Ok(cv.1)),
+        Err(m) => box_once(Err(limit_exn(m))),
     })
-    .with_paths(|mut cv| {
-        if let Err(m) = limits::stack_ok() {
-            return box_once(Err(limit_exn(m)));
-        }
-        let (f, fc) = cv.0.pop_fun();
-        let inner = f.paths((fc, cv.1));
-        Box::new(Guarded {
-            inner,
-            check: |_: &_| Ok(()),
-            done: false,
-        })
+    .with_paths(|cv| match step_on(&cv.1 .0) {
+        Ok(()) => box_once(Ok(cv.1)),
+        Err(m) => box_once(Err(limit_exn(m))),
     })
-    .with_update(|mut cv, upd| {
-        if let Err(m) = limits::stack_ok() {
-            return box_once(Err(limit_exn(m)));
-        }
-        let (f, fc) = cv.0.pop_fun();
-        f.update((fc, cv.1), upd)
+    .with_update(|cv, f| match step_on(&cv.1) {
+        Ok(()) => f(cv.1),
+        Err(m) => box_once(Err(limit_exn(m))),
     });
     let base32 = Native::<D>::new(|cv| {
         box_once(str_arg(&cv.1).map(|s| Val::from(base32_encode(s.as_bytes()))))
@@ -806,7 +765,7 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
         }))
     });
     [
-        ("__weir_guard", f(), guard),
+        ("__weir_step", v(0), step),
         ("__weir_base32", v(0), base32),
         ("__weir_base32d", v(0), base32d),
         ("__weir_tsv_escape", v(0), tsv),

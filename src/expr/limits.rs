@@ -4,15 +4,19 @@
 //! The native evaluator has no loops of its own (every generator it runs is bounded by the
 //! input, which the JSON reader caps at [`MAX_DEPTH`] levels), so the limits live where
 //! unbounded work can happen: in jaq's interpreter, which runs `reduce`, `foreach`,
-//! recursive `def`s, `range`, `repeat`, `while`, `until` and `recurse(f)`. The compiler wraps
-//! each of those in `__weir_guard(f)` (see `prelude.jq` and `fallback.rs`), a native filter
-//! that, for every output it passes on,
+//! recursive `def`s, `range`, `repeat`, `while`, `until` and `recurse(f)`. The compiler puts
+//! `__weir_step` in each of those (in front of every `def` body, after every `reduce` and
+//! `foreach` update, on every step of the prelude's generators: see `prelude.jq` and
+//! `fallback.rs`), a native filter that passes its input on after it
 //!
 //! - counts a step against a per-record budget ([`MAX_STEPS`]),
 //! - checks how much stack the evaluation has used since it started ([`MAX_STACK`]): this
 //!   bounds recursion whatever the frame sizes of a debug or release build,
-//! - checks the output's size (strings up to [`MAX_STR_BYTES`], arrays and objects up to
+//! - checks the value's size (strings up to [`MAX_STR_BYTES`], arrays and objects up to
 //!   [`MAX_LEN`] entries) and probes its nesting ([`MAX_DEPTH`]).
+//!
+//! `__weir_step` sits where a recursive call stays a tail call, so jaq's tail-call
+//! optimisation still runs long loops (`until`, a tail-recursive `def`) in constant stack.
 //!
 //! Converting jaq's values back to weir's checks depth and total size again, so an output
 //! built by jaq can never be deeper than [`MAX_DEPTH`].
@@ -27,7 +31,7 @@ use std::cell::Cell;
 /// Nesting of arrays and objects read from input or built by an expression. jq 1.6 refuses
 /// JSON input deeper than 256 levels too.
 pub const MAX_DEPTH: usize = 256;
-/// Steps (outputs of guarded filters) one record's evaluation may take.
+/// Steps (calls, loop iterations, generator outputs) one record's evaluation may take.
 pub const MAX_STEPS: u64 = 1_000_000;
 /// Stack one evaluation may use beyond where it started; operator threads have 2 MiB.
 pub const MAX_STACK: usize = 1 << 20;
@@ -92,7 +96,7 @@ pub(crate) fn step() -> Result<(), String> {
     stack_ok()
 }
 
-/// Checks the stack only (on entering a guarded filter, before it recurses).
+/// Checks the stack only.
 pub(crate) fn stack_ok() -> Result<(), String> {
     let origin = ORIGIN.with(Cell::get);
     let here = stack_here();
@@ -108,7 +112,7 @@ fn too_deep() -> String {
     format!("expression stopped: a value nested deeper than {MAX_DEPTH} levels (evaluation limit)")
 }
 
-/// Size and nesting of one value output by a guarded filter. Strings, arrays and objects are
+/// Size and nesting of one value passing a step. Strings, arrays and objects are
 /// measured in O(1); nesting is probed along the first and last entry of every array or
 /// object and all entries of small ones, within a fixed number of visits. That finds the
 /// shapes a loop builds (`[., $x]`, `{a: .}`, `[$x, .]`) at every step, so the value never

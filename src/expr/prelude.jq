@@ -4,7 +4,9 @@
 # Why: jaq differs from jq where jq is right (range bounds, `index` of null, `gamma`, ...),
 # lacks a few jq 1.6 builtins (`@csv`, `tostream`, `IN`, ...), and its generators that can
 # run forever (`range`, `repeat`, `while`, `until`, `recurse(f)`) must go through
-# `__weir_guard`, the native filter that enforces the evaluation limits (see limits.rs).
+# `__weir_step`, the native filter that enforces the evaluation limits (see limits.rs). It
+# sits where a recursive call stays a tail call, so jaq's tail-call optimisation still runs
+# long loops in constant stack.
 
 # Generators, bounded by the evaluation limits.
 def __weir_range($from; $upto; $by): range($from; $upto; $by);
@@ -12,15 +14,15 @@ def range($from; $upto; $by):
   if ($from | type) != "number" or ($upto | type) != "number" or ($by | type) != "number"
   then error("Range bounds must be numeric")
   elif $by == 0 then empty
-  else __weir_guard(__weir_range($from; $upto; $by)) end;
+  else __weir_range($from; $upto; $by) | __weir_step end;
 def range($from; $upto): range($from; $upto; 1);
 def range($upto): range(0; $upto);
-def repeat(f): def rec: f, __weir_guard(rec); rec;
-def recurse(f): def rec: ., (f | __weir_guard(rec)); rec;
-def recurse(f; cond): def rec: ., (f | select(cond) | __weir_guard(rec)); rec;
+def repeat(f): def rec: f, (__weir_step | rec); rec;
+def recurse(f): def rec: ., (f | __weir_step | rec); rec;
+def recurse(f; cond): def rec: ., (f | select(cond) | __weir_step | rec); rec;
 def recurse: recurse(.[]?);
-def while(cond; update): def rec: if cond then ., (update | __weir_guard(rec)) else empty end; rec;
-def until(cond; update): def rec: if cond then . else update | __weir_guard(rec) end; rec;
+def while(cond; update): def rec: if cond then ., (update | __weir_step | rec) else empty end; rec;
+def until(cond; update): def rec: if cond then . else update | __weir_step | rec end; rec;
 
 # As jq: `null | index(1)` is null, `null | bsearch(1)` is -1, `null | combinations` is [].
 def __weir_indices($i): indices($i);
@@ -31,7 +33,7 @@ def __weir_bsearch($t): bsearch($t);
 def bsearch($t): if . == null then -1 else __weir_bsearch($t) end;
 def combinations:
   if length == 0 then []
-  else .[0][] as $x | (.[1:] | __weir_guard(combinations)) as $w | [$x] + $w end;
+  else .[0][] as $x | (.[1:] | __weir_step | combinations) as $w | [$x] + $w end;
 def combinations($n): [limit($n; repeat(.))] | combinations;
 # jq's transpose (jaq's indexes objects by position instead of refusing them).
 def transpose:
@@ -64,7 +66,7 @@ def leaf_paths: paths(scalars);
 def IN(s): any(s == .; .);
 def IN(src; s): any(src == s; .);
 def tostream:
-  path(def r: (.[]? | __weir_guard(r)), .; r) as $p
+  path(def r: (.[]? | __weir_step | r), .; r) as $p
   | getpath($p)
   | reduce path(.[]?) as $q ([$p, .]; [$p + $q]);
 def fromstream(f):
