@@ -164,7 +164,7 @@ fn parse_num(n: &str) -> Value {
 }
 
 /// A string literal without interpolation.
-fn plain_str(t: &Term<&str>) -> Option<String> {
+pub(crate) fn plain_str(t: &Term<&str>) -> Option<String> {
     match t {
         Term::Str(None, parts) => {
             let mut s = String::new();

@@ -9,6 +9,7 @@
 //!
 //! A user's own `def now: ...;` is not refused.
 
+use super::compile::plain_str;
 use super::fallback::offset_in;
 use super::CompileError;
 use jaq_core::load::lex::StrPart;
@@ -67,9 +68,9 @@ fn walk(src: &str, t: &Term<&str>, defined: &[&str]) -> Result<(), CompileError>
             if let Some(flags_at) = regex_args(name, args.len()) {
                 let flags = match flags_at {
                     None => Some(String::new()),
-                    Some(i) => literal(&args[i]),
+                    Some(i) => plain_str(&args[i]),
                 };
-                if let (Some(re), Some(flags)) = (literal(&args[0]), flags) {
+                if let (Some(re), Some(flags)) = (plain_str(&args[0]), flags) {
                     check_regex(&re, &flags).map_err(|message| CompileError {
                         message,
                         offset: offset_in(src, name).unwrap_or(0),
@@ -92,54 +93,24 @@ fn walk(src: &str, t: &Term<&str>, defined: &[&str]) -> Result<(), CompileError>
     r
 }
 
-/// A string literal without interpolation.
-fn literal(t: &Term<&str>) -> Option<String> {
-    match t {
-        Term::Str(None, parts) => {
-            let mut s = String::new();
-            for p in parts {
-                match p {
-                    StrPart::Str(x) => s.push_str(x),
-                    StrPart::Char(c) => s.push(*c),
-                    StrPart::Term(_) => return None,
-                }
-            }
-            Some(s)
-        }
-        _ => None,
-    }
-}
-
-/// jq's (Oniguruma's) flags, as jaq reads them; the regex must compile with the `regex`
-/// crate, which refuses what both of weir's engines refuse (look-around, backreferences).
+/// jq's (Oniguruma's) flags; the regex must compile with the `regex` crate, which refuses
+/// what both of weir's engines refuse (look-around, backreferences). Only `x` (extended)
+/// changes how the pattern parses.
 fn check_regex(re: &str, flags: &str) -> Result<(), String> {
-    let mut b = regex::RegexBuilder::new(re);
-    for f in flags.chars() {
-        match f {
-            'i' => {
-                b.case_insensitive(true);
-            }
-            'x' => {
-                b.ignore_whitespace(true);
-            }
-            's' => {
-                b.dot_matches_new_line(true);
-            }
-            'g' | 'n' | 'p' | 'l' => {}
-            other => {
-                return Err(format!(
-                    "{flags} is not a valid modifier string (`{other}`)"
-                ))
-            }
-        }
+    if let Some(bad) = flags.chars().find(|c| !"gixnpsl".contains(*c)) {
+        return Err(format!("{flags} is not a valid modifier string (`{bad}`)"));
     }
-    b.build().map(drop).map_err(|e| {
-        let detail = match &e {
-            regex::Error::Syntax(s) => s.lines().last().unwrap_or(s).trim().to_string(),
-            other => other.to_string(),
-        };
-        format!("invalid regex {re:?}: {detail}")
-    })
+    regex::RegexBuilder::new(re)
+        .ignore_whitespace(flags.contains('x'))
+        .build()
+        .map(drop)
+        .map_err(|e| {
+            let detail = match &e {
+                regex::Error::Syntax(s) => s.lines().last().unwrap_or(s).trim().to_string(),
+                other => other.to_string(),
+            };
+            format!("invalid regex {re:?}: {detail}")
+        })
 }
 
 /// Calls `f` on every direct subterm of `t` (not on `def` bodies, which the callers handle).
