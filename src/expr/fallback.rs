@@ -2,6 +2,10 @@
 //! jaq's [`Val`], and a printer that turns a parsed jaq term back into jq source text (used
 //! to hand a single unsupported subterm to jaq).
 //!
+//! jaq runs with weir's prelude (`prelude.jq`: jq's behaviour where jaq differs, builtins jaq
+//! lacks) and a few natives, among them `__weir_step`, which the compiler puts into loops and
+//! recursive definitions to enforce the evaluation limits (`limits.rs`).
+//!
 //! Thread safety: a compiled jaq [`Filter`] holds only its term table (strings, integers,
 //! indices) and plain function pointers, so it is `Send + Sync` even though jaq's values
 //! (`Rc`-based) are not. Values are created per evaluation and never leave the calling

@@ -9,6 +9,10 @@
 //! subterm*: only that subterm converts its input to jaq's value type and its outputs back.
 //! [`Expr::is_native`] says whether any part falls back.
 //!
+//! What a record's expression may not do is refused when it is compiled (`refuse.rs`: `now`,
+//! `halt`, regexes weir cannot run), and how much it may do is bounded when it runs
+//! (`limits.rs`: steps, stack, size and nesting of values).
+//!
 //! The native evaluator follows jq 1.7 semantics: `.a` of null is null, out-of-range array
 //! indices are null, integer arithmetic stays integral while exact, division by zero is an
 //! error, `try` does not catch errors raised after its body has produced a value, and
