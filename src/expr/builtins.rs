@@ -1,7 +1,8 @@
 //! jq's operators and built-in functions over [`Value`], with jq 1.7's semantics and
 //! (lower-cased) error messages.
 
-use super::native::{index_error, iterate_error, ErrV, Key, MathOp};
+pub(crate) use super::base::desc;
+use super::base::{index_error, iterate_error, ErrV, Key, MathOp};
 use crate::value::{Map, Str, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -10,20 +11,6 @@ type R = Result<Value, ErrV>;
 
 fn err<T>(msg: String) -> Result<T, ErrV> {
     Err(ErrV::Msg(msg))
-}
-
-/// `type (json)` with the JSON cut to jq's length, as jq writes values in error messages.
-pub(crate) fn desc(v: &Value) -> String {
-    const MAX: usize = 29;
-    let j = v.to_json_string();
-    if j.len() <= MAX {
-        return format!("{} ({j})", v.type_name());
-    }
-    let mut cut = MAX - 3;
-    while !j.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{} ({}...)", v.type_name(), &j[..cut])
 }
 
 #[inline]
@@ -298,9 +285,9 @@ pub(crate) fn indices(a: &[Value], b: &[Value]) -> Value {
 pub(crate) fn get_path<'a>(v: &'a Value, path: &[Key]) -> Result<&'a Value, ErrV> {
     let mut cur = v;
     for k in path {
-        match super::native::index_ref(cur, k)? {
+        match super::base::index_ref(cur, k)? {
             Some(c) => cur = c,
-            None => return Ok(&super::native::NULL),
+            None => return Ok(&super::base::NULL),
         }
     }
     Ok(cur)

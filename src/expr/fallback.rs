@@ -12,8 +12,8 @@
 //! thread, so one compiled filter can be shared between threads behind an `Arc`. The
 //! compile-time assertion at the bottom of this file keeps that true across jaq upgrades.
 
+use super::base::{Ctl, ErrV};
 use super::limits;
-use super::native::{Ctl, ErrV};
 use super::CompileError;
 use crate::value::{Map, Str, Value};
 use jaq_core::data::JustLut;

@@ -29,6 +29,7 @@
 //! expression compiled once at start-up can be moved into, or shared between, operator
 //! threads without recompiling.
 
+mod base;
 mod builtins;
 mod compile;
 mod fallback;

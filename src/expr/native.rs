@@ -10,7 +10,10 @@
 //! `{a: f, b: g}` the first entry is the outer loop, in `"\(f)\(g)"` the last interpolation
 //! is the outer loop, in `.[k]` the index is evaluated before the indexed term.
 
-use super::builtins::{self, desc};
+pub(crate) use super::base::{
+    desc, index_error, index_ref, iterate_error, Ctl, ErrV, Key, MathOp, NULL,
+};
+use super::builtins;
 use super::fallback::Jaq;
 use crate::value::{Map, Str, Value};
 use regex::Regex;
@@ -18,55 +21,10 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-/// A jq error: either a message produced by weir, or a value passed to `error`.
-#[derive(Debug, Clone)]
-pub(crate) enum ErrV {
-    Msg(String),
-    Val(Value),
-    /// An evaluation limit was reached (see `limits.rs`): not caught by `try`.
-    Limit(String),
-}
-
-impl ErrV {
-    /// The value that `try ... catch` hands to its handler.
-    pub(crate) fn into_value(self) -> Value {
-        match self {
-            ErrV::Msg(m) | ErrV::Limit(m) => Value::Str(Str::from(m)),
-            ErrV::Val(v) => v,
-        }
-    }
-
-    pub(crate) fn message(self) -> String {
-        match self {
-            ErrV::Msg(m) | ErrV::Limit(m) => m,
-            ErrV::Val(Value::Str(s)) => s.to_string(),
-            ErrV::Val(v) => format!("{} (not a string)", v.to_json_string()),
-        }
-    }
-}
-
-/// Control flow out of an evaluation: an error, or a request from a consumer to stop
-/// producing outputs (used by `first(f)`, `limit` and `eval_first`). `try` never catches
-/// `Stop`.
-#[derive(Debug)]
-pub(crate) enum Ctl {
-    Err(Box<ErrV>),
-    Stop,
-}
-
-impl From<ErrV> for Ctl {
-    #[cold]
-    fn from(e: ErrV) -> Ctl {
-        Ctl::Err(Box::new(e))
-    }
-}
-
 pub(crate) type Res = Result<(), Ctl>;
 /// A continuation that receives outputs; borrowed outputs live only for the call.
 pub(crate) type K<'k> = dyn FnMut(Cow<'_, Value>) -> Res + 'k;
 type Single<'a> = Result<Option<Cow<'a, Value>>, Ctl>;
-
-pub(crate) static NULL: Value = Value::Null;
 
 /// How many outputs a node can produce (besides an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,15 +38,6 @@ impl Card {
     pub(crate) fn join(self, other: Card) -> Card {
         self.max(other)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MathOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Rem,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,13 +62,6 @@ impl CmpOp {
             CmpOp::Ge => o != Ordering::Less,
         }
     }
-}
-
-/// A literal path step.
-#[derive(Debug, Clone)]
-pub(crate) enum Key {
-    Field(Str),
-    Index(i64),
 }
 
 /// A part of an interpolated string.
@@ -1043,13 +985,6 @@ fn iterate(o: Cow<'_, Value>, opt: bool, k: &mut K) -> Res {
     }
 }
 
-pub(crate) fn iterate_error(v: &Value) -> String {
-    match v {
-        Value::Null => "cannot iterate over null".into(),
-        v => format!("cannot iterate over {}", desc(v)),
-    }
-}
-
 /// `..`: the value, then recursively its children (pre-order).
 fn recurse(v: Cow<'_, Value>, k: &mut K) -> Res {
     match v {
@@ -1075,35 +1010,11 @@ fn recurse(v: Cow<'_, Value>, k: &mut K) -> Res {
     }
 }
 
-#[cold]
-pub(crate) fn index_error(v: &Value, key: &Value) -> ErrV {
-    let what = match key {
-        Value::Str(s) => format!("\"{s}\""),
-        k => k.type_name().to_string(),
-    };
-    ErrV::Msg(format!("cannot index {} with {what}", v.type_name()))
-}
-
 fn array_pos(len: usize, i: f64) -> Option<usize> {
     // jq 1.7 truncates a fractional index towards zero (`.[-1.7]` is `.[-1]`).
     let i = i.trunc();
     let i = if i < 0.0 { i + len as f64 } else { i };
     (i >= 0.0 && i < len as f64).then_some(i as usize)
-}
-
-/// `v[key]` for a literal key; `Ok(None)` means null.
-#[inline(always)]
-pub(crate) fn index_ref<'a>(v: &'a Value, key: &Key) -> Result<Option<&'a Value>, ErrV> {
-    match (v, key) {
-        (Value::Object(m), Key::Field(f)) => Ok(m.get(f)),
-        (Value::Null, _) => Ok(None),
-        (Value::Array(a), Key::Index(i)) => {
-            let i = if *i < 0 { *i + a.len() as i64 } else { *i };
-            Ok(usize::try_from(i).ok().and_then(|i| a.get(i)))
-        }
-        (v, Key::Field(f)) => Err(index_error(v, &Value::Str(f.clone()))),
-        (v, Key::Index(i)) => Err(index_error(v, &Value::Int(*i))),
-    }
 }
 
 /// `v[key]` for a computed key, moving out of an owned `v` instead of cloning.
