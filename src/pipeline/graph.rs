@@ -566,5 +566,6 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
                 .to_string()
             }),
         ]),
+        other => crate::sinks::describe(spec, other).join("  "),
     }]
 }

@@ -454,6 +454,9 @@ fn read_nodes<'a>(
             (Kind::Transform, "window") => deserialize(c, &body, n).map(NodeConfig::Window),
             (Kind::Transform, "dedup") => deserialize(c, &body, n).map(NodeConfig::Dedup),
             (Kind::Sink, "file") => deserialize(c, &body, n).map(NodeConfig::FileSink),
+            (Kind::Sink, "exec") => deserialize(c, &body, n).map(NodeConfig::ExecSink),
+            (Kind::Sink, "sqlite") => deserialize(c, &body, n).map(NodeConfig::SqliteSink),
+            (Kind::Sink, "postgres") => deserialize(c, &body, n).map(NodeConfig::PostgresSink),
             (k, other) => {
                 let allowed = match k {
                     Kind::Source => SOURCE_TYPES,

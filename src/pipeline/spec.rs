@@ -180,6 +180,34 @@ pub struct FileSinkConfig {
     pub delivery: Option<Delivery>,
 }
 
+/// `exec`: hands each checkpoint epoch's records to a command (see `sinks::exec`).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSinkConfig {
+    pub inputs: Vec<String>,
+    /// The argv; no shell unless it names one.
+    pub command: Vec<String>,
+    pub format: Option<Format>,
+    /// How long one epoch's command may run (default "5m").
+    pub timeout: Option<String>,
+}
+
+/// `sqlite` and `postgres`: rows into a table (see `sinks::table`). `path` is the SQLite
+/// file, `url` the libpq connection string; each type takes only its own.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TableSinkConfig {
+    pub inputs: Vec<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub table: String,
+    /// Column name -> SQL type, in order; without it, the first record's keys.
+    pub columns: Option<toml::Table>,
+    /// Upsert on these columns instead of plain inserts.
+    #[serde(default)]
+    pub key: Vec<String>,
+}
+
 /// What a node is, after its `type` key has been read.
 #[derive(Debug, Clone)]
 pub enum NodeConfig {
@@ -192,6 +220,9 @@ pub enum NodeConfig {
     Window(WindowConfig),
     Dedup(DedupConfig),
     FileSink(FileSinkConfig),
+    ExecSink(ExecSinkConfig),
+    SqliteSink(TableSinkConfig),
+    PostgresSink(TableSinkConfig),
 }
 
 impl NodeConfig {
@@ -205,6 +236,9 @@ impl NodeConfig {
             NodeConfig::Aggregate(_) => "aggregate",
             NodeConfig::Window(_) => "window",
             NodeConfig::Dedup(_) => "dedup",
+            NodeConfig::ExecSink(_) => "exec",
+            NodeConfig::SqliteSink(_) => "sqlite",
+            NodeConfig::PostgresSink(_) => "postgres",
         }
     }
 
@@ -217,13 +251,15 @@ impl NodeConfig {
             NodeConfig::Window(c) => &c.inputs,
             NodeConfig::Dedup(c) => &c.inputs,
             NodeConfig::FileSink(c) => &c.inputs,
+            NodeConfig::ExecSink(c) => &c.inputs,
+            NodeConfig::SqliteSink(c) | NodeConfig::PostgresSink(c) => &c.inputs,
         }
     }
 }
 
 pub const SOURCE_TYPES: &[&str] = &["file", "generate"];
 pub const TRANSFORM_TYPES: &[&str] = &["filter", "map", "parse", "aggregate", "window", "dedup"];
-pub const SINK_TYPES: &[&str] = &["file"];
+pub const SINK_TYPES: &[&str] = &["file", "exec", "sqlite", "postgres"];
 
 /// Parses "500ms", "2s", "1m", "1h30m", "1d" into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {

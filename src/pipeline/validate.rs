@@ -89,6 +89,13 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
                     );
                 }
             }
+            (NodeConfig::ExecSink(_), _)
+            | (NodeConfig::SqliteSink(_), _)
+            | (NodeConfig::PostgresSink(_), _) => {
+                for (span, m) in crate::sinks::check(node) {
+                    c.at(span, name, m);
+                }
+            }
             (NodeConfig::FileSource(s), _) => {
                 if s.path.is_empty() {
                     c.at(node.key_span("path"), name, "`path` is empty");

@@ -393,6 +393,7 @@ pub fn worker_notes(spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
 /// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
 /// checkpoint covers and stdout has not had yet.
 fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
+    crate::sinks::settle(spec, c, &store.dir)?;
     for n in &spec.nodes {
         let NodeConfig::FileSink(s) = &n.config else {
             continue;
@@ -715,6 +716,12 @@ fn run_once(
                     op.restore(s)?;
                 }
                 Ok(Built::Stage(op, inputs, out, None))
+            }
+            (Role::Spec(si), Kind::Sink) if crate::sinks::is_external(&spec.nodes[*si].config) => {
+                let op = crate::sinks::build(spec, &spec.nodes[*si], state, spool_dir.as_deref())?;
+                let (ctx_tx, crx) = unbounded();
+                commits.push(ctx_tx);
+                Ok(Built::Stage(op, inputs, out, Some(crx)))
             }
             (role, _) => {
                 // A file sink of the pipeline, or a source's dead-letter file.

@@ -64,7 +64,10 @@ pub fn pipeline_hash(spec: &PipelineSpec) -> String {
                 sink_format(&c.path, c.format),
                 c.inputs.join(",")
             )),
-            other => s.push_str(&format!("{other:?}")),
+            other => match crate::sinks::hash_part(other) {
+                Some(h) => s.push_str(&h),
+                None => s.push_str(&format!("{other:?}")),
+            },
         }
         s.push('\n');
     }

@@ -31,6 +31,7 @@ pub type DeferredSnapshot = Box<dyn FnOnce() -> Result<Vec<u8>, Error> + Send>;
 /// helper thread.
 fn report_barrier(op: &mut dyn Operator, id: u64, node: usize, ctx: &Context) -> StageResult {
     let t = std::time::Instant::now();
+    op.barrier(id);
     if let Some(job) = op.snapshot_deferred() {
         ctx.note_stall(node, t.elapsed());
         let tx = ctx.reports.clone();
@@ -73,6 +74,10 @@ pub trait Operator: Send {
     fn finish(&mut self, _out: &mut Output) -> StageResult {
         Ok(())
     }
+
+    /// Checkpoint `id`'s barrier reached the operator; `snapshot` follows. (The final
+    /// snapshot at the end of the stream has no barrier.)
+    fn barrier(&mut self, _id: u64) {}
 
     /// The operator's state for a checkpoint; sinks make their output durable here.
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {

@@ -1,5 +1,202 @@
 //! Sinks: where records leave weir. Each sink reports a committed position at every checkpoint
 //! and is truncated back to it on resume, which is what makes file output exactly-once.
+//! The sinks into other systems (`exec`, `sqlite`, `postgres`) are built here from their
+//! configs, so the runtime only dispatches to `build`.
 
+pub mod exec;
 pub mod file;
 pub mod spool;
+pub mod postgres;
+pub mod sqlite;
+pub mod table;
+
+use crate::checkpoint::format::Checkpoint;
+use crate::error::Error;
+use crate::pipeline::spec::{parse_duration_ms, Format, NodeConfig};
+use crate::pipeline::{NodeSpec, PipelineSpec};
+use crate::runtime::stage::Operator;
+use std::ops::Range;
+use std::path::Path;
+
+/// True for the sinks `build` makes (everything but `file`).
+pub fn is_external(c: &NodeConfig) -> bool {
+    matches!(
+        c,
+        NodeConfig::ExecSink(_) | NodeConfig::SqliteSink(_) | NodeConfig::PostgresSink(_)
+    )
+}
+
+/// Builds an `exec`, `sqlite` or `postgres` sink, restored from its checkpoint state.
+/// `state_dir` is the pipeline's state directory (None when checkpoints are off).
+pub fn build(
+    spec: &PipelineSpec,
+    node: &NodeSpec,
+    state: Option<&[u8]>,
+    state_dir: Option<&Path>,
+) -> Result<Box<dyn Operator>, Error> {
+    match &node.config {
+        NodeConfig::ExecSink(c) => Ok(Box::new(exec::ExecSink::open(
+            exec::ExecSettings::new(spec, &node.name, c, state_dir)?,
+            state,
+        )?)),
+        NodeConfig::SqliteSink(c) => {
+            let path = spec.resolve(c.path.as_deref().unwrap_or_default());
+            let db = sqlite::Sqlite::open(&node.name, &path)?;
+            Ok(Box::new(table::TableSink::open(
+                table::TableSettings::new(spec, &node.name, c, state_dir)?,
+                db,
+                state,
+            )?))
+        }
+        NodeConfig::PostgresSink(c) => {
+            let db = postgres::Postgres::connect(&node.name, c.url.as_deref().unwrap_or_default())?;
+            Ok(Box::new(table::TableSink::open(
+                table::TableSettings::new(spec, &node.name, c, state_dir)?,
+                db,
+                state,
+            )?))
+        }
+        _ => Err(Error::runtime(format!(
+            "internal: node '{}' is not an exec, sqlite or postgres sink",
+            node.name
+        ))),
+    }
+}
+
+/// A checkpoint the run already finished with may still owe an `exec` command its last
+/// epochs (a crash after the checkpoint, before the command exited 0): run them.
+pub fn settle(spec: &PipelineSpec, c: &Checkpoint, state_dir: &Path) -> Result<(), Error> {
+    for n in &spec.nodes {
+        if let NodeConfig::ExecSink(cfg) = &n.config {
+            if let Some(st) = c.state(&n.name) {
+                exec::ExecSink::open(
+                    exec::ExecSettings::new(spec, &n.name, cfg, Some(state_dir))?,
+                    Some(st),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `validate` says about these sinks' settings, located at the key at fault.
+pub fn check(node: &NodeSpec) -> Vec<(Range<usize>, String)> {
+    let mut out = Vec::new();
+    let mut at = |key: &str, m: String| out.push((node.key_span(key), m));
+    match &node.config {
+        NodeConfig::ExecSink(c) => {
+            if c.command.first().is_none_or(|p| p.is_empty()) {
+                at(
+                    "command",
+                    "`command` must name a program, e.g. [\"sh\", \"-c\", \"...\"]".into(),
+                );
+            }
+            if c.format == Some(Format::Lines) {
+                at(
+                    "format",
+                    "an exec sink writes jsonl, csv or tsv (not lines)".into(),
+                );
+            }
+            if let Some(t) = &c.timeout {
+                match parse_duration_ms(t) {
+                    Ok(0) => at("timeout", "`timeout` must be more than 0".into()),
+                    Ok(_) => {}
+                    Err(e) => at("timeout", e),
+                }
+            }
+        }
+        NodeConfig::SqliteSink(c) | NodeConfig::PostgresSink(c) => {
+            let pg = matches!(node.config, NodeConfig::PostgresSink(_));
+            let (want, other) = if pg { ("url", "path") } else { ("path", "url") };
+            let given = if pg { &c.url } else { &c.path };
+            let wrong = if pg { &c.path } else { &c.url };
+            match given {
+                None => at(want, format!("missing `{want}`")),
+                Some(s) if s.is_empty() || s == "-" => {
+                    at(want, format!("`{want}` must name a database"))
+                }
+                Some(_) => {}
+            }
+            if wrong.is_some() {
+                at(
+                    other,
+                    format!(
+                        "a {} sink takes `{want}`, not `{other}`",
+                        node.config.type_name()
+                    ),
+                );
+            }
+            if c.table.is_empty() {
+                at("table", "`table` is empty".into());
+            }
+            if let Some(cols) = &c.columns {
+                if cols.is_empty() {
+                    at("columns", "`columns` is empty".into());
+                }
+                for (k, v) in cols {
+                    if !v.is_str() {
+                        at(
+                            "columns",
+                            format!("column `{k}`: the type must be a string such as \"text\""),
+                        );
+                    }
+                }
+                for k in &c.key {
+                    if !cols.contains_key(k) {
+                        at("key", format!("key column `{k}` is not in `columns`"));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// `explain`'s line for these sinks; never shows a connection string (it may hold a password).
+pub fn describe(spec: &PipelineSpec, c: &NodeConfig) -> Vec<String> {
+    match c {
+        NodeConfig::ExecSink(e) => vec![format!(
+            "command {:?}  format {:?}  timeout {}",
+            e.command,
+            e.format.unwrap_or(Format::Jsonl),
+            e.timeout.as_deref().unwrap_or(exec::DEFAULT_TIMEOUT)
+        )],
+        NodeConfig::SqliteSink(t) => vec![format!(
+            "path {}  table {}{}",
+            spec.resolve(t.path.as_deref().unwrap_or_default())
+                .display(),
+            t.table,
+            key_note(&t.key)
+        )],
+        NodeConfig::PostgresSink(t) => vec![format!("table {}{}", t.table, key_note(&t.key))],
+        _ => Vec::new(),
+    }
+}
+
+fn key_note(key: &[String]) -> String {
+    if key.is_empty() {
+        "  inserts".into()
+    } else {
+        format!("  upserts on {}", key.join(", "))
+    }
+}
+
+/// The part of the pipeline hash these sinks add: what changes the meaning of their
+/// position (not where they write, so a database may move between runs).
+pub fn hash_part(c: &NodeConfig) -> Option<String> {
+    match c {
+        NodeConfig::ExecSink(e) => Some(format!(
+            "{:?}|{}",
+            e.format.unwrap_or(Format::Jsonl),
+            e.inputs.join(",")
+        )),
+        NodeConfig::SqliteSink(t) | NodeConfig::PostgresSink(t) => Some(format!(
+            "{}|{}|{}",
+            t.table,
+            t.key.join(","),
+            t.inputs.join(",")
+        )),
+        _ => None,
+    }
+}

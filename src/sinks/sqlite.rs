@@ -1,0 +1,265 @@
+//! The `sqlite` sink's database half (the position logic is in `table`): SQLite through
+//! rusqlite with SQLite compiled in, in WAL mode so readers see whole epochs only while a run
+//! writes, with `synchronous = FULL` because the checkpoint counts on a committed epoch
+//! surviving a power cut. One prepared statement, one transaction per epoch.
+
+use super::table::{Backend, ColType, Commit, COMMITS_TABLE};
+use crate::error::Error;
+use crate::runtime::message::Record;
+use crate::value::Value;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// How long a write waits for another writer's lock before the run fails (and restarts).
+const BUSY_TIMEOUT_MS: u64 = 5000;
+
+pub struct Sqlite {
+    name: String,
+    path: PathBuf,
+    conn: Connection,
+    /// The insert (or upsert) statement, once the columns are known.
+    sql: String,
+    cols: Vec<String>,
+    in_tx: bool,
+    json: Vec<u8>,
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+impl Sqlite {
+    pub fn open(name: &str, path: &Path) -> Result<Sqlite, Error> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::runtime(format!(
+                        "sink '{name}': cannot create {}: {e}",
+                        parent.display()
+                    ))
+                })?;
+            }
+        }
+        let conn = Connection::open(path).map_err(|e| {
+            Error::runtime(format!(
+                "sink '{name}': cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })?;
+        let db = Sqlite {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            conn,
+            sql: String::new(),
+            cols: Vec::new(),
+            in_tx: false,
+            json: Vec::new(),
+        };
+        db.conn
+            .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(|e| db.err("setting the busy timeout of", e))?;
+        db.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db.err("switching to WAL mode", e))?;
+        db.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| db.err("setting synchronous = FULL on", e))?;
+        Ok(db)
+    }
+
+    fn err(&self, what: &str, e: rusqlite::Error) -> Error {
+        let hint = match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                " (another process holds a write lock on it)"
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => " (the file or its directory is read-only)",
+            _ => "",
+        };
+        Error::runtime(format!(
+            "sink '{}': {what} SQLite database {}: {e}{hint}",
+            self.name,
+            self.path.display()
+        ))
+    }
+
+    fn begin(&mut self) -> Result<(), Error> {
+        if !self.in_tx {
+            // IMMEDIATE: take the write lock now, so a busy database fails here, not halfway.
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| self.err("beginning a transaction in", e))?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Sqlite {
+    fn read_commit(&mut self, pipeline: &str, sink: &str) -> Result<Option<Commit>, Error> {
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {COMMITS_TABLE} (pipeline TEXT NOT NULL, sink TEXT NOT NULL, lineage TEXT NOT NULL, position INTEGER NOT NULL, epoch INTEGER NOT NULL, PRIMARY KEY (pipeline, sink))"
+            ))
+            .map_err(|e| self.err("creating _weir_commits in", e))?;
+        let r = self.conn.query_row(
+            &format!("SELECT lineage, position, epoch FROM {COMMITS_TABLE} WHERE pipeline = ?1 AND sink = ?2"),
+            [pipeline, sink],
+            |row| {
+                Ok(Commit {
+                    lineage: row.get(0)?,
+                    position: row.get::<_, i64>(1)? as u64,
+                    epoch: row.get::<_, i64>(2)? as u64,
+                })
+            },
+        );
+        match r {
+            Ok(c) => Ok(Some(c)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(self.err("reading _weir_commits of", e)),
+        }
+    }
+
+    fn columns_of(&mut self, table: &str) -> Result<Option<Vec<String>>, Error> {
+        let r = (|| {
+            let mut st = self
+                .conn
+                .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+            let names = st
+                .query_map([], |row| row.get::<_, String>(1))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(names)
+        })();
+        match r {
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => Ok(Some(v)),
+            Err(e) => Err(self.err(&format!("reading the columns of table '{table}' in"), e)),
+        }
+    }
+
+    fn sql_type(&self, t: ColType) -> &'static str {
+        match t {
+            ColType::Int | ColType::Bool => "INTEGER",
+            ColType::Real => "REAL",
+            ColType::Text | ColType::Json => "TEXT",
+        }
+    }
+
+    fn create_table(
+        &mut self,
+        table: &str,
+        cols: &[(String, String)],
+        key: &[String],
+    ) -> Result<(), Error> {
+        let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (", quote(table));
+        let defs: Vec<String> = cols
+            .iter()
+            .map(|(n, t)| format!("{} {t}", quote(n)))
+            .collect();
+        sql.push_str(&defs.join(", "));
+        if !key.is_empty() {
+            let k: Vec<String> = key.iter().map(|k| quote(k)).collect();
+            sql.push_str(&format!(", PRIMARY KEY ({})", k.join(", ")));
+        }
+        sql.push(')');
+        self.conn
+            .execute_batch(&sql)
+            .map_err(|e| self.err(&format!("creating table '{table}' in"), e))
+    }
+
+    fn prepare(&mut self, table: &str, cols: &[String], key: &[String]) -> Result<(), Error> {
+        let names: Vec<String> = cols.iter().map(|c| quote(c)).collect();
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(table),
+            names.join(", "),
+            marks.join(", ")
+        );
+        if !key.is_empty() {
+            let k: Vec<String> = key.iter().map(|k| quote(k)).collect();
+            let set: Vec<String> = cols
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{0} = excluded.{0}", quote(c)))
+                .collect();
+            if set.is_empty() {
+                sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", k.join(", ")));
+            } else {
+                sql.push_str(&format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {}",
+                    k.join(", "),
+                    set.join(", ")
+                ));
+            }
+        }
+        // Compile it now: a wrong table or key fails before any data is read.
+        self.conn
+            .prepare_cached(&sql)
+            .map_err(|e| self.err(&format!("preparing the insert into '{table}' of"), e))?;
+        self.sql = sql;
+        self.cols = cols.to_vec();
+        Ok(())
+    }
+
+    fn write(&mut self, records: &[Record]) -> Result<(), Error> {
+        self.begin()?;
+        let r = (|| -> Result<(), String> {
+            let mut st = self
+                .conn
+                .prepare_cached(&self.sql)
+                .map_err(|e| e.to_string())?;
+            for rec in records {
+                let Value::Object(m) = &rec.value else {
+                    return Err(format!(
+                        "a row must come from an object, got {}",
+                        rec.value.type_name()
+                    ));
+                };
+                for (i, c) in self.cols.iter().enumerate() {
+                    let r = match m.get(c) {
+                        None | Some(Value::Null) => {
+                            st.raw_bind_parameter(i + 1, rusqlite::types::Null)
+                        }
+                        Some(Value::Bool(b)) => st.raw_bind_parameter(i + 1, *b as i64),
+                        Some(Value::Int(n)) => st.raw_bind_parameter(i + 1, *n),
+                        Some(Value::Float(f)) => st.raw_bind_parameter(i + 1, *f),
+                        Some(Value::Str(s)) => st.raw_bind_parameter(i + 1, s.as_str()),
+                        Some(v) => {
+                            self.json.clear();
+                            v.write_json(&mut self.json);
+                            st.raw_bind_parameter(
+                                i + 1,
+                                std::str::from_utf8(&self.json).unwrap_or_default(),
+                            )
+                        }
+                    };
+                    r.map_err(|e| e.to_string())?;
+                }
+                st.raw_execute().map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })();
+        r.map_err(|e| {
+            Error::runtime(format!(
+                "sink '{}': writing to SQLite database {}: {e}",
+                self.name,
+                self.path.display()
+            ))
+        })
+    }
+
+    fn commit(&mut self, pipeline: &str, sink: &str, c: &Commit) -> Result<(), Error> {
+        self.begin()?;
+        self.conn
+            .execute(
+                &format!("INSERT INTO {COMMITS_TABLE} (pipeline, sink, lineage, position, epoch) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (pipeline, sink) DO UPDATE SET lineage = excluded.lineage, position = excluded.position, epoch = excluded.epoch"),
+                rusqlite::params![pipeline, sink, c.lineage, c.position as i64, c.epoch as i64],
+            )
+            .map_err(|e| self.err("storing the position in", e))?;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self.err("committing to", e))?;
+        self.in_tx = false;
+        Ok(())
+    }
+}
