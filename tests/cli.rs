@@ -13,6 +13,7 @@ mod logrotate;
 mod logs;
 mod real_logs;
 mod shell;
+mod sinks;
 mod windows;
 
 mod bad_input;

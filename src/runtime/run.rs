@@ -119,6 +119,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             }
             fresh_pending = true;
         }
+        crate::sinks::new_lineage(spec, &store.dir)?;
     }
 
     let mut attempts_left = spec.restart.attempts.unwrap_or(0);
@@ -159,6 +160,12 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                 if let Some(c) = &mut restored {
                     // A checkpoint of this run fits the file: nothing is dropped again.
                     admit(spec, &graph, c, &opts.drop_state, true)?;
+                }
+                if let (Some(c), Some(st)) = (&restored, &store) {
+                    if c.finished {
+                        // What the failed attempt owed its sinks after the final checkpoint.
+                        release_spools(spec, c, st)?;
+                    }
                 }
                 if restored.as_ref().is_some_and(|c| c.finished) {
                     write_stats(opts, spec, &all_stats, stats_start, "finished");

@@ -41,7 +41,17 @@ pub fn build(
         )?)),
         NodeConfig::SqliteSink(c) => {
             let path = spec.resolve(c.path.as_deref().unwrap_or_default());
-            let db = sqlite::Sqlite::open(&node.name, &path)?;
+            let writers = spec
+                .nodes
+                .iter()
+                .filter(|n| match &n.config {
+                    NodeConfig::SqliteSink(o) => {
+                        spec.resolve(o.path.as_deref().unwrap_or_default()) == path
+                    }
+                    _ => false,
+                })
+                .count();
+            let db = sqlite::Sqlite::open(&node.name, &path, writers > 1)?;
             Ok(Box::new(table::TableSink::open(
                 table::TableSettings::new(spec, &node.name, c, state_dir)?,
                 db,
@@ -73,6 +83,31 @@ pub fn settle(spec: &PipelineSpec, c: &Checkpoint, state_dir: &Path) -> Result<(
                     exec::ExecSettings::new(spec, &n.name, cfg, Some(state_dir))?,
                     Some(st),
                 )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `weir run` starts a new lineage for the table sinks (see `table`): rows an earlier run
+/// committed are not this run's to skip.
+pub fn new_lineage(spec: &PipelineSpec, state_dir: &Path) -> Result<(), Error> {
+    for n in &spec.nodes {
+        if matches!(
+            n.config,
+            NodeConfig::SqliteSink(_) | NodeConfig::PostgresSink(_)
+        ) {
+            let p = state_dir.join(format!("{}.lineage", n.name));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::runtime(format!(
+                        "sink '{}': cannot remove {}: {e}",
+                        n.name,
+                        p.display()
+                    )))
+                }
             }
         }
     }

@@ -2,6 +2,13 @@
 //! rusqlite with SQLite compiled in, in WAL mode so readers see whole epochs only while a run
 //! writes, with `synchronous = FULL` because the checkpoint counts on a committed epoch
 //! surviving a power cut. One prepared statement, one transaction per epoch.
+//!
+//! A sink that is the only one of its pipeline writing its file writes rows straight into the
+//! epoch's transaction, holding the file's write lock until the barrier. Sinks that share a
+//! file must not: one waiting for the lock stops reading its input, which can stop the
+//! barrier from reaching the sink that holds it. Those stage each epoch's rows in a TEMP table
+//! (a separate file, no lock on the database) and move them over in one short transaction
+//! at the barrier.
 
 use super::table::{Backend, ColType, Commit, COMMITS_TABLE};
 use crate::error::Error;
@@ -22,14 +29,20 @@ pub struct Sqlite {
     cols: Vec<String>,
     in_tx: bool,
     json: Vec<u8>,
+    /// Rows go to a TEMP staging table first (see the module's note).
+    staged: bool,
+    /// With `staged`: moves the staged rows into the table, in order.
+    merge_sql: String,
 }
+
+const STAGE: &str = "_weir_stage";
 
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 impl Sqlite {
-    pub fn open(name: &str, path: &Path) -> Result<Sqlite, Error> {
+    pub fn open(name: &str, path: &Path, staged: bool) -> Result<Sqlite, Error> {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() && !parent.exists() {
                 std::fs::create_dir_all(parent).map_err(|e| {
@@ -54,6 +67,8 @@ impl Sqlite {
             cols: Vec::new(),
             in_tx: false,
             json: Vec::new(),
+            staged,
+            merge_sql: String::new(),
         };
         db.conn
             .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
@@ -85,8 +100,15 @@ impl Sqlite {
     fn begin(&mut self) -> Result<(), Error> {
         if !self.in_tx {
             // IMMEDIATE: take the write lock now, so a busy database fails here, not halfway.
+            // Staged rows only touch the TEMP database, which a deferred transaction leaves
+            // the main file's lock alone for.
+            let sql = if self.staged {
+                "BEGIN"
+            } else {
+                "BEGIN IMMEDIATE"
+            };
             self.conn
-                .execute_batch("BEGIN IMMEDIATE")
+                .execute_batch(sql)
                 .map_err(|e| self.err("beginning a transaction in", e))?;
             self.in_tx = true;
         }
@@ -170,7 +192,7 @@ impl Backend for Sqlite {
         let names: Vec<String> = cols.iter().map(|c| quote(c)).collect();
         let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
         let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
+            "INSERT INTO main.{} ({}) VALUES ({})",
             quote(table),
             names.join(", "),
             marks.join(", ")
@@ -191,6 +213,30 @@ impl Backend for Sqlite {
                     set.join(", ")
                 ));
             }
+        }
+        if self.staged {
+            self.conn
+                .execute_batch(&format!(
+                    "DROP TABLE IF EXISTS temp.{STAGE}; CREATE TEMP TABLE {STAGE} AS SELECT {} FROM main.{} WHERE 0",
+                    names.join(", "),
+                    quote(table)
+                ))
+                .map_err(|e| self.err("creating the staging table for", e))?;
+            // `WHERE true` lets SQLite read ON CONFLICT as the upsert clause (its parser
+            // needs it after a SELECT); ORDER BY rowid keeps the rows' order, so a key's
+            // last row wins.
+            let (head, tail) = sql.split_once(" VALUES ").unwrap_or((&sql, ""));
+            let conflict = tail.split_once(" ON CONFLICT").map(|x| x.1).unwrap_or("");
+            self.merge_sql = format!(
+                "{head} SELECT {} FROM temp.{STAGE} WHERE true ORDER BY rowid{}{conflict}; DELETE FROM temp.{STAGE}",
+                names.join(", "),
+                if conflict.is_empty() { "" } else { " ON CONFLICT" }
+            );
+            sql = format!(
+                "INSERT INTO temp.{STAGE} ({}) VALUES ({})",
+                names.join(", "),
+                marks.join(", ")
+            );
         }
         // Compile it now: a wrong table or key fails before any data is read.
         self.conn
@@ -249,6 +295,22 @@ impl Backend for Sqlite {
     }
 
     fn commit(&mut self, pipeline: &str, sink: &str, c: &Commit) -> Result<(), Error> {
+        if self.staged {
+            if self.in_tx {
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| self.err("staging rows for", e))?;
+                self.in_tx = false;
+            }
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| self.err("beginning a transaction in", e))?;
+            self.in_tx = true;
+            let merge = std::mem::take(&mut self.merge_sql);
+            let r = self.conn.execute_batch(&merge);
+            self.merge_sql = merge;
+            r.map_err(|e| self.err("moving the staged rows into", e))?;
+        }
         self.begin()?;
         self.conn
             .execute(

@@ -10,9 +10,9 @@
 //! and the database's are replayed by upstream and skipped here, so every record lands once.
 //!
 //! A run that crashed before its first checkpoint has no checkpoint to resume, yet may have
-//! committed rows: the lineage (a token kept in the state directory, new with every fresh
-//! state directory) tells such rows, which the next run skips, from those of an older run
-//! (`weir run --fresh`), which it does not.
+//! committed rows: the lineage (a token kept in the state directory, new with every
+//! `weir run`, kept by `weir resume` and restarts) tells such rows, which `resume --or-start`
+//! skips, from those of an earlier `weir run`, which it does not.
 
 use crate::error::Error;
 use crate::pipeline::spec::TableSinkConfig;
