@@ -462,6 +462,13 @@ fn write_stats(
             }));
         }
     }
+    if let Ok(ck) = checkpoint_settings(spec, opts.state.as_ref()) {
+        for (name, v) in crate::sinks::committed_positions(spec, &ck.dir) {
+            if let Some(n) = nodes.iter_mut().find(|n| n["node"] == name.as_str()) {
+                n["committed"] = v;
+            }
+        }
+    }
     let cks: Vec<_> = runs
         .iter()
         .flat_map(|r| r.checkpoints.iter())

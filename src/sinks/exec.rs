@@ -14,7 +14,8 @@
 //! `resume` runs it again on the same spool: the same epoch number, the same bytes. Epochs
 //! whose checkpoint never became durable are never handed over; their records are replayed
 //! into new epochs. A command therefore sees every record once if it ignores an epoch number
-//! it has already taken in (`WEIR_EPOCH` grows by one per non-empty epoch).
+//! it has already taken in (`WEIR_EPOCH` grows by one per non-empty epoch, across runs in
+//! one state directory).
 
 use super::file::FileSink;
 use crate::error::Error;
@@ -131,8 +132,11 @@ impl ExecSink {
                 sink.run(e)?;
             }
         } else {
-            // A fresh start: whatever an earlier run left here is not ours to finish.
-            let _ = std::fs::remove_file(sink.done_path());
+            // A fresh start (`weir run`) numbers on from the epochs an earlier run in this
+            // state directory handed over, so a command that ignores numbers it has seen
+            // takes the new run's epochs in.
+            sink.done = sink.read_done()?;
+            sink.epoch = sink.done;
         }
         sink.remove_stale_spools();
         Ok(sink)

@@ -114,6 +114,26 @@ pub fn new_lineage(spec: &PipelineSpec, state_dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Every sink's state in the newest checkpoint of `state_dir` (its committed position:
+/// bytes for files, records and epochs for tables, epochs for exec), for `--stats`.
+pub fn committed_positions(
+    spec: &PipelineSpec,
+    state_dir: &Path,
+) -> Vec<(String, serde_json::Value)> {
+    let store = crate::checkpoint::store::Store::open_read(state_dir);
+    let Ok(Some(c)) = store.pick(None, &|_| {}) else {
+        return Vec::new();
+    };
+    spec.nodes
+        .iter()
+        .filter(|n| n.kind == crate::pipeline::Kind::Sink)
+        .filter_map(|n| {
+            let v = serde_json::from_slice(c.state(&n.name)?).ok()?;
+            Some((n.name.clone(), v))
+        })
+        .collect()
+}
+
 /// What `validate` says about these sinks' settings, located at the key at fault.
 pub fn check(node: &NodeSpec) -> Vec<(Range<usize>, String)> {
     let mut out = Vec::new();

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::pipeline::spec::TableSinkConfig;
 use crate::pipeline::PipelineSpec;
 use crate::runtime::message::{Batch, Record};
-use crate::runtime::stage::{Operator, Output, StageResult};
+use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -241,6 +241,14 @@ impl<B: Backend> TableSink<B> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), self.db.sql_type(ColType::of(v)).to_string()))
                 .collect();
+            if let Some(k) = s.key.iter().find(|k| m.get(k).is_none()) {
+                return Err(Error::runtime(format!(
+                    "sink '{}': key column `{k}` is not a field of the first record, which table '{}' takes its columns from (fields: {})",
+                    s.name,
+                    s.table,
+                    m.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
             self.db.create_table(&s.table, &defs, &s.key)?;
             defs.into_iter().map(|d| d.0).collect()
         };
@@ -281,6 +289,23 @@ impl<B: Backend> Operator for TableSink<B> {
         }
         if self.cols.is_none() {
             self.settle_columns(Some(&rest[0].value))?;
+        }
+        // An upsert needs the whole key: NULLs never conflict, so such a row would be
+        // inserted again on every update instead of replacing its row.
+        for r in rest.iter().filter(|_| !self.s.key.is_empty()) {
+            let m = r.value.as_object();
+            if let Some(k) = self.s.key.iter().find(|k| {
+                m.and_then(|m| m.get(k))
+                    .is_none_or(|v| matches!(v, Value::Null))
+            }) {
+                return Err(Stop::Failed(Error::runtime(format!(
+                    "sink '{}': a record has no value for key column `{k}` of table '{}' (fields: {})",
+                    self.s.name,
+                    self.s.table,
+                    m.map(|m| m.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_else(|| r.value.type_name().to_string())
+                ))));
+            }
         }
         self.db.write(rest)?;
         self.position += rest.len() as u64;
