@@ -43,6 +43,8 @@ pub struct ExecSettings {
     /// Where spools and the done marker live: the state directory, or a private temporary
     /// directory when checkpoints are off (then the whole run is one epoch).
     pub dir: PathBuf,
+    /// `dir` is that temporary directory, removed with the sink.
+    pub temp: bool,
 }
 
 impl ExecSettings {
@@ -72,6 +74,7 @@ impl ExecSettings {
             timeout: Duration::from_millis(ms.max(1) as u64),
             cwd: spec.dir.clone(),
             dir,
+            temp: state_dir.is_none(),
         })
     }
 }
@@ -309,6 +312,15 @@ fn forward(
             }
             let _ = done.send(());
         });
+}
+
+impl Drop for ExecSink {
+    fn drop(&mut self) {
+        // Without checkpoints nothing can resume, so nothing here is worth keeping.
+        if self.s.temp {
+            let _ = std::fs::remove_dir_all(&self.s.dir);
+        }
+    }
 }
 
 impl Operator for ExecSink {

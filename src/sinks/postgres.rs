@@ -47,7 +47,13 @@ impl Postgres {
     pub fn connect(name: &str, url: &str) -> Result<Postgres, Error> {
         // The URL is not repeated in messages: it may hold a password.
         let client = Client::connect(url, NoTls).map_err(|e| {
-            Error::runtime(format!("sink '{name}': cannot connect to PostgreSQL: {e}"))
+            let why = match e.as_db_error() {
+                Some(d) => d.to_string(),
+                None => e.to_string(),
+            };
+            Error::runtime(format!(
+                "sink '{name}': cannot connect to PostgreSQL: {why}"
+            ))
         })?;
         Ok(Postgres {
             name: name.to_string(),
@@ -260,11 +266,12 @@ impl Backend for Postgres {
                     ),
                 ));
             };
+            let mut fields = m.iter();
             for i in 0..self.cols.len() {
                 if i > 0 {
                     self.buf.push(b'\t');
                 }
-                let v = m.get(&self.cols[i]);
+                let v = super::table::field(m, &mut fields, &self.cols[i]);
                 self.cell(v);
             }
             if staged {

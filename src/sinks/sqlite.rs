@@ -261,8 +261,9 @@ impl Backend for Sqlite {
                         rec.value.type_name()
                     ));
                 };
+                let mut fields = m.iter();
                 for (i, c) in self.cols.iter().enumerate() {
-                    let r = match m.get(c) {
+                    let r = match super::table::field(m, &mut fields, c) {
                         None | Some(Value::Null) => {
                             st.raw_bind_parameter(i + 1, rusqlite::types::Null)
                         }

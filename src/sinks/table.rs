@@ -19,7 +19,7 @@ use crate::pipeline::spec::TableSinkConfig;
 use crate::pipeline::PipelineSpec;
 use crate::runtime::message::{Batch, Record};
 use crate::runtime::stage::{Operator, Output, StageResult, Stop};
-use crate::value::Value;
+use crate::value::{Map, Str, Value};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -56,6 +56,23 @@ impl ColType {
             Value::Array(_) | Value::Object(_) => ColType::Json,
             Value::Null | Value::Str(_) => ColType::Text,
         }
+    }
+}
+
+/// Column `col` of a record. Records usually carry their fields in the table's column order,
+/// so `fields` (walked along with the columns) has it next; otherwise it is looked up.
+#[inline]
+pub fn field<'a, 'b>(
+    m: &'a Map,
+    fields: &mut impl Iterator<Item = (&'b Str, &'a Value)>,
+    col: &str,
+) -> Option<&'a Value>
+where
+    'a: 'b,
+{
+    match fields.next() {
+        Some((k, v)) if k.as_str() == col => Some(v),
+        _ => m.get(col),
     }
 }
 

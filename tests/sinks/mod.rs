@@ -4,6 +4,8 @@
 //! while an exec command runs). PostgreSQL tests need a server: `WEIR_TEST_POSTGRES_URL`
 //! (`.ci/run` starts one with `scripts/pg-test-server.sh`); without it they skip loudly, and
 //! under `CI=true` they fail. Needs `--features failpoints`, as the crash tests do.
+//! One file over 800 lines because the three sinks share its pipeline, crash and kill -9
+//! helpers; it reads in three parts: sqlite, exec, postgres.
 #![cfg(feature = "failpoints")]
 
 use crate::common::*;
