@@ -208,32 +208,45 @@ pub fn check(node: &NodeSpec) -> Vec<(Range<usize>, String)> {
     out
 }
 
-/// `explain`'s line for these sinks; never shows a connection string (it may hold a password).
+/// `explain`'s line for these sinks, in the pipeline file's words; never the connection
+/// string (it may hold a password).
 pub fn describe(spec: &PipelineSpec, c: &NodeConfig) -> Vec<String> {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let list = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter().map(|x| q(x)).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let fmt = |f: Format| match f {
+        Format::Jsonl | Format::Lines => "\"jsonl\"",
+        Format::Csv => "\"csv\"",
+        Format::Tsv => "\"tsv\"",
+    };
+    let key = |k: &[String]| {
+        if k.is_empty() {
+            String::new()
+        } else {
+            format!("  key = {}", list(k))
+        }
+    };
     match c {
         NodeConfig::ExecSink(e) => vec![format!(
-            "command {:?}  format {:?}  timeout {}",
-            e.command,
-            e.format.unwrap_or(Format::Jsonl),
-            e.timeout.as_deref().unwrap_or(exec::DEFAULT_TIMEOUT)
+            "command = {}  format = {}  timeout = {}",
+            list(&e.command),
+            fmt(e.format.unwrap_or(Format::Jsonl)),
+            q(e.timeout.as_deref().unwrap_or(exec::DEFAULT_TIMEOUT))
         )],
         NodeConfig::SqliteSink(t) => vec![format!(
-            "path {}  table {}{}",
-            spec.resolve(t.path.as_deref().unwrap_or_default())
-                .display(),
-            t.table,
-            key_note(&t.key)
+            "path = {}  table = {}{}",
+            q(&spec
+                .resolve(t.path.as_deref().unwrap_or_default())
+                .to_string_lossy()),
+            q(&t.table),
+            key(&t.key)
         )],
-        NodeConfig::PostgresSink(t) => vec![format!("table {}{}", t.table, key_note(&t.key))],
+        NodeConfig::PostgresSink(t) => vec![format!("table = {}{}", q(&t.table), key(&t.key))],
         _ => Vec::new(),
-    }
-}
-
-fn key_note(key: &[String]) -> String {
-    if key.is_empty() {
-        "  inserts".into()
-    } else {
-        format!("  upserts on {}", key.join(", "))
     }
 }
 
