@@ -80,16 +80,7 @@ impl FileSink {
         } else if stdout {
             Target::Stdout
         } else {
-            if let Some(parent) = path.parent() {
-                if !parent.as_os_str().is_empty() && !parent.exists() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        Error::runtime(format!(
-                            "sink '{name}': cannot create {}: {e}",
-                            parent.display()
-                        ))
-                    })?;
-                }
-            }
+            super::create_parent(name, &path)?;
             let f = open_truncated(&path, st.committed, restored.is_some()).map_err(|e| {
                 Error::runtime(format!(
                     "sink '{name}': cannot open {}: {e}",

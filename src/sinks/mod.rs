@@ -18,6 +18,21 @@ use crate::runtime::stage::Operator;
 use std::ops::Range;
 use std::path::Path;
 
+/// Creates the directory a sink's file goes in, if missing.
+pub fn create_parent(sink: &str, path: &Path) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::runtime(format!(
+                    "sink '{sink}': cannot create {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// True for the sinks `build` makes (everything but `file`).
 pub fn is_external(c: &NodeConfig) -> bool {
     matches!(

@@ -201,19 +201,7 @@ impl Backend for Postgres {
         cols: &[(String, String)],
         key: &[String],
     ) -> Result<(), Error> {
-        let mut defs: Vec<String> = cols
-            .iter()
-            .map(|(n, t)| format!("{} {t}", quote_col(n)))
-            .collect();
-        if !key.is_empty() {
-            let k: Vec<String> = key.iter().map(|k| quote_col(k)).collect();
-            defs.push(format!("PRIMARY KEY ({})", k.join(", ")));
-        }
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            quote(table),
-            defs.join(", ")
-        );
+        let sql = super::table::create_sql(&quote(table), cols, key, quote_col);
         self.client
             .batch_execute(&sql)
             .map_err(|e| self.pg(&format!("creating table '{table}'"), e))

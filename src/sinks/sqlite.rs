@@ -43,16 +43,7 @@ pub fn quote(ident: &str) -> String {
 
 impl Sqlite {
     pub fn open(name: &str, path: &Path, staged: bool) -> Result<Sqlite, Error> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() && !parent.exists() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    Error::runtime(format!(
-                        "sink '{name}': cannot create {}: {e}",
-                        parent.display()
-                    ))
-                })?;
-            }
-        }
+        super::create_parent(name, path)?;
         let conn = Connection::open(path).map_err(|e| {
             Error::runtime(format!(
                 "sink '{name}': cannot open SQLite database {}: {e}",
@@ -172,17 +163,7 @@ impl Backend for Sqlite {
         cols: &[(String, String)],
         key: &[String],
     ) -> Result<(), Error> {
-        let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (", quote(table));
-        let defs: Vec<String> = cols
-            .iter()
-            .map(|(n, t)| format!("{} {t}", quote(n)))
-            .collect();
-        sql.push_str(&defs.join(", "));
-        if !key.is_empty() {
-            let k: Vec<String> = key.iter().map(|k| quote(k)).collect();
-            sql.push_str(&format!(", PRIMARY KEY ({})", k.join(", ")));
-        }
-        sql.push(')');
+        let sql = super::table::create_sql(&quote(table), cols, key, quote);
         self.conn
             .execute_batch(&sql)
             .map_err(|e| self.err(&format!("creating table '{table}' in"), e))

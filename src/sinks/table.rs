@@ -76,6 +76,25 @@ where
     }
 }
 
+/// `CREATE TABLE IF NOT EXISTS` for `table` (quoted already): the columns with their types,
+/// and `key` as the primary key; `quote` quotes a column name.
+pub fn create_sql(
+    table: &str,
+    cols: &[(String, String)],
+    key: &[String],
+    quote: fn(&str) -> String,
+) -> String {
+    let mut defs: Vec<String> = cols
+        .iter()
+        .map(|(n, t)| format!("{} {t}", quote(n)))
+        .collect();
+    if !key.is_empty() {
+        let k: Vec<String> = key.iter().map(|k| quote(k)).collect();
+        defs.push(format!("PRIMARY KEY ({})", k.join(", ")));
+    }
+    format!("CREATE TABLE IF NOT EXISTS {table} ({})", defs.join(", "))
+}
+
 /// What a table sink needs from its database. Every call names the sink in its errors.
 pub trait Backend: Send {
     /// The sink's row of `_weir_commits` (created if missing).

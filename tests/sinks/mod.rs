@@ -68,6 +68,24 @@ fn resume_to_end(dir: &Path, fp: &str, tries: usize) -> String {
     panic!("resume did not finish after {tries} tries:\n{err}");
 }
 
+/// Runs the pipeline until it aborts at crash point `point` (on its `nth` hit), then resumes
+/// it to the end; returns the resumes' stderr.
+fn crash_then_resume(dir: &Path, point: &str, nth: u32) -> String {
+    let fp = if nth > 1 {
+        format!("{SLOW};{point}={}*off->return", nth - 1)
+    } else {
+        format!("{SLOW};{point}=return")
+    };
+    let o = weir_fp(dir, &["run", "-q", "p.toml"], &fp);
+    assert_eq!(
+        o.status.code(),
+        None,
+        "no crash at {point}: {}",
+        stderr_of(&o)
+    );
+    resume_to_end(dir, SLOW, 5)
+}
+
 /// Starts the pipeline and kills it with -9 at random moments, `kills` times, then resumes to
 /// the end. Returns the kills that landed while weir ran.
 fn kill9_at_random(dir: &Path, seed: u64, kills: usize, max_ms: u64) -> usize {
@@ -369,19 +387,7 @@ fn sqlite_exactly_once_through_crash_points() {
     }) {
         let d = Proj::new();
         gen_pipeline(d.root(), "sq", 20000, &sinks);
-        let fp = if nth > 1 {
-            format!("{SLOW};{point}={}*off->return", nth - 1)
-        } else {
-            format!("{SLOW};{point}=return")
-        };
-        let o = weir_fp(d.root(), &["run", "-q", "p.toml"], &fp);
-        assert_eq!(
-            o.status.code(),
-            None,
-            "no crash at {point}: {}",
-            stderr_of(&o)
-        );
-        let err = resume_to_end(d.root(), SLOW, 5);
+        let err = crash_then_resume(d.root(), point, nth);
         let (ev, us) = sqlite_tables(d.root());
         assert!(
             ev == events,
@@ -642,19 +648,7 @@ fn exec_exactly_once_across_random_kill9s_and_crash_points() {
     ] {
         let d = Proj::new();
         gen_pipeline(d.root(), "exk", 15000, EXEC_APPEND);
-        let fp = if nth > 1 {
-            format!("{SLOW};{point}={}*off->return", nth - 1)
-        } else {
-            format!("{SLOW};{point}=return")
-        };
-        let o = weir_fp(d.root(), &["run", "-q", "p.toml"], &fp);
-        assert_eq!(
-            o.status.code(),
-            None,
-            "no crash at {point}: {}",
-            stderr_of(&o)
-        );
-        let err = resume_to_end(d.root(), SLOW, 5);
+        let err = crash_then_resume(d.root(), point, nth);
         assert!(
             d.read("out.jsonl") == want,
             "out.jsonl differs after {point}/{nth}: {err}"
@@ -860,19 +854,7 @@ fn postgres_exactly_once_across_random_kill9s_and_crash_points() {
         let Some(url) = pg_db("cp") else { return };
         let d = Proj::new();
         gen_pipeline(d.root(), "pg", 15000, &pg_sinks(&url));
-        let fp = if nth > 1 {
-            format!("{SLOW};{point}={}*off->return", nth - 1)
-        } else {
-            format!("{SLOW};{point}=return")
-        };
-        let o = weir_fp(d.root(), &["run", "-q", "p.toml"], &fp);
-        assert_eq!(
-            o.status.code(),
-            None,
-            "no crash at {point}: {}",
-            stderr_of(&o)
-        );
-        let err = resume_to_end(d.root(), SLOW, 5);
+        let err = crash_then_resume(d.root(), point, nth);
         let (ev, us) = pg_tables(&url);
         assert!(ev == events, "events differ after {point}/{nth}: {err}");
         assert!(us == users, "users differ after {point}/{nth}: {err}");
