@@ -222,19 +222,10 @@ impl Backend for Postgres {
                 .map_err(|e| self.pg("creating the staging table", e))?;
             let k: Vec<String> = key.iter().map(|k| quote_col(k)).collect();
             let k = k.join(", ");
-            let set: Vec<String> = cols
-                .iter()
-                .filter(|c| !key.contains(c))
-                .map(|c| format!("{0} = EXCLUDED.{0}", quote_col(c)))
-                .collect();
-            let action = if set.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                format!("DO UPDATE SET {}", set.join(", "))
-            };
+            let action = super::table::on_conflict(cols, key, quote_col);
             self.copy_sql = format!("COPY {STAGE} ({names}, _weir_seq) FROM STDIN");
             self.merge_sql = Some(format!(
-                "INSERT INTO {} ({names}) SELECT DISTINCT ON ({k}) {names} FROM {STAGE} ORDER BY {k}, _weir_seq DESC ON CONFLICT ({k}) {action}; TRUNCATE {STAGE}",
+                "INSERT INTO {} ({names}) SELECT DISTINCT ON ({k}) {names} FROM {STAGE} ORDER BY {k}, _weir_seq DESC{action}; TRUNCATE {STAGE}",
                 quote(table)
             ));
         }

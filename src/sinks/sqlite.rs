@@ -179,21 +179,7 @@ impl Backend for Sqlite {
             marks.join(", ")
         );
         if !key.is_empty() {
-            let k: Vec<String> = key.iter().map(|k| quote(k)).collect();
-            let set: Vec<String> = cols
-                .iter()
-                .filter(|c| !key.contains(c))
-                .map(|c| format!("{0} = excluded.{0}", quote(c)))
-                .collect();
-            if set.is_empty() {
-                sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", k.join(", ")));
-            } else {
-                sql.push_str(&format!(
-                    " ON CONFLICT ({}) DO UPDATE SET {}",
-                    k.join(", "),
-                    set.join(", ")
-                ));
-            }
+            sql.push_str(&super::table::on_conflict(cols, key, quote));
         }
         if self.staged {
             self.conn

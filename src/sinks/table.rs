@@ -95,6 +95,26 @@ pub fn create_sql(
     format!("CREATE TABLE IF NOT EXISTS {table} ({})", defs.join(", "))
 }
 
+/// ` ON CONFLICT (key) DO UPDATE SET col = excluded.col, ...` (or `DO NOTHING` when every
+/// column is in the key), the upsert clause both databases read.
+pub fn on_conflict(cols: &[String], key: &[String], quote: fn(&str) -> String) -> String {
+    let k: Vec<String> = key.iter().map(|k| quote(k)).collect();
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| !key.contains(c))
+        .map(|c| format!("{0} = excluded.{0}", quote(c)))
+        .collect();
+    if set.is_empty() {
+        format!(" ON CONFLICT ({}) DO NOTHING", k.join(", "))
+    } else {
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            k.join(", "),
+            set.join(", ")
+        )
+    }
+}
+
 /// What a table sink needs from its database. Every call names the sink in its errors.
 pub trait Backend: Send {
     /// The sink's row of `_weir_commits` (created if missing).

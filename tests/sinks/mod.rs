@@ -768,22 +768,9 @@ fn pg_dump(url: &str, sql: &str) -> Vec<String> {
 }
 
 fn pg_sinks(url: &str) -> String {
-    format!(
-        r#"
-[sinks.db]
-type = "postgres"
-inputs = ["gen"]
-url = "{url}"
-table = "events"
-
-[sinks.users]
-type = "postgres"
-inputs = ["per_user"]
-url = "{url}"
-table = "users"
-key = ["key"]
-"#
-    )
+    SQLITE_SINKS
+        .replace("\"sqlite\"", "\"postgres\"")
+        .replace("path = \"out/db.sqlite\"", &format!("url = \"{url}\""))
 }
 
 fn pg_tables(url: &str) -> (Vec<String>, Vec<String>) {
