@@ -157,6 +157,7 @@ fn node_config(c: &NodeConfig, kind: Kind) -> Value {
             "path": s.path,
             "format": format!("{:?}", sink_format(&s.path, s.format)).to_lowercase(),
         }),
+        other => crate::sinks::state_config(other),
     };
     json!({
         "type": format!("{} {}", kind_word(kind), c.type_name()),

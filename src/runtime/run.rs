@@ -732,7 +732,13 @@ fn run_once(
                 Ok(Built::Stage(op, inputs, out, None))
             }
             (Role::Spec(si), Kind::Sink) if crate::sinks::is_external(&spec.nodes[*si].config) => {
-                let op = crate::sinks::build(spec, &spec.nodes[*si], state, spool_dir.as_deref())?;
+                let op = crate::sinks::build(
+                    spec,
+                    &spec.nodes[*si],
+                    state,
+                    restored.is_some(),
+                    spool_dir.as_deref(),
+                )?;
                 let (ctx_tx, crx) = unbounded();
                 commits.push(ctx_tx);
                 Ok(Built::Stage(op, inputs, out, Some(crx)))

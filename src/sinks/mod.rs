@@ -42,13 +42,25 @@ pub fn is_external(c: &NodeConfig) -> bool {
 }
 
 /// Builds an `exec`, `sqlite` or `postgres` sink, restored from its checkpoint state.
-/// `state_dir` is the pipeline's state directory (None when checkpoints are off).
+/// `resuming`: the run continues from a checkpoint (which may hold no state for this sink: a
+/// sink added, changed or dropped since). `state_dir` is the pipeline's state directory (None
+/// when checkpoints are off).
 pub fn build(
     spec: &PipelineSpec,
     node: &NodeSpec,
     state: Option<&[u8]>,
+    resuming: bool,
     state_dir: Option<&Path>,
 ) -> Result<Box<dyn Operator>, Error> {
+    // A table sink that starts without state in a resumed run starts a new lineage: what the
+    // database holds of its earlier output is not the output to come, so nothing is skipped.
+    if resuming && state.is_none() {
+        if let (Some(dir), NodeConfig::SqliteSink(_) | NodeConfig::PostgresSink(_)) =
+            (state_dir, &node.config)
+        {
+            remove_lineage(dir, &node.name)?;
+        }
+    }
     match &node.config {
         NodeConfig::ExecSink(c) => Ok(Box::new(exec::ExecSink::open(
             exec::ExecSettings::new(spec, &node.name, c, state_dir)?,
@@ -112,21 +124,22 @@ pub fn new_lineage(spec: &PipelineSpec, state_dir: &Path) -> Result<(), Error> {
             n.config,
             NodeConfig::SqliteSink(_) | NodeConfig::PostgresSink(_)
         ) {
-            let p = state_dir.join(format!("{}.lineage", n.name));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::runtime(format!(
-                        "sink '{}': cannot remove {}: {e}",
-                        n.name,
-                        p.display()
-                    )))
-                }
-            }
+            remove_lineage(state_dir, &n.name)?;
         }
     }
     Ok(())
+}
+
+fn remove_lineage(state_dir: &Path, sink: &str) -> Result<(), Error> {
+    let p = state_dir.join(format!("{sink}.lineage"));
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::runtime(format!(
+            "sink '{sink}': cannot remove {}: {e}",
+            p.display()
+        ))),
+    }
 }
 
 /// Every sink's state in the newest checkpoint of `state_dir` (its committed position:
@@ -262,6 +275,27 @@ pub fn describe(spec: &PipelineSpec, c: &NodeConfig) -> Vec<String> {
         )],
         NodeConfig::PostgresSink(t) => vec![format!("table = {}{}", q(&t.table), key(&t.key))],
         _ => Vec::new(),
+    }
+}
+
+/// What these sinks' state depends on, for resume after editing (`runtime::edits`), in the
+/// shape of a file sink's: a changed "path" (the database and table, or nothing for exec)
+/// starts the sink afresh, a changed "format" is refused while it holds state.
+pub fn state_config(c: &NodeConfig) -> serde_json::Value {
+    match c {
+        NodeConfig::ExecSink(e) => serde_json::json!({
+            "path": null,
+            "format": format!("{:?}", e.format.unwrap_or(Format::Jsonl)).to_lowercase(),
+        }),
+        NodeConfig::SqliteSink(t) => serde_json::json!({
+            "path": format!("{} table {}", t.path.as_deref().unwrap_or_default(), t.table),
+            "format": format!("sqlite key [{}]", t.key.join(", ")),
+        }),
+        NodeConfig::PostgresSink(t) => serde_json::json!({
+            "path": format!("table {}", t.table),
+            "format": format!("postgres key [{}]", t.key.join(", ")),
+        }),
+        _ => serde_json::Value::Null,
     }
 }
 

@@ -912,3 +912,51 @@ fn postgres_connections_cut_mid_run_restart_and_end_exact() {
     );
     assert!(us == users);
 }
+
+#[test]
+fn a_table_sink_pointed_at_a_new_table_on_resume_starts_it_from_the_checkpoint() {
+    let d = Proj::new();
+    gen_pipeline(d.root(), "edit", 20000, &sqlite_sinks_apart());
+    let o = weir_fp(
+        d.root(),
+        &["run", "-q", "p.toml"],
+        &format!("{SLOW};checkpoint-after-write=1*off->return"),
+    );
+    assert_eq!(o.status.code(), None, "{}", stderr_of(&o));
+    let o = d.weir(&["inspect", "p.toml"]);
+    o.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout_str()).unwrap();
+    let at = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "db")
+        .unwrap()["state"]["position"]
+        .as_u64()
+        .unwrap();
+    assert!(at > 0 && at < 20000, "position {at}");
+    let toml = d
+        .read_str("p.toml")
+        .replacen("table = \"events\"", "table = \"events2\"", 1);
+    d.write("p.toml", toml);
+    let plan = d.weir(&["resume", "--plan", "p.toml"]);
+    assert!(
+        plan.stdout_str()
+            .lines()
+            .any(|l| l.starts_with("db") && l.contains("changed")),
+        "{}",
+        plan.stdout_str()
+    );
+    resume_to_end(d.root(), SLOW, 3);
+    let seqs: Vec<String> = sqlite_dump(
+        &d.p("out/events.sqlite"),
+        "SELECT seq FROM events2 ORDER BY rowid",
+    );
+    let want: Vec<String> = (at..20000).map(|i| format!("Integer({i})")).collect();
+    assert!(
+        seqs == want,
+        "events2 has {} rows, want {} (from {at})",
+        seqs.len(),
+        want.len()
+    );
+}
