@@ -5,8 +5,8 @@
 
 pub mod exec;
 pub mod file;
-pub mod spool;
 pub mod postgres;
+pub mod spool;
 pub mod sqlite;
 pub mod table;
 
