@@ -34,6 +34,8 @@ mod builtins;
 mod compile;
 mod fallback;
 mod limits;
+// `weir export flink` names the subterm it cannot translate, in jq syntax.
+pub(crate) use fallback::print_term;
 mod native;
 mod refuse;
 #[cfg(test)]
