@@ -711,8 +711,20 @@ fn window(out: &mut Out, name: &str, input: &Rel, c: &WindowConfig) -> Result<(R
         ),
         _ => return Err(refuse(name, "needs size, size and slide, or gap")),
     };
+    // Late, by weir's rule: every window of the record had ended under the watermark (the
+    // largest time so far, this record's included, minus out_of_orderness) when it arrived.
+    // The window reads only the other records: Flink's session windows would otherwise take
+    // a record that is late on its own but merges into a session still open.
+    let late_cond = format!("{last_end} <= `weir_max_ms` - {ooo}");
+    out.views.push(format!(
+        "-- {name}: each record with the watermark it arrives under\nCREATE TEMPORARY VIEW `weir_marked_{name}` AS\nSELECT *, {ms} AS `weir_ms`, MAX({ms}) OVER (ORDER BY `weir_proc` ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS `weir_max_ms` FROM {from};",
+        ms = millis("`weir_time`"),
+    ));
+    let mut on_time = b.clone();
+    on_time.from = format!("`weir_marked_{name}`");
+    on_time.rec.conds.push(format!("NOT ({late_cond})"));
     let single = Rel {
-        branches: vec![b.clone()],
+        branches: vec![on_time],
         passthrough: input.passthrough,
     };
     let (inner, k, a) = keyed_input(
@@ -745,8 +757,6 @@ fn window(out: &mut Out, name: &str, input: &Rel, c: &WindowConfig) -> Result<(R
         outer.join(", "),
         cols.join(", ")
     ));
-    // Late: every window of the record had ended under the watermark (the largest time so
-    // far, this record's included, minus out_of_orderness) when it arrived.
     let fields: Vec<String> = b
         .rec
         .fields
@@ -754,9 +764,8 @@ fn window(out: &mut Out, name: &str, input: &Rel, c: &WindowConfig) -> Result<(R
         .map(|(n, s)| format!("{} AS {}", s.text, quote(n)))
         .collect();
     out.views.push(format!(
-        "-- {name}.late: the records the window drops\nCREATE TEMPORARY VIEW `weir_late_{name}` AS\nSELECT {}\nFROM (SELECT *, {ms} AS `weir_ms`, MAX({ms}) OVER (ORDER BY `weir_proc` ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS `weir_max_ms` FROM {from})\nWHERE {last_end} <= `weir_max_ms` - {ooo};",
+        "-- {name}.late: the records the window drops\nCREATE TEMPORARY VIEW `weir_late_{name}` AS\nSELECT {}\nFROM `weir_marked_{name}`\nWHERE {late_cond};",
         fields.join(", "),
-        ms = millis("`weir_time`"),
     ));
     let late = Rel {
         branches: vec![Branch {
@@ -1021,26 +1030,24 @@ fn render(spec: &PipelineSpec, out: &Out) -> String {
     set("table.local-time-zone", "UTC", "weir's times are UTC.");
     if out.streaming {
         let ck = &spec.checkpoint;
-        match ck.every.as_deref() {
-            Some("off") => {}
-            every => {
-                let ms = every
-                    .and_then(|e| parse_duration_ms(e).ok())
-                    .unwrap_or(10_000);
-                let why = if ck.every_records.is_some() {
-                    "[checkpoint] every_records has no Flink twin; checkpoints by time instead."
-                } else {
-                    "From [checkpoint]."
-                };
-                set("execution.checkpointing.interval", &format!("{ms} ms"), why);
-                if let Some(r) = ck.retain {
-                    set("execution.checkpointing.num-retained", &r.to_string(), "");
-                }
-                if let Some(d) = &ck.dir {
-                    let dir = spec.resolve(d).to_string_lossy().to_string();
-                    set("execution.checkpointing.dir", &format!("file://{dir}"), "");
-                }
-            }
+        let every = ck.every.as_deref();
+        let ms = every
+            .and_then(|e| parse_duration_ms(e).ok())
+            .unwrap_or(10_000);
+        let why = if every == Some("off") {
+            "[checkpoint] every = \"off\", but Flink's file sinks commit only at checkpoints."
+        } else if ck.every_records.is_some() {
+            "[checkpoint] every_records has no Flink twin; checkpoints by time instead."
+        } else {
+            "From [checkpoint] (weir's default: every 10 s)."
+        };
+        set("execution.checkpointing.interval", &format!("{ms} ms"), why);
+        if let Some(r) = ck.retain {
+            set("execution.checkpointing.num-retained", &r.to_string(), "");
+        }
+        if let Some(d) = &ck.dir {
+            let dir = spec.resolve(d).to_string_lossy().to_string();
+            set("execution.checkpointing.dir", &format!("file://{dir}"), "");
         }
     }
     let r = &spec.restart;
