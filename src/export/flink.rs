@@ -19,10 +19,9 @@ use super::sample;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::{Graph, Port};
 use crate::pipeline::spec::{
-    parse_duration_ms, AggregateConfig, AtEnd, DedupConfig, Emit, FileSinkConfig, FileSourceConfig,
-    Format, NodeConfig, OnError, TimeUnit, WindowConfig,
+    parse_duration_ms, sink_format, source_format, AggregateConfig, AtEnd, DedupConfig, Emit,
+    FileSinkConfig, FileSourceConfig, Format, NodeConfig, OnError, TimeUnit, WindowConfig,
 };
-use crate::pipeline::validate::{sink_format, source_format};
 use crate::pipeline::PipelineSpec;
 use crate::transforms::aggs::{parse_agg, Func};
 use std::fmt::Write;
@@ -202,6 +201,12 @@ fn source(spec: &PipelineSpec, out: &mut Out, name: &str, c: &FileSourceConfig) 
         .cols;
     if c.infer_types == Some(false) && matches!(format, Format::Csv | Format::Tsv) {
         return Err(refuse(name, "infer_types = false is not exported yet"));
+    }
+    if let Some((n, _)) = cols.iter().find(|(n, _)| n.starts_with("weir_")) {
+        return Err(refuse(
+            name,
+            format!("field `{n}`: names starting with weir_ are the exported script's own columns"),
+        ));
     }
     let text = path.to_string_lossy().to_string();
     let glob = text.contains(['*', '?', '[']).then(|| text.clone());
