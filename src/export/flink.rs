@@ -283,6 +283,18 @@ fn stateless(name: &str, input: &Rel, expr: &str, is_filter: bool) -> Result<Rel
     })
 }
 
+/// The record's fields as the columns of a view that selected them.
+fn as_columns(rec: &Rec) -> Vec<(String, Sql)> {
+    rec.fields
+        .iter()
+        .map(|(n, s)| {
+            let mut c = Sql::column(n, s.ty.clone());
+            c.nullable = s.nullable;
+            (n.clone(), c)
+        })
+        .collect()
+}
+
 /// `SELECT <fields> FROM <from> WHERE <conds>` for one branch, plus extra columns.
 fn select(b: &Branch, extra: &[String]) -> String {
     let mut cols: Vec<String> = b
@@ -776,16 +788,7 @@ fn window(out: &mut Out, name: &str, input: &Rel, c: &WindowConfig) -> Result<(R
         branches: vec![Branch {
             from: format!("`weir_late_{name}`"),
             rec: Rec {
-                fields: b
-                    .rec
-                    .fields
-                    .iter()
-                    .map(|(n, s)| {
-                        let mut c = Sql::column(n, s.ty.clone());
-                        c.nullable = s.nullable;
-                        (n.clone(), c)
-                    })
-                    .collect(),
+                fields: as_columns(&b.rec),
                 conds: Vec::new(),
             },
             source: None,
@@ -824,16 +827,7 @@ fn dedup(out: &mut Out, name: &str, input: &Rel, c: &DedupConfig) -> Result<Rel>
         quote(name),
         cols.join(", ")
     ));
-    let fields = b
-        .rec
-        .fields
-        .iter()
-        .map(|(n, s)| {
-            let mut c = Sql::column(n, s.ty.clone());
-            c.nullable = s.nullable;
-            (n.clone(), c)
-        })
-        .collect();
+    let fields = as_columns(&b.rec);
     Ok(Rel {
         branches: vec![Branch {
             from: quote(name),

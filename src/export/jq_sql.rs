@@ -7,6 +7,7 @@
 //! twin and objects of fields. Anything else is an `Err` naming the subterm, which the caller
 //! turns into exit 2: a refusal, never a guess.
 
+use crate::expr::plain_str;
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Term};
 use jaq_core::ops::{Cmp, Math};
@@ -213,24 +214,6 @@ fn field(cur: &Rec, name: &str, t: &Term<&str>) -> R<Sql> {
     })
 }
 
-/// A string literal without interpolation.
-pub fn plain_str(t: &Term<&str>) -> Option<String> {
-    match t {
-        Term::Str(None, parts) => {
-            let mut s = String::new();
-            for p in parts {
-                match p {
-                    StrPart::Str(x) => s.push_str(x),
-                    StrPart::Char(c) => s.push(*c),
-                    StrPart::Term(_) => return None,
-                }
-            }
-            Some(s)
-        }
-        _ => None,
-    }
-}
-
 /// jq truthiness (everything but `false` and `null` is true) as a SQL condition that is never
 /// NULL.
 pub fn truthy(s: &Sql) -> String {
@@ -283,7 +266,6 @@ pub fn scalar(t: &Term<&str>, input: Input) -> R<Sql> {
         Term::Str(None, parts) => {
             let mut pieces = Vec::new();
             let mut buf = String::new();
-            let mut nullable = false;
             for p in parts {
                 match p {
                     StrPart::Str(x) => buf.push_str(x),
@@ -294,11 +276,10 @@ pub fn scalar(t: &Term<&str>, input: Input) -> R<Sql> {
                             buf.clear();
                         }
                         let v = scalar(x, input)?;
-                        // jq writes a string as is and an integer in decimal; other values
-                        // (floats, null) print differently in SQL.
+                        // jq writes a string as is, an integer in decimal and a missing
+                        // value as `null`; floats print differently in SQL.
                         match v.ty {
-                            Ty::Str => pieces.push(v.text),
-                            Ty::Int => pieces.push(format!("CAST({} AS STRING)", v.text)),
+                            Ty::Str | Ty::Int => pieces.push(tostring(&v)),
                             _ => {
                                 return Err(refuse(
                                     x,
@@ -306,22 +287,13 @@ pub fn scalar(t: &Term<&str>, input: Input) -> R<Sql> {
                                 ))
                             }
                         }
-                        nullable |= v.nullable;
                     }
                 }
             }
             if !buf.is_empty() || pieces.is_empty() {
                 pieces.push(lit(&buf));
             }
-            if nullable {
-                // jq fails on "\(null)"-free paths only when a value is missing; SQL's NULL
-                // would print nothing, so keep the record's behaviour visible as NULL.
-                Ok(Sql::new(
-                    format!("CONCAT({})", pieces.join(", ")),
-                    Ty::Str,
-                    true,
-                ))
-            } else if pieces.len() == 1 {
+            if pieces.len() == 1 {
                 Ok(Sql::new(pieces.remove(0), Ty::Str, false))
             } else {
                 Ok(Sql::new(
@@ -569,6 +541,19 @@ fn null_is_identity(a: &Sql, b: &Sql, both: String, ty: Ty) -> Sql {
     Sql::new(text, ty, a.nullable && b.nullable)
 }
 
+/// jq's `tostring` of a string or an integer (a missing value is `"null"`).
+fn tostring(v: &Sql) -> String {
+    let text = match v.ty {
+        Ty::Str => v.text.clone(),
+        _ => format!("CAST({} AS STRING)", v.text),
+    };
+    if v.nullable {
+        format!("COALESCE({text}, 'null')")
+    } else {
+        text
+    }
+}
+
 fn call(t: &Term<&str>, name: &str, args: &[Term<&str>], input: Input) -> R<Sql> {
     let this = || scalar(&Term::Id, input);
     let str_in = |what: &str| -> R<Sql> {
@@ -600,13 +585,20 @@ fn call(t: &Term<&str>, name: &str, args: &[Term<&str>], input: Input) -> R<Sql>
         ("false", 0) => bool_sql("FALSE".into()),
         ("null", 0) => Sql::new("CAST(NULL AS STRING)", Ty::Null, true),
         ("not", 0) => bool_sql(format!("(NOT {})", truthy(&this()?))),
+        // jq: `null | length` is 0.
         ("length", 0) => {
             let v = this()?;
-            match v.ty {
-                Ty::Str => Sql::new(format!("CHAR_LENGTH({})", v.text), Ty::Int, v.nullable),
-                Ty::Int | Ty::Dbl => Sql::new(format!("ABS({})", v.text), v.ty, v.nullable),
+            let f = match v.ty {
+                Ty::Str => "CHAR_LENGTH",
+                Ty::Int | Ty::Dbl => "ABS",
                 _ => return Err(refuse(t, "of this type has no SQL twin")),
-            }
+            };
+            let ty = if v.ty == Ty::Str {
+                Ty::Int
+            } else {
+                v.ty.clone()
+            };
+            Sql::new(format!("COALESCE({f}({}), 0)", v.text), ty, false)
         }
         ("ascii_downcase", 0) | ("ascii_upcase", 0) => {
             // jq changes ASCII letters only, as TRANSLATE does; LOWER/UPPER would change
@@ -666,8 +658,7 @@ fn call(t: &Term<&str>, name: &str, args: &[Term<&str>], input: Input) -> R<Sql>
         ("tostring", 0) => {
             let v = this()?;
             match v.ty {
-                Ty::Str => v,
-                Ty::Int => Sql::new(format!("CAST({} AS STRING)", v.text), Ty::Str, v.nullable),
+                Ty::Str | Ty::Int => Sql::new(tostring(&v), Ty::Str, false),
                 _ => return Err(refuse(t, "prints this type differently in SQL")),
             }
         }
@@ -746,7 +737,19 @@ mod tests {
             .unwrap()
             .starts_with("CASE WHEN `status` IS NULL THEN 1"));
         assert_eq!(s(".path // \"-\"").unwrap(), "COALESCE(`path`, '-')");
-        assert_eq!(s("\"p=\\(.path)\"").unwrap(), "CONCAT('p=', `path`)");
+        // jq prints a missing value as null, in a string or by tostring; length is 0.
+        assert_eq!(
+            s("\"p=\\(.path)\"").unwrap(),
+            "CONCAT('p=', COALESCE(`path`, 'null'))"
+        );
+        assert_eq!(
+            s(".status | tostring").unwrap(),
+            "COALESCE(CAST(`status` AS STRING), 'null')"
+        );
+        assert_eq!(
+            s(".path | length").unwrap(),
+            "COALESCE(CHAR_LENGTH(`path`), 0)"
+        );
     }
 
     #[test]

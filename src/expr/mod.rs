@@ -34,7 +34,8 @@ mod builtins;
 mod compile;
 mod fallback;
 mod limits;
-// `weir export flink` names the subterm it cannot translate, in jq syntax.
+// `weir export flink` reads jaq's tree too, and names the subterm it cannot translate.
+pub(crate) use compile::plain_str;
 pub(crate) use fallback::print_term;
 mod native;
 mod refuse;

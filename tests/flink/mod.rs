@@ -280,7 +280,7 @@ expr = '(.path | startswith("/api")) and (.user | endswith("7") | not) and .meth
 [transforms.shape]
 type = "map"
 inputs = ["api"]
-expr = '{user, path: (.path | ascii_downcase), code: (.status % 100), hi: (.latency_ms >= 100.5), mix: ((.bytes - 10) * 2 + 1), neg: (-.bytes), ok: (.status < 400 and .status != 301), name: ("u:" + .user)}'
+expr = '{user, path: (.path | ascii_downcase), code: (.status % 100), hi: (.latency_ms >= 100.5), mix: ((.bytes - 10) * 2 + 1), neg: (-.bytes), ok: (.status < 400 and .status != 301), name: ("u:" + .user), len: (.path | length), st: (.status | tostring), half: (.bytes / 2 | floor), trim: (.path | rtrimstr(".js"))}'
 
 [transforms.per_method]
 type = "aggregate"
