@@ -13,6 +13,10 @@
 //! when the watermark reaches its end - 1 ms; weir's fires when `max - out_of_orderness`
 //! reaches its end. Declaring the delay as `out_of_orderness + 1 ms` makes both fire, and
 //! drop late records, on the same record.
+//!
+//! One file of about 1,100 lines: every node's translation works on the same model (a
+//! `Rel` of `Branch`es folded into queries) and adds to the same script state (`Out`), and the
+//! refusals they share only make sense next to the translations they guard.
 
 use super::jq_sql::{self as q, quote, Input, Rec, Sql, Ty};
 use super::sample;
