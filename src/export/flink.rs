@@ -667,6 +667,12 @@ fn window(out: &mut Out, name: &str, input: &Rel, c: &WindowConfig) -> Result<(R
             .map(|s| parse_duration_ms(s).map_err(|e| refuse(name, format!("{what}: {e}"))))
             .transpose()
     };
+    if let Some(f) = &c.time_format {
+        return Err(refuse(
+            name,
+            format!("time_format = \"{f}\" is not exported yet (strftime and Java's patterns differ): times must be RFC 3339 or epoch numbers"),
+        ));
+    }
     let ooo = dur("out_of_orderness", &c.out_of_orderness)?.unwrap_or(0);
     let lateness = dur("allowed_lateness", &c.allowed_lateness)?.unwrap_or(0);
     if lateness != 0 {

@@ -688,4 +688,10 @@ fn refuses_what_flink_cannot_do_alike() {
         pipe("[transforms.f]\ntype = \"filter\"\ninputs = [\"in\"]\nexpr = '.a > 0'\n[transforms.x]\ntype = \"window\"\ninputs = [\"f\"]\ntime = \".t\"\nsize = \"1m\"\naggs = { n = \"count\" }\n"),
     );
     refused(&p, &p.p("filtered.toml"), &[], "x", "its input is filtered");
+    // A time read with strftime: Java's patterns differ, so it is not translated.
+    p.write(
+        "fmt.toml",
+        pipe("[transforms.x]\ntype = \"window\"\ninputs = [\"in\"]\ntime = \".t\"\ntime_format = \"%d/%b/%Y:%H:%M:%S %z\"\nsize = \"1m\"\naggs = { n = \"count\" }\n"),
+    );
+    refused(&p, &p.p("fmt.toml"), &[], "x", "time_format");
 }
