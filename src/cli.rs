@@ -123,6 +123,21 @@ pub enum Command {
     },
     /// Print the manual page (roff) on stdout: `weir man > weir.1; man ./weir.1`.
     Man,
+    /// Print the pipeline for another engine (Apache Flink SQL) on stdout.
+    #[command(subcommand)]
+    Export(ExportTarget),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportTarget {
+    /// A Flink SQL script (run it with `sql-client.sh -f`); refuses what Flink cannot do alike.
+    Flink {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Override a pipeline value by dotted path, e.g. sources.access.path=/tmp/x
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
 }
 
 const DO_EXAMPLES: &str = "\

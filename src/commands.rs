@@ -99,6 +99,11 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             let notes = crate::runtime::run::worker_notes(&spec, &g);
             out(&pipeline::graph::explain(&spec, &g, dot, &notes))
         }
+        Command::Export(crate::cli::ExportTarget::Flink { pipeline, set }) => {
+            let spec = pipeline::load(&pipeline, &set)?;
+            let g = pipeline::validate::check(&spec)?;
+            out(&crate::export::flink::export(&spec, &g)?)
+        }
         Command::Checkpoints { target } => {
             let dir = state_dir(&target)?;
             out(&list_checkpoints(&dir))

@@ -34,6 +34,9 @@ mod builtins;
 mod compile;
 mod fallback;
 mod limits;
+// `weir export flink` reads jaq's tree too, and names the subterm it cannot translate.
+pub(crate) use compile::plain_str;
+pub(crate) use fallback::print_term;
 mod native;
 mod refuse;
 #[cfg(test)]
