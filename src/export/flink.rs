@@ -150,6 +150,18 @@ pub fn export(spec: &PipelineSpec, g: &Graph) -> Result<String> {
                 main[i] = Some(dedup(&mut out, name, &input, c)?);
             }
             NodeConfig::FileSink(c) => sink(spec, &mut out, name, &input, c)?,
+            NodeConfig::ExecSink(_) => {
+                return Err(refuse(
+                    name,
+                    "an `exec` sink has no Flink twin (Flink runs no command per checkpoint): write to a file sink and hand the files on",
+                ))
+            }
+            NodeConfig::SqliteSink(_) | NodeConfig::PostgresSink(_) => {
+                return Err(refuse(
+                    name,
+                    "database sinks are not exported (Flink's JDBC connector is not part of its SQL client's defaults): write to a file sink",
+                ))
+            }
         }
     }
     for n in &out.notes {

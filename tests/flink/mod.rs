@@ -609,6 +609,13 @@ fn refuses_what_flink_cannot_do_alike() {
         "stdin has no Flink twin",
     );
     refused(&p, &ex("generate_demo.toml"), &[], "gen", "generate");
+    refused(
+        &p,
+        &ex("exec_epochs.toml"),
+        &[],
+        "script",
+        "`exec` sink has no Flink twin",
+    );
     refused(&p, &ex("dead_letter.toml"), &[], "dirty", "dead_letter");
     // user "42" reads as a number, the others as strings: no one column type.
     refused(
