@@ -262,7 +262,9 @@ fn offsets_summary(c: &crate::checkpoint::format::Checkpoint) -> String {
 fn inspect(dir: &Path, id: Option<u64>) -> Result<String> {
     let store = Store::open_read(dir);
     let c = store
-        .pick(id, &|m| eprintln!("weir: warning: {m}"))?
+        .pick(id, &|m| {
+            eprintln!("weir: warning: {}", crate::escape::message(m))
+        })?
         .ok_or_else(|| Error::usage(format!("no checkpoints in {}", dir.display())))?;
     let mut s = serde_json::to_string_pretty(&c)
         .map_err(|e| Error::runtime(format!("cannot print the checkpoint: {e}")))?;

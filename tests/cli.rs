@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod edits;
 mod expr_limits;
+mod hostile;
 mod jq_conformance;
 mod log_formats;
 mod logrotate;

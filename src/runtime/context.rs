@@ -160,13 +160,13 @@ impl Context {
 
     pub fn warn(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("weir: warning: {}", msg.as_ref());
+            eprintln!("weir: warning: {}", crate::escape::message(msg.as_ref()));
         }
     }
 
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.verbose > 0 && !self.quiet {
-            eprintln!("weir: {}", msg.as_ref());
+            eprintln!("weir: {}", crate::escape::message(msg.as_ref()));
         }
     }
 
