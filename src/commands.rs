@@ -101,7 +101,14 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         }
         Command::Checkpoints { target } => {
             let dir = state_dir(&target)?;
-            out(&list_checkpoints(&dir))
+            let (text, newest_invalid) = list_checkpoints(&dir);
+            out(&text)?;
+            // The list is printed either way; the exit code tells a script that `resume`
+            // would not continue from the newest checkpoint (exit 1, see README).
+            match newest_invalid {
+                Some(m) => Err(Error::runtime(m)),
+                None => Ok(Outcome::Finished),
+            }
         }
         Command::Inspect { target, id } => {
             let dir = state_dir(&target)?;
@@ -179,12 +186,28 @@ fn state_dir(target: &Path) -> Result<PathBuf> {
     Ok(checkpoint_settings(&spec, None)?.dir)
 }
 
-fn list_checkpoints(dir: &Path) -> String {
+/// The listing, and why the newest checkpoint is invalid when it is.
+fn list_checkpoints(dir: &Path) -> (String, Option<String>) {
     let store = Store::open_read(dir);
     let list = store.list();
     if list.is_empty() {
-        return format!("no checkpoints in {}\n", dir.display());
+        return (format!("no checkpoints in {}\n", dir.display()), None);
     }
+    let newest_invalid = match &list[0].checkpoint {
+        Ok(_) => None,
+        Err(why) => {
+            let fallback = list.iter().find(|e| e.checkpoint.is_ok());
+            Some(format!(
+                "the newest checkpoint, {}, is invalid ({why}); {}",
+                list[0].id,
+                match fallback {
+                    Some(e) => format!("`weir resume` would continue from checkpoint {}", e.id),
+                    None => "no checkpoint is valid: `weir resume` has nothing to continue from"
+                        .to_string(),
+                }
+            ))
+        }
+    };
     let mut s = format!(
         "{:>6}  {:<24}  {:>12}  {:<8}  offsets\n",
         "id", "time", "state bytes", "status"
@@ -217,7 +240,7 @@ fn list_checkpoints(dir: &Path) -> String {
             )),
         }
     }
-    s
+    (s, newest_invalid)
 }
 
 /// `source: file@offset, ...` from the source states in a checkpoint.

@@ -257,10 +257,12 @@ fn open_truncated(path: &std::path::Path, len: u64, keep: bool) -> std::io::Resu
 }
 
 impl Operator for FileSink {
-    fn process(&mut self, _input: usize, batch: Batch, _out: &mut Output) -> StageResult {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
         for r in &batch.records {
             self.encode(&r.value)?;
         }
+        // A sink's output is what it writes: `--stats` counts it as `records_out`.
+        out.ctx.stats[out.node].add_out(batch.records.len());
         if self.buf.len() >= FLUSH_AT {
             self.write_out()?;
         }

@@ -1,8 +1,10 @@
-//! `dedup`: drops a record whose key was kept less than `ttl` ago. With `time`, `ttl` is a
-//! duration of event time; without it, `ttl` counts records (so the result never depends on the
-//! wall clock). Keys older than the ttl are forgotten, so memory stays bounded on an endless
-//! stream; whether a key counts as seen depends only on the clock, never on when the state
-//! happened to be purged, so output is deterministic.
+//! `dedup`: drops a record when a kept record with the same key is less than `ttl` away from
+//! it, on either side (SPEC: an out-of-order record 1 s before a kept one is a duplicate).
+//! With `time`, `ttl` is a duration of event time; without it, `ttl` counts records (so the
+//! result never depends on the wall clock). Kept records more than twice the ttl behind the
+//! newest time read are forgotten, so memory stays bounded on an endless stream; whether one
+//! counts depends only on the records read, never on when the state happened to be purged,
+//! so output does not depend on batch boundaries or on a pause and resume.
 
 use crate::error::Error;
 use crate::expr::Expr;
@@ -17,8 +19,10 @@ pub struct Dedup {
     /// Event time; `None` counts records.
     pub time: Option<TimeExpr>,
     pub ttl: i64,
-    /// When each key was last kept (event ms, or record number).
-    seen: HashMap<Value, i64>,
+    /// When each key's kept records were kept (event ms, or record number), ascending.
+    /// Kept records of a key are at least `ttl` apart, and only those within
+    /// [`Dedup::memory`] of the clock are remembered, so a key holds at most three.
+    seen: HashMap<Value, Vec<i64>>,
     /// Largest event time seen, or records seen.
     clock: i64,
     purged_at: i64,
@@ -34,6 +38,22 @@ impl Dedup {
             clock: i64::MIN,
             purged_at: i64::MIN,
         }
+    }
+
+    /// How far behind the clock kept records are remembered: twice the ttl, so a record up
+    /// to `ttl` older than the newest one read is compared with every kept record that
+    /// could make it a duplicate, on either side.
+    fn memory(&self) -> i64 {
+        self.ttl.saturating_mul(2)
+    }
+
+    /// Whether a kept record of `kept` is less than `ttl` away from `now`. Kept records
+    /// past [`Dedup::memory`] do not count, whether or not a purge has removed them yet: so
+    /// the answer never depends on when purges ran (batch boundaries, checkpoints).
+    fn is_duplicate(&self, kept: &[i64], now: i64) -> bool {
+        let horizon = self.clock.saturating_sub(self.memory());
+        kept.iter()
+            .any(|&k| k > horizon && now.abs_diff(k) < self.ttl as u64)
     }
 }
 
@@ -61,36 +81,45 @@ impl Operator for Dedup {
             let dup = self
                 .seen
                 .get(&key)
-                .is_some_and(|&kept| now >= kept && now - kept < self.ttl);
+                .is_some_and(|kept| self.is_duplicate(kept, now));
             if !dup {
-                self.seen.insert(key, now);
+                let kept = self.seen.entry(key).or_default();
+                let at = kept.partition_point(|&k| k < now);
+                kept.insert(at, now);
                 out.push(r);
             }
         }
-        // Forget keys past the ttl (they would not count as seen any more).
+        // Forget what no record can be a duplicate of any more (memory stays bounded).
         if self.clock.saturating_sub(self.purged_at) >= self.ttl.max(1) {
-            let horizon = self.clock.saturating_sub(self.ttl);
-            self.seen.retain(|_, kept| *kept > horizon);
+            let horizon = self.clock.saturating_sub(self.memory());
+            self.seen.retain(|_, kept| {
+                kept.retain(|&k| k > horizon);
+                !kept.is_empty()
+            });
             self.purged_at = self.clock;
         }
         Ok(())
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
-        let mut keys: Vec<(&Value, &i64)> = self.seen.iter().collect();
+        let mut keys: Vec<(&Value, &Vec<i64>)> = self.seen.iter().collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = format!(
             "{{\"clock\":{},\"purged_at\":{},\"seen\":[",
             self.clock, self.purged_at
         )
         .into_bytes();
-        for (i, (k, t)) in keys.iter().enumerate() {
+        // [key, kept time, ...]: a checkpoint from before several kept times is [key, time].
+        for (i, (k, times)) in keys.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.push(b'[');
             k.write_json(&mut out);
-            out.extend_from_slice(format!(",{t}]").as_bytes());
+            for t in times.iter() {
+                out.extend_from_slice(format!(",{t}").as_bytes());
+            }
+            out.push(b']');
         }
         out.extend_from_slice(b"]}");
         Ok(out)
@@ -109,12 +138,22 @@ impl Operator for Dedup {
         if let Some(Value::Array(a)) = v.field("seen") {
             for p in a {
                 if let Value::Array(p) = p {
-                    if let [k, Value::Int(t)] = &p[..] {
-                        self.seen.insert(k.clone(), *t);
-                        continue;
+                    if let [k, times @ ..] = &p[..] {
+                        let times: Option<Vec<i64>> = times
+                            .iter()
+                            .map(|t| match t {
+                                Value::Int(t) => Some(*t),
+                                _ => None,
+                            })
+                            .collect();
+                        if let Some(mut times) = times.filter(|t| !t.is_empty()) {
+                            times.sort_unstable();
+                            self.seen.insert(k.clone(), times);
+                            continue;
+                        }
                     }
                 }
-                return Err(bad("an entry is not [key, time]".into()));
+                return Err(bad("an entry is not [key, time, ...]".into()));
             }
         }
         Ok(())
