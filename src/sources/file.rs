@@ -275,7 +275,12 @@ impl Reader {
             self.start = 0;
         }
         if self.buf.len() - self.end < CHUNK / 2 {
-            let grow = (self.buf.len()).max(CHUNK);
+            // A quarter more each time, not double: a line of hundreds of MB then costs at
+            // most a quarter of its size in spare buffer (the record parsed from it needs as
+            // much again), at the price of a few more copies while it grows.
+            let grow = (self.buf.len() / 4).max(CHUNK);
+            // reserve_exact: `resize` alone would double the capacity.
+            self.buf.reserve_exact(grow);
             self.buf.resize(self.buf.len() + grow, 0);
         }
         match &mut self.input {

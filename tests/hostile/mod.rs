@@ -3,4 +3,5 @@
 //! input under the source's `on_error`, and never loses the run, its input or its state.
 
 mod inputs;
+mod limits;
 mod validate;
