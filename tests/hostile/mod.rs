@@ -2,6 +2,7 @@
 //! holds, weir refuses it at `validate` with a message naming the node, or treats it as bad
 //! input under the source's `on_error`, and never loses the run, its input or its state.
 
+mod fuzz;
 mod inputs;
 mod limits;
 mod validate;
