@@ -453,7 +453,7 @@ fn fuzz_checkpoint_files_are_refused_or_restored_never_a_panic() {
                 let mut new_state = v["nodes"][node]["state"].clone();
                 let n = count_leaves(&new_state);
                 if n > 0 {
-                    replace_leaf(&mut new_state, leaf % n, &LEAVES[with]);
+                    replace_leaf(&mut new_state, leaf % n, LEAVES[with]);
                 }
                 let text = new_state.to_string();
                 let mutated = String::from_utf8_lossy(&apply(text.as_bytes(), &edits)).into_owned();

@@ -159,14 +159,12 @@ fn a_cycle_is_named_as_the_cycle_it_is() {
 #[test]
 fn validate_reports_every_problem_of_a_node() {
     let p = Proj::new();
-    let toml = format!(
-        "[sources.s]\ntype = \"file\"\npath = \"in.jsonl\"\nbogus = 1\nother = 2\n\
+    let toml = "[sources.s]\ntype = \"file\"\npath = \"in.jsonl\"\nbogus = 1\nother = 2\n\
          [transforms.m]\ntype = \"map\"\ninputs = [\"s\"]\nexpr = \".a |||\"\nextra = 1\n\
-         [sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"out.jsonl\"\nformat = 7\n"
-    );
+         [sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"out.jsonl\"\nformat = 7\n";
     let err = refused(
         &p,
-        &toml,
+        toml,
         &[
             "`bogus`",
             "`other`",
