@@ -227,9 +227,9 @@ fn check_outputs_against_inputs(spec: &PipelineSpec, c: &mut Collector) {
                 format!(
                     "{what} {}, which source '{}' reads (path = \"{}\"): the run would \
                      overwrite or re-read its own input; write somewhere else",
-                    out.display(),
+                    crate::escape::path(&out),
                     input.node,
-                    input.written
+                    crate::escape::text(&input.written)
                 ),
             );
         }

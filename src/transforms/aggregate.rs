@@ -358,7 +358,10 @@ mod tests {
                     },
                     None => 0,
                 };
-                if eval_args(&self.specs, r, &mut self.args).is_err() {
+                // A record an aggregate rejects leaves no trace: no group, no reset.
+                if eval_args(&self.specs, r, &mut self.args).is_err()
+                    || check_args(&self.specs, &self.args).is_err()
+                {
                     continue;
                 }
                 if let Some(ttl) = &self.ttl {
