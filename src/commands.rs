@@ -286,7 +286,7 @@ fn inspect(dir: &Path, id: Option<u64>) -> Result<String> {
     let store = Store::open_read(dir);
     let c = store
         .pick(id, &|m| {
-            eprintln!("weir: warning: {}", crate::escape::message(m))
+            eprintln!("weir: warning: {}", crate::escape::text(m))
         })?
         .ok_or_else(|| Error::usage(format!("no checkpoints in {}", dir.display())))?;
     let mut s = serde_json::to_string_pretty(&c)

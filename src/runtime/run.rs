@@ -50,7 +50,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let configs = super::edits::Stamp::new(spec, &graph, &opts.drop_state);
     let warn = |m: &str| {
         if !opts.quiet {
-            eprintln!("weir: warning: {}", crate::escape::message(m));
+            eprintln!("weir: warning: {}", crate::escape::text(m));
         }
     };
 

@@ -430,14 +430,16 @@ fn weir_as_nobody(dir: &std::path::Path, args: &[&str]) -> Option<Out> {
         eprintln!("SKIPPED: permission test needs root and setpriv to run weir as nobody");
         return None;
     }
-    let o = Command::new(setpriv)
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(weir_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
+    let o = super::weir_under(
+        &[
+            "/usr/bin/setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+        ],
+        dir,
+        args,
+    );
     Some(Out {
         code: code_of(o.status),
         stdout: o.stdout,

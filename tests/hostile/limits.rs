@@ -6,7 +6,6 @@
 
 use crate::common::*;
 use std::io::Write;
-use std::process::Command;
 
 const TIME: &str = "/usr/bin/time";
 
@@ -16,14 +15,7 @@ fn peak_rss(dir: &std::path::Path, args: &[&str]) -> Option<u64> {
         eprintln!("SKIPPED: {TIME} (GNU time) is not installed; .ci/run installs it");
         return None;
     }
-    let o = Command::new(TIME)
-        .args(["-f", "peak-rss-kb %M"])
-        .arg(weir_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
+    let o = super::weir_under(&[TIME, "-f", "peak-rss-kb %M"], dir, args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "weir {args:?} failed: {err}");
     let kb: u64 = err
