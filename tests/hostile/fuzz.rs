@@ -216,9 +216,18 @@ fn fuzz_pipeline_files_never_panic_validate() {
     let path = p.p("fz.toml");
     let runs = AtomicU64::new(0);
     let problems = AtomicU64::new(0);
+    // Bytes edited (mostly caught by the TOML reader), or settings replaced in well-formed
+    // TOML (reaching wiring, durations, paths and expressions).
+    let texts = prop_oneof![
+        proptest::collection::vec(edit(), 1..8).prop_map(|e| String::from_utf8_lossy(&apply(
+            SEED.as_bytes(),
+            &e
+        ))
+        .into_owned()),
+        proptest::collection::vec(setting_edit(), 1..5).prop_map(|e| with_settings(&e)),
+    ];
     runner(3000)
-        .run(&proptest::collection::vec(edit(), 1..8), |edits| {
-            let text = String::from_utf8_lossy(&apply(SEED.as_bytes(), &edits)).into_owned();
+        .run(&texts, |text| {
             runs.fetch_add(1, Ordering::Relaxed);
             let r = weir::pipeline::parse(&path, &text, &[])
                 .and_then(|spec| weir::pipeline::validate::check(&spec).map(|_| ()));
@@ -238,6 +247,108 @@ fn fuzz_pipeline_files_never_panic_validate() {
         runs.into_inner(),
         problems.into_inner()
     );
+}
+
+/// Values a setting of a well-formed pipeline file is replaced by: each a TOML value.
+const SETTINGS: &[&str] = &[
+    "\"\"",
+    "\"..\"",
+    "\"../x\"",
+    "\"*\"",
+    "\"-\"",
+    "\"in.jsonl\"",
+    "\"out.jsonl\"",
+    "\"bad.jsonl\"",
+    "\"0s\"",
+    "\"0.5ms\"",
+    "\"1ms\"",
+    "\"99999999999999999h\"",
+    "\"1m\"",
+    "\"off\"",
+    "\".a[]\"",
+    "\"now\"",
+    "\"(\"",
+    "\"count\"",
+    "\"sum(.x)\"",
+    "\"window\"",
+    "\"dedup\"",
+    "\"file\"",
+    "\"csv\"",
+    "\"pause\"",
+    "\"dead_letter\"",
+    "0",
+    "-1",
+    "1",
+    "3000000000",
+    "1e308",
+    "nan",
+    "inf",
+    "true",
+    "[]",
+    "[\"s\"]",
+    "[\"w.late\"]",
+    "[\"o\"]",
+    "[\"s\", \"s\"]",
+    "[\"d\", \"w\"]",
+    "{}",
+    "{ n = \"count\" }",
+    "{ key = \"count\" }",
+];
+
+/// One change to one setting of the seed: (table, key, what). `what` indexes SETTINGS, or
+/// past its end deletes the key.
+fn setting_edit() -> impl Strategy<Value = (usize, usize, usize)> {
+    (any::<usize>(), any::<usize>(), 0..SETTINGS.len() + 3)
+}
+
+/// The seed with settings replaced or deleted, as TOML: every edit reaches `validate`.
+fn with_settings(edits: &[(usize, usize, usize)]) -> String {
+    let mut doc: toml::Table = SEED.parse().unwrap();
+    for &(t, k, what) in edits {
+        // The tables that hold settings: [checkpoint], [restart] and every node.
+        let mut paths: Vec<(String, Option<String>)> = Vec::new();
+        for (name, v) in &doc {
+            match v.as_table() {
+                Some(inner) if ["sources", "transforms", "sinks"].contains(&name.as_str()) => paths
+                    .extend(
+                        inner
+                            .iter()
+                            .filter(|(_, n)| n.is_table())
+                            .map(|(n, _)| (name.clone(), Some(n.clone()))),
+                    ),
+                Some(_) => paths.push((name.clone(), None)),
+                None => {}
+            }
+        }
+        paths.push((String::new(), None));
+        let (outer, inner) = &paths[t % paths.len()];
+        let table = match (outer.as_str(), inner) {
+            ("", _) => &mut doc,
+            (o, None) => doc.get_mut(o).and_then(|v| v.as_table_mut()).unwrap(),
+            (o, Some(i)) => doc
+                .get_mut(o)
+                .and_then(|v| v.as_table_mut())
+                .and_then(|v| v.get_mut(i))
+                .and_then(|v| v.as_table_mut())
+                .unwrap(),
+        };
+        let keys: Vec<String> = table.keys().cloned().collect();
+        let extra = [
+            "name", "dir", "ttl", "size", "gap", "inputs", "every", "backoff",
+        ];
+        let key = if k % 4 == 0 || keys.is_empty() {
+            extra[k / 4 % extra.len()].to_string()
+        } else {
+            keys[k % keys.len()].clone()
+        };
+        if what >= SETTINGS.len() {
+            table.remove(&key);
+        } else {
+            let v: toml::Table = format!("v = {}", SETTINGS[what]).parse().unwrap();
+            table.insert(key, v["v"].clone());
+        }
+    }
+    toml::to_string(&doc).unwrap_or_default()
 }
 
 fn json_lines() -> impl Strategy<Value = Vec<u8>> {
