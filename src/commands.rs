@@ -106,7 +106,14 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         }
         Command::Checkpoints { target } => {
             let dir = state_dir(&target)?;
-            out(&list_checkpoints(&dir))
+            let (text, newest_invalid) = list_checkpoints(&dir);
+            out(&text)?;
+            // The list is printed either way; the exit code tells a script that `resume`
+            // would not continue from the newest checkpoint (exit 1, see README).
+            match newest_invalid {
+                Some(m) => Err(Error::runtime(m)),
+                None => Ok(Outcome::Finished),
+            }
         }
         Command::Inspect { target, id } => {
             let dir = state_dir(&target)?;
@@ -184,12 +191,28 @@ fn state_dir(target: &Path) -> Result<PathBuf> {
     Ok(checkpoint_settings(&spec, None)?.dir)
 }
 
-fn list_checkpoints(dir: &Path) -> String {
+/// The listing, and why the newest checkpoint is invalid when it is.
+fn list_checkpoints(dir: &Path) -> (String, Option<String>) {
     let store = Store::open_read(dir);
     let list = store.list();
     if list.is_empty() {
-        return format!("no checkpoints in {}\n", dir.display());
+        return (format!("no checkpoints in {}\n", dir.display()), None);
     }
+    let newest_invalid = match &list[0].checkpoint {
+        Ok(_) => None,
+        Err(why) => {
+            let fallback = list.iter().find(|e| e.checkpoint.is_ok());
+            Some(format!(
+                "the newest checkpoint, {}, is invalid ({why}); {}",
+                list[0].id,
+                match fallback {
+                    Some(e) => format!("`weir resume` would continue from checkpoint {}", e.id),
+                    None => "no checkpoint is valid: `weir resume` has nothing to continue from"
+                        .to_string(),
+                }
+            ))
+        }
+    };
     let mut s = format!(
         "{:>6}  {:<24}  {:>12}  {:<8}  offsets\n",
         "id", "time", "state bytes", "status"
@@ -222,7 +245,7 @@ fn list_checkpoints(dir: &Path) -> String {
             )),
         }
     }
-    s
+    (s, newest_invalid)
 }
 
 /// `source: file@offset, ...` from the source states in a checkpoint.
@@ -267,7 +290,9 @@ fn offsets_summary(c: &crate::checkpoint::format::Checkpoint) -> String {
 fn inspect(dir: &Path, id: Option<u64>) -> Result<String> {
     let store = Store::open_read(dir);
     let c = store
-        .pick(id, &|m| eprintln!("weir: warning: {m}"))?
+        .pick(id, &|m| {
+            eprintln!("weir: warning: {}", crate::escape::text(m))
+        })?
         .ok_or_else(|| Error::usage(format!("no checkpoints in {}", dir.display())))?;
     let mut s = serde_json::to_string_pretty(&c)
         .map_err(|e| Error::runtime(format!("cannot print the checkpoint: {e}")))?;

@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod escape;
 pub mod export;
 pub mod expr;
 pub mod pipeline;

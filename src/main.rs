@@ -37,7 +37,7 @@ fn main() {
     };
     let result = weir::commands::dispatch(cli);
     if let Err(e) = &result {
-        eprintln!("weir: {e}");
+        eprintln!("weir: {}", weir::escape::message(&e.to_string()));
     }
     let code = weir::error::exit_code(&result);
     #[cfg(feature = "failpoints")]

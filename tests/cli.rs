@@ -8,6 +8,7 @@ mod crash;
 mod edits;
 mod expr_limits;
 mod flink;
+mod hostile;
 mod jq_conformance;
 mod log_formats;
 mod logrotate;

@@ -34,10 +34,12 @@ fn parse_id(name: &str) -> Option<u64> {
 impl Store {
     /// Opens (creating) the directory and takes its lock; exit 75 if another weir has it.
     pub fn open_locked(dir: &Path) -> Result<Store, Error> {
+        // Before anything runs, a state directory that cannot be made is a usage error
+        // (exit 2): exit 1 promises a resumable state, and there is none.
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::runtime(format!(
+            Error::usage(format!(
                 "cannot create state directory {}: {e}",
-                dir.display()
+                crate::escape::path(dir)
             ))
         })?;
         let lock_path = dir.join("LOCK");
@@ -46,7 +48,12 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| Error::runtime(format!("cannot open {}: {e}", lock_path.display())))?;
+            .map_err(|e| {
+                Error::usage(format!(
+                    "cannot write in state directory {}: {e}",
+                    crate::escape::path(dir)
+                ))
+            })?;
         match f.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

@@ -211,15 +211,13 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
         }
     }
     if order.len() < n {
-        let cyc: Vec<&str> = (0..n)
-            .filter(|&i| !done[i])
-            .map(|i| spec.nodes[i].name.as_str())
-            .collect();
-        let first = (0..n).find(|&i| !done[i]).unwrap_or(0);
+        let cyc = find_cycle(n, &wires, &done);
+        let first = cyc.first().copied().unwrap_or(0);
+        let names: Vec<&str> = cyc.iter().map(|&i| spec.nodes[i].name.as_str()).collect();
         c.at(
             spec.nodes[first].key_span("inputs"),
             Some(&spec.nodes[first].name),
-            format!("the inputs form a cycle through: {}", cyc.join(" -> ")),
+            format!("the inputs form a cycle: {}", names.join(" -> ")),
         );
     }
 
@@ -346,6 +344,41 @@ pub fn build_collect(spec: &PipelineSpec) -> (Graph, Vec<super::Problem>) {
         }
     }
     (g, problems)
+}
+
+/// One cycle among the nodes Kahn's sort could not order, in data order and closed
+/// (`b -> c -> b`). Those nodes also include everything downstream of a cycle, which is no
+/// part of it: nodes that feed none of the rest are peeled off first.
+fn find_cycle(n: usize, wires: &[(usize, Port, usize)], done: &[bool]) -> Vec<usize> {
+    let mut live: Vec<bool> = done.iter().map(|d| !d).collect();
+    loop {
+        let dead = (0..n).find(|&i| live[i] && !wires.iter().any(|w| w.0 == i && live[w.2]));
+        match dead {
+            Some(i) => live[i] = false,
+            None => break,
+        }
+    }
+    let Some(start) = (0..n).find(|&i| live[i]) else {
+        return Vec::new();
+    };
+    let mut path = vec![start];
+    loop {
+        let at = path[path.len() - 1];
+        let Some(next) = wires
+            .iter()
+            .filter(|w| w.0 == at && live[w.2])
+            .map(|w| w.2)
+            .min()
+        else {
+            return path;
+        };
+        if let Some(k) = path.iter().position(|&p| p == next) {
+            let mut cyc = path.split_off(k);
+            cyc.push(next);
+            return cyc;
+        }
+        path.push(next);
+    }
 }
 
 fn add_edge(g: &mut Graph, from: usize, port: Port, to: usize) {

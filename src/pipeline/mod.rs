@@ -4,6 +4,7 @@
 pub mod env;
 pub mod fields;
 pub mod graph;
+pub mod safety;
 pub mod spec;
 mod suggest;
 pub mod validate;
@@ -306,7 +307,10 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
         let span = value.span();
         match key.get_ref().as_ref() {
             "name" => match value.get_ref().as_str() {
-                Some(s) => spec.name = s.to_string(),
+                Some(s) => {
+                    spec.name = s.to_string();
+                    spec.setting_spans.push(("name".into(), span));
+                }
                 None => c.at(span, None, "`name` must be a string"),
             },
             "checkpoint" | "restart" => {
@@ -339,7 +343,7 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
             ),
         }
     }
-    if spec.name.is_empty() {
+    if spec.name.is_empty() && !spec.setting_spans.iter().any(|(k, _)| k == "name") {
         spec.name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -349,17 +353,49 @@ pub fn parse(path: &Path, text: &str, overrides: &[String]) -> Result<PipelineSp
     Ok(spec)
 }
 
+/// Reads a table into its config, reporting every bad key, not just the first: serde stops
+/// at the first problem, so the key it points at is set aside and the rest read again. The
+/// config read without the bad keys is returned, so that its other settings (expressions,
+/// paths) are checked too; the problems already make the file invalid.
 fn deserialize<'a, T: serde::de::DeserializeOwned>(
     c: &mut Collector,
     value: &Spanned<DeValue<'a>>,
     node: Option<&str>,
 ) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let span = e.span().unwrap_or(value.span());
-            c.at(span, node, suggest::unknown_field(e.message()));
-            None
+    let mut value = value.clone();
+    let mut set_aside: Vec<String> = Vec::new();
+    loop {
+        let e = match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        let span = e.span().unwrap_or(value.span());
+        let message = e.message().to_string();
+        // "missing field `expr`" after `expr` was set aside for a wrong type says nothing new.
+        if !set_aside
+            .iter()
+            .any(|k| message.contains(&format!("missing field `{k}`")))
+        {
+            c.at(span.clone(), node, suggest::unknown_field(&message));
+        }
+        let table_span = value.span();
+        let DeValue::Table(t) = value.get_mut() else {
+            return None;
+        };
+        let culprit = t
+            .iter()
+            .find(|(k, v)| {
+                let (ks, vs) = (k.span(), v.span());
+                (ks.start <= span.start && span.start < ks.end.max(ks.start + 1))
+                    || (vs.start <= span.start && span.start < vs.end.max(vs.start + 1))
+            })
+            .map(|(k, _)| k.get_ref().to_string());
+        match culprit {
+            Some(k) if span != table_span && set_aside.len() < 64 => {
+                t.remove(k.as_str());
+                set_aside.push(k);
+            }
+            _ => return None,
         }
     }
 }

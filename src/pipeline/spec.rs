@@ -261,7 +261,14 @@ pub const SOURCE_TYPES: &[&str] = &["file", "generate"];
 pub const TRANSFORM_TYPES: &[&str] = &["filter", "map", "parse", "aggregate", "window", "dedup"];
 pub const SINK_TYPES: &[&str] = &["file", "exec", "sqlite", "postgres"];
 
-/// Parses "500ms", "2s", "1m", "1h30m", "1d" into milliseconds.
+/// The longest duration accepted: 100 years. Longer ones are typos (`"999999999999999h"`) and
+/// would overflow event-time arithmetic (window ends past the year 9999).
+pub const MAX_DURATION_MS: i64 = 100 * 365 * 86_400_000;
+
+/// Parses "500ms", "2s", "1m", "1h30m", "1d", "1.5s" into milliseconds, exactly: decimal
+/// digits are read as integers, so a duration that is not a whole number of milliseconds
+/// ("0.5ms") is refused rather than rounded, and one past [`MAX_DURATION_MS`] is refused
+/// rather than saturated.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -270,7 +277,10 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     if t == "0" {
         return Ok(0);
     }
-    let mut total: i64 = 0;
+    let not_duration =
+        || format!("`{s}` is not a duration (like \"500ms\", \"10s\", \"1m\", \"1h30m\")");
+    let too_long = || format!("`{s}` is longer than the longest duration accepted (100 years)");
+    let mut total: i128 = 0;
     let b = t.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -279,32 +289,60 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!(
-                "`{s}` is not a duration (like \"500ms\", \"10s\", \"1m\", \"1h30m\")"
-            ));
+            return Err(not_duration());
         }
-        let num: f64 = t[start..i]
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration"))?;
+        let (whole, frac) = match t[start..i].split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (&t[start..i], ""),
+        };
+        if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
+            return Err(not_duration());
+        }
         let ustart = i;
         while i < b.len() && b[i].is_ascii_alphabetic() {
             i += 1;
         }
-        let unit_ms: f64 = match &t[ustart..i] {
-            "ms" => 1.0,
-            "s" => 1000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
+        let unit_ms: i128 = match &t[ustart..i] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             "" => return Err(format!("`{s}` needs a unit (ms, s, m, h, d)")),
             u => return Err(format!("unknown unit `{u}` in `{s}` (use ms, s, m, h, d)")),
         };
-        total = total.saturating_add((num * unit_ms).round() as i64);
+        // 19 digits fit an i128 times any unit; more is past the limit anyway (or zeros).
+        let digits = |d: &str| -> Result<i128, String> {
+            let d = d.trim_start_matches('0');
+            if d.len() > 19 {
+                return Err(too_long());
+            }
+            Ok(if d.is_empty() {
+                0
+            } else {
+                d.parse().map_err(|_| not_duration())?
+            })
+        };
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 12 {
+            return Err(format!("`{s}` is not a whole number of milliseconds"));
+        }
+        let scale = 10i128.pow(frac.len() as u32);
+        let f = if frac.is_empty() { 0 } else { digits(frac)? } * unit_ms;
+        if f % scale != 0 {
+            return Err(format!(
+                "`{s}` is not a whole number of milliseconds (the smallest unit is 1ms)"
+            ));
+        }
+        total += digits(whole)? * unit_ms + f / scale;
+        if total > MAX_DURATION_MS as i128 {
+            return Err(too_long());
+        }
         while i < b.len() && b[i] == b' ' {
             i += 1;
         }
     }
-    Ok(total)
+    Ok(total as i64)
 }
 
 /// The format of a path, from the config or its extension.
@@ -344,5 +382,21 @@ mod tests {
         assert!(parse_duration_ms("5").is_err());
         assert!(parse_duration_ms("5x").is_err());
         assert!(parse_duration_ms("").is_err());
+        assert_eq!(parse_duration_ms("1.1s"), Ok(1100));
+        assert_eq!(parse_duration_ms("0.001s"), Ok(1));
+        assert_eq!(parse_duration_ms(".5s"), Ok(500));
+        assert_eq!(parse_duration_ms("0.50s"), Ok(500));
+        assert_eq!(parse_duration_ms("36500d"), Ok(MAX_DURATION_MS));
+        for bad in [
+            "0.5ms",
+            "0.0001s",
+            "1.2.3s",
+            ".s",
+            "999999999999999h",
+            "36501d",
+        ] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration_ms("99999999999999999999999999999h").is_err());
     }
 }

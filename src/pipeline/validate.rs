@@ -58,6 +58,7 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
             );
         }
     }
+    super::safety::check(spec, &mut c);
     for node in &spec.nodes {
         let name = Some(node.name.as_str());
         match (&node.config, node.kind) {

@@ -158,15 +158,17 @@ impl Context {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
+    /// One line on stderr: control characters in it (from file names) are escaped, a
+    /// newline too, so no name can forge a line of its own.
     pub fn warn(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("weir: warning: {}", msg.as_ref());
+            eprintln!("weir: warning: {}", crate::escape::text(msg.as_ref()));
         }
     }
 
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.verbose > 0 && !self.quiet {
-            eprintln!("weir: {}", msg.as_ref());
+            eprintln!("weir: {}", crate::escape::text(msg.as_ref()));
         }
     }
 

@@ -50,7 +50,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let configs = super::edits::Stamp::new(spec, &graph, &opts.drop_state);
     let warn = |m: &str| {
         if !opts.quiet {
-            eprintln!("weir: warning: {m}");
+            eprintln!("weir: warning: {}", crate::escape::text(m));
         }
     };
 
@@ -152,7 +152,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     attempts_left
                 ));
                 std::thread::sleep(Duration::from_millis(delay_ms as u64));
-                delay_ms *= backoff;
+                delay_ms = crate::pipeline::safety::next_restart_delay(delay_ms, backoff);
                 restored = match &store {
                     Some(s) if !fresh_pending => s.pick(None, &warn)?,
                     _ => None,

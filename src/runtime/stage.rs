@@ -190,8 +190,12 @@ impl Output {
                     ""
                 };
                 Err(Stop::Failed(Error::bad_input(format!(
-                    "bad input in source '{src}' at {file}:{} (byte offset {}): node '{}': {error}{hint}",
-                    origin.line, origin.offset, ctx.names[self.node]
+                    "bad input in source '{src}' at {}:{} (byte offset {}): node '{}': {}{hint}",
+                    crate::escape::text(&file),
+                    origin.line,
+                    origin.offset,
+                    ctx.names[self.node],
+                    crate::escape::text(error)
                 ))))
             }
             OnError::Skip => Ok(()),

@@ -120,47 +120,41 @@ impl FileSink {
             return Ok(());
         }
         let at = self.written - self.buf.len() as u64;
-        let r = match &mut self.target {
-            Target::File(_) | Target::Spool(_) => (|| {
-                fail::fail_point!("sink-write-error", |_| Err(std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    "No space left on device (injected)"
-                )));
-                match &mut self.target {
-                    Target::File(f) => f.write_all(&self.buf),
-                    Target::Spool(s) => s.append(at, &self.buf),
-                    Target::Stdout => Ok(()),
-                }
-            })(),
-            Target::Stdout => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(&self.buf).and_then(|_| o.flush())
-            }
-        };
-        match r {
-            Ok(()) => {
-                self.buf.clear();
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                // The reader went away (`| head`): stop quietly, as ripgrep does.
-                Err(Stop::Disconnected)
-            }
-            Err(e) => Err(self.io_err("cannot write", e)),
+        let r = write_to(&mut self.target, at, &self.buf);
+        self.buf.clear();
+        r.map_err(|e| self.write_err(e))
+    }
+
+    fn write_err(&self, e: std::io::Error) -> Stop {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away (`| head`): stop quietly, as ripgrep does.
+            return Stop::Disconnected;
         }
+        self.io_err("cannot write", e)
     }
 
     fn encode(&mut self, v: &Value) -> StageResult {
-        let before = self.buf.len();
         match self.format {
             Format::Jsonl | Format::Lines => {
-                v.write_json(&mut self.buf);
-                self.buf.push(b'\n');
+                // Through `Spill`, so a huge record is not copied whole into `buf` first.
+                let mut w = Spill {
+                    sink: self,
+                    failed: None,
+                };
+                let r = serde_json::to_writer(&mut w, v)
+                    .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io));
+                if let Some(stop) = w.failed.take() {
+                    return Err(stop);
+                }
+                r.map_err(|e| Stop::Failed(Error::runtime(format!("sink '{}': {e}", self.name))))
             }
-            Format::Csv | Format::Tsv => self.encode_csv(v)?,
+            Format::Csv | Format::Tsv => {
+                let before = self.buf.len();
+                self.encode_csv(v)?;
+                self.written += (self.buf.len() - before) as u64;
+                Ok(())
+            }
         }
-        self.written += (self.buf.len() - before) as u64;
-        Ok(())
     }
 
     fn encode_csv(&mut self, v: &Value) -> StageResult {
@@ -229,6 +223,63 @@ impl FileSink {
     }
 }
 
+/// Writes `bytes`, which are the sink's output from logical position `at` (the spool keeps
+/// positions; a file and stdout just take the bytes).
+fn write_to(target: &mut Target, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+    match target {
+        Target::File(_) | Target::Spool(_) => {
+            fail::fail_point!("sink-write-error", |_| Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "No space left on device (injected)"
+            )));
+            match target {
+                Target::File(f) => f.write_all(bytes),
+                Target::Spool(s) => s.append(at, bytes),
+                Target::Stdout => Ok(()),
+            }
+        }
+        Target::Stdout => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(bytes).and_then(|_| o.flush())
+        }
+    }
+}
+
+/// Where a record's JSON is encoded: small pieces are gathered in the sink's buffer; a piece
+/// of at least [`FLUSH_AT`] bytes (a long string, which serde_json hands over in one piece)
+/// goes to the target straight from the value, after what was gathered. So a 200 MB line
+/// costs no 200 MB buffer (nor the doubling of one as it grows) on top of the record.
+struct Spill<'a> {
+    sink: &'a mut FileSink,
+    /// Why writing failed, for the sink's own error (serde_json only carries an io::Error).
+    failed: Option<Stop>,
+}
+
+impl Write for Spill<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let s = &mut *self.sink;
+        if bytes.len() < FLUSH_AT {
+            s.buf.extend_from_slice(bytes);
+        } else {
+            let r = s.write_out().and_then(|()| {
+                // After `write_out`, nothing is held: these bytes start at `written`.
+                let at = s.written;
+                write_to(&mut s.target, at, bytes).map_err(|e| s.write_err(e))
+            });
+            if let Err(stop) = r {
+                self.failed = Some(stop);
+                return Err(std::io::Error::other("the sink could not write"));
+            }
+        }
+        s.written += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Opens `path` for writing at the end of its first `len` bytes (truncating anything after);
 /// a fresh run (`keep` false) starts from an empty file.
 fn open_truncated(path: &std::path::Path, len: u64, keep: bool) -> std::io::Result<File> {
@@ -257,10 +308,12 @@ fn open_truncated(path: &std::path::Path, len: u64, keep: bool) -> std::io::Resu
 }
 
 impl Operator for FileSink {
-    fn process(&mut self, _input: usize, batch: Batch, _out: &mut Output) -> StageResult {
+    fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
         for r in &batch.records {
             self.encode(&r.value)?;
         }
+        // A sink's output is what it writes: `--stats` counts it as `records_out`.
+        out.ctx.stats[out.node].add_out(batch.records.len());
         if self.buf.len() >= FLUSH_AT {
             self.write_out()?;
         }

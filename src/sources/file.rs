@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const CHUNK: usize = 1 << 20;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const DEFAULT_FINGERPRINT_BYTES: usize = 1024;
 
 /// One file's entry in a checkpoint.
@@ -56,6 +57,10 @@ pub struct FileState {
     pub tail_len: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tail_crc: u32,
+    /// The file as a whole is bad input (a corrupt or truncated `.gz`, a CSV header that is
+    /// not UTF-8): it went to `on_error` once, and the rest of it is never read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bad: bool,
     /// No longer matched by the glob (rotated away or removed); kept until the run ends so
     /// record origins keep their file numbers, left out of the next checkpoint.
     #[serde(skip)]
@@ -75,6 +80,9 @@ pub struct StdinState {
     pub line: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<Vec<String>>,
+    /// As `FileState::bad`: the rest of stdin is read and dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bad: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -229,6 +237,15 @@ impl Reader {
         }
     }
 
+    /// A UTF-8 byte order mark at the very start of the input is no part of the data, as jq
+    /// and Miller read it: it would make line 1 invalid JSON and `lines` keep U+FEFF. It is
+    /// consumed like data, so offsets (and stdin's CRC) stay those of the bytes themselves.
+    fn skip_bom(&mut self) {
+        if self.offset == 0 && self.data().starts_with(BOM) {
+            self.consume(BOM.len());
+        }
+    }
+
     /// Reads more bytes after the unconsumed ones.
     fn fill(&mut self) -> std::io::Result<Fill> {
         if matches!(self.input, Input::Mapped(_)) {
@@ -258,7 +275,12 @@ impl Reader {
             self.start = 0;
         }
         if self.buf.len() - self.end < CHUNK / 2 {
-            let grow = (self.buf.len()).max(CHUNK);
+            // A quarter more each time, not double: a line of hundreds of MB then costs at
+            // most a quarter of its size in spare buffer (the record parsed from it needs as
+            // much again), at the price of a few more copies while it grows.
+            let grow = (self.buf.len() / 4).max(CHUNK);
+            // reserve_exact: `resize` alone would double the capacity.
+            self.buf.reserve_exact(grow);
             self.buf.resize(self.buf.len() + grow, 0);
         }
         match &mut self.input {
@@ -269,6 +291,7 @@ impl Reader {
                     return Ok(Fill::Eof);
                 }
                 self.end += n;
+                self.skip_bom();
                 Ok(Fill::Data)
             }
             Input::Stdin(rx) => match rx.recv_timeout(Duration::from_millis(50)) {
@@ -278,6 +301,7 @@ impl Reader {
                     }
                     self.buf[self.end..self.end + chunk.len()].copy_from_slice(&chunk);
                     self.end += chunk.len();
+                    self.skip_bom();
                     Ok(Fill::Data)
                 }
                 Ok(Err(e)) => Err(e),
@@ -975,27 +999,49 @@ impl FileSource {
 
     fn list_files(&self, first_run: bool) -> Result<Vec<PathBuf>, Error> {
         let p = self.s.path.to_string_lossy().into_owned();
-        if !is_glob(&self.s.pattern) {
-            if !self.s.path.exists() {
-                // Missing on the first run is a mistake in the pipeline; later (rotation,
-                // follow) it is a file that comes and goes.
-                if self.s.at_end == AtEnd::Follow || !first_run {
-                    return Ok(Vec::new());
-                }
-                return Err(Error::usage(format!(
-                    "source '{}': input file {} does not exist",
-                    self.name(),
-                    p
-                )));
+        // A path weir may not look at is not a missing file: said so, and on the first scan
+        // the run stops before reading anything (exit 2); later (follow) it is a warning.
+        let denied = |path: &Path, e: &std::io::Error| -> Result<Vec<PathBuf>, Error> {
+            let m = format!(
+                "source '{}': cannot read {}: {e}",
+                self.name(),
+                crate::escape::path(path)
+            );
+            if first_run {
+                return Err(Error::usage(m));
             }
-            return Ok(vec![self.s.path.clone()]);
+            self.ctx.warn(m);
+            Ok(Vec::new())
+        };
+        if !is_glob(&self.s.pattern) {
+            match std::fs::metadata(&self.s.path) {
+                Ok(_) => return Ok(vec![self.s.path.clone()]),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return denied(&self.s.path, &e)
+                }
+                Err(_) => {}
+            }
+            // Missing on the first run is a mistake in the pipeline; later (rotation,
+            // follow) it is a file that comes and goes.
+            if self.s.at_end == AtEnd::Follow || !first_run {
+                return Ok(Vec::new());
+            }
+            return Err(Error::usage(format!(
+                "source '{}': input file {} does not exist",
+                self.name(),
+                crate::escape::text(&p)
+            )));
         }
         let paths = glob::glob(&p)
             .map_err(|e| Error::usage(format!("source '{}': bad glob `{p}`: {e}", self.name())))?;
-        let mut v: Vec<PathBuf> = paths
-            .filter_map(|r| r.ok())
-            .filter(|p| p.is_file())
-            .collect();
+        let mut v: Vec<PathBuf> = Vec::new();
+        for r in paths {
+            match r {
+                Ok(p) => v.push(p),
+                Err(e) => return denied(e.path(), e.error()),
+            }
+        }
+        v.retain(|p| p.is_file());
         v.sort();
         if v.is_empty() && first_run && self.s.at_end == AtEnd::Finish {
             self.ctx
@@ -1032,7 +1078,7 @@ impl FileSource {
         let Some(mut st) = self.files.get(self.cur).cloned() else {
             return Ok(false);
         };
-        if st.gone {
+        if st.gone || st.bad {
             return Ok(true);
         }
         // The name may now belong to another file (rotated since the last scan): check the
@@ -1191,7 +1237,7 @@ impl FileSource {
             Input::Mapped(m) => (st.offset as usize).min(m.len()),
             _ => 0,
         };
-        self.reader = Some(Reader {
+        let mut reader = Reader {
             input,
             buf: Vec::new(),
             start,
@@ -1202,7 +1248,11 @@ impl FileSource {
             released: 0,
             kept,
             check,
-        });
+        };
+        if matches!(reader.input, Input::Mapped(_)) {
+            reader.skip_bom();
+        }
+        self.reader = Some(reader);
         Ok(true)
     }
 
@@ -1362,9 +1412,15 @@ impl FileSource {
                 }
                 if lines.is_empty() {
                     if !r.eof {
-                        match r.fill().map_err(|e| io_stop(&self.s, e))? {
-                            Fill::Data | Fill::Eof => continue,
-                            Fill::Idle => return Ok((consumed, ReadStatus::Idle)),
+                        match r.fill() {
+                            Ok(Fill::Data | Fill::Eof) => continue,
+                            Ok(Fill::Idle) => return Ok((consumed, ReadStatus::Idle)),
+                            // A pipe that fails is no bad record: the run fails (resumable).
+                            Err(e) if self.stdin.is_some() => return Err(io_stop(&self.s, e)),
+                            Err(e) => {
+                                self.bad_file(&format!("cannot be read: {e}"), None, out)?;
+                                return Ok((consumed + 1, ReadStatus::Eof));
+                            }
                         }
                     }
                     return Ok((consumed, ReadStatus::Eof));
@@ -1724,6 +1780,58 @@ impl FileSource {
         out
     }
 
+    fn file_is_bad(&self) -> bool {
+        match &self.stdin {
+            Some(st) => st.bad,
+            None => self.files.get(self.cur).is_some_and(|f| f.bad),
+        }
+    }
+
+    /// The open file as a whole is bad input, at the read position: one record to
+    /// `on_error` (under `fail` the run stops with exit 3, naming the file), and the rest of
+    /// the file is never read, in this run or a resumed one.
+    fn bad_file(&mut self, why: &str, raw: Option<&[u8]>, out: &mut Output) -> StageResult {
+        let offset = self.reader.as_ref().map_or_else(
+            || {
+                self.csv
+                    .as_ref()
+                    .map_or(0, |c| c.base + c.reader.position().byte())
+            },
+            |r| r.offset,
+        );
+        let origin = self.origin(self.current_line() + 1, offset);
+        self.bad_file_at(origin, why, raw, out)
+    }
+
+    fn bad_file_at(
+        &mut self,
+        origin: Origin,
+        why: &str,
+        raw: Option<&[u8]>,
+        out: &mut Output,
+    ) -> StageResult {
+        let what = if self.stdin.is_some() {
+            "stdin".to_string()
+        } else {
+            let name = self.files.get(self.cur).map_or("", |f| f.path.as_str());
+            if is_gz(name) {
+                "this gzip file (empty, truncated or not gzip)".to_string()
+            } else {
+                "this file".to_string()
+            }
+        };
+        out.bad(origin, &format!("{what} {why}"), raw, None)?;
+        match &mut self.stdin {
+            Some(st) => st.bad = true,
+            None => {
+                if let Some(f) = self.files.get_mut(self.cur) {
+                    f.bad = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn read_csv(&mut self, n: usize, out: &mut Output) -> StageResult<(usize, ReadStatus)> {
         let delim = if self.s.format == Format::Tsv {
             b'\t'
@@ -1763,10 +1871,27 @@ impl FileSource {
         let mut rec = csv::ByteRecord::new();
         while consumed < n {
             let line_before = self.current_line();
+            let file_is_bad = self.file_is_bad();
             let cs = self.csv.as_mut().expect("csv open");
             let start = cs.base + cs.reader.position().byte();
+            if file_is_bad {
+                // Read to the end and dropped, so stdin's position stays true.
+                match cs.reader.read_byte_record(&mut rec) {
+                    Ok(true) => {
+                        let pos = cs.base + cs.reader.position().byte();
+                        let lines = cs.base_line + cs.reader.position().line().saturating_sub(1);
+                        self.set_csv_position(pos, lines);
+                        continue;
+                    }
+                    _ => return Ok((consumed, ReadStatus::Eof)),
+                }
+            }
             let more = match cs.reader.read_byte_record(&mut rec) {
                 Ok(m) => m,
+                Err(e) if e.is_io_error() && self.stdin.is_none() => {
+                    self.bad_file(&format!("cannot be read: {e}"), None, out)?;
+                    return Ok((consumed + 1, ReadStatus::Eof));
+                }
                 Err(e) => {
                     let pos = cs.base + cs.reader.position().byte();
                     let lines = cs.base_line + cs.reader.position().line().saturating_sub(1);
@@ -1808,6 +1933,17 @@ impl FileSource {
             }
             if let Some(msg) = bad {
                 let raw = csv_text(&rec, delim);
+                if self.header.is_none() {
+                    // Without its header no row of the file can be read: taking the next
+                    // row as the header would silently misname every field.
+                    let msg = format!(
+                        "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
+                        origin.line
+                    );
+                    self.bad_file_at(origin, &msg, Some(&raw), out)?;
+                    consumed += 1;
+                    continue;
+                }
                 out.bad(origin, &msg, Some(&raw), None)?;
                 consumed += 1;
                 continue;

@@ -116,7 +116,11 @@ impl Operator for Aggregate {
                 },
                 None => 0,
             };
-            if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
+            // Checked before the key is looked up: a bad record leaves no trace, not even a
+            // key with empty aggregates.
+            if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args)
+                .and_then(|()| check_args(&self.specs, &self.args))
+            {
                 out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
                 continue;
             }
@@ -130,11 +134,6 @@ impl Operator for Aggregate {
                 if !new && clock.saturating_sub(self.groups.last_seen(row)) > ttl.ms {
                     self.groups.reset(row, now);
                 }
-            }
-            // A bad record leaves a key it added, with empty aggregates (as the map did).
-            if let Err(msg) = check_args(&self.specs, &self.args) {
-                out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                continue;
             }
             self.groups.update(row, &self.args, now);
             self.clock = self.clock.max(now);
@@ -359,7 +358,10 @@ mod tests {
                     },
                     None => 0,
                 };
-                if eval_args(&self.specs, r, &mut self.args).is_err() {
+                // A record an aggregate rejects leaves no trace: no group, no reset.
+                if eval_args(&self.specs, r, &mut self.args).is_err()
+                    || check_args(&self.specs, &self.args).is_err()
+                {
                     continue;
                 }
                 if let Some(ttl) = &self.ttl {

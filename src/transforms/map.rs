@@ -25,26 +25,33 @@ impl Operator for MapOp {
             self.scratch.clear();
             match self.expr.eval(&r.value, &mut self.scratch) {
                 Ok(()) => {
+                    // One bad record is one dead letter, however many of its outputs are not
+                    // objects: the record is rejected whole (no output of it is kept), like
+                    // a record whose expression fails, so its outputs never go out in part.
+                    let not_object = self
+                        .scratch
+                        .iter()
+                        .find(|v| !matches!(v, crate::value::Value::Object(_)));
+                    if let Some(value) = not_object {
+                        // Records are objects (SPEC section 2); wrap a scalar in one, like
+                        // `{v: .x}`, to keep it.
+                        let msg = format!(
+                            "map made {} {}, not an object: records are JSON objects",
+                            if value.type_name() == "array" || value.type_name() == "object" {
+                                "an"
+                            } else {
+                                "a"
+                            },
+                            value.type_name()
+                        );
+                        out.bad(r.origin, &msg, None, Some(r.value))?;
+                        continue;
+                    }
                     for value in self.scratch.drain(..) {
-                        if let crate::value::Value::Object(_) = value {
-                            out.push(Record {
-                                value,
-                                origin: r.origin,
-                            });
-                        } else {
-                            // Records are objects (SPEC section 2); wrap a scalar in one,
-                            // like `{v: .x}`, to keep it.
-                            let msg = format!(
-                                "map made {} {}, not an object: records are JSON objects",
-                                if value.type_name() == "array" || value.type_name() == "object" {
-                                    "an"
-                                } else {
-                                    "a"
-                                },
-                                value.type_name()
-                            );
-                            out.bad(r.origin, &msg, None, Some(r.value.clone()))?;
-                        }
+                        out.push(Record {
+                            value,
+                            origin: r.origin,
+                        });
                     }
                 }
                 Err(e) => out.bad(r.origin, &e.message, None, Some(r.value))?,

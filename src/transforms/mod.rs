@@ -245,7 +245,16 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                     .map(|expr| time_expr(node, expr, c.time_unit, &c.time_format, &mut p))
             });
             let ttl = match (&c.ttl, c.time.is_some()) {
-                (toml::Value::String(s), true) => duration(node, "ttl", s, &mut p),
+                (toml::Value::String(s), true) => match duration(node, "ttl", s, &mut p) {
+                    Some(0) => {
+                        p.push((
+                            node.key_span("ttl"),
+                            format!("`ttl` = \"{s}\" would drop nothing: a duplicate is less than `ttl` away, so write a time longer than 0 like \"10m\""),
+                        ));
+                        None
+                    }
+                    other => other,
+                },
                 (toml::Value::Integer(n), false) if *n > 0 => Some(*n),
                 (toml::Value::String(_), false) => {
                     p.push((node.key_span("ttl"), "without `time`, `ttl` counts records: write a number like ttl = 100000 (or give `time` for a duration of event time)".into()));
@@ -278,6 +287,11 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
     };
     match op {
         Some(op) if p.is_empty() => Ok(op),
+        // Every refusal above says why; this keeps a forgotten one from being a silent exit 2.
+        None if p.is_empty() => Err(vec![(
+            node.span.clone(),
+            format!("the {} settings are not valid", node.config.type_name()),
+        )]),
         _ => Err(p),
     }
 }

@@ -576,8 +576,14 @@ pub(crate) fn fallback_case(damage: impl Fn(&std::path::Path)) {
     assert_eq!(files.len(), 2);
     damage(&files[1]);
 
+    // The list is printed; exit 1 says the newest checkpoint is invalid (README).
     let l = p.weir(&["checkpoints", "p.toml"]);
-    l.expect_code(0);
+    l.expect_code(1);
+    assert!(
+        l.stderr.contains("would continue from checkpoint 1"),
+        "{}",
+        l.stderr
+    );
     let text = l.stdout_str();
     let line2 = text
         .lines()
