@@ -9,5 +9,6 @@ pub mod progress;
 pub mod run;
 pub mod settings;
 pub mod stage;
+pub mod stats;
 
 pub use message::{Batch, EndKind, Msg, Origin, Record};

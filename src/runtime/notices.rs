@@ -1,7 +1,7 @@
 //! What a run says on stderr when it ends, beyond errors: things the user would otherwise not
 //! notice, such as records a window dropped as late with nothing reading its `.late` output.
 
-use super::run::RunStats;
+use super::stats::RunStats;
 use crate::pipeline::graph::{Graph, Port};
 
 /// One line per window that counted late records and has no `<node>.late` wired: how many,

@@ -6,6 +6,7 @@ use super::context::{Context, Report, SourceInfo, StopReason};
 use super::message::Msg;
 pub use super::settings::{checkpoint_settings, pipeline_hash, CheckpointSettings};
 use super::stage::{run_stage, Operator, Output};
+pub use super::stats::RunStats;
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::store::Store;
 use crate::cli::Progress;
@@ -421,18 +422,6 @@ fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<
         }
     }
     Ok(())
-}
-
-/// Figures of one attempt, for `--stats`.
-pub struct RunStats {
-    pub names: Vec<String>,
-    pub kinds: Vec<&'static str>,
-    pub records_in: Vec<u64>,
-    pub records_out: Vec<u64>,
-    pub errors: Vec<u64>,
-    pub late: Vec<u64>,
-    pub max_stall_us: Vec<u64>,
-    pub checkpoints: Vec<(u64, f64, u64)>,
 }
 
 fn write_stats(

@@ -10,6 +10,7 @@
 
 use super::combine::{fold_range, Ack, CombineSpec, Folded, Table, EPOCH_LINES, MAX_COMBINED};
 use super::formats::{decode_jsonl, decode_line, infer, strip_cr};
+pub use super::rotation::FileState;
 use super::rotation::{self, is_gz, Event, Listed};
 use super::{ReadStatus, Source};
 use crate::error::Error;
@@ -30,46 +31,6 @@ use std::time::Duration;
 const CHUNK: usize = 1 << 20;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const DEFAULT_FINGERPRINT_BYTES: usize = 1024;
-
-/// One file's entry in a checkpoint.
-#[derive(Serialize, Deserialize, Debug, Clone, Default)]
-pub struct FileState {
-    pub path: String,
-    pub dev: u64,
-    pub ino: u64,
-    /// How many leading bytes the fingerprint covers (less than asked for a short file).
-    pub fp_len: u64,
-    pub fp_crc: u32,
-    /// Byte offset after the last record consumed.
-    pub offset: u64,
-    /// Lines consumed (the next record's line number is `line + 1`).
-    pub line: u64,
-    /// CSV/TSV header of this file, once read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<Vec<String>>,
-    /// Size when last looked at, to tell "read fully" from "lost" when the file disappears.
-    #[serde(default)]
-    pub size: u64,
-    /// The tail fingerprint: CRC32 of the `tail_len` bytes just before `offset` (plain files),
-    /// so that a file rewritten in place or a copy with the same first bytes is not taken for
-    /// this one (see `rotation`).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub tail_len: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub tail_crc: u32,
-    /// The file as a whole is bad input (a corrupt or truncated `.gz`, a CSV header that is
-    /// not UTF-8): it went to `on_error` once, and the rest of it is never read.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bad: bool,
-    /// No longer matched by the glob (rotated away or removed); kept until the run ends so
-    /// record origins keep their file numbers, left out of the next checkpoint.
-    #[serde(skip)]
-    pub gone: bool,
-}
-
-fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
-    *x == T::default()
-}
 
 /// Stdin in a checkpoint: bytes consumed and their CRC32, so `resume` can tell whether it is
 /// being fed the same input again.

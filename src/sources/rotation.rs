@@ -9,12 +9,52 @@
 //! which file to look at first. A file with the same inode whose content differs was truncated
 //! or replaced in place, and is read again as a new file.
 
-use super::file::FileState;
 use crate::error::Error;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
+}
+
+/// One file's entry in a checkpoint: its identity (head and tail fingerprints, device and
+/// inode) and its position, which `reconcile` matches against what is listed now.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
+pub struct FileState {
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+    /// How many leading bytes the fingerprint covers (less than asked for a short file).
+    pub fp_len: u64,
+    pub fp_crc: u32,
+    /// Byte offset after the last record consumed.
+    pub offset: u64,
+    /// Lines consumed (the next record's line number is `line + 1`).
+    pub line: u64,
+    /// CSV/TSV header of this file, once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Vec<String>>,
+    /// Size when last looked at, to tell "read fully" from "lost" when the file disappears.
+    #[serde(default)]
+    pub size: u64,
+    /// The tail fingerprint: CRC32 of the `tail_len` bytes just before `offset` (plain files),
+    /// so that a file rewritten in place or a copy with the same first bytes is not taken for
+    /// this one (see `rotation`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tail_len: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tail_crc: u32,
+    /// The file as a whole is bad input (a corrupt or truncated `.gz`, a CSV header that is
+    /// not UTF-8): it went to `on_error` once, and the rest of it is never read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bad: bool,
+    /// No longer matched by the glob (rotated away or removed); kept until the run ends so
+    /// record origins keep their file numbers, left out of the next checkpoint.
+    #[serde(skip)]
+    pub gone: bool,
+}
 
 /// Bytes before a file's offset that its tail fingerprint covers.
 pub const TAIL_BYTES: u64 = 256;
