@@ -21,7 +21,7 @@ pub enum Signal {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ErrorKind {
     /// The pipeline failed at run time after its restart strategy gave up (exit 1).
     Runtime,
     /// Usage error or invalid pipeline file; nothing was run (exit 2).
@@ -34,28 +34,28 @@ pub enum Kind {
 
 #[derive(Debug)]
 pub struct Error {
-    pub kind: Kind,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 impl Error {
-    pub fn new(kind: Kind, message: impl Into<String>) -> Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
             kind,
             message: message.into(),
         }
     }
     pub fn usage(message: impl Into<String>) -> Error {
-        Error::new(Kind::Usage, message)
+        Error::new(ErrorKind::Usage, message)
     }
     pub fn runtime(message: impl Into<String>) -> Error {
-        Error::new(Kind::Runtime, message)
+        Error::new(ErrorKind::Runtime, message)
     }
     pub fn bad_input(message: impl Into<String>) -> Error {
-        Error::new(Kind::BadInput, message)
+        Error::new(ErrorKind::BadInput, message)
     }
     pub fn locked(message: impl Into<String>) -> Error {
-        Error::new(Kind::Locked, message)
+        Error::new(ErrorKind::Locked, message)
     }
     /// Prefixes the message with where it happened (a node, a file).
     pub fn context(mut self, what: impl fmt::Display) -> Error {
@@ -90,10 +90,10 @@ pub fn exit_code(result: &Result<Outcome>) -> i32 {
         Ok(Outcome::Interrupted(Signal::Int)) => 130,
         Ok(Outcome::Interrupted(Signal::Term)) => 143,
         Err(e) => match e.kind {
-            Kind::Runtime => 1,
-            Kind::Usage => 2,
-            Kind::BadInput => 3,
-            Kind::Locked => 75,
+            ErrorKind::Runtime => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::BadInput => 3,
+            ErrorKind::Locked => 75,
         },
     }
 }

@@ -26,7 +26,7 @@ pub fn execute(a: &DoArgs, opts: Options) -> Result<Outcome> {
         &["checkpoint.every=off".to_string()],
     )?;
     run::execute(&spec, &opts).map_err(|e| {
-        if e.kind == crate::error::Kind::Usage {
+        if e.kind == crate::error::ErrorKind::Usage {
             Error::usage(in_flag_words(&e.message))
         } else {
             e

@@ -4,7 +4,7 @@
 //! captures what the node under test emitted; so a test exercises exactly what `weir run`
 //! would, windows and aggregates firing at the end of the test input.
 
-use crate::error::{Error, Kind as ErrKind, Outcome, Result};
+use crate::error::{Error, ErrorKind, Outcome, Result};
 use crate::pipeline::spec::{AtEnd, FileSinkConfig, FileSourceConfig, Format, NodeConfig, OnError};
 use crate::pipeline::{Kind, NodeSpec, PipelineSpec};
 use crate::runtime::run::{self, Options};
@@ -79,7 +79,7 @@ pub fn execute(spec: &PipelineSpec, quiet: bool) -> Result<Outcome> {
                     failed.push(t.name.clone());
                 }
             }
-            Err(e) if e.kind == ErrKind::Usage => return Err(e.context(at)),
+            Err(e) if e.kind == ErrorKind::Usage => return Err(e.context(at)),
             Err(e) => {
                 eprintln!("test '{}' ... FAILED ({at})\n  the run failed: {e}", t.name);
                 failed.push(t.name.clone());

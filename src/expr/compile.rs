@@ -1,7 +1,7 @@
 //! Translation of jaq's parse tree into native [`Node`]s.
 //!
 //! Each term is translated natively when its form is supported; otherwise that subterm
-//! alone is printed back to jq source and compiled by jaq (a `Kind::Jaq` node), and the
+//! alone is printed back to jq source and compiled by jaq (a `Form::Jaq` node), and the
 //! rest of the tree stays native. This is sound because every form that binds names
 //! (`as $x`, `def`, `reduce`, `foreach`, `label`) is itself handed to jaq whole, so any
 //! subterm the native compiler reaches has no free variables or local functions (only
@@ -9,7 +9,7 @@
 
 use super::builtins as b;
 use super::fallback::{compile_jaq, print_term};
-use super::native::{ByOp, Card, CmpOp, Fn0, Fn1, Key, Kind, MathOp, Node, SPart, StrFmt, UpdOp};
+use super::native::{ByOp, Card, CmpOp, Fn0, Fn1, Form, Key, MathOp, Node, SPart, StrFmt, UpdOp};
 use crate::value::{Str, Value};
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Term};
@@ -25,8 +25,8 @@ type Tr = Result<Option<Node>, ()>;
 /// Translates `t`, natively where possible.
 pub(crate) fn native(t: &Term<&str>) -> Tr {
     Ok(Some(match t {
-        Term::Id => Node::new(Card::One, Kind::Id),
-        Term::Recurse => Node::new(Card::Many, Kind::Recurse),
+        Term::Id => Node::new(Card::One, Form::Id),
+        Term::Recurse => Node::new(Card::Many, Form::Recurse),
         Term::Num(n) => lit(parse_num(n)),
         Term::Str(fmt, parts) => match string(fmt, parts)? {
             Some(n) => n,
@@ -35,7 +35,7 @@ pub(crate) fn native(t: &Term<&str>) -> Tr {
         Term::Arr(None) => lit(Value::Array(Vec::new())),
         Term::Arr(Some(t)) => {
             let n = node(t)?;
-            fold(Node::new(Card::One, Kind::Arr(Some(Box::new(n)))))
+            fold(Node::new(Card::One, Form::Arr(Some(Box::new(n)))))
         }
         Term::Obj(kvs) => match object(kvs)? {
             Some(n) => n,
@@ -43,7 +43,7 @@ pub(crate) fn native(t: &Term<&str>) -> Tr {
         },
         Term::Neg(t) => {
             let n = node(t)?;
-            fold(Node::new(n.card, Kind::Neg(Box::new(n))))
+            fold(Node::new(n.card, Form::Neg(Box::new(n))))
         }
         Term::BinOp(l, op, r) => match binop(l, op, r)? {
             Some(n) => n,
@@ -61,7 +61,7 @@ pub(crate) fn native(t: &Term<&str>) -> Tr {
                 (Some(c), bc) => bc.join(c.card),
                 (None, _) => Card::Opt,
             };
-            Node::new(card, Kind::Try(Box::new(body), catch.map(Box::new)))
+            Node::new(card, Form::Try(Box::new(body), catch.map(Box::new)))
         }
         Term::IfThenElse(ifs, els) => {
             let mut branches = Vec::with_capacity(ifs.len());
@@ -79,7 +79,7 @@ pub(crate) fn native(t: &Term<&str>) -> Tr {
                 }
                 None => None,
             };
-            Node::new(card, Kind::If(branches.into(), els))
+            Node::new(card, Form::If(branches.into(), els))
         }
         Term::Call(name, args) => match call(name, args)? {
             Some(n) => n,
@@ -96,7 +96,7 @@ pub(crate) fn native(t: &Term<&str>) -> Tr {
                     }
                     Part::Range(None, None) => Node::new(
                         Card::Many,
-                        Kind::Iter {
+                        Form::Iter {
                             obj: Box::new(n),
                             opt,
                         },
@@ -119,7 +119,7 @@ pub(crate) fn native(t: &Term<&str>) -> Tr {
                         }
                         Node::new(
                             card,
-                            Kind::Slice {
+                            Form::Slice {
                                 obj: Box::new(n),
                                 from,
                                 to,
@@ -145,13 +145,13 @@ fn node(t: &Term<&str>) -> Result<Node, ()> {
         None => {
             let src = print_term(t);
             let jaq = compile_jaq(&src).map_err(|_| ())?;
-            Ok(Node::new(Card::Many, Kind::Jaq(Arc::new(jaq))))
+            Ok(Node::new(Card::Many, Form::Jaq(Arc::new(jaq))))
         }
     }
 }
 
 fn lit(v: Value) -> Node {
-    Node::new(Card::One, Kind::Lit(v))
+    Node::new(Card::One, Form::Lit(v))
 }
 
 fn parse_num(n: &str) -> Value {
@@ -207,7 +207,7 @@ fn string(fmt: &Option<&str>, parts: &[StrPart<&str, Term<&str>>]) -> Tr {
     Ok(Some(match out.as_slice() {
         [] => lit(Value::Str(Str::default())),
         [SPart::Lit(s)] => lit(Value::str(s)),
-        _ => fold(Node::new(card, Kind::Str(fmt, out.into()))),
+        _ => fold(Node::new(card, Form::Str(fmt, out.into()))),
     }))
 }
 
@@ -221,7 +221,7 @@ fn object(kvs: &[(Term<&str>, Option<Term<&str>>)]) -> Tr {
                 Some(s) => {
                     let key = Str::from(s);
                     let value =
-                        Node::new(Card::One, Kind::Path(Box::new([Key::Field(key.clone())])));
+                        Node::new(Card::One, Form::Path(Box::new([Key::Field(key.clone())])));
                     (lit(Value::Str(key)), value)
                 }
                 // `{$x}`, `{$__loc__}`, `{"\(..)"}`, `{@base64 "x"}`
@@ -236,12 +236,12 @@ fn object(kvs: &[(Term<&str>, Option<Term<&str>>)]) -> Tr {
     }
     let all_lit = entries
         .iter()
-        .all(|(k, _)| matches!(k.kind, Kind::Lit(Value::Str(_))));
+        .all(|(k, _)| matches!(k.kind, Form::Lit(Value::Str(_))));
     if all_lit {
         let lits: Vec<(Str, Node)> = entries
             .into_iter()
             .map(|(k, v)| match k.kind {
-                Kind::Lit(Value::Str(s)) => (s, v),
+                Form::Lit(Value::Str(s)) => (s, v),
                 _ => (Str::default(), v),
             })
             .collect();
@@ -251,20 +251,20 @@ fn object(kvs: &[(Term<&str>, Option<Term<&str>>)]) -> Tr {
             .all(|(i, (k, _))| lits[..i].iter().all(|(k2, _)| k2 != k));
         return Ok(Some(fold(Node::new(
             card,
-            Kind::ObjLit {
+            Form::ObjLit {
                 entries: lits.into(),
                 unique,
             },
         ))));
     }
-    Ok(Some(Node::new(card, Kind::Obj(entries.into()))))
+    Ok(Some(Node::new(card, Form::Obj(entries.into()))))
 }
 
 fn lit_key(n: &Node) -> Option<Key> {
     match &n.kind {
-        Kind::Lit(Value::Str(s)) => Some(Key::Field(s.clone())),
-        Kind::Lit(Value::Int(i)) => Some(Key::Index(*i)),
-        Kind::Lit(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+        Form::Lit(Value::Str(s)) => Some(Key::Field(s.clone())),
+        Form::Lit(Value::Int(i)) => Some(Key::Index(*i)),
+        Form::Lit(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
             Some(Key::Index(*f as i64))
         }
         _ => None,
@@ -275,17 +275,17 @@ fn index(obj: Node, key: Node, opt: bool) -> Node {
     if !opt {
         if let Some(k) = lit_key(&key) {
             match obj.kind {
-                Kind::Id => return Node::new(Card::One, Kind::Path(Box::new([k]))),
-                Kind::Path(keys) => {
+                Form::Id => return Node::new(Card::One, Form::Path(Box::new([k]))),
+                Form::Path(keys) => {
                     let mut keys = keys.into_vec();
                     keys.push(k);
-                    return Node::new(Card::One, Kind::Path(keys.into()));
+                    return Node::new(Card::One, Form::Path(keys.into()));
                 }
                 kind => {
                     let obj = Node::new(obj.card, kind);
                     return Node::new(
                         obj.card.join(key.card),
-                        Kind::Index {
+                        Form::Index {
                             obj: Box::new(obj),
                             key: Box::new(key),
                             opt,
@@ -301,7 +301,7 @@ fn index(obj: Node, key: Node, opt: bool) -> Node {
     }
     Node::new(
         card,
-        Kind::Index {
+        Form::Index {
             obj: Box::new(obj),
             key: Box::new(key),
             opt,
@@ -337,7 +337,7 @@ fn binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -> Tr {
             };
             return Ok(Some(Node::new(
                 card,
-                Kind::Update {
+                Form::Update {
                     path,
                     op: upd,
                     rhs: Box::new(rhs),
@@ -347,27 +347,27 @@ fn binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -> Tr {
         _ => {}
     }
     let (l, r) = (node(l)?, node(r)?);
-    let both = |kind: fn(Box<Node>, Box<Node>) -> Kind, l: Node, r: Node| {
+    let both = |kind: fn(Box<Node>, Box<Node>) -> Form, l: Node, r: Node| {
         Node::new(l.card.join(r.card), kind(Box::new(l), Box::new(r)))
     };
     Ok(Some(match op {
         BinaryOp::Pipe(_) => pipe(l, r),
-        BinaryOp::Comma => Node::new(Card::Many, Kind::Comma(Box::new(l), Box::new(r))),
+        BinaryOp::Comma => Node::new(Card::Many, Form::Comma(Box::new(l), Box::new(r))),
         BinaryOp::Alt => {
             let card = if l.card == Card::Many || r.card == Card::Many {
                 Card::Many
             } else {
                 r.card
             };
-            Node::new(card, Kind::Alt(Box::new(l), Box::new(r)))
+            Node::new(card, Form::Alt(Box::new(l), Box::new(r)))
         }
-        BinaryOp::Or => fold(both(Kind::Or, l, r)),
-        BinaryOp::And => fold(both(Kind::And, l, r)),
+        BinaryOp::Or => fold(both(Form::Or, l, r)),
+        BinaryOp::And => fold(both(Form::And, l, r)),
         BinaryOp::Math(m) => {
             let m = math_op(m);
             fold(Node::new(
                 l.card.join(r.card),
-                Kind::Math(m, Box::new(l), Box::new(r)),
+                Form::Math(m, Box::new(l), Box::new(r)),
             ))
         }
         BinaryOp::Cmp(c) => {
@@ -387,22 +387,22 @@ fn binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -> Tr {
                 c => c,
             };
             let as_path = |n: &Node| match &n.kind {
-                Kind::Path(keys) => Some(keys.clone()),
-                Kind::Id => Some(Box::new([]) as Box<[Key]>),
+                Form::Path(keys) => Some(keys.clone()),
+                Form::Id => Some(Box::new([]) as Box<[Key]>),
                 _ => None,
             };
             match (&l.kind, &r.kind) {
-                (_, Kind::Lit(v)) if as_path(&l).is_some() => {
+                (_, Form::Lit(v)) if as_path(&l).is_some() => {
                     let keys = as_path(&l).unwrap_or_default();
-                    Node::new(Card::One, Kind::CmpPathLit(c, keys, v.clone()))
+                    Node::new(Card::One, Form::CmpPathLit(c, keys, v.clone()))
                 }
-                (Kind::Lit(v), _) if as_path(&r).is_some() => {
+                (Form::Lit(v), _) if as_path(&r).is_some() => {
                     let keys = as_path(&r).unwrap_or_default();
-                    Node::new(Card::One, Kind::CmpPathLit(flip(c), keys, v.clone()))
+                    Node::new(Card::One, Form::CmpPathLit(flip(c), keys, v.clone()))
                 }
                 _ => fold(Node::new(
                     l.card.join(r.card),
-                    Kind::Cmp(c, Box::new(l), Box::new(r)),
+                    Form::Cmp(c, Box::new(l), Box::new(r)),
                 )),
             }
         }
@@ -412,18 +412,18 @@ fn binop(l: &Term<&str>, op: &BinaryOp<&str>, r: &Term<&str>) -> Tr {
 
 fn pipe(l: Node, r: Node) -> Node {
     match (l.kind, r.kind) {
-        (Kind::Id, rk) => Node::new(r.card, rk),
-        (lk, Kind::Id) => Node::new(l.card, lk),
-        (Kind::Path(a), Kind::Path(b)) => {
+        (Form::Id, rk) => Node::new(r.card, rk),
+        (lk, Form::Id) => Node::new(l.card, lk),
+        (Form::Path(a), Form::Path(b)) => {
             let mut keys = a.into_vec();
             keys.extend(b.into_vec());
-            Node::new(Card::One, Kind::Path(keys.into()))
+            Node::new(Card::One, Form::Path(keys.into()))
         }
         (lk, rk) => {
             let (l, r) = (Node::new(l.card, lk), Node::new(r.card, rk));
             fold(Node::new(
                 l.card.join(r.card),
-                Kind::Pipe(Box::new(l), Box::new(r)),
+                Form::Pipe(Box::new(l), Box::new(r)),
             ))
         }
     }
@@ -477,16 +477,16 @@ fn regex_for(re: &str, flags: &str) -> Option<regex::Regex> {
 }
 
 fn call(name: &str, args: &[Term<&str>]) -> Tr {
-    let f0 = |f: Fn0| Ok(Some(Node::new(Card::One, Kind::Call0(f))));
-    let filter0 = |p: fn(&Value) -> bool| Ok(Some(Node::new(Card::Opt, Kind::Filter0(p))));
+    let f0 = |f: Fn0| Ok(Some(Node::new(Card::One, Form::Call0(f))));
+    let filter0 = |p: fn(&Value) -> bool| Ok(Some(Node::new(Card::Opt, Form::Filter0(p))));
     let path = |k: i64| {
         Ok(Some(Node::new(
             Card::One,
-            Kind::Path(Box::new([Key::Index(k)])),
+            Form::Path(Box::new([Key::Index(k)])),
         )))
     };
     match (name, args) {
-        ("empty", []) => return Ok(Some(Node::new(Card::Opt, Kind::Empty))),
+        ("empty", []) => return Ok(Some(Node::new(Card::Opt, Form::Empty))),
         ("true", []) => return Ok(Some(lit(Value::Bool(true)))),
         ("false", []) => return Ok(Some(lit(Value::Bool(false)))),
         ("null", []) => return Ok(Some(lit(Value::Null))),
@@ -537,8 +537,8 @@ fn call(name: &str, args: &[Term<&str>]) -> Tr {
         ("objects", []) => return filter0(b::is_object),
         ("iterables", []) => return filter0(b::is_iterable),
         ("scalars", []) => return filter0(b::is_scalar),
-        ("recurse", []) => return Ok(Some(Node::new(Card::Many, Kind::Recurse))),
-        ("error", []) => return Ok(Some(Node::new(Card::Opt, Kind::Error(None)))),
+        ("recurse", []) => return Ok(Some(Node::new(Card::Many, Form::Recurse))),
+        ("error", []) => return Ok(Some(Node::new(Card::Opt, Form::Error(None)))),
         _ => {}
     }
     if let [arg] = args {
@@ -559,7 +559,7 @@ fn call(name: &str, args: &[Term<&str>]) -> Tr {
             let a = node(arg)?;
             return Ok(Some(fold(Node::new(
                 a.card.join(Card::One),
-                Kind::Call1(f, Box::new(a)),
+                Form::Call1(f, Box::new(a)),
             ))));
         }
         let by = match name {
@@ -572,38 +572,38 @@ fn call(name: &str, args: &[Term<&str>]) -> Tr {
         };
         if let Some(op) = by {
             let f = node(arg)?;
-            return Ok(Some(Node::new(Card::One, Kind::By(op, Box::new(f)))));
+            return Ok(Some(Node::new(Card::One, Form::By(op, Box::new(f)))));
         }
         match name {
             "select" => {
                 let f = node(arg)?;
                 let card = f.card.join(Card::Opt);
-                return Ok(Some(Node::new(card, Kind::Select(Box::new(f)))));
+                return Ok(Some(Node::new(card, Form::Select(Box::new(f)))));
             }
             "first" => {
                 let f = node(arg)?;
-                return Ok(Some(Node::new(Card::Opt, Kind::First(Box::new(f)))));
+                return Ok(Some(Node::new(Card::Opt, Form::First(Box::new(f)))));
             }
             "map" => {
                 let f = node(arg)?;
-                return Ok(Some(Node::new(Card::One, Kind::Map(Box::new(f)))));
+                return Ok(Some(Node::new(Card::One, Form::Map(Box::new(f)))));
             }
             "error" => {
                 let f = node(arg)?;
-                return Ok(Some(Node::new(Card::Opt, Kind::Error(Some(Box::new(f))))));
+                return Ok(Some(Node::new(Card::Opt, Form::Error(Some(Box::new(f))))));
             }
             "any" | "all" => {
                 let f = node(arg)?;
                 let gen = Node::new(
                     Card::Many,
-                    Kind::Iter {
-                        obj: Box::new(Node::new(Card::One, Kind::Id)),
+                    Form::Iter {
+                        obj: Box::new(Node::new(Card::One, Form::Id)),
                         opt: false,
                     },
                 );
                 return Ok(Some(Node::new(
                     Card::One,
-                    Kind::AnyAll {
+                    Form::AnyAll {
                         gen: Box::new(gen),
                         cond: Box::new(f),
                         is_any: name == "any",
@@ -612,15 +612,15 @@ fn call(name: &str, args: &[Term<&str>]) -> Tr {
             }
             "with_entries" => {
                 let f = node(arg)?;
-                let map = Node::new(Card::One, Kind::Map(Box::new(f)));
-                let to = Node::new(Card::One, Kind::Call0(b::to_entries));
-                let from = Node::new(Card::One, Kind::Call0(b::from_entries));
+                let map = Node::new(Card::One, Form::Map(Box::new(f)));
+                let to = Node::new(Card::One, Form::Call0(b::to_entries));
+                let from = Node::new(Card::One, Form::Call0(b::from_entries));
                 return Ok(Some(pipe(to, pipe(map, from))));
             }
             "test" => {
                 return Ok(plain_str(arg)
                     .and_then(|re| regex_for(&re, ""))
-                    .map(|re| Node::new(Card::One, Kind::Test(Box::new(re)))));
+                    .map(|re| Node::new(Card::One, Form::Test(Box::new(re)))));
             }
             "del" => return Ok(del(arg)),
             _ => {}
@@ -633,21 +633,21 @@ fn call(name: &str, args: &[Term<&str>]) -> Tr {
                     return Ok(None);
                 };
                 return Ok(
-                    regex_for(&re, &flags).map(|re| Node::new(Card::One, Kind::Test(Box::new(re))))
+                    regex_for(&re, &flags).map(|re| Node::new(Card::One, Form::Test(Box::new(re))))
                 );
             }
             "limit" => {
                 let (n, f) = (node(a1)?, node(a2)?);
                 return Ok(Some(Node::new(
                     Card::Many,
-                    Kind::Limit(Box::new(n), Box::new(f)),
+                    Form::Limit(Box::new(n), Box::new(f)),
                 )));
             }
             "any" | "all" => {
                 let (gen, cond) = (node(a1)?, node(a2)?);
                 return Ok(Some(Node::new(
                     Card::One,
-                    Kind::AnyAll {
+                    Form::AnyAll {
                         gen: Box::new(gen),
                         cond: Box::new(cond),
                         is_any: name == "any",
@@ -683,7 +683,7 @@ fn del(arg: &Term<&str>) -> Option<Node> {
     let mut ps = Vec::new();
     paths(arg, &mut ps)?;
     ps.sort_by(|a, b| b::cmp_paths(b, a));
-    Some(Node::new(Card::One, Kind::Del(ps.into())))
+    Some(Node::new(Card::One, Form::Del(ps.into())))
 }
 
 /// Evaluates input-independent, single-valued subtrees at compile time.
@@ -703,21 +703,21 @@ fn fold(n: Node) -> Node {
 
 fn is_const(n: &Node) -> bool {
     match &n.kind {
-        Kind::Lit(_) => true,
-        Kind::Arr(a) => a.as_deref().is_none_or(is_const),
-        Kind::ObjLit { entries, .. } => entries.iter().all(|(_, v)| is_const(v)),
-        Kind::Comma(a, b)
-        | Kind::Math(_, a, b)
-        | Kind::Cmp(_, a, b)
-        | Kind::And(a, b)
-        | Kind::Or(a, b) => is_const(a) && is_const(b),
-        Kind::Neg(a) => is_const(a),
-        Kind::Str(_, parts) => parts.iter().all(|p| match p {
+        Form::Lit(_) => true,
+        Form::Arr(a) => a.as_deref().is_none_or(is_const),
+        Form::ObjLit { entries, .. } => entries.iter().all(|(_, v)| is_const(v)),
+        Form::Comma(a, b)
+        | Form::Math(_, a, b)
+        | Form::Cmp(_, a, b)
+        | Form::And(a, b)
+        | Form::Or(a, b) => is_const(a) && is_const(b),
+        Form::Neg(a) => is_const(a),
+        Form::Str(_, parts) => parts.iter().all(|p| match p {
             SPart::Lit(_) => true,
             SPart::Interp(n) => is_const(n),
         }),
         // `const | f` is constant when f is native (jaq could read the clock or $ENV).
-        Kind::Pipe(a, b) => is_const(a) && b.all(&mut |x| !matches!(x.kind, Kind::Jaq(_))),
+        Form::Pipe(a, b) => is_const(a) && b.all(&mut |x| !matches!(x.kind, Form::Jaq(_))),
         _ => false,
     }
 }

@@ -45,7 +45,7 @@ mod tests;
 mod tests_limits;
 
 use crate::value::{Str, Value};
-use native::{Card, Ctl, Kind, Node, NULL};
+use native::{Card, Ctl, Form, Node, NULL};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ impl Expr {
         }
         let root = match term.as_ref().map(compile::native) {
             Some(Ok(Some(n))) => n,
-            _ => Node::new(Card::Many, Kind::Jaq(Arc::new(whole))),
+            _ => Node::new(Card::Many, Form::Jaq(Arc::new(whole))),
         };
         Ok(Expr::new(src, root))
     }
@@ -155,7 +155,7 @@ impl Expr {
         let whole = fallback::compile_jaq(src)?;
         Ok(Expr::new(
             src,
-            Node::new(Card::Many, Kind::Jaq(Arc::new(whole))),
+            Node::new(Card::Many, Form::Jaq(Arc::new(whole))),
         ))
     }
 

@@ -85,11 +85,11 @@ pub(crate) type Fn1 = fn(&Value, &Value) -> Result<Value, ErrV>;
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub(crate) card: Card,
-    pub(crate) kind: Kind,
+    pub(crate) kind: Form,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Kind {
+pub(crate) enum Form {
     Id,
     Lit(Value),
     /// `.a.b[0]`: literal keys applied to the input, no `?`.
@@ -183,14 +183,14 @@ pub(crate) enum UpdOp {
 }
 
 impl Node {
-    pub(crate) fn new(card: Card, kind: Kind) -> Node {
+    pub(crate) fn new(card: Card, kind: Form) -> Node {
         Node { card, kind }
     }
 
     /// `f` when this node is exactly `.f`.
     pub(crate) fn single_field(&self) -> Option<&Str> {
         match &self.kind {
-            Kind::Path(keys) => match &keys[..] {
+            Form::Path(keys) => match &keys[..] {
                 [Key::Field(f)] => Some(f),
                 _ => None,
             },
@@ -199,7 +199,7 @@ impl Node {
     }
 
     pub(crate) fn is_native(&self) -> bool {
-        self.all(&mut |n| !matches!(n.kind, Kind::Jaq(_)))
+        self.all(&mut |n| !matches!(n.kind, Form::Jaq(_)))
     }
 
     /// True if `f` holds for this node and all nodes below it.
@@ -209,58 +209,58 @@ impl Node {
         }
         let mut kids: Vec<&Node> = Vec::new();
         match &self.kind {
-            Kind::Id
-            | Kind::Lit(_)
-            | Kind::Path(_)
-            | Kind::CmpPathLit(..)
-            | Kind::Recurse
-            | Kind::Empty
-            | Kind::Call0(_)
-            | Kind::Filter0(_)
-            | Kind::Test(_)
-            | Kind::Del(_)
-            | Kind::Jaq(_) => {}
-            Kind::Index { obj, key, .. } => kids.extend([&**obj, &**key]),
-            Kind::Slice { obj, from, to, .. } => {
+            Form::Id
+            | Form::Lit(_)
+            | Form::Path(_)
+            | Form::CmpPathLit(..)
+            | Form::Recurse
+            | Form::Empty
+            | Form::Call0(_)
+            | Form::Filter0(_)
+            | Form::Test(_)
+            | Form::Del(_)
+            | Form::Jaq(_) => {}
+            Form::Index { obj, key, .. } => kids.extend([&**obj, &**key]),
+            Form::Slice { obj, from, to, .. } => {
                 kids.push(obj);
                 kids.extend(from.as_deref());
                 kids.extend(to.as_deref());
             }
-            Kind::Iter { obj, .. } => kids.push(obj),
-            Kind::Pipe(a, b)
-            | Kind::Comma(a, b)
-            | Kind::Math(_, a, b)
-            | Kind::Cmp(_, a, b)
-            | Kind::And(a, b)
-            | Kind::Or(a, b)
-            | Kind::Alt(a, b)
-            | Kind::Limit(a, b) => kids.extend([&**a, &**b]),
-            Kind::AnyAll { gen, cond, .. } => kids.extend([&**gen, &**cond]),
-            Kind::Neg(a)
-            | Kind::Select(a)
-            | Kind::First(a)
-            | Kind::Map(a)
-            | Kind::Call1(_, a)
-            | Kind::By(_, a) => kids.push(a),
-            Kind::Update { rhs, .. } => kids.push(rhs),
-            Kind::If(branches, els) => {
+            Form::Iter { obj, .. } => kids.push(obj),
+            Form::Pipe(a, b)
+            | Form::Comma(a, b)
+            | Form::Math(_, a, b)
+            | Form::Cmp(_, a, b)
+            | Form::And(a, b)
+            | Form::Or(a, b)
+            | Form::Alt(a, b)
+            | Form::Limit(a, b) => kids.extend([&**a, &**b]),
+            Form::AnyAll { gen, cond, .. } => kids.extend([&**gen, &**cond]),
+            Form::Neg(a)
+            | Form::Select(a)
+            | Form::First(a)
+            | Form::Map(a)
+            | Form::Call1(_, a)
+            | Form::By(_, a) => kids.push(a),
+            Form::Update { rhs, .. } => kids.push(rhs),
+            Form::If(branches, els) => {
                 for (c, t) in branches.iter() {
                     kids.extend([c, t]);
                 }
                 kids.extend(els.as_deref());
             }
-            Kind::Try(b, c) => {
+            Form::Try(b, c) => {
                 kids.push(b);
                 kids.extend(c.as_deref());
             }
-            Kind::ObjLit { entries, .. } => kids.extend(entries.iter().map(|(_, v)| v)),
-            Kind::Obj(entries) => {
+            Form::ObjLit { entries, .. } => kids.extend(entries.iter().map(|(_, v)| v)),
+            Form::Obj(entries) => {
                 for (k, v) in entries.iter() {
                     kids.extend([k, v]);
                 }
             }
-            Kind::Arr(a) | Kind::Error(a) => kids.extend(a.as_deref()),
-            Kind::Str(_, parts) => {
+            Form::Arr(a) | Form::Error(a) => kids.extend(a.as_deref()),
+            Form::Str(_, parts) => {
                 for p in parts.iter() {
                     if let SPart::Interp(n) = p {
                         kids.push(n);
@@ -289,7 +289,7 @@ impl Node {
             return Ok(self.first(input)?.map(|v| v.truthy()));
         }
         match &self.kind {
-            Kind::CmpPathLit(op, keys, lit) => {
+            Form::CmpPathLit(op, keys, lit) => {
                 Ok(Some(op.test(cmp_values(path_get(keys, input)?, lit))))
             }
             _ => self.truth_kind(input),
@@ -299,7 +299,7 @@ impl Node {
     #[inline(never)]
     fn truth_kind(&self, input: &Value) -> Result<Option<bool>, Ctl> {
         match &self.kind {
-            Kind::Cmp(op, l, r) => {
+            Form::Cmp(op, l, r) => {
                 let Some(rv) = r.first(input)? else {
                     return Ok(None);
                 };
@@ -308,12 +308,12 @@ impl Node {
                 };
                 Ok(Some(op.test(cmp_values(&lv, &rv))))
             }
-            Kind::And(l, r) => match l.truth(input)? {
+            Form::And(l, r) => match l.truth(input)? {
                 None => Ok(None),
                 Some(false) => Ok(Some(false)),
                 Some(true) => r.truth(input),
             },
-            Kind::Or(l, r) => match l.truth(input)? {
+            Form::Or(l, r) => match l.truth(input)? {
                 None => Ok(None),
                 Some(true) => Ok(Some(true)),
                 Some(false) => r.truth(input),
@@ -341,9 +341,9 @@ impl Node {
     #[inline]
     fn single<'a>(&'a self, input: &'a Value) -> Single<'a> {
         match &self.kind {
-            Kind::Id => Ok(Some(Cow::Borrowed(input))),
-            Kind::Lit(v) => Ok(Some(Cow::Borrowed(v))),
-            Kind::Path(keys) => Ok(Some(Cow::Borrowed(path_get(keys, input)?))),
+            Form::Id => Ok(Some(Cow::Borrowed(input))),
+            Form::Lit(v) => Ok(Some(Cow::Borrowed(v))),
+            Form::Path(keys) => Ok(Some(Cow::Borrowed(path_get(keys, input)?))),
             _ => self.single_kind(input),
         }
     }
@@ -351,63 +351,63 @@ impl Node {
     #[inline(never)]
     fn single_kind<'a>(&'a self, input: &'a Value) -> Single<'a> {
         match &self.kind {
-            Kind::Id => Ok(Some(Cow::Borrowed(input))),
-            Kind::Lit(v) => Ok(Some(Cow::Borrowed(v))),
-            Kind::Path(keys) => Ok(Some(Cow::Borrowed(path_get(keys, input)?))),
-            Kind::CmpPathLit(op, keys, lit) => {
+            Form::Id => Ok(Some(Cow::Borrowed(input))),
+            Form::Lit(v) => Ok(Some(Cow::Borrowed(v))),
+            Form::Path(keys) => Ok(Some(Cow::Borrowed(path_get(keys, input)?))),
+            Form::CmpPathLit(op, keys, lit) => {
                 let v = path_get(keys, input)?;
                 Ok(Some(Cow::Owned(Value::Bool(op.test(cmp_values(v, lit))))))
             }
-            Kind::Index { obj, key, opt } => s_index(obj, key, *opt, input),
-            Kind::Slice { obj, from, to, opt } => {
+            Form::Index { obj, key, opt } => s_index(obj, key, *opt, input),
+            Form::Slice { obj, from, to, opt } => {
                 s_slice(obj, from.as_deref(), to.as_deref(), *opt, input)
             }
-            Kind::Pipe(a, b) => s_pipe(a, b, input),
-            Kind::Neg(a) => match a.first(input)? {
+            Form::Pipe(a, b) => s_pipe(a, b, input),
+            Form::Neg(a) => match a.first(input)? {
                 Some(v) => Ok(Some(Cow::Owned(builtins::neg(&v)?))),
                 None => Ok(None),
             },
-            Kind::Math(op, l, r) => s_math(*op, l, r, input),
-            Kind::Cmp(op, l, r) => s_cmp(*op, l, r, input),
-            Kind::And(l, r) => s_logic(false, l, r, input),
-            Kind::Or(l, r) => s_logic(true, l, r, input),
-            Kind::Alt(l, r) => match l.first(input)? {
+            Form::Math(op, l, r) => s_math(*op, l, r, input),
+            Form::Cmp(op, l, r) => s_cmp(*op, l, r, input),
+            Form::And(l, r) => s_logic(false, l, r, input),
+            Form::Or(l, r) => s_logic(true, l, r, input),
+            Form::Alt(l, r) => match l.first(input)? {
                 Some(v) if v.truthy() => Ok(Some(v)),
                 _ => r.first(input),
             },
-            Kind::If(branches, els) => s_if(branches, els.as_deref(), input),
-            Kind::Try(body, catch) => s_try(body, catch.as_deref(), input),
-            Kind::ObjLit { entries, unique } => s_obj_lit(entries, *unique, input),
-            Kind::Obj(entries) => s_obj(entries, input),
-            Kind::Arr(f) => {
+            Form::If(branches, els) => s_if(branches, els.as_deref(), input),
+            Form::Try(body, catch) => s_try(body, catch.as_deref(), input),
+            Form::ObjLit { entries, unique } => s_obj_lit(entries, *unique, input),
+            Form::Obj(entries) => s_obj(entries, input),
+            Form::Arr(f) => {
                 let mut out = Vec::new();
                 if let Some(f) = f {
                     collect(f, input, &mut out)?;
                 }
                 Ok(Some(Cow::Owned(Value::Array(out))))
             }
-            Kind::Str(fmt, parts) => s_str(*fmt, parts, input),
-            Kind::Empty => Ok(None),
-            Kind::Error(f) => s_error(f.as_deref(), input),
-            Kind::Call0(f) => Ok(Some(Cow::Owned(f(input).map_err(Ctl::from)?))),
-            Kind::Call1(f, a) => match a.first(input)? {
+            Form::Str(fmt, parts) => s_str(*fmt, parts, input),
+            Form::Empty => Ok(None),
+            Form::Error(f) => s_error(f.as_deref(), input),
+            Form::Call0(f) => Ok(Some(Cow::Owned(f(input).map_err(Ctl::from)?))),
+            Form::Call1(f, a) => match a.first(input)? {
                 Some(av) => Ok(Some(Cow::Owned(f(input, &av).map_err(Ctl::from)?))),
                 None => Ok(None),
             },
-            Kind::Filter0(p) => Ok(p(input).then_some(Cow::Borrowed(input))),
-            Kind::Select(f) => match f.truth(input)? {
+            Form::Filter0(p) => Ok(p(input).then_some(Cow::Borrowed(input))),
+            Form::Select(f) => match f.truth(input)? {
                 Some(true) => Ok(Some(Cow::Borrowed(input))),
                 _ => Ok(None),
             },
-            Kind::First(f) => f.first(input),
-            Kind::Map(f) => {
+            Form::First(f) => f.first(input),
+            Form::Map(f) => {
                 let mut out = Vec::new();
                 iterate(Cow::Borrowed(input), false, &mut |x| {
                     collect(f, &x, &mut out)
                 })?;
                 Ok(Some(Cow::Owned(Value::Array(out))))
             }
-            Kind::Test(re) => match input {
+            Form::Test(re) => match input {
                 Value::Str(s) => Ok(Some(Cow::Owned(Value::Bool(re.is_match(s))))),
                 v => Err(ErrV::Msg(format!(
                     "{} cannot be matched, as it is not a string",
@@ -415,9 +415,9 @@ impl Node {
                 ))
                 .into()),
             },
-            Kind::By(op, f) => Ok(Some(Cow::Owned(by(*op, f, input)?))),
-            Kind::AnyAll { gen, cond, is_any } => s_any_all(gen, cond, *is_any, input),
-            Kind::Update { path, op, rhs } => {
+            Form::By(op, f) => Ok(Some(Cow::Owned(by(*op, f, input)?))),
+            Form::AnyAll { gen, cond, is_any } => s_any_all(gen, cond, *is_any, input),
+            Form::Update { path, op, rhs } => {
                 if *op == UpdOp::Modify {
                     return Ok(Some(Cow::Owned(update(input, path, *op, rhs, &NULL)?)));
                 }
@@ -426,7 +426,7 @@ impl Node {
                 };
                 Ok(Some(Cow::Owned(update(input, path, *op, rhs, &r)?)))
             }
-            Kind::Del(paths) => {
+            Form::Del(paths) => {
                 let mut v = input.clone();
                 for p in paths.iter() {
                     builtins::del_path(&mut v, p)?;
@@ -435,26 +435,26 @@ impl Node {
             }
             // Kinds that are always `Many`; reached only through `first` on a mis-carded
             // node, which the compiler does not produce. Stay correct anyway.
-            Kind::Iter { .. }
-            | Kind::Recurse
-            | Kind::Comma(..)
-            | Kind::Limit(..)
-            | Kind::Jaq(_) => first_of_stream(self, input),
+            Form::Iter { .. }
+            | Form::Recurse
+            | Form::Comma(..)
+            | Form::Limit(..)
+            | Form::Jaq(_) => first_of_stream(self, input),
         }
     }
 
     /// Evaluation of a node that may produce several outputs.
     fn stream(&self, input: &Value, k: &mut K) -> Res {
         match &self.kind {
-            Kind::Index { obj, key, opt } => key.run(input, &mut |kv| {
+            Form::Index { obj, key, opt } => key.run(input, &mut |kv| {
                 obj.run(input, &mut |o| match index_cow(o, &kv) {
                     Ok(v) => k(v),
                     Err(_) if *opt => Ok(()),
                     Err(e) => Err(e.into()),
                 })
             }),
-            Kind::Slice { obj, from, to, opt } => {
-                let null = Node::new(Card::One, Kind::Lit(Value::Null));
+            Form::Slice { obj, from, to, opt } => {
+                let null = Node::new(Card::One, Form::Lit(Value::Null));
                 let from = from.as_deref().unwrap_or(&null);
                 let to = to.as_deref().unwrap_or(&null);
                 from.run(input, &mut |f| {
@@ -467,39 +467,39 @@ impl Node {
                     })
                 })
             }
-            Kind::Iter { obj, opt } => obj.run(input, &mut |o| iterate(o, *opt, k)),
-            Kind::Recurse => recurse(Cow::Borrowed(input), k),
-            Kind::Pipe(a, b) => a.run(input, &mut |x| b.run(&x, k)),
-            Kind::Comma(a, b) => {
+            Form::Iter { obj, opt } => obj.run(input, &mut |o| iterate(o, *opt, k)),
+            Form::Recurse => recurse(Cow::Borrowed(input), k),
+            Form::Pipe(a, b) => a.run(input, &mut |x| b.run(&x, k)),
+            Form::Comma(a, b) => {
                 a.run(input, k)?;
                 b.run(input, k)
             }
-            Kind::Neg(a) => a.run(input, &mut |v| k(Cow::Owned(builtins::neg(&v)?))),
-            Kind::Math(op, l, r) => r.run(input, &mut |rv| {
+            Form::Neg(a) => a.run(input, &mut |v| k(Cow::Owned(builtins::neg(&v)?))),
+            Form::Math(op, l, r) => r.run(input, &mut |rv| {
                 l.run(input, &mut |lv| {
                     k(Cow::Owned(builtins::math(*op, lv, &rv)?))
                 })
             }),
-            Kind::Cmp(op, l, r) => r.run(input, &mut |rv| {
+            Form::Cmp(op, l, r) => r.run(input, &mut |rv| {
                 l.run(input, &mut |lv| {
                     k(Cow::Owned(Value::Bool(op.test(lv.cmp(&rv)))))
                 })
             }),
-            Kind::And(l, r) => l.run(input, &mut |lv| {
+            Form::And(l, r) => l.run(input, &mut |lv| {
                 if !lv.truthy() {
                     k(Cow::Owned(Value::Bool(false)))
                 } else {
                     r.run(input, &mut |rv| k(Cow::Owned(Value::Bool(rv.truthy()))))
                 }
             }),
-            Kind::Or(l, r) => l.run(input, &mut |lv| {
+            Form::Or(l, r) => l.run(input, &mut |lv| {
                 if lv.truthy() {
                     k(Cow::Owned(Value::Bool(true)))
                 } else {
                     r.run(input, &mut |rv| k(Cow::Owned(Value::Bool(rv.truthy()))))
                 }
             }),
-            Kind::Alt(l, r) => {
+            Form::Alt(l, r) => {
                 let mut any = false;
                 l.run(input, &mut |v| {
                     if v.truthy() {
@@ -515,8 +515,8 @@ impl Node {
                     r.run(input, k)
                 }
             }
-            Kind::If(branches, els) => if_from(branches, els.as_deref(), 0, input, k),
-            Kind::Try(body, catch) => {
+            Form::If(branches, els) => if_from(branches, els.as_deref(), 0, input, k),
+            Form::Try(body, catch) => {
                 // Errors raised downstream (by `k`) are not caught: they are parked in
                 // `down` and the body is stopped.
                 let mut down: Option<Ctl> = None;
@@ -538,27 +538,27 @@ impl Node {
                     Err(c) => Err(c),
                 }
             }
-            Kind::ObjLit { entries, unique } => {
+            Form::ObjLit { entries, unique } => {
                 let m = Map::with_capacity(entries.len());
                 obj_lit_from(entries, *unique, 0, input, m, k)
             }
-            Kind::Obj(entries) => {
+            Form::Obj(entries) => {
                 let m = Map::with_capacity(entries.len());
                 obj_from(entries, 0, input, m, k)
             }
-            Kind::Str(fmt, parts) => {
+            Form::Str(fmt, parts) => {
                 let mut pieces = vec![String::new(); parts.len()];
                 str_from(*fmt, parts, parts.len(), input, &mut pieces, k)
             }
-            Kind::Call1(f, a) => a.run(input, &mut |av| k(Cow::Owned(f(input, &av)?))),
-            Kind::Select(f) => f.run(input, &mut |c| {
+            Form::Call1(f, a) => a.run(input, &mut |av| k(Cow::Owned(f(input, &av)?))),
+            Form::Select(f) => f.run(input, &mut |c| {
                 if c.truthy() {
                     k(Cow::Borrowed(input))
                 } else {
                     Ok(())
                 }
             }),
-            Kind::Limit(n, f) => n.run(input, &mut |nv| {
+            Form::Limit(n, f) => n.run(input, &mut |nv| {
                 let n = match &*nv {
                     Value::Int(i) => *i as f64,
                     Value::Float(x) => *x,
@@ -597,10 +597,10 @@ impl Node {
                     r => r,
                 }
             }),
-            Kind::Update { path, op, rhs } if *op != UpdOp::Modify => rhs.run(input, &mut |r| {
+            Form::Update { path, op, rhs } if *op != UpdOp::Modify => rhs.run(input, &mut |r| {
                 k(Cow::Owned(update(input, path, *op, rhs, &r)?))
             }),
-            Kind::Jaq(j) => j.run(input, &mut |v| k(Cow::Owned(v))),
+            Form::Jaq(j) => j.run(input, &mut |v| k(Cow::Owned(v))),
             // Every other kind has at most one output (its card is never `Many`).
             _ => match self.single(input)? {
                 Some(v) => k(v),
@@ -1146,8 +1146,8 @@ impl Node {
     /// other nodes.
     pub(crate) fn eval_owned(&self, mut input: Value) -> Result<Result<Value, Ctl>, Value> {
         let r = match &self.kind {
-            Kind::Id => Ok(()),
-            Kind::Update { path, op, rhs } if self.card == Card::One => {
+            Form::Id => Ok(()),
+            Form::Update { path, op, rhs } if self.card == Card::One => {
                 if *op == UpdOp::Modify {
                     update_in_place(&mut input, path, *op, rhs, &NULL)
                 } else {
@@ -1161,7 +1161,7 @@ impl Node {
                     }
                 }
             }
-            Kind::Del(paths) => paths
+            Form::Del(paths) => paths
                 .iter()
                 .try_for_each(|p| builtins::del_path(&mut input, p).map_err(Ctl::from)),
             _ => return Err(input),
@@ -1187,56 +1187,56 @@ pub(crate) fn input_fields(n: &Node, acc: &mut Vec<Str>) -> bool {
         }
     }
     match &n.kind {
-        Kind::Lit(_) | Kind::Empty => true,
-        Kind::Path(keys) | Kind::CmpPathLit(_, keys, _) => path(keys, acc),
-        Kind::Index { obj, key, .. } => {
+        Form::Lit(_) | Form::Empty => true,
+        Form::Path(keys) | Form::CmpPathLit(_, keys, _) => path(keys, acc),
+        Form::Index { obj, key, .. } => {
             // `.["k"]` with a literal key reads one field; anything else reads the input.
             match (&obj.kind, &key.kind) {
-                (Kind::Id, Kind::Lit(Value::Str(k))) => {
+                (Form::Id, Form::Lit(Value::Str(k))) => {
                     if !acc.contains(k) {
                         acc.push(k.clone());
                     }
                     true
                 }
-                (Kind::Id, _) => false,
+                (Form::Id, _) => false,
                 _ => input_fields(obj, acc) && input_fields(key, acc),
             }
         }
-        Kind::Slice { obj, from, to, .. } => {
-            !matches!(obj.kind, Kind::Id)
+        Form::Slice { obj, from, to, .. } => {
+            !matches!(obj.kind, Form::Id)
                 && input_fields(obj, acc)
                 && from.as_ref().is_none_or(|f| input_fields(f, acc))
                 && to.as_ref().is_none_or(|t| input_fields(t, acc))
         }
-        Kind::Iter { obj, .. } => !matches!(obj.kind, Kind::Id) && input_fields(obj, acc),
+        Form::Iter { obj, .. } => !matches!(obj.kind, Form::Id) && input_fields(obj, acc),
         // The right side works on the left side's output.
-        Kind::Pipe(a, _) => input_fields(a, acc),
-        Kind::Comma(a, b)
-        | Kind::Math(_, a, b)
-        | Kind::Cmp(_, a, b)
-        | Kind::And(a, b)
-        | Kind::Or(a, b)
-        | Kind::Alt(a, b) => input_fields(a, acc) && input_fields(b, acc),
-        Kind::Neg(a) => input_fields(a, acc),
-        Kind::If(arms, els) => {
+        Form::Pipe(a, _) => input_fields(a, acc),
+        Form::Comma(a, b)
+        | Form::Math(_, a, b)
+        | Form::Cmp(_, a, b)
+        | Form::And(a, b)
+        | Form::Or(a, b)
+        | Form::Alt(a, b) => input_fields(a, acc) && input_fields(b, acc),
+        Form::Neg(a) => input_fields(a, acc),
+        Form::If(arms, els) => {
             arms.iter()
                 .all(|(c, t)| input_fields(c, acc) && input_fields(t, acc))
                 && els.as_ref().is_none_or(|e| input_fields(e, acc))
         }
-        Kind::Try(body, _) => input_fields(body, acc),
-        Kind::ObjLit { entries, .. } => entries.iter().all(|(_, v)| input_fields(v, acc)),
-        Kind::Obj(entries) => entries
+        Form::Try(body, _) => input_fields(body, acc),
+        Form::ObjLit { entries, .. } => entries.iter().all(|(_, v)| input_fields(v, acc)),
+        Form::Obj(entries) => entries
             .iter()
             .all(|(k, v)| input_fields(k, acc) && input_fields(v, acc)),
-        Kind::Arr(inner) => inner.as_ref().is_none_or(|i| input_fields(i, acc)),
-        Kind::Str(_, parts) => parts.iter().all(|p| match p {
+        Form::Arr(inner) => inner.as_ref().is_none_or(|i| input_fields(i, acc)),
+        Form::Str(_, parts) => parts.iter().all(|p| match p {
             SPart::Lit(_) => true,
             SPart::Interp(x) => input_fields(x, acc),
         }),
-        Kind::Error(Some(f)) => input_fields(f, acc),
-        Kind::First(f) => input_fields(f, acc),
-        Kind::Limit(a, b) => input_fields(a, acc) && input_fields(b, acc),
-        Kind::AnyAll { gen, .. } => input_fields(gen, acc),
+        Form::Error(Some(f)) => input_fields(f, acc),
+        Form::First(f) => input_fields(f, acc),
+        Form::Limit(a, b) => input_fields(a, acc) && input_fields(b, acc),
+        Form::AnyAll { gen, .. } => input_fields(gen, acc),
         _ => false,
     }
 }

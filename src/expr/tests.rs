@@ -1003,7 +1003,7 @@ fn subterms_fall_back_individually() {
     let e = Expr::compile("{n: .name, total: (reduce .xs[] as $x (0; . + $x))}").unwrap();
     assert!(!e.is_native());
     // The root is native object construction; only the reduce runs in jaq.
-    assert!(matches!(e.inner.root.kind, Kind::ObjLit { .. }));
+    assert!(matches!(e.inner.root.kind, Form::ObjLit { .. }));
     let mut out = Vec::new();
     e.eval(&v(r#"{"name":"a","xs":[1,2,3]}"#), &mut out)
         .unwrap();

@@ -10,7 +10,7 @@ pub use super::stats::RunStats;
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::store::Store;
 use crate::cli::Progress;
-use crate::error::{Error, Kind as ErrKind, Outcome, Result, Signal};
+use crate::error::{Error, ErrorKind, Outcome, Result, Signal};
 use crate::pipeline::graph::{Graph, Port, Role, CHANNEL_CAPACITY};
 use crate::pipeline::spec::{parse_duration_ms, AtEnd, Delivery, Format, NodeConfig};
 use crate::pipeline::spec::{sink_format, source_format};
@@ -145,7 +145,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
         );
         all_stats.push(run);
         match result {
-            Err(e) if e.kind == ErrKind::Runtime && attempts_left > 0 => {
+            Err(e) if e.kind == ErrorKind::Runtime && attempts_left > 0 => {
                 attempts_left -= 1;
                 warn(&format!(
                     "{e}; restarting from the last checkpoint in {:.1}s ({} attempts left)",
@@ -186,7 +186,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     }
                 }
                 if let Err(e) = &other {
-                    if let (ErrKind::Runtime, Some(store)) = (e.kind, &store) {
+                    if let (ErrorKind::Runtime, Some(store)) = (e.kind, &store) {
                         // Only a checkpoint that is there and valid makes the hint true.
                         let hint = match store.pick(None, &|_| {}) {
                             Ok(Some(c)) => format!(

@@ -237,7 +237,7 @@ fn fuzz_pipeline_files_never_panic_validate() {
                     !e.message.trim().is_empty(),
                     "an empty message for:\n{text}"
                 );
-                prop_assert_eq!(e.kind, weir::error::Kind::Usage);
+                prop_assert_eq!(e.kind, weir::error::ErrorKind::Usage);
             }
             Ok(())
         })
