@@ -204,6 +204,11 @@ fn check_outputs_against_inputs(spec: &PipelineSpec, c: &mut Collector) {
     for node in &spec.nodes {
         let (key, written) = match &node.config {
             NodeConfig::FileSink(s) if s.path != "-" => ("path", &s.path),
+            // A SQLite database file over a source's input would destroy it as surely.
+            NodeConfig::SqliteSink(s) => match &s.path {
+                Some(p) => ("path", p),
+                None => continue,
+            },
             NodeConfig::FileSource(s) => match &s.dead_letter {
                 Some(d) if d != "-" => ("dead_letter", d),
                 _ => continue,

@@ -43,6 +43,17 @@ fn a_sink_that_is_the_input_is_refused_however_it_is_spelt() {
     }
 }
 
+/// The same check holds for a SQLite sink's database file, which would replace the input.
+#[test]
+fn a_sqlite_database_that_is_the_input_is_refused() {
+    let p = Proj::new();
+    std::fs::create_dir(p.p("sub")).unwrap();
+    let toml = format!(
+        "{SRC}[sinks.db]\ntype = \"sqlite\"\ninputs = [\"s\"]\npath = \"./sub/../in.jsonl\"\ntable = \"t\"\n"
+    );
+    refused(&p, &toml, &["node 'db'", "source 's'"]);
+}
+
 #[test]
 fn a_dead_letter_file_that_is_an_input_is_refused() {
     let p = Proj::new();
