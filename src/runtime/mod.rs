@@ -1,8 +1,10 @@
 //! Running a pipeline: one thread per node, bounded channels between them, a checkpoint
 //! coordinator beside them, and one place that decides how the run ended.
 
+pub mod align;
 pub mod context;
 pub mod edits;
+pub mod merge;
 pub mod message;
 pub mod notices;
 pub mod progress;

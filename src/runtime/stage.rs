@@ -2,7 +2,9 @@
 //! deterministic order, align checkpoint barriers, hand batches to the operator, snapshot state
 //! at barriers, and pass end-of-stream on.
 
+use super::align::Alignment;
 use super::context::{Context, Report};
+use super::merge::{Merge, Step};
 use super::message::{Batch, EndKind, Msg, Origin, Partial, Record, END_SEQ};
 use crate::error::Error;
 use crate::pipeline::spec::OnError;
@@ -314,19 +316,6 @@ pub fn run_stage(
     }
 }
 
-/// The order of records at a merge: logical batch, then source, file and line. Every stream
-/// is sorted by it (sources emit in this order and operators keep it), so a k-way merge on it
-/// is deterministic and keeps the source's order across branches that join again.
-#[inline]
-fn key(seq: u64, r: &Record) -> (u64, u32, u32, u64) {
-    (seq, r.origin.source, r.origin.file, r.origin.line)
-}
-
-struct Head {
-    seq: u64,
-    records: std::iter::Peekable<std::vec::IntoIter<Record>>,
-}
-
 fn stage_loop(
     node: usize,
     op: &mut dyn Operator,
@@ -336,10 +325,9 @@ fn stage_loop(
     ctx: &Context,
 ) -> StageResult {
     let n = inputs.len();
-    let mut heads: Vec<Option<Head>> = (0..n).map(|_| None).collect();
+    let mut merge = Merge::new(n);
     let mut ended: Vec<Option<EndKind>> = vec![None; n];
-    let mut blocked = vec![false; n];
-    let mut pending_barrier: Option<u64> = None;
+    let mut align = Alignment::new(n);
     // Output caused by a watermark carries the seq of the batch that advanced it.
     let mut last_seq = 0u64;
     // The seq of what sits in the output buffer, flushed when it changes.
@@ -347,7 +335,7 @@ fn stage_loop(
     loop {
         // Fill the head of every live input that is not held at a barrier.
         for i in 0..n {
-            while heads[i].is_none() && ended[i].is_none() && !blocked[i] {
+            while merge.is_empty(i) && ended[i].is_none() && !align.is_held(i) {
                 let msg = match inputs[i].try_recv() {
                     Ok(m) => m,
                     Err(_) => {
@@ -368,10 +356,7 @@ fn stage_loop(
                             out.flush_batch(last_seq, true)?;
                             continue;
                         }
-                        heads[i] = Some(Head {
-                            seq: b.seq,
-                            records: b.records.into_iter().peekable(),
-                        });
+                        merge.push(i, b.seq, b.records);
                     }
                     Msg::Partial(p) => {
                         if n != 1 {
@@ -384,70 +369,41 @@ fn stage_loop(
                         // A window fires what the folded records' watermark reached.
                         out.flush_batch(last_seq, false)?;
                     }
-                    Msg::Barrier(id) => {
-                        blocked[i] = true;
-                        pending_barrier = Some(id);
-                    }
+                    Msg::Barrier(id) => align.arrived(i, id),
                     Msg::End(k) => ended[i] = Some(k),
                 }
             }
         }
-        // k-way merge: take the run of records from the input with the smallest key that
-        // stays below every other input's head. An empty head says "nothing more up to the end
-        // of this batch number" and sorts after that batch's records.
-        let mut best: Option<((u64, u32, u32, u64), usize)> = None;
-        let mut second: Option<((u64, u32, u32, u64), usize)> = None;
-        for (i, h) in heads.iter_mut().enumerate() {
-            let Some(h) = h else { continue };
-            let k = match h.records.peek() {
-                Some(r) => (key(h.seq, r), i),
-                None => ((h.seq, u32::MAX, u32::MAX, u64::MAX), i),
-            };
-            if best.is_none_or(|b| k < b) {
-                second = best;
-                best = Some(k);
-            } else if second.is_none_or(|s| k < s) {
-                second = Some(k);
-            }
-        }
-        if let Some((_, i)) = best {
-            let h = heads[i].as_mut().expect("head present");
-            let seq = h.seq;
-            if h.records.peek().is_none() {
-                // A progress marker: it has done its job once it is the smallest.
-                heads[i] = None;
+        match merge.next_step() {
+            Some(Step::Progress { seq }) => {
+                // A progress marker has done its job once it is the smallest head.
                 if out_seq.is_some_and(|s| s != seq) {
                     out.flush_batch(out_seq.take().unwrap_or(0), true)?;
                 }
                 continue;
             }
-            let mut run = Vec::new();
-            while let Some(r) = h.records.peek() {
-                if second.is_some_and(|s| (key(seq, r), i) > s) {
-                    break;
+            Some(Step::Run {
+                input,
+                seq,
+                records,
+            }) => {
+                if out_seq.is_some_and(|s| s != seq) {
+                    out.flush_batch(out_seq.take().unwrap_or(0), true)?;
                 }
-                run.extend(h.records.next());
+                last_seq = seq;
+                out_seq = Some(seq);
+                op.process(input, Batch { seq, records }, out)?;
+                continue;
             }
-            if h.records.peek().is_none() {
-                heads[i] = None;
-            }
-            if out_seq.is_some_and(|s| s != seq) {
-                out.flush_batch(out_seq.take().unwrap_or(0), true)?;
-            }
-            last_seq = seq;
-            out_seq = Some(seq);
-            op.process(i, Batch { seq, records: run }, out)?;
-            continue;
+            None => {}
         }
         if let Some(s) = out_seq.take() {
             out.flush_batch(s, true)?;
         }
         // No data waiting: every live input is at a barrier, or every input has ended.
-        let live: Vec<usize> = (0..n).filter(|&i| ended[i].is_none()).collect();
-        if live.is_empty() {
+        if ended.iter().all(|k| k.is_some()) {
             let finished = ended.iter().all(|k| *k == Some(EndKind::Finish));
-            // A barrier some inputs sent before ending is still owed downstream.
-            if let Some(id) = pending_barrier.take() {
+            if let Some(id) = align.owed() {
                 report_barrier(op, id, node, ctx)?;
                 out.broadcast(Msg::Barrier(id))?;
             }
@@ -474,14 +430,10 @@ fn stage_loop(
             }
             return Ok(());
         }
-        if let Some(id) = pending_barrier {
-            if live.iter().all(|&i| blocked[i]) {
-                report_barrier(op, id, node, ctx)?;
-                out.broadcast(Msg::Barrier(id))?;
-                pending_barrier = None;
-                blocked.iter_mut().for_each(|b| *b = false);
-                continue;
-            }
+        if let Some(id) = align.complete(|i| ended[i].is_none()) {
+            report_barrier(op, id, node, ctx)?;
+            out.broadcast(Msg::Barrier(id))?;
+            continue;
         }
         // Unreachable in a well-formed stream; treat as a broken peer rather than spin.
         return Err(Stop::Disconnected);
