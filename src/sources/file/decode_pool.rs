@@ -1,7 +1,7 @@
 //! The parse workers: threads that decode (or fold, see `sources::combine`) the JSON lines
-//! of a mapped file ahead of the read position, and the helper that decodes part of a batch
-//! of other inputs. Results come back in input order, so what leaves the source never
-//! depends on thread timing.
+//! of a mapped file ahead of the read position, or decode the later part of a batch of
+//! another input while the source decodes the earlier part (`fork`, `join`). Results come
+//! back in input order, so what leaves the source never depends on thread timing.
 
 use super::prefilter::Prefilter;
 use crate::sources::combine::{fold_range, Ack, CombineSpec, Folded, Table};
@@ -52,37 +52,8 @@ pub(super) type Decoded = Result<Option<Value>, String>;
 pub(super) type DecodedLines =
     std::iter::Zip<std::vec::IntoIter<(usize, usize)>, std::vec::IntoIter<Option<Decoded>>>;
 
-pub(super) struct Job {
-    pub(super) bytes: Vec<u8>,
-    pub(super) lines: Vec<(usize, usize)>,
-}
-
-/// A thread that decodes JSON lines for the source, so parsing uses a second core.
-pub(super) struct ParseHelper {
-    pub(super) jobs: crossbeam_channel::Sender<Job>,
-    pub(super) results: Receiver<Vec<Decoded>>,
-}
-
-impl ParseHelper {
-    pub(super) fn start(projector: Option<crate::value::Projector>) -> ParseHelper {
-        let (jobs, job_rx) = bounded::<Job>(1);
-        let (res_tx, results) = bounded::<Vec<Decoded>>(1);
-        let _ = std::thread::Builder::new()
-            .name("weir:parse".into())
-            .spawn(move || {
-                for job in job_rx {
-                    let out = decode_block(&job.bytes, 0, &job.lines, projector.as_ref());
-                    if res_tx.send(out).is_err() {
-                        return;
-                    }
-                }
-            });
-        ParseHelper { jobs, results }
-    }
-}
-
-/// Decodes consecutive JSON lines of `bytes` starting at `start`: what the pool's workers, the
-/// fork-join helper and their fallbacks all do.
+/// Decodes consecutive JSON lines of `bytes` starting at `start`: what the pool's workers do
+/// with a forked block, and their fallbacks.
 pub(super) fn decode_block(
     bytes: &[u8],
     start: usize,
@@ -195,12 +166,16 @@ pub(super) enum PoolJob {
     Flush,
     /// Throw the table away (the epoch is read again record by record).
     Discard,
+    /// Decode these lines (length, terminator length) of a copied block: the later part of a
+    /// batch from an input that is not mapped (see `fork`).
+    Block(Vec<u8>, Vec<(usize, usize)>),
 }
 
 pub(super) enum PoolReply {
     Decoded(JobResult),
     Folded(Ack),
     Table(Table),
+    Block(Vec<Decoded>),
 }
 
 /// Bytes per job (about a thousand log lines): large enough that handing out a job costs
@@ -243,6 +218,12 @@ impl DecodePool {
                                 None => Ack::Irregular,
                             }),
                             PoolJob::Flush => PoolReply::Table(std::mem::take(&mut table)),
+                            PoolJob::Block(bytes, lines) => PoolReply::Block(decode_block(
+                                &bytes,
+                                0,
+                                &lines,
+                                projector.as_ref(),
+                            )),
                             PoolJob::Discard => {
                                 table = Table::default();
                                 continue;
@@ -363,6 +344,38 @@ impl DecodePool {
         Some(out)
     }
 
+    /// Hands `lines` of `bytes` to a worker to decode, while the caller decodes the lines
+    /// before them; `join` takes the results back. Jobs of a mapping still in flight (a file
+    /// cut short under the source) are dropped first, so the worker's next reply is this
+    /// block's. `None` when no worker took it: the caller then decodes the block itself.
+    pub(super) fn fork(&mut self, bytes: Vec<u8>, lines: Vec<(usize, usize)>) -> Option<usize> {
+        self.forget();
+        let w = self.next % self.workers.len().max(1);
+        self.next += 1;
+        let wk = self.workers.get(w)?;
+        wk.jobs.send(PoolJob::Block(bytes, lines)).ok()?;
+        Some(w)
+    }
+
+    /// The decoded lines of the block forked to worker `w`; `None` if the worker is gone.
+    pub(super) fn join(&mut self, w: usize) -> Option<Vec<Decoded>> {
+        match self.workers.get(w)?.results.recv().ok()? {
+            PoolReply::Block(out) => Some(out),
+            _ => None,
+        }
+    }
+
+    /// Takes back and drops the jobs in flight, and forgets their mapping.
+    fn forget(&mut self) {
+        while let Some((w, _, _)) = self.inflight.pop_front() {
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
+        }
+        self.map = None;
+        self.ahead = 0;
+    }
+
     /// Drops what is in flight and every worker's table, and goes on handing out jobs from
     /// `restart` in the current mapping.
     pub(super) fn discard(&mut self, restart: usize) {
@@ -375,5 +388,42 @@ impl DecodePool {
             let _ = wk.jobs.send(PoolJob::Discard);
         }
         self.ahead = restart;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A block forked while jobs of a mapping are still in flight (a mapped file cut short
+    /// under the source, then a stream) comes back as its own lines, not a stale job's; and
+    /// the mapping is handed out again from where it is asked for.
+    #[test]
+    fn a_block_forked_with_jobs_in_flight_gets_its_own_lines_back() {
+        let mut f = tempfile::tempfile().unwrap();
+        for i in 0..100_000 {
+            writeln!(f, "{{\"m\":{i}}}").unwrap();
+        }
+        // SAFETY: a private temporary file, not changed while mapped.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
+        let mut pool = DecodePool::start(1, None, None, None);
+        pool.reset(&map, 0);
+        pool.top_up(false);
+        assert_eq!(pool.inflight.len(), POOL_DEPTH);
+        let block = b"{\"b\":1}\n{\"b\":2}".to_vec();
+        let lines = vec![(7, 1), (7, 0)];
+        let w = pool.fork(block.clone(), lines.clone()).expect("a worker");
+        let got = pool.join(w).expect("the block's reply");
+        let want = decode_block(&block, 0, &lines, None);
+        assert_eq!(got, want);
+        pool.reset(&map, 0);
+        pool.top_up(false);
+        let (line, first) = pool.take(None, None).unwrap().next().unwrap();
+        assert_eq!(line, (7, 1));
+        assert_eq!(
+            first.unwrap().unwrap(),
+            decode_jsonl(b"{\"m\":0}", None).unwrap()
+        );
     }
 }

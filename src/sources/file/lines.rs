@@ -2,7 +2,7 @@
 //! decoding them (with the decode pool for mapped files, a helper for the rest), and emitting
 //! them in input order with their line numbers and offsets.
 
-use super::decode_pool::{DecodePool, Decoded, Job, ParseHelper};
+use super::decode_pool::{DecodePool, Decoded};
 use super::reader::{Fill, Input};
 use super::{io_stop, FileSource};
 use crate::pipeline::spec::{AtEnd, Format};
@@ -152,8 +152,10 @@ impl FileSource {
     /// pushed-down filter and what to fold for.
     pub(super) fn start_pool(&mut self) {
         if self.pool.is_none() {
+            // At least one worker: `decode_lines` forks to one even when no mapped file is
+            // decoded ahead (`WEIR_PARSE_THREADS=0` with cores to spare).
             self.pool = Some(DecodePool::start(
-                self.s.parse_threads,
+                self.s.parse_threads.max(1),
                 self.projector.clone(),
                 self.s.pushdown.as_ref().map(|(e, _)| e.clone()),
                 self.combine.as_ref().map(|c| c.spec.clone()),
@@ -247,11 +249,10 @@ impl FileSource {
     }
 
     /// Decodes consecutive lines at the start of the unconsumed bytes. JSON parsing is the
-    /// most expensive step of most pipelines, so for a large enough batch the later part is
-    /// parsed by a helper thread while this one parses the rest; results come back in order.
+    /// most expensive step of most pipelines, so when there are cores to spare, the later part
+    /// of a large enough batch is parsed by a parse worker while this thread parses the rest;
+    /// results come back in order.
     pub(super) fn decode_lines(&mut self, lines: &[(usize, usize)], jsonl: bool) -> Vec<Decoded> {
-        let r = self.reader.as_ref().expect("reader open");
-        let data = r.data();
         let decode_one = |line: &[u8], p: Option<&crate::value::Projector>| -> Decoded {
             if jsonl {
                 decode_jsonl(line, p)
@@ -265,6 +266,20 @@ impl FileSource {
         } else {
             lines.len()
         };
+        if split < lines.len() {
+            self.start_pool();
+        }
+        let data = self.reader.as_ref().expect("reader open").data();
+        let head: usize = lines[..split].iter().map(|(l, t)| l + t).sum();
+        // The later part goes to a worker first, as one copied block (tens of kB; parsing it
+        // costs far more than the copy), so that both parts are parsed at once.
+        let forked = match self.pool.as_mut() {
+            Some(pool) if split < lines.len() => {
+                let end = head + lines[split..].iter().map(|(l, t)| l + t).sum::<usize>();
+                pool.fork(data[head..end].to_vec(), lines[split..].to_vec())
+            }
+            _ => None,
+        };
         let mut pos = 0;
         for &(len, term) in &lines[..split] {
             out.push(decode_one(&data[pos..pos + len], self.projector.as_ref()));
@@ -273,29 +288,14 @@ impl FileSource {
         if split == lines.len() {
             return out;
         }
-        // The rest goes to the helper as one copied block (tens of kB; parsing it costs
-        // far more than the copy).
-        let end = pos + lines[split..].iter().map(|(l, t)| l + t).sum::<usize>();
-        let job = Job {
-            bytes: data[pos..end].to_vec(),
-            lines: lines[split..].to_vec(),
-        };
-        let helper = self
-            .parser
-            .get_or_insert_with(|| ParseHelper::start(self.projector.clone()));
-        let reply = helper
-            .jobs
-            .send(job)
-            .ok()
-            .and_then(|_| helper.results.recv().ok());
-        match reply {
+        let rest = forked.and_then(|w| self.pool.as_mut()?.join(w));
+        match rest {
             Some(rest) => out.extend(rest),
             None => {
-                // The helper is gone: decode here.
-                let mut p = pos;
+                // No worker took the block, or it is gone: decode here.
                 for &(len, term) in &lines[split..] {
-                    out.push(decode_one(&data[p..p + len], self.projector.as_ref()));
-                    p += len + term;
+                    out.push(decode_one(&data[pos..pos + len], self.projector.as_ref()));
+                    pos += len + term;
                 }
             }
         }

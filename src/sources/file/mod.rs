@@ -24,7 +24,7 @@ mod reader;
 pub mod rotation;
 mod stdin;
 
-use self::decode_pool::{Combining, DecodePool, DecodedLines, ParseHelper};
+use self::decode_pool::{Combining, DecodePool, DecodedLines};
 use self::reader::{CsvState, Reader};
 use self::rotation::is_gz;
 pub use self::rotation::FileState;
@@ -71,7 +71,8 @@ pub struct FileSourceSettings {
     pub fingerprint_bytes: usize,
     /// Top-level fields the pipeline reads (jsonl parses only these); `None`: all.
     pub fields: Option<Vec<Str>>,
-    /// Parse JSON on a helper thread as well (when there are cores to spare).
+    /// Parse JSON lines of inputs that are not mapped on a parse worker as well (when there
+    /// are cores to spare).
     pub parallel_parse: bool,
     /// Threads that decode JSON lines of mapped files ahead of the read position (0: none).
     pub parse_threads: usize,
@@ -99,7 +100,6 @@ pub struct FileSource {
     /// Records read since the last pass over the files began (follow).
     pass_progress: bool,
     projector: Option<crate::value::Projector>,
-    parser: Option<ParseHelper>,
     pool: Option<DecodePool>,
     /// Decoded lines of the pool's oldest finished job not yet emitted.
     ready: DecodedLines,
@@ -134,7 +134,6 @@ impl FileSource {
             last_scan: std::time::Instant::now(),
             pass_progress: false,
             projector: None,
-            parser: None,
             pool: None,
             ready: Vec::new().into_iter().zip(Vec::new()),
             combine: None,
