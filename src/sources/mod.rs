@@ -7,7 +7,6 @@ pub mod file;
 mod flat_json;
 pub mod formats;
 pub mod generate;
-pub mod rotation;
 mod sigbus;
 
 use crate::error::Error;

@@ -1,0 +1,429 @@
+//! The parse workers: threads that decode (or fold, see `sources::combine`) the JSON lines
+//! of a mapped file ahead of the read position, or decode the later part of a batch of
+//! another input while the source decodes the earlier part (`fork`, `join`). Results come
+//! back in input order, so what leaves the source never depends on thread timing.
+
+use super::prefilter::Prefilter;
+use crate::sources::combine::{fold_range, Ack, CombineSpec, Folded, Table};
+use crate::sources::formats::decode_jsonl;
+use crate::value::Value;
+use crossbeam_channel::{bounded, Receiver};
+use std::sync::Arc;
+
+pub(super) struct Combining {
+    pub(super) spec: Arc<CombineSpec>,
+    /// Lines folded and sent over the life of the state.
+    pub(super) combined: u64,
+    /// For a window: the largest event time in the lines sent.
+    pub(super) max_time: Option<i64>,
+    /// The epoch: lines and bytes folded since the tables were last sent, from the read
+    /// position (which moves only when they are sent), the late lines among them and the
+    /// largest event time.
+    pub(super) lines: u64,
+    pub(super) bytes: usize,
+    pub(super) late: u64,
+    pub(super) epoch_max_time: Option<i64>,
+}
+
+impl Combining {
+    /// Takes a job's report back, in the order of the jobs. False when a line of it was late
+    /// for a window by the lines of the jobs before it, which the worker could not know: the
+    /// epoch is then irregular.
+    pub(super) fn accept(&mut self, f: &Folded) -> bool {
+        if let Some(w) = &self.spec.window {
+            let watermark = self
+                .epoch_max_time
+                .map_or(i64::MIN, |m| m.saturating_sub(w.out_of_orderness));
+            if f.min_end <= watermark {
+                return false;
+            }
+            self.epoch_max_time = self.epoch_max_time.max(f.max_time);
+            self.late += f.late;
+        }
+        self.lines += f.lines;
+        self.bytes += f.bytes;
+        true
+    }
+}
+
+pub(super) type Decoded = Result<Option<Value>, String>;
+/// A job's lines (length, terminator length) with their decoded results, in order.
+/// `None`: a record the pushed-down filter drops.
+pub(super) type DecodedLines =
+    std::iter::Zip<std::vec::IntoIter<(usize, usize)>, std::vec::IntoIter<Option<Decoded>>>;
+
+/// Decodes consecutive JSON lines of `bytes` starting at `start`: what the pool's workers do
+/// with a forked block, and their fallbacks.
+pub(super) fn decode_block(
+    bytes: &[u8],
+    start: usize,
+    lines: &[(usize, usize)],
+    projector: Option<&crate::value::Projector>,
+) -> Vec<Decoded> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut pos = start;
+    for &(len, term) in lines {
+        out.push(decode_jsonl(&bytes[pos..pos + len], projector));
+        pos += len + term;
+    }
+    out
+}
+
+/// Cuts `bytes[start..end]` into lines and decodes them: what a pool worker does with a job.
+/// `end` is just after a newline, or the end of the mapping (a complete file needs no newline
+/// after its last line). A record the pushed-down filter rejects comes back as `None`.
+pub(super) fn decode_range(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    projector: Option<&crate::value::Projector>,
+    filter: Option<&crate::expr::Expr>,
+    mut prefilter: Option<&mut Prefilter>,
+) -> JobResult {
+    let mut lines = Vec::with_capacity((end - start) / 64 + 1);
+    let mut pos = start;
+    while pos < end {
+        match memchr::memchr(b'\n', &bytes[pos..end]) {
+            Some(i) => {
+                lines.push((i, 1));
+                pos += i + 1;
+            }
+            None => {
+                lines.push((end - pos, 0));
+                pos = end;
+            }
+        }
+    }
+    let Some(f) = filter else {
+        let results = decode_block(bytes, start, &lines, projector);
+        return (lines, results.into_iter().map(Some).collect());
+    };
+    if !prefilter.as_mut().is_some_and(|p| p.judging()) {
+        prefilter = None;
+    }
+    let mut results = Vec::with_capacity(lines.len());
+    let mut pos = start;
+    for &(len, term) in &lines {
+        let line = &bytes[pos..pos + len];
+        pos += len + term;
+        if prefilter.as_mut().is_some_and(|p| p.drops(line, f)) {
+            results.push(None);
+            continue;
+        }
+        results.push(match decode_jsonl(line, projector) {
+            // Only a plain `false` drops the record here; an error is the filter's to report,
+            // so such a record goes on to it.
+            Ok(Some(v)) if matches!(f.eval_bool(&v), Ok(false)) => None,
+            d => Some(d),
+        });
+    }
+    (lines, results)
+}
+
+/// JSON lines of a mapped file decoded by worker threads ahead of the read position.
+///
+/// The source thread cuts the mapping into jobs of about `POOL_JOB_BYTES` that end at a
+/// newline, hands them out round-robin and takes the results back in the same order, so
+/// records leave exactly as a single thread would emit them. The workers find the lines of
+/// their job themselves: the source never reads the bytes of the file, and each byte is
+/// brought into a cache once, by the core that parses it. Only decoding runs ahead:
+/// positions, line numbers, bad-record handling and checkpoints advance as the source emits,
+/// so a snapshot never covers a line that has not been emitted, and unemitted work is simply
+/// dropped.
+pub(super) struct DecodePool {
+    pub(super) workers: Vec<PoolWorker>,
+    /// Jobs handed out and not yet taken back, oldest first.
+    pub(super) inflight: std::collections::VecDeque<InFlight>,
+    pub(super) next: usize,
+    /// The mapping the jobs are cut from, and the position just after the last job.
+    pub(super) map: Option<Arc<memmap2::Mmap>>,
+    pub(super) ahead: usize,
+}
+
+/// (worker, start, end in the mapping) of a job handed out.
+pub(super) type InFlight = (usize, usize, usize);
+
+pub(super) type JobResult = (Vec<(usize, usize)>, Vec<Option<Decoded>>);
+
+pub(super) struct PoolWorker {
+    pub(super) jobs: crossbeam_channel::Sender<PoolJob>,
+    pub(super) results: Receiver<PoolReply>,
+}
+
+/// A byte range of a mapping, ending at a newline or the end of the mapping.
+pub(super) struct Range {
+    pub(super) map: Arc<memmap2::Mmap>,
+    pub(super) start: usize,
+    pub(super) end: usize,
+}
+
+pub(super) enum PoolJob {
+    /// Decode the lines into records.
+    Decode(Range),
+    /// Fold the lines into the worker's table (see `combine`).
+    Fold(Range),
+    /// Hand the table over and start a new one.
+    Flush,
+    /// Throw the table away (the epoch is read again record by record).
+    Discard,
+    /// Decode these lines (length, terminator length) of a copied block: the later part of a
+    /// batch from an input that is not mapped (see `fork`).
+    Block(Vec<u8>, Vec<(usize, usize)>),
+}
+
+pub(super) enum PoolReply {
+    Decoded(JobResult),
+    Folded(Ack),
+    Table(Table),
+    Block(Vec<Decoded>),
+}
+
+/// Bytes per job (about a thousand log lines): large enough that handing out a job costs
+/// little against decoding it, small enough that the workers share the tail of a file.
+pub(super) const POOL_JOB_BYTES: usize = 128 << 10;
+/// Jobs in flight per worker, so a worker has the next job at hand when it finishes one.
+pub(super) const POOL_DEPTH: usize = 2;
+
+impl DecodePool {
+    pub(super) fn start(
+        threads: usize,
+        projector: Option<crate::value::Projector>,
+        filter: Option<crate::expr::Expr>,
+        combine: Option<Arc<CombineSpec>>,
+    ) -> DecodePool {
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (jobs, job_rx) = bounded::<PoolJob>(POOL_DEPTH);
+            let (res_tx, results) = bounded::<PoolReply>(POOL_DEPTH);
+            let projector = projector.clone();
+            let filter = filter.clone();
+            let combine = combine.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir:parse{i}"))
+                .spawn(move || {
+                    let mut table = Table::default();
+                    let mut prefilter = filter.as_ref().and_then(Prefilter::new);
+                    for job in job_rx {
+                        let out = match job {
+                            PoolJob::Decode(j) => PoolReply::Decoded(decode_range(
+                                &j.map,
+                                j.start,
+                                j.end,
+                                projector.as_ref(),
+                                filter.as_ref(),
+                                prefilter.as_mut(),
+                            )),
+                            PoolJob::Fold(j) => PoolReply::Folded(match &combine {
+                                Some(spec) => fold_range(&j.map, j.start, j.end, spec, &mut table),
+                                None => Ack::Irregular,
+                            }),
+                            PoolJob::Flush => PoolReply::Table(std::mem::take(&mut table)),
+                            PoolJob::Block(bytes, lines) => PoolReply::Block(decode_block(
+                                &bytes,
+                                0,
+                                &lines,
+                                projector.as_ref(),
+                            )),
+                            PoolJob::Discard => {
+                                table = Table::default();
+                                continue;
+                            }
+                        };
+                        if res_tx.send(out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            if spawned.is_ok() {
+                workers.push(PoolWorker { jobs, results });
+            }
+        }
+        DecodePool {
+            workers,
+            inflight: std::collections::VecDeque::new(),
+            next: 0,
+            map: None,
+            ahead: 0,
+        }
+    }
+
+    /// Forgets jobs cut from another mapping (their results are taken and dropped, so each
+    /// worker's results stay in step with its jobs).
+    pub(super) fn reset(&mut self, map: &Arc<memmap2::Mmap>, start: usize) {
+        if self.map.as_ref().is_some_and(|m| Arc::ptr_eq(m, map)) && self.ahead >= start {
+            return;
+        }
+        while let Some((w, _, _)) = self.inflight.pop_front() {
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
+        }
+        self.map = Some(map.clone());
+        self.ahead = start;
+    }
+
+    /// Hands out jobs until every worker has `POOL_DEPTH` or the mapping is all handed out:
+    /// jobs to fold with `fold`, else to decode. A job that cannot be handed out (its worker is
+    /// gone) is decoded here instead, or reported irregular when folding.
+    pub(super) fn top_up(&mut self, fold: bool) {
+        let Some(map) = self.map.clone() else { return };
+        // With no worker at all (none could be started), jobs are still cut, one at a time,
+        // and decoded here: an empty pool must not read as the end of the file.
+        let depth = self.workers.len().max(1) * POOL_DEPTH;
+        while self.inflight.len() < depth && self.ahead < map.len() {
+            let start = self.ahead;
+            let cut = start + POOL_JOB_BYTES;
+            let end = if cut >= map.len() {
+                map.len()
+            } else {
+                memchr::memchr(b'\n', &map[cut..]).map_or(map.len(), |i| cut + i + 1)
+            };
+            self.ahead = end;
+            let w = self.next % self.workers.len().max(1);
+            self.next += 1;
+            let range = Range {
+                map: map.clone(),
+                start,
+                end,
+            };
+            let job = if fold {
+                PoolJob::Fold(range)
+            } else {
+                PoolJob::Decode(range)
+            };
+            if self
+                .workers
+                .get(w)
+                .is_some_and(|wk| wk.jobs.send(job).is_ok())
+            {
+                self.inflight.push_back((w, start, end));
+            } else {
+                // The worker is gone: `take` decodes this job on the source's thread.
+                self.inflight.push_back((usize::MAX, start, end));
+            }
+        }
+    }
+
+    /// The oldest job's lines with their decoded results.
+    pub(super) fn take(
+        &mut self,
+        projector: Option<&crate::value::Projector>,
+        filter: Option<&crate::expr::Expr>,
+    ) -> Option<DecodedLines> {
+        let (w, start, end) = self.inflight.pop_front()?;
+        let (lines, results) = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+            Some(PoolReply::Decoded(r)) => r,
+            // Decode on this thread (a worker failed): the same results, just slower.
+            _ => decode_range(self.map.as_ref()?, start, end, projector, filter, None),
+        };
+        Some(lines.into_iter().zip(results))
+    }
+
+    /// The oldest folded job's report; `None` when nothing is in flight. A worker that is
+    /// gone reports irregular, which sends the epoch down the decoding path that copes.
+    pub(super) fn take_ack(&mut self) -> Option<Ack> {
+        let (w, _, _) = self.inflight.pop_front()?;
+        match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+            Some(PoolReply::Folded(ack)) => Some(ack),
+            _ => Some(Ack::Irregular),
+        }
+    }
+
+    /// Every worker's table (nothing may be in flight); `None` if a worker is gone.
+    pub(super) fn tables(&mut self) -> Option<Vec<Table>> {
+        for wk in &self.workers {
+            wk.jobs.send(PoolJob::Flush).ok()?;
+        }
+        let mut out = Vec::with_capacity(self.workers.len());
+        for wk in &self.workers {
+            match wk.results.recv() {
+                Ok(PoolReply::Table(t)) => out.push(t),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// Hands `lines` of `bytes` to a worker to decode, while the caller decodes the lines
+    /// before them; `join` takes the results back. Jobs of a mapping still in flight (a file
+    /// cut short under the source) are dropped first, so the worker's next reply is this
+    /// block's. `None` when no worker took it: the caller then decodes the block itself.
+    pub(super) fn fork(&mut self, bytes: Vec<u8>, lines: Vec<(usize, usize)>) -> Option<usize> {
+        self.forget();
+        let w = self.next % self.workers.len().max(1);
+        self.next += 1;
+        let wk = self.workers.get(w)?;
+        wk.jobs.send(PoolJob::Block(bytes, lines)).ok()?;
+        Some(w)
+    }
+
+    /// The decoded lines of the block forked to worker `w`; `None` if the worker is gone.
+    pub(super) fn join(&mut self, w: usize) -> Option<Vec<Decoded>> {
+        match self.workers.get(w)?.results.recv().ok()? {
+            PoolReply::Block(out) => Some(out),
+            _ => None,
+        }
+    }
+
+    /// Takes back and drops the jobs in flight, and forgets their mapping.
+    fn forget(&mut self) {
+        while let Some((w, _, _)) = self.inflight.pop_front() {
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
+        }
+        self.map = None;
+        self.ahead = 0;
+    }
+
+    /// Drops what is in flight and every worker's table, and goes on handing out jobs from
+    /// `restart` in the current mapping.
+    pub(super) fn discard(&mut self, restart: usize) {
+        while let Some((w, _, _)) = self.inflight.pop_front() {
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
+        }
+        for wk in &self.workers {
+            let _ = wk.jobs.send(PoolJob::Discard);
+        }
+        self.ahead = restart;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A block forked while jobs of a mapping are still in flight (a mapped file cut short
+    /// under the source, then a stream) comes back as its own lines, not a stale job's; and
+    /// the mapping is handed out again from where it is asked for.
+    #[test]
+    fn a_block_forked_with_jobs_in_flight_gets_its_own_lines_back() {
+        let mut f = tempfile::tempfile().unwrap();
+        for i in 0..100_000 {
+            writeln!(f, "{{\"m\":{i}}}").unwrap();
+        }
+        // SAFETY: a private temporary file, not changed while mapped.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
+        let mut pool = DecodePool::start(1, None, None, None);
+        pool.reset(&map, 0);
+        pool.top_up(false);
+        assert_eq!(pool.inflight.len(), POOL_DEPTH);
+        let block = b"{\"b\":1}\n{\"b\":2}".to_vec();
+        let lines = vec![(7, 1), (7, 0)];
+        let w = pool.fork(block.clone(), lines.clone()).expect("a worker");
+        let got = pool.join(w).expect("the block's reply");
+        let want = decode_block(&block, 0, &lines, None);
+        assert_eq!(got, want);
+        pool.reset(&map, 0);
+        pool.top_up(false);
+        let (line, first) = pool.take(None, None).unwrap().next().unwrap();
+        assert_eq!(line, (7, 1));
+        assert_eq!(
+            first.unwrap().unwrap(),
+            decode_jsonl(b"{\"m\":0}", None).unwrap()
+        );
+    }
+}

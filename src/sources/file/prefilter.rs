@@ -1,0 +1,138 @@
+//! Judging a line on the pushed-down filter's own fields before decoding it: the decode
+//! pool's workers drop most lines of a selective filter without building their records.
+
+use crate::sources::flat_json;
+use crate::sources::formats::trim_ascii;
+use crate::value::Value;
+
+/// The pushed-down filter's own fields, for a worker to judge a line on them alone before
+/// building its record: most lines of a selective filter are dropped, and for those reading
+/// a few fields without building anything costs far less than decoding the projection.
+/// The filter reads no other field (`Expr::input_fields`), so on a record of just these it
+/// decides as on the whole projection; only a plain `false` drops a line early, and anything
+/// else (true, an error, a line the scanner leaves to sonic-rs) is decoded as before.
+///
+/// When most lines pass, judging them first is pure extra work (a pass-all filter ran 18%
+/// slower), so a worker measures what the judging drops and stops judging for a while when it
+/// drops less than a third of the lines; which lines are dropped never depends on it.
+pub(super) struct Prefilter {
+    pub(super) fields: crate::value::Projector,
+    /// Reused for every line: the filter's fields of the line at hand.
+    pub(super) record: Value,
+    /// Lines judged and dropped since the last look at the rate.
+    pub(super) judged: u64,
+    pub(super) dropped: u64,
+    /// Jobs to decode without judging before judging is tried again, and how many the next
+    /// rest lasts (doubling while judging keeps not paying).
+    pub(super) resting: u32,
+    pub(super) rest: u32,
+}
+
+/// Lines judged before the drop rate is looked at, and the jobs of a worker's first and
+/// longest rests.
+pub(super) const PREFILTER_SAMPLE: u64 = 4096;
+pub(super) const PREFILTER_REST: u32 = 16;
+pub(super) const PREFILTER_REST_MAX: u32 = 1024;
+
+impl Prefilter {
+    pub(super) fn new(filter: &crate::expr::Expr) -> Option<Prefilter> {
+        let fields = filter.input_fields()?;
+        if fields.is_empty() || fields.len() > 8 {
+            return None;
+        }
+        Some(Prefilter {
+            fields: crate::value::Projector::new(&fields),
+            record: Value::Object(crate::value::Map::with_capacity(8)),
+            judged: 0,
+            dropped: 0,
+            resting: 0,
+            rest: PREFILTER_REST,
+        })
+    }
+
+    /// Whether to judge the lines of the next job.
+    pub(super) fn judging(&mut self) -> bool {
+        if self.resting > 0 {
+            self.resting -= 1;
+            return false;
+        }
+        if self.judged >= PREFILTER_SAMPLE {
+            let worth = self.dropped * 3 >= self.judged;
+            self.judged = 0;
+            self.dropped = 0;
+            if !worth {
+                self.resting = self.rest;
+                self.rest = (self.rest * 2).min(PREFILTER_REST_MAX);
+                return false;
+            }
+            self.rest = PREFILTER_REST;
+        }
+        true
+    }
+
+    /// True when the filter drops `line` on its own fields.
+    #[inline]
+    pub(super) fn drops(&mut self, line: &[u8], filter: &crate::expr::Expr) -> bool {
+        let line = trim_ascii(line);
+        let (fields, lens) = self.fields.wanted();
+        let mut slots: [Option<flat_json::Scalar<'_>>; 8] = [None; 8];
+        let slots = &mut slots[..fields.len()];
+        if line.is_empty() || flat_json::scan_fields(line, fields, lens, slots).is_none() {
+            return false;
+        }
+        let Value::Object(m) = &mut self.record else {
+            return false;
+        };
+        m.clear();
+        for (f, s) in fields.iter().zip(slots.iter()) {
+            if let Some(s) = s {
+                m.push_unique(f.clone(), s.to_value());
+            }
+        }
+        let drops = matches!(filter.eval_bool(&self.record), Ok(false));
+        self.judged += 1;
+        self.dropped += u64::from(drops);
+        drops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Judging a line first stops while it drops less than a third of the lines judged, for
+    /// rests that double while it keeps not paying, and starts again when it pays.
+    #[test]
+    fn a_worker_stops_judging_lines_first_while_it_does_not_pay() {
+        let filter = crate::expr::Expr::compile(".a == 1").unwrap();
+        let mut p = Prefilter::new(&filter).unwrap();
+        let judge = |p: &mut Prefilter, line: &[u8], n: u64| {
+            for _ in 0..n {
+                p.drops(line, &filter);
+            }
+        };
+        assert!(p.judging());
+        // All pass (a == 1): not worth it; rests of 16, then 32 jobs.
+        judge(&mut p, b"{\"a\":1}", PREFILTER_SAMPLE);
+        for (i, rest) in [PREFILTER_REST, PREFILTER_REST * 2].into_iter().enumerate() {
+            // The job that finds it not worth it, then the rest.
+            assert!(!p.judging());
+            for _ in 0..rest {
+                assert!(!p.judging());
+            }
+            assert!(p.judging(), "after a rest of {rest}");
+            if i == 0 {
+                judge(&mut p, b"{\"a\":1}", PREFILTER_SAMPLE);
+            }
+        }
+        // Half dropped: worth it again, and the next rest is back to the first length.
+        judge(&mut p, b"{\"a\":2}", PREFILTER_SAMPLE / 2);
+        judge(&mut p, b"{\"a\":1}", PREFILTER_SAMPLE / 2);
+        assert!(p.judging());
+        assert_eq!(p.rest, PREFILTER_REST);
+        // A line the scanner leaves alone is not judged at all.
+        let before = p.judged;
+        assert!(!p.drops(b"{\"a\":[2]}", &filter));
+        assert_eq!(p.judged, before);
+    }
+}
