@@ -1,7 +1,9 @@
 //! One error type for the whole program and the one place where exit codes are decided.
 //!
 //! Scripts depend on the exit codes (SPEC section 1), so no other module calls
-//! `std::process::exit`; they return an `Error` whose kind maps to a code here.
+//! `std::process::exit`; they return an `Error` whose kind maps to a code here, and `main`
+//! exits with it. The one exit that cannot wait for a return to `main` is here too
+//! (`exit_at_once`).
 
 use std::fmt;
 
@@ -96,4 +98,11 @@ pub fn exit_code(result: &Result<Outcome>) -> i32 {
             ErrorKind::Locked => 75,
         },
     }
+}
+
+/// A second signal ends the process at once, whatever its threads are doing (the coordinator
+/// may be in the middle of writing a large final checkpoint): nothing is unwound, and the
+/// last complete checkpoint stands. The code is that of the run the signal interrupted.
+pub fn exit_at_once(signal: Signal) -> ! {
+    std::process::exit(exit_code(&Ok(Outcome::Interrupted(signal))))
 }

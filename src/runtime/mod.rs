@@ -2,11 +2,14 @@
 //! coordinator beside them, and one place that decides how the run ended.
 
 pub mod align;
+mod build;
 pub mod context;
+mod coordinator;
 pub mod edits;
 pub mod merge;
 pub mod message;
 pub mod notices;
+pub mod plan;
 pub mod progress;
 pub mod run;
 pub mod settings;

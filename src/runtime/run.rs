@@ -1,47 +1,28 @@
-//! Running a pipeline end to end: state directory and resume decisions, building every node,
-//! one thread per node, the checkpoint coordinator on the calling thread, the restart strategy,
-//! and the outcome (finished, interrupted, failed) that `main` turns into an exit code.
+//! Running a pipeline end to end: state directory and resume decisions, the restart loop,
+//! one thread per node (built by `build`), the checkpoint coordinator (`coordinator`) on the
+//! calling thread, signals, `--stats`, and the outcome (finished, interrupted, failed) that
+//! `main` turns into an exit code.
 
+use super::build::{self, Attempt, Built};
 use super::context::{Context, Report, SourceInfo, StopReason};
-use super::message::Msg;
-pub use super::settings::{checkpoint_settings, pipeline_hash, CheckpointSettings};
-use super::stage::{run_stage, Operator, Output};
+use super::coordinator::Coordinator;
+pub use super::settings::{checkpoint_settings, pipeline_hash, CheckpointSettings, Options};
+use super::stage::run_stage;
 pub use super::stats::RunStats;
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::store::Store;
 use crate::cli::Progress;
 use crate::error::{Error, ErrorKind, Outcome, Result, Signal};
-use crate::pipeline::graph::{Graph, Port, Role, CHANNEL_CAPACITY};
-use crate::pipeline::spec::{parse_duration_ms, AtEnd, Delivery, Format, NodeConfig};
-use crate::pipeline::spec::{sink_format, source_format};
+use crate::pipeline::graph::{Graph, Role};
+use crate::pipeline::spec::{parse_duration_ms, sink_format, Delivery, NodeConfig};
 use crate::pipeline::{Kind, PipelineSpec};
-use crate::sinks::file::{FileSink, SinkState};
-use crate::sources::file::{
-    FileSource, FileSourceSettings, FileSourceState, DEFAULT_FINGERPRINT_BYTES,
-};
-use crate::sources::generate::Generate;
-use crate::sources::{split_state, Cut, Source, SourceDriver};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crate::sinks::file::FileSink;
+use crate::sources::Cut;
+use crossbeam_channel::{unbounded, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    pub resume: bool,
-    pub fresh: bool,
-    pub or_start: bool,
-    pub from: Option<u64>,
-    pub state: Option<PathBuf>,
-    pub at_end: Option<AtEnd>,
-    pub quiet: bool,
-    pub verbose: u8,
-    pub progress: Option<Progress>,
-    pub stats: Option<PathBuf>,
-    /// `resume --drop-state NODE`: nodes that start empty (see `runtime::edits`).
-    pub drop_state: Vec<String>,
-}
 
 /// `weir run` / `weir resume`.
 pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
@@ -132,17 +113,15 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let stats_start = Instant::now();
     let mut all_stats = Vec::new();
     loop {
-        let (result, run) = run_once(
+        let attempt = Attempt {
             spec,
-            &graph,
-            &ck,
-            store.as_ref(),
-            restored.as_ref(),
-            &hash,
-            &configs,
+            g: &graph,
+            ck: &ck,
+            store: store.as_ref(),
+            restored: restored.as_ref(),
             opts,
-            &mut fresh_pending,
-        );
+        };
+        let (result, run) = run_once(&attempt, &hash, &configs, &mut fresh_pending);
         all_stats.push(run);
         match result {
             Err(e) if e.kind == ErrorKind::Runtime && attempts_left > 0 => {
@@ -231,173 +210,6 @@ fn admit(
     Ok(())
 }
 
-/// The one node a source's records go to (its only main edge) and that node's config: the
-/// node whose work the source's parse workers may take on (see the two functions below).
-fn sole_consumer<'a>(
-    spec: &'a PipelineSpec,
-    g: &Graph,
-    source: usize,
-) -> Option<(usize, &'a NodeConfig)> {
-    let mut main = g.nodes[source]
-        .outputs
-        .iter()
-        .map(|&e| &g.edges[e])
-        .filter(|e| e.port == Port::Main);
-    let edge = main.next()?;
-    if main.next().is_some() {
-        return None;
-    }
-    let Role::Spec(si) = g.nodes[edge.to].role else {
-        return None;
-    };
-    Some((edge.to, &spec.nodes[si].config))
-}
-
-/// The filter a source can run in its decode pool: the one consumer of the source's records,
-/// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
-/// evaluating it early, on another thread, decides exactly what the filter would.
-fn filter_pushdown(
-    spec: &PipelineSpec,
-    g: &Graph,
-    source: usize,
-) -> Option<(crate::expr::Expr, usize)> {
-    let (to, NodeConfig::Filter(c)) = sole_consumer(spec, g, source)? else {
-        return None;
-    };
-    let expr = crate::expr::Expr::compile(&c.expr).ok()?;
-    expr.is_native().then_some((expr, to))
-}
-
-/// The aggregate or window a source's parse workers can fold lines for: the one consumer of
-/// the source's records and its only input, keyed by one field, computing only `count` and
-/// sums of single fields. An aggregate must emit at the end, without `state_ttl`. A window
-/// must be tumbling on a single time field, without allowed lateness or a `.late` output,
-/// and feed only sinks that read nothing else: sinks ignore which record made a window fire
-/// (its origin and batch number), which folding cannot tell. Whether each line can be folded
-/// is decided as it is read (see `sources::combine`).
-fn combine_pushdown(
-    spec: &PipelineSpec,
-    g: &Graph,
-    source: usize,
-) -> Option<crate::sources::combine::CombineSpec> {
-    use crate::sources::combine::CombineSpec;
-    use crate::transforms::aggs::{parse_agg, Func};
-    let (to, config) = sole_consumer(spec, g, source)?;
-    if g.nodes[to].inputs.len() != 1 {
-        return None;
-    }
-    let field = |text: &str| -> Option<crate::value::Str> {
-        crate::expr::Expr::compile(text)
-            .ok()?
-            .single_field()
-            .cloned()
-    };
-    let funcs = |aggs: &toml::Table| -> Option<Vec<Option<crate::value::Str>>> {
-        if aggs.is_empty() {
-            return None;
-        }
-        let mut funcs = Vec::with_capacity(aggs.len());
-        for (name, text) in aggs {
-            let a = parse_agg(name, text.as_str()?).ok()?;
-            funcs.push(match (a.func, &a.arg) {
-                (Func::Count, None) => None,
-                (Func::Sum, Some(e)) => Some(e.single_field()?.clone()),
-                _ => return None,
-            });
-        }
-        Some(funcs)
-    };
-    match config {
-        NodeConfig::Aggregate(c) => {
-            if c.emit != crate::pipeline::spec::Emit::Final
-                || c.state_ttl.is_some()
-                || c.time.is_some()
-            {
-                return None;
-            }
-            Some(CombineSpec::new(
-                &field(c.key.as_deref()?)?,
-                &funcs(&c.aggs)?,
-            ))
-        }
-        NodeConfig::Window(c) => {
-            let ms = |d: &Option<String>| match d {
-                Some(d) => parse_duration_ms(d).ok(),
-                None => Some(0),
-            };
-            // Folding reads RFC 3339 and epoch times only.
-            if c.slide.is_some()
-                || c.gap.is_some()
-                || c.time_format.is_some()
-                || ms(&c.allowed_lateness)? != 0
-            {
-                return None;
-            }
-            let (size, ooo) = (ms(&c.size)?, ms(&c.out_of_orderness)?);
-            if size <= 0 || ooo < 0 {
-                return None;
-            }
-            // Sinks only, each reading this window alone; and no `.late` output.
-            let window = &g.nodes[to];
-            for &e in &window.outputs {
-                let e = &g.edges[e];
-                let to = &g.nodes[e.to];
-                match e.port {
-                    Port::Main if to.kind == Kind::Sink && to.inputs.len() == 1 => {}
-                    Port::Errors(_) => {}
-                    _ => return None,
-                }
-            }
-            let unit = c.time_unit.unwrap_or_default();
-            Some(
-                CombineSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?).tumbling(
-                    &field(&c.time)?,
-                    unit,
-                    size,
-                    ooo,
-                ),
-            )
-        }
-        _ => None,
-    }
-}
-
-/// For `weir explain`: what each file source's parse workers do beyond parsing, if anything
-/// (run the filter downstream, or fold for the aggregate or window downstream).
-pub fn worker_notes(spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
-    let threads = parse_threads();
-    (0..g.nodes.len())
-        .map(|i| {
-            let Role::Spec(si) = g.nodes[i].role else {
-                return None;
-            };
-            let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
-                return None;
-            };
-            // The pool reads only JSON lines of files (not stdin).
-            if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
-                return None;
-            }
-            let consumer = || sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
-            let what = if filter_pushdown(spec, g, i).is_some() {
-                format!(
-                    "run filter '{}' on each line, so dropped lines never become records",
-                    consumer()
-                )
-            } else if combine_pushdown(spec, g, i).is_some() && c.at_end == AtEnd::Finish {
-                format!(
-                    "fold lines straight into the counts and sums of '{}' (a line that cannot \
-                     be folded, such as a float or a bad line, turns this off for good)",
-                    consumer()
-                )
-            } else {
-                return None;
-            };
-            Some(format!("parse workers ({threads} on this machine): {what}"))
-        })
-        .collect()
-}
-
 /// Opens every exactly-once stdout sink at the checkpoint, which releases whatever the
 /// checkpoint covers and stdout has not had yet.
 fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<()> {
@@ -409,7 +221,7 @@ fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<
         if s.path != "-" || s.delivery != Some(Delivery::ExactlyOnce) {
             continue;
         }
-        let st = sink_state(c.state(&n.name), &n.name)?;
+        let st = build::sink_state(c.state(&n.name), &n.name)?;
         if st.is_some() {
             FileSink::open(
                 &n.name,
@@ -494,22 +306,15 @@ impl Drop for ExitGuard {
     }
 }
 
-fn restored_state<'a>(c: Option<&'a Checkpoint>, name: &str) -> Option<&'a [u8]> {
-    c.and_then(|c| c.state(name))
-}
-
-#[allow(clippy::too_many_arguments)]
+/// One attempt: builds every node, runs each on its thread and the coordinator on this one,
+/// and says how the attempt ended, with its figures.
 fn run_once(
-    spec: &PipelineSpec,
-    g: &Graph,
-    ck: &CheckpointSettings,
-    store: Option<&Store>,
-    restored: Option<&Checkpoint>,
+    a: &Attempt,
     hash: &str,
     configs: &super::edits::Stamp,
-    opts: &Options,
     fresh_pending: &mut bool,
 ) -> (Result<Outcome>, RunStats) {
+    let (spec, g, opts) = (a.spec, a.g, a.opts);
     let n = g.nodes.len();
     let (reports_tx, reports_rx) = unbounded::<Report>();
     let names: Vec<String> = g.nodes.iter().map(|x| x.name.clone()).collect();
@@ -556,223 +361,16 @@ fn run_once(
         max_stall_us: counter(ctx, |s| &s.max_stall_us),
         checkpoints: cks,
     };
-
-    // Channels, one per edge.
-    let mut txs: Vec<Option<Sender<Msg>>> = Vec::with_capacity(g.edges.len());
-    let mut rxs: Vec<Option<Receiver<Msg>>> = Vec::with_capacity(g.edges.len());
-    for _ in &g.edges {
-        let (t, r) = bounded(CHANNEL_CAPACITY);
-        txs.push(Some(t));
-        rxs.push(Some(r));
-    }
-    let output_for = |node: usize, txs: &mut Vec<Option<Sender<Msg>>>| {
-        let mut main = Vec::new();
-        let mut late = Vec::new();
-        let mut errors = Vec::new();
-        for &e in &g.nodes[node].outputs {
-            let Some(tx) = txs[e].take() else { continue };
-            match g.edges[e].port {
-                Port::Main => main.push(tx),
-                Port::Late => late.push(tx),
-                Port::Errors(s) => errors.push((s as u32, tx)),
-            }
-        }
-        Output::new(node, ctx.clone(), main, late, errors)
-    };
-
-    enum Built {
-        Source(SourceDriver),
-        Stage(
-            Box<dyn Operator>,
-            Vec<Receiver<Msg>>,
-            Output,
-            Option<Receiver<u64>>,
-        ),
-    }
     let cut = Arc::new(Cut::default());
-    let mut source_nodes: Vec<usize> = Vec::new();
-    let mut commits: Vec<Sender<u64>> = Vec::new();
-    let spool_dir = store.map(|s| s.dir.clone());
-
-    let projections = crate::pipeline::fields::source_projections(spec, g);
-    let spare_cores = match std::env::var("WEIR_PARALLEL_PARSE").as_deref() {
-        Ok("1") => true,
-        Ok("0") => false,
-        _ => std::thread::available_parallelism()
-            .map(|c| c.get() > n)
-            .unwrap_or(false),
+    let nodes = match build::build(a, &ctx, &cut, fresh_pending) {
+        Ok(b) => b,
+        Err(e) => return (Err(e), stats_of(&ctx, Vec::new())),
     };
-    let parse_threads = parse_threads();
-    // Sources and transforms first (they find their input files and compile), then the
-    // sinks, which create and truncate output: `--fresh` moves the old state aside between
-    // the two, so a run that cannot start changes nothing.
-    let mut order: Vec<usize> = (0..n).filter(|&i| g.nodes[i].kind != Kind::Sink).collect();
-    let first_sink = order.len();
-    order.extend((0..n).filter(|&i| g.nodes[i].kind == Kind::Sink));
-    let mut slots: Vec<Option<Built>> = (0..n).map(|_| None).collect();
-    for (k, &i) in order.iter().enumerate() {
-        if k == first_sink && *fresh_pending {
-            if let Some(store) = store {
-                if let Err(e) = move_aside(store, ck.retain, opts.quiet) {
-                    return (Err(e), stats_of(&ctx, Vec::new()));
-                }
-            }
-            *fresh_pending = false;
-        }
-        let node = &g.nodes[i];
-        let state = restored_state(restored, &node.name);
-        let inputs: Vec<Receiver<Msg>> =
-            node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();
-        let out = output_for(i, &mut txs);
-        let r: Result<Built> = (|| match (&node.role, node.kind) {
-            (Role::Spec(si), Kind::Source) => {
-                let ns = &spec.nodes[*si];
-                let (consumed, inner) = match state {
-                    Some(s) => split_state(s)?,
-                    None => (0, serde_json::Value::Null),
-                };
-                let source: Box<dyn Source> = match &ns.config {
-                    NodeConfig::FileSource(c) => {
-                        let restored_st: Option<FileSourceState> = if inner.is_null() {
-                            None
-                        } else {
-                            Some(serde_json::from_value(inner).map_err(|e| {
-                                Error::runtime(format!(
-                                    "source '{}': state in checkpoint: {e}",
-                                    ns.name
-                                ))
-                            })?)
-                        };
-                        Box::new(FileSource::new(
-                            FileSourceSettings {
-                                node: i,
-                                pattern: c.path.clone(),
-                                path: spec.resolve(&c.path),
-                                format: source_format(&c.path, c.format),
-                                at_end: opts.at_end.unwrap_or(c.at_end),
-                                infer_types: c.infer_types.unwrap_or(true),
-                                fingerprint_bytes: c
-                                    .fingerprint_bytes
-                                    .unwrap_or(DEFAULT_FINGERPRINT_BYTES),
-                                fields: projections[i].clone(),
-                                // Measured on 2 cores: a parse helper only pays when no other
-                                // stage already keeps the second core busy.
-                                parallel_parse: spare_cores,
-                                parse_threads,
-                                pushdown: filter_pushdown(spec, g, i),
-                                combine: combine_pushdown(spec, g, i).map(Arc::new),
-                            },
-                            ctx.clone(),
-                            restored_st,
-                        )?)
-                    }
-                    NodeConfig::Generate(c) => {
-                        let next = inner.get("next").and_then(|x| x.as_u64()).unwrap_or(0);
-                        if let Some(Some(info)) = ctx.sources.get(i) {
-                            if let Ok(mut f) = info.files.write() {
-                                f.push("<generate>".into());
-                            }
-                        }
-                        Box::new(Generate::new(
-                            i,
-                            c.count,
-                            c.rate,
-                            c.seed,
-                            c.keys.unwrap_or(1000),
-                            opts.at_end.unwrap_or(c.at_end),
-                            next,
-                        ))
-                    }
-                    _ => {
-                        return Err(Error::runtime(format!(
-                            "node '{}' is not a source",
-                            ns.name
-                        )))
-                    }
-                };
-                if !source.cut_free() {
-                    cut.add(i, consumed / crate::pipeline::graph::BATCH_SIZE as u64);
-                }
-                ctx.stats[i]
-                    .bytes_total
-                    .store(source.total_bytes().unwrap_or(0), Ordering::Relaxed);
-                source_nodes.push(i);
-                Ok(Built::Source(SourceDriver {
-                    node: i,
-                    source,
-                    out,
-                    cut: cut.clone(),
-                    emitted: 0,
-                    consumed,
-                }))
-            }
-            (Role::Spec(si), Kind::Transform) => {
-                let ns = &spec.nodes[*si];
-                let mut op = crate::transforms::build(ns).map_err(|p| {
-                    Error::usage(format!(
-                        "node '{}': {}",
-                        ns.name,
-                        p.into_iter().map(|x| x.1).collect::<Vec<_>>().join("; ")
-                    ))
-                })?;
-                if let Some(s) = state {
-                    op.restore(s)?;
-                }
-                Ok(Built::Stage(op, inputs, out, None))
-            }
-            (Role::Spec(si), Kind::Sink) if crate::sinks::is_external(&spec.nodes[*si].config) => {
-                let op = crate::sinks::build(
-                    spec,
-                    &spec.nodes[*si],
-                    state,
-                    restored.is_some(),
-                    spool_dir.as_deref(),
-                )?;
-                let (ctx_tx, crx) = unbounded();
-                commits.push(ctx_tx);
-                Ok(Built::Stage(op, inputs, out, Some(crx)))
-            }
-            (role, _) => {
-                // A file sink of the pipeline, or a source's dead-letter file.
-                let (path, format, delivery) = match role {
-                    Role::Spec(si) => match &spec.nodes[*si].config {
-                        NodeConfig::FileSink(c) => (
-                            spec.resolve(&c.path),
-                            sink_format(&c.path, c.format),
-                            c.delivery.unwrap_or(Delivery::AtLeastOnce),
-                        ),
-                        _ => {
-                            return Err(Error::runtime(format!(
-                                "node '{}' is not a sink",
-                                node.name
-                            )))
-                        }
-                    },
-                    Role::DeadLetter { path, .. } => {
-                        (path.clone(), Format::Jsonl, Delivery::AtLeastOnce)
-                    }
-                };
-                let st = sink_state(state, &node.name)?;
-                let sink =
-                    FileSink::open(&node.name, path, format, delivery, spool_dir.clone(), st)?;
-                let (ctx_tx, crx) = unbounded();
-                commits.push(ctx_tx);
-                Ok(Built::Stage(Box::new(sink), inputs, out, Some(crx)))
-            }
-        })();
-        match r {
-            Ok(b) => slots[i] = Some(b),
-            Err(e) => return (Err(e), stats_of(&ctx, Vec::new())),
-        }
-    }
-    let built: Vec<Built> = slots.into_iter().flatten().collect();
-    drop(txs);
 
-    // Signals: the first asks for a clean stop with a final checkpoint; a second exits at once.
     let _signals = install_signals(ctx.clone());
 
     let mut handles = Vec::with_capacity(n);
-    for (i, b) in built.into_iter().enumerate() {
+    for (i, b) in nodes.built.into_iter().enumerate() {
         let ctx2 = ctx.clone();
         let guard = ExitGuard {
             node: i,
@@ -802,27 +400,17 @@ fn run_once(
         opts.progress.unwrap_or(Progress::Auto),
         opts.quiet,
         &ctx,
-        &source_nodes,
+        &nodes.sources,
     );
-    let mut coord = Coordinator {
-        n,
-        ck,
-        store,
-        spec,
+    let mut coord = Coordinator::new(
+        a,
         hash,
         configs,
-        next_id: store.map(|s| s.next_id()).unwrap_or(1),
-        inflight: None,
-        ended: vec![None; n],
-        exited: 0,
-        last: Instant::now(),
-        records_at_last: 0,
-        cut: cut.clone(),
-        sources: source_nodes,
-        commits,
-        taken: Vec::new(),
+        cut,
+        nodes.sources,
+        nodes.commits,
         progress,
-    };
+    );
     coord.run(&reports_rx, &ctx);
     for h in handles {
         if h.join().is_err() {
@@ -845,25 +433,6 @@ fn run_once(
     (Ok(outcome), stats)
 }
 
-/// `run --fresh`: the old checkpoints into `old-<time>/`, and all but the newest `retain` of
-/// those directories removed.
-fn move_aside(store: &Store, retain: usize, quiet: bool) -> Result<()> {
-    if let Some(dest) = store.move_aside()? {
-        if !quiet {
-            eprintln!("weir: moved the old state aside to {}", dest.display());
-        }
-    }
-    for p in store.prune_old(retain)? {
-        if !quiet {
-            eprintln!(
-                "weir: removed {} (older than the {retain} moved-aside states [checkpoint] retain keeps)",
-                p.display()
-            );
-        }
-    }
-    Ok(())
-}
-
 /// One counter of every node.
 fn counter(
     ctx: &Context,
@@ -875,30 +444,9 @@ fn counter(
         .collect()
 }
 
-fn sink_state(state: Option<&[u8]>, name: &str) -> Result<Option<SinkState>> {
-    match state {
-        None => Ok(None),
-        Some(s) => serde_json::from_slice(s)
-            .map(Some)
-            .map_err(|e| Error::runtime(format!("sink '{name}': state in checkpoint: {e}"))),
-    }
-}
-
-/// How many threads decode JSON lines of mapped files: one per core (the source's own thread
-/// then only cuts lines and emits), none on one core. `WEIR_PARSE_THREADS` overrides it.
-fn parse_threads() -> usize {
-    if let Some(n) = std::env::var("WEIR_PARSE_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        return n.min(64);
-    }
-    match std::thread::available_parallelism().map(|c| c.get()) {
-        Ok(c) if c >= 2 => c.min(8),
-        _ => 0,
-    }
-}
-
+/// Signals: the first SIGINT or SIGTERM asks for a clean stop with a final checkpoint; a
+/// second ends the process at once (`error::exit_at_once`), the last complete checkpoint
+/// standing.
 fn install_signals(ctx: Arc<Context>) -> Option<std::thread::JoinHandle<()>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).ok()?;
@@ -914,7 +462,7 @@ fn install_signals(ctx: Arc<Context>) -> Option<std::thread::JoinHandle<()>> {
                 if ctx.stopping() && ctx.stop_reason() != StopReason::Failure {
                     // Second signal: leave now; the last complete checkpoint still stands.
                     eprintln!("weir: stopping at once, without a final checkpoint");
-                    std::process::exit(crate::error::exit_code(&Ok(Outcome::Interrupted(which))));
+                    crate::error::exit_at_once(which);
                 }
                 if !ctx.quiet {
                     eprintln!("weir: stopping: taking a final checkpoint (send the signal again to exit at once)");
@@ -923,229 +471,4 @@ fn install_signals(ctx: Arc<Context>) -> Option<std::thread::JoinHandle<()>> {
             }
         })
         .ok()
-}
-
-/// Id, each node's state so far, and when it started.
-type Inflight = (u64, Vec<Option<Vec<u8>>>, Instant);
-
-struct Coordinator<'a> {
-    n: usize,
-    ck: &'a CheckpointSettings,
-    store: Option<&'a Store>,
-    spec: &'a PipelineSpec,
-    hash: &'a str,
-    configs: &'a super::edits::Stamp,
-    next_id: u64,
-    /// The checkpoint being taken: id, each node's state so far, when it started.
-    inflight: Option<Inflight>,
-    /// Final states of nodes whose stream ended, and whether it finished.
-    ended: Vec<Option<(Vec<u8>, bool)>>,
-    exited: usize,
-    last: Instant,
-    records_at_last: u64,
-    cut: Arc<Cut>,
-    sources: Vec<usize>,
-    commits: Vec<Sender<u64>>,
-    /// (id, duration ms, bytes) of every checkpoint written.
-    taken: Vec<(u64, f64, u64)>,
-    progress: Option<super::progress::Progress>,
-}
-
-impl Coordinator<'_> {
-    fn run(&mut self, rx: &Receiver<Report>, ctx: &Context) {
-        // Short intervals need a short tick; 20 ms otherwise keeps an idle weir idle.
-        let tick = Duration::from_millis(
-            self.ck
-                .every_ms
-                .map(|ms| (ms / 2).clamp(1, 20))
-                .unwrap_or(20) as u64,
-        );
-        // The first draw at once: a short run still shows its bar.
-        let mut last_draw = Instant::now() - Duration::from_secs(1);
-        while self.exited < self.n {
-            match rx.recv_timeout(tick) {
-                Ok(Report::State { id, node, state }) => {
-                    if let Some((cur, slots, _)) = &mut self.inflight {
-                        if *cur == id {
-                            slots[node] = Some(state);
-                        }
-                    }
-                    self.maybe_complete(ctx);
-                }
-                Ok(Report::Ended {
-                    node,
-                    state,
-                    finished,
-                }) => {
-                    self.ended[node] = Some((state.clone(), finished));
-                    // A node that ended stands in any later checkpoint with its final state.
-                    if let Some((_, slots, _)) = &mut self.inflight {
-                        if slots[node].is_none() {
-                            slots[node] = Some(state);
-                        }
-                    }
-                    if self.ended.iter().all(|e| e.is_some()) {
-                        self.final_checkpoint(ctx);
-                    } else {
-                        self.maybe_complete(ctx);
-                    }
-                }
-                Ok(Report::Failed { node, error }) => ctx.fail(node, error),
-                Ok(Report::Exited { .. }) => self.exited += 1,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if ctx.stop_reason() == StopReason::Failure {
-                // No checkpoint after a failure; let the sinks go.
-                self.inflight = None;
-                self.commits.clear();
-            } else {
-                self.maybe_trigger(ctx);
-            }
-            if let Some(p) = &self.progress {
-                if last_draw.elapsed() >= Duration::from_millis(200) {
-                    last_draw = Instant::now();
-                    p.draw(ctx, &self.sources, self.taken.last().map(|c| c.0));
-                }
-            }
-        }
-    }
-
-    fn maybe_trigger(&mut self, ctx: &Context) {
-        if !self.ck.enabled || self.inflight.is_some() || ctx.stopping() {
-            return;
-        }
-        let live = self
-            .sources
-            .iter()
-            .filter(|&&i| self.ended[i].is_none())
-            .count();
-        if live == 0 {
-            return;
-        }
-        let records: u64 = self
-            .sources
-            .iter()
-            .map(|&i| ctx.stats[i].records_in.load(Ordering::Relaxed))
-            .sum();
-        let due_time = self
-            .ck
-            .every_ms
-            .is_some_and(|ms| self.last.elapsed() >= Duration::from_millis(ms.max(1) as u64));
-        let due_records = self
-            .ck
-            .every_records
-            .is_some_and(|r| records.saturating_sub(self.records_at_last) >= r.max(1));
-        if !(due_time || due_records) {
-            return;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut slots = vec![None; self.n];
-        for (i, e) in self.ended.iter().enumerate() {
-            if let Some((s, _)) = e {
-                slots[i] = Some(s.clone());
-            }
-        }
-        self.inflight = Some((id, slots, Instant::now()));
-        self.records_at_last = records;
-        self.cut.request(id);
-        ctx.info(format!("checkpoint {id} triggered"));
-    }
-
-    fn maybe_complete(&mut self, ctx: &Context) {
-        let complete =
-            matches!(&self.inflight, Some((_, slots, _)) if slots.iter().all(|s| s.is_some()));
-        if !complete {
-            return;
-        }
-        let Some((id, slots, started)) = self.inflight.take() else {
-            return;
-        };
-        self.last = Instant::now();
-        let states: Vec<Vec<u8>> = slots.into_iter().map(|s| s.unwrap_or_default()).collect();
-        if self.write(ctx, id, states, false, false, started) {
-            for c in &self.commits {
-                let _ = c.send(id);
-            }
-        }
-    }
-
-    fn final_checkpoint(&mut self, ctx: &Context) {
-        self.inflight = None;
-        if ctx.stop_reason() == StopReason::Failure {
-            self.commits.clear();
-            return;
-        }
-        let finished = self.ended.iter().all(|e| e.as_ref().is_some_and(|x| x.1));
-        let states: Vec<Vec<u8>> = self
-            .ended
-            .iter()
-            .map(|e| e.as_ref().map(|x| x.0.clone()).unwrap_or_default())
-            .collect();
-        let id = self.next_id;
-        self.next_id += 1;
-        if self.write(ctx, id, states, true, finished, Instant::now()) {
-            for c in &self.commits {
-                let _ = c.send(id);
-            }
-        }
-        // Sinks wait for this to leave; dropping the senders lets them go.
-        self.commits.clear();
-    }
-
-    /// Writes checkpoint `id`; false (and the run failed) if it could not be written.
-    fn write(
-        &mut self,
-        ctx: &Context,
-        id: u64,
-        states: Vec<Vec<u8>>,
-        ended: bool,
-        finished: bool,
-        started: Instant,
-    ) -> bool {
-        let Some(store) = self.store else {
-            return true;
-        };
-        let meta = crate::checkpoint::format::Meta {
-            id,
-            pipeline: &self.spec.name,
-            pipeline_hash: self.hash,
-            state_config: &self.configs.configs,
-            dropped: &self.configs.dropped,
-            created_ms: jiff::Timestamp::now().as_millisecond(),
-            ended,
-            finished,
-        };
-        let parts: Vec<(&str, &[u8])> = ctx
-            .names
-            .iter()
-            .zip(&states)
-            .map(|(n, s)| (n.as_str(), s.as_slice()))
-            .collect();
-        let bytes = match crate::checkpoint::format::encode_parts(&meta, &parts) {
-            Ok(b) => b,
-            Err(e) => {
-                ctx.fail_run(e);
-                return false;
-            }
-        };
-        crate::crash_point!("checkpoint-before-write");
-        match store.write_encoded(id, &bytes, self.ck.retain) {
-            Ok(bytes) => {
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                self.taken.push((id, ms, bytes));
-                ctx.info(format!(
-                    "checkpoint {id} written ({bytes} bytes, {ms:.1} ms)"
-                ));
-                // Between the checkpoint being durable and the sinks hearing of it.
-                crate::crash_point!("checkpoint-after-write");
-                true
-            }
-            Err(e) => {
-                ctx.fail_run(e.context(format!("checkpoint {id}")));
-                false
-            }
-        }
-    }
 }

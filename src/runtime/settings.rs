@@ -2,8 +2,9 @@
 //! taken, how many are kept, and the hash that tells which pipeline wrote one. Both `run` and
 //! `edits` (resume after editing) read these, so they live below both.
 
+use crate::cli::Progress;
 use crate::error::{Error, Result};
-use crate::pipeline::spec::{parse_duration_ms, sink_format, source_format, NodeConfig};
+use crate::pipeline::spec::{parse_duration_ms, sink_format, source_format, AtEnd, NodeConfig};
 use crate::pipeline::PipelineSpec;
 use std::path::PathBuf;
 
@@ -72,4 +73,21 @@ pub fn pipeline_hash(spec: &PipelineSpec) -> String {
         s.push('\n');
     }
     format!("{:08x}", crc32fast::hash(s.as_bytes()))
+}
+
+/// The flags of `weir run` and `weir resume` that shape a run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub resume: bool,
+    pub fresh: bool,
+    pub or_start: bool,
+    pub from: Option<u64>,
+    pub state: Option<PathBuf>,
+    pub at_end: Option<AtEnd>,
+    pub quiet: bool,
+    pub verbose: u8,
+    pub progress: Option<Progress>,
+    pub stats: Option<PathBuf>,
+    /// `resume --drop-state NODE`: nodes that start empty (see `runtime::edits`).
+    pub drop_state: Vec<String>,
 }

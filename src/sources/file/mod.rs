@@ -78,10 +78,10 @@ pub struct FileSourceSettings {
     pub parse_threads: usize,
     /// The `filter` that is this source's only consumer (its expression, its graph node), when
     /// it is pure: the decode pool's workers drop the records it would drop (see
-    /// `decode_range` and `runtime::run::filter_pushdown`).
+    /// `decode_range` and `runtime::plan::filter_pushdown`).
     pub pushdown: Option<(crate::expr::Expr, usize)>,
     /// The `aggregate` that is this source's only consumer, when the parse workers can fold
-    /// lines for it (see `combine` and `runtime::run::combine_pushdown`).
+    /// lines for it (see `combine` and `runtime::plan::combine_pushdown`).
     pub combine: Option<Arc<CombineSpec>>,
 }
 
@@ -393,7 +393,7 @@ impl Source for FileSource {
     }
 
     /// A source that may fold feeds one aggregate that emits only at the end, or one window
-    /// that feeds only sinks (`runtime::run::combine_pushdown`), folding or not.
+    /// that feeds only sinks (`runtime::plan::combine_pushdown`), folding or not.
     fn cut_free(&self) -> bool {
         self.s.combine.is_some()
     }

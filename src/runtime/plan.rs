@@ -1,0 +1,189 @@
+//! The pushdown and folding decisions: which work of a file source's only consumer its parse
+//! workers may take on (run a pure filter, fold counts and sums for an aggregate or window),
+//! read by node construction (`build`) and by `weir explain` (`worker_notes`).
+
+use crate::pipeline::graph::{Graph, Port, Role};
+use crate::pipeline::spec::{parse_duration_ms, source_format, AtEnd, Format, NodeConfig};
+use crate::pipeline::{Kind, PipelineSpec};
+
+/// The one node a source's records go to (its only main edge) and that node's config: the
+/// node whose work the source's parse workers may take on (see the two functions below).
+fn sole_consumer<'a>(
+    spec: &'a PipelineSpec,
+    g: &Graph,
+    source: usize,
+) -> Option<(usize, &'a NodeConfig)> {
+    let mut main = g.nodes[source]
+        .outputs
+        .iter()
+        .map(|&e| &g.edges[e])
+        .filter(|e| e.port == Port::Main);
+    let edge = main.next()?;
+    if main.next().is_some() {
+        return None;
+    }
+    let Role::Spec(si) = g.nodes[edge.to].role else {
+        return None;
+    };
+    Some((edge.to, &spec.nodes[si].config))
+}
+
+/// The filter a source can run in its decode pool: the one consumer of the source's records,
+/// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
+/// evaluating it early, on another thread, decides exactly what the filter would.
+pub(super) fn filter_pushdown(
+    spec: &PipelineSpec,
+    g: &Graph,
+    source: usize,
+) -> Option<(crate::expr::Expr, usize)> {
+    let (to, NodeConfig::Filter(c)) = sole_consumer(spec, g, source)? else {
+        return None;
+    };
+    let expr = crate::expr::Expr::compile(&c.expr).ok()?;
+    expr.is_native().then_some((expr, to))
+}
+
+/// The aggregate or window a source's parse workers can fold lines for: the one consumer of
+/// the source's records and its only input, keyed by one field, computing only `count` and
+/// sums of single fields. An aggregate must emit at the end, without `state_ttl`. A window
+/// must be tumbling on a single time field, without allowed lateness or a `.late` output,
+/// and feed only sinks that read nothing else: sinks ignore which record made a window fire
+/// (its origin and batch number), which folding cannot tell. Whether each line can be folded
+/// is decided as it is read (see `sources::combine`).
+pub(super) fn combine_pushdown(
+    spec: &PipelineSpec,
+    g: &Graph,
+    source: usize,
+) -> Option<crate::sources::combine::CombineSpec> {
+    use crate::sources::combine::CombineSpec;
+    use crate::transforms::aggs::{parse_agg, Func};
+    let (to, config) = sole_consumer(spec, g, source)?;
+    if g.nodes[to].inputs.len() != 1 {
+        return None;
+    }
+    let field = |text: &str| -> Option<crate::value::Str> {
+        crate::expr::Expr::compile(text)
+            .ok()?
+            .single_field()
+            .cloned()
+    };
+    let funcs = |aggs: &toml::Table| -> Option<Vec<Option<crate::value::Str>>> {
+        if aggs.is_empty() {
+            return None;
+        }
+        let mut funcs = Vec::with_capacity(aggs.len());
+        for (name, text) in aggs {
+            let a = parse_agg(name, text.as_str()?).ok()?;
+            funcs.push(match (a.func, &a.arg) {
+                (Func::Count, None) => None,
+                (Func::Sum, Some(e)) => Some(e.single_field()?.clone()),
+                _ => return None,
+            });
+        }
+        Some(funcs)
+    };
+    match config {
+        NodeConfig::Aggregate(c) => {
+            if c.emit != crate::pipeline::spec::Emit::Final
+                || c.state_ttl.is_some()
+                || c.time.is_some()
+            {
+                return None;
+            }
+            Some(CombineSpec::new(
+                &field(c.key.as_deref()?)?,
+                &funcs(&c.aggs)?,
+            ))
+        }
+        NodeConfig::Window(c) => {
+            let ms = |d: &Option<String>| match d {
+                Some(d) => parse_duration_ms(d).ok(),
+                None => Some(0),
+            };
+            // Folding reads RFC 3339 and epoch times only.
+            if c.slide.is_some()
+                || c.gap.is_some()
+                || c.time_format.is_some()
+                || ms(&c.allowed_lateness)? != 0
+            {
+                return None;
+            }
+            let (size, ooo) = (ms(&c.size)?, ms(&c.out_of_orderness)?);
+            if size <= 0 || ooo < 0 {
+                return None;
+            }
+            // Sinks only, each reading this window alone; and no `.late` output.
+            let window = &g.nodes[to];
+            for &e in &window.outputs {
+                let e = &g.edges[e];
+                let to = &g.nodes[e.to];
+                match e.port {
+                    Port::Main if to.kind == Kind::Sink && to.inputs.len() == 1 => {}
+                    Port::Errors(_) => {}
+                    _ => return None,
+                }
+            }
+            let unit = c.time_unit.unwrap_or_default();
+            Some(
+                CombineSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?).tumbling(
+                    &field(&c.time)?,
+                    unit,
+                    size,
+                    ooo,
+                ),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// For `weir explain`: what each file source's parse workers do beyond parsing, if anything
+/// (run the filter downstream, or fold for the aggregate or window downstream).
+pub fn worker_notes(spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
+    let threads = parse_threads();
+    (0..g.nodes.len())
+        .map(|i| {
+            let Role::Spec(si) = g.nodes[i].role else {
+                return None;
+            };
+            let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
+                return None;
+            };
+            // The pool reads only JSON lines of files (not stdin).
+            if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
+                return None;
+            }
+            let consumer = || sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
+            let what = if filter_pushdown(spec, g, i).is_some() {
+                format!(
+                    "run filter '{}' on each line, so dropped lines never become records",
+                    consumer()
+                )
+            } else if combine_pushdown(spec, g, i).is_some() && c.at_end == AtEnd::Finish {
+                format!(
+                    "fold lines straight into the counts and sums of '{}' (a line that cannot \
+                     be folded, such as a float or a bad line, turns this off for good)",
+                    consumer()
+                )
+            } else {
+                return None;
+            };
+            Some(format!("parse workers ({threads} on this machine): {what}"))
+        })
+        .collect()
+}
+
+/// How many threads decode JSON lines of mapped files: one per core (the source's own thread
+/// then only cuts lines and emits), none on one core. `WEIR_PARSE_THREADS` overrides it.
+pub(super) fn parse_threads() -> usize {
+    if let Some(n) = std::env::var("WEIR_PARSE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.min(64);
+    }
+    match std::thread::available_parallelism().map(|c| c.get()) {
+        Ok(c) if c >= 2 => c.min(8),
+        _ => 0,
+    }
+}
