@@ -96,7 +96,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Explain { pipeline, dot } => {
             let spec = pipeline::load(&pipeline, &[])?;
             let g = pipeline::validate::check(&spec)?;
-            let notes = crate::runtime::plan::worker_notes(&spec, &g);
+            let notes = crate::runtime::plan::Plan::new(&spec, &g).worker_notes(&spec, &g);
             out(&pipeline::graph::explain(&spec, &g, dot, &notes))
         }
         Command::Export(crate::cli::ExportTarget::Flink { pipeline, set }) => {

@@ -5,7 +5,7 @@
 
 use super::context::Context;
 use super::message::Msg;
-use super::plan::{combine_pushdown, filter_pushdown, parse_threads};
+use super::plan::Plan;
 use super::settings::{CheckpointSettings, Options};
 use super::stage::{Operator, Output};
 use crate::checkpoint::format::Checkpoint;
@@ -28,6 +28,8 @@ use std::sync::Arc;
 pub(super) struct Attempt<'a> {
     pub spec: &'a PipelineSpec,
     pub g: &'a Graph,
+    /// Decided once per run, before the first attempt; `explain` prints the same plan.
+    pub plan: &'a Plan,
     pub ck: &'a CheckpointSettings,
     pub store: Option<&'a Store>,
     pub restored: Option<&'a Checkpoint>,
@@ -90,15 +92,6 @@ pub(super) fn build(
     let mut commits: Vec<Sender<u64>> = Vec::new();
     let spool_dir = store.map(|s| s.dir.clone());
 
-    let projections = crate::pipeline::fields::source_projections(spec, g);
-    let spare_cores = match std::env::var("WEIR_PARALLEL_PARSE").as_deref() {
-        Ok("1") => true,
-        Ok("0") => false,
-        _ => std::thread::available_parallelism()
-            .map(|c| c.get() > n)
-            .unwrap_or(false),
-    };
-    let parse_threads = parse_threads();
     // Sources and transforms first (they find their input files and compile), then the
     // sinks, which create and truncate output: `--fresh` moves the old state aside between
     // the two, so a run that cannot start changes nothing.
@@ -148,13 +141,11 @@ pub(super) fn build(
                                 fingerprint_bytes: c
                                     .fingerprint_bytes
                                     .unwrap_or(DEFAULT_FINGERPRINT_BYTES),
-                                fields: projections[i].clone(),
-                                // Measured on 2 cores: a parse helper only pays when no other
-                                // stage already keeps the second core busy.
-                                parallel_parse: spare_cores,
-                                parse_threads,
-                                pushdown: filter_pushdown(spec, g, i),
-                                combine: combine_pushdown(spec, g, i).map(Arc::new),
+                                fields: a.plan.sources[i].fields.clone(),
+                                parallel_parse: a.plan.parallel_parse,
+                                parse_threads: a.plan.parse_threads,
+                                pushdown: a.plan.sources[i].pushdown.clone(),
+                                combine: a.plan.sources[i].fold.clone(),
                             },
                             ctx.clone(),
                             restored_st,

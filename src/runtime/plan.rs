@@ -1,6 +1,8 @@
-//! The pushdown and folding decisions: which work of a file source's only consumer its parse
-//! workers may take on (run a pure filter, fold counts and sums for an aggregate or window),
-//! read by node construction (`build`) and by `weir explain` (`worker_notes`).
+//! The plan of a run: per file source, which fields it builds (projection), and which work of
+//! its only consumer its parse workers take on (run a pure filter, fold counts and sums for an
+//! aggregate or window); how many parse threads there are. Decided once, in `Plan::new`, and
+//! read by node construction (`build`) and by `weir explain` (`Plan::worker_notes`), so what
+//! explain says is what run does.
 
 use crate::pipeline::graph::{Graph, Port, Role};
 use crate::pipeline::spec::{parse_duration_ms, source_format, AtEnd, Format, NodeConfig};
@@ -31,7 +33,7 @@ fn sole_consumer<'a>(
 /// The filter a source can run in its decode pool: the one consumer of the source's records,
 /// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
 /// evaluating it early, on another thread, decides exactly what the filter would.
-pub(super) fn filter_pushdown(
+fn filter_pushdown(
     spec: &PipelineSpec,
     g: &Graph,
     source: usize,
@@ -50,7 +52,7 @@ pub(super) fn filter_pushdown(
 /// and feed only sinks that read nothing else: sinks ignore which record made a window fire
 /// (its origin and batch number), which folding cannot tell. Whether each line can be folded
 /// is decided as it is read (see `sources::combine`).
-pub(super) fn combine_pushdown(
+fn combine_pushdown(
     spec: &PipelineSpec,
     g: &Graph,
     source: usize,
@@ -137,45 +139,98 @@ pub(super) fn combine_pushdown(
     }
 }
 
-/// For `weir explain`: what each file source's parse workers do beyond parsing, if anything
-/// (run the filter downstream, or fold for the aggregate or window downstream).
-pub fn worker_notes(spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
-    let threads = parse_threads();
-    (0..g.nodes.len())
-        .map(|i| {
-            let Role::Spec(si) = g.nodes[i].role else {
-                return None;
-            };
-            let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
-                return None;
-            };
-            // The pool reads only JSON lines of files (not stdin).
-            if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
-                return None;
-            }
-            let consumer = || sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
-            let what = if filter_pushdown(spec, g, i).is_some() {
-                format!(
-                    "run filter '{}' on each line, so dropped lines never become records",
-                    consumer()
-                )
-            } else if combine_pushdown(spec, g, i).is_some() && c.at_end == AtEnd::Finish {
-                format!(
-                    "fold lines straight into the counts and sums of '{}' (a line that cannot \
-                     be folded, such as a float or a bad line, turns this off for good)",
-                    consumer()
-                )
-            } else {
-                return None;
-            };
-            Some(format!("parse workers ({threads} on this machine): {what}"))
-        })
-        .collect()
+/// What one source does beyond reading: the plan's row for a graph node (empty for nodes that
+/// are not file sources).
+#[derive(Default)]
+pub struct SourcePlan {
+    /// The only fields to build from each record (`None`: all of them).
+    pub fields: Option<Vec<crate::value::Str>>,
+    /// The filter the parse workers run, and its node.
+    pub pushdown: Option<(crate::expr::Expr, usize)>,
+    /// The counts and sums the parse workers fold.
+    pub fold: Option<std::sync::Arc<crate::sources::combine::CombineSpec>>,
+}
+
+pub struct Plan {
+    /// Threads that decode lines of mapped files (see `parse_threads`).
+    pub parse_threads: usize,
+    /// Whether a parse helper may take the second core: only when no other stage already
+    /// keeps it busy (measured on 2 cores). `WEIR_PARALLEL_PARSE` = 1 or 0 forces it.
+    pub parallel_parse: bool,
+    /// Indexed by graph node.
+    pub sources: Vec<SourcePlan>,
+}
+
+impl Plan {
+    pub fn new(spec: &PipelineSpec, g: &Graph) -> Plan {
+        let mut projections = crate::pipeline::fields::source_projections(spec, g);
+        let sources = (0..g.nodes.len())
+            .map(|i| {
+                if g.nodes[i].kind != Kind::Source {
+                    return SourcePlan::default();
+                }
+                SourcePlan {
+                    fields: projections.get_mut(i).and_then(Option::take),
+                    pushdown: filter_pushdown(spec, g, i),
+                    fold: combine_pushdown(spec, g, i).map(std::sync::Arc::new),
+                }
+            })
+            .collect();
+        let parallel_parse = match std::env::var("WEIR_PARALLEL_PARSE").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => std::thread::available_parallelism()
+                .map(|c| c.get() > g.nodes.len())
+                .unwrap_or(false),
+        };
+        Plan {
+            parse_threads: parse_threads(),
+            parallel_parse,
+            sources,
+        }
+    }
+
+    /// For `weir explain`: what each file source's parse workers do beyond parsing, if
+    /// anything (run the filter downstream, or fold for the aggregate or window downstream).
+    pub fn worker_notes(&self, spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
+        let threads = self.parse_threads;
+        (0..g.nodes.len())
+            .map(|i| {
+                let Role::Spec(si) = g.nodes[i].role else {
+                    return None;
+                };
+                let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
+                    return None;
+                };
+                // The pool reads only JSON lines of files (not stdin).
+                if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
+                    return None;
+                }
+                let plan = &self.sources[i];
+                let what = if let Some((_, to)) = &plan.pushdown {
+                    format!(
+                        "run filter '{}' on each line, so dropped lines never become records",
+                        g.nodes[*to].name
+                    )
+                } else if plan.fold.is_some() && c.at_end == AtEnd::Finish {
+                    let to = sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
+                    format!(
+                        "fold lines straight into the counts and sums of '{to}' (a line that \
+                         cannot be folded, such as a float or a bad line, turns this off for \
+                         good)"
+                    )
+                } else {
+                    return None;
+                };
+                Some(format!("parse workers ({threads} on this machine): {what}"))
+            })
+            .collect()
+    }
 }
 
 /// How many threads decode JSON lines of mapped files: one per core (the source's own thread
 /// then only cuts lines and emits), none on one core. `WEIR_PARSE_THREADS` overrides it.
-pub(super) fn parse_threads() -> usize {
+fn parse_threads() -> usize {
     if let Some(n) = std::env::var("WEIR_PARSE_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

@@ -112,10 +112,12 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let backoff = spec.restart.backoff.unwrap_or(2.0).max(1.0);
     let stats_start = Instant::now();
     let mut all_stats = Vec::new();
+    let plan = super::plan::Plan::new(spec, &graph);
     loop {
         let attempt = Attempt {
             spec,
             g: &graph,
+            plan: &plan,
             ck: &ck,
             store: store.as_ref(),
             restored: restored.as_ref(),
