@@ -245,10 +245,11 @@ fn write_to(target: &mut Target, at: u64, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Where a record's JSON is encoded: small pieces are gathered in the sink's buffer; a piece
-/// of at least [`FLUSH_AT`] bytes (a long string, which serde_json hands over in one piece)
-/// goes to the target straight from the value, after what was gathered. So a 200 MB line
-/// costs no 200 MB buffer (nor the doubling of one as it grows) on top of the record.
+/// Where a record's JSON is encoded: small pieces are gathered in the sink's buffer, written
+/// out whenever it holds [`FLUSH_AT`] bytes, even in the middle of a record; a piece of at
+/// least that size (a long string, which serde_json hands over in one piece) goes to the
+/// target straight from the value, after what was gathered. So a 200 MB line costs no 200 MB
+/// buffer (nor the doubling of one as it grows) on top of the record.
 struct Spill<'a> {
     sink: &'a mut FileSink,
     /// Why writing failed, for the sink's own error (serde_json only carries an io::Error).
@@ -258,20 +259,27 @@ struct Spill<'a> {
 impl Write for Spill<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let s = &mut *self.sink;
-        if bytes.len() < FLUSH_AT {
+        let r = if bytes.len() < FLUSH_AT {
             s.buf.extend_from_slice(bytes);
+            s.written += bytes.len() as u64;
+            // A huge string full of escapes comes in small pieces: they must not pile up.
+            if s.buf.len() >= FLUSH_AT {
+                s.write_out()
+            } else {
+                Ok(())
+            }
         } else {
-            let r = s.write_out().and_then(|()| {
+            s.write_out().and_then(|()| {
                 // After `write_out`, nothing is held: these bytes start at `written`.
                 let at = s.written;
+                s.written += bytes.len() as u64;
                 write_to(&mut s.target, at, bytes).map_err(|e| s.write_err(e))
-            });
-            if let Err(stop) = r {
-                self.failed = Some(stop);
-                return Err(std::io::Error::other("the sink could not write"));
-            }
+            })
+        };
+        if let Err(stop) = r {
+            self.failed = Some(stop);
+            return Err(std::io::Error::other("the sink could not write"));
         }
-        s.written += bytes.len() as u64;
         Ok(bytes.len())
     }
 

@@ -41,10 +41,11 @@ impl FileSource {
                 let data = r.data();
                 let mut pos = 0;
                 while lines.len() < n - consumed {
-                    match memchr::memchr(b'\n', &data[pos..]) {
+                    let from = if pos == 0 { r.scanned } else { pos };
+                    match memchr::memchr(b'\n', &data[from..]) {
                         Some(i) => {
-                            lines.push((i, 1));
-                            pos += i + 1;
+                            lines.push((from + i - pos, 1));
+                            pos = from + i + 1;
                         }
                         None => {
                             // A last line without a newline is complete when the input is
@@ -62,6 +63,7 @@ impl FileSource {
                     self.combine = None;
                 }
                 if lines.is_empty() {
+                    r.scanned = data.len();
                     if !r.eof {
                         match r.fill() {
                             Ok(Fill::Data | Fill::Eof) => continue,

@@ -17,6 +17,7 @@ mod decode_pool;
 mod discovery;
 mod fingerprint;
 mod fold;
+mod linebuf;
 mod lines;
 mod open;
 mod prefilter;

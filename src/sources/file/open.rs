@@ -4,6 +4,7 @@
 //! raises SIGBUS), through a decoder for `.gz`, on a helper thread for a FIFO.
 
 use super::fingerprint::content_prefix;
+use super::linebuf::LineBuf;
 use super::reader::{Input, KeepTail, Reader, CHUNK};
 use super::rotation::{self, is_gz};
 use super::stdin::{is_fifo, open_stdin, read_fifo};
@@ -28,9 +29,10 @@ impl FileSource {
             }
             self.reader = Some(Reader {
                 input,
-                buf: Vec::new(),
+                buf: LineBuf::default(),
                 start: 0,
                 end: 0,
+                scanned: 0,
                 eof: false,
                 offset: st.consumed,
                 crc: Some(crc),
@@ -56,9 +58,10 @@ impl FileSource {
             // stdin does, so this thread still sees signals and checkpoints meanwhile.
             self.reader = Some(Reader {
                 input: Input::Stdin(read_fifo(PathBuf::from(&st.path), &self.name())?),
-                buf: Vec::new(),
+                buf: LineBuf::default(),
                 start: 0,
                 end: 0,
+                scanned: 0,
                 eof: false,
                 offset: st.offset,
                 crc: None,
@@ -207,9 +210,10 @@ impl FileSource {
         };
         let mut reader = Reader {
             input,
-            buf: Vec::new(),
+            buf: LineBuf::default(),
             start,
             end: 0,
+            scanned: 0,
             eof: false,
             offset: st.offset,
             crc: None,

@@ -4,6 +4,8 @@
 //! bytes arrive (mapping, growth checks, BOM, buffer growth) is one room, and the `Read` feeds
 //! the CSV parser pulls through live beside it.
 
+use super::linebuf::LineBuf;
+pub(super) use super::linebuf::CHUNK;
 use super::rotation;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::fs::File;
@@ -11,7 +13,6 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) const CHUNK: usize = 1 << 20;
 pub(super) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Where bytes come from.
@@ -26,10 +27,14 @@ pub(super) enum Input {
 /// The open input with its read-ahead buffer.
 pub(super) struct Reader {
     pub(super) input: Input,
-    pub(super) buf: Vec<u8>,
+    pub(super) buf: LineBuf,
     /// Unconsumed bytes are `buf[start..end]` (or `map[start..]` when mapped).
     pub(super) start: usize,
     pub(super) end: usize,
+    /// The first this many unconsumed bytes hold no newline: a line longer than what one read
+    /// brings is searched for its end only in the bytes each read adds, not from its start
+    /// again (which made a line of hundreds of MB from a `.gz` take quadratic time).
+    pub(super) scanned: usize,
     pub(super) eof: bool,
     /// Absolute offset of `start`.
     pub(super) offset: u64,
@@ -102,6 +107,7 @@ impl Reader {
         }
         self.start += n;
         self.offset += n as u64;
+        self.scanned = 0;
         self.release_to(self.start);
     }
 
@@ -163,15 +169,11 @@ impl Reader {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+            // What a huge line grew the buffer to goes back to the kernel once it is consumed.
+            self.buf.shrink(self.end)?;
         }
         if self.buf.len() - self.end < CHUNK / 2 {
-            // A quarter more each time, not double: a line of hundreds of MB then costs at
-            // most a quarter of its size in spare buffer (the record parsed from it needs as
-            // much again), at the price of a few more copies while it grows.
-            let grow = (self.buf.len() / 4).max(CHUNK);
-            // reserve_exact: `resize` alone would double the capacity.
-            self.buf.reserve_exact(grow);
-            self.buf.resize(self.buf.len() + grow, 0);
+            self.buf.reserve(self.end + CHUNK, self.end)?;
         }
         match &mut self.input {
             Input::Stream(f) => {
@@ -186,9 +188,7 @@ impl Reader {
             }
             Input::Stdin(rx) => match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(Ok(chunk)) => {
-                    if self.buf.len() - self.end < chunk.len() {
-                        self.buf.resize(self.end + chunk.len(), 0);
-                    }
+                    self.buf.reserve(self.end + chunk.len(), self.end)?;
                     self.buf[self.end..self.end + chunk.len()].copy_from_slice(&chunk);
                     self.end += chunk.len();
                     self.skip_bom();
