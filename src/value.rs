@@ -187,7 +187,8 @@ impl Value {
     /// A float with an integral value that fits is turned back into an integer, so results
     /// like `10 / 2` or `avg` of whole numbers print as jq prints them.
     pub fn number(f: f64) -> Value {
-        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        // -0 stays a float: jq prints it as `-0`.
+        if f.fract() == 0.0 && f.abs() < 9.0e15 && !(f == 0.0 && f.is_sign_negative()) {
             Value::Int(f as i64)
         } else {
             Value::Float(f)
@@ -197,6 +198,13 @@ impl Value {
     /// Parses one JSON text. The error text names the column inside the text. Text nested
     /// deeper than [`MAX_NESTING`] is refused before parsing (every reader of values recurses).
     pub fn from_json(bytes: &[u8]) -> Result<Value, String> {
+        if may_hold_negative_zero(bytes) {
+            return match nesting(bytes) {
+                0..=SHALLOW => parse_keeping_zero_sign(bytes),
+                SHALLOW_1..=MAX_NESTING => on_big_stack(|| parse_keeping_zero_sign(bytes)),
+                _ => Err(too_deep()),
+            };
+        }
         match nesting(bytes) {
             0..=SHALLOW => sonic_rs::from_slice(bytes).map_err(|e| e.to_string()),
             // sonic's serde path stops at 128 levels; its own document does not.
@@ -345,24 +353,116 @@ impl Hash for Value {
     }
 }
 
+/// A computed number as jq prints it (`jvp_dtoa_fmt`, the same in jq 1.6 and 1.7): the
+/// shortest digits that read back as the same double, written out plainly unless the decimal
+/// exponent is below -4 or more than 15 zeros would pad the digits, then as `d.ddde±XX` with
+/// at least two exponent digits (`1e-07`, `1e+17`, `1.5e+300`); `-0` keeps its sign; NaN is
+/// `null` and the infinities the largest finite doubles. Ryu finds the digits (the same as
+/// jq's dtoa in its shortest mode); only the layout is jq's. Where ryu's own text is already
+/// jq's (`12.5`, `0.001`), it is written as a plain f64, otherwise as raw JSON text.
+fn serialize_f64_as_jq<S: Serializer>(f: f64, s: S) -> Result<S::Ok, S::Error> {
+    if f.is_nan() {
+        return s.serialize_unit();
+    }
+    let f = f.clamp(f64::MIN, f64::MAX);
+    if f.fract() == 0.0 && f.abs() < 1e16 && !(f == 0.0 && f.is_sign_negative()) {
+        // At most 16 digits and no padding beyond 15 zeros: jq writes these plainly.
+        return s.serialize_i64(f as i64);
+    }
+    let mut r = ryu::Buffer::new();
+    let ryu = r.format_finite(f);
+    let mut buf = [0u8; 40];
+    let text = jq_number_text(ryu, &mut buf);
+    if text == ryu {
+        return s.serialize_f64(f);
+    }
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_f64(f),
+    }
+}
+
+/// jq's layout of the number that ryu wrote as `ryu` (`-1.5e300`, `0.001`, `1e-7`, `100.0`).
+fn jq_number_text<'b>(ryu: &str, buf: &'b mut [u8; 40]) -> &'b str {
+    let (neg, t) = match ryu.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, ryu),
+    };
+    let (mant, exp) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (t, 0),
+    };
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    // The significant digits, and `point`: the value is 0.DIGITS × 10^point (dtoa's decpt).
+    let mut digits = [0u8; 40];
+    let mut n = 0;
+    let mut point = int.len() as i32 + exp;
+    for &c in int.as_bytes().iter().chain(frac.as_bytes()) {
+        if n == 0 && c == b'0' {
+            point -= 1;
+            continue;
+        }
+        digits[n] = c;
+        n += 1;
+    }
+    while n > 1 && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    if n == 0 {
+        // Zero (only -0 gets here): one digit.
+        digits[0] = b'0';
+        n = 1;
+        point = 1;
+    }
+    let digits = &digits[..n];
+    let mut w = 0;
+    let mut put = |b: u8| {
+        buf[w] = b;
+        w += 1;
+    };
+    if neg {
+        put(b'-');
+    }
+    if point <= -4 || point > n as i32 + 15 {
+        put(digits[0]);
+        if n > 1 {
+            put(b'.');
+            digits[1..].iter().for_each(|&d| put(d));
+        }
+        put(b'e');
+        let e = point - 1;
+        put(if e < 0 { b'-' } else { b'+' });
+        let e = e.unsigned_abs();
+        if e >= 100 {
+            put(b'0' + (e / 100) as u8);
+        }
+        put(b'0' + (e / 10 % 10) as u8);
+        put(b'0' + (e % 10) as u8);
+    } else if point <= 0 {
+        put(b'0');
+        put(b'.');
+        (point..0).for_each(|_| put(b'0'));
+        digits.iter().for_each(|&d| put(d));
+    } else {
+        for (i, &d) in digits.iter().enumerate() {
+            if i as i32 == point {
+                put(b'.');
+            }
+            put(d);
+        }
+        (n as i32..point).for_each(|_| put(b'0'));
+    }
+    // ASCII digits, signs, '.' and 'e' only.
+    std::str::from_utf8(&buf[..w]).unwrap_or("0")
+}
+
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Value::Null => s.serialize_unit(),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
-            Value::Float(f) => {
-                if f.is_nan() {
-                    s.serialize_unit()
-                } else if f.is_infinite() {
-                    // jq prints infinities as the largest finite double.
-                    s.serialize_f64(if *f > 0.0 { f64::MAX } else { f64::MIN })
-                } else if f.fract() == 0.0 && f.abs() < 1e17 {
-                    s.serialize_i64(*f as i64)
-                } else {
-                    s.serialize_f64(*f)
-                }
-            }
+            Value::Float(f) => serialize_f64_as_jq(*f, s),
             Value::Str(x) => s.serialize_str(x),
             Value::Array(a) => {
                 let mut seq = s.serialize_seq(Some(a.len()))?;
@@ -503,6 +603,17 @@ impl Projector {
     }
 
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {
+        if may_hold_negative_zero(bytes) {
+            return Value::from_json(bytes).map(|v| match v {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .filter(|(k, _)| self.fields.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                other => other,
+            });
+        }
         // sonic-rs's own document is its fastest parse (and validates everything, UTF-8
         // included); only the wanted fields are then turned into weir values.
         match nesting(bytes) {
@@ -535,6 +646,31 @@ impl Projector {
 pub const MAX_NESTING: usize = 256;
 const SHALLOW: usize = 32;
 const SHALLOW_1: usize = SHALLOW + 1;
+
+/// Whether `b` may hold a negative zero (`-0`, `-0.0`, `-0e3`), which sonic-rs reads as 0:
+/// jq prints `-0`, and so does weir, so a checkpoint must give it back as it was. A date's
+/// `-05` is no zero; a false alarm (`"x-0"` in a string) only costs the slower parser.
+fn may_hold_negative_zero(b: &[u8]) -> bool {
+    memchr::memmem::find_iter(b, b"-0").any(|i| {
+        let mut j = i + 2;
+        if b.get(j) == Some(&b'.') {
+            j += 1;
+            while b.get(j) == Some(&b'0') {
+                j += 1;
+            }
+        }
+        !matches!(b.get(j), Some(b'0'..=b'9'))
+    })
+}
+
+/// serde_json's parse, which keeps the sign of a zero (nesting was bounded by the caller).
+fn parse_keeping_zero_sign(bytes: &[u8]) -> Result<Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let v = Value::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
 
 /// Runs a parse of deeply nested text on a thread of its own: sonic-rs and serde recurse per
 /// level, with frames of kilobytes in a debug build, past what an operator thread's stack
@@ -648,6 +784,55 @@ impl From<serde_json::Value> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Computed numbers print as jq 1.6 prints them (each expected text is jq's output), and
+    /// read back as the same value and the same text: a checkpoint gives them back unchanged.
+    #[test]
+    fn numbers_print_as_jq_prints_them_and_read_back() {
+        for (f, jq) in [
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (1e-7, "1e-07"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.1, "0.1"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (3.0, "3"),
+            (12.5, "12.5"),
+            (-2.5e-3, "-0.0025"),
+            (1e15, "1000000000000000"),
+            (1e16, "1e+16"),
+            (1e17, "1e+17"),
+            (1e16 + 2.0, "10000000000000002"),
+            (12345678901234567890.0, "12345678901234567000"),
+            (9.223372036854776e18, "9223372036854776000"),
+            (1e22, "1e+22"),
+            (1.5e300, "1.5e+300"),
+            (-1e100, "-1e+100"),
+            (1e-300, "1e-300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::INFINITY, "1.7976931348623157e+308"),
+            (f64::NEG_INFINITY, "-1.7976931348623157e+308"),
+            (f64::NAN, "null"),
+        ] {
+            let text = Value::Float(f).to_json_string();
+            assert_eq!(text, jq, "{f:e}");
+            if f.is_finite() {
+                let back = Value::from_json(text.as_bytes()).unwrap();
+                assert_eq!(back.to_json_string(), jq, "{f:e} read back");
+                assert_eq!(back.as_f64().map(f64::to_bits), Some(f.to_bits()), "{f:e}");
+            }
+        }
+        // Inside records and arrays too, and in the projected parse.
+        let v = Value::from_json(br#"{"a":-0,"b":[-0.0,1e-07],"c":"x-0"}"#).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"a":-0,"b":[-0,1e-07],"c":"x-0"}"#);
+        let p = Projector::new(&[Str::new("a")])
+            .parse(br#"{"a":-0,"b":1}"#)
+            .unwrap();
+        assert_eq!(p.to_json_string(), r#"{"a":-0}"#);
+    }
 
     /// Deep input is refused, and the deepest accepted input is parsed, printed, compared,
     /// hashed, cloned and dropped on a thread with the 2 MiB stack of an operator thread.

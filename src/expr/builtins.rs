@@ -20,6 +20,8 @@ fn num(v: &Value) -> Option<f64> {
 
 pub(crate) fn neg(v: &Value) -> R {
     match v {
+        // jq's numbers are doubles: `-0` and `0 | -.` are -0, printed `-0`.
+        Value::Int(0) => Ok(Value::Float(-0.0)),
         Value::Int(i) => Ok(i
             .checked_neg()
             .map_or(Value::Float(-(*i as f64)), Value::Int)),
@@ -240,13 +242,12 @@ pub(crate) fn slice(v: &Value, from: &Value, to: &Value) -> R {
     if end < 0.0 {
         end += lenf;
     }
+    // As jq: the start rounded down, the end up (`.[1.2:3.7]` is `.[1:4]`), and only then
+    // an end before the start makes the slice empty (`.[2.5:1.5]` is `.[2:2]`).
     start = start.clamp(0.0, lenf);
     end = end.min(lenf);
-    if end < start {
-        end = start;
-    }
     let s = start.floor() as usize;
-    let e = (end.ceil() as usize).min(len);
+    let e = (end.ceil().max(0.0) as usize).clamp(s, len);
     Ok(match v {
         Value::Array(a) => Value::Array(a[s..e].to_vec()),
         Value::Str(st) => Value::Str(st.chars().skip(s).take(e - s).collect::<String>().into()),

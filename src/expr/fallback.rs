@@ -615,10 +615,19 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
     fn after(t: Term<&str>) -> Term<&str> {
         Term::BinOp(Box::new(t), BinaryOp::Pipe(None), step())
     }
+    fn then<'a>(t: Term<&'a str>, f: &'static str) -> Term<&'a str> {
+        Term::BinOp(
+            Box::new(t),
+            BinaryOp::Pipe(None),
+            Box::new(Term::Call(f, Vec::new())),
+        )
+    }
     match t {
         Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => t,
+        // A plain interpolation goes through `@text` (the prelude's, which prints numbers as
+        // weir does) rather than jaq's own `tostring`.
         Term::Str(fmt, parts) => Term::Str(
-            fmt,
+            fmt.or(Some("@text")),
             parts
                 .into_iter()
                 .map(|p| match p {
@@ -662,9 +671,14 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
                 path.0
                     .into_iter()
                     .map(|(part, opt)| {
+                        // Numbers as jq 1.7 takes them (jaq refuses a fractional one):
+                        // see `__weir_index` in the prelude.
                         let part = match part {
-                            Part::Index(i) => Part::Index(g(i)),
-                            Part::Range(f, t) => Part::Range(f.map(g), t.map(g)),
+                            Part::Index(i) => Part::Index(then(g(i), "__weir_index")),
+                            Part::Range(f, t) => Part::Range(
+                                f.map(|f| then(g(f), "__weir_start")),
+                                t.map(|t| then(g(t), "__weir_end")),
+                            ),
                         };
                         (part, opt)
                     })
@@ -768,7 +782,16 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
             Val::from(o)
         }))
     });
+    // Numbers in text as weir prints them (which is jq's layout: `1e-07`, `-0`), not jaq's.
+    let tojson = Native::<D>::new(|cv| {
+        box_once(match from_val(cv.1) {
+            Ok(x) => Ok(Val::from(x.to_json_string())),
+            Err(ErrV::Limit(m)) => Err(limit_exn(m)),
+            Err(e) => Err(jaq_core::Exn::from(jaq_core::Error::str(e.message()))),
+        })
+    });
     [
+        ("__weir_tojson", v(0), tojson),
         ("__weir_step", v(0), step),
         ("__weir_base32", v(0), base32),
         ("__weir_base32d", v(0), base32d),

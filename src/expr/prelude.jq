@@ -8,6 +8,34 @@
 # sits where a recursive call stays a tail call, so jaq's tail-call optimisation still runs
 # long loops in constant stack.
 
+# Numbers in text as weir prints them everywhere (jq's layout: `1e-07`, `-0`), not as jaq
+# does; `join` as jq 1.7 defines it (and weir's native `join` does), on these.
+def tojson: __weir_tojson;
+def tostring: if type == "string" then . else __weir_tojson end;
+def @json: tojson;
+def @text: tostring;
+def join($x): reduce .[] as $i (null;
+    (if . == null then "" else . + $x end)
+    + ($i | if type == "boolean" or type == "number" then tojson elif . == null then "" else . end))
+  // "";
+
+# Numbers as array indices, as jq 1.7 takes them (jaq refuses a fractional one; the
+# translation of paths pipes every index and slice bound through these): an index is
+# truncated toward zero (`.[1.7]` is `.[1]`, `.[-1.7]` is `.[-1]`), NaN is out of range, a
+# slice's start is rounded down and its end up (`.[1.2:3.7]` is `.[1:4]`).
+# Beyond 2^53 (and NaN) an index is out of range whatever the array: clamped there.
+def __weir_clamp(f):
+  if type != "number" then .
+  elif isnan or . <= -9007199254740992 then -9007199254740992
+  elif . >= 9007199254740992 then 9007199254740992
+  else f end;
+def __weir_index: __weir_clamp(if . < 0 then ceil else floor end);
+def __weir_start: __weir_clamp(floor);
+# An end in (-1, 0) is the array's end (`.[:-0.5]` is `.[:len - 0.5]`, rounded up), not 0.
+def __weir_end: __weir_clamp(if . < 0 and . > -1 then null else ceil end);
+def __weir_getpath($p): getpath($p);
+def getpath($p): __weir_getpath($p | if type == "array" then map(__weir_index) else . end);
+
 # Generators, bounded by the evaluation limits.
 def __weir_range($from; $upto; $by): range($from; $upto; $by);
 def range($from; $upto; $by):
@@ -50,7 +78,7 @@ def gamma: lgamma;
 # `fromstream` needs).
 def setpath($p; $x):
   if ($p | length) == 0 then $x
-  else $p[0] as $k | $p[1:] as $r
+  else ($p[0] | __weir_index) as $k | $p[1:] as $r
   | if ($k | type) == "string" then
       (if . == null then {} else . end) | . + {($k): (.[$k] | setpath($r; $x))}
     elif ($k | type) == "number" and $k >= 0 then
@@ -130,7 +158,7 @@ def nth($n; f):
 # (jaq's deletion moves the last key into the place of the deleted one).
 def __weir_delpath($p):
   if ($p | length) == 0 then null
-  else $p[-1] as $k | $p[:-1] as $up
+  else ($p[-1] | __weir_index) as $k | $p[:-1] as $up
   | getpath($up) as $c
   | if $c == null then .
     elif ($c | type) == "object" and ($k | type) == "string"

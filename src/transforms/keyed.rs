@@ -1065,7 +1065,7 @@ mod tests {
         let b = results(&k, sp.len());
         assert_eq!(
             b[4],
-            "\"b\" 3 9.223372036854776e+18 1 9223372036854775807 3.0744573456182584e+18 3 1 3"
+            "\"b\" 3 9223372036854776000 1 9223372036854775807 3074457345618258400 3 1 3"
         );
         assert_eq!(b[1], "7 1 0 null null null null null 0");
         // Bytes the encoder does not write (whitespace) are an error naming the byte.
