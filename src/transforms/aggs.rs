@@ -332,12 +332,40 @@ pub fn eval_key<'a>(
     let Some(e) = key else {
         return Ok(Cow::Owned(Value::Null));
     };
-    if let Some(v) = e.field_of(record) {
-        return Ok(Cow::Borrowed(v));
+    let key = match e.field_of(record) {
+        Some(v) => Cow::Borrowed(v),
+        None => e
+            .eval_first_ref(record)
+            .map_err(|e| e.message)?
+            .unwrap_or(Cow::Owned(Value::Null)),
+    };
+    check_kept(&key, "the key")?;
+    Ok(key)
+}
+
+/// How deep a key or value kept in a checkpoint may nest: checkpoints are read back by the
+/// JSON reader, which takes [`crate::value::MAX_NESTING`] levels, and hold each kept value
+/// inside up to four levels of their own (`{"open":[[end,start,key,[values]]]}`).
+pub const MAX_KEPT_NESTING: usize = crate::value::MAX_NESTING - 4;
+
+/// A key or aggregate value nested deeper than [`MAX_KEPT_NESTING`] is refused when it is
+/// built, as a bad record naming the limit, rather than written into a checkpoint that no
+/// `resume` could read. Scalars (nearly every key) cost one match.
+pub fn check_kept(v: &Value, what: &str) -> Result<(), String> {
+    fn deeper_than(v: &Value, levels: usize) -> bool {
+        match v {
+            Value::Array(a) => levels == 0 || a.iter().any(|x| deeper_than(x, levels - 1)),
+            Value::Object(m) => levels == 0 || m.values().any(|x| deeper_than(x, levels - 1)),
+            _ => false,
+        }
     }
-    Ok(e.eval_first_ref(record)
-        .map_err(|e| e.message)?
-        .unwrap_or(Cow::Owned(Value::Null)))
+    if deeper_than(v, MAX_KEPT_NESTING) {
+        return Err(format!(
+            "{what} is nested deeper than {MAX_KEPT_NESTING} levels (arrays and objects), \
+             more than a checkpoint can hold"
+        ));
+    }
+    Ok(())
 }
 
 /// Evaluates the aggregates' arguments on a record into `args` (reused between records).
@@ -361,6 +389,9 @@ pub fn eval_args(
             None => *slot = Some(Value::Null),
         })
         .map_err(|e| e.message)?;
+        if let Some(v @ (Value::Array(_) | Value::Object(_))) = slot {
+            check_kept(v, "the value of an aggregate")?;
+        }
     }
     Ok(())
 }

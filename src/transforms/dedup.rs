@@ -119,6 +119,10 @@ impl Operator for Dedup {
                     continue;
                 }
             };
+            if let Err(msg) = super::aggs::check_kept(&key, "the key") {
+                out.bad(r.origin, &msg, None, Some(r.value))?;
+                continue;
+            }
             self.clock = self.clock.max(now);
             let dup = self
                 .seen

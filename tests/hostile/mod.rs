@@ -5,6 +5,7 @@
 mod fuzz;
 mod inputs;
 mod limits;
+mod state;
 mod validate;
 
 /// Runs the weir binary in `dir` under another program (`setpriv ...`, `/usr/bin/time ...`)
