@@ -1,13 +1,15 @@
 //! A fast path for the JSON line that logs are made of: one flat object whose values are
-//! strings without escapes, plain numbers, booleans and nulls.
+//! strings, plain numbers, booleans and nulls.
 //!
 //! sonic-rs builds its whole document before weir sees a field, and that document, the walk
 //! over it and its teardown were most of the CPU of a filter-and-project job. This scanner
 //! reads such a line once, validating every byte as sonic-rs would, and builds only the
-//! wanted fields. Anything it does not handle (escapes, nesting, numbers that do not fit in
-//! an i64 with 18 digits, infinities, any error) makes it give up, and the caller parses the
-//! line with sonic-rs: values and error messages are then sonic's, so this path can only be
-//! faster, never different. A proptest holds the two paths to the same result.
+//! wanted fields. A string value with escapes is decoded straight into the record's string
+//! (a huge escaped line then costs the line and the record, not also a parser's scratch copy).
+//! Anything it does not handle (escapes in keys, unusual escapes, nesting, numbers that do not
+//! fit in an i64 with 18 digits, infinities, any error) makes it give up, and the caller
+//! parses the line with sonic-rs: values and error messages are then sonic's, so this path
+//! can only be faster, never different. A proptest holds the two paths to the same result.
 
 use crate::value::{Map, Str, Value};
 
@@ -271,6 +273,12 @@ impl<'a> Scan<'a> {
     /// One scalar value.
     #[inline(always)]
     fn value(&mut self) -> Option<Value> {
+        if self.peek()? == b'"' {
+            if let Some(s) = self.string() {
+                return Some(Value::str(s));
+            }
+            return self.escaped(true).map(|s| Value::Str(Str::from(s)));
+        }
         Some(self.scalar()?.to_value())
     }
 
@@ -278,9 +286,91 @@ impl<'a> Scan<'a> {
     #[inline(always)]
     fn skip(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.span().map(|_| ()),
+            b'"' => match self.span() {
+                Some(_) => Some(()),
+                None => self.escaped(false).map(|_| ()),
+            },
             _ => self.scalar().map(|_| ()),
         }
+    }
+
+    /// A string with escapes, starting at its opening quote, decoded (when `build`) into a
+    /// string of its own: one allocation of at most the text's length, so that a huge line
+    /// full of `\n` costs the line and the record, not a third copy in a parser's scratch
+    /// buffer. `None` for anything sonic-rs is to judge: an escape other than the eight
+    /// one-letter ones and `\uXXXX`, a surrogate that is not half of a pair, a control
+    /// character.
+    #[cold]
+    fn escaped(&mut self, build: bool) -> Option<String> {
+        let b = self.b;
+        let start = self.i + 1;
+        // Where it ends: the first quote not escaped.
+        let mut end = start;
+        loop {
+            end += memchr::memchr2(b'"', b'\\', b.get(end..)?)?;
+            if b[end] == b'"' {
+                break;
+            }
+            end += 2;
+        }
+        let mut out = String::with_capacity(if build { end - start } else { 0 });
+        let mut i = start;
+        while i < end {
+            let next = i + memchr::memchr(b'\\', &b[i..end]).unwrap_or(end - i);
+            let plain = &b[i..next];
+            if plain.iter().any(|&c| c < 0x20) {
+                return None;
+            }
+            if build {
+                // Between ASCII bytes of a line checked as UTF-8: whole characters.
+                out.push_str(self.t.get(i..next)?);
+            }
+            if next == end {
+                break;
+            }
+            let (c, len) = match *b.get(next + 1)? {
+                b'"' => ('"', 2),
+                b'\\' => ('\\', 2),
+                b'/' => ('/', 2),
+                b'b' => ('\u{8}', 2),
+                b'f' => ('\u{c}', 2),
+                b'n' => ('\n', 2),
+                b'r' => ('\r', 2),
+                b't' => ('\t', 2),
+                b'u' => {
+                    let hex = |at: usize| -> Option<u32> {
+                        let h = self.t.get(at..at + 4)?;
+                        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+                            return None;
+                        }
+                        u32::from_str_radix(h, 16).ok()
+                    };
+                    let hi = hex(next + 2)?;
+                    match hi {
+                        0xD800..=0xDBFF => {
+                            if b.get(next + 6..next + 8)? != b"\\u" {
+                                return None;
+                            }
+                            let lo = hex(next + 8)?;
+                            if !(0xDC00..=0xDFFF).contains(&lo) {
+                                return None;
+                            }
+                            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                            (char::from_u32(c)?, 12)
+                        }
+                        0xDC00..=0xDFFF => return None,
+                        _ => (char::from_u32(hi)?, 6),
+                    }
+                }
+                _ => return None,
+            };
+            if build {
+                out.push(c);
+            }
+            i = next + len;
+        }
+        self.i = end + 1;
+        Some(out)
     }
 
     /// One scalar value, read and validated but not built (nothing to drop afterwards).
@@ -426,8 +516,20 @@ mod tests {
             r#"{"ts":"2026-11-01T00:00:00Z","status":200}"#
         );
         assert_eq!(parse_flat(br#"{ }"#, None).unwrap().to_json_string(), "{}");
+        // Escapes in values are decoded here; in keys they leave the fast path.
+        let v = parse_flat(br#"{"a":"x\"y\\z\/\n\u00e9\ud83d\ude00","b":"\t"}"#, None).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"a":"x\"y\\z/\né😀","b":"\t"}"#);
+        let v = parse_flat(br#"{"a":"\n","b":1}"#, Some(Projector::new(&want).wanted()));
+        assert_eq!(v.unwrap().to_json_string(), r#"{}"#);
         for other in [
-            &br#"{"a":"x\"y"}"#[..],
+            &br#"{"a\n":1}"#[..],
+            br#"{"a":"\ud800"}"#,
+            br#"{"a":"\udc00\ud800"}"#,
+            br#"{"a":"\ud800\u0041"}"#,
+            br#"{"a":"\x"}"#,
+            br#"{"a":"\u12"}"#,
+            br#"{"a":"\u12g4"}"#,
+            br#"{"a":"x\"}"#,
             br#"{"a":[1]}"#,
             br#"{"a":{"b":1}}"#,
             br#"{"a":-0}"#,
@@ -502,7 +604,27 @@ mod tests {
             // Strings long enough for the eight-byte scan, with a stop byte anywhere in them.
             proptest::collection::vec(
                 proptest::sample::select(vec![
-                    "a", "0", " ", "é", "\\\\", "\\\"", "\u{1}", "\u{1f}", "\t", "\u{7f}"
+                    "a",
+                    "0",
+                    " ",
+                    "é",
+                    "\\\\",
+                    "\\\"",
+                    "\u{1}",
+                    "\u{1f}",
+                    "\t",
+                    "\u{7f}",
+                    "\\n",
+                    "\\/",
+                    "\\u00e9",
+                    "\\u0000",
+                    "\\ud83d\\ude00",
+                    "\\ud800",
+                    "\\udc00",
+                    "\\x",
+                    "\\u12",
+                    "\\",
+                    "\\b\\f\\r\\t"
                 ]),
                 0..24
             )
