@@ -1,15 +1,17 @@
-//! A fast path for the JSON line that logs are made of: one flat object whose values are
-//! strings, plain numbers, booleans and nulls.
+//! The fast path for JSON lines: one object per line, read once, building only the wanted
+//! fields.
 //!
 //! sonic-rs builds its whole document before weir sees a field, and that document, the walk
 //! over it and its teardown were most of the CPU of a filter-and-project job. This scanner
-//! reads such a line once, validating every byte as sonic-rs would, and builds only the
-//! wanted fields. A string value with escapes is decoded straight into the record's string
-//! (a huge escaped line then costs the line and the record, not also a parser's scratch copy).
-//! Anything it does not handle (escapes in keys, unusual escapes, nesting, numbers that do not
-//! fit in an i64 with 18 digits, infinities, any error) makes it give up, and the caller
-//! parses the line with sonic-rs: values and error messages are then sonic's, so this path
-//! can only be faster, never different. A proptest holds the two paths to the same result.
+//! reads the line once, validating every byte as sonic-rs would, and builds only the wanted
+//! fields: values it does not need (nested objects and arrays, strings with escapes) are
+//! skipped by a structural scan that still validates them, escapes are decoded in the strings
+//! it keeps, and a wanted nested value is built straight from its bytes. What it does not
+//! handle (escaped keys at the top level, nesting deeper than [`MAX_DEPTH`], lone surrogates,
+//! numbers that do not fit in an i64 with 18 digits, "-0", infinities, any error) makes it give
+//! up, and the caller parses the line with sonic-rs: values and error messages are then
+//! sonic's, so this path can only be faster, never different. A proptest holds the two paths
+//! to the same result, on nested, escaped, non-ASCII and mangled lines.
 
 use crate::value::{Map, Str, Value};
 
@@ -27,8 +29,12 @@ static STR_STOP: [bool; 256] = {
     t
 };
 
-/// Parses `line` (already trimmed of surrounding whitespace) when it is a flat object of
-/// simple values, keeping only the wanted fields when given: their names, and a mask with
+/// Nesting the scanner follows (the line's own object is depth 1); a deeper value makes it
+/// give up, and the general parser applies its own limit (`value::MAX_NESTING`).
+pub const MAX_DEPTH: usize = 32;
+
+/// Parses `line` (already trimmed of surrounding whitespace) when it is a JSON object,
+/// keeping only the wanted fields when given: their names, and a mask with
 /// bit `n` set when some name is `n` bytes long (most keys are ruled out by length alone).
 /// `None` means "not handled here", never "bad": the caller then parses the line the general
 /// way.
@@ -96,8 +102,9 @@ fn wanted(key: &[u8], fields: &[Str], lens: u64) -> Option<usize> {
     fields.iter().position(|f| f.as_bytes() == key)
 }
 
-/// Walks the members of a flat object, validating the whole line: `member` gets each key's
-/// span in the line and the scanner at its value, which it must read or skip.
+/// Walks the members of the line's object, validating the whole line: `member` gets each
+/// key's span in the line and the scanner at its value, which it must read or skip. A key
+/// with an escape makes it give up (the span would not be the key).
 #[inline(always)]
 fn walk<'a>(
     line: &'a [u8],
@@ -168,6 +175,53 @@ fn is_ascii(b: &[u8]) -> bool {
     acc & 0x8080_8080_8080_8080 == 0
 }
 
+/// The value of four hex digits.
+#[inline(always)]
+fn hex4(b: &[u8]) -> Option<u32> {
+    let mut u = 0;
+    for &c in b {
+        u = u * 16 + char::from(c).to_digit(16)?;
+    }
+    Some(u)
+}
+
+/// The text of a JSON string's contents (validated by `Scan::any_span`) with its escapes
+/// decoded.
+fn unescape(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(n) = memchr::memchr(b'\\', &b[i..]) {
+        out.push_str(raw.get(i..i + n)?);
+        i += n;
+        let c = match *b.get(i + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let u = hex4(b.get(i + 2..i + 6)?)?;
+                if (0xD800..0xDC00).contains(&u) {
+                    let lo = hex4(b.get(i + 8..i + 12)?)?;
+                    i += 6;
+                    char::from_u32(0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00))?
+                } else {
+                    char::from_u32(u)?
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+        i += if b[i + 1] == b'u' { 6 } else { 2 };
+    }
+    out.push_str(raw.get(i..)?);
+    Some(out)
+}
+
 /// Powers of ten that an f64 holds exactly (Clinger's fast path).
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
@@ -234,7 +288,39 @@ impl<'a> Scan<'a> {
     #[inline(always)]
     fn span(&mut self) -> Option<(usize, usize)> {
         let start = self.i + 1;
+        let j = self.stop(start);
+        if *self.b.get(j)? != b'"' {
+            return None;
+        }
+        self.i = j + 1;
+        Some((start, j))
+    }
+
+    /// A string of any kind, starting at its opening quote, validated: where its contents
+    /// start and end, and whether they hold an escape.
+    #[inline(always)]
+    fn any_span(&mut self) -> Option<(usize, usize, bool)> {
+        let start = self.i + 1;
         let mut j = start;
+        let mut escaped = false;
+        loop {
+            j = self.stop(j);
+            match *self.b.get(j)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    j = self.escape_end(j)?;
+                }
+                _ => return None,
+            }
+        }
+        self.i = j + 1;
+        Some((start, j, escaped))
+    }
+
+    /// The first quote, backslash or control character at or after `j` (or the end).
+    #[inline(always)]
+    fn stop(&self, mut j: usize) -> usize {
         // Eight bytes at a time: the lowest flagged byte of `stops` is the first quote,
         // backslash or control character (the usual has-zero-byte trick; flags above the
         // first true one may be false, which never matters here).
@@ -251,126 +337,193 @@ impl<'a> Scan<'a> {
                 | (x.wrapping_sub(ONES * 0x20) & !x))
                 & HIGH;
             if stops != 0 {
-                j += (stops.trailing_zeros() / 8) as usize;
-                break;
+                return j + (stops.trailing_zeros() / 8) as usize;
             }
             j += 8;
         }
-        loop {
-            let c = *self.b.get(j)?;
+        while let Some(&c) = self.b.get(j) {
             if STR_STOP[c as usize] {
-                if c != b'"' {
-                    return None;
-                }
                 break;
             }
             j += 1;
         }
-        self.i = j + 1;
-        Some((start, j))
+        j
     }
 
-    /// One scalar value.
+    /// Validates the escape whose backslash is at `j` and returns where it ends. A surrogate
+    /// must come in a pair (high then low); a lone one is left to sonic-rs.
     #[inline(always)]
-    fn value(&mut self) -> Option<Value> {
-        if self.peek()? == b'"' {
-            if let Some(s) = self.string() {
-                return Some(Value::str(s));
+    fn escape_end(&self, j: usize) -> Option<usize> {
+        match *self.b.get(j + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(j + 2),
+            b'u' => {
+                let u = hex4(self.b.get(j + 2..j + 6)?)?;
+                match u {
+                    0xD800..=0xDBFF => {
+                        if self.b.get(j + 6..j + 8)? != b"\\u" {
+                            return None;
+                        }
+                        let lo = hex4(self.b.get(j + 8..j + 12)?)?;
+                        (0xDC00..=0xDFFF).contains(&lo).then_some(j + 12)
+                    }
+                    0xDC00..=0xDFFF => None,
+                    _ => Some(j + 6),
+                }
             }
-            return self.escaped(true).map(|s| Value::Str(Str::from(s)));
+            _ => None,
         }
-        Some(self.scalar()?.to_value())
     }
 
-    /// One value read and validated, and nothing built.
+    /// A string's value, escapes decoded: borrowed when it has none.
     #[inline(always)]
-    fn skip(&mut self) -> Option<()> {
+    fn string_value(&mut self) -> Option<Value> {
+        let (start, end, escaped) = self.any_span()?;
+        if !escaped {
+            return Some(Value::str(self.t.get(start..end)?));
+        }
+        Some(Value::Str(Str::from(unescape(self.t.get(start..end)?)?)))
+    }
+
+    /// A string's text with escapes decoded, for keys inside nested objects.
+    #[inline(always)]
+    fn key(&mut self) -> Option<Str> {
+        let (start, end, escaped) = self.any_span()?;
+        let raw = self.t.get(start..end)?;
+        Some(if escaped {
+            Str::from(unescape(raw)?)
+        } else {
+            Str::new(raw)
+        })
+    }
+
+    /// Any value, read and validated, nothing built. `depth` is that of the container the
+    /// value is in.
+    fn skip_any(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'"' => match self.span() {
-                Some(_) => Some(()),
-                None => self.escaped(false).map(|_| ()),
-            },
+            b'"' => self.any_span().map(|_| ()),
+            b'{' => self.members(depth + 1, b'}', |s, d| {
+                if s.peek()? != b'"' {
+                    return None;
+                }
+                s.any_span()?;
+                s.colon()?;
+                s.skip_any(d)
+            }),
+            b'[' => self.members(depth + 1, b']', |s, d| s.skip_any(d)),
             _ => self.scalar().map(|_| ()),
         }
     }
 
-    /// A string with escapes, starting at its opening quote, decoded (when `build`) into a
-    /// string of its own: one allocation of at most the text's length, so that a huge line
-    /// full of `\n` costs the line and the record, not a third copy in a parser's scratch
-    /// buffer. `None` for anything sonic-rs is to judge: an escape other than the eight
-    /// one-letter ones and `\uXXXX`, a surrogate that is not half of a pair, a control
-    /// character.
-    #[cold]
-    fn escaped(&mut self, build: bool) -> Option<String> {
-        let b = self.b;
-        let start = self.i + 1;
-        // Where it ends: the first quote not escaped.
-        let mut end = start;
-        loop {
-            end += memchr::memchr2(b'"', b'\\', b.get(end..)?)?;
-            if b[end] == b'"' {
-                break;
-            }
-            end += 2;
-        }
-        let mut out = String::with_capacity(if build { end - start } else { 0 });
-        let mut i = start;
-        while i < end {
-            let next = i + memchr::memchr(b'\\', &b[i..end]).unwrap_or(end - i);
-            let plain = &b[i..next];
-            if plain.iter().any(|&c| c < 0x20) {
-                return None;
-            }
-            if build {
-                // Between ASCII bytes of a line checked as UTF-8: whole characters.
-                out.push_str(self.t.get(i..next)?);
-            }
-            if next == end {
-                break;
-            }
-            let (c, len) = match *b.get(next + 1)? {
-                b'"' => ('"', 2),
-                b'\\' => ('\\', 2),
-                b'/' => ('/', 2),
-                b'b' => ('\u{8}', 2),
-                b'f' => ('\u{c}', 2),
-                b'n' => ('\n', 2),
-                b'r' => ('\r', 2),
-                b't' => ('\t', 2),
-                b'u' => {
-                    let hex = |at: usize| -> Option<u32> {
-                        let h = self.t.get(at..at + 4)?;
-                        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                            return None;
-                        }
-                        u32::from_str_radix(h, 16).ok()
-                    };
-                    let hi = hex(next + 2)?;
-                    match hi {
-                        0xD800..=0xDBFF => {
-                            if b.get(next + 6..next + 8)? != b"\\u" {
-                                return None;
-                            }
-                            let lo = hex(next + 8)?;
-                            if !(0xDC00..=0xDFFF).contains(&lo) {
-                                return None;
-                            }
-                            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                            (char::from_u32(c)?, 12)
-                        }
-                        0xDC00..=0xDFFF => return None,
-                        _ => (char::from_u32(hi)?, 6),
+    /// Any value, built (objects keep the first position and the last value of a repeated
+    /// key, as the general parser does).
+    fn build_any(&mut self, depth: usize) -> Option<Value> {
+        match self.peek()? {
+            b'"' => self.string_value(),
+            b'{' => {
+                let mut m = Map::new();
+                // Keys seen, by a 64-bit mask of their (length, first byte, last byte) shape:
+                // only a possible repeat is looked up.
+                let mut seen: u64 = 0;
+                self.members(depth + 1, b'}', |s, d| {
+                    if s.peek()? != b'"' {
+                        return None;
                     }
+                    let k = s.key()?;
+                    s.colon()?;
+                    let v = s.build_any(d)?;
+                    let b = k.as_bytes();
+                    let h = (b.len() as u64)
+                        .wrapping_mul(31)
+                        .wrapping_add(u64::from(b.first().copied().unwrap_or(0)))
+                        .wrapping_add(u64::from(b.last().copied().unwrap_or(0)).wrapping_mul(7))
+                        % 64;
+                    if seen & (1 << h) == 0 {
+                        seen |= 1 << h;
+                        m.push_unique(k, v);
+                    } else {
+                        m.insert(k, v);
+                    }
+                    Some(())
+                })?;
+                Some(Value::Object(m))
+            }
+            b'[' => {
+                let mut a = Vec::new();
+                self.members(depth + 1, b']', |s, d| {
+                    a.push(s.build_any(d)?);
+                    Some(())
+                })?;
+                Some(Value::Array(a))
+            }
+            _ => Some(self.scalar()?.to_value()),
+        }
+    }
+
+    /// The members of the object or array opening at the scanner (its `{` or `[`), at `depth`,
+    /// up to and including `close`: `member` reads each one (for an object, its key too).
+    #[inline(always)]
+    fn members(
+        &mut self,
+        depth: usize,
+        close: u8,
+        mut member: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == close {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            member(self, depth)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                c if c == close => {
+                    self.i += 1;
+                    return Some(());
                 }
                 _ => return None,
-            };
-            if build {
-                out.push(c);
             }
-            i = next + len;
         }
-        self.i = end + 1;
-        Some(out)
+    }
+
+    /// The `:` after a key, with the whitespace around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Option<()> {
+        self.ws();
+        if self.peek()? != b':' {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        Some(())
+    }
+
+    /// One member's value of the line's object, built.
+    #[inline(always)]
+    fn value(&mut self) -> Option<Value> {
+        match self.peek()? {
+            b'"' => self.string_value(),
+            b'{' | b'[' => self.build_any(1),
+            _ => Some(self.scalar()?.to_value()),
+        }
+    }
+
+    /// One member's value of the line's object, read and validated, and nothing built.
+    #[inline(always)]
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.any_span().map(|_| ()),
+            b'{' | b'[' => self.skip_any(1),
+            _ => self.scalar().map(|_| ()),
+        }
     }
 
     /// One scalar value, read and validated but not built (nothing to drop afterwards).
@@ -465,7 +618,7 @@ impl<'a> Scan<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::Projector;
+    use crate::value::{length_mask, Projector};
     use proptest::prelude::*;
 
     fn general(line: &[u8], fields: Option<&[Str]>) -> Result<Value, String> {
@@ -475,15 +628,16 @@ mod tests {
         }
     }
 
-    fn same_as_general(line: &str, fields: Option<&[Str]>) {
+    fn same_as_general(line: &[u8], fields: Option<&[Str]>) {
+        let shown = String::from_utf8_lossy(line);
         let p = fields.map(Projector::new);
-        if let Some(fast) = parse_flat(line.as_bytes(), p.as_ref().map(Projector::wanted)) {
-            let slow = general(line.as_bytes(), fields)
-                .unwrap_or_else(|e| panic!("fast path took a line sonic-rs refuses: {line}: {e}"));
+        if let Some(fast) = parse_flat(line, p.as_ref().map(Projector::wanted)) {
+            let slow = general(line, fields)
+                .unwrap_or_else(|e| panic!("fast path took a line sonic-rs refuses: {shown}: {e}"));
             assert_eq!(
                 fast.to_json_string(),
                 slow.to_json_string(),
-                "fast and general paths differ on {line}"
+                "fast and general paths differ on {shown}"
             );
             // Int and Float print alike for integral values; the kind must match too.
             let kinds = |v: &Value| -> Vec<&'static str> {
@@ -499,7 +653,7 @@ mod tests {
                     })
                     .unwrap_or_default()
             };
-            assert_eq!(kinds(&fast), kinds(&slow), "number kinds differ on {line}");
+            assert_eq!(kinds(&fast), kinds(&slow), "number kinds differ on {shown}");
         }
     }
 
@@ -516,23 +670,23 @@ mod tests {
             r#"{"ts":"2026-11-01T00:00:00Z","status":200}"#
         );
         assert_eq!(parse_flat(br#"{ }"#, None).unwrap().to_json_string(), "{}");
-        // Escapes in values are decoded here; in keys they leave the fast path.
-        let v = parse_flat(br#"{"a":"x\"y\\z\/\n\u00e9\ud83d\ude00","b":"\t"}"#, None).unwrap();
-        assert_eq!(v.to_json_string(), r#"{"a":"x\"y\\z/\né😀","b":"\t"}"#);
-        let v = parse_flat(br#"{"a":"\n","b":1}"#, Some(Projector::new(&want).wanted()));
-        assert_eq!(v.unwrap().to_json_string(), r#"{}"#);
         for other in [
-            &br#"{"a\n":1}"#[..],
+            &br#"{"a":-0}"#[..],
+            br#"{"a\"":1}"#,
             br#"{"a":"\ud800"}"#,
             br#"{"a":"\udc00\ud800"}"#,
             br#"{"a":"\ud800\u0041"}"#,
             br#"{"a":"\x"}"#,
             br#"{"a":"\u12"}"#,
             br#"{"a":"\u12g4"}"#,
-            br#"{"a":"x\"}"#,
-            br#"{"a":[1]}"#,
-            br#"{"a":{"b":1}}"#,
-            br#"{"a":-0}"#,
+            br#"{"a":[1,]}"#,
+            br#"{"a":[1 2]}"#,
+            br#"{"a":{"b"}}"#,
+            br#"{"a":{"b":1,}}"#,
+            br#"{"a":{1:2}}"#,
+            br#"{"a":[}"#,
+            br#"{"a":{]}"#,
+            br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
             br#"{"a":1234567890123456789}"#,
             br#"{"a":1e999}"#,
             br#"{"a":01}"#,
@@ -556,6 +710,40 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    /// Nested values and escaped strings are skipped (validated) when not wanted, and built,
+    /// escapes decoded, when wanted.
+    #[test]
+    fn nested_values_and_escapes_are_skipped_or_built() {
+        let line = br#"{"k":{"labels":{"app":"x","t":[1,2.5,true,null,"\u00e9\n"]},"e":{}},"m":"a \"q\" \ud83d\ude80 \/ \t","n":[]}"#;
+        let v = parse_flat(line, None).expect("nested lines take the fast path");
+        assert_eq!(
+            v.to_json_string(),
+            Value::from_json(line).unwrap().to_json_string()
+        );
+        assert_eq!(
+            v.field("m").and_then(Value::as_str),
+            Some("a \"q\" 🚀 / \t")
+        );
+        let want = [Str::new("n")];
+        let v = parse_flat(line, Some(Projector::new(&want).wanted())).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"n":[]}"#);
+        let want = [Str::new("k")];
+        let v = parse_flat(line, Some(Projector::new(&want).wanted())).unwrap();
+        assert_eq!(
+            v.to_json_string(),
+            r#"{"k":{"labels":{"app":"x","t":[1,2.5,true,null,"é\n"]},"e":{}}}"#
+        );
+        // Duplicate keys inside a nested object: first position, last value.
+        let v = parse_flat(br#"{"o":{"a":1,"b":2,"a":3}}"#, None).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"o":{"a":3,"b":2}}"#);
+        // The filter's own scan skips nested values too.
+        let fields = [Str::new("s")];
+        let mut slots = [None];
+        let line = br#"{"k":{"a":[{"s":1}]},"m":"x\"y","s":404}"#;
+        assert!(scan_fields(line, &fields, length_mask(&fields), &mut slots).is_some());
+        assert_eq!(slots[0], Some(Scalar::Int(404)));
     }
 
     /// Invalid UTF-8 anywhere in a key or a string is refused, whichever eight-byte word (or
@@ -604,27 +792,7 @@ mod tests {
             // Strings long enough for the eight-byte scan, with a stop byte anywhere in them.
             proptest::collection::vec(
                 proptest::sample::select(vec![
-                    "a",
-                    "0",
-                    " ",
-                    "é",
-                    "\\\\",
-                    "\\\"",
-                    "\u{1}",
-                    "\u{1f}",
-                    "\t",
-                    "\u{7f}",
-                    "\\n",
-                    "\\/",
-                    "\\u00e9",
-                    "\\u0000",
-                    "\\ud83d\\ude00",
-                    "\\ud800",
-                    "\\udc00",
-                    "\\x",
-                    "\\u12",
-                    "\\",
-                    "\\b\\f\\r\\t"
+                    "a", "0", " ", "é", "\\\\", "\\\"", "\u{1}", "\u{1f}", "\t", "\u{7f}"
                 ]),
                 0..24
             )
@@ -647,16 +815,136 @@ mod tests {
                 .map(|(k, v)| format!("{s0}\"{k}\"{s1}:{s2}{v}{s3}", s0 = spaces[0], s1 = spaces[1], s2 = spaces[2], s3 = spaces[3]))
                 .collect();
             let line = format!("{{{}}}", body.join(","));
-            same_as_general(&line, None);
+            same_as_general(line.as_bytes(), None);
             let want = [Str::new("a"), Str::new("bc"), Str::new("zz")];
-            same_as_general(&line, Some(&want));
+            same_as_general(line.as_bytes(), Some(&want));
         }
 
         #[test]
         fn mangled_lines_never_pass_when_sonic_refuses(
             line in "\\{(\"[ab]\":(1|-0|1\\.5e3|\"x\"|true|nul|\\[\\]|,|\\}| )){0,4}\\}?",
         ) {
-            same_as_general(&line, None);
+            same_as_general(line.as_bytes(), None);
         }
+
+        /// Real-shaped lines: nested objects and arrays, escapes of every kind, non-ASCII
+        /// text, repeated keys at any depth, whitespace between tokens; whole and projected.
+        /// All are valid, and the fast path must take every one (a keyless escape aside).
+        #[test]
+        fn nested_and_escaped_lines_match_sonic(
+            members in proptest::collection::vec((key(), value()), 0..6),
+            ws in "[ \t]{0,2}",
+        ) {
+            let line = object(&members, &ws);
+            let escaped_key = members.iter().any(|(k, _)| k.contains('\\'));
+            prop_assert!(escaped_key || parse_flat(line.as_bytes(), None).is_some(), "not taken: {}", line);
+            same_as_general(line.as_bytes(), None);
+            let want = [Str::new("a"), Str::new("bc"), Str::new("zz")];
+            same_as_general(line.as_bytes(), Some(&want));
+        }
+
+        /// The same lines with one defect: a bad escape, a lone surrogate or a raw control
+        /// character just after a quote (inside a key or a string at any depth, or outside
+        /// one), or one byte deleted, replaced or inserted anywhere (structural characters,
+        /// quotes, backslashes, invalid UTF-8). Whatever sonic-rs refuses, the fast path must
+        /// not take, whether the defect is in a wanted field or a skipped one.
+        #[test]
+        fn mangled_nested_lines_never_pass_when_sonic_refuses(
+            members in proptest::collection::vec((key(), value()), 1..5),
+            at in any::<prop::sample::Index>(),
+            edit in 0..4u8,
+            byte in proptest::sample::select(b"{}[]\":,\\ u0e-.tn\xff\x01".to_vec()),
+            bad in proptest::sample::select(vec![
+                "\\x", "\\ud800", "\\udc00", "\\ud800\\u0041", "\\uDBFF\\uDBFF", "\\u12", "\\u12g4",
+                "\\", "\u{1}", "\t", "\n", "\u{1f}",
+            ]),
+        ) {
+            let mut line = object(&members, "").into_bytes();
+            let i = at.index(line.len());
+            match edit {
+                0 => { line.remove(i); }
+                1 => line[i] = byte,
+                2 => line.insert(i, byte),
+                _ => {
+                    let quotes: Vec<usize> = (0..line.len()).filter(|&j| line[j] == b'"').collect();
+                    let q = quotes[at.index(quotes.len())];
+                    line.splice(q + 1..q + 1, bad.bytes());
+                }
+            }
+            same_as_general(&line, None);
+            let want = [Str::new("a"), Str::new("bc")];
+            same_as_general(&line, Some(&want));
+        }
+    }
+
+    fn object(members: &[(String, String)], ws: &str) -> String {
+        let body: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{ws}{k}{ws}:{ws}{v}{ws}"))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    /// A key: mostly one of a few names (so that repeats and wanted names occur), sometimes
+    /// with an escape or non-ASCII.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => "\"[abc]{1,2}\"",
+            1 => Just("\"a\\u0062\"".to_string()),
+            1 => Just("\"\\\"\"".to_string()),
+            1 => Just("\"zz\"".to_string()),
+            1 => Just("\"é\"".to_string()),
+        ]
+    }
+
+    /// A valid string of plain text, non-ASCII and escapes of every kind, long enough for
+    /// the eight-byte scan.
+    fn string() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            proptest::sample::select(vec![
+                "a",
+                "0",
+                " ",
+                "é",
+                "日本",
+                "🚀",
+                "\\\\",
+                "\\\"",
+                "\\/",
+                "\\b",
+                "\\f",
+                "\\n",
+                "\\r",
+                "\\t",
+                "\\u00e9",
+                "\\u0000",
+                "\\uD83D\\uDE80",
+                "\\udbff\\udfff",
+                "\\u20AC",
+                "\u{7f}",
+            ]),
+            0..20,
+        )
+        .prop_map(|parts| format!("\"{}\"", parts.concat()))
+    }
+
+    /// Any valid JSON value whose numbers the fast path reads itself, nested up to five
+    /// levels (with the line's object, six).
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            (-999_999i64..999_999).prop_map(|i| i.to_string()),
+            "-?[1-9][0-9]{0,5}\\.[0-9]{1,4}",
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("null".to_string()),
+            string(),
+        ];
+        leaf.prop_recursive(5, 48, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((key(), inner), 0..5).prop_map(|m| object(&m, "")),
+            ]
+        })
     }
 }
