@@ -569,14 +569,84 @@ impl<'de> Deserialize<'de> for KeyStr {
     }
 }
 
-/// Parses JSON objects keeping only some top-level fields: sonic-rs parses and validates the
-/// whole text into its own document (its fastest path), and only the wanted fields become
-/// weir values. Whether a record is bad never depends on which fields are kept.
+/// What a pipeline reads of a record: the wanted keys of an object and, for each, either its
+/// whole value or (`Some`) only the wanted keys of it when it is an object. Built from paths
+/// of keys (`Expr::input_paths`): `["a", "b"]` and `["c"]` keep `.a.b` and `.c` whole and drop
+/// the other keys of `.a`. A value that is not an object where a path goes on is kept whole,
+/// so an expression sees what it would see in the whole record (an error included).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Wanted {
+    pub names: Vec<Str>,
+    /// Bit `n` set when a name is `n` bytes long (see `length_mask`).
+    pub lens: u64,
+    pub subs: Vec<Option<Wanted>>,
+}
+
+impl Wanted {
+    pub fn from_paths<P: AsRef<[Str]>>(paths: &[P]) -> Wanted {
+        let mut w = Wanted::default();
+        for p in paths {
+            w.add(p.as_ref());
+        }
+        w
+    }
+
+    fn add(&mut self, path: &[Str]) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        match self.names.iter().position(|n| n == first) {
+            None => {
+                self.names.push(first.clone());
+                self.lens = length_mask(&self.names);
+                self.subs.push((!rest.is_empty()).then(|| {
+                    let mut w = Wanted::default();
+                    w.add(rest);
+                    w
+                }));
+            }
+            Some(i) => match &mut self.subs[i] {
+                // Whole already.
+                None => {}
+                Some(_) if rest.is_empty() => self.subs[i] = None,
+                Some(w) => w.add(rest),
+            },
+        }
+    }
+
+    /// The position of `key` among the names, ruled out by its length first when it can be.
+    #[inline(always)]
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
+        if key.len() < 64 && self.lens & (1 << key.len()) == 0 {
+            return None;
+        }
+        self.names.iter().position(|f| f.as_bytes() == key)
+    }
+}
+
+/// A path of keys into a record, or a single top-level name: what `Projector::new` takes.
+pub trait FieldPath {
+    fn keys(&self) -> &[Str];
+}
+
+impl FieldPath for Str {
+    fn keys(&self) -> &[Str] {
+        std::slice::from_ref(self)
+    }
+}
+
+impl FieldPath for Vec<Str> {
+    fn keys(&self) -> &[Str] {
+        self
+    }
+}
+
+/// Parses JSON objects keeping only the wanted fields (`Wanted`): sonic-rs parses and
+/// validates the whole text into its own document (its fastest path), and only the wanted
+/// parts become weir values. Whether a record is bad never depends on which fields are kept.
 #[derive(Clone)]
 pub struct Projector {
-    fields: Vec<Str>,
-    /// Bit `n` set when a wanted name is `n` bytes long.
-    lens: u64,
+    wanted: Wanted,
 }
 
 /// Bit `n` set when one of `fields` is `n` bytes long (names of 64 bytes or more are left
@@ -589,17 +659,23 @@ pub fn length_mask(fields: &[Str]) -> u64 {
 }
 
 impl Projector {
-    pub fn new(fields: &[Str]) -> Projector {
+    /// From top-level names or paths of keys.
+    pub fn new<P: FieldPath>(fields: &[P]) -> Projector {
+        let paths: Vec<&[Str]> = fields.iter().map(|f| f.keys()).collect();
         Projector {
-            fields: fields.to_vec(),
-            lens: length_mask(fields),
+            wanted: Wanted::from_paths(&paths),
         }
     }
 
-    /// The wanted names and their length mask (names of 64 bytes or more are not in the
-    /// mask; keys that long are always compared by name).
+    /// The wanted top-level names and their length mask (names of 64 bytes or more are not
+    /// in the mask; keys that long are always compared by name).
     pub fn wanted(&self) -> (&[Str], u64) {
-        (&self.fields, self.lens)
+        (&self.wanted.names, self.wanted.lens)
+    }
+
+    /// The wanted fields, nested ones included.
+    pub fn tree(&self) -> &Wanted {
+        &self.wanted
     }
 
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {
@@ -625,20 +701,32 @@ impl Projector {
     }
 
     fn parse_doc(&self, bytes: &[u8]) -> Result<Value, String> {
-        use sonic_rs::JsonContainerTrait;
+        use sonic_rs::JsonValueTrait;
         let doc: sonic_rs::Value = sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
-        let Some(obj) = doc.as_object() else {
+        if !doc.is_object() {
             return Ok(sonic_to_value(&doc));
-        };
-        let mut m = Map::with_capacity(self.fields.len());
+        }
+        Ok(sonic_pruned(&doc, &self.wanted))
+    }
+}
+
+/// The wanted parts of a sonic-rs object, as `Wanted` says.
+fn sonic_pruned(doc: &sonic_rs::Value, w: &Wanted) -> Value {
+    use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+    let mut m = Map::with_capacity(w.names.len());
+    if let Some(obj) = doc.as_object() {
         for (k, v) in obj.iter() {
-            if let Some(f) = self.fields.iter().find(|f| f.as_str() == k) {
+            if let Some(i) = w.position(k.as_bytes()) {
                 // Last duplicate wins, as in jq.
-                m.insert(f.clone(), sonic_to_value(v));
+                let v = match &w.subs[i] {
+                    Some(sub) if v.is_object() => sonic_pruned(v, sub),
+                    _ => sonic_to_value(v),
+                };
+                m.insert(w.names[i].clone(), v);
             }
         }
-        Ok(Value::Object(m))
     }
+    Value::Object(m)
 }
 
 /// How deep arrays and objects may nest in a JSON text read as input or state: as jq 1.6,

@@ -13,6 +13,7 @@ mod jq_conformance;
 mod log_formats;
 mod logrotate;
 mod logs;
+mod nested_json;
 mod real_logs;
 mod shell;
 mod sinks;

@@ -193,8 +193,22 @@ impl Expr {
     /// The top-level fields of its input this expression can read, or `None` when it may
     /// read the input as a whole. Conservative: `None` is always a correct answer.
     pub fn input_fields(&self) -> Option<Vec<Str>> {
+        let mut acc: Vec<Str> = Vec::new();
+        for p in self.input_paths()? {
+            if !acc.contains(&p[0]) {
+                acc.push(p[0].clone());
+            }
+        }
+        Some(acc)
+    }
+
+    /// What of its input this expression can read, as paths of keys (never empty) whose end
+    /// values it may read whole: `.a.b | ascii_downcase` reads `["a", "b"]`, so of `.a` only
+    /// the key `b` matters when `.a` is an object. `None` when it may read the input as a
+    /// whole. Conservative, as `input_fields`.
+    pub fn input_paths(&self) -> Option<Vec<Vec<Str>>> {
         let mut acc = Vec::new();
-        native::input_fields(&self.inner.root, &mut acc).then_some(acc)
+        native::input_paths(&self.inner.root, &mut acc).then_some(acc)
     }
 
     /// Pushes every output, in order, onto `out`. On error, `out` is left as it was (the

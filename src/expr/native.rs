@@ -1170,21 +1170,29 @@ impl Node {
     }
 }
 
-/// The top-level fields of its input that `n` can read, added to `acc`; false when it may
-/// read the input as a whole (`.`, functions of the input, anything run by jaq). Used to parse
-/// only the fields a pipeline needs; erring towards "whole" is always safe.
-pub(crate) fn input_fields(n: &Node, acc: &mut Vec<Str>) -> bool {
-    fn path(keys: &[Key], acc: &mut Vec<Str>) -> bool {
-        match keys.first() {
-            Some(Key::Field(f)) => {
-                if !acc.contains(f) {
-                    acc.push(f.clone());
-                }
-                true
-            }
-            Some(Key::Index(_)) => false,
-            None => false,
+/// The fields of its input that `n` can read, added to `acc` as paths of keys from the input
+/// (the value at a path's end may be read whole; `.a.b[0]` reads `["a", "b"]`); false when it
+/// may read the input as a whole (`.`, functions of the input, anything run by jaq). Used to
+/// parse only the fields a pipeline needs; erring towards "whole" is always safe.
+pub(crate) fn input_paths(n: &Node, acc: &mut Vec<Vec<Str>>) -> bool {
+    fn add(p: Vec<Str>, acc: &mut Vec<Vec<Str>>) {
+        if !acc.contains(&p) {
+            acc.push(p);
         }
+    }
+    fn path(keys: &[Key], acc: &mut Vec<Vec<Str>>) -> bool {
+        let p: Vec<Str> = keys
+            .iter()
+            .map_while(|k| match k {
+                Key::Field(f) => Some(f.clone()),
+                Key::Index(_) => None,
+            })
+            .collect();
+        if p.is_empty() {
+            return false;
+        }
+        add(p, acc);
+        true
     }
     match &n.kind {
         Form::Lit(_) | Form::Empty => true,
@@ -1193,50 +1201,48 @@ pub(crate) fn input_fields(n: &Node, acc: &mut Vec<Str>) -> bool {
             // `.["k"]` with a literal key reads one field; anything else reads the input.
             match (&obj.kind, &key.kind) {
                 (Form::Id, Form::Lit(Value::Str(k))) => {
-                    if !acc.contains(k) {
-                        acc.push(k.clone());
-                    }
+                    add(vec![k.clone()], acc);
                     true
                 }
                 (Form::Id, _) => false,
-                _ => input_fields(obj, acc) && input_fields(key, acc),
+                _ => input_paths(obj, acc) && input_paths(key, acc),
             }
         }
         Form::Slice { obj, from, to, .. } => {
             !matches!(obj.kind, Form::Id)
-                && input_fields(obj, acc)
-                && from.as_ref().is_none_or(|f| input_fields(f, acc))
-                && to.as_ref().is_none_or(|t| input_fields(t, acc))
+                && input_paths(obj, acc)
+                && from.as_ref().is_none_or(|f| input_paths(f, acc))
+                && to.as_ref().is_none_or(|t| input_paths(t, acc))
         }
-        Form::Iter { obj, .. } => !matches!(obj.kind, Form::Id) && input_fields(obj, acc),
+        Form::Iter { obj, .. } => !matches!(obj.kind, Form::Id) && input_paths(obj, acc),
         // The right side works on the left side's output.
-        Form::Pipe(a, _) => input_fields(a, acc),
+        Form::Pipe(a, _) => input_paths(a, acc),
         Form::Comma(a, b)
         | Form::Math(_, a, b)
         | Form::Cmp(_, a, b)
         | Form::And(a, b)
         | Form::Or(a, b)
-        | Form::Alt(a, b) => input_fields(a, acc) && input_fields(b, acc),
-        Form::Neg(a) => input_fields(a, acc),
+        | Form::Alt(a, b) => input_paths(a, acc) && input_paths(b, acc),
+        Form::Neg(a) => input_paths(a, acc),
         Form::If(arms, els) => {
             arms.iter()
-                .all(|(c, t)| input_fields(c, acc) && input_fields(t, acc))
-                && els.as_ref().is_none_or(|e| input_fields(e, acc))
+                .all(|(c, t)| input_paths(c, acc) && input_paths(t, acc))
+                && els.as_ref().is_none_or(|e| input_paths(e, acc))
         }
-        Form::Try(body, _) => input_fields(body, acc),
-        Form::ObjLit { entries, .. } => entries.iter().all(|(_, v)| input_fields(v, acc)),
+        Form::Try(body, _) => input_paths(body, acc),
+        Form::ObjLit { entries, .. } => entries.iter().all(|(_, v)| input_paths(v, acc)),
         Form::Obj(entries) => entries
             .iter()
-            .all(|(k, v)| input_fields(k, acc) && input_fields(v, acc)),
-        Form::Arr(inner) => inner.as_ref().is_none_or(|i| input_fields(i, acc)),
+            .all(|(k, v)| input_paths(k, acc) && input_paths(v, acc)),
+        Form::Arr(inner) => inner.as_ref().is_none_or(|i| input_paths(i, acc)),
         Form::Str(_, parts) => parts.iter().all(|p| match p {
             SPart::Lit(_) => true,
-            SPart::Interp(x) => input_fields(x, acc),
+            SPart::Interp(x) => input_paths(x, acc),
         }),
-        Form::Error(Some(f)) => input_fields(f, acc),
-        Form::First(f) => input_fields(f, acc),
-        Form::Limit(a, b) => input_fields(a, acc) && input_fields(b, acc),
-        Form::AnyAll { gen, .. } => input_fields(gen, acc),
+        Form::Error(Some(f)) => input_paths(f, acc),
+        Form::First(f) => input_paths(f, acc),
+        Form::Limit(a, b) => input_paths(a, acc) && input_paths(b, acc),
+        Form::AnyAll { gen, .. } => input_paths(gen, acc),
         _ => false,
     }
 }

@@ -1281,6 +1281,42 @@ fn input_fields_are_conservative() {
 }
 
 #[test]
+fn input_paths_stop_where_a_value_may_be_read_whole() {
+    let f = |s: &str| {
+        Expr::compile(s).unwrap().input_paths().map(|v| {
+            v.iter()
+                .map(|p| p.iter().map(|k| k.as_str()).collect::<Vec<_>>().join("."))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        f("{app: .kubernetes.labels.app, user, status}"),
+        Some(vec![
+            "kubernetes.labels.app".into(),
+            "user".into(),
+            "status".into()
+        ])
+    );
+    // A path stops at an index; what follows a pipe works on the path's whole value.
+    assert_eq!(f(".a.b[0].c"), Some(vec!["a.b".into()]));
+    assert_eq!(f(".a.b | keys"), Some(vec!["a.b".into()]));
+    assert_eq!(f(".a | length"), Some(vec!["a".into()]));
+    assert_eq!(f(".[\"k\"].x"), Some(vec!["k.x".into()]));
+    assert_eq!(
+        f(".p.q == 1 and .p.r"),
+        Some(vec!["p.q".into(), "p.r".into()])
+    );
+    // The top-level names are the paths' first keys.
+    assert_eq!(
+        Expr::compile(".a.b + .a.c + .d").unwrap().input_fields(),
+        Some(vec![Str::new("a"), Str::new("d")])
+    );
+    for whole in [".", "keys", ".[0].a", "del(.a.b)", ".a.b |= 1"] {
+        assert_eq!(f(whole), None, "{whole}");
+    }
+}
+
+#[test]
 fn single_field_lookup_agrees_with_the_evaluator() {
     let e = Expr::compile(".user").unwrap();
     let rec = v(r#"{"user":"u1","n":2}"#);

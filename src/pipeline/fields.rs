@@ -1,5 +1,6 @@
-//! Which top-level fields each source's records need, so a JSON source parses only those (and
-//! skips the rest without allocating). Worked out backwards from the sinks: a sink needs whole
+//! Which fields each source's records need, as paths of keys (`.kubernetes.labels.app` is
+//! `["kubernetes", "labels", "app"]`), so a JSON source builds only those (and skips the rest
+//! without allocating). Worked out backwards from the sinks: a sink needs whole
 //! records; a transform needs what its expressions read, plus, when it passes records through
 //! (`filter`, `dedup`, a window's late output), whatever its own consumers need.
 
@@ -9,16 +10,20 @@ use super::{Kind, PipelineSpec};
 use crate::expr::Expr;
 use crate::value::Str;
 
-/// `None` = whole records.
-type Need = Option<Vec<Str>>;
+/// Paths of keys whose end values are read whole; `None` = whole records.
+type Need = Option<Vec<Vec<Str>>>;
 
+/// Both needs: a path that another one starts with is covered by it (`["a"]` covers
+/// `["a", "b"]`), so only the shorter is kept.
 fn union(a: Need, b: &Need) -> Need {
     match (a, b) {
         (Some(mut a), Some(b)) => {
-            for f in b {
-                if !a.contains(f) {
-                    a.push(f.clone());
+            for p in b {
+                if a.iter().any(|q| p.starts_with(q)) {
+                    continue;
                 }
+                a.retain(|q| !q.starts_with(p));
+                a.push(p.clone());
             }
             Some(a)
         }
@@ -27,7 +32,10 @@ fn union(a: Need, b: &Need) -> Need {
 }
 
 fn expr_need(src: &str) -> Need {
-    Expr::compile(src).ok().and_then(|e| e.input_fields())
+    union(
+        Some(Vec::new()),
+        &Expr::compile(src).ok().and_then(|e| e.input_paths()),
+    )
 }
 
 fn aggs_need(aggs: &toml::Table) -> Need {
@@ -45,7 +53,7 @@ fn aggs_need(aggs: &toml::Table) -> Need {
     need
 }
 
-/// For each graph node that is a source: the fields its records need (`None`: all).
+/// For each graph node that is a source: the fields its records need, as paths (`None`: all).
 pub fn source_projections(spec: &PipelineSpec, g: &Graph) -> Vec<Need> {
     let n = g.nodes.len();
     // need[i] = what node i needs of its input records.
@@ -82,13 +90,11 @@ pub fn source_projections(spec: &PipelineSpec, g: &Graph) -> Vec<Need> {
                             .collect(),
                         (None, None) => Vec::new(),
                     };
-                    out_need(i, Port::Main, &need).map(|mut v| {
-                        v.retain(|f| !groups.iter().any(|g| g == f.as_str()));
-                        if !v.iter().any(|f| f.as_str() == c.field) {
-                            v.push(Str::new(&c.field));
-                        }
+                    let rest = out_need(i, Port::Main, &need).map(|mut v| {
+                        v.retain(|p| !groups.iter().any(|g| g == p[0].as_str()));
                         v
-                    })
+                    });
+                    union(rest, &Some(vec![vec![Str::new(&c.field)]]))
                 }
                 (NodeConfig::Aggregate(c), _) => {
                     let mut acc = aggs_need(&c.aggs);
@@ -136,4 +142,34 @@ pub fn source_projections(spec: &PipelineSpec, g: &Graph) -> Vec<Need> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(paths: &[&str]) -> Need {
+        Some(
+            paths
+                .iter()
+                .map(|p| p.split('.').map(Str::new).collect())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_shorter_path_covers_the_longer_ones_it_starts() {
+        assert_eq!(union(need(&["a.b", "c"]), &need(&["a"])), need(&["c", "a"]));
+        assert_eq!(
+            union(need(&["a"]), &need(&["a.b", "ab"])),
+            need(&["a", "ab"])
+        );
+        assert_eq!(
+            union(need(&["a.b"]), &need(&["a.c"])),
+            need(&["a.b", "a.c"])
+        );
+        assert_eq!(union(need(&["a.b"]), &None), None);
+        assert_eq!(expr_need(".a.b + .a"), need(&["a"]));
+        assert_eq!(expr_need("."), None);
+    }
 }

@@ -13,7 +13,7 @@
 //! sonic's, so this path can only be faster, never different. A proptest holds the two paths
 //! to the same result, on nested, escaped, non-ASCII and mangled lines.
 
-use crate::value::{Map, Str, Value};
+use crate::value::{Map, Str, Value, Wanted};
 
 /// Bytes that end the quick scan of a string: the closing quote, an escape, or a control
 /// character (not allowed raw in JSON).
@@ -34,26 +34,28 @@ static STR_STOP: [bool; 256] = {
 pub const MAX_DEPTH: usize = 32;
 
 /// Parses `line` (already trimmed of surrounding whitespace) when it is a JSON object,
-/// keeping only the wanted fields when given: their names, and a mask with
-/// bit `n` set when some name is `n` bytes long (most keys are ruled out by length alone).
-/// `None` means "not handled here", never "bad": the caller then parses the line the general
-/// way.
-pub fn parse_flat(line: &[u8], fields: Option<(&[Str], u64)>) -> Option<Value> {
-    let mut m = Map::with_capacity(fields.map_or(8, |(f, _)| f.len()));
+/// keeping only the wanted fields when given (of a wanted object whose `Wanted` entry names
+/// keys, only those keys, at any depth). `None` means "not handled here", never "bad": the
+/// caller then parses the line the general way.
+pub fn parse_flat(line: &[u8], fields: Option<&Wanted>) -> Option<Value> {
+    let mut m = Map::with_capacity(fields.map_or(8, |w| w.names.len()));
     // Which wanted fields are in `m` already: a repeat goes through `insert` (last value wins
     // in the first position), the rest are appended without a search.
     let mut seen: u64 = 0;
     walk(line, |ks, ke, s| {
         let key = &s.b[ks..ke];
         match fields {
-            Some((fields, lens)) => match wanted(key, fields, lens) {
+            Some(w) => match w.position(key) {
                 Some(n) if n < 64 => {
-                    let v = s.value()?;
+                    let v = match &w.subs[n] {
+                        Some(sub) if s.peek() == Some(b'{') => s.pruned(sub, 1)?,
+                        _ => s.value()?,
+                    };
                     if seen & (1 << n) == 0 {
                         seen |= 1 << n;
-                        m.push_unique(fields[n].clone(), v);
+                        m.push_unique(w.names[n].clone(), v);
                     } else {
-                        m.insert(fields[n].clone(), v);
+                        m.insert(w.names[n].clone(), v);
                     }
                 }
                 Some(_) => return None,
@@ -459,6 +461,42 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// The wanted keys of the object opening at the scanner, at `depth` (the line's object is
+    /// 1), the rest skipped (validated); as `parse_flat` at the top level.
+    fn pruned(&mut self, w: &Wanted, depth: usize) -> Option<Value> {
+        let mut m = Map::with_capacity(w.names.len());
+        let mut seen: u64 = 0;
+        self.members(depth + 1, b'}', |s, d| {
+            if s.peek()? != b'"' {
+                return None;
+            }
+            let (start, end, escaped) = s.any_span()?;
+            s.colon()?;
+            // An escaped key is compared decoded (rare: decoded only when it could match).
+            let n = if escaped {
+                let k = unescape(s.t.get(start..end)?)?;
+                w.position(k.as_bytes())
+            } else {
+                w.position(s.b.get(start..end)?)
+            };
+            let Some(n) = n else {
+                return s.skip_any(d);
+            };
+            let v = match &w.subs[n] {
+                Some(sub) if s.peek() == Some(b'{') => s.pruned(sub, d)?,
+                _ => s.build_any(d)?,
+            };
+            if n < 64 && seen & (1 << n) == 0 {
+                seen |= 1 << n;
+                m.push_unique(w.names[n].clone(), v);
+            } else {
+                m.insert(w.names[n].clone(), v);
+            }
+            Some(())
+        })?;
+        Some(Value::Object(m))
+    }
+
     /// The members of the object or array opening at the scanner (its `{` or `[`), at `depth`,
     /// up to and including `close`: `member` reads each one (for an object, its key too).
     #[inline(always)]
@@ -621,19 +659,27 @@ mod tests {
     use crate::value::{length_mask, Projector};
     use proptest::prelude::*;
 
-    fn general(line: &[u8], fields: Option<&[Str]>) -> Result<Value, String> {
-        match fields {
-            Some(f) => Projector::new(f).parse(line),
-            None => Value::from_json(line),
-        }
+    fn same_as_general(line: &[u8], fields: Option<&[Str]>) {
+        same_projected(line, fields.map(Projector::new));
     }
 
-    fn same_as_general(line: &[u8], fields: Option<&[Str]>) {
+    /// Nested paths: `"a.b"` is `.a.b`.
+    fn same_as_general_paths(line: &[u8], paths: &[&str]) {
+        let paths: Vec<Vec<Str>> = paths
+            .iter()
+            .map(|p| p.split('.').map(Str::new).collect())
+            .collect();
+        same_projected(line, Some(Projector::new(&paths)));
+    }
+
+    fn same_projected(line: &[u8], p: Option<Projector>) {
         let shown = String::from_utf8_lossy(line);
-        let p = fields.map(Projector::new);
-        if let Some(fast) = parse_flat(line, p.as_ref().map(Projector::wanted)) {
-            let slow = general(line, fields)
-                .unwrap_or_else(|e| panic!("fast path took a line sonic-rs refuses: {shown}: {e}"));
+        if let Some(fast) = parse_flat(line, p.as_ref().map(Projector::tree)) {
+            let slow = match &p {
+                Some(p) => p.parse(line),
+                None => Value::from_json(line),
+            }
+            .unwrap_or_else(|e| panic!("fast path took a line sonic-rs refuses: {shown}: {e}"));
             assert_eq!(
                 fast.to_json_string(),
                 slow.to_json_string(),
@@ -664,7 +710,7 @@ mod tests {
         let v = parse_flat(line, None).expect("a flat line takes the fast path");
         assert_eq!(v.to_json_string(), std::str::from_utf8(line).unwrap());
         let want = [Str::new("status"), Str::new("ts")];
-        let v = parse_flat(line, Some(Projector::new(&want).wanted())).unwrap();
+        let v = parse_flat(line, Some(Projector::new(&want).tree())).unwrap();
         assert_eq!(
             v.to_json_string(),
             r#"{"ts":"2026-11-01T00:00:00Z","status":200}"#
@@ -727,10 +773,10 @@ mod tests {
             Some("a \"q\" 🚀 / \t")
         );
         let want = [Str::new("n")];
-        let v = parse_flat(line, Some(Projector::new(&want).wanted())).unwrap();
+        let v = parse_flat(line, Some(Projector::new(&want).tree())).unwrap();
         assert_eq!(v.to_json_string(), r#"{"n":[]}"#);
         let want = [Str::new("k")];
-        let v = parse_flat(line, Some(Projector::new(&want).wanted())).unwrap();
+        let v = parse_flat(line, Some(Projector::new(&want).tree())).unwrap();
         assert_eq!(
             v.to_json_string(),
             r#"{"k":{"labels":{"app":"x","t":[1,2.5,true,null,"é\n"]},"e":{}}}"#
@@ -772,7 +818,7 @@ mod tests {
         let want = [Str::new("a")];
         let v = parse_flat(
             br#"{"a":1,"b":2,"a":3}"#,
-            Some(Projector::new(&want).wanted()),
+            Some(Projector::new(&want).tree()),
         )
         .unwrap();
         assert_eq!(v.to_json_string(), r#"{"a":3}"#);
@@ -841,6 +887,8 @@ mod tests {
             same_as_general(line.as_bytes(), None);
             let want = [Str::new("a"), Str::new("bc"), Str::new("zz")];
             same_as_general(line.as_bytes(), Some(&want));
+            same_as_general_paths(line.as_bytes(), &["a.b", "bc", "c.a.c", "c.a.b.a", "c.a"]);
+            same_as_general_paths(line.as_bytes(), &["b.a.b", "b.c", "a.é"]);
         }
 
         /// The same lines with one defect: a bad escape, a lone surrogate or a raw control
@@ -874,6 +922,7 @@ mod tests {
             same_as_general(&line, None);
             let want = [Str::new("a"), Str::new("bc")];
             same_as_general(&line, Some(&want));
+            same_as_general_paths(&line, &["a.b", "c.a.c"]);
         }
     }
 

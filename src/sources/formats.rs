@@ -10,7 +10,7 @@ pub fn decode_jsonl(line: &[u8], fields: Option<&Projector>) -> Result<Option<Va
     if line.is_empty() {
         return Ok(None);
     }
-    if let Some(v) = super::flat_json::parse_flat(line, fields.map(Projector::wanted)) {
+    if let Some(v) = super::flat_json::parse_flat(line, fields.map(Projector::tree)) {
         return Ok(Some(v));
     }
     let parsed = match fields {

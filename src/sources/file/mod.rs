@@ -70,8 +70,8 @@ pub struct FileSourceSettings {
     pub at_end: AtEnd,
     pub infer_types: bool,
     pub fingerprint_bytes: usize,
-    /// Top-level fields the pipeline reads (jsonl parses only these); `None`: all.
-    pub fields: Option<Vec<Str>>,
+    /// Fields the pipeline reads, as paths of keys (jsonl builds only these); `None`: all.
+    pub fields: Option<Vec<Vec<Str>>>,
     /// Parse JSON lines of inputs that are not mapped on a parse worker as well (when there
     /// are cores to spare).
     pub parallel_parse: bool,
