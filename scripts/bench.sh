@@ -9,8 +9,8 @@
 # Corpora (scripts/gen_corpus.py, seeded; each about the bytes of N flat events):
 #   flat  the flat access log of scripts/gen_events.py (N lines, ~125 B)
 #   k8s   Kubernetes-shaped application logs: a nested `kubernetes` object with labels and
-#         annotations, ~25% non-ASCII, ~15% escaped messages, 250 B to 1.8 KB (N/5 lines)
-#   gh    GitHub-events-shaped records, 0.4 to 6 KB, the wanted fields deep inside and in
+#         annotations, ~25% non-ASCII, ~16% escaped, 250 B to 1.8 KB (N/5 lines)
+#   gh    GitHub-events-shaped records, 0.4 to 5.5 KB, the wanted fields deep inside and in
 #         varying key order (N/20 lines)
 #   csv, tsv  the flat rows as CSV / TSV plus a quoted user-agent column (N rows)
 # CORPORA (default "flat k8s gh csv tsv") picks and orders them; the checkpoint overhead is

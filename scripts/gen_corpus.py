@@ -8,16 +8,18 @@ KIND is one of:
 * k8s: application logs as a Kubernetes log shipper writes them: the app's own fields
   (`time` with milliseconds, `level`, `message`, `status`, `user`, `path`, `bytes`,
   `latency_ms`) beside a nested `kubernetes` object (pod, namespace, host, image, `labels`,
-  `annotations`). About 25% of lines carry non-ASCII text (raw UTF-8), about 12% a message with
-  escapes (quotes, newlines, tabs, \\uXXXX, a stack trace); half the lines have their keys
-  sorted (as Vector writes them), so `kubernetes` comes first, half in the app's order. Lines
-  are 100 B to about 2 KB (median ~500 B).
+  `annotations`; a third of the pods are shipped with their name and app label only). About
+  25% of lines carry non-ASCII text (raw UTF-8, or \\uXXXX), about 16% escapes (a message with
+  quotes, newlines, tabs or a stack trace, or a JSON document kept in an annotation); half the
+  lines have their keys sorted (as Vector writes them), so `kubernetes` comes first, half in
+  the app's order. Lines are about 250 B to 1.8 KB (median ~660 B).
 * gh: event records shaped like GitHub's events API (`id`, `type`, `actor`, `repo`,
   `payload`, `public`, `created_at`, sometimes `org`): PushEvent (commits), PullRequestEvent
   (a whole pull request with head/base repositories, labels, a markdown body), IssuesEvent,
   IssueCommentEvent, WatchEvent, CreateEvent. Nested objects hold keys named like the wanted
   ones (`type`, `login`, `name`, `id`); the key order of the top level and of `payload`
-  varies from line to line. Lines are about 0.5 to 10 KB (median ~3 KB).
+  varies from line to line. Lines are about 0.4 to 5.5 KB (median ~2.3 KB); most hold escapes
+  (newlines in commit messages and bodies) and about 60% non-ASCII text.
 * flat: exactly `scripts/gen_events.py N --seed S --keys K` (the flat access log).
 * csv, tsv: the rows of `flat` (same seed, same values) as CSV / TSV with a header and an
   extra last column `agent` (a user agent): in CSV it is quoted when it holds a comma or a

@@ -303,21 +303,28 @@ impl<'a> Scan<'a> {
     #[inline(always)]
     fn any_span(&mut self) -> Option<(usize, usize, bool)> {
         let start = self.i + 1;
-        let mut j = start;
-        let mut escaped = false;
+        let j = self.stop(start);
+        if *self.b.get(j)? == b'"' {
+            self.i = j + 1;
+            return Some((start, j, false));
+        }
+        self.escaped_span(start, j)
+    }
+
+    /// The rest of `any_span` from the first stop byte at `j` that is not the closing quote:
+    /// out of line, as most strings have no escape.
+    #[cold]
+    #[inline(never)]
+    fn escaped_span(&mut self, start: usize, mut j: usize) -> Option<(usize, usize, bool)> {
         loop {
-            j = self.stop(j);
             match *self.b.get(j)? {
                 b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    j = self.escape_end(j)?;
-                }
+                b'\\' => j = self.stop(self.escape_end(j)?),
                 _ => return None,
             }
         }
         self.i = j + 1;
-        Some((start, j, escaped))
+        Some((start, j, true))
     }
 
     /// The first quote, backslash or control character at or after `j` (or the end).
