@@ -143,8 +143,8 @@ fn combine_pushdown(
 /// are not file sources).
 #[derive(Default)]
 pub struct SourcePlan {
-    /// The only fields to build from each record (`None`: all of them).
-    pub fields: Option<Vec<crate::value::Str>>,
+    /// The only fields to build from each record, as paths of keys (`None`: all of them).
+    pub fields: Option<Vec<Vec<crate::value::Str>>>,
     /// The filter the parse workers run, and its node.
     pub pushdown: Option<(crate::expr::Expr, usize)>,
     /// The counts and sums the parse workers fold.
