@@ -681,12 +681,7 @@ impl Projector {
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {
         if may_hold_negative_zero(bytes) {
             return Value::from_json(bytes).map(|v| match v {
-                Value::Object(m) => Value::Object(
-                    m.iter()
-                        .filter(|(k, _)| self.fields.contains(k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
+                Value::Object(m) => pruned(&m, &self.wanted),
                 other => other,
             });
         }
@@ -708,6 +703,22 @@ impl Projector {
         }
         Ok(sonic_pruned(&doc, &self.wanted))
     }
+}
+
+/// The wanted parts of an object, as `Wanted` says.
+fn pruned(m: &Map, w: &Wanted) -> Value {
+    Value::Object(
+        m.iter()
+            .filter_map(|(k, v)| {
+                let i = w.position(k.as_bytes())?;
+                let v = match (&w.subs[i], v) {
+                    (Some(sub), Value::Object(inner)) => pruned(inner, sub),
+                    _ => v.clone(),
+                };
+                Some((k.clone(), v))
+            })
+            .collect(),
+    )
 }
 
 /// The wanted parts of a sonic-rs object, as `Wanted` says.

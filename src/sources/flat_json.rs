@@ -723,8 +723,15 @@ mod tests {
             r#"{"ts":"2026-11-01T00:00:00Z","status":200}"#
         );
         assert_eq!(parse_flat(br#"{ }"#, None).unwrap().to_json_string(), "{}");
+        // Escapes in values are decoded here; in top-level keys they leave the fast path.
+        let v = parse_flat(br#"{"a":"x\"y\\z\/\n\u00e9\ud83d\ude00","b":"\t"}"#, None).unwrap();
+        assert_eq!(v.to_json_string(), r#"{"a":"x\"y\\z/\né😀","b":"\t"}"#);
+        let v = parse_flat(br#"{"a":"\n","b":1}"#, Some(Projector::new(&want).tree()));
+        assert_eq!(v.unwrap().to_json_string(), r#"{}"#);
         for other in [
-            &br#"{"a":-0}"#[..],
+            &br#"{"a\n":1}"#[..],
+            br#"{"a":"x\"}"#,
+            br#"{"a":-0}"#,
             br#"{"a\"":1}"#,
             br#"{"a":"\ud800"}"#,
             br#"{"a":"\udc00\ud800"}"#,
@@ -845,7 +852,27 @@ mod tests {
             // Strings long enough for the eight-byte scan, with a stop byte anywhere in them.
             proptest::collection::vec(
                 proptest::sample::select(vec![
-                    "a", "0", " ", "é", "\\\\", "\\\"", "\u{1}", "\u{1f}", "\t", "\u{7f}"
+                    "a",
+                    "0",
+                    " ",
+                    "é",
+                    "\\\\",
+                    "\\\"",
+                    "\u{1}",
+                    "\u{1f}",
+                    "\t",
+                    "\u{7f}",
+                    "\\n",
+                    "\\/",
+                    "\\u00e9",
+                    "\\u0000",
+                    "\\ud83d\\ude00",
+                    "\\ud800",
+                    "\\udc00",
+                    "\\x",
+                    "\\u12",
+                    "\\",
+                    "\\b\\f\\r\\t"
                 ]),
                 0..24
             )
