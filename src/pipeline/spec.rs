@@ -130,6 +130,10 @@ pub struct AggregateConfig {
     pub time_unit: Option<TimeUnit>,
     /// strftime format of `time` strings that are not RFC 3339.
     pub time_format: Option<String>,
+    /// Instances that share the keys (see `transforms::parallel`); 1 when absent.
+    pub parallelism: Option<u64>,
+    /// Key groups the keys are hashed into, fixed at the first run (default 128).
+    pub max_parallelism: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -147,6 +151,10 @@ pub struct WindowConfig {
     pub out_of_orderness: Option<String>,
     pub allowed_lateness: Option<String>,
     pub aggs: toml::Table,
+    /// Instances that share the keys (see `transforms::parallel`); 1 when absent.
+    pub parallelism: Option<u64>,
+    /// Key groups the keys are hashed into, fixed at the first run (default 128).
+    pub max_parallelism: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -160,6 +168,10 @@ pub struct DedupConfig {
     pub time_unit: Option<TimeUnit>,
     /// strftime format of `time` strings that are not RFC 3339.
     pub time_format: Option<String>,
+    /// Instances that share the keys (see `transforms::parallel`); 1 when absent.
+    pub parallelism: Option<u64>,
+    /// Key groups the keys are hashed into, fixed at the first run (default 128).
+    pub max_parallelism: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -255,6 +267,23 @@ impl NodeConfig {
             NodeConfig::SqliteSink(c) | NodeConfig::PostgresSink(c) => &c.inputs,
         }
     }
+}
+
+/// Key groups of a keyed node when `max_parallelism` is not set (Flink's default too).
+pub const DEFAULT_MAX_PARALLELISM: u64 = 128;
+/// The most key groups a keyed node may have (Flink's limit): a key group fits 15 bits.
+pub const MAX_MAX_PARALLELISM: u64 = 32_768;
+
+/// `parallelism` and `max_parallelism` of a keyed node (`aggregate`, `window`, `dedup`), with
+/// the defaults; `None` for other nodes.
+pub fn keyed_parallelism(c: &NodeConfig) -> Option<(u64, u64)> {
+    let (p, m) = match c {
+        NodeConfig::Aggregate(a) => (a.parallelism, a.max_parallelism),
+        NodeConfig::Window(w) => (w.parallelism, w.max_parallelism),
+        NodeConfig::Dedup(d) => (d.parallelism, d.max_parallelism),
+        _ => return None,
+    };
+    Some((p.unwrap_or(1), m.unwrap_or(DEFAULT_MAX_PARALLELISM)))
 }
 
 pub const SOURCE_TYPES: &[&str] = &["file", "generate"];

@@ -159,12 +159,26 @@ fn node_config(c: &NodeConfig, kind: Kind) -> Value {
         }),
         other => crate::sinks::state_config(other),
     };
-    json!({
+    // Keyed state is stored per key group: the number of groups is what it depends on, not
+    // the number of instances (`parallelism` may change between runs: that rescales).
+    let keyed = crate::pipeline::spec::keyed_parallelism(c);
+    let state = match (state, keyed) {
+        (Value::Object(mut m), Some((_, max))) => {
+            m.insert("max_parallelism".into(), json!(max));
+            Value::Object(m)
+        }
+        (state, _) => state,
+    };
+    let mut v = json!({
         "type": format!("{} {}", kind_word(kind), c.type_name()),
         "inputs": c.inputs(),
         "state": state,
         "config": crc(&format!("{c:?}")),
-    })
+    });
+    if let Some((n, _)) = keyed {
+        v["parallelism"] = json!(n);
+    }
+    v
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,11 +509,19 @@ fn plan_edits(spec: &PipelineSpec, g: &Graph, c: &Checkpoint) -> Result<Plan> {
             continue;
         }
         if old["state"] == cur["state"] {
+            let rescaled = !old["parallelism"].is_null()
+                && old["parallelism"] != cur["parallelism"]
+                && old["inputs"] == cur["inputs"];
             let what_changed = if old["inputs"] != cur["inputs"] {
                 format!(
                     "inputs changed from {} to {}",
                     show(&old["inputs"]),
                     show(&cur["inputs"])
+                )
+            } else if rescaled {
+                format!(
+                    "parallelism changed from {} to {}",
+                    old["parallelism"], cur["parallelism"]
                 )
             } else {
                 "settings changed".to_string()
@@ -507,6 +529,10 @@ fn plan_edits(spec: &PipelineSpec, g: &Graph, c: &Checkpoint) -> Result<Plan> {
             let (verdict, note) = match (same_config, stateful) {
                 (true, _) => (Verdict::Kept, String::new()),
                 (false, false) => (Verdict::Changed, format!("stateless; {what_changed}")),
+                (false, true) if rescaled => (
+                    Verdict::Kept,
+                    format!("{what_changed}: its key groups are spread over the new instances"),
+                ),
                 (false, true) => (
                     Verdict::Kept,
                     format!("{what_changed}, which its state does not depend on"),

@@ -5,7 +5,8 @@
 //! row order ever reaches a user.
 
 use super::aggs::{check_args, eval_args, eval_key, AggSpec};
-use super::keyed::Keyed;
+use super::keyed::{decode_state, encode_state, Keyed, Rows};
+use super::parallel::{Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
@@ -21,6 +22,8 @@ pub struct Aggregate {
     pub emit: Emit,
     /// Drop a key after this many milliseconds of event time without an update.
     pub ttl: Option<Ttl>,
+    /// Key groups of the state (`max_parallelism`), as checkpoints store it.
+    max: u32,
     groups: Keyed,
     /// The largest event time seen (the clock of `state_ttl`).
     clock: i64,
@@ -46,13 +49,20 @@ pub struct Ttl {
 const DEFER_FROM_KEYS: usize = 10_000;
 
 impl Aggregate {
-    pub fn new(key: Option<Expr>, specs: Vec<AggSpec>, emit: Emit, ttl: Option<Ttl>) -> Self {
+    pub fn new(
+        key: Option<Expr>,
+        specs: Vec<AggSpec>,
+        emit: Emit,
+        ttl: Option<Ttl>,
+        max: u32,
+    ) -> Self {
         Aggregate {
             key,
             groups: Keyed::new(&specs),
             specs,
             emit,
             ttl,
+            max,
             clock: i64::MIN,
             finished: false,
             key_name: Str::new("key"),
@@ -85,6 +95,61 @@ impl Aggregate {
         let horizon = self.clock.saturating_sub(ttl.ms);
         self.groups.expire(horizon);
     }
+
+    /// A purge when records amounting to 1/64 of the keys have come in since the last: a
+    /// fraction of a row check per record instead of a scan of a million rows per batch, for
+    /// at most about that many keys' worth of memory.
+    fn maybe_expire(&mut self, records: usize) {
+        if self.ttl.is_some() {
+            self.since_expire += records;
+            if self.since_expire >= self.groups.len() / self.expire_fraction {
+                self.expire();
+            }
+        }
+    }
+}
+
+/// A good record's key, event time and arguments (checked), or why the record is bad.
+#[inline]
+fn evaluate<'a>(
+    key: &'a Option<Expr>,
+    ttl: &Option<Ttl>,
+    specs: &[AggSpec],
+    args: &mut Vec<Option<Value>>,
+    record: &'a Value,
+) -> Result<(std::borrow::Cow<'a, Value>, i64), String> {
+    let key = eval_key(key, record)?;
+    let now = match ttl {
+        Some(Ttl { time: t, .. }) => t.eval(record)?,
+        None => 0,
+    };
+    // Checked before the key is looked up: a bad record leaves no trace, not even a key with
+    // empty aggregates.
+    eval_args(specs, record, args)?;
+    check_args(specs, args)?;
+    Ok((key, now))
+}
+
+/// A good record's effect on its key's row (which it returns): `clock` is the largest event
+/// time so far, this record's included.
+#[inline]
+fn add(
+    groups: &mut Keyed,
+    ttl: &Option<Ttl>,
+    key: std::borrow::Cow<'_, Value>,
+    now: i64,
+    clock: i64,
+    args: &[Option<Value>],
+) -> Result<usize, String> {
+    let (row, new) = groups.find_or_insert(key, now)?;
+    if let Some(ttl) = ttl {
+        // An expired key starts afresh, as if it had been dropped already.
+        if !new && clock.saturating_sub(groups.last_seen(row)) > ttl.ms {
+            groups.reset(row, now);
+        }
+    }
+    groups.update(row, args, now);
+    Ok(row)
 }
 
 impl Operator for Aggregate {
@@ -99,44 +164,18 @@ impl Operator for Aggregate {
         // reading it back in other widths stalled on store forwarding (a quarter of this
         // loop's cycles). Dropped together with the batch.
         for r in records.iter_mut() {
-            let key = match eval_key(&self.key, &r.value) {
-                Ok(k) => k,
-                Err(msg) => {
-                    out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                    continue;
-                }
-            };
-            let now = match &self.ttl {
-                Some(Ttl { time: t, .. }) => match t.eval(&r.value) {
-                    Ok(ms) => ms,
+            let (key, now) =
+                match evaluate(&self.key, &self.ttl, &self.specs, &mut self.args, &r.value) {
+                    Ok(x) => x,
                     Err(msg) => {
                         out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
                         continue;
                     }
-                },
-                None => 0,
-            };
-            // Checked before the key is looked up: a bad record leaves no trace, not even a
-            // key with empty aggregates.
-            if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args)
-                .and_then(|()| check_args(&self.specs, &self.args))
-            {
-                out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                continue;
-            }
-            let (row, new) = self
-                .groups
-                .find_or_insert(key, now)
+                };
+            let clock = self.clock.max(now);
+            let row = add(&mut self.groups, &self.ttl, key, now, clock, &self.args)
                 .map_err(|m| Stop::Failed(Error::runtime(m)))?;
-            if let Some(ttl) = &self.ttl {
-                // An expired key starts afresh, as if it had been dropped already.
-                let clock = self.clock.max(now);
-                if !new && clock.saturating_sub(self.groups.last_seen(row)) > ttl.ms {
-                    self.groups.reset(row, now);
-                }
-            }
-            self.groups.update(row, &self.args, now);
-            self.clock = self.clock.max(now);
+            self.clock = clock;
             if self.emit == Emit::Updates {
                 let value = self.result(row);
                 out.push(Record {
@@ -145,15 +184,7 @@ impl Operator for Aggregate {
                 });
             }
         }
-        // A purge looks at every key's last update, so it waits until records amounting to
-        // 1/64 of the keys have come in: a fraction of a row check per record instead of a
-        // scan of a million rows per batch, for at most about that many keys' worth of memory.
-        if self.ttl.is_some() {
-            self.since_expire += n;
-            if self.since_expire >= self.groups.len() / self.expire_fraction {
-                self.expire();
-            }
-        }
+        self.maybe_expire(n);
         Ok(())
     }
 
@@ -167,11 +198,7 @@ impl Operator for Aggregate {
                 )));
             }
             for (k, vals) in t.keys.into_iter().zip(t.vals.chunks_exact(width)) {
-                let (row, _) = self
-                    .groups
-                    .find_or_insert(std::borrow::Cow::Owned(Value::Str(k)), 0)
-                    .map_err(|m| Stop::Failed(Error::runtime(m)))?;
-                self.groups.fold(row, vals);
+                self.fold(k, vals)?;
             }
         }
         Ok(())
@@ -209,7 +236,7 @@ impl Operator for Aggregate {
             return Ok(raw.clone());
         }
         self.expire();
-        Ok(self.groups.rows().encode(self.finished, self.clock))
+        Ok(self.groups.rows().encode(self.max, self.finished, self.clock))
     }
 
     fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {
@@ -223,8 +250,8 @@ impl Operator for Aggregate {
         // The copy is the pipeline's stall: flat columns, no index, no sorting (that is part
         // of the encoding, on the other thread).
         let rows = self.groups.rows().clone();
-        let (finished, clock) = (self.finished, self.clock);
-        Some(Box::new(move || Ok(rows.encode(finished, clock))))
+        let (max, finished, clock) = (self.max, self.finished, self.clock);
+        Some(Box::new(move || Ok(rows.encode(max, finished, clock))))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
@@ -234,29 +261,310 @@ impl Operator for Aggregate {
 }
 
 impl Aggregate {
+    /// Folds in one key's counts and sums from a parse worker's table.
+    fn fold(&mut self, k: Str, vals: &[i64]) -> StageResult {
+        let (row, _) = self
+            .groups
+            .find_or_insert(std::borrow::Cow::Owned(Value::Str(k)), 0)
+            .map_err(|m| Stop::Failed(Error::runtime(m)))?;
+        self.groups.fold(row, vals);
+        Ok(())
+    }
+
     /// Decodes the restored state, if it has not been yet.
     fn materialize(&mut self, ctx: &Context) -> Result<(), Error> {
         let Some(raw) = self.restored.take() else {
             return Ok(());
         };
         let t = std::time::Instant::now();
-        self.decode_state(&raw)?;
+        let mut one = [self];
+        decode_all(&mut one, &raw)?;
+        let [me] = one;
         ctx.info(format!(
             "aggregate: decoded {} keys ({} bytes) from the checkpoint in {:.1} ms",
-            self.groups.len(),
+            me.groups.len(),
             raw.len(),
             t.elapsed().as_secs_f64() * 1000.0
         ));
         Ok(())
     }
+}
 
-    fn decode_state(&mut self, state: &[u8]) -> Result<(), Error> {
-        let (finished, clock) = self
-            .groups
-            .decode(&self.specs, state)
-            .map_err(|m| Error::runtime(format!("aggregate state in checkpoint: {m}")))?;
-        self.finished = finished;
-        self.clock = clock;
+/// Loads a state into the instances `parts` (one, without parallelism), each taking the key
+/// groups it owns.
+fn decode_all(parts: &mut [&mut Aggregate], state: &[u8]) -> Result<(), Error> {
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let (specs, max) = (first.specs.clone(), first.max);
+    let mut keyed: Vec<&mut Keyed> = parts.iter_mut().map(|p| &mut p.groups).collect();
+    let (finished, clock) = decode_state(&mut keyed, &specs, state, max)
+        .map_err(|m| Error::runtime(format!("aggregate state in checkpoint: {m}")))?;
+    for p in parts.iter_mut() {
+        p.finished = finished;
+        p.clock = clock;
+    }
+    Ok(())
+}
+
+/// What the router of a parallel aggregate hands an instance.
+pub enum Item {
+    /// A good record: its key, event time, the clock after it, and (in the share's `args`)
+    /// its arguments.
+    Record {
+        pos: u32,
+        key: Value,
+        now: i64,
+        clock: i64,
+        origin: Origin,
+    },
+    /// A key's folded counts and sums (in the share's `nums`).
+    Folded(Str),
+}
+
+/// The part of a parallel aggregate that reads every record: evaluation and the clock.
+pub struct Router {
+    key: Option<Expr>,
+    ttl: Option<Ttl>,
+    specs: Vec<AggSpec>,
+    args: Vec<Option<Value>>,
+    clock: i64,
+}
+
+impl Split for Aggregate {
+    type Item = Item;
+    /// The clock after the batch, for the instances' purges.
+    type Shared = i64;
+    type Router = Router;
+
+    fn instance(&self) -> Aggregate {
+        let mut a = Aggregate::new(
+            self.key.clone(),
+            self.specs.clone(),
+            self.emit,
+            self.ttl.clone(),
+            self.max,
+        );
+        a.expire_fraction = self.expire_fraction;
+        a
+    }
+
+    fn router(&self) -> Router {
+        Router {
+            key: self.key.clone(),
+            ttl: self.ttl.clone(),
+            specs: self.specs.clone(),
+            args: Vec::new(),
+            clock: self.clock,
+        }
+    }
+
+    fn route(
+        r: &mut Router,
+        _input: usize,
+        batch: Batch,
+        out: &mut Output,
+        to: &mut Routes<Item>,
+    ) -> StageResult<i64> {
+        let mut records = batch.records;
+        for (pos, rec) in records.iter_mut().enumerate() {
+            let (key, now) = match evaluate(&r.key, &r.ttl, &r.specs, &mut r.args, &rec.value) {
+                Ok(x) => x,
+                Err(msg) => {
+                    out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?;
+                    continue;
+                }
+            };
+            r.clock = r.clock.max(now);
+            let share = to.of(&key);
+            share.args.extend(r.args.iter_mut().map(std::mem::take));
+            share.items.push(Item::Record {
+                pos: pos as u32,
+                key: key.into_owned(),
+                now,
+                clock: r.clock,
+                origin: rec.origin,
+            });
+        }
+        Ok(r.clock)
+    }
+
+    fn route_partial(
+        r: &mut Router,
+        p: Partial,
+        _out: &mut Output,
+        to: &mut Routes<Item>,
+    ) -> StageResult<i64> {
+        let width = r.specs.len();
+        for t in p.tables {
+            if width == 0 || t.vals.len() != t.keys.len() * width {
+                return Err(Stop::Failed(Error::runtime(
+                    "internal: folded counts do not fit the aggregate",
+                )));
+            }
+            for (k, vals) in t.keys.into_iter().zip(t.vals.chunks_exact(width)) {
+                let key = Value::Str(k);
+                let share = to.of(&key);
+                share.nums.extend_from_slice(vals);
+                let Value::Str(k) = key else { continue };
+                share.items.push(Item::Folded(k));
+            }
+        }
+        Ok(r.clock)
+    }
+
+    fn skip(&mut self, _clock: &i64) -> bool {
+        true
+    }
+
+    fn apply(
+        &mut self,
+        share: &mut Share<Item>,
+        clock: &i64,
+        outs: &mut Vec<Out>,
+    ) -> Result<(), String> {
+        let width = self.specs.len();
+        let (mut a, mut f) = (0, 0);
+        let n = share.items.len();
+        for item in share.items.drain(..) {
+            match item {
+                Item::Record {
+                    pos,
+                    key,
+                    now,
+                    clock,
+                    origin,
+                } => {
+                    let args = &share.args[a..a + width];
+                    a += width;
+                    let row = add(
+                        &mut self.groups,
+                        &self.ttl,
+                        std::borrow::Cow::Owned(key),
+                        now,
+                        clock,
+                        args,
+                    )?;
+                    self.clock = clock;
+                    if self.emit == Emit::Updates {
+                        outs.push(Out {
+                            pos,
+                            fire: None,
+                            record: Record {
+                                value: self.result(row),
+                                origin,
+                            },
+                        });
+                    }
+                }
+                Item::Folded(k) => {
+                    let vals = &share.nums[f..f + width];
+                    f += width;
+                    let (row, _) = self
+                        .groups
+                        .find_or_insert(std::borrow::Cow::Owned(Value::Str(k)), 0)?;
+                    self.groups.fold(row, vals);
+                }
+            }
+        }
+        self.clock = *clock;
+        self.maybe_expire(n);
+        Ok(())
+    }
+
+    fn finish_all(r: &mut Router, parts: &mut [Box<Aggregate>], out: &mut Output) -> StageResult {
+        if parts.iter().any(|p| p.finished) {
+            return Ok(());
+        }
+        for p in parts.iter_mut() {
+            p.finished = true;
+            p.clock = r.clock;
+            p.expire();
+        }
+        if parts.first().is_some_and(|p| p.emit == Emit::Final) {
+            // Every instance's keys in order, merged: keys are in one instance only.
+            let orders: Vec<Vec<u32>> = parts
+                .iter()
+                .map(|p| p.groups.rows().sorted_rows())
+                .collect();
+            let mut at = vec![0usize; parts.len()];
+            let mut emitted = 0usize;
+            loop {
+                let mut best: Option<usize> = None;
+                for (i, o) in orders.iter().enumerate() {
+                    let Some(&row) = o.get(at[i]) else { continue };
+                    let key = parts[i].groups.key(row as usize);
+                    let better = match best {
+                        None => true,
+                        Some(b) => {
+                            let other = parts[b].groups.key(orders[b][at[b]] as usize);
+                            key < other
+                        }
+                    };
+                    if better {
+                        best = Some(i);
+                    }
+                }
+                let Some(b) = best else { break };
+                let value = parts[b].result(orders[b][at[b]] as usize);
+                at[b] += 1;
+                out.push(Record {
+                    value,
+                    origin: Origin::default(),
+                });
+                emitted += 1;
+                if emitted % BATCH_SIZE == 0 {
+                    out.flush(END_SEQ)?;
+                }
+            }
+        }
+        for p in parts.iter_mut() {
+            p.groups = Keyed::new(&p.specs);
+        }
+        Ok(())
+    }
+
+    fn snapshot_all(r: &mut Router, parts: &mut [Box<Aggregate>]) -> Result<Vec<u8>, Error> {
+        for p in parts.iter_mut() {
+            p.clock = r.clock;
+            p.expire();
+        }
+        let Some(first) = parts.first() else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<&Rows> = parts.iter().map(|p| p.groups.rows()).collect();
+        Ok(encode_state(&rows, first.max, first.finished, r.clock))
+    }
+
+    fn snapshot_deferred_all(
+        r: &mut Router,
+        parts: &mut [Box<Aggregate>],
+    ) -> Option<crate::runtime::stage::DeferredSnapshot> {
+        for p in parts.iter_mut() {
+            p.clock = r.clock;
+            p.expire();
+        }
+        let keys: usize = parts.iter().map(|p| p.groups.len()).sum();
+        if keys < DEFER_FROM_KEYS {
+            return None;
+        }
+        let first = parts.first()?;
+        let (max, finished, clock) = (first.max, first.finished, r.clock);
+        let rows: Vec<Rows> = parts.iter().map(|p| p.groups.rows().clone()).collect();
+        Some(Box::new(move || {
+            let refs: Vec<&Rows> = rows.iter().collect();
+            Ok(encode_state(&refs, max, finished, clock))
+        }))
+    }
+
+    fn restore_all(
+        r: &mut Router,
+        parts: &mut [Box<Aggregate>],
+        state: &[u8],
+    ) -> Result<(), Error> {
+        let mut refs: Vec<&mut Aggregate> = parts.iter_mut().map(|p| &mut **p).collect();
+        decode_all(&mut refs, state)?;
+        r.clock = parts.first().map_or(i64::MIN, |p| p.clock);
         Ok(())
     }
 }
@@ -419,11 +727,15 @@ mod tests {
             let mut out = Vec::new();
             out.extend_from_slice(
                 format!(
-                    "{{\"finished\":{},\"clock\":{},\"groups\":[",
+                    "{{\"max_parallelism\":1,\"finished\":{},\"clock\":{},\"key_groups\":[",
                     self.finished, self.clock
                 )
                 .as_bytes(),
             );
+            // One key group (max_parallelism = 1): group 0, when there is a key.
+            if !self.groups.is_empty() {
+                out.extend_from_slice(b"[0,[");
+            }
             for (i, (k, g)) in self.sorted().iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -436,6 +748,9 @@ mod tests {
                     a.encode(&mut out);
                 }
                 out.push(b']');
+            }
+            if !self.groups.is_empty() {
+                out.extend_from_slice(b"]]");
             }
             out.extend_from_slice(b"]}");
             out
@@ -450,9 +765,21 @@ mod tests {
                 .as_f64()
                 .map(|f| f as i64)
                 .unwrap_or(i64::MIN);
-            let Value::Array(groups) = field("groups") else {
-                return Err(bad("no groups".into()));
+            let Value::Array(key_groups) = field("key_groups") else {
+                return Err(bad("no key_groups".into()));
             };
+            let mut groups = Vec::new();
+            for kg in key_groups {
+                match kg {
+                    Value::Array(mut e) if e.len() == 2 && e[0] == Value::Int(0) => {
+                        let Value::Array(rows) = e.pop().unwrap_or_default() else {
+                            return Err(bad("a key group's rows are not an array".into()));
+                        };
+                        groups.extend(rows);
+                    }
+                    _ => return Err(bad("a key group is not [0, [...]]".into())),
+                }
+            }
             self.groups = HashMap::new();
             for g in groups {
                 let Value::Array(mut parts) = g else {
@@ -504,7 +831,7 @@ mod tests {
             let (tx, rx) = crossbeam_channel::unbounded();
             let key = Some(Expr::compile(".k").unwrap());
             Harness {
-                op: Aggregate::new(key, specs(), emit, ttl(ttl_ms)),
+                op: Aggregate::new(key, specs(), emit, ttl(ttl_ms), 1),
                 out: Output::new(0, ctx, vec![tx], Vec::new(), Vec::new()),
                 rx,
                 seq: 0,
@@ -677,13 +1004,13 @@ mod tests {
     /// that says it is the aggregate's state in the checkpoint.
     fn corrupt_states_fail_the_run_with_a_message() {
         for state in [
-            &br#"{"finished":false,"clock":0,"groups":[["a",0,1]]}"#[..],
-            br#"{"finished":false,"clock":0,"groups":[["a",0,"x",0,null,null,[0.0,0],null,null,[]]]}"#,
-            br#"{"finished":false,"clock":0,"groups":[["a",0,1,0,null,null,[0.0],null,null,[]]]}"#,
-            br#"{"finished":false,"clock":0,"groups":[["a",0,1,0,null,null,[0.0,0],null,null,5]]}"#,
-            br#"{"finished":false,"clock":0,"groups":[["a",0,1,"s",null,null,[0.0,0],null,null,[]]]}"#,
-            br#"{"finished":false,"clock":0,"groups":[7]}"#,
-            br#"{"finished":false,"clock":0,"groups":{}}"#,
+            &br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1]]]]}"#[..],
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,"x",0,null,null,[0.0,0],null,null,[]]]]]}"#,
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,0,null,null,[0.0],null,null,[]]]]]}"#,
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,0,null,null,[0.0,0],null,null,5]]]]}"#,
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,"s",null,null,[0.0,0],null,null,[]]]]]}"#,
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[7]]]}"#,
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":{}}"#,
             br#"{"clock":0}"#,
             br#""text""#,
         ] {

@@ -8,8 +8,10 @@
 
 use crate::error::Error;
 use crate::expr::Expr;
-use crate::runtime::message::Batch;
-use crate::runtime::stage::{Operator, Output, StageResult};
+use super::keygroup::{instance_of, key_group};
+use super::parallel::{Out, Routes, Share, Split};
+use crate::runtime::message::{Batch, Partial, Record};
+use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::time::TimeExpr;
 use crate::value::Value;
 use std::collections::HashMap;
@@ -19,6 +21,8 @@ pub struct Dedup {
     /// Event time; `None` counts records.
     pub time: Option<TimeExpr>,
     pub ttl: i64,
+    /// Key groups of the state (`max_parallelism`), as checkpoints store it.
+    max: u32,
     /// When each key's remembered kept records were kept (event ms, or record number).
     seen: HashMap<Value, Kept>,
     /// Largest event time seen, or records seen.
@@ -67,55 +71,87 @@ impl Kept {
 }
 
 impl Dedup {
-    pub fn new(key: Expr, time: Option<TimeExpr>, ttl: i64) -> Dedup {
+    pub fn new(key: Expr, time: Option<TimeExpr>, ttl: i64, max: u32) -> Dedup {
         Dedup {
             key,
             time,
             ttl,
+            max,
             seen: HashMap::new(),
             clock: i64::MIN,
             purged_at: i64::MIN,
         }
     }
 
-    /// How far behind the clock kept records are remembered: twice the ttl, so a record up
-    /// to `ttl` older than the newest one read is compared with every kept record that
-    /// could make it a duplicate, on either side.
-    fn memory(&self) -> i64 {
-        self.ttl.saturating_mul(2)
+    /// Whether a record of `key` at `now` is kept (and remembered as such); `self.clock`
+    /// already counts it. Kept records past [`memory`] do not count, whether or not a purge
+    /// has removed them yet: so the answer never depends on when purges ran (batch
+    /// boundaries, checkpoints).
+    #[inline]
+    fn keep(&mut self, key: Value, now: i64) -> bool {
+        let horizon = horizon(self.clock, self.ttl);
+        let ttl = self.ttl as u64;
+        let dup = self.seen.get(&key).is_some_and(|kept| {
+            kept.times()
+                .any(|k| k > horizon && now.abs_diff(k) < ttl)
+        });
+        if !dup {
+            self.seen
+                .entry(key)
+                .and_modify(|k| k.add(now, horizon))
+                .or_insert(Kept([now, EMPTY]));
+        }
+        !dup
     }
 
-    /// Whether a kept record of `kept` is less than `ttl` away from `now`. Kept records
-    /// past [`Dedup::memory`] do not count, whether or not a purge has removed them yet: so
-    /// the answer never depends on when purges ran (batch boundaries, checkpoints).
-    fn is_duplicate(&self, kept: &Kept, now: i64) -> bool {
-        let horizon = self.horizon();
-        kept.times()
-            .any(|k| k > horizon && now.abs_diff(k) < self.ttl as u64)
+    /// Forgets what no record can be a duplicate of any more (memory stays bounded), when
+    /// the clock has moved a ttl since the last time; the horizon it purged to, if it did.
+    fn purge_due(clock: i64, purged_at: &mut i64, ttl: i64) -> Option<i64> {
+        if clock.saturating_sub(*purged_at) >= ttl.max(1) {
+            *purged_at = clock;
+            Some(horizon(clock, ttl))
+        } else {
+            None
+        }
     }
 
-    fn horizon(&self) -> i64 {
-        self.clock.saturating_sub(self.memory())
+    fn purge(&mut self, horizon: i64) {
+        self.seen
+            .retain(|_, kept| kept.times().any(|k| k > horizon));
     }
+}
+
+/// How far behind the clock kept records are remembered: twice the ttl, so a record up to
+/// `ttl` older than the newest one read is compared with every kept record that could make it
+/// a duplicate, on either side.
+fn horizon(clock: i64, ttl: i64) -> i64 {
+    clock.saturating_sub(ttl.saturating_mul(2))
+}
+
+/// A record's time (or number) and key, or why it is bad. `clock` is the node's clock before
+/// the record.
+#[inline]
+fn evaluate(
+    key: &Expr,
+    time: &Option<TimeExpr>,
+    clock: i64,
+    record: &Value,
+) -> Result<(i64, Value), String> {
+    let now = match time {
+        Some(t) => t.eval(record)?,
+        None => clock.max(0) + 1,
+    };
+    let key = key.eval_first(record).map_err(|e| e.message)?;
+    Ok((now, key.unwrap_or(Value::Null)))
 }
 
 impl Operator for Dedup {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
         for r in batch.records {
-            let now = match &self.time {
-                Some(t) => match t.eval(&r.value) {
-                    Ok(ms) => ms,
-                    Err(msg) => {
-                        out.bad(r.origin, &msg, None, Some(r.value))?;
-                        continue;
-                    }
-                },
-                None => self.clock.max(0) + 1,
-            };
-            let key = match self.key.eval_first(&r.value) {
-                Ok(k) => k.unwrap_or(Value::Null),
-                Err(e) => {
-                    out.bad(r.origin, &e.message, None, Some(r.value))?;
+            let (now, key) = match evaluate(&self.key, &self.time, self.clock, &r.value) {
+                Ok(x) => x,
+                Err(msg) => {
+                    out.bad(r.origin, &msg, None, Some(r.value))?;
                     continue;
                 }
             };
@@ -124,83 +160,272 @@ impl Operator for Dedup {
                 continue;
             }
             self.clock = self.clock.max(now);
-            let dup = self
-                .seen
-                .get(&key)
-                .is_some_and(|kept| self.is_duplicate(kept, now));
-            if !dup {
-                let horizon = self.horizon();
-                self.seen
-                    .entry(key)
-                    .and_modify(|k| k.add(now, horizon))
-                    .or_insert(Kept([now, EMPTY]));
+            if self.keep(key, now) {
                 out.push(r);
             }
         }
-        // Forget what no record can be a duplicate of any more (memory stays bounded).
-        if self.clock.saturating_sub(self.purged_at) >= self.ttl.max(1) {
-            let horizon = self.horizon();
-            self.seen
-                .retain(|_, kept| kept.times().any(|k| k > horizon));
-            self.purged_at = self.clock;
+        if let Some(h) = Self::purge_due(self.clock, &mut self.purged_at, self.ttl) {
+            self.purge(h);
         }
         Ok(())
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
-        let mut keys: Vec<(&Value, &Kept)> = self.seen.iter().collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut out = format!(
-            "{{\"clock\":{},\"purged_at\":{},\"seen\":[",
-            self.clock, self.purged_at
-        )
-        .into_bytes();
-        // [key, kept time, ...]: a checkpoint from before several kept times is [key, time].
-        for (i, (k, times)) in keys.iter().enumerate() {
-            if i > 0 {
+        Ok(encode_state(&[&*self]))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        decode_state(&mut [self], state)
+    }
+}
+
+/// A dedup's state, written by its instances together (`parts`, in order; one without
+/// parallelism): `{"max_parallelism":M,"clock":..,"purged_at":..,"key_groups":[[g,[[key,
+/// kept time,...],...]],...]}`, non-empty key groups in increasing order and keys in order
+/// within each. The instances own increasing ranges of groups.
+fn encode_state(parts: &[&Dedup]) -> Vec<u8> {
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    let max = first.max;
+    let mut out = format!(
+        "{{\"max_parallelism\":{max},\"clock\":{},\"purged_at\":{},\"key_groups\":[",
+        first.clock, first.purged_at
+    )
+    .into_bytes();
+    let mut first_group = true;
+    let mut num = itoa::Buffer::new();
+    for p in parts {
+        let mut keys: Vec<(u32, &Value, &Kept)> = p
+            .seen
+            .iter()
+            .map(|(k, t)| (key_group(k, max), k, t))
+            .collect();
+        keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut open: Option<u32> = None;
+        for (g, k, times) in keys {
+            if open != Some(g) {
+                if open.is_some() {
+                    out.extend_from_slice(b"]]");
+                }
+                if !first_group {
+                    out.push(b',');
+                }
+                first_group = false;
+                out.push(b'[');
+                out.extend_from_slice(num.format(g).as_bytes());
+                out.extend_from_slice(b",[");
+                open = Some(g);
+            } else {
                 out.push(b',');
             }
             out.push(b'[');
             k.write_json(&mut out);
             for t in times.times() {
-                out.extend_from_slice(format!(",{t}").as_bytes());
+                out.push(b',');
+                out.extend_from_slice(num.format(t).as_bytes());
             }
             out.push(b']');
         }
-        out.extend_from_slice(b"]}");
-        Ok(out)
+        if open.is_some() {
+            out.extend_from_slice(b"]]");
+        }
     }
+    out.extend_from_slice(b"]}");
+    out
+}
 
-    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
-        let bad = |m: String| Error::runtime(format!("dedup state in checkpoint: {m}"));
-        let v = Value::from_json(state).map_err(bad)?;
-        let int = |k: &str| match v.field(k) {
-            Some(Value::Int(i)) => *i,
-            _ => i64::MIN,
+/// Loads a dedup's state into the instances `parts` (one without parallelism), whatever
+/// parallelism wrote it: each takes the key groups it owns.
+fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
+    let bad = |m: String| Error::runtime(format!("dedup state in checkpoint: {m}"));
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let max = first.max;
+    let v = Value::from_json(state).map_err(bad)?;
+    match v.field("max_parallelism") {
+        Some(Value::Int(m)) if *m == max as i64 => {}
+        Some(Value::Int(m)) => {
+            return Err(bad(format!(
+                "the state has {m} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups"
+            )))
+        }
+        _ => return Err(bad("no max_parallelism".into())),
+    }
+    let int = |k: &str| match v.field(k) {
+        Some(Value::Int(i)) => *i,
+        _ => i64::MIN,
+    };
+    for p in parts.iter_mut() {
+        p.clock = int("clock");
+        p.purged_at = int("purged_at");
+        p.seen.clear();
+    }
+    let Some(Value::Array(groups)) = v.field("key_groups") else {
+        return Err(bad("no key_groups".into()));
+    };
+    let n = parts.len();
+    let mut prev: Option<i64> = None;
+    for entry in groups {
+        let (g, entries) = match entry {
+            Value::Array(e) if e.len() == 2 => match (&e[0], &e[1]) {
+                (Value::Int(g), Value::Array(a)) => (*g, a),
+                _ => return Err(bad("a key group is not [number, [...]]".into())),
+            },
+            _ => return Err(bad("a key group is not [number, [...]]".into())),
         };
-        self.clock = int("clock");
-        self.purged_at = int("purged_at");
-        self.seen.clear();
-        if let Some(Value::Array(a)) = v.field("seen") {
-            for p in a {
-                if let Value::Array(p) = p {
-                    if let [k, times @ ..] = &p[..] {
-                        let times: Option<Vec<i64>> = times
-                            .iter()
-                            .map(|t| match t {
-                                Value::Int(t) => Some(*t),
-                                _ => None,
-                            })
-                            .collect();
-                        if let Some(mut times) = times.filter(|t| !t.is_empty()) {
-                            times.sort_unstable();
-                            self.seen.insert(k.clone(), Kept::newest(&times));
-                            continue;
-                        }
+        if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
+            return Err(bad(format!("key group {g} is out of order or not below {max}")));
+        }
+        prev = Some(g);
+        let part = &mut *parts[instance_of(g as u32, n, max)];
+        for p in entries {
+            if let Value::Array(p) = p {
+                if let [k, times @ ..] = &p[..] {
+                    let times: Option<Vec<i64>> = times
+                        .iter()
+                        .map(|t| match t {
+                            Value::Int(t) => Some(*t),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(mut times) = times.filter(|t| !t.is_empty()) {
+                        times.sort_unstable();
+                        part.seen.insert(k.clone(), Kept::newest(&times));
+                        continue;
                     }
                 }
-                return Err(bad("an entry is not [key, time, ...]".into()));
             }
+            return Err(bad("an entry is not [key, time, ...]".into()));
+        }
+    }
+    Ok(())
+}
+
+/// What the router of a parallel dedup hands an instance: a record, its key and time, and
+/// the clock after it.
+pub struct Item {
+    pos: u32,
+    key: Value,
+    now: i64,
+    clock: i64,
+    record: Record,
+}
+
+/// The part of a parallel dedup that reads every record: evaluation and the clock, which is
+/// global (kept records are forgotten twice the ttl behind the newest time of any key).
+pub struct Router {
+    key: Expr,
+    time: Option<TimeExpr>,
+    ttl: i64,
+    clock: i64,
+    purged_at: i64,
+}
+
+impl Split for Dedup {
+    type Item = Item;
+    /// The horizon every instance purges to after the batch, when a purge is due.
+    type Shared = Option<i64>;
+    type Router = Router;
+
+    fn instance(&self) -> Dedup {
+        Dedup::new(self.key.clone(), self.time.clone(), self.ttl, self.max)
+    }
+
+    fn router(&self) -> Router {
+        Router {
+            key: self.key.clone(),
+            time: self.time.clone(),
+            ttl: self.ttl,
+            clock: self.clock,
+            purged_at: self.purged_at,
+        }
+    }
+
+    fn route(
+        r: &mut Router,
+        _input: usize,
+        batch: Batch,
+        out: &mut Output,
+        to: &mut Routes<Item>,
+    ) -> StageResult<Option<i64>> {
+        for (pos, rec) in batch.records.into_iter().enumerate() {
+            let (now, key) = match evaluate(&r.key, &r.time, r.clock, &rec.value) {
+                Ok(x) => x,
+                Err(msg) => {
+                    out.bad(rec.origin, &msg, None, Some(rec.value))?;
+                    continue;
+                }
+            };
+            r.clock = r.clock.max(now);
+            to.of(&key).items.push(Item {
+                pos: pos as u32,
+                key,
+                now,
+                clock: r.clock,
+                record: rec,
+            });
+        }
+        Ok(Dedup::purge_due(r.clock, &mut r.purged_at, r.ttl))
+    }
+
+    fn route_partial(
+        _r: &mut Router,
+        _p: Partial,
+        _out: &mut Output,
+        _to: &mut Routes<Item>,
+    ) -> StageResult<Option<i64>> {
+        Err(Stop::Failed(Error::runtime(
+            "internal: folded counts sent to a node that does not aggregate",
+        )))
+    }
+
+    fn skip(&mut self, purge: &Option<i64>) -> bool {
+        purge.is_none()
+    }
+
+    fn apply(
+        &mut self,
+        share: &mut Share<Item>,
+        purge: &Option<i64>,
+        outs: &mut Vec<Out>,
+    ) -> Result<(), String> {
+        for it in share.items.drain(..) {
+            self.clock = it.clock;
+            if self.keep(it.key, it.now) {
+                outs.push(Out {
+                    pos: it.pos,
+                    fire: None,
+                    record: it.record,
+                });
+            }
+        }
+        if let Some(h) = *purge {
+            self.purge(h);
+        }
+        Ok(())
+    }
+
+    fn finish_all(_r: &mut Router, _parts: &mut [Box<Dedup>], _out: &mut Output) -> StageResult {
+        Ok(())
+    }
+
+    fn snapshot_all(r: &mut Router, parts: &mut [Box<Dedup>]) -> Result<Vec<u8>, Error> {
+        for p in parts.iter_mut() {
+            p.clock = r.clock;
+            p.purged_at = r.purged_at;
+        }
+        let refs: Vec<&Dedup> = parts.iter().map(|p| &**p).collect();
+        Ok(encode_state(&refs))
+    }
+
+    fn restore_all(r: &mut Router, parts: &mut [Box<Dedup>], state: &[u8]) -> Result<(), Error> {
+        let mut refs: Vec<&mut Dedup> = parts.iter_mut().map(|p| &mut **p).collect();
+        decode_state(&mut refs, state)?;
+        if let Some(p) = parts.first() {
+            r.clock = p.clock;
+            r.purged_at = p.purged_at;
         }
         Ok(())
     }
@@ -212,19 +437,23 @@ mod tests {
 
     #[test]
     fn restores_one_or_several_kept_times_per_key_and_keeps_the_newest_two() {
-        let mut d = Dedup::new(Expr::compile(".k").unwrap(), None, 10);
-        // `["a",5]` is the layout of checkpoints from before several kept times.
-        d.restore(br#"{"clock":10,"purged_at":0,"seen":[["a",5],["b",3,1,2]]}"#)
-            .unwrap();
+        let mut d = Dedup::new(Expr::compile(".k").unwrap(), None, 10, 1);
+        d.restore(
+            br#"{"max_parallelism":1,"clock":10,"purged_at":0,"key_groups":[[0,[["a",5],["b",3,1,2]]]]}"#,
+        )
+        .unwrap();
         let snap = String::from_utf8(d.snapshot().unwrap()).unwrap();
         assert_eq!(
             snap,
-            r#"{"clock":10,"purged_at":0,"seen":[["a",5],["b",2,3]]}"#
+            r#"{"max_parallelism":1,"clock":10,"purged_at":0,"key_groups":[[0,[["a",5],["b",2,3]]]]}"#
         );
         for bad in [
-            r#"{"seen":[["a"]]}"#,
-            r#"{"seen":[["a","x"]]}"#,
-            r#"{"seen":[5]}"#,
+            r#"{"max_parallelism":1,"key_groups":[[0,[["a"]]]]}"#,
+            r#"{"max_parallelism":1,"key_groups":[[0,[["a","x"]]]]}"#,
+            r#"{"max_parallelism":1,"key_groups":[[0,[5]]]}"#,
+            r#"{"max_parallelism":1,"key_groups":[[1,[["a",5]]]]}"#,
+            r#"{"max_parallelism":2,"key_groups":[]}"#,
+            r#"{"max_parallelism":1,"seen":[]}"#,
         ] {
             assert!(d.restore(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -16,6 +16,7 @@
 //! names its byte.
 
 use super::aggs::{Acc, AggSpec, Func};
+use super::keygroup::{instance_of, key_group};
 use crate::value::Value;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -348,35 +349,79 @@ impl Rows {
         out
     }
 
-    /// `{"finished":..,"clock":..,"groups":[[key,last_seen,acc,...],...]}`, groups sorted by
-    /// key so the bytes never depend on the order of the rows.
-    pub fn encode(&self, finished: bool, clock: i64) -> Vec<u8> {
+    /// The whole state of an aggregate of one instance (see [`encode_state`]).
+    pub fn encode(&self, max: u32, finished: bool, clock: i64) -> Vec<u8> {
+        encode_state(&[self], max, finished, clock)
+    }
+
+    /// This instance's key groups, `[g,[[key,last_seen,acc,...],...]]` each, in group order
+    /// and each group's keys in key order, so the bytes never depend on the order of rows or
+    /// on which instance held them.
+    fn write_groups(&self, max: u32, out: &mut Vec<u8>, first: &mut bool) {
         let order = self.sorted_rows();
-        let mut out = Vec::with_capacity(64 + order.len() * (24 + 12 * self.cols.len()));
+        // (group, row), stably sorted by group: key order within each group.
+        let mut by_group: Vec<(u32, u32)> = order
+            .iter()
+            .map(|&r| (key_group(&self.keys[r as usize], max), r))
+            .collect();
+        by_group.sort_by_key(|x| x.0);
         let mut num = itoa::Buffer::new();
-        out.extend_from_slice(b"{\"finished\":");
-        out.extend_from_slice(if finished { b"true" } else { b"false" });
-        out.extend_from_slice(b",\"clock\":");
-        out.extend_from_slice(num.format(clock).as_bytes());
-        out.extend_from_slice(b",\"groups\":[");
-        for (i, &r) in order.iter().enumerate() {
+        let mut open: Option<u32> = None;
+        for &(g, r) in &by_group {
             let r = r as usize;
-            if i > 0 {
+            if open != Some(g) {
+                if open.is_some() {
+                    out.extend_from_slice(b"]]");
+                }
+                if !*first {
+                    out.push(b',');
+                }
+                *first = false;
+                out.push(b'[');
+                out.extend_from_slice(num.format(g).as_bytes());
+                out.extend_from_slice(b",[");
+                open = Some(g);
+            } else {
                 out.push(b',');
             }
             out.push(b'[');
-            self.keys[r].write_json(&mut out);
+            self.keys[r].write_json(out);
             out.push(b',');
             out.extend_from_slice(num.format(self.last_seen(r)).as_bytes());
             for c in &self.cols {
                 out.push(b',');
-                c.encode(r, &mut out);
+                c.encode(r, out);
             }
             out.push(b']');
         }
-        out.extend_from_slice(b"]}");
-        out
+        if open.is_some() {
+            out.extend_from_slice(b"]]");
+        }
     }
+}
+
+/// An aggregate's state, written by its instances together:
+/// `{"max_parallelism":M,"finished":..,"clock":..,"key_groups":[[g,[[key,last_seen,acc,...],
+/// ...]],...]}`, non-empty key groups in increasing order. `parts` are the instances in order,
+/// which own increasing ranges of groups, so their groups follow one another.
+pub fn encode_state(parts: &[&Rows], max: u32, finished: bool, clock: i64) -> Vec<u8> {
+    let rows: usize = parts.iter().map(|p| p.keys.len()).sum();
+    let width = parts.first().map_or(0, |p| p.cols.len());
+    let mut out = Vec::with_capacity(96 + rows * (24 + 12 * width));
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"max_parallelism\":");
+    out.extend_from_slice(num.format(max).as_bytes());
+    out.extend_from_slice(b",\"finished\":");
+    out.extend_from_slice(if finished { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"clock\":");
+    out.extend_from_slice(num.format(clock).as_bytes());
+    out.extend_from_slice(b",\"key_groups\":[");
+    let mut first = true;
+    for p in parts {
+        p.write_groups(max, &mut out, &mut first);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// jq's order of keys; strings (the usual keys) compare as plain strings, which is the same
@@ -588,109 +633,38 @@ impl Keyed {
         self.oldest = i64::MAX;
     }
 
-    /// Replaces the state with the one `Rows::encode` wrote, the only writer of this format
-    /// (a checkpoint's CRC has already vouched for the bytes, so anything else is a bug or a
-    /// hand-edited file, and an error). Returns `finished` and `clock`. The message of an error
-    /// names the problem and its byte; the caller says which checkpoint and node.
-    pub fn decode(&mut self, specs: &[AggSpec], state: &[u8]) -> Result<(bool, i64), String> {
-        *self = Keyed::new(specs);
-        let text = std::str::from_utf8(state).map_err(|e| format!("invalid UTF-8: {e}"))?;
-        let funcs: Vec<Func> = specs.iter().map(|s| s.func).collect();
-        let r = self.read(text, &funcs);
-        if r.is_err() {
-            self.clear();
-        }
-        r
+    /// Replaces the state with the one [`encode_state`] wrote, as the only instance.
+    /// Returns `finished` and `clock`.
+    pub fn decode(
+        &mut self,
+        specs: &[AggSpec],
+        state: &[u8],
+        max: u32,
+    ) -> Result<(bool, i64), String> {
+        decode_state(&mut [self], specs, state, max)
     }
 
-    /// Reads exactly what `Rows::encode` writes: no whitespace, groups in strictly increasing
-    /// key order (so no key twice), each of the right length and every accumulator fitting its
-    /// function. Rows are appended as they come and the index is built at the end, without
-    /// comparing keys.
-    fn read(&mut self, text: &str, funcs: &[Func]) -> Result<(bool, i64), String> {
-        let mut c = Scan {
-            text,
-            b: text.as_bytes(),
-            i: 0,
-            depth: 0,
-        };
-        c.expect(b"{\"finished\":")?;
-        let finished = if c.eat(b"true").is_some() {
-            true
-        } else {
-            c.expect(b"false")?;
-            false
-        };
-        c.expect(b",\"clock\":")?;
-        let clock = c.int().ok_or_else(|| c.wanted("an integer clock"))?;
-        c.expect(b",\"groups\":[")?;
+    /// Appends a row read from a checkpoint, keeping `sorted` as `push_row` does.
+    fn push_read(&mut self, key: Value, t: i64) {
         let rows = &mut self.rows;
-        let mut oldest = i64::MAX;
-        if c.eat(b"]").is_none() {
-            loop {
-                if c.eat(b"[").is_none() {
-                    return Err(c.wanted("a group (an array)"));
-                }
-                let at = c.i;
-                let key = c.value().ok_or_else(|| c.wanted("a key"))?;
-                if rows
-                    .keys
-                    .last()
-                    .is_some_and(|prev| !key_cmp(prev, &key).is_lt())
-                {
-                    return Err(format!(
-                        "group keys out of order at byte {at} (a key twice, or not sorted)"
-                    ));
-                }
-                let mut parts = 0;
-                let t = if c.eat(b",").is_some() {
-                    c.int()
-                        .ok_or_else(|| c.wanted("an integer time of last update"))?
-                } else {
-                    return Err(parts_message(c.rest_of_group(0)?, funcs.len()));
-                };
-                for (col, &f) in rows.cols.iter_mut().zip(funcs) {
-                    if c.eat(b",").is_none() {
-                        return Err(parts_message(c.rest_of_group(parts)?, funcs.len()));
-                    }
-                    let acc = match (f, c.int()) {
-                        (Func::Count, Some(n)) if n >= 0 => Acc::Count(n as u64),
-                        (Func::Sum, Some(n)) => Acc::SumInt(n),
-                        (_, Some(n)) => Acc::decode_owned(f, Value::Int(n))?,
-                        (_, None) => {
-                            let v = c.value().ok_or_else(|| c.wanted("an accumulator"))?;
-                            Acc::decode_owned(f, v)?
-                        }
-                    };
-                    col.push(acc);
-                    parts += 1;
-                }
-                if c.eat(b"]").is_none() {
-                    return Err(parts_message(c.rest_of_group(parts)?, funcs.len()));
-                }
-                if rows.keys.len() >= MAX_ROWS {
-                    return Err(format!("aggregate: more than {MAX_ROWS} keys"));
-                }
-                rows.keys.push(key);
-                if !rows.last_seen.is_empty() {
-                    rows.last_seen.push(t);
-                } else if t != 0 {
-                    rows.last_seen.resize(rows.keys.len(), 0);
-                    let last = rows.keys.len() - 1;
-                    rows.last_seen[last] = t;
-                }
-                oldest = oldest.min(t);
-                if c.eat(b",").is_none() {
-                    c.expect(b"]")?;
-                    break;
-                }
-            }
+        let n = rows.keys.len();
+        if rows.sorted == n && rows.keys.last().is_none_or(|k| key_cmp(k, &key).is_lt()) {
+            rows.sorted += 1;
         }
-        c.expect(b"}")?;
-        if c.i != c.b.len() {
-            return Err(c.wanted("the end of the state"));
+        rows.keys.push(key);
+        if !rows.last_seen.is_empty() {
+            rows.last_seen.push(t);
+        } else if t != 0 {
+            rows.last_seen.resize(rows.keys.len(), 0);
+            let last = rows.keys.len() - 1;
+            rows.last_seen[last] = t;
         }
-        // Every key is new (they increase), so the index takes them without comparing keys.
+        self.oldest = self.oldest.min(t);
+    }
+
+    /// Builds the index of rows read from a checkpoint. Every key is new (keys are unique
+    /// across key groups, and increase within one), so it takes them without comparing keys.
+    fn index_read(&mut self) {
         let hasher = &self.hasher;
         let keys = &self.rows.keys;
         self.index = HashTable::with_capacity(keys.len());
@@ -700,9 +674,156 @@ impl Keyed {
                     hasher.hash_one(&keys[x as usize])
                 });
         }
-        self.rows.sorted = self.rows.keys.len();
-        self.oldest = oldest;
-        Ok((finished, clock))
+    }
+}
+
+/// Replaces the state of every instance (`parts`, in order) with the one [`encode_state`]
+/// wrote, whatever parallelism wrote it: each key group goes to the instance that owns it now.
+/// `max` is the pipeline's number of key groups; a state with another is an error (the keys
+/// would hash elsewhere). Returns `finished` and `clock`. The message of an error names the
+/// problem and its byte; the caller says which checkpoint and node. (A checkpoint's CRC has
+/// already vouched for the bytes, so anything the encoder does not write is a bug or a
+/// hand-edited file.)
+pub fn decode_state(
+    parts: &mut [&mut Keyed],
+    specs: &[AggSpec],
+    state: &[u8],
+    max: u32,
+) -> Result<(bool, i64), String> {
+    for p in parts.iter_mut() {
+        **p = Keyed::new(specs);
+    }
+    let text = std::str::from_utf8(state).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    let funcs: Vec<Func> = specs.iter().map(|s| s.func).collect();
+    let r = read(parts, text, &funcs, max);
+    match r {
+        Ok(_) => {
+            for p in parts.iter_mut() {
+                p.index_read();
+            }
+        }
+        Err(_) => {
+            for p in parts.iter_mut() {
+                p.clear();
+            }
+        }
+    }
+    r
+}
+
+/// Reads exactly what [`encode_state`] writes: no whitespace, key groups in increasing order,
+/// each group's keys in strictly increasing order (so no key twice), each row of the right
+/// length and every accumulator fitting its function. Rows are appended to their instance as
+/// they come.
+fn read(parts: &mut [&mut Keyed], text: &str, funcs: &[Func], max: u32) -> Result<(bool, i64), String> {
+    let mut c = Scan {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
+    c.expect(b"{\"max_parallelism\":")?;
+    let at = c.i;
+    let m = c.int().ok_or_else(|| c.wanted("an integer max_parallelism"))?;
+    if m != max as i64 {
+        return Err(format!(
+            "the state has {m} key groups (max_parallelism) at byte {at}, the pipeline {max}: keys would hash into other groups"
+        ));
+    }
+    c.expect(b",\"finished\":")?;
+    let finished = if c.eat(b"true").is_some() {
+        true
+    } else {
+        c.expect(b"false")?;
+        false
+    };
+    c.expect(b",\"clock\":")?;
+    let clock = c.int().ok_or_else(|| c.wanted("an integer clock"))?;
+    c.expect(b",\"key_groups\":[")?;
+    let n = parts.len();
+    let mut prev_group: Option<i64> = None;
+    if c.eat(b"]").is_none() {
+        loop {
+            c.expect(b"[")?;
+            let at = c.i;
+            let g = c.int().ok_or_else(|| c.wanted("a key group number"))?;
+            if g < 0 || g >= max as i64 || prev_group.is_some_and(|p| p >= g) {
+                return Err(format!(
+                    "key group {g} at byte {at} is out of order or not below {max}"
+                ));
+            }
+            prev_group = Some(g);
+            c.expect(b",[")?;
+            let part = &mut *parts[instance_of(g as u32, n, max)];
+            read_rows(part, &mut c, funcs)?;
+            c.expect(b"]")?;
+            if c.eat(b",").is_none() {
+                c.expect(b"]")?;
+                break;
+            }
+        }
+    }
+    c.expect(b"}")?;
+    if c.i != c.b.len() {
+        return Err(c.wanted("the end of the state"));
+    }
+    Ok((finished, clock))
+}
+
+/// One key group's rows, `[key,last_seen,acc,...],...]` after its opening bracket, appended to
+/// `part`.
+fn read_rows(part: &mut Keyed, c: &mut Scan, funcs: &[Func]) -> Result<(), String> {
+    if c.eat(b"]").is_some() {
+        return Ok(());
+    }
+    // The group's previous key, by row number in `part`.
+    let mut prev: Option<usize> = None;
+    loop {
+        if c.eat(b"[").is_none() {
+            return Err(c.wanted("a group (an array)"));
+        }
+        let at = c.i;
+        let key = c.value().ok_or_else(|| c.wanted("a key"))?;
+        if prev.is_some_and(|r| !key_cmp(&part.rows.keys[r], &key).is_lt()) {
+            return Err(format!(
+                "group keys out of order at byte {at} (a key twice, or not sorted)"
+            ));
+        }
+        let mut parts = 0;
+        let t = if c.eat(b",").is_some() {
+            c.int()
+                .ok_or_else(|| c.wanted("an integer time of last update"))?
+        } else {
+            return Err(parts_message(c.rest_of_group(0)?, funcs.len()));
+        };
+        for (col, &f) in part.rows.cols.iter_mut().zip(funcs) {
+            if c.eat(b",").is_none() {
+                return Err(parts_message(c.rest_of_group(parts)?, funcs.len()));
+            }
+            let acc = match (f, c.int()) {
+                (Func::Count, Some(n)) if n >= 0 => Acc::Count(n as u64),
+                (Func::Sum, Some(n)) => Acc::SumInt(n),
+                (_, Some(n)) => Acc::decode_owned(f, Value::Int(n))?,
+                (_, None) => {
+                    let v = c.value().ok_or_else(|| c.wanted("an accumulator"))?;
+                    Acc::decode_owned(f, v)?
+                }
+            };
+            col.push(acc);
+            parts += 1;
+        }
+        if c.eat(b"]").is_none() {
+            return Err(parts_message(c.rest_of_group(parts)?, funcs.len()));
+        }
+        if part.rows.keys.len() >= MAX_ROWS {
+            return Err(format!("aggregate: more than {MAX_ROWS} keys"));
+        }
+        prev = Some(part.rows.keys.len());
+        part.push_read(key, t);
+        if c.eat(b",").is_none() {
+            c.expect(b"]")?;
+            return Ok(());
+        }
     }
 }
 
@@ -1037,13 +1158,13 @@ mod tests {
         for (i, key) in ["a", "b", "a", "c"].iter().enumerate() {
             fold(&mut k, &sp, Value::str(key), 0, &Value::Int(i as i64));
         }
-        let before = text(&k.rows().encode(false, 0));
+        let before = text(&k.rows().encode(1, false, 0));
         let copy = k.rows().clone();
         for (i, key) in ["a", "b", "d"].iter().enumerate() {
             fold(&mut k, &sp, Value::str(key), 0, &Value::Int(10 + i as i64));
         }
-        assert_eq!(text(&copy.encode(false, 0)), before);
-        let after = text(&k.rows().encode(false, 0));
+        assert_eq!(text(&copy.encode(1, false, 0)), before);
+        let after = text(&k.rows().encode(1, false, 0));
         assert_ne!(after, before);
         assert!(after.contains("[0,2,10]"), "{after}");
     }
@@ -1051,17 +1172,17 @@ mod tests {
     /// Written by the map-based state (weir before the flat layout) for these records, with
     /// `aggs` = ALL, `state_ttl` and `time = ".ts"` in ms: keys of several types, an escaped
     /// key, bad records that left empty groups, an integer sum that overflowed to a float.
-    const OLD_STATE: &str = r#"{"finished":false,"clock":9000,"groups":[[null,6000,0,0,null,null,[0.0,0],null,null,[]],[7,5000,1,0,null,null,[0.0,0],null,null,[]],["a",2000,1,2.5,2.5,2.5,[2.5,1],2.5,2.5,[2.5]],["a\"q\\é",4000,0,0,null,null,[0.0,0],null,null,[]],["b",9000,3,9.223372036854776e+18,1,9223372036854775807,[9.223372036854776e+18,3],3,1,[1,3,9223372036854775807]],["c",8000,1,-4,-4,-4,[-4.0,1],-4,-4,[-4]]]}"#;
+    const OLD_STATE: &str = r#"{"max_parallelism":1,"finished":false,"clock":9000,"key_groups":[[0,[[null,6000,0,0,null,null,[0.0,0],null,null,[]],[7,5000,1,0,null,null,[0.0,0],null,null,[]],["a",2000,1,2.5,2.5,2.5,[2.5,1],2.5,2.5,[2.5]],["a\"q\\é",4000,0,0,null,null,[0.0,0],null,null,[]],["b",9000,3,9.223372036854776e+18,1,9223372036854775807,[9.223372036854776e+18,3],3,1,[1,3,9223372036854775807]],["c",8000,1,-4,-4,-4,[-4.0,1],-4,-4,[-4]]]]]}"#;
 
     #[test]
     fn the_old_encoding_decodes_and_encodes_back_byte_for_byte() {
         let sp = specs(&ALL);
         let mut k = Keyed::new(&sp);
-        let (finished, clock) = k.decode(&sp, OLD_STATE.as_bytes()).unwrap();
+        let (finished, clock) = k.decode(&sp, OLD_STATE.as_bytes(), 1).unwrap();
         assert!(!finished);
         assert_eq!(clock, 9000);
         assert_eq!(k.len(), 6);
-        assert_eq!(text(&k.rows().encode(finished, clock)), OLD_STATE);
+        assert_eq!(text(&k.rows().encode(1, finished, clock)), OLD_STATE);
         let b = results(&k, sp.len());
         assert_eq!(
             b[4],
@@ -1069,10 +1190,10 @@ mod tests {
         );
         assert_eq!(b[1], "7 1 0 null null null null null 0");
         // Bytes the encoder does not write (whitespace) are an error naming the byte.
-        let spaced = OLD_STATE.replace(",\"groups\"", ", \"groups\"");
+        let spaced = OLD_STATE.replace(",\"key_groups\"", ", \"key_groups\"");
         let mut g = Keyed::new(&sp);
-        let e = g.decode(&sp, spaced.as_bytes()).unwrap_err();
-        assert_eq!(e, r#"expected `,"groups":[` at byte 30"#);
+        let e = g.decode(&sp, spaced.as_bytes(), 1).unwrap_err();
+        assert_eq!(e, r#"expected `,"key_groups":[` at byte 50"#);
         assert!(g.is_empty());
         // And the rows go on: a later key merges in order, an expired one leaves.
         fold(&mut k, &sp, Value::str("bb"), 9500, &Value::Int(1));
@@ -1089,14 +1210,14 @@ mod tests {
         fold(&mut k, &sp, Value::str("z"), 0, &Value::Float(-0.0));
         fold(&mut k, &sp, Value::str("f"), 0, &Value::Float(2.0));
         fold(&mut k, &sp, Value::str("i"), 0, &Value::Int(2));
-        let s = text(&k.rows().encode(false, 0));
+        let s = text(&k.rows().encode(1, false, 0));
         assert_eq!(
             s,
-            r#"{"finished":false,"clock":0,"groups":[["f",0,2.0,[2.0,1]],["i",0,2,[2.0,1]],["z",0,0.0,[0.0,1]]]}"#
+            r#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["f",0,2.0,[2.0,1]],["i",0,2,[2.0,1]],["z",0,0.0,[0.0,1]]]]]}"#
         );
         let mut d = Keyed::new(&sp);
-        d.decode(&sp, s.as_bytes()).unwrap();
-        assert_eq!(text(&d.rows().encode(false, 0)), s);
+        d.decode(&sp, s.as_bytes(), 1).unwrap();
+        assert_eq!(text(&d.rows().encode(1, false, 0)), s);
         fold(&mut d, &sp, Value::str("f"), 0, &Value::Int(1));
         fold(&mut d, &sp, Value::str("i"), 0, &Value::Int(1));
         // "f" (row 0) stays a float sum, which prints as 3; "i" (row 1) an integer one.
@@ -1109,76 +1230,76 @@ mod tests {
         let sp = specs(&["count", "sum(.v)"]);
         let cases: &[(&[u8], &str)] = &[
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0,1]]}"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1]]]]}"#,
                 "a group has 1 parts, the pipeline has 2 aggregates",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0,1,2,3,4]]}"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,2,3,4]]]]}"#,
                 "a group has 4 parts, the pipeline has 2 aggregates",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[[]]}"#,
-                "expected a key at byte 39",
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[[]]]]}"#,
+                "expected a key at byte 67",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0,"x",2]]}"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,"x",2]]]]}"#,
                 r#"aggregate state "x" does not fit Count"#,
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0,-1,2]]}"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,-1,2]]]]}"#,
                 "aggregate state -1 does not fit Count",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0,1,[2]]]}"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,[2]]]]]}"#,
                 "aggregate state [2] does not fit Sum",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0,"x"]]}"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,"x"]]]]}"#,
                 r#"aggregate state "x" does not fit Count"#,
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[["a",0.5,1,2]]}"#,
-                "expected an integer time of last update at byte 43",
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0.5,1,2]]]]}"#,
+                "expected an integer time of last update at byte 71",
             ),
             (
-                br#"{"finished":false,"clock":1e3,"groups":[]}"#,
-                "expected an integer clock at byte 26",
+                br#"{"max_parallelism":1,"finished":false,"clock":1e3,"key_groups":[]}"#,
+                "expected an integer clock at byte 46",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":["a"]}"#,
-                "expected a group (an array) at byte 38",
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,["a"]]]}"#,
+                "expected a group (an array) at byte 66",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":[{"a":1}]}"#,
-                "expected a group (an array) at byte 38",
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[{"a":1}]]]}"#,
+                "expected a group (an array) at byte 66",
             ),
             (
-                br#"{"finished":false,"clock":0,"groups":5}"#,
-                r#"expected `,"groups":[` at byte 27"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":5}"#,
+                r#"expected `,"key_groups":[` at byte 47"#,
             ),
             (
-                br#"{"finished":false,"clock":0}"#,
-                r#"expected `,"groups":[` at byte 27"#,
+                br#"{"max_parallelism":1,"finished":false,"clock":0}"#,
+                r#"expected `,"key_groups":[` at byte 47"#,
             ),
-            (br#"[1,2]"#, r#"expected `{"finished":` at byte 0"#),
-            (br#"7"#, r#"expected `{"finished":` at byte 0"#),
+            (br#"[1,2]"#, r#"expected `{"max_parallelism":` at byte 0"#),
+            (br#"7"#, r#"expected `{"max_parallelism":` at byte 0"#),
         ];
         for (state, want) in cases {
             let mut k = Keyed::new(&sp);
-            let got = k.decode(&sp, state).unwrap_err();
+            let got = k.decode(&sp, state, 1).unwrap_err();
             assert_eq!(got, *want, "{}", String::from_utf8_lossy(state));
         }
         // Broken JSON: a message, whatever it is, and no panic.
         for state in [
-            &br#"{"finished":false,"clock":0,"groups":[["a",0,1,2]"#[..],
-            br#"{"finished":false,"clock":0,"groups":[["a",0,1,2]]} x"#,
-            br#"{"finished":false,"clock":0,"groups":[["a",0,01,2]]}"#,
-            b"{\"finished\":false,\"clock\":0,\"groups\":[[\"\xff\",0,1,2]]}",
-            br#"{"finished":false,"clock":0,"groups":[["a\q",0,1,2]]}"#,
+            &br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,2]"#[..],
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,1,2]]]]} x"#,
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a",0,01,2]]]]}"#,
+            b"{\"max_parallelism\":1,\"finished\":false,\"clock\":0,\"key_groups\":[[0,[[\"\xff\",0,1,2]]]]}",
+            br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["a\q",0,1,2]]]]}"#,
             b"",
         ] {
             let mut k = Keyed::new(&sp);
-            let got = k.decode(&sp, state).unwrap_err();
+            let got = k.decode(&sp, state, 1).unwrap_err();
             assert!(!got.is_empty(), "{}", String::from_utf8_lossy(state));
         }
     }
@@ -1187,22 +1308,22 @@ mod tests {
     fn a_key_twice_or_out_of_order_is_an_error() {
         let sp = specs(&["count"]);
         for s in [
-            &br#"{"finished":true,"clock":5,"groups":[["b",0,1],["a",0,2]]}"#[..],
-            br#"{"finished":true,"clock":5,"groups":[["a",0,1],["a",3,7]]}"#,
+            &br#"{"max_parallelism":1,"finished":true,"clock":5,"key_groups":[[0,[["b",0,1],["a",0,2]]]]}"#[..],
+            br#"{"max_parallelism":1,"finished":true,"clock":5,"key_groups":[[0,[["a",0,1],["a",3,7]]]]}"#,
         ] {
             let mut k = Keyed::new(&sp);
-            let e = k.decode(&sp, s).unwrap_err();
+            let e = k.decode(&sp, s, 1).unwrap_err();
             assert_eq!(
                 e,
-                "group keys out of order at byte 48 (a key twice, or not sorted)"
+                "group keys out of order at byte 76 (a key twice, or not sorted)"
             );
             assert!(k.is_empty());
         }
         // Times and clocks are integers, read exactly (not through a double).
         let mut k = Keyed::new(&sp);
         let s =
-            br#"{"finished":false,"clock":9007199254740993,"groups":[["a",9007199254740993,1]]}"#;
-        assert_eq!(k.decode(&sp, s).unwrap(), (false, 9007199254740993));
+            br#"{"max_parallelism":1,"finished":false,"clock":9007199254740993,"key_groups":[[0,[["a",9007199254740993,1]]]]}"#;
+        assert_eq!(k.decode(&sp, s, 1).unwrap(), (false, 9007199254740993));
         assert_eq!(k.last_seen(0), 9007199254740993);
     }
 
@@ -1240,11 +1361,65 @@ mod tests {
     }
 
     #[test]
+    fn key_groups_move_between_instances_and_the_bytes_stay_the_same() {
+        let sp = specs(&["count", "sum(.v)"]);
+        let max = 16;
+        // One instance with every key, and three that each hold the keys of their groups.
+        let mut one = Keyed::new(&sp);
+        let mut three: Vec<Keyed> = (0..3).map(|_| Keyed::new(&sp)).collect();
+        for i in 0..400i64 {
+            let key = Value::str(&format!("k{}", (i * 7919) % 97));
+            let g = key_group(&key, max);
+            fold(&mut one, &sp, key.clone(), 0, &Value::Int(i));
+            fold(&mut three[instance_of(g, 3, max)], &sp, key, 0, &Value::Int(i));
+        }
+        let bytes = one.rows().encode(max, false, 7);
+        let parts: Vec<&Rows> = three.iter().map(|k| k.rows()).collect();
+        assert_eq!(text(&encode_state(&parts, max, false, 7)), text(&bytes));
+        // Groups are in increasing order, each group's keys in key order.
+        let v = Value::from_json(&bytes).unwrap();
+        let Some(Value::Array(groups)) = v.field("key_groups") else {
+            panic!("no key groups: {}", text(&bytes))
+        };
+        assert!(groups.len() > 8, "97 keys in only {} of 16 groups", groups.len());
+        // Into 1, 2, 5 and 16 instances, and back out: the same bytes, every key where it
+        // belongs.
+        for n in [1usize, 2, 5, 16] {
+            let mut parts: Vec<Keyed> = (0..n).map(|_| Keyed::new(&sp)).collect();
+            let mut refs: Vec<&mut Keyed> = parts.iter_mut().collect();
+            assert_eq!(decode_state(&mut refs, &sp, &bytes, max).unwrap(), (false, 7));
+            for (i, p) in parts.iter().enumerate() {
+                for r in 0..p.len() {
+                    assert_eq!(instance_of(key_group(p.key(r), max), n, max), i);
+                }
+            }
+            let total: usize = parts.iter().map(Keyed::len).sum();
+            assert_eq!(total, 97);
+            let rows: Vec<&Rows> = parts.iter().map(|k| k.rows()).collect();
+            assert_eq!(text(&encode_state(&rows, max, false, 7)), text(&bytes));
+        }
+        // Another number of key groups is refused: the keys would be in the wrong groups.
+        let mut k = Keyed::new(&sp);
+        let e = k.decode(&sp, &bytes, 32).unwrap_err();
+        assert!(e.contains("16 key groups") && e.contains("32"), "{e}");
+        assert!(k.is_empty());
+        // Groups out of order, or past the last, are errors.
+        for bad in [
+            r#"{"max_parallelism":4,"finished":false,"clock":0,"key_groups":[[2,[["a",0,1,1]]],[1,[["b",0,1,1]]]]}"#,
+            r#"{"max_parallelism":4,"finished":false,"clock":0,"key_groups":[[4,[["a",0,1,1]]]]}"#,
+            r#"{"max_parallelism":4,"finished":false,"clock":0,"key_groups":[[-1,[["a",0,1,1]]]]}"#,
+        ] {
+            let e = k.decode(&sp, bad.as_bytes(), 4).unwrap_err();
+            assert!(e.contains("out of order or not below 4"), "{e}");
+        }
+    }
+
+    #[test]
     fn rows_added_after_a_decode_merge_into_key_order() {
         let sp = specs(&["count"]);
         let mut k = Keyed::new(&sp);
-        let s = br#"{"finished":false,"clock":0,"groups":[["b",0,1],["d",0,1],["f",0,1]]}"#;
-        k.decode(&sp, s).unwrap();
+        let s = br#"{"max_parallelism":1,"finished":false,"clock":0,"key_groups":[[0,[["b",0,1],["d",0,1],["f",0,1]]]]}"#;
+        k.decode(&sp, s, 1).unwrap();
         assert_eq!(k.rows.sorted, 3);
         for key in ["g", "a", "e", "c"] {
             fold(&mut k, &sp, Value::str(key), 0, &Value::Null);
@@ -1315,14 +1490,14 @@ mod tests {
         }
         // Deeply nested values are read by the parser past a depth, not down this stack.
         let deep = format!(
-            "{{\"finished\":false,\"clock\":0,\"groups\":[[\"a\",0,{}1{}]]}}",
+            "{{\"max_parallelism\":1,\"finished\":false,\"clock\":0,\"key_groups\":[[0,[[\"a\",0,{}1{}]]]]}}",
             "[".repeat(100),
             "]".repeat(100)
         );
         let sp = specs(&["max(.v)"]);
         let mut k = Keyed::new(&sp);
-        k.decode(&sp, deep.as_bytes()).unwrap();
-        assert_eq!(text(&k.rows().encode(false, 0)), deep);
+        k.decode(&sp, deep.as_bytes(), 1).unwrap();
+        assert_eq!(text(&k.rows().encode(1, false, 0)), deep);
     }
 
     proptest! {
@@ -1388,11 +1563,11 @@ mod tests {
             let order: Vec<Value> =
                 k.rows().sorted_rows().iter().map(|&r| k.key(r as usize).clone()).collect();
             prop_assert_eq!(order, keys);
-            let bytes = k.rows().encode(false, 42);
+            let bytes = k.rows().encode(1, false, 42);
             let s = text(&bytes);
             let mut d = Keyed::new(&sp);
-            prop_assert_eq!(d.decode(&sp, &bytes).unwrap(), (false, 42));
-            prop_assert_eq!(text(&d.rows().encode(false, 42)), s.clone());
+            prop_assert_eq!(d.decode(&sp, &bytes, 1).unwrap(), (false, 42));
+            prop_assert_eq!(text(&d.rows().encode(1, false, 42)), s.clone());
             prop_assert_eq!(results(&d, sp.len()), results(&k, sp.len()));
         }
     }

@@ -6,13 +6,16 @@ pub mod aggs;
 pub mod dedup;
 pub mod filter;
 pub mod keyed;
+pub mod keygroup;
 pub mod map;
+pub mod parallel;
 pub mod parse;
 pub mod presets;
 pub mod window;
 
 use crate::expr::Expr;
-use crate::pipeline::spec::{parse_duration_ms, NodeConfig, TimeUnit};
+use crate::pipeline::spec::{keyed_parallelism, parse_duration_ms, NodeConfig, TimeUnit};
+use crate::pipeline::spec::{DEFAULT_MAX_PARALLELISM, MAX_MAX_PARALLELISM};
 use crate::pipeline::NodeSpec;
 use crate::runtime::stage::Operator;
 use crate::time::TimeExpr;
@@ -91,6 +94,59 @@ pub fn aggs(node: &NodeSpec, table: &toml::Table, p: &mut BuildProblems) -> Vec<
         }
     }
     out
+}
+
+/// `parallelism` and `max_parallelism` of a keyed node, checked: (N, key groups).
+fn parallelism(node: &NodeSpec, has_key: bool, p: &mut BuildProblems) -> (usize, u32) {
+    let Some((n, max)) = keyed_parallelism(&node.config) else {
+        return (1, DEFAULT_MAX_PARALLELISM as u32);
+    };
+    let mut ok = true;
+    if !(1..=MAX_MAX_PARALLELISM).contains(&max) {
+        p.push((
+            node.key_span("max_parallelism"),
+            format!("`max_parallelism` must be from 1 to {MAX_MAX_PARALLELISM} (the number of key groups the keys are spread over)"),
+        ));
+        ok = false;
+    }
+    if n == 0 {
+        p.push((
+            node.key_span("parallelism"),
+            "`parallelism` must be at least 1 (the number of instances that share the keys)"
+                .into(),
+        ));
+        ok = false;
+    } else if ok && n > max {
+        p.push((
+            node.key_span("parallelism"),
+            format!("`parallelism` = {n} is more than `max_parallelism` = {max}: an instance owns whole key groups, so there cannot be more instances than groups"),
+        ));
+        ok = false;
+    } else if n > 1 && !has_key {
+        p.push((
+            node.key_span("parallelism"),
+            format!("`parallelism` = {n} needs `key`: without one every record has the same key, and one instance would do all the work"),
+        ));
+        ok = false;
+    }
+    if ok {
+        (n as usize, max as u32)
+    } else {
+        (1, DEFAULT_MAX_PARALLELISM as u32)
+    }
+}
+
+/// The operator itself with `parallelism` = 1; else N instances of it (`parallel`).
+fn maybe_parallel<S: parallel::Split>(
+    node: &NodeSpec,
+    op: S,
+    (n, max): (usize, u32),
+) -> Box<dyn Operator> {
+    if n <= 1 {
+        Box::new(op)
+    } else {
+        Box::new(parallel::Parallel::new(&node.name, op, n, max))
+    }
 }
 
 /// Builds a transform's operator, or every problem with its config.
@@ -174,10 +230,13 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 }
                 (None, None) => None,
             };
-            Some(Box::new(aggregate::Aggregate::new(key, specs, c.emit, ttl)) as Box<dyn Operator>)
+            let par = parallelism(node, c.key.is_some(), &mut p);
+            let op = aggregate::Aggregate::new(key, specs, c.emit, ttl, par.1);
+            Some(maybe_parallel(node, op, par))
         }
         NodeConfig::Window(c) => {
             use crate::time::window::Assigner;
+            let par = parallelism(node, c.key.is_some(), &mut p);
             let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
             let time = compile(node, "time", &c.time, &mut p)
                 .map(|expr| time_expr(node, expr, c.time_unit, &c.time_format, &mut p));
@@ -231,14 +290,14 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 (Some(time), Some(assigner), Some(ooo), Some(lateness))
                     if ooo >= 0 && lateness >= 0 =>
                 {
-                    Some(Box::new(window::Window::new(
-                        key, time, assigner, ooo, lateness, specs,
-                    )) as Box<dyn Operator>)
+                    let op = window::Window::new(key, time, assigner, ooo, lateness, specs, par.1);
+                    Some(maybe_parallel(node, op, par))
                 }
                 _ => None,
             }
         }
         NodeConfig::Dedup(c) => {
+            let par = parallelism(node, true, &mut p);
             let key = compile(node, "key", &c.key, &mut p);
             let time = c.time.as_ref().and_then(|src| {
                 compile(node, "time", src, &mut p)
@@ -278,7 +337,8 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
             };
             match (key, ttl) {
                 (Some(key), Some(ttl)) if ttl > 0 => {
-                    Some(Box::new(dedup::Dedup::new(key, time, ttl)) as Box<dyn Operator>)
+                    let op = dedup::Dedup::new(key, time, ttl, par.1);
+                    Some(maybe_parallel(node, op, par))
                 }
                 _ => None,
             }

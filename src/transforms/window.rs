@@ -10,6 +10,8 @@
 //! `.late` side output and is counted.
 
 use super::aggs::{check_args, eval_args, eval_key, fold, Acc, AggSpec, Func};
+use super::keygroup::{instance_of, key_group};
+use super::parallel::{Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
@@ -113,6 +115,8 @@ pub struct Window {
     pub ooo: i64,
     pub lateness: i64,
     pub specs: Vec<AggSpec>,
+    /// Key groups of the state (`max_parallelism`), as checkpoints store it.
+    max: u32,
     /// Largest event time per input (None: no record yet).
     max_t: Vec<Option<i64>>,
     wm: i64,
@@ -126,6 +130,83 @@ pub struct Window {
     names: [Str; 3],
 }
 
+/// Where a window's results go: the node's output, or (an instance of a parallel window) a
+/// list that notes what orders each result among the other instances'.
+trait Emit {
+    /// `fired`: fired by the watermark (else the output of the record being added).
+    fn emit(&mut self, k: &WKey, record: Record, fired: bool);
+}
+
+impl Emit for Output {
+    #[inline]
+    fn emit(&mut self, _k: &WKey, record: Record, _fired: bool) {
+        self.push(record);
+    }
+}
+
+/// An instance's outputs, each with the position of the record that caused it.
+struct Tagged<'a> {
+    pos: u32,
+    outs: &'a mut Vec<Out>,
+}
+
+impl Emit for Tagged<'_> {
+    fn emit(&mut self, k: &WKey, record: Record, fired: bool) {
+        self.outs.push(Out {
+            pos: self.pos,
+            fire: fired.then(|| (k.0, k.1, k.2.clone())),
+            record,
+        });
+    }
+}
+
+/// Whether a record at `t` is late: every window it belongs to is past the allowed lateness
+/// at watermark `wm` (it then goes to `.late`). `wins` is scratch space.
+fn is_late(
+    assigner: &Assigner,
+    lateness: i64,
+    wm: i64,
+    t: i64,
+    wins: &mut Vec<(i64, i64)>,
+) -> bool {
+    let expired = |end: i64| end.saturating_add(lateness) <= wm;
+    if let Assigner::Session { gap } = *assigner {
+        return expired(t.saturating_add(gap));
+    }
+    assigner.assign(t, wins);
+    !wins.is_empty() && wins.iter().all(|w| expired(w.1))
+}
+
+/// A record's event time, key and arguments (checked), or why it is bad.
+#[inline]
+fn evaluate(
+    time: &TimeExpr,
+    key: &Option<Expr>,
+    specs: &[AggSpec],
+    args: &mut Vec<Option<Value>>,
+    record: &Value,
+) -> Result<(i64, Value), String> {
+    let t = time.eval(record)?;
+    let key = eval_key(key, record)?.into_owned();
+    eval_args(specs, record, args)?;
+    // Check the values once up front, so no window is half-updated.
+    check_args(specs, args)?;
+    Ok((t, key))
+}
+
+/// The watermark after input `input`'s largest time becomes at least `t`.
+fn watermark(max_t: &mut [Option<i64>], input: usize, t: i64, ooo: i64) -> i64 {
+    let m = &mut max_t[input];
+    *m = Some(m.map_or(t, |x| x.max(t)));
+    max_t
+        .iter()
+        .flatten()
+        .min()
+        .copied()
+        .unwrap_or(i64::MIN)
+        .saturating_sub(ooo)
+}
+
 impl Window {
     pub fn new(
         key: Option<Expr>,
@@ -134,6 +215,7 @@ impl Window {
         ooo: i64,
         lateness: i64,
         specs: Vec<AggSpec>,
+        max: u32,
     ) -> Window {
         Window {
             key,
@@ -142,6 +224,7 @@ impl Window {
             ooo,
             lateness,
             specs,
+            max,
             max_t: Vec::new(),
             wm: i64::MIN,
             open: Windows::default(),
@@ -181,20 +264,20 @@ impl Window {
         Value::Object(m)
     }
 
-    fn emit(&self, out: &mut Output, k: &WKey, accs: &[Acc], origin: Origin) {
+    fn emit(&self, out: &mut impl Emit, k: &WKey, accs: &[Acc], origin: Origin, fired: bool) {
         let value = self.result(k, accs);
-        out.push(Record { value, origin });
+        out.emit(k, Record { value, origin }, fired);
     }
 
     /// Fires every open window with end <= W, in (end, start, key) order, and forgets fired
     /// windows past the allowed lateness.
-    fn advance(&mut self, out: &mut Output, origin: Origin) {
+    fn advance(&mut self, out: &mut impl Emit, origin: Origin) {
         while let Some(end) = self.open.first_end() {
             if end > self.wm {
                 break;
             }
             for (k, accs) in self.open.take_first_group() {
-                self.emit(out, &k, &accs, origin);
+                self.emit(out, &k, &accs, origin, true);
                 if k.0.saturating_add(self.lateness) > self.wm {
                     self.fired.insert(k, accs);
                 } else {
@@ -212,6 +295,15 @@ impl Window {
         }
     }
 
+    /// Whether `advance` at watermark `wm` would do anything.
+    fn would_advance(&self, wm: i64) -> bool {
+        self.open.first_end().is_some_and(|end| end <= wm)
+            || self
+                .fired
+                .first_end()
+                .is_some_and(|end| end.saturating_add(self.lateness) <= wm)
+    }
+
     fn forget_session(&mut self, k: &WKey) {
         if let Assigner::Session { .. } = self.assigner {
             if let Some(list) = self.sessions.get_mut(&k.2) {
@@ -223,8 +315,9 @@ impl Window {
         }
     }
 
-    /// Adds one record (already checked) to its windows. Returns false if it was late.
-    fn add(&mut self, key: Value, t: i64, out: &mut Output, origin: Origin) -> bool {
+    /// Adds one record (already checked, arguments in `args`) to its windows. Returns false
+    /// if it was late.
+    fn add(&mut self, key: Value, t: i64, out: &mut impl Emit, origin: Origin) -> bool {
         let lateness = self.lateness;
         let wm = self.wm;
         let expired = |end: i64| end.saturating_add(lateness) <= wm;
@@ -264,7 +357,7 @@ impl Window {
             let k = (w.1, w.0, key);
             if k.0 <= self.wm {
                 // Within the lateness: fires again at once.
-                self.emit(out, &k, &total, origin);
+                self.emit(out, &k, &total, origin, false);
                 self.fired.insert(k, total);
             } else {
                 self.open.insert(k, total);
@@ -299,10 +392,21 @@ impl Window {
         }
         for k in refire {
             if let Some(a) = self.fired.get(&k) {
-                self.emit(out, &k, a, origin);
+                self.emit(out, &k, a, origin, false);
             }
         }
         any
+    }
+
+    /// Adds a key's counts and sums for the window ending at `end`, folded by a parse worker.
+    fn add_folded(&mut self, key: Value, end: i64, size: i64, vals: &[i64]) {
+        let specs = &self.specs;
+        let accs = self
+            .open
+            .get_or_insert_with(end, end - size, &key, || fresh_accs(specs));
+        for (a, v) in accs.iter_mut().zip(vals) {
+            a.add_folded(*v);
+        }
     }
 }
 
@@ -314,29 +418,14 @@ impl Operator for Window {
         let mut records = batch.records;
         // Records are read in place, not moved out one by one (see `Aggregate::process`).
         for r in records.iter_mut() {
-            let t = match self.time.eval(&r.value) {
-                Ok(t) => t,
-                Err(msg) => {
-                    out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                    continue;
-                }
-            };
-            let key = match eval_key(&self.key, &r.value) {
-                Ok(k) => k.into_owned(),
-                Err(msg) => {
-                    out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                    continue;
-                }
-            };
-            if let Err(msg) = eval_args(&self.specs, &r.value, &mut self.args) {
-                out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                continue;
-            }
-            // Check the values once up front, so no window is half-updated.
-            if let Err(msg) = check_args(&self.specs, &self.args) {
-                out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
-                continue;
-            }
+            let (t, key) =
+                match evaluate(&self.time, &self.key, &self.specs, &mut self.args, &r.value) {
+                    Ok(x) => x,
+                    Err(msg) => {
+                        out.bad(r.origin, &msg, None, Some(std::mem::take(&mut r.value)))?;
+                        continue;
+                    }
+                };
             if !self.add(key, t, out, r.origin) {
                 out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
                 out.push_late(Record {
@@ -345,16 +434,7 @@ impl Operator for Window {
                 });
                 continue;
             }
-            let m = &mut self.max_t[input];
-            *m = Some(m.map_or(t, |x| x.max(t)));
-            let w = self
-                .max_t
-                .iter()
-                .flatten()
-                .min()
-                .copied()
-                .unwrap_or(i64::MIN)
-                .saturating_sub(self.ooo);
+            let w = watermark(&mut self.max_t, input, t, self.ooo);
             if w > self.wm {
                 self.wm = w;
                 self.advance(out, r.origin);
@@ -368,15 +448,10 @@ impl Operator for Window {
     /// last of the records would have moved it, firing what it passes. The source has made
     /// sure no folded record was late, so every window they reach is still open.
     fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
-        let internal = |m: &str| Err(Stop::Failed(Error::runtime(format!("internal: {m}"))));
-        let Assigner::Tumbling { size } = self.assigner else {
-            return internal("folded counts sent to a window that is not tumbling");
-        };
+        let size = folded_size(&self.assigner)?;
         let width = self.specs.len();
         for t in p.tables {
-            if width == 0 || t.vals.len() != t.keys.len() * width || t.ends.len() != t.keys.len() {
-                return internal("folded counts do not fit the window");
-            }
+            check_table(&t, width)?;
             let rows = t
                 .keys
                 .into_iter()
@@ -386,25 +461,13 @@ impl Operator for Window {
                 if end <= self.wm {
                     return internal("a folded record is late");
                 }
-                let specs = &self.specs;
-                let key = Value::Str(k);
-                let accs = self
-                    .open
-                    .get_or_insert_with(end, end - size, &key, || fresh_accs(specs));
-                for (a, v) in accs.iter_mut().zip(vals) {
-                    a.add_folded(*v);
-                }
+                self.add_folded(Value::Str(k), end, size, vals);
             }
         }
         out.ctx.stats[out.node]
             .late
             .fetch_add(p.late, Ordering::Relaxed);
-        if self.max_t.is_empty() {
-            self.max_t.push(None);
-        }
-        if p.max_time > self.max_t[0] {
-            self.max_t[0] = p.max_time;
-            let w = p.max_time.map_or(i64::MIN, |m| m.saturating_sub(self.ooo));
+        if let Some(w) = folded_watermark(&mut self.max_t, p.max_time, self.ooo) {
             if w > self.wm {
                 self.wm = w;
                 self.advance(out, Origin::default());
@@ -414,113 +477,512 @@ impl Operator for Window {
     }
 
     fn finish(&mut self, out: &mut Output) -> StageResult {
-        if self.finished {
-            return Ok(());
-        }
-        self.finished = true;
-        let open = std::mem::take(&mut self.open);
-        for (i, (end, start, key, accs)) in open.sorted().into_iter().enumerate() {
-            self.emit(out, &(end, start, key.clone()), accs, Origin::default());
-            if (i + 1) % BATCH_SIZE == 0 {
-                out.flush(END_SEQ)?;
-            }
-        }
-        self.fired.clear();
-        self.sessions.clear();
-        Ok(())
+        let mut me = [self];
+        finish_parts(&mut me, out)
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
-        let enc = |m: &Windows, out: &mut Vec<u8>| {
-            out.push(b'[');
-            for (i, (end, start, key, accs)) in m.sorted().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(format!("[{end},{start},").as_bytes());
-                key.write_json(out);
-                for a in accs {
-                    out.push(b',');
-                    a.encode(out);
-                }
-                out.push(b']');
-            }
-            out.push(b']');
-        };
-        let mut out = Vec::new();
-        let max_t: Vec<Option<i64>> = self.max_t.clone();
-        out.extend_from_slice(
-            format!(
-                "{{\"finished\":{},\"wm\":{},\"max_t\":{},\"open\":",
-                self.finished,
-                self.wm,
-                serde_json::to_string(&max_t).unwrap_or_else(|_| "[]".into())
-            )
-            .as_bytes(),
-        );
-        enc(&self.open, &mut out);
-        out.extend_from_slice(b",\"fired\":");
-        enc(&self.fired, &mut out);
-        out.push(b'}');
-        Ok(out)
+        Ok(encode_state(&[&*self]))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
-        let bad = |m: String| Error::runtime(format!("window state in checkpoint: {m}"));
-        let v = Value::from_json(state).map_err(bad)?;
-        let f = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
-        self.finished = f("finished").truthy();
-        self.wm = f("wm").as_f64().map(|x| x as i64).unwrap_or(i64::MIN);
-        if let Value::Int(i) = f("wm") {
-            self.wm = i;
-        }
-        self.max_t = match f("max_t") {
-            Value::Array(a) => a
-                .iter()
-                .map(|x| match x {
-                    Value::Int(i) => Some(*i),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let funcs: Vec<Func> = self.specs.iter().map(|s| s.func).collect();
-        let dec = |x: Value| -> Result<Windows, Error> {
-            let mut m = Windows::default();
-            let Value::Array(items) = x else {
-                return Ok(m);
+        let mut me = [self];
+        decode_state(&mut me, state)
+    }
+}
+
+fn internal<T>(m: &str) -> StageResult<T> {
+    Err(Stop::Failed(Error::runtime(format!("internal: {m}"))))
+}
+
+/// The size of the windows folded counts are for (only tumbling windows are folded).
+fn folded_size(a: &Assigner) -> StageResult<i64> {
+    match *a {
+        Assigner::Tumbling { size } => Ok(size),
+        _ => internal("folded counts sent to a window that is not tumbling"),
+    }
+}
+
+fn check_table(t: &crate::sources::combine::Table, width: usize) -> StageResult {
+    if width == 0 || t.vals.len() != t.keys.len() * width || t.ends.len() != t.keys.len() {
+        return internal("folded counts do not fit the window");
+    }
+    Ok(())
+}
+
+/// The watermark folded records move to, if the largest time they carry moves it.
+fn folded_watermark(max_t: &mut Vec<Option<i64>>, max_time: Option<i64>, ooo: i64) -> Option<i64> {
+    if max_t.is_empty() {
+        max_t.push(None);
+    }
+    if max_time > max_t[0] {
+        max_t[0] = max_time;
+        return Some(max_time.map_or(i64::MIN, |m| m.saturating_sub(ooo)));
+    }
+    None
+}
+
+/// The end of the stream: every open window fires, in (end, start, key) order over all the
+/// instances `parts` (one, without parallelism).
+fn finish_parts(parts: &mut [&mut Window], out: &mut Output) -> StageResult {
+    if parts.iter().any(|p| p.finished) {
+        return Ok(());
+    }
+    let mut opens: Vec<Windows> = Vec::with_capacity(parts.len());
+    for p in parts.iter_mut() {
+        p.finished = true;
+        opens.push(std::mem::take(&mut p.open));
+    }
+    let lists: Vec<Vec<(i64, i64, &Value, &Vec<Acc>)>> = opens.iter().map(|o| o.sorted()).collect();
+    let mut at = vec![0usize; lists.len()];
+    let mut emitted = 0usize;
+    loop {
+        let mut best: Option<usize> = None;
+        for (i, l) in lists.iter().enumerate() {
+            let Some(x) = l.get(at[i]) else { continue };
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let y = &lists[b][at[b]];
+                    (x.0, x.1, x.2) < (y.0, y.1, y.2)
+                }
             };
-            for it in items {
-                let Value::Array(mut p) = it else {
-                    return Err(bad("a window is not an array".into()));
-                };
-                if p.len() != funcs.len() + 3 {
-                    return Err(bad(
-                        "a window does not match the pipeline's aggregates".into()
-                    ));
-                }
-                let rest = p.split_off(3);
-                let end = p[0].as_f64().ok_or_else(|| bad("end".into()))? as i64;
-                let start = p[1].as_f64().ok_or_else(|| bad("start".into()))? as i64;
-                let key = std::mem::take(&mut p[2]);
-                let mut accs = Vec::with_capacity(funcs.len());
-                for (func, a) in funcs.iter().zip(rest.iter()) {
-                    accs.push(Acc::decode(*func, a).map_err(bad)?);
-                }
-                m.insert((end, start, key), accs);
+            if better {
+                best = Some(i);
             }
-            Ok(m)
+        }
+        let Some(b) = best else { break };
+        let (end, start, key, accs) = lists[b][at[b]];
+        at[b] += 1;
+        parts[b].emit(out, &(end, start, key.clone()), accs, Origin::default(), true);
+        emitted += 1;
+        if emitted % BATCH_SIZE == 0 {
+            out.flush(END_SEQ)?;
+        }
+    }
+    for p in parts.iter_mut() {
+        p.fired.clear();
+        p.sessions.clear();
+    }
+    Ok(())
+}
+
+/// A window's state, written by its instances together (`parts`, in order; one without
+/// parallelism): `{"max_parallelism":M,"finished":..,"wm":..,"max_t":[..],"key_groups":
+/// [[g,{"open":[[end,start,key,acc,...],...],"fired":[...]}],...]}`, non-empty key groups in
+/// increasing order, windows in firing order within each. The instances own increasing
+/// ranges of groups, so their groups follow one another.
+fn encode_state(parts: &[&Window]) -> Vec<u8> {
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    let max = first.max;
+    let mut out = format!(
+        "{{\"max_parallelism\":{max},\"finished\":{},\"wm\":{},\"max_t\":{},\"key_groups\":[",
+        first.finished,
+        first.wm,
+        serde_json::to_string(&first.max_t).unwrap_or_else(|_| "[]".into())
+    )
+    .into_bytes();
+    let mut first_group = true;
+    for p in parts {
+        let open = p.open.sorted();
+        let fired = p.fired.sorted();
+        // (group, fired?, index), stably sorted by group: firing order within each.
+        let mut all: Vec<(u32, bool, usize)> = open
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (key_group(w.2, max), false, i))
+            .chain(
+                fired
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (key_group(w.2, max), true, i)),
+            )
+            .collect();
+        all.sort_by_key(|x| (x.0, x.1));
+        let mut i = 0;
+        while i < all.len() {
+            let g = all[i].0;
+            if !first_group {
+                out.push(b',');
+            }
+            first_group = false;
+            out.extend_from_slice(format!("[{g},{{\"open\":[").as_bytes());
+            let mut sep = false;
+            while i < all.len() && all[i].0 == g && !all[i].1 {
+                write_window(&mut out, open[all[i].2], &mut sep);
+                i += 1;
+            }
+            out.extend_from_slice(b"],\"fired\":[");
+            sep = false;
+            while i < all.len() && all[i].0 == g {
+                write_window(&mut out, fired[all[i].2], &mut sep);
+                i += 1;
+            }
+            out.extend_from_slice(b"]}]");
+        }
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn write_window(out: &mut Vec<u8>, w: (i64, i64, &Value, &Vec<Acc>), sep: &mut bool) {
+    if *sep {
+        out.push(b',');
+    }
+    *sep = true;
+    out.extend_from_slice(format!("[{},{},", w.0, w.1).as_bytes());
+    w.2.write_json(out);
+    for a in w.3 {
+        out.push(b',');
+        a.encode(out);
+    }
+    out.push(b']');
+}
+
+/// Loads a window's state into the instances `parts` (one without parallelism), whatever
+/// parallelism wrote it: each takes the key groups it owns.
+fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<(), Error> {
+    let bad = |m: String| Error::runtime(format!("window state in checkpoint: {m}"));
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let max = first.max;
+    let funcs: Vec<Func> = first.specs.iter().map(|s| s.func).collect();
+    let v = Value::from_json(state).map_err(bad)?;
+    let f = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
+    match f("max_parallelism") {
+        Value::Int(m) if m == max as i64 => {}
+        Value::Int(m) => {
+            return Err(bad(format!(
+                "the state has {m} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups"
+            )))
+        }
+        _ => return Err(bad("no max_parallelism".into())),
+    }
+    let finished = f("finished").truthy();
+    let wm = match f("wm") {
+        Value::Int(i) => i,
+        other => other.as_f64().map(|x| x as i64).unwrap_or(i64::MIN),
+    };
+    let max_t: Vec<Option<i64>> = match f("max_t") {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::Int(i) => Some(*i),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let dec = |x: Option<&Value>, m: &mut Windows| -> Result<(), Error> {
+        let Some(Value::Array(items)) = x else {
+            return Ok(());
         };
-        self.open = dec(f("open"))?;
-        self.fired = dec(f("fired"))?;
-        self.sessions.clear();
-        if let Assigner::Session { .. } = self.assigner {
-            for (end, start, key, _) in self.open.sorted().into_iter().chain(self.fired.sorted()) {
-                self.sessions
-                    .entry(key.clone())
-                    .or_default()
-                    .push((start, end));
+        for it in items {
+            let Value::Array(p) = it else {
+                return Err(bad("a window is not an array".into()));
+            };
+            if p.len() != funcs.len() + 3 {
+                return Err(bad(
+                    "a window does not match the pipeline's aggregates".into()
+                ));
             }
+            let end = p[0].as_f64().ok_or_else(|| bad("end".into()))? as i64;
+            let start = p[1].as_f64().ok_or_else(|| bad("start".into()))? as i64;
+            let mut accs = Vec::with_capacity(funcs.len());
+            for (func, a) in funcs.iter().zip(p[3..].iter()) {
+                accs.push(Acc::decode(*func, a).map_err(bad)?);
+            }
+            m.insert((end, start, p[2].clone()), accs);
+        }
+        Ok(())
+    };
+    let n = parts.len();
+    for p in parts.iter_mut() {
+        p.finished = finished;
+        p.wm = wm;
+        p.max_t = max_t.clone();
+        p.open.clear();
+        p.fired.clear();
+        p.sessions.clear();
+    }
+    let Value::Array(groups) = f("key_groups") else {
+        return Err(bad("no key_groups".into()));
+    };
+    let mut prev: Option<i64> = None;
+    for entry in &groups {
+        let (g, wins) = match entry {
+            Value::Array(e) if e.len() == 2 => match (&e[0], &e[1]) {
+                (Value::Int(g), w @ Value::Object(_)) => (*g, w),
+                _ => return Err(bad("a key group is not [number, {...}]".into())),
+            },
+            _ => return Err(bad("a key group is not [number, {...}]".into())),
+        };
+        if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
+            return Err(bad(format!("key group {g} is out of order or not below {max}")));
+        }
+        prev = Some(g);
+        let part = &mut *parts[instance_of(g as u32, n, max)];
+        dec(wins.field("open"), &mut part.open)?;
+        dec(wins.field("fired"), &mut part.fired)?;
+    }
+    for p in parts.iter_mut() {
+        if let Assigner::Session { .. } = p.assigner {
+            let mut sessions: HashMap<Value, Vec<(i64, i64)>> = HashMap::new();
+            for (end, start, key, _) in p.open.sorted().into_iter().chain(p.fired.sorted()) {
+                sessions.entry(key.clone()).or_default().push((start, end));
+            }
+            p.sessions = sessions;
+        }
+    }
+    Ok(())
+}
+
+/// A watermark advance of a parallel window: every instance fires what it passes, at the
+/// position of the record that moved it.
+pub struct Advance {
+    pos: u32,
+    wm: i64,
+    origin: Origin,
+}
+
+/// What the router of a parallel window hands an instance.
+pub enum Item {
+    /// A record that is not late: its key and time (arguments in the share's `args`).
+    Record {
+        pos: u32,
+        key: Value,
+        t: i64,
+        origin: Origin,
+    },
+    /// Folded counts and sums of a key for the window ending at `end` (in the share's `nums`).
+    Folded { key: Value, end: i64 },
+}
+
+/// The part of a parallel window that reads every record: evaluation, lateness and the
+/// watermark, which is global (windows of every key fire when it passes their end).
+pub struct Router {
+    key: Option<Expr>,
+    time: TimeExpr,
+    assigner: Assigner,
+    ooo: i64,
+    lateness: i64,
+    specs: Vec<AggSpec>,
+    args: Vec<Option<Value>>,
+    wins: Vec<(i64, i64)>,
+    max_t: Vec<Option<i64>>,
+    wm: i64,
+}
+
+impl Split for Window {
+    type Item = Item;
+    type Shared = Vec<Advance>;
+    type Router = Router;
+
+    fn instance(&self) -> Window {
+        Window::new(
+            self.key.clone(),
+            self.time.clone(),
+            self.assigner,
+            self.ooo,
+            self.lateness,
+            self.specs.clone(),
+            self.max,
+        )
+    }
+
+    fn router(&self) -> Router {
+        Router {
+            key: self.key.clone(),
+            time: self.time.clone(),
+            assigner: self.assigner,
+            ooo: self.ooo,
+            lateness: self.lateness,
+            specs: self.specs.clone(),
+            args: Vec::new(),
+            wins: Vec::new(),
+            max_t: self.max_t.clone(),
+            wm: self.wm,
+        }
+    }
+
+    fn route(
+        r: &mut Router,
+        input: usize,
+        batch: Batch,
+        out: &mut Output,
+        to: &mut Routes<Item>,
+    ) -> StageResult<Vec<Advance>> {
+        if r.max_t.len() <= input {
+            r.max_t.resize(input + 1, None);
+        }
+        let mut advances = Vec::new();
+        let mut records = batch.records;
+        for (pos, rec) in records.iter_mut().enumerate() {
+            let (t, key) = match evaluate(&r.time, &r.key, &r.specs, &mut r.args, &rec.value) {
+                Ok(x) => x,
+                Err(msg) => {
+                    out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?;
+                    continue;
+                }
+            };
+            if is_late(&r.assigner, r.lateness, r.wm, t, &mut r.wins) {
+                out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
+                out.push_late(Record {
+                    value: std::mem::take(&mut rec.value),
+                    origin: rec.origin,
+                });
+                continue;
+            }
+            let share = to.of(&key);
+            share.args.extend(r.args.iter_mut().map(std::mem::take));
+            share.items.push(Item::Record {
+                pos: pos as u32,
+                key,
+                t,
+                origin: rec.origin,
+            });
+            let w = watermark(&mut r.max_t, input, t, r.ooo);
+            if w > r.wm {
+                r.wm = w;
+                advances.push(Advance {
+                    pos: pos as u32,
+                    wm: w,
+                    origin: rec.origin,
+                });
+            }
+        }
+        Ok(advances)
+    }
+
+    fn route_partial(
+        r: &mut Router,
+        p: Partial,
+        out: &mut Output,
+        to: &mut Routes<Item>,
+    ) -> StageResult<Vec<Advance>> {
+        folded_size(&r.assigner)?;
+        let width = r.specs.len();
+        for t in p.tables {
+            check_table(&t, width)?;
+            let rows = t
+                .keys
+                .into_iter()
+                .zip(t.ends)
+                .zip(t.vals.chunks_exact(width));
+            for ((k, end), vals) in rows {
+                if end <= r.wm {
+                    return internal("a folded record is late");
+                }
+                let key = Value::Str(k);
+                let share = to.of(&key);
+                share.nums.extend_from_slice(vals);
+                share.items.push(Item::Folded { key, end });
+            }
+        }
+        out.ctx.stats[out.node]
+            .late
+            .fetch_add(p.late, Ordering::Relaxed);
+        let mut advances = Vec::new();
+        if let Some(w) = folded_watermark(&mut r.max_t, p.max_time, r.ooo) {
+            if w > r.wm {
+                r.wm = w;
+                advances.push(Advance {
+                    pos: 0,
+                    wm: w,
+                    origin: Origin::default(),
+                });
+            }
+        }
+        Ok(advances)
+    }
+
+    fn skip(&mut self, advances: &Vec<Advance>) -> bool {
+        let Some(last) = advances.last() else {
+            return true;
+        };
+        if self.would_advance(last.wm) {
+            return false;
+        }
+        // Nothing to fire or forget: the watermark is all it takes.
+        self.wm = last.wm;
+        true
+    }
+
+    fn apply(
+        &mut self,
+        share: &mut Share<Item>,
+        advances: &Vec<Advance>,
+        outs: &mut Vec<Out>,
+    ) -> Result<(), String> {
+        let width = self.specs.len();
+        let (mut a, mut f, mut next) = (0, 0, 0);
+        let size = match self.assigner {
+            Assigner::Tumbling { size } => size,
+            _ => 0,
+        };
+        for item in share.items.drain(..) {
+            let pos = match &item {
+                Item::Record { pos, .. } => *pos,
+                Item::Folded { .. } => 0,
+            };
+            // The watermark moves at a record after that record was added.
+            while let Some(adv) = advances.get(next).filter(|x| x.pos < pos) {
+                self.wm = adv.wm;
+                self.advance(&mut Tagged { pos: adv.pos, outs }, adv.origin);
+                next += 1;
+            }
+            match item {
+                Item::Record {
+                    pos,
+                    key,
+                    t,
+                    origin,
+                } => {
+                    self.args.clear();
+                    self.args
+                        .extend(share.args[a..a + width].iter_mut().map(std::mem::take));
+                    a += width;
+                    if !self.add(key, t, &mut Tagged { pos, outs }, origin) {
+                        return Err("internal: a record routed as on time was late".into());
+                    }
+                }
+                Item::Folded { key, end } => {
+                    self.add_folded(key, end, size, &share.nums[f..f + width]);
+                    f += width;
+                }
+            }
+        }
+        for adv in &advances[next..] {
+            self.wm = adv.wm;
+            self.advance(&mut Tagged { pos: adv.pos, outs }, adv.origin);
+        }
+        Ok(())
+    }
+
+    fn finish_all(r: &mut Router, parts: &mut [Box<Window>], out: &mut Output) -> StageResult {
+        let _ = r;
+        let mut refs: Vec<&mut Window> = parts.iter_mut().map(|p| &mut **p).collect();
+        finish_parts(&mut refs, out)
+    }
+
+    fn snapshot_all(r: &mut Router, parts: &mut [Box<Window>]) -> Result<Vec<u8>, Error> {
+        for p in parts.iter_mut() {
+            p.wm = r.wm;
+            p.max_t = r.max_t.clone();
+        }
+        let refs: Vec<&Window> = parts.iter().map(|p| &**p).collect();
+        Ok(encode_state(&refs))
+    }
+
+    fn restore_all(r: &mut Router, parts: &mut [Box<Window>], state: &[u8]) -> Result<(), Error> {
+        let mut refs: Vec<&mut Window> = parts.iter_mut().map(|p| &mut **p).collect();
+        decode_state(&mut refs, state)?;
+        if let Some(p) = parts.first() {
+            r.wm = p.wm;
+            r.max_t = p.max_t.clone();
         }
         Ok(())
     }

@@ -1,0 +1,563 @@
+//! `parallelism = N` on a keyed node: one node of the graph whose operator owns N instances of
+//! the node's operator, each holding the keys of its key groups (`keygroup`), and N - 1 worker
+//! threads. Nothing else in the graph changes: the stage around it still merges inputs and
+//! aligns barriers, and sees one operator.
+//!
+//! The output must be byte for byte what one instance gives, so the work is split where order
+//! does not matter. Per batch:
+//! 1. The *router* (on the stage thread) reads every record in order: it evaluates key, time and
+//!    arguments, handles bad and late records, and keeps what is global: the clock of `dedup`
+//!    and `state_ttl`, the watermark of `window`. Each good record becomes an *item* (key,
+//!    time, arguments, its position in the batch, the global clock after it) for the instance
+//!    that owns its key group. Watermark advances go to every instance.
+//! 2. The instances update their state in parallel, one on the stage thread and the others on
+//!    the workers, and note every output with the position that caused it (and, for windows
+//!    that fire, their end, start and key).
+//! 3. The outputs are merged on the stage thread in the order one instance makes them: by
+//!    position; at one position, the record's own outputs first (one instance has them),
+//!    then what the watermark fired there, by window end, start and key, as `window` fires.
+//!
+//! Instances move to the workers and back with each batch (a pointer through a channel), so
+//! between batches the stage thread holds them all: finishing, snapshots and restores see
+//! every instance without locks. Checkpoints store state per key group in the same bytes
+//! whatever N wrote them (each operator's `snapshot` encodes its instances in group order).
+
+use super::keygroup::{instance_of, key_group};
+use crate::error::Error;
+use crate::runtime::message::{Batch, Partial, Record};
+use crate::runtime::stage::{DeferredSnapshot, Operator, Output, StageResult, Stop};
+use crate::value::Value;
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+
+/// One output of an instance, with what orders it among the others.
+pub struct Out {
+    /// Position in the batch of the record that caused it.
+    pub pos: u32,
+    /// A window fired by the watermark: (end, start, key). `None`: the record's own output.
+    pub fire: Option<(i64, i64, Value)>,
+    pub record: Record,
+}
+
+impl Out {
+    /// Whether `self` comes before `other` in the output of one instance.
+    #[inline]
+    fn before(&self, other: &Out) -> bool {
+        if self.pos != other.pos {
+            return self.pos < other.pos;
+        }
+        match (&self.fire, &other.fire) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => (a.0, a.1, &a.2) < (b.0, b.1, &b.2),
+        }
+    }
+}
+
+/// An instance's share of a batch: its items, and the values that go with them (the
+/// aggregates' arguments, `width` per item; folded counts and sums), kept flat so that an
+/// item costs no allocation of its own.
+pub struct Share<I> {
+    pub items: Vec<I>,
+    pub args: Vec<Option<Value>>,
+    pub nums: Vec<i64>,
+}
+
+impl<I> Default for Share<I> {
+    fn default() -> Self {
+        Share {
+            items: Vec::new(),
+            args: Vec::new(),
+            nums: Vec::new(),
+        }
+    }
+}
+
+impl<I> Share<I> {
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.args.clear();
+        self.nums.clear();
+    }
+}
+
+/// Where the router puts each record's item: the share of the instance that owns its key.
+pub struct Routes<I> {
+    n: usize,
+    max: u32,
+    pub shares: Vec<Share<I>>,
+}
+
+impl<I> Routes<I> {
+    /// The share of the instance that owns `key`.
+    #[inline]
+    pub fn of(&mut self, key: &Value) -> &mut Share<I> {
+        let g = key_group(key, self.max);
+        &mut self.shares[instance_of(g, self.n, self.max)]
+    }
+}
+
+/// A keyed operator that can run as several instances (see the module's introduction).
+pub trait Split: Operator + Sized + 'static {
+    /// What the router hands an instance for one record.
+    type Item: Send + 'static;
+    /// What every instance takes from a batch besides its items (watermark advances, a purge).
+    type Shared: Send + Sync + 'static;
+    /// The part that reads every record in order.
+    type Router: Send + 'static;
+
+    /// An instance with this operator's settings and no state.
+    fn instance(&self) -> Self;
+    fn router(&self) -> Self::Router;
+
+    /// Evaluates a batch in order: bad and late records go to `out`, items to `to`.
+    fn route(
+        r: &mut Self::Router,
+        input: usize,
+        batch: Batch,
+        out: &mut Output,
+        to: &mut Routes<Self::Item>,
+    ) -> StageResult<Self::Shared>;
+
+    /// The same for counts and sums folded upstream.
+    fn route_partial(
+        r: &mut Self::Router,
+        p: Partial,
+        out: &mut Output,
+        to: &mut Routes<Self::Item>,
+    ) -> StageResult<Self::Shared>;
+
+    /// For an instance without items: takes what it needs of `shared` when that is cheap and
+    /// all there is to do (true), or says that `apply` must run (false).
+    fn skip(&mut self, shared: &Self::Shared) -> bool;
+
+    /// An instance's part of a batch; outputs in the order this instance makes them.
+    fn apply(
+        &mut self,
+        share: &mut Share<Self::Item>,
+        shared: &Self::Shared,
+        outs: &mut Vec<Out>,
+    ) -> Result<(), String>;
+
+    /// The end of the stream: every instance's final output, merged.
+    fn finish_all(r: &mut Self::Router, parts: &mut [Box<Self>], out: &mut Output)
+        -> StageResult;
+
+    /// The node's state, the same bytes one instance would write.
+    fn snapshot_all(r: &mut Self::Router, parts: &mut [Box<Self>]) -> Result<Vec<u8>, Error>;
+
+    /// Large state: a copy now, encoded on another thread.
+    fn snapshot_deferred_all(
+        _r: &mut Self::Router,
+        _parts: &mut [Box<Self>],
+    ) -> Option<DeferredSnapshot> {
+        None
+    }
+
+    /// Loads a state whatever parallelism wrote it: each instance takes its key groups.
+    fn restore_all(
+        r: &mut Self::Router,
+        parts: &mut [Box<Self>],
+        state: &[u8],
+    ) -> Result<(), Error>;
+}
+
+struct Job<S: Split> {
+    i: usize,
+    part: Box<S>,
+    share: Share<S::Item>,
+    shared: Arc<S::Shared>,
+    outs: Vec<Out>,
+}
+
+struct Done<S: Split> {
+    i: usize,
+    /// `None` if the instance panicked (a bug): the run fails.
+    part: Option<Box<S>>,
+    share: Share<S::Item>,
+    outs: Vec<Out>,
+    result: Result<(), String>,
+}
+
+/// The worker threads, started with the first batch (so `validate` and `explain`, which
+/// build operators too, start none) and stopped when the operator is dropped.
+struct Pool<S: Split> {
+    jobs: Option<Sender<Job<S>>>,
+    done: Receiver<Done<S>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl<S: Split> Pool<S> {
+    fn start(name: &str, workers: usize) -> Result<Pool<S>, Error> {
+        let (jtx, jrx) = crossbeam_channel::unbounded::<Job<S>>();
+        let (dtx, drx) = crossbeam_channel::unbounded::<Done<S>>();
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (jrx, dtx) = (jrx.clone(), dtx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("weir:{name}#{}", w + 1))
+                .spawn(move || {
+                    while let Ok(job) = jrx.recv() {
+                        let _ = dtx.send(work(job));
+                    }
+                })
+                .map_err(|e| Error::runtime(format!("node '{name}': cannot start a thread: {e}")))?;
+            handles.push(h);
+        }
+        Ok(Pool {
+            jobs: Some(jtx),
+            done: drx,
+            handles,
+        })
+    }
+}
+
+impl<S: Split> Drop for Pool<S> {
+    fn drop(&mut self) {
+        // Closing the queue ends every worker's loop.
+        self.jobs = None;
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn work<S: Split>(job: Job<S>) -> Done<S> {
+    let Job {
+        i,
+        mut part,
+        mut share,
+        shared,
+        mut outs,
+    } = job;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let r = part.apply(&mut share, &shared, &mut outs);
+        (part, share, outs, r)
+    }));
+    match r {
+        Ok((part, share, outs, result)) => Done {
+            i,
+            part: Some(part),
+            share,
+            outs,
+            result,
+        },
+        Err(_) => Done {
+            i,
+            part: None,
+            share: Share::default(),
+            outs: Vec::new(),
+            result: Err("internal error: an instance panicked".into()),
+        },
+    }
+}
+
+/// The operator of a keyed node with `parallelism` > 1.
+pub struct Parallel<S: Split> {
+    name: String,
+    router: S::Router,
+    /// Every instance, at home between batches (`None` only while out at a worker).
+    parts: Vec<Option<Box<S>>>,
+    routes: Routes<S::Item>,
+    outs: Vec<Vec<Out>>,
+    pool: Option<Pool<S>>,
+    /// State from a checkpoint, loaded when a batch or the end first needs it: a run with
+    /// nothing new writes the same bytes back without decoding them.
+    restored: Option<Vec<u8>>,
+}
+
+impl<S: Split> Parallel<S> {
+    pub fn new(name: &str, op: S, n: usize, max: u32) -> Parallel<S> {
+        let parts = (0..n).map(|_| Some(Box::new(op.instance()))).collect();
+        Parallel {
+            name: name.to_string(),
+            router: op.router(),
+            parts,
+            routes: Routes {
+                n,
+                max,
+                shares: (0..n).map(|_| Share::default()).collect(),
+            },
+            outs: (0..n).map(|_| Vec::new()).collect(),
+            pool: None,
+            restored: None,
+        }
+    }
+
+    /// Every instance, which are all at home outside `run`.
+    fn home(&mut self) -> Result<Vec<Box<S>>, Error> {
+        let mut v = Vec::with_capacity(self.parts.len());
+        for p in &mut self.parts {
+            v.push(p.take().ok_or_else(|| {
+                Error::runtime(format!("node '{}': internal: an instance is missing", self.name))
+            })?);
+        }
+        Ok(v)
+    }
+
+    fn put_back(&mut self, parts: Vec<Box<S>>) {
+        for (slot, p) in self.parts.iter_mut().zip(parts) {
+            *slot = Some(p);
+        }
+    }
+
+    /// Runs `f` with every instance in a slice.
+    fn with_all<T>(
+        &mut self,
+        f: impl FnOnce(&mut S::Router, &mut [Box<S>]) -> T,
+    ) -> Result<T, Error> {
+        let mut parts = self.home()?;
+        let r = f(&mut self.router, &mut parts);
+        self.put_back(parts);
+        Ok(r)
+    }
+
+    fn materialize(&mut self) -> Result<(), Error> {
+        let Some(state) = self.restored.take() else {
+            return Ok(());
+        };
+        self.with_all(|r, parts| S::restore_all(r, parts, &state))?
+    }
+
+    /// Hands each instance its share of what the router made, in parallel, and merges the
+    /// outputs into `out`.
+    fn run(&mut self, shared: S::Shared, out: &mut Output) -> StageResult {
+        let n = self.parts.len();
+        let shared = Arc::new(shared);
+        // Instances with items, or with something to do for the shared part.
+        let mut busy: Vec<usize> = Vec::with_capacity(n);
+        for i in 0..n {
+            let idle = match &mut self.parts[i] {
+                Some(p) => self.routes.shares[i].is_empty() && p.skip(&shared),
+                None => true,
+            };
+            if !idle {
+                busy.push(i);
+            }
+        }
+        // The stage thread takes the biggest share itself; the others go to the workers.
+        let own = busy
+            .iter()
+            .copied()
+            .max_by_key(|&i| (self.routes.shares[i].items.len(), std::cmp::Reverse(i)));
+        let mut sent = 0;
+        let mut failure: Option<String> = None;
+        for &i in &busy {
+            if Some(i) == own {
+                continue;
+            }
+            if self.pool.is_none() {
+                self.pool = Some(Pool::start(&self.name, n - 1).map_err(Stop::Failed)?);
+            }
+            let (Some(pool), Some(part)) = (&self.pool, self.parts[i].take()) else {
+                continue;
+            };
+            let job = Job {
+                i,
+                part,
+                share: std::mem::take(&mut self.routes.shares[i]),
+                shared: shared.clone(),
+                outs: std::mem::take(&mut self.outs[i]),
+            };
+            match pool.jobs.as_ref().map(|tx| tx.send(job)) {
+                Some(Ok(())) => sent += 1,
+                Some(Err(e)) => {
+                    // The workers are gone: keep the instance and fail below.
+                    self.parts[i] = Some(e.0.part);
+                    failure = Some("internal error: the worker threads are gone".into());
+                }
+                None => {}
+            }
+        }
+        if let Some(i) = own {
+            if let Some(p) = self.parts[i].as_mut() {
+                let r = p.apply(&mut self.routes.shares[i], &shared, &mut self.outs[i]);
+                if let Err(e) = r {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        for _ in 0..sent {
+            let Some(pool) = &self.pool else { break };
+            let Ok(d) = pool.done.recv() else {
+                failure.get_or_insert("internal error: the worker threads are gone".into());
+                break;
+            };
+            if let Err(e) = d.result {
+                failure.get_or_insert(e);
+            }
+            self.parts[d.i] = d.part;
+            self.routes.shares[d.i] = d.share;
+            self.outs[d.i] = d.outs;
+        }
+        for s in &mut self.routes.shares {
+            s.clear();
+        }
+        if let Some(e) = failure {
+            return Err(Stop::Failed(Error::runtime(format!(
+                "node '{}': {e}",
+                self.name
+            ))));
+        }
+        merge(&mut self.outs, out);
+        Ok(())
+    }
+}
+
+/// Pushes the instances' outputs to `out` in the order one instance would have made them.
+fn merge(outs: &mut [Vec<Out>], out: &mut Output) {
+    let with_output = outs.iter().filter(|o| !o.is_empty()).count();
+    let buf = out.buffer();
+    if with_output <= 1 {
+        for o in outs.iter_mut() {
+            buf.extend(o.drain(..).map(|x| x.record));
+        }
+        return;
+    }
+    let mut at = vec![0usize; outs.len()];
+    loop {
+        // The instance whose next output comes first, and the first of the others.
+        let (mut best, mut second): (Option<usize>, Option<usize>) = (None, None);
+        for i in 0..outs.len() {
+            let Some(h) = head(outs, &at, i) else { continue };
+            if best.is_none_or(|b| head(outs, &at, b).is_none_or(|x| h.before(x))) {
+                second = best;
+                best = Some(i);
+            } else if second.is_none_or(|s| head(outs, &at, s).is_none_or(|x| h.before(x))) {
+                second = Some(i);
+            }
+        }
+        let Some(b) = best else { break };
+        // A run of this instance's outputs, up to the other instances' next one.
+        loop {
+            let placeholder = Record {
+                value: Value::Null,
+                origin: crate::runtime::message::Origin::default(),
+            };
+            buf.push(std::mem::replace(&mut outs[b][at[b]].record, placeholder));
+            at[b] += 1;
+            let Some(next) = head(outs, &at, b) else { break };
+            if second.is_some_and(|s| head(outs, &at, s).is_some_and(|o| !next.before(o))) {
+                break;
+            }
+        }
+    }
+    for o in outs.iter_mut() {
+        o.clear();
+    }
+}
+
+#[inline]
+fn head<'a>(outs: &'a [Vec<Out>], at: &[usize], i: usize) -> Option<&'a Out> {
+    outs[i].get(at[i])
+}
+
+impl<S: Split> Operator for Parallel<S> {
+    fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> StageResult {
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        self.materialize()?;
+        let shared = S::route(&mut self.router, input, batch, out, &mut self.routes)?;
+        self.run(shared, out)
+    }
+
+    fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
+        self.materialize()?;
+        let shared = S::route_partial(&mut self.router, p, out, &mut self.routes)?;
+        self.run(shared, out)
+    }
+
+    fn finish(&mut self, out: &mut Output) -> StageResult {
+        self.materialize()?;
+        let mut parts = self.home()?;
+        let r = S::finish_all(&mut self.router, &mut parts, out);
+        self.put_back(parts);
+        r
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        if let Some(raw) = &self.restored {
+            return Ok(raw.clone());
+        }
+        self.with_all(|r, parts| S::snapshot_all(r, parts))?
+    }
+
+    fn snapshot_deferred(&mut self) -> Option<DeferredSnapshot> {
+        if self.restored.is_some() {
+            return None;
+        }
+        self.with_all(|r, parts| S::snapshot_deferred_all(r, parts))
+            .ok()
+            .flatten()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.restored = Some(state.to_vec());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::message::Origin;
+
+    fn out(pos: u32, fire: Option<(i64, i64, &str)>, tag: &str) -> Out {
+        Out {
+            pos,
+            fire: fire.map(|(e, s, k)| (e, s, Value::str(k))),
+            record: Record {
+                value: Value::str(tag),
+                origin: Origin::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn outputs_merge_by_position_then_own_output_then_fired_windows_in_order() {
+        let a = vec![
+            out(0, None, "a0"),
+            out(2, Some((10, 0, "k1")), "a2f"),
+            out(2, Some((20, 10, "k1")), "a2g"),
+            out(5, None, "a5"),
+        ];
+        let b = vec![
+            out(1, None, "b1"),
+            out(2, None, "b2"),
+            out(2, Some((10, 0, "k0")), "b2f"),
+            out(2, Some((10, 0, "k2")), "b2h"),
+            out(9, None, "b9"),
+        ];
+        let c = vec![out(3, None, "c3"), out(4, None, "c4")];
+        let mut outs = vec![a, b, c];
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let ctx = Arc::new(crate::runtime::context::Context::new(
+            vec!["w".into()],
+            vec![None],
+            crossbeam_channel::unbounded().0,
+            true,
+            0,
+        ));
+        let mut o = Output::new(0, ctx, vec![tx], Vec::new(), Vec::new());
+        merge(&mut outs, &mut o);
+        o.flush(1).ok();
+        let got: Vec<String> = rx
+            .try_iter()
+            .flat_map(|m| match m {
+                crate::runtime::message::Msg::Batch(b) => b.records,
+                _ => Vec::new(),
+            })
+            .map(|r| r.value.as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["a0", "b1", "b2", "b2f", "a2f", "b2h", "a2g", "c3", "c4", "a5", "b9"]
+        );
+        assert!(outs.iter().all(|o| o.is_empty()));
+    }
+}
