@@ -413,8 +413,15 @@ pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool, notes: &[Option<String
                 Kind::Transform => "box",
                 Kind::Sink => "house",
             };
+            // A node of N instances is drawn as a stack of boxes.
+            let k = instances(spec, n);
+            let (shape, many) = if k > 1 {
+                ("box3d", format!("\\n{k} instances"))
+            } else {
+                (shape, String::new())
+            };
             s.push_str(&format!(
-                "  \"{}\" [shape={shape}, label=\"{}\\n{}\"];\n",
+                "  \"{}\" [shape={shape}, label=\"{}\\n{}{many}\"];\n",
                 n.name,
                 n.name,
                 what(n)
@@ -440,8 +447,22 @@ pub fn explain(spec: &PipelineSpec, g: &Graph, dot: bool, notes: &[Option<String
         s.push_str("}\n");
         return s;
     }
+    let parallel: Vec<String> = g
+        .nodes
+        .iter()
+        .filter(|n| instances(spec, n) > 1)
+        .map(|n| format!("{} {}", n.name, instances(spec, n)))
+        .collect();
+    let threads = if parallel.is_empty() {
+        "one thread per node, parallelism 1".to_string()
+    } else {
+        format!(
+            "one thread per node, and worker threads for parallelism: {}",
+            parallel.join(", ")
+        )
+    };
     s.push_str(&format!(
-        "pipeline {} ({} nodes, {} edges; one thread per node, parallelism 1)\n",
+        "pipeline {} ({} nodes, {} edges; {threads})\n",
         spec.name,
         g.nodes.len(),
         g.edges.len()
@@ -601,4 +622,43 @@ fn describe(c: &NodeConfig, spec: &PipelineSpec) -> Vec<String> {
         ]),
         other => crate::sinks::describe(spec, other).join("  "),
     }]
+    .into_iter()
+    .chain(parallel_lines(c))
+    .collect()
+}
+
+/// For a keyed node: its parallelism and key groups, and with more than one instance, which
+/// groups each instance owns (as `transforms::keygroup` assigns them: `g * N / max`).
+fn parallel_lines(c: &NodeConfig) -> Vec<String> {
+    let Some((n, max)) = super::spec::keyed_parallelism(c) else {
+        return Vec::new();
+    };
+    let mut v = vec![format!("parallelism = {n}  max_parallelism = {max}")];
+    if n > 1 && n <= max {
+        let first = |i: u64| (i * max).div_ceil(n);
+        let ranges: Vec<String> = (0..n)
+            .map(|i| {
+                let (a, b) = (first(i), first(i + 1) - 1);
+                if a == b {
+                    format!("#{i} {a}")
+                } else {
+                    format!("#{i} {a}-{b}")
+                }
+            })
+            .collect();
+        v.push(format!(
+            "{n} instances (this node's thread and {} workers), each record routed by a hash of its key to one of {max} key groups; groups: {}",
+            n - 1,
+            ranges.join(", ")
+        ));
+    }
+    v
+}
+
+/// The instances of a node (`parallelism`), 1 for nodes that are not keyed.
+fn instances(spec: &PipelineSpec, n: &GNode) -> u64 {
+    match n.role {
+        Role::Spec(i) => super::spec::keyed_parallelism(&spec.nodes[i].config).map_or(1, |p| p.0),
+        Role::DeadLetter { .. } => 1,
+    }
 }

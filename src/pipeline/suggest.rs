@@ -47,6 +47,11 @@ pub fn unknown_field(message: &str) -> String {
         return message.to_string();
     };
     let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    if matches!(field, "parallelism" | "max_parallelism") {
+        return format!(
+            "unknown field `{field}`: only keyed nodes (aggregate, window, dedup) run as several instances, since they split their state by key; this node has none to split{expected}"
+        );
+    }
     match closest(field, &known) {
         Some(k) => format!("unknown field `{field}` (did you mean `{k}`?){expected}"),
         None => message.to_string(),
@@ -72,6 +77,10 @@ mod tests {
         assert_eq!(
             unknown_field("unknown field `exprr`, expected `inputs` or `expr`"),
             "unknown field `exprr` (did you mean `expr`?), expected `inputs` or `expr`"
+        );
+        assert_eq!(
+            unknown_field("unknown field `parallelism`, expected `inputs` or `expr`"),
+            "unknown field `parallelism`: only keyed nodes (aggregate, window, dedup) run as several instances, since they split their state by key; this node has none to split, expected `inputs` or `expr`"
         );
         assert_eq!(
             unknown_field("missing field `expr`"),

@@ -236,7 +236,10 @@ impl Operator for Aggregate {
             return Ok(raw.clone());
         }
         self.expire();
-        Ok(self.groups.rows().encode(self.max, self.finished, self.clock))
+        Ok(self
+            .groups
+            .rows()
+            .encode(self.max, self.finished, self.clock))
     }
 
     fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {

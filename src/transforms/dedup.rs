@@ -6,10 +6,10 @@
 //! counts depends only on the records read, never on when the state happened to be purged,
 //! so output does not depend on batch boundaries or on a pause and resume.
 
-use crate::error::Error;
-use crate::expr::Expr;
 use super::keygroup::{instance_of, key_group};
 use super::parallel::{Out, Routes, Share, Split};
+use crate::error::Error;
+use crate::expr::Expr;
 use crate::runtime::message::{Batch, Partial, Record};
 use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::time::TimeExpr;
@@ -91,10 +91,10 @@ impl Dedup {
     fn keep(&mut self, key: Value, now: i64) -> bool {
         let horizon = horizon(self.clock, self.ttl);
         let ttl = self.ttl as u64;
-        let dup = self.seen.get(&key).is_some_and(|kept| {
-            kept.times()
-                .any(|k| k > horizon && now.abs_diff(k) < ttl)
-        });
+        let dup = self
+            .seen
+            .get(&key)
+            .is_some_and(|kept| kept.times().any(|k| k > horizon && now.abs_diff(k) < ttl));
         if !dup {
             self.seen
                 .entry(key)
@@ -276,7 +276,9 @@ fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
             _ => return Err(bad("a key group is not [number, [...]]".into())),
         };
         if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
-            return Err(bad(format!("key group {g} is out of order or not below {max}")));
+            return Err(bad(format!(
+                "key group {g} is out of order or not below {max}"
+            )));
         }
         prev = Some(g);
         let part = &mut *parts[instance_of(g as u32, n, max)];

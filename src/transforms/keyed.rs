@@ -715,7 +715,12 @@ pub fn decode_state(
 /// each group's keys in strictly increasing order (so no key twice), each row of the right
 /// length and every accumulator fitting its function. Rows are appended to their instance as
 /// they come.
-fn read(parts: &mut [&mut Keyed], text: &str, funcs: &[Func], max: u32) -> Result<(bool, i64), String> {
+fn read(
+    parts: &mut [&mut Keyed],
+    text: &str,
+    funcs: &[Func],
+    max: u32,
+) -> Result<(bool, i64), String> {
     let mut c = Scan {
         text,
         b: text.as_bytes(),
@@ -724,7 +729,9 @@ fn read(parts: &mut [&mut Keyed], text: &str, funcs: &[Func], max: u32) -> Resul
     };
     c.expect(b"{\"max_parallelism\":")?;
     let at = c.i;
-    let m = c.int().ok_or_else(|| c.wanted("an integer max_parallelism"))?;
+    let m = c
+        .int()
+        .ok_or_else(|| c.wanted("an integer max_parallelism"))?;
     if m != max as i64 {
         return Err(format!(
             "the state has {m} key groups (max_parallelism) at byte {at}, the pipeline {max}: keys would hash into other groups"
@@ -1371,7 +1378,13 @@ mod tests {
             let key = Value::str(&format!("k{}", (i * 7919) % 97));
             let g = key_group(&key, max);
             fold(&mut one, &sp, key.clone(), 0, &Value::Int(i));
-            fold(&mut three[instance_of(g, 3, max)], &sp, key, 0, &Value::Int(i));
+            fold(
+                &mut three[instance_of(g, 3, max)],
+                &sp,
+                key,
+                0,
+                &Value::Int(i),
+            );
         }
         let bytes = one.rows().encode(max, false, 7);
         let parts: Vec<&Rows> = three.iter().map(|k| k.rows()).collect();
@@ -1381,13 +1394,20 @@ mod tests {
         let Some(Value::Array(groups)) = v.field("key_groups") else {
             panic!("no key groups: {}", text(&bytes))
         };
-        assert!(groups.len() > 8, "97 keys in only {} of 16 groups", groups.len());
+        assert!(
+            groups.len() > 8,
+            "97 keys in only {} of 16 groups",
+            groups.len()
+        );
         // Into 1, 2, 5 and 16 instances, and back out: the same bytes, every key where it
         // belongs.
         for n in [1usize, 2, 5, 16] {
             let mut parts: Vec<Keyed> = (0..n).map(|_| Keyed::new(&sp)).collect();
             let mut refs: Vec<&mut Keyed> = parts.iter_mut().collect();
-            assert_eq!(decode_state(&mut refs, &sp, &bytes, max).unwrap(), (false, 7));
+            assert_eq!(
+                decode_state(&mut refs, &sp, &bytes, max).unwrap(),
+                (false, 7)
+            );
             for (i, p) in parts.iter().enumerate() {
                 for r in 0..p.len() {
                     assert_eq!(instance_of(key_group(p.key(r), max), n, max), i);

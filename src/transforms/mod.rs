@@ -112,8 +112,7 @@ fn parallelism(node: &NodeSpec, has_key: bool, p: &mut BuildProblems) -> (usize,
     if n == 0 {
         p.push((
             node.key_span("parallelism"),
-            "`parallelism` must be at least 1 (the number of instances that share the keys)"
-                .into(),
+            "`parallelism` must be at least 1 (the number of instances that share the keys)".into(),
         ));
         ok = false;
     } else if ok && n > max {

@@ -554,7 +554,13 @@ fn finish_parts(parts: &mut [&mut Window], out: &mut Output) -> StageResult {
         let Some(b) = best else { break };
         let (end, start, key, accs) = lists[b][at[b]];
         at[b] += 1;
-        parts[b].emit(out, &(end, start, key.clone()), accs, Origin::default(), true);
+        parts[b].emit(
+            out,
+            &(end, start, key.clone()),
+            accs,
+            Origin::default(),
+            true,
+        );
         emitted += 1;
         if emitted % BATCH_SIZE == 0 {
             out.flush(END_SEQ)?;
@@ -721,7 +727,9 @@ fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<(), Error> {
             _ => return Err(bad("a key group is not [number, {...}]".into())),
         };
         if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
-            return Err(bad(format!("key group {g} is out of order or not below {max}")));
+            return Err(bad(format!(
+                "key group {g} is out of order or not below {max}"
+            )));
         }
         prev = Some(g);
         let part = &mut *parts[instance_of(g as u32, n, max)];
