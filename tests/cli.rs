@@ -14,6 +14,7 @@ mod log_formats;
 mod logrotate;
 mod logs;
 mod nested_json;
+mod parallel;
 mod real_logs;
 mod shell;
 mod sinks;

@@ -635,6 +635,7 @@ fn parallel_lines(c: &NodeConfig) -> Vec<String> {
     };
     let mut v = vec![format!("parallelism = {n}  max_parallelism = {max}")];
     if n > 1 && n <= max {
+        let (n, max) = (n as u64, max as u64);
         let first = |i: u64| (i * max).div_ceil(n);
         let ranges: Vec<String> = (0..n)
             .map(|i| {
@@ -656,7 +657,7 @@ fn parallel_lines(c: &NodeConfig) -> Vec<String> {
 }
 
 /// The instances of a node (`parallelism`), 1 for nodes that are not keyed.
-fn instances(spec: &PipelineSpec, n: &GNode) -> u64 {
+fn instances(spec: &PipelineSpec, n: &GNode) -> i64 {
     match n.role {
         Role::Spec(i) => super::spec::keyed_parallelism(&spec.nodes[i].config).map_or(1, |p| p.0),
         Role::DeadLetter { .. } => 1,

@@ -131,9 +131,9 @@ pub struct AggregateConfig {
     /// strftime format of `time` strings that are not RFC 3339.
     pub time_format: Option<String>,
     /// Instances that share the keys (see `transforms::parallel`); 1 when absent.
-    pub parallelism: Option<u64>,
+    pub parallelism: Option<i64>,
     /// Key groups the keys are hashed into, fixed at the first run (default 128).
-    pub max_parallelism: Option<u64>,
+    pub max_parallelism: Option<i64>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -152,9 +152,9 @@ pub struct WindowConfig {
     pub allowed_lateness: Option<String>,
     pub aggs: toml::Table,
     /// Instances that share the keys (see `transforms::parallel`); 1 when absent.
-    pub parallelism: Option<u64>,
+    pub parallelism: Option<i64>,
     /// Key groups the keys are hashed into, fixed at the first run (default 128).
-    pub max_parallelism: Option<u64>,
+    pub max_parallelism: Option<i64>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -169,9 +169,9 @@ pub struct DedupConfig {
     /// strftime format of `time` strings that are not RFC 3339.
     pub time_format: Option<String>,
     /// Instances that share the keys (see `transforms::parallel`); 1 when absent.
-    pub parallelism: Option<u64>,
+    pub parallelism: Option<i64>,
     /// Key groups the keys are hashed into, fixed at the first run (default 128).
-    pub max_parallelism: Option<u64>,
+    pub max_parallelism: Option<i64>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -270,13 +270,13 @@ impl NodeConfig {
 }
 
 /// Key groups of a keyed node when `max_parallelism` is not set (Flink's default too).
-pub const DEFAULT_MAX_PARALLELISM: u64 = 128;
+pub const DEFAULT_MAX_PARALLELISM: i64 = 128;
 /// The most key groups a keyed node may have (Flink's limit): a key group fits 15 bits.
-pub const MAX_MAX_PARALLELISM: u64 = 32_768;
+pub const MAX_MAX_PARALLELISM: i64 = 32_768;
 
 /// `parallelism` and `max_parallelism` of a keyed node (`aggregate`, `window`, `dedup`), with
-/// the defaults; `None` for other nodes.
-pub fn keyed_parallelism(c: &NodeConfig) -> Option<(u64, u64)> {
+/// the defaults, as written (`transforms::build` checks them); `None` for other nodes.
+pub fn keyed_parallelism(c: &NodeConfig) -> Option<(i64, i64)> {
     let (p, m) = match c {
         NodeConfig::Aggregate(a) => (a.parallelism, a.max_parallelism),
         NodeConfig::Window(w) => (w.parallelism, w.max_parallelism),

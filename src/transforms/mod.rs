@@ -109,7 +109,7 @@ fn parallelism(node: &NodeSpec, has_key: bool, p: &mut BuildProblems) -> (usize,
         ));
         ok = false;
     }
-    if n == 0 {
+    if n < 1 {
         p.push((
             node.key_span("parallelism"),
             "`parallelism` must be at least 1 (the number of instances that share the keys)".into(),
