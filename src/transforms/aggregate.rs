@@ -6,7 +6,8 @@
 
 use super::aggs::{check_args, eval_args, eval_key, AggSpec};
 use super::keyed::{decode_state, encode_state, Keyed, Rows};
-use super::parallel::{Out, Routes, Share, Split};
+use super::keygroup::key_group;
+use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
@@ -325,16 +326,27 @@ pub enum Item {
     Folded(Str),
 }
 
-/// The part of a parallel aggregate that reads every record: evaluation and the clock.
+/// The part of a parallel aggregate that reads every record in order: the clock.
 pub struct Router {
+    width: usize,
+    clock: i64,
+}
+
+/// The expressions of a parallel aggregate, one copy per thread.
+pub struct Evaluator {
     key: Option<Expr>,
     ttl: Option<Ttl>,
     specs: Vec<AggSpec>,
     args: Vec<Option<Value>>,
-    clock: i64,
+    max: u32,
 }
 
+/// A record's key, event time and key group, or why it is bad.
+pub type Eval = Result<(Value, i64, u32), String>;
+
 impl Split for Aggregate {
+    type Eval = Eval;
+    type Evaluator = Evaluator;
     type Item = Item;
     /// The clock after the batch, for the instances' purges.
     type Shared = i64;
@@ -354,40 +366,73 @@ impl Split for Aggregate {
 
     fn router(&self) -> Router {
         Router {
+            width: self.specs.len(),
+            clock: self.clock,
+        }
+    }
+
+    fn evaluator(&self, max: u32) -> Evaluator {
+        Evaluator {
             key: self.key.clone(),
             ttl: self.ttl.clone(),
             specs: self.specs.clone(),
             args: Vec::new(),
-            clock: self.clock,
+            max,
+        }
+    }
+
+    fn evaluate(ev: &mut Evaluator, records: &mut [Record], evals: &mut Evals<Eval>, _: bool) {
+        for rec in records.iter_mut() {
+            match evaluate(&ev.key, &ev.ttl, &ev.specs, &mut ev.args, &rec.value) {
+                Ok((key, now)) => {
+                    let key = key.into_owned();
+                    let g = key_group(&key, ev.max);
+                    evals.args.extend(ev.args.iter_mut().map(std::mem::take));
+                    evals.list.push(Ok((key, now, g)));
+                    // Only a bad record is needed again (for its dead letter): this one is
+                    // freed here, on this thread.
+                    rec.value = Value::Null;
+                }
+                Err(msg) => evals.list.push(Err(msg)),
+            }
         }
     }
 
     fn route(
         r: &mut Router,
         _input: usize,
-        batch: Batch,
+        chunks: &mut [Chunk<Eval>],
         out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<i64> {
-        let mut records = batch.records;
-        for (pos, rec) in records.iter_mut().enumerate() {
-            let (key, now) = match evaluate(&r.key, &r.ttl, &r.specs, &mut r.args, &rec.value) {
-                Ok(x) => x,
-                Err(msg) => {
-                    out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?;
-                    continue;
+        let w = r.width;
+        let mut pos = 0u32;
+        for c in chunks.iter_mut() {
+            let Evals { list, args } = &mut c.evals;
+            let mut a = 0;
+            for (rec, ev) in c.records.iter_mut().zip(list.drain(..)) {
+                match ev {
+                    Err(msg) => {
+                        out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?
+                    }
+                    Ok((key, now, g)) => {
+                        r.clock = r.clock.max(now);
+                        let share = to.at(g);
+                        share
+                            .args
+                            .extend(args[a..a + w].iter_mut().map(std::mem::take));
+                        a += w;
+                        share.items.push(Item::Record {
+                            pos,
+                            key,
+                            now,
+                            clock: r.clock,
+                            origin: rec.origin,
+                        });
+                    }
                 }
-            };
-            r.clock = r.clock.max(now);
-            let share = to.of(&key);
-            share.args.extend(r.args.iter_mut().map(std::mem::take));
-            share.items.push(Item::Record {
-                pos: pos as u32,
-                key: key.into_owned(),
-                now,
-                clock: r.clock,
-                origin: rec.origin,
-            });
+                pos += 1;
+            }
         }
         Ok(r.clock)
     }
@@ -398,7 +443,7 @@ impl Split for Aggregate {
         _out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<i64> {
-        let width = r.specs.len();
+        let width = r.width;
         for t in p.tables {
             if width == 0 || t.vals.len() != t.keys.len() * width {
                 return Err(Stop::Failed(Error::runtime(
@@ -516,7 +561,7 @@ impl Split for Aggregate {
                     origin: Origin::default(),
                 });
                 emitted += 1;
-                if emitted % BATCH_SIZE == 0 {
+                if emitted.is_multiple_of(BATCH_SIZE) {
                     out.flush(END_SEQ)?;
                 }
             }

@@ -7,7 +7,7 @@
 //! so output does not depend on batch boundaries or on a pause and resume.
 
 use super::keygroup::{instance_of, key_group};
-use super::parallel::{Out, Routes, Share, Split};
+use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::runtime::message::{Batch, Partial, Record};
@@ -133,7 +133,7 @@ fn horizon(clock: i64, ttl: i64) -> i64 {
 #[inline]
 fn evaluate(
     key: &Expr,
-    time: &Option<TimeExpr>,
+    time: Option<&TimeExpr>,
     clock: i64,
     record: &Value,
 ) -> Result<(i64, Value), String> {
@@ -148,7 +148,7 @@ fn evaluate(
 impl Operator for Dedup {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
         for r in batch.records {
-            let (now, key) = match evaluate(&self.key, &self.time, self.clock, &r.value) {
+            let (now, key) = match evaluate(&self.key, self.time.as_ref(), self.clock, &r.value) {
                 Ok(x) => x,
                 Err(msg) => {
                     out.bad(r.origin, &msg, None, Some(r.value))?;
@@ -315,17 +315,27 @@ pub struct Item {
     record: Record,
 }
 
-/// The part of a parallel dedup that reads every record: evaluation and the clock, which is
-/// global (kept records are forgotten twice the ttl behind the newest time of any key).
+/// The part of a parallel dedup that reads every record in order: the clock, which is global
+/// (kept records are forgotten twice the ttl behind the newest time of any key).
 pub struct Router {
-    key: Expr,
-    time: Option<TimeExpr>,
     ttl: i64,
     clock: i64,
     purged_at: i64,
 }
 
+/// The expressions of a parallel dedup, one copy per thread.
+pub struct Evaluator {
+    key: Expr,
+    time: Option<TimeExpr>,
+    max: u32,
+}
+
+/// A record's event time (`None`: records are counted), key and key group, or why it is bad.
+pub type Eval = Result<(Option<i64>, Value, u32), String>;
+
 impl Split for Dedup {
+    type Eval = Eval;
+    type Evaluator = Evaluator;
     type Item = Item;
     /// The horizon every instance purges to after the batch, when a purge is due.
     type Shared = Option<i64>;
@@ -337,37 +347,64 @@ impl Split for Dedup {
 
     fn router(&self) -> Router {
         Router {
-            key: self.key.clone(),
-            time: self.time.clone(),
             ttl: self.ttl,
             clock: self.clock,
             purged_at: self.purged_at,
         }
     }
 
+    fn evaluator(&self, max: u32) -> Evaluator {
+        Evaluator {
+            key: self.key.clone(),
+            time: self.time.clone(),
+            max,
+        }
+    }
+
+    fn evaluate(ev: &mut Evaluator, records: &mut [Record], evals: &mut Evals<Eval>, _: bool) {
+        for rec in records.iter() {
+            // The number of a record (without `time`) depends on the records before it: the
+            // router gives it; a time that does not read, and then a key that does not, are
+            // errors in that order, as `process` finds them.
+            let timed = ev.time.is_some();
+            let r = evaluate(&ev.key, ev.time.as_ref(), 0, &rec.value)
+                .map(|(t, k)| (timed.then_some(t), k));
+            evals.list.push(r.map(|(t, key)| {
+                let g = key_group(&key, ev.max);
+                (t, key, g)
+            }));
+        }
+    }
+
     fn route(
         r: &mut Router,
         _input: usize,
-        batch: Batch,
+        chunks: &mut [Chunk<Eval>],
         out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<Option<i64>> {
-        for (pos, rec) in batch.records.into_iter().enumerate() {
-            let (now, key) = match evaluate(&r.key, &r.time, r.clock, &rec.value) {
-                Ok(x) => x,
-                Err(msg) => {
-                    out.bad(rec.origin, &msg, None, Some(rec.value))?;
-                    continue;
-                }
-            };
-            r.clock = r.clock.max(now);
-            to.of(&key).items.push(Item {
-                pos: pos as u32,
-                key,
-                now,
-                clock: r.clock,
-                record: rec,
-            });
+        let mut pos = 0u32;
+        for c in chunks.iter_mut() {
+            for (rec, ev) in c.records.drain(..).zip(c.evals.list.drain(..)) {
+                let here = pos;
+                pos += 1;
+                let (t, key, g) = match ev {
+                    Ok(x) => x,
+                    Err(msg) => {
+                        out.bad(rec.origin, &msg, None, Some(rec.value))?;
+                        continue;
+                    }
+                };
+                let now = t.unwrap_or(r.clock.max(0) + 1);
+                r.clock = r.clock.max(now);
+                to.at(g).items.push(Item {
+                    pos: here,
+                    key,
+                    now,
+                    clock: r.clock,
+                    record: rec,
+                });
+            }
         }
         Ok(Dedup::purge_due(r.clock, &mut r.purged_at, r.ttl))
     }

@@ -5,22 +5,25 @@
 //!
 //! The output must be byte for byte what one instance gives, so the work is split where order
 //! does not matter. Per batch:
-//! 1. The *router* (on the stage thread) reads every record in order: it evaluates key, time and
-//!    arguments, handles bad and late records, and keeps what is global: the clock of `dedup`
-//!    and `state_ttl`, the watermark of `window`. Each good record becomes an *item* (key,
-//!    time, arguments, its position in the batch, the global clock after it) for the instance
-//!    that owns its key group. Watermark advances go to every instance.
-//! 2. The instances update their state in parallel, one on the stage thread and the others on
-//!    the workers, and note every output with the position that caused it (and, for windows
-//!    that fire, their end, start and key).
-//! 3. The outputs are merged on the stage thread in the order one instance makes them: by
-//!    position; at one position, the record's own outputs first (one instance has them),
-//!    then what the watermark fired there, by window end, start and key, as `window` fires.
+//! 1. *Evaluate*, in parallel by position: the batch is cut into up to N runs of records, and
+//!    each thread evaluates its run (key, event time, arguments, the key's group), freeing the
+//!    records it will not need again. Evaluating reads no state, so any thread may do it.
+//! 2. *Route*, on the stage thread, in order: bad records go to the dead letters, late ones to
+//!    `.late`, and what is global is kept here: the clock of `dedup` and `state_ttl`, the
+//!    watermark of `window`. Each good record becomes an *item* for the instance that owns its
+//!    key group (key, time, arguments, its position in the batch, the clock after it);
+//!    watermark advances go to every instance.
+//! 3. *Apply*, in parallel by key: the instances update their state, one on the stage thread
+//!    and the others on the workers, and note each output with the position that caused it
+//!    (and, for windows that fire, their end, start and key).
+//! 4. *Merge*, on the stage thread: outputs in the order one instance makes them, by position;
+//!    at one position the record's own outputs first (one instance has them), then what the
+//!    watermark fired there, by window end, start and key, as `window` fires them.
 //!
-//! Instances move to the workers and back with each batch (a pointer through a channel), so
-//! between batches the stage thread holds them all: finishing, snapshots and restores see
-//! every instance without locks. Checkpoints store state per key group in the same bytes
-//! whatever N wrote them (each operator's `snapshot` encodes its instances in group order).
+//! Instances and evaluators move to the workers and back with each batch (a pointer through a
+//! channel), so between batches the stage thread holds them all: finishing, snapshots and
+//! restores see every instance without locks. Checkpoints store state per key group in the
+//! same bytes whatever N wrote them (each operator encodes its instances in group order).
 
 use super::keygroup::{instance_of, key_group};
 use crate::error::Error;
@@ -97,12 +100,44 @@ impl<I> Routes<I> {
     #[inline]
     pub fn of(&mut self, key: &Value) -> &mut Share<I> {
         let g = key_group(key, self.max);
+        self.at(g)
+    }
+
+    /// The share of the instance that owns key group `g`.
+    #[inline]
+    pub fn at(&mut self, g: u32) -> &mut Share<I> {
         &mut self.shares[instance_of(g, self.n, self.max)]
     }
 }
 
+/// What evaluating a run of records gave, one entry per record in order, with the good
+/// records' arguments (`width` each) kept flat.
+pub struct Evals<E> {
+    pub list: Vec<E>,
+    pub args: Vec<Option<Value>>,
+}
+
+impl<E> Default for Evals<E> {
+    fn default() -> Self {
+        Evals {
+            list: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// A run of a batch's records and their evaluations.
+pub struct Chunk<E> {
+    pub records: Vec<Record>,
+    pub evals: Evals<E>,
+}
+
 /// A keyed operator that can run as several instances (see the module's introduction).
 pub trait Split: Operator + Sized + 'static {
+    /// What evaluating one record gives (or why it is bad).
+    type Eval: Send + 'static;
+    /// What evaluates: the node's expressions (which keep caches, so each thread has its own).
+    type Evaluator: Send + 'static;
     /// What the router hands an instance for one record.
     type Item: Send + 'static;
     /// What every instance takes from a batch besides its items (watermark advances, a purge).
@@ -113,12 +148,25 @@ pub trait Split: Operator + Sized + 'static {
     /// An instance with this operator's settings and no state.
     fn instance(&self) -> Self;
     fn router(&self) -> Self::Router;
+    /// `max`: the number of key groups, whose numbers the evaluator works out.
+    fn evaluator(&self, max: u32) -> Self::Evaluator;
 
-    /// Evaluates a batch in order: bad and late records go to `out`, items to `to`.
+    /// Evaluates records (any run of a batch, on any thread), freeing the values the router
+    /// will not need: it needs bad records, records that may be late when the node's `.late`
+    /// output is read (`keep_late`), and those the node outputs as they are.
+    fn evaluate(
+        ev: &mut Self::Evaluator,
+        records: &mut [Record],
+        evals: &mut Evals<Self::Eval>,
+        keep_late: bool,
+    );
+
+    /// Reads a batch's evaluated runs in order: bad and late records go to `out`, items to
+    /// `to`.
     fn route(
         r: &mut Self::Router,
         input: usize,
-        batch: Batch,
+        chunks: &mut [Chunk<Self::Eval>],
         out: &mut Output,
         to: &mut Routes<Self::Item>,
     ) -> StageResult<Self::Shared>;
@@ -165,25 +213,41 @@ pub trait Split: Operator + Sized + 'static {
     ) -> Result<(), Error>;
 }
 
-struct Job<S: Split> {
-    i: usize,
-    part: Box<S>,
-    share: Share<S::Item>,
-    shared: Arc<S::Shared>,
-    outs: Vec<Out>,
+/// Work for a worker thread: evaluate a run of records, or apply an instance's share.
+enum Job<S: Split> {
+    Evaluate {
+        i: usize,
+        ev: Box<S::Evaluator>,
+        chunk: Chunk<S::Eval>,
+        keep_late: bool,
+    },
+    Apply {
+        i: usize,
+        part: Box<S>,
+        share: Share<S::Item>,
+        shared: Arc<S::Shared>,
+        outs: Vec<Out>,
+    },
 }
 
-struct Done<S: Split> {
-    i: usize,
-    /// `None` if the instance panicked (a bug): the run fails.
-    part: Option<Box<S>>,
-    share: Share<S::Item>,
-    outs: Vec<Out>,
-    result: Result<(), String>,
+/// A job done. `None` in place of what was sent: it panicked (a bug), and the run fails.
+enum Done<S: Split> {
+    Evaluated {
+        i: usize,
+        ev: Option<Box<S::Evaluator>>,
+        chunk: Option<Chunk<S::Eval>>,
+    },
+    Applied {
+        i: usize,
+        part: Option<Box<S>>,
+        share: Share<S::Item>,
+        outs: Vec<Out>,
+        result: Result<(), String>,
+    },
 }
 
-/// The worker threads, started with the first batch (so `validate` and `explain`, which
-/// build operators too, start none) and stopped when the operator is dropped.
+/// The worker threads, started with the first batch that needs them (so `validate` and
+/// `explain`, which build operators too, start none) and stopped when the operator is dropped.
 struct Pool<S: Split> {
     jobs: Option<Sender<Job<S>>>,
     done: Receiver<Done<S>>,
@@ -228,34 +292,58 @@ impl<S: Split> Drop for Pool<S> {
 }
 
 fn work<S: Split>(job: Job<S>) -> Done<S> {
-    let Job {
-        i,
-        mut part,
-        mut share,
-        shared,
-        mut outs,
-    } = job;
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let r = part.apply(&mut share, &shared, &mut outs);
-        (part, share, outs, r)
-    }));
-    match r {
-        Ok((part, share, outs, result)) => Done {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    match job {
+        Job::Evaluate {
             i,
-            part: Some(part),
-            share,
-            outs,
-            result,
+            mut ev,
+            mut chunk,
+            keep_late,
+        } => match catch_unwind(AssertUnwindSafe(|| {
+            S::evaluate(&mut ev, &mut chunk.records, &mut chunk.evals, keep_late);
+            (ev, chunk)
+        })) {
+            Ok((ev, chunk)) => Done::Evaluated {
+                i,
+                ev: Some(ev),
+                chunk: Some(chunk),
+            },
+            Err(_) => Done::Evaluated {
+                i,
+                ev: None,
+                chunk: None,
+            },
         },
-        Err(_) => Done {
+        Job::Apply {
             i,
-            part: None,
-            share: Share::default(),
-            outs: Vec::new(),
-            result: Err("internal error: an instance panicked".into()),
+            mut part,
+            mut share,
+            shared,
+            mut outs,
+        } => match catch_unwind(AssertUnwindSafe(|| {
+            let r = part.apply(&mut share, &shared, &mut outs);
+            (part, share, outs, r)
+        })) {
+            Ok((part, share, outs, result)) => Done::Applied {
+                i,
+                part: Some(part),
+                share,
+                outs,
+                result,
+            },
+            Err(_) => Done::Applied {
+                i,
+                part: None,
+                share: Share::default(),
+                outs: Vec::new(),
+                result: Err("internal error: an instance panicked".into()),
+            },
         },
     }
 }
+
+/// Runs of fewer records than this are not worth a worker's time to evaluate.
+const MIN_RUN: usize = 128;
 
 /// The operator of a keyed node with `parallelism` > 1.
 pub struct Parallel<S: Split> {
@@ -263,6 +351,10 @@ pub struct Parallel<S: Split> {
     router: S::Router,
     /// Every instance, at home between batches (`None` only while out at a worker).
     parts: Vec<Option<Box<S>>>,
+    /// One evaluator per thread (the stage thread's is the first).
+    evaluators: Vec<Option<Box<S::Evaluator>>>,
+    /// Each run's evaluations, kept between batches for their memory.
+    evals: Vec<Evals<S::Eval>>,
     routes: Routes<S::Item>,
     outs: Vec<Vec<Out>>,
     pool: Option<Pool<S>>,
@@ -278,6 +370,8 @@ impl<S: Split> Parallel<S> {
             name: name.to_string(),
             router: op.router(),
             parts,
+            evaluators: (0..n).map(|_| Some(Box::new(op.evaluator(max)))).collect(),
+            evals: (0..n).map(|_| Evals::default()).collect(),
             routes: Routes {
                 n,
                 max,
@@ -291,16 +385,17 @@ impl<S: Split> Parallel<S> {
 
     /// Every instance, which are all at home outside `run`.
     fn home(&mut self) -> Result<Vec<Box<S>>, Error> {
-        let mut v = Vec::with_capacity(self.parts.len());
-        for p in &mut self.parts {
-            v.push(p.take().ok_or_else(|| {
-                Error::runtime(format!(
-                    "node '{}': internal: an instance is missing",
-                    self.name
-                ))
-            })?);
+        if self.parts.iter().any(Option::is_none) {
+            return Err(self.lost());
         }
-        Ok(v)
+        Ok(self.parts.iter_mut().filter_map(Option::take).collect())
+    }
+
+    fn lost(&self) -> Error {
+        Error::runtime(format!(
+            "node '{}': internal error: a worker thread failed",
+            self.name
+        ))
     }
 
     fn put_back(&mut self, parts: Vec<Box<S>>) {
@@ -327,9 +422,81 @@ impl<S: Split> Parallel<S> {
         self.with_all(|r, parts| S::restore_all(r, parts, &state))?
     }
 
-    /// Hands each instance its share of what the router made, in parallel, and merges the
-    /// outputs into `out`.
-    fn run(&mut self, shared: S::Shared, out: &mut Output) -> StageResult {
+    fn send(&mut self, job: Job<S>) -> Result<(), Error> {
+        if self.pool.is_none() {
+            self.pool = Some(Pool::start(&self.name, self.parts.len() - 1)?);
+        }
+        match self.pool.as_ref().and_then(|p| p.jobs.as_ref()) {
+            Some(tx) => tx.send(job).map_err(|_| self.lost()),
+            None => Err(self.lost()),
+        }
+    }
+
+    fn receive(&self) -> Result<Done<S>, Error> {
+        match &self.pool {
+            Some(p) => p.done.recv().map_err(|_| self.lost()),
+            None => Err(self.lost()),
+        }
+    }
+
+    /// Step 1: the batch cut into runs, evaluated in parallel; the runs in order.
+    fn evaluate(
+        &mut self,
+        records: Vec<Record>,
+        keep_late: bool,
+    ) -> StageResult<Vec<Chunk<S::Eval>>> {
+        let len = records.len();
+        let k = (len / MIN_RUN).clamp(1, self.parts.len());
+        // Runs of equal length; the first stays on the stage thread.
+        let mut rest = records;
+        let mut tails: Vec<Vec<Record>> = Vec::with_capacity(k - 1);
+        for c in (1..k).rev() {
+            tails.push(rest.split_off(c * len / k));
+        }
+        tails.reverse();
+        let mut chunks: Vec<Option<Chunk<S::Eval>>> = (0..k).map(|_| None).collect();
+        for (c, records) in tails.into_iter().enumerate() {
+            let i = c + 1;
+            let ev = self.evaluators[i].take().ok_or_else(|| self.lost())?;
+            let mut evals = std::mem::take(&mut self.evals[i]);
+            evals.list.clear();
+            evals.args.clear();
+            self.send(Job::Evaluate {
+                i,
+                ev,
+                chunk: Chunk { records, evals },
+                keep_late,
+            })?;
+        }
+        let mut first = Chunk {
+            records: rest,
+            evals: std::mem::take(&mut self.evals[0]),
+        };
+        first.evals.list.clear();
+        first.evals.args.clear();
+        let ev = self.evaluators[0]
+            .as_mut()
+            .ok_or_else(|| Error::runtime("internal"))?;
+        S::evaluate(ev, &mut first.records, &mut first.evals, keep_late);
+        chunks[0] = Some(first);
+        for _ in 1..k {
+            match self.receive()? {
+                Done::Evaluated { i, ev, chunk } => {
+                    self.evaluators[i] = ev;
+                    chunks[i] = chunk;
+                }
+                Done::Applied { .. } => return Err(self.lost().into()),
+            }
+        }
+        chunks
+            .into_iter()
+            .map(|c| c.ok_or_else(|| self.lost().into()))
+            .collect()
+    }
+
+    /// Steps 3 and 4: each instance's share applied, in parallel, and the outputs merged into
+    /// `out`.
+    fn apply(&mut self, shared: S::Shared, out: &mut Output) -> StageResult {
         let n = self.parts.len();
         let shared = Arc::new(shared);
         // Instances with items, or with something to do for the shared part.
@@ -354,27 +521,22 @@ impl<S: Split> Parallel<S> {
             if Some(i) == own {
                 continue;
             }
-            if self.pool.is_none() {
-                self.pool = Some(Pool::start(&self.name, n - 1).map_err(Stop::Failed)?);
-            }
-            let (Some(pool), Some(part)) = (&self.pool, self.parts[i].take()) else {
+            let Some(part) = self.parts[i].take() else {
                 continue;
             };
-            let job = Job {
+            let job = Job::Apply {
                 i,
                 part,
                 share: std::mem::take(&mut self.routes.shares[i]),
                 shared: shared.clone(),
                 outs: std::mem::take(&mut self.outs[i]),
             };
-            match pool.jobs.as_ref().map(|tx| tx.send(job)) {
-                Some(Ok(())) => sent += 1,
-                Some(Err(e)) => {
-                    // The workers are gone: keep the instance and fail below.
-                    self.parts[i] = Some(e.0.part);
-                    failure = Some("internal error: the worker threads are gone".into());
+            match self.send(job) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    failure.get_or_insert(e.to_string());
+                    break;
                 }
-                None => {}
             }
         }
         if let Some(i) = own {
@@ -386,17 +548,26 @@ impl<S: Split> Parallel<S> {
             }
         }
         for _ in 0..sent {
-            let Some(pool) = &self.pool else { break };
-            let Ok(d) = pool.done.recv() else {
-                failure.get_or_insert("internal error: the worker threads are gone".into());
-                break;
-            };
-            if let Err(e) = d.result {
-                failure.get_or_insert(e);
+            match self.receive() {
+                Ok(Done::Applied {
+                    i,
+                    part,
+                    share,
+                    outs,
+                    result,
+                }) => {
+                    if let Err(e) = result {
+                        failure.get_or_insert(e);
+                    }
+                    self.parts[i] = part;
+                    self.routes.shares[i] = share;
+                    self.outs[i] = outs;
+                }
+                Ok(Done::Evaluated { .. }) | Err(_) => {
+                    failure.get_or_insert("internal error: a worker thread failed".into());
+                    break;
+                }
             }
-            self.parts[d.i] = d.part;
-            self.routes.shares[d.i] = d.share;
-            self.outs[d.i] = d.outs;
         }
         for s in &mut self.routes.shares {
             s.clear();
@@ -470,14 +641,19 @@ impl<S: Split> Operator for Parallel<S> {
             return Ok(());
         }
         self.materialize()?;
-        let shared = S::route(&mut self.router, input, batch, out, &mut self.routes)?;
-        self.run(shared, out)
+        let mut chunks = self.evaluate(batch.records, out.has_late_output())?;
+        let shared = S::route(&mut self.router, input, &mut chunks, out, &mut self.routes);
+        // The runs' evaluation buffers are kept for the next batch.
+        for (slot, c) in self.evals.iter_mut().zip(chunks) {
+            *slot = c.evals;
+        }
+        self.apply(shared?, out)
     }
 
     fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
         self.materialize()?;
         let shared = S::route_partial(&mut self.router, p, out, &mut self.routes)?;
-        self.run(shared, out)
+        self.apply(shared, out)
     }
 
     fn finish(&mut self, out: &mut Output) -> StageResult {
@@ -716,7 +892,7 @@ mod tests {
     fn any_parallelism_gives_what_one_instance_gives_and_the_same_state() {
         for (ni, node) in NODES.iter().enumerate() {
             for seed in 1..4u64 {
-                let evs = events(seed + 10 * ni as u64, 3000);
+                let evs = events(seed + 10 * ni as u64, 6000);
                 // Batches of uneven sizes, a checkpoint after some of them.
                 let mut cuts = Vec::new();
                 let mut at = 0;
@@ -725,7 +901,7 @@ mod tests {
                     r = r
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    let len = 1 + (r >> 33) as usize % 300;
+                    let len = 1 + (r >> 33) as usize % 1100;
                     cuts.push((at, (at + len).min(evs.len()), (r >> 20) % 4 == 0));
                     at += len;
                 }

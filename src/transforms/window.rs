@@ -11,7 +11,7 @@
 
 use super::aggs::{check_args, eval_args, eval_key, fold, Acc, AggSpec, Func};
 use super::keygroup::{instance_of, key_group};
-use super::parallel::{Out, Routes, Share, Split};
+use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
@@ -25,6 +25,9 @@ use std::sync::atomic::Ordering;
 
 /// (end, start, key): the firing order.
 type WKey = (i64, i64, Value);
+
+/// A window and its accumulators, as `Windows::sorted` lists them.
+type Entry<'a> = (i64, i64, &'a Value, &'a Vec<Acc>);
 
 /// Empty accumulators, one per aggregate.
 fn fresh_accs(specs: &[AggSpec]) -> Vec<Acc> {
@@ -533,7 +536,7 @@ fn finish_parts(parts: &mut [&mut Window], out: &mut Output) -> StageResult {
         p.finished = true;
         opens.push(std::mem::take(&mut p.open));
     }
-    let lists: Vec<Vec<(i64, i64, &Value, &Vec<Acc>)>> = opens.iter().map(|o| o.sorted()).collect();
+    let lists: Vec<Vec<Entry>> = opens.iter().map(|o| o.sorted()).collect();
     let mut at = vec![0usize; lists.len()];
     let mut emitted = 0usize;
     loop {
@@ -562,7 +565,7 @@ fn finish_parts(parts: &mut [&mut Window], out: &mut Output) -> StageResult {
             true,
         );
         emitted += 1;
-        if emitted % BATCH_SIZE == 0 {
+        if emitted.is_multiple_of(BATCH_SIZE) {
             out.flush(END_SEQ)?;
         }
     }
@@ -769,22 +772,33 @@ pub enum Item {
     Folded { key: Value, end: i64 },
 }
 
-/// The part of a parallel window that reads every record: evaluation, lateness and the
+/// The part of a parallel window that reads every record in order: lateness and the
 /// watermark, which is global (windows of every key fire when it passes their end).
 pub struct Router {
-    key: Option<Expr>,
-    time: TimeExpr,
     assigner: Assigner,
     ooo: i64,
     lateness: i64,
-    specs: Vec<AggSpec>,
-    args: Vec<Option<Value>>,
+    width: usize,
     wins: Vec<(i64, i64)>,
     max_t: Vec<Option<i64>>,
     wm: i64,
 }
 
+/// The expressions of a parallel window, one copy per thread.
+pub struct Evaluator {
+    key: Option<Expr>,
+    time: TimeExpr,
+    specs: Vec<AggSpec>,
+    args: Vec<Option<Value>>,
+    max: u32,
+}
+
+/// A record's event time, key and key group, or why it is bad.
+pub type Eval = Result<(i64, Value, u32), String>;
+
 impl Split for Window {
+    type Eval = Eval;
+    type Evaluator = Evaluator;
     type Item = Item;
     type Shared = Vec<Advance>;
     type Router = Router;
@@ -803,63 +817,103 @@ impl Split for Window {
 
     fn router(&self) -> Router {
         Router {
-            key: self.key.clone(),
-            time: self.time.clone(),
             assigner: self.assigner,
             ooo: self.ooo,
             lateness: self.lateness,
-            specs: self.specs.clone(),
-            args: Vec::new(),
+            width: self.specs.len(),
             wins: Vec::new(),
             max_t: self.max_t.clone(),
             wm: self.wm,
         }
     }
 
+    fn evaluator(&self, max: u32) -> Evaluator {
+        Evaluator {
+            key: self.key.clone(),
+            time: self.time.clone(),
+            specs: self.specs.clone(),
+            args: Vec::new(),
+            max,
+        }
+    }
+
+    fn evaluate(
+        ev: &mut Evaluator,
+        records: &mut [Record],
+        evals: &mut Evals<Eval>,
+        keep_late: bool,
+    ) {
+        for rec in records.iter_mut() {
+            match evaluate(&ev.time, &ev.key, &ev.specs, &mut ev.args, &rec.value) {
+                Ok((t, key)) => {
+                    let g = key_group(&key, ev.max);
+                    evals.args.extend(ev.args.iter_mut().map(std::mem::take));
+                    evals.list.push(Ok((t, key, g)));
+                    // Needed again only if it turns out late and `.late` is read.
+                    if !keep_late {
+                        rec.value = Value::Null;
+                    }
+                }
+                Err(msg) => evals.list.push(Err(msg)),
+            }
+        }
+    }
+
     fn route(
         r: &mut Router,
         input: usize,
-        batch: Batch,
+        chunks: &mut [Chunk<Eval>],
         out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<Vec<Advance>> {
         if r.max_t.len() <= input {
             r.max_t.resize(input + 1, None);
         }
+        let w = r.width;
         let mut advances = Vec::new();
-        let mut records = batch.records;
-        for (pos, rec) in records.iter_mut().enumerate() {
-            let (t, key) = match evaluate(&r.time, &r.key, &r.specs, &mut r.args, &rec.value) {
-                Ok(x) => x,
-                Err(msg) => {
-                    out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?;
+        let mut pos = 0u32;
+        for c in chunks.iter_mut() {
+            let Evals { list, args } = &mut c.evals;
+            let mut a = 0;
+            for (rec, ev) in c.records.iter_mut().zip(list.drain(..)) {
+                let here = pos;
+                pos += 1;
+                let (t, key, g) = match ev {
+                    Ok(x) => x,
+                    Err(msg) => {
+                        out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?;
+                        continue;
+                    }
+                };
+                let these = a..a + w;
+                a += w;
+                if is_late(&r.assigner, r.lateness, r.wm, t, &mut r.wins) {
+                    out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
+                    out.push_late(Record {
+                        value: std::mem::take(&mut rec.value),
+                        origin: rec.origin,
+                    });
                     continue;
                 }
-            };
-            if is_late(&r.assigner, r.lateness, r.wm, t, &mut r.wins) {
-                out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
-                out.push_late(Record {
-                    value: std::mem::take(&mut rec.value),
+                let share = to.at(g);
+                share
+                    .args
+                    .extend(args[these].iter_mut().map(std::mem::take));
+                share.items.push(Item::Record {
+                    pos: here,
+                    key,
+                    t,
                     origin: rec.origin,
                 });
-                continue;
-            }
-            let share = to.of(&key);
-            share.args.extend(r.args.iter_mut().map(std::mem::take));
-            share.items.push(Item::Record {
-                pos: pos as u32,
-                key,
-                t,
-                origin: rec.origin,
-            });
-            let w = watermark(&mut r.max_t, input, t, r.ooo);
-            if w > r.wm {
-                r.wm = w;
-                advances.push(Advance {
-                    pos: pos as u32,
-                    wm: w,
-                    origin: rec.origin,
-                });
+                let wm = watermark(&mut r.max_t, input, t, r.ooo);
+                if wm > r.wm {
+                    r.wm = wm;
+                    advances.push(Advance {
+                        pos: here,
+                        wm,
+                        origin: rec.origin,
+                    });
+                }
             }
         }
         Ok(advances)
@@ -872,7 +926,7 @@ impl Split for Window {
         to: &mut Routes<Item>,
     ) -> StageResult<Vec<Advance>> {
         folded_size(&r.assigner)?;
-        let width = r.specs.len();
+        let width = r.width;
         for t in p.tables {
             check_table(&t, width)?;
             let rows = t
