@@ -4,7 +4,9 @@
 //! result never depends on the wall clock). Kept records more than twice the ttl behind the
 //! newest time read are forgotten, so memory stays bounded on an endless stream; whether one
 //! counts depends only on the records read, never on when the state happened to be purged,
-//! so output does not depend on batch boundaries or on a pause and resume.
+//! so output does not depend on batch boundaries or on a pause and resume. With several
+//! instances (`parallelism`) the node runs a `Dedup` per range of key groups, under one clock
+//! (`transforms::parallel`).
 
 use super::keygroup::{instance_of, key_group};
 use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};

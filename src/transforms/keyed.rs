@@ -9,11 +9,16 @@
 //! `state_ttl`). A key leaves by moving the last row into its place, so the columns stay dense.
 //!
 //! Row order depends on the order of inserts and removals, never on the hash, and nothing leaves
-//! unsorted: checkpoints and final results go through `sorted_rows`. Reading a checkpoint back
-//! goes straight into the columns, without building a tree of values for the whole state
-//! first: one scanner reads the encoder's own bytes (sorted keys, no whitespace) at a few
+//! unsorted: checkpoints and final results go through `sorted_rows`. A checkpoint lists the
+//! rows per key group (`keygroup`), written by one instance or several in the same bytes, and
+//! read back into whichever instances own the groups now (`transforms::parallel`). Reading a
+//! checkpoint goes straight into the columns, without building a tree of values for the whole
+//! state first: one scanner reads the encoder's own bytes (sorted keys, no whitespace) at a few
 //! nanoseconds a byte. There is one format and one reader; anything else is an error that
 //! names its byte.
+//!
+//! A long file: the layout, its encoder and the scanner that reads exactly what the encoder
+//! writes belong together, and about 600 of its lines are their tests.
 
 use super::aggs::{Acc, AggSpec, Func};
 use super::keygroup::{instance_of, key_group};
