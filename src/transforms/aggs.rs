@@ -344,8 +344,9 @@ pub fn eval_key<'a>(
 }
 
 /// How deep a key or value kept in a checkpoint may nest: checkpoints are read back by the
-/// JSON reader, which takes [`crate::value::MAX_NESTING`] levels, and hold each kept value
-/// inside up to four levels of their own (`{"open":[[end,start,key,[values]]]}`).
+/// JSON reader, which takes [`crate::value::MAX_NESTING`] levels, one entry of a key group at
+/// a time (`keygroup::read_levels`), and an entry holds each kept value inside up to two
+/// levels of its own (a window's `[end,start,key,[values]]`); four leave room.
 pub const MAX_KEPT_NESTING: usize = crate::value::MAX_NESTING - 4;
 
 /// A key or aggregate value nested deeper than [`MAX_KEPT_NESTING`] is refused when it is

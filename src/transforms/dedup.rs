@@ -8,7 +8,7 @@
 //! instances (`parallelism`) the node runs a `Dedup` per range of key groups, under one clock
 //! (`transforms::parallel`).
 
-use super::keygroup::{instance_of, key_group};
+use super::keygroup::{instance_of, key_group, read_levels};
 use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
@@ -143,8 +143,12 @@ fn evaluate(
         Some(t) => t.eval(record)?,
         None => clock.max(0) + 1,
     };
-    let key = key.eval_first(record).map_err(|e| e.message)?;
-    Ok((now, key.unwrap_or(Value::Null)))
+    let key = key
+        .eval_first(record)
+        .map_err(|e| e.message)?
+        .unwrap_or(Value::Null);
+    super::aggs::check_kept(&key, "the key")?;
+    Ok((now, key))
 }
 
 impl Operator for Dedup {
@@ -157,10 +161,6 @@ impl Operator for Dedup {
                     continue;
                 }
             };
-            if let Err(msg) = super::aggs::check_kept(&key, "the key") {
-                out.bad(r.origin, &msg, None, Some(r.value))?;
-                continue;
-            }
             self.clock = self.clock.max(now);
             if self.keep(key, now) {
                 out.push(r);
@@ -237,6 +237,17 @@ fn encode_state(parts: &[&Dedup]) -> Vec<u8> {
     out
 }
 
+/// What the state's own levels hold; each key's entry is read on its own (see
+/// `keygroup::read_levels`).
+#[derive(serde::Deserialize)]
+struct State<'a> {
+    max_parallelism: i64,
+    clock: i64,
+    purged_at: i64,
+    #[serde(borrow)]
+    key_groups: Vec<(i64, Vec<&'a serde_json::value::RawValue>)>,
+}
+
 /// Loads a dedup's state into the instances `parts` (one without parallelism), whatever
 /// parallelism wrote it: each takes the key groups it owns.
 fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
@@ -245,38 +256,22 @@ fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
         return Ok(());
     };
     let max = first.max;
-    let v = Value::from_json(state).map_err(bad)?;
-    match v.field("max_parallelism") {
-        Some(Value::Int(m)) if *m == max as i64 => {}
-        Some(Value::Int(m)) => {
-            return Err(bad(format!(
-                "the state has {m} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups"
-            )))
-        }
-        _ => return Err(bad("no max_parallelism".into())),
+    let st: State = read_levels(state).map_err(bad)?;
+    if st.max_parallelism != max as i64 {
+        return Err(bad(format!(
+            "the state has {} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups",
+            st.max_parallelism
+        )));
     }
-    let int = |k: &str| match v.field(k) {
-        Some(Value::Int(i)) => *i,
-        _ => i64::MIN,
-    };
     for p in parts.iter_mut() {
-        p.clock = int("clock");
-        p.purged_at = int("purged_at");
+        p.clock = st.clock;
+        p.purged_at = st.purged_at;
         p.seen.clear();
     }
-    let Some(Value::Array(groups)) = v.field("key_groups") else {
-        return Err(bad("no key_groups".into()));
-    };
     let n = parts.len();
     let mut prev: Option<i64> = None;
-    for entry in groups {
-        let (g, entries) = match entry {
-            Value::Array(e) if e.len() == 2 => match (&e[0], &e[1]) {
-                (Value::Int(g), Value::Array(a)) => (*g, a),
-                _ => return Err(bad("a key group is not [number, [...]]".into())),
-            },
-            _ => return Err(bad("a key group is not [number, [...]]".into())),
-        };
+    for (g, entries) in &st.key_groups {
+        let g = *g;
         if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
             return Err(bad(format!(
                 "key group {g} is out of order or not below {max}"
@@ -284,8 +279,9 @@ fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
         }
         prev = Some(g);
         let part = &mut *parts[instance_of(g as u32, n, max)];
-        for p in entries {
-            if let Value::Array(p) = p {
+        for raw in entries {
+            let entry = Value::from_json(raw.get().as_bytes()).map_err(bad)?;
+            if let Value::Array(p) = &entry {
                 if let [k, times @ ..] = &p[..] {
                     let times: Option<Vec<i64>> = times
                         .iter()

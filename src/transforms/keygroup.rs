@@ -38,6 +38,18 @@ pub fn groups_of(i: usize, n: usize, max: u32) -> Range<u32> {
     first(i)..first(i + 1).min(max)
 }
 
+/// Reads the levels a keyed state writes around its keys and values (the node's fields, the
+/// key groups), leaving the entries that hold keys as raw text for the caller to read one by
+/// one: then a key may nest as deep in a checkpoint as in a record, whatever wraps it. (The
+/// nesting is bounded already: every entry was written from values within the limit.)
+pub fn read_levels<'a, T: serde::Deserialize<'a>>(state: &'a [u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(state);
+    de.disable_recursion_limit();
+    let v = T::deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
 /// A stable 64-bit hash of a key, consistent with `Value`'s equality: `1` and `1.0` are one
 /// key, as are `0` and `-0.0`, and an object's fields count in key order.
 pub fn key_hash(key: &Value) -> u64 {

@@ -326,3 +326,53 @@ fn folded_counts_reach_the_instance_of_their_key() {
         }
     }
 }
+
+/// Keys and values as deep as a checkpoint may keep (`aggs::MAX_KEPT_NESTING`) come back from
+/// a checkpoint at any parallelism: the key groups around them do not count against the limit.
+#[test]
+fn keys_and_values_as_deep_as_allowed_survive_a_checkpoint() {
+    let depth = crate::transforms::aggs::MAX_KEPT_NESTING;
+    let deep = |leaf: &str| format!("{}{leaf}{}", "[".repeat(depth), "]".repeat(depth));
+    let records: Vec<Record> = (0..40)
+        .map(|i| {
+            let text = format!(
+                r#"{{"k":{},"ts":{},"v":{}}}"#,
+                deep(&format!("\"u{}\"", i % 7)),
+                1000 + i * 700,
+                deep(&(i % 3).to_string())
+            );
+            Record {
+                value: Value::from_json(text.as_bytes()).unwrap(),
+                origin: Origin {
+                    source: 0,
+                    file: 0,
+                    line: i + 1,
+                    offset: i * 600,
+                },
+            }
+        })
+        .collect();
+    let nodes = [
+        "type = \"aggregate\"\nkey = \".k\"\naggs = { d = \"count_distinct(.v)\", m = \"max(.v)\" }",
+        "type = \"window\"\nkey = \".k\"\ntime = \".ts\"\ntime_unit = \"ms\"\nsize = \"10s\"\naggs = { d = \"count_distinct(.v)\" }",
+        "type = \"dedup\"\nkey = \".k\"\nttl = 3",
+    ];
+    for node in nodes {
+        let mut one = Run::new(build(node, 1));
+        one.process(0, &records[..20]);
+        let state = one.op.snapshot().unwrap();
+        one.process(1, &records[20..]);
+        one.finish();
+        assert!(one.got[2].is_empty(), "{node}: {:?}", one.got[2]);
+        for n in [1, 3] {
+            let mut again = Run::new(build(node, n));
+            again.op.restore(&state).unwrap();
+            let mut before = Run::new(build(node, 1));
+            before.process(0, &records[..20]);
+            again.got = before.got;
+            again.process(1, &records[20..]);
+            again.finish();
+            assert_eq!(again.got, one.got, "{node} restored at parallelism {n}");
+        }
+    }
+}

@@ -5,8 +5,10 @@ use super::{Window, Windows};
 use crate::error::Error;
 use crate::time::window::Assigner;
 use crate::transforms::aggs::{Acc, Func};
-use crate::transforms::keygroup::{instance_of, key_group};
+use crate::transforms::keygroup::{instance_of, key_group, read_levels};
 use crate::value::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 
 /// A window's state, written by its instances together (`parts`, in order; one without
@@ -85,6 +87,26 @@ fn write_window(out: &mut Vec<u8>, w: (i64, i64, &Value, &Vec<Acc>), sep: &mut b
 
 /// Loads a window's state into the instances `parts` (one without parallelism), whatever
 /// parallelism wrote it: each takes the key groups it owns.
+/// What the state's own levels hold; each window is read on its own, so a key may nest as
+/// deep as a record's value (`aggs::MAX_KEPT_NESTING`) whatever wraps it here.
+#[derive(Deserialize)]
+struct State<'a> {
+    max_parallelism: i64,
+    finished: bool,
+    wm: i64,
+    max_t: Vec<Option<i64>>,
+    #[serde(borrow)]
+    key_groups: Vec<(i64, Group<'a>)>,
+}
+
+#[derive(Deserialize)]
+struct Group<'a> {
+    #[serde(borrow)]
+    open: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    fired: Vec<&'a RawValue>,
+}
+
 pub(super) fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<(), Error> {
     let bad = |m: String| Error::runtime(format!("window state in checkpoint: {m}"));
     let Some(first) = parts.first() else {
@@ -92,38 +114,16 @@ pub(super) fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<()
     };
     let max = first.max;
     let funcs: Vec<Func> = first.specs.iter().map(|s| s.func).collect();
-    let v = Value::from_json(state).map_err(bad)?;
-    let f = |k: &str| v.field(k).cloned().unwrap_or(Value::Null);
-    match f("max_parallelism") {
-        Value::Int(m) if m == max as i64 => {}
-        Value::Int(m) => {
-            return Err(bad(format!(
-                "the state has {m} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups"
-            )))
-        }
-        _ => return Err(bad("no max_parallelism".into())),
+    let st: State = read_levels(state).map_err(bad)?;
+    if st.max_parallelism != max as i64 {
+        return Err(bad(format!(
+            "the state has {} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups",
+            st.max_parallelism
+        )));
     }
-    let finished = f("finished").truthy();
-    let wm = match f("wm") {
-        Value::Int(i) => i,
-        other => other.as_f64().map(|x| x as i64).unwrap_or(i64::MIN),
-    };
-    let max_t: Vec<Option<i64>> = match f("max_t") {
-        Value::Array(a) => a
-            .iter()
-            .map(|x| match x {
-                Value::Int(i) => Some(*i),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let dec = |x: Option<&Value>, m: &mut Windows| -> Result<(), Error> {
-        let Some(Value::Array(items)) = x else {
-            return Ok(());
-        };
+    let dec = |items: &[&RawValue], m: &mut Windows| -> Result<(), Error> {
         for it in items {
-            let Value::Array(p) = it else {
+            let Value::Array(p) = Value::from_json(it.get().as_bytes()).map_err(bad)? else {
                 return Err(bad("a window is not an array".into()));
             };
             if p.len() != funcs.len() + 3 {
@@ -131,37 +131,29 @@ pub(super) fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<()
                     "a window does not match the pipeline's aggregates".into()
                 ));
             }
-            let end = p[0].as_f64().ok_or_else(|| bad("end".into()))? as i64;
-            let start = p[1].as_f64().ok_or_else(|| bad("start".into()))? as i64;
+            let (Value::Int(end), Value::Int(start)) = (&p[0], &p[1]) else {
+                return Err(bad("a window's end and start are not integers".into()));
+            };
             let mut accs = Vec::with_capacity(funcs.len());
             for (func, a) in funcs.iter().zip(p[3..].iter()) {
                 accs.push(Acc::decode(*func, a).map_err(bad)?);
             }
-            m.insert((end, start, p[2].clone()), accs);
+            m.insert((*end, *start, p[2].clone()), accs);
         }
         Ok(())
     };
     let n = parts.len();
     for p in parts.iter_mut() {
-        p.finished = finished;
-        p.wm = wm;
-        p.max_t = max_t.clone();
+        p.finished = st.finished;
+        p.wm = st.wm;
+        p.max_t = st.max_t.clone();
         p.open.clear();
         p.fired.clear();
         p.sessions.clear();
     }
-    let Value::Array(groups) = f("key_groups") else {
-        return Err(bad("no key_groups".into()));
-    };
     let mut prev: Option<i64> = None;
-    for entry in &groups {
-        let (g, wins) = match entry {
-            Value::Array(e) if e.len() == 2 => match (&e[0], &e[1]) {
-                (Value::Int(g), w @ Value::Object(_)) => (*g, w),
-                _ => return Err(bad("a key group is not [number, {...}]".into())),
-            },
-            _ => return Err(bad("a key group is not [number, {...}]".into())),
-        };
+    for (g, wins) in &st.key_groups {
+        let g = *g;
         if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
             return Err(bad(format!(
                 "key group {g} is out of order or not below {max}"
@@ -169,8 +161,8 @@ pub(super) fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<()
         }
         prev = Some(g);
         let part = &mut *parts[instance_of(g as u32, n, max)];
-        dec(wins.field("open"), &mut part.open)?;
-        dec(wins.field("fired"), &mut part.fired)?;
+        dec(&wins.open, &mut part.open)?;
+        dec(&wins.fired, &mut part.fired)?;
     }
     for p in parts.iter_mut() {
         if let Assigner::Session { .. } = p.assigner {
