@@ -226,8 +226,11 @@ fn project(input: &str, toml: &str) -> Proj {
 fn every_parallelism_gives_the_bytes_of_parallelism_1_on_every_keyed_node() {
     let input = events(7, 20_000, 3000);
     let reference = project(&input, &all_nodes(1, None, "off"));
-    reference.weir(&["run", "-q", "p.toml"]).expect_code(0);
+    reference
+        .weir(&["run", "-q", "--stats", "stats.json", "p.toml"])
+        .expect_code(0);
     let want = outputs(&reference);
+    let want_stats = counts(&reference);
     // The data means something: late records, bad records, many windows and keys.
     let size = |name: &str| {
         let f = want.iter().find(|x| x.0 == name).unwrap();
@@ -251,8 +254,10 @@ fn every_parallelism_gives_the_bytes_of_parallelism_1_on_every_keyed_node() {
     assert!(size("dedup_t.jsonl") > 5_000 && size("dedup_t.jsonl") < 19_000);
     for n in [2, 3, 8] {
         let p = project(&input, &all_nodes(n, None, "off"));
-        p.weir(&["run", "-q", "p.toml"]).expect_code(0);
+        p.weir(&["run", "-q", "--stats", "stats.json", "p.toml"])
+            .expect_code(0);
         same_outputs(&want, &outputs(&p), &format!("parallelism {n}"));
+        assert_eq!(counts(&p), want_stats, "--stats at parallelism {n}");
     }
     // Few key groups, each instance owning several or one.
     for (n, max) in [(3, 4), (5, 5)] {
@@ -264,6 +269,22 @@ fn every_parallelism_gives_the_bytes_of_parallelism_1_on_every_keyed_node() {
             &format!("parallelism {n} of {max} key groups"),
         );
     }
+}
+
+/// Every node's counts in a `--stats` file: records in and out, errors, late records.
+fn counts(p: &Proj) -> Vec<String> {
+    let stats = read_stats(&p.p("stats.json"));
+    stats["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            format!(
+                "{} in {} out {} errors {} late {}",
+                n["node"], n["records_in"], n["records_out"], n["errors"], n["late"]
+            )
+        })
+        .collect()
 }
 
 /// The node states of the newest checkpoint, by node name, as `weir inspect` prints them.
