@@ -4,7 +4,9 @@
 //! string; a record here keeps the field order the user wrote (as jq does), stores short keys and
 //! strings inline (`CompactString`), and looks fields up by a linear scan, which beats hashing
 //! for the ten-or-so fields of a log record. Numbers keep jq's model (one number line, `1 == 1.0`)
-//! but remember whether they were integers, so sums of integers print as integers.
+//! but remember whether they were integers, so sums of integers print as integers, and a number
+//! read from input whose text printing would not give back (`415.50`, `1.0`, `1e3`) keeps that
+//! text while it passes through unchanged ([`Literal`]), as jq 1.7 keeps number literals.
 
 use compact_str::CompactString;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -21,10 +23,122 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    Float(f64),
+    /// Any other number. The [`Literal`] is the input text of a number read from input when
+    /// printing the value would not give that text back; only printing reads it (comparison,
+    /// hashing, grouping and arithmetic use the value), and a computed number has none.
+    Float(f64, Option<Literal>),
     Str(Str),
     Array(Vec<Value>),
     Object(Map),
+}
+
+/// The input text of a number (valid JSON number text) that printing its value would not give
+/// back: `1.0`, `415.50`, `1e3`, `-0`, an integer beyond 64 bits. Only numbers read from input
+/// have one, and only when their text is not canonical, so the usual number costs nothing: one
+/// pointer-sized `None` beside the `f64` (a `Value` stays 32 bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Literal(Box<str>);
+
+impl Literal {
+    /// `text` must be JSON number text (the parsers made sure of it): it is printed as is.
+    #[inline]
+    pub(crate) fn new(text: &str) -> Literal {
+        debug_assert!(is_number_text(text.as_bytes()), "{text}");
+        Literal(text.into())
+    }
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the text of a JSON number reads as.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NumberText {
+    /// An integer that fits 64 bits, printed as its text.
+    Int(i64),
+    /// A number printed as its text.
+    Float(f64),
+    /// A number whose text printing would not give back: the text is kept.
+    Literal(f64),
+}
+
+/// Reads the text of a JSON number (which the caller has checked against the grammar: see
+/// [`is_number_text`]); `None` when its value is not finite. Every reader of numbers (the JSON
+/// scanner, the general JSON parser, CSV inference) decides through this one function, so a
+/// number reads the same whichever reader met it.
+pub fn read_number(text: &str) -> Option<NumberText> {
+    let b = text.as_bytes();
+    if !b.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        match text.parse::<i64>() {
+            // `-0` is a float (the integers have no negative zero): read below.
+            Ok(0) if b[0] == b'-' => {}
+            Ok(i) => return Some(NumberText::Int(i)),
+            Err(_) => {}
+        }
+    }
+    let f: f64 = text.parse().ok()?;
+    if !f.is_finite() {
+        return None;
+    }
+    // A fraction ending in a zero (`1.50`, `2.0`) is never how a number prints.
+    let fraction_ends_in_zero =
+        b.last() == Some(&b'0') && b.contains(&b'.') && !b.iter().any(|c| matches!(c, b'e' | b'E'));
+    Some(if !fraction_ends_in_zero && float_prints_as(f, text) {
+        NumberText::Float(f)
+    } else {
+        NumberText::Literal(f)
+    })
+}
+
+/// Whether printing the number `f` gives exactly `text`. Printed into a stack buffer: no
+/// allocation, whatever the answer.
+pub fn float_prints_as(f: f64, text: &str) -> bool {
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    if serde_json::to_writer(&mut w, &Value::Float(f, None)).is_err() {
+        // Longer than any number prints: not what it prints.
+        return false;
+    }
+    let n = 48 - w.len();
+    &buf[..n] == text.as_bytes()
+}
+
+/// RFC 8259's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub fn is_number_text(b: &[u8]) -> bool {
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let f = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == f {
+            return false;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let e = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == e {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// An insertion-ordered object. Setting an existing key keeps its position, as in jq.
@@ -124,7 +238,7 @@ impl Value {
         match self {
             Value::Null => "null",
             Value::Bool(_) => "boolean",
-            Value::Int(_) | Value::Float(_) => "number",
+            Value::Int(_) | Value::Float(..) => "number",
             Value::Str(_) => "string",
             Value::Array(_) => "array",
             Value::Object(_) => "object",
@@ -141,9 +255,25 @@ impl Value {
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
+            Value::Float(f, _) => Some(*f),
             _ => None,
         }
+    }
+
+    /// A computed number that is not an integer (no input text).
+    #[inline]
+    pub fn float(f: f64) -> Value {
+        Value::Float(f, None)
+    }
+
+    /// The value of a JSON number's text (checked against the grammar by the caller): see
+    /// [`read_number`]. `None` when it is not finite.
+    pub fn from_number_text(text: &str) -> Option<Value> {
+        Some(match read_number(text)? {
+            NumberText::Int(i) => Value::Int(i),
+            NumberText::Float(f) => Value::Float(f, None),
+            NumberText::Literal(f) => Value::Float(f, Some(Literal::new(text))),
+        })
     }
 
     #[inline]
@@ -177,7 +307,7 @@ impl Value {
             Value::Null => 0,
             Value::Bool(false) => 1,
             Value::Bool(true) => 2,
-            Value::Int(_) | Value::Float(_) => 3,
+            Value::Int(_) | Value::Float(..) => 3,
             Value::Str(_) => 4,
             Value::Array(_) => 5,
             Value::Object(_) => 6,
@@ -191,28 +321,16 @@ impl Value {
         if f.fract() == 0.0 && f.abs() < 9.0e15 && !(f == 0.0 && f.is_sign_negative()) {
             Value::Int(f as i64)
         } else {
-            Value::Float(f)
+            Value::Float(f, None)
         }
     }
 
     /// Parses one JSON text. The error text names the column inside the text. Text nested
     /// deeper than [`MAX_NESTING`] is refused before parsing (every reader of values recurses).
     pub fn from_json(bytes: &[u8]) -> Result<Value, String> {
-        if may_hold_negative_zero(bytes) {
-            return match nesting(bytes) {
-                0..=SHALLOW => parse_keeping_zero_sign(bytes),
-                SHALLOW_1..=MAX_NESTING => on_big_stack(|| parse_keeping_zero_sign(bytes)),
-                _ => Err(too_deep()),
-            };
-        }
         match nesting(bytes) {
-            0..=SHALLOW => sonic_rs::from_slice(bytes).map_err(|e| e.to_string()),
-            // sonic's serde path stops at 128 levels; its own document does not.
-            SHALLOW_1..=MAX_NESTING => on_big_stack(|| {
-                let doc: sonic_rs::Value =
-                    sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
-                Ok(sonic_to_value(&doc))
-            }),
+            0..=SHALLOW => parse_value(bytes),
+            SHALLOW_1..=MAX_NESTING => on_big_stack(|| parse_value(bytes)),
             _ => Err(too_deep()),
         }
     }
@@ -277,7 +395,7 @@ impl Ord for Value {
             return ra.cmp(&rb);
         }
         match (self, other) {
-            (Value::Int(_) | Value::Float(_), _) => cmp_num(self, other),
+            (Value::Int(_) | Value::Float(..), _) => cmp_num(self, other),
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
             (Value::Array(a), Value::Array(b)) => a.cmp(b),
             (Value::Object(a), Value::Object(b)) => {
@@ -324,13 +442,14 @@ impl PartialEq for Map {
     }
 }
 
-/// Consistent with `Eq`: `1` and `1.0` hash alike; objects hash independent of field order.
+/// Consistent with `Eq`: `1` and `1.0` hash alike (a number's input text is not hashed);
+/// objects hash independent of field order.
 impl Hash for Value {
     fn hash<H: Hasher>(&self, h: &mut H) {
         self.rank().hash(h);
         match self {
             Value::Int(i) => (*i as f64).to_bits().hash(h),
-            Value::Float(f) => {
+            Value::Float(f, _) => {
                 let f = if *f == 0.0 {
                     0.0
                 } else if f.is_nan() {
@@ -462,7 +581,15 @@ impl Serialize for Value {
             Value::Null => s.serialize_unit(),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
-            Value::Float(f) => serialize_f64_as_jq(*f, s),
+            Value::Float(f, Some(lit)) => {
+                // serde_json writes a raw value's text as it is (`raw_value` feature); the
+                // text is JSON number text, so parsing it as one cannot fail.
+                match serde_json::from_str::<&serde_json::value::RawValue>(lit.as_str()) {
+                    Ok(raw) => raw.serialize(s),
+                    Err(_) => serialize_f64_as_jq(*f, s),
+                }
+            }
+            Value::Float(f, None) => serialize_f64_as_jq(*f, s),
             Value::Str(x) => s.serialize_str(x),
             Value::Array(a) => {
                 let mut seq = s.serialize_seq(Some(a.len()))?;
@@ -504,11 +631,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
         Ok(match i64::try_from(u) {
             Ok(i) => Value::Int(i),
-            Err(_) => Value::Float(u as f64),
+            Err(_) => Value::Float(u as f64, None),
         })
     }
     fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
-        Ok(Value::Float(f))
+        Ok(Value::Float(f, None))
     }
     fn visit_str<E>(self, s: &str) -> Result<Value, E> {
         Ok(Value::Str(Str::new(s)))
@@ -525,25 +652,34 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut m = Map::with_capacity(map.size_hint().unwrap_or(8));
-        // Duplicate keys are rare: a 64-bit mask of (length, first byte, last byte) shapes
-        // seen so far sends only a possible duplicate down the linear check.
         let mut seen: u64 = 0;
         while let Some(k) = map.next_key::<KeyStr>()? {
             let v: Value = map.next_value()?;
-            let b = k.0.as_bytes();
-            let h = (b.len() as u64)
-                .wrapping_mul(31)
-                .wrapping_add(b.first().copied().unwrap_or(0) as u64)
-                .wrapping_add((b.last().copied().unwrap_or(0) as u64).wrapping_mul(7))
-                % 64;
-            if seen & (1 << h) == 0 {
-                seen |= 1 << h;
-                m.push_unique(k.0, v);
-            } else {
-                m.insert(k.0, v);
-            }
+            m.push_checked(&mut seen, k.0, v);
         }
         Ok(Value::Object(m))
+    }
+}
+
+impl Map {
+    /// Appends `key`, or replaces its value if it is there already (last wins in the first
+    /// position, as jq). Duplicate keys are rare: `seen`, a 64-bit mask of the (length, first
+    /// byte, last byte) shapes appended so far (start it at 0), sends only a possible duplicate
+    /// down the linear check.
+    #[inline]
+    fn push_checked(&mut self, seen: &mut u64, key: Str, v: Value) {
+        let b = key.as_bytes();
+        let h = (b.len() as u64)
+            .wrapping_mul(31)
+            .wrapping_add(b.first().copied().unwrap_or(0) as u64)
+            .wrapping_add((b.last().copied().unwrap_or(0) as u64).wrapping_mul(7))
+            % 64;
+        if *seen & (1 << h) == 0 {
+            *seen |= 1 << h;
+            self.push_unique(key, v);
+        } else {
+            self.insert(key, v);
+        }
     }
 }
 
@@ -679,12 +815,6 @@ impl Projector {
     }
 
     pub fn parse(&self, bytes: &[u8]) -> Result<Value, String> {
-        if may_hold_negative_zero(bytes) {
-            return Value::from_json(bytes).map(|v| match v {
-                Value::Object(m) => pruned(&m, &self.wanted),
-                other => other,
-            });
-        }
         // sonic-rs's own document is its fastest parse (and validates everything, UTF-8
         // included); only the wanted fields are then turned into weir values.
         match nesting(bytes) {
@@ -697,32 +827,20 @@ impl Projector {
 
     fn parse_doc(&self, bytes: &[u8]) -> Result<Value, String> {
         use sonic_rs::JsonValueTrait;
-        let doc: sonic_rs::Value = sonic_rs::from_slice(bytes).map_err(|e| e.to_string())?;
-        if !doc.is_object() {
-            return Ok(sonic_to_value(&doc));
-        }
-        Ok(sonic_pruned(&doc, &self.wanted))
+        let doc = parse_doc(bytes)?;
+        let v = if doc.is_object() {
+            sonic_pruned(&doc, &self.wanted)
+        } else {
+            sonic_to_value(&doc)
+        };
+        // A number out of range is bad input whether or not its field is wanted.
+        v.ok_or_else(|| number_error(bytes))
     }
 }
 
-/// The wanted parts of an object, as `Wanted` says.
-fn pruned(m: &Map, w: &Wanted) -> Value {
-    Value::Object(
-        m.iter()
-            .filter_map(|(k, v)| {
-                let i = w.position(k.as_bytes())?;
-                let v = match (&w.subs[i], v) {
-                    (Some(sub), Value::Object(inner)) => pruned(inner, sub),
-                    _ => v.clone(),
-                };
-                Some((k.clone(), v))
-            })
-            .collect(),
-    )
-}
-
-/// The wanted parts of a sonic-rs object, as `Wanted` says.
-fn sonic_pruned(doc: &sonic_rs::Value, w: &Wanted) -> Value {
+/// The wanted parts of a sonic-rs object, as `Wanted` says; `None` when a number in it, kept
+/// or not, is out of range.
+fn sonic_pruned(doc: &sonic_rs::Value, w: &Wanted) -> Option<Value> {
     use sonic_rs::{JsonContainerTrait, JsonValueTrait};
     let mut m = Map::with_capacity(w.names.len());
     if let Some(obj) = doc.as_object() {
@@ -730,14 +848,16 @@ fn sonic_pruned(doc: &sonic_rs::Value, w: &Wanted) -> Value {
             if let Some(i) = w.position(k.as_bytes()) {
                 // Last duplicate wins, as in jq.
                 let v = match &w.subs[i] {
-                    Some(sub) if v.is_object() => sonic_pruned(v, sub),
-                    _ => sonic_to_value(v),
+                    Some(sub) if v.is_object() => sonic_pruned(v, sub)?,
+                    _ => sonic_to_value(v)?,
                 };
                 m.insert(w.names[i].clone(), v);
+            } else if !finite_numbers(v) {
+                return None;
             }
         }
     }
-    Value::Object(m)
+    Some(Value::Object(m))
 }
 
 /// How deep arrays and objects may nest in a JSON text read as input or state: as jq 1.6,
@@ -745,31 +865,6 @@ fn sonic_pruned(doc: &sonic_rs::Value, w: &Wanted) -> Value {
 pub const MAX_NESTING: usize = 256;
 const SHALLOW: usize = 32;
 const SHALLOW_1: usize = SHALLOW + 1;
-
-/// Whether `b` may hold a negative zero (`-0`, `-0.0`, `-0e3`), which sonic-rs reads as 0:
-/// jq prints `-0`, and so does weir, so a checkpoint must give it back as it was. A date's
-/// `-05` is no zero; a false alarm (`"x-0"` in a string) only costs the slower parser.
-fn may_hold_negative_zero(b: &[u8]) -> bool {
-    memchr::memmem::find_iter(b, b"-0").any(|i| {
-        let mut j = i + 2;
-        if b.get(j) == Some(&b'.') {
-            j += 1;
-            while b.get(j) == Some(&b'0') {
-                j += 1;
-            }
-        }
-        !matches!(b.get(j), Some(b'0'..=b'9'))
-    })
-}
-
-/// serde_json's parse, which keeps the sign of a zero (nesting was bounded by the caller).
-fn parse_keeping_zero_sign(bytes: &[u8]) -> Result<Value, String> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    de.disable_recursion_limit();
-    let v = Value::deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(v)
-}
 
 /// Runs a parse of deeply nested text on a thread of its own: sonic-rs and serde recurse per
 /// level, with frames of kilobytes in a debug build, past what an operator thread's stack
@@ -826,31 +921,94 @@ fn nesting(b: &[u8]) -> usize {
     deepest
 }
 
-fn sonic_to_value(v: &sonic_rs::Value) -> Value {
+/// One JSON text as a weir value (the general parser: any text the scanner of
+/// `sources::flat_json` leaves).
+fn parse_value(bytes: &[u8]) -> Result<Value, String> {
+    sonic_to_value(&parse_doc(bytes)?).ok_or_else(|| number_error(bytes))
+}
+
+/// sonic-rs's document of `bytes` (its fastest parse, validating everything, UTF-8 included),
+/// numbers kept as their text so that [`read_number`] decides them as the scanner does. Errors
+/// are sonic-rs's own: a text the raw-number parse refuses is parsed again the ordinary way
+/// for sonic's message (only bad input pays for that).
+fn parse_doc(bytes: &[u8]) -> Result<sonic_rs::Value, String> {
+    let raw = std::str::from_utf8(bytes).ok().and_then(|text| {
+        let mut de = sonic_rs::Deserializer::from_str(text).use_rawnumber();
+        let doc: sonic_rs::Value = de.deserialize().ok()?;
+        de.end().ok()?;
+        Some(doc)
+    });
+    match raw {
+        Some(doc) => Ok(doc),
+        None => sonic_rs::from_slice(bytes).map_err(|e| e.to_string()),
+    }
+}
+
+/// sonic-rs's message for a text with a number out of range (which its raw-number parse lets
+/// through): the ordinary parse refuses it.
+fn number_error(bytes: &[u8]) -> String {
+    match sonic_rs::from_slice::<sonic_rs::Value>(bytes) {
+        Err(e) => e.to_string(),
+        Ok(_) => "a number out of range".into(),
+    }
+}
+
+/// The weir value of a document from [`parse_doc`]; `None` when a number in it is not finite
+/// (`1e999`), which is bad input.
+fn sonic_to_value(v: &sonic_rs::Value) -> Option<Value> {
     use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
-    match v.get_type() {
+    Some(match v.get_type() {
         JsonType::Null => Value::Null,
         JsonType::Boolean => Value::Bool(v.as_bool().unwrap_or(false)),
-        JsonType::Number => match (v.as_i64(), v.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::Float(u as f64),
-            _ => Value::Float(v.as_f64().unwrap_or(0.0)),
+        JsonType::Number => match v.as_raw_number() {
+            Some(raw) => Value::from_number_text(raw.as_str())?,
+            // A document parsed the ordinary way (only after the raw parse failed).
+            None => match (v.as_i64(), v.as_u64()) {
+                (Some(i), _) => Value::Int(i),
+                (None, Some(u)) => Value::Float(u as f64, None),
+                _ => Value::Float(v.as_f64().unwrap_or(0.0), None),
+            },
         },
         JsonType::String => Value::str(v.as_str().unwrap_or("")),
-        JsonType::Array => Value::Array(
-            v.as_array()
-                .map(|a| a.iter().map(sonic_to_value).collect())
-                .unwrap_or_default(),
-        ),
+        JsonType::Array => {
+            let mut out = Vec::new();
+            if let Some(a) = v.as_array() {
+                out.reserve(a.len());
+                for x in a.iter() {
+                    out.push(sonic_to_value(x)?);
+                }
+            }
+            Value::Array(out)
+        }
         JsonType::Object => {
             let mut m = Map::new();
             if let Some(o) = v.as_object() {
+                m = Map::with_capacity(o.len());
+                let mut seen = 0;
                 for (k, x) in o.iter() {
-                    m.insert(Str::new(k), sonic_to_value(x));
+                    m.push_checked(&mut seen, Str::new(k), sonic_to_value(x)?);
                 }
             }
             Value::Object(m)
         }
+    })
+}
+
+/// Whether every number in a document from [`parse_doc`] is finite, for the parts a
+/// projection does not build.
+fn finite_numbers(v: &sonic_rs::Value) -> bool {
+    use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
+    match v.get_type() {
+        JsonType::Number => v.as_raw_number().is_none_or(|raw| {
+            // Only an exponent or hundreds of digits take a number out of range.
+            let t = raw.as_str();
+            (t.len() < 300 && !t.contains(['e', 'E'])) || t.parse::<f64>().is_ok_and(f64::is_finite)
+        }),
+        JsonType::Array => v.as_array().is_none_or(|a| a.iter().all(finite_numbers)),
+        JsonType::Object => v
+            .as_object()
+            .is_none_or(|o| o.iter().all(|(_, x)| finite_numbers(x))),
+        _ => true,
     }
 }
 
@@ -867,7 +1025,7 @@ impl From<serde_json::Value> for Value {
             serde_json::Value::Bool(b) => Value::Bool(b),
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
-                None => Value::Float(n.as_f64().unwrap_or(0.0)),
+                None => Value::Float(n.as_f64().unwrap_or(0.0), None),
             },
             serde_json::Value::String(s) => Value::Str(Str::from(s)),
             serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
@@ -916,7 +1074,7 @@ mod tests {
             (f64::NEG_INFINITY, "-1.7976931348623157e+308"),
             (f64::NAN, "null"),
         ] {
-            let text = Value::Float(f).to_json_string();
+            let text = Value::float(f).to_json_string();
             assert_eq!(text, jq, "{f:e}");
             if f.is_finite() {
                 let back = Value::from_json(text.as_bytes()).unwrap();
@@ -925,8 +1083,9 @@ mod tests {
             }
         }
         // Inside records and arrays too, and in the projected parse.
+        // (`-0.0` is input text that printing would not give back: it is kept.)
         let v = Value::from_json(br#"{"a":-0,"b":[-0.0,1e-07],"c":"x-0"}"#).unwrap();
-        assert_eq!(v.to_json_string(), r#"{"a":-0,"b":[-0,1e-07],"c":"x-0"}"#);
+        assert_eq!(v.to_json_string(), r#"{"a":-0,"b":[-0.0,1e-07],"c":"x-0"}"#);
         let p = Projector::new(&[Str::new("a")])
             .parse(br#"{"a":-0,"b":1}"#)
             .unwrap();
@@ -992,9 +1151,81 @@ mod tests {
 
     #[test]
     fn integral_floats_print_as_integers() {
-        assert_eq!(Value::Float(5.0).to_json_string(), "5");
-        assert_eq!(Value::Float(2.5).to_json_string(), "2.5");
-        assert_eq!(Value::Float(f64::NAN).to_json_string(), "null");
+        assert_eq!(Value::float(5.0).to_json_string(), "5");
+        assert_eq!(Value::float(2.5).to_json_string(), "2.5");
+        assert_eq!(Value::float(f64::NAN).to_json_string(), "null");
+    }
+
+    /// A number whose text printing would not give back keeps it (`Literal`); the rest do not,
+    /// and only printing sees the text: equality, order and hashing go by the value.
+    #[test]
+    fn numbers_keep_their_text_only_when_printing_would_change_it() {
+        use std::hash::{BuildHasher, RandomState};
+        for (text, kept) in [
+            ("1", false),
+            ("-12", false),
+            ("2.5", false),
+            ("0.1", false),
+            ("1e-07", false),
+            ("1e+20", false),
+            ("-0", false),
+            ("1e-7", true),
+            ("1.0", true),
+            ("415.50", true),
+            ("1e3", true),
+            ("1.50e+2", true),
+            ("-0.0", true),
+            ("0.0001", false),
+            ("0.00001", true),
+            ("0.000001", true),
+            ("100000000000000000001", true),
+            ("123456789012345678901234567890", true),
+        ] {
+            let v = Value::from_number_text(text).unwrap();
+            assert_eq!(v.to_json_string(), text);
+            assert_eq!(matches!(v, Value::Float(_, Some(_))), kept, "{text}");
+            assert_eq!(v.as_f64(), text.parse().ok(), "{text}");
+            // Its value alone (what computing on it gives) is equal and hashes alike.
+            let computed = Value::number(v.as_f64().unwrap());
+            assert_eq!(v, computed);
+            let h = RandomState::new();
+            assert_eq!(h.hash_one(&v), h.hash_one(&computed), "{text}");
+        }
+        assert_eq!(Value::number(1.0).to_json_string(), "1");
+        assert_eq!(Value::from_number_text("1e999"), None);
+        assert_eq!(Value::from_json(b"1.0").unwrap(), Value::Int(1));
+        let mut v = vec![
+            Value::from_number_text("2.0").unwrap(),
+            Value::Int(1),
+            Value::from_number_text("1.50").unwrap(),
+        ];
+        v.sort();
+        assert_eq!(Value::Array(v).to_json_string(), "[1,1.50,2.0]");
+    }
+
+    /// A number's text costs the usual value nothing: a `Value` is as large as before.
+    #[test]
+    fn a_value_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+    }
+
+    /// The general parser keeps the text too (inside arrays and objects as well), and a number
+    /// out of range is refused with sonic-rs's message, kept field or not.
+    #[test]
+    fn the_general_parser_keeps_number_text_and_refuses_infinities() {
+        let t = r#"{"a":[1.0,{"b":-0}],"c":1e3,"d":2.5,"e":12345678901234567890123}"#;
+        assert_eq!(Value::from_json(t.as_bytes()).unwrap().to_json_string(), t);
+        let p = Projector::new(&[Str::new("a")]);
+        assert_eq!(
+            p.parse(t.as_bytes()).unwrap().to_json_string(),
+            r#"{"a":[1.0,{"b":-0}]}"#
+        );
+        for bad in [&br#"{"a":1e999}"#[..], br#"{"a":1,"z":[-1e400]}"#] {
+            let e = Value::from_json(bad).unwrap_err();
+            assert!(e.contains("must be finite"), "{e}");
+            let e = p.parse(bad).unwrap_err();
+            assert!(e.contains("must be finite"), "{e}");
+        }
     }
 
     #[test]
@@ -1003,14 +1234,14 @@ mod tests {
             Value::str("b"),
             Value::Int(2),
             Value::Null,
-            Value::Float(1.5),
+            Value::float(1.5),
             Value::Bool(true),
             Value::Bool(false),
         ];
         v.sort();
         let s: Vec<String> = v.iter().map(|x| x.to_json_string()).collect();
         assert_eq!(s, ["null", "false", "true", "1.5", "2", "\"b\""]);
-        assert_eq!(Value::Int(1), Value::Float(1.0));
+        assert_eq!(Value::Int(1), Value::float(1.0));
         let a = Value::from_json(br#"{"a":1,"b":2}"#).unwrap();
         let b = Value::from_json(br#"{"b":2,"a":1}"#).unwrap();
         assert_eq!(a, b);

@@ -130,7 +130,7 @@ fn ty_of(v: &Value) -> Result<Ty, String> {
         Value::Null => Ty::Null,
         Value::Bool(_) => Ty::Bool,
         Value::Int(_) => Ty::Int,
-        Value::Float(_) => Ty::Dbl,
+        Value::Float(..) => Ty::Dbl,
         Value::Str(_) => Ty::Str,
         Value::Array(_) => return Err("arrays have no column type here".into()),
         Value::Object(m) => {

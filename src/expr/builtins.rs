@@ -21,11 +21,11 @@ fn num(v: &Value) -> Option<f64> {
 pub(crate) fn neg(v: &Value) -> R {
     match v {
         // jq's numbers are doubles: `-0` and `0 | -.` are -0, printed `-0`.
-        Value::Int(0) => Ok(Value::Float(-0.0)),
+        Value::Int(0) => Ok(Value::float(-0.0)),
         Value::Int(i) => Ok(i
             .checked_neg()
-            .map_or(Value::Float(-(*i as f64)), Value::Int)),
-        Value::Float(f) => Ok(Value::number(-f)),
+            .map_or(Value::float(-(*i as f64)), Value::Int)),
+        Value::Float(f, _) => Ok(Value::number(-f)),
         v => err(format!("{} cannot be negated", desc(v))),
     }
 }
@@ -91,7 +91,7 @@ pub(crate) fn math(op: MathOp, l: Cow<'_, Value>, r: &Value) -> R {
             }
             MathOp::Rem => {
                 if a.is_nan() || b.is_nan() {
-                    return Ok(Float(f64::NAN));
+                    return Ok(Value::float(f64::NAN));
                 }
                 // jq truncates both operands to integers (saturating).
                 let (x, y) = (a as i64, b as i64);
@@ -115,7 +115,7 @@ pub(crate) fn math(op: MathOp, l: Cow<'_, Value>, r: &Value) -> R {
             _ => Err(math_err(&l, r, "cannot be subtracted")),
         },
         MathOp::Mul => match (&*l, r) {
-            (Str(s), n @ (Int(_) | Float(_))) | (n @ (Int(_) | Float(_)), Str(s)) => {
+            (Str(s), n @ (Int(_) | Float(..))) | (n @ (Int(_) | Float(..)), Str(s)) => {
                 repeat(s, num(n).unwrap_or(0.0))
             }
             (Object(_), Object(b)) => {
@@ -229,7 +229,7 @@ pub(crate) fn slice(v: &Value, from: &Value, to: &Value) -> R {
         match b {
             Value::Null => Ok(default),
             Value::Int(i) => Ok(*i as f64),
-            Value::Float(f) => Ok(*f),
+            Value::Float(f, _) => Ok(*f),
             _ => err("start and end indices of an array slice must be numbers".into()),
         }
     };
@@ -377,8 +377,8 @@ pub(crate) fn length(v: &Value) -> R {
         Value::Bool(_) => return err(format!("{} has no length", desc(v))),
         Value::Int(i) => i
             .checked_abs()
-            .map_or(Value::Float((*i as f64).abs()), Value::Int),
-        Value::Float(f) => Value::number(f.abs()),
+            .map_or(Value::float((*i as f64).abs()), Value::Int),
+        Value::Float(f, _) => Value::number(f.abs()),
         Value::Str(s) => Value::Int(s.chars().count() as i64),
         Value::Array(a) => Value::Int(a.len() as i64),
         Value::Object(m) => Value::Int(m.len() as i64),
@@ -447,14 +447,14 @@ pub(crate) fn fromjson(v: &Value) -> R {
 
 pub(crate) fn tonumber(v: &Value) -> R {
     match v {
-        Value::Int(_) | Value::Float(_) => Ok(v.clone()),
+        Value::Int(_) | Value::Float(..) => Ok(v.clone()),
         Value::Str(s) => {
             let t = s.trim();
             let ok = !t.is_empty()
                 && t.bytes()
                     .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
             match Value::from_json(t.as_bytes()) {
-                Ok(n @ (Value::Int(_) | Value::Float(_))) if ok => Ok(n),
+                Ok(n @ (Value::Int(_) | Value::Float(..))) if ok => Ok(n),
                 _ => match t.parse::<f64>() {
                     Ok(f) if ok => Ok(Value::number(f)),
                     _ => err(format!("cannot parse '{s}' as a number")),
@@ -483,7 +483,7 @@ fn math1(v: &Value, f: fn(f64) -> f64, int_same: bool) -> R {
     match v {
         Value::Int(_) if int_same => Ok(v.clone()),
         Value::Int(i) => Ok(Value::number(f(*i as f64))),
-        Value::Float(x) => Ok(Value::number(f(*x))),
+        Value::Float(x, _) => Ok(Value::number(f(*x))),
         v => err(format!("{} number required", desc(v))),
     }
 }
@@ -504,13 +504,13 @@ pub(crate) fn fabs(v: &Value) -> R {
     match v {
         Value::Int(i) => Ok(i
             .checked_abs()
-            .map_or(Value::Float((*i as f64).abs()), Value::Int)),
+            .map_or(Value::float((*i as f64).abs()), Value::Int)),
         v => math1(v, f64::abs, false),
     }
 }
 pub(crate) fn abs(v: &Value) -> R {
     match v {
-        Value::Int(_) | Value::Float(_) => fabs(v),
+        Value::Int(_) | Value::Float(..) => fabs(v),
         v => err(format!("{} has no absolute value", desc(v))),
     }
 }
@@ -724,7 +724,7 @@ pub(crate) fn is_bool(v: &Value) -> bool {
     matches!(v, Value::Bool(_))
 }
 pub(crate) fn is_number(v: &Value) -> bool {
-    matches!(v, Value::Int(_) | Value::Float(_))
+    matches!(v, Value::Int(_) | Value::Float(..))
 }
 pub(crate) fn is_string(v: &Value) -> bool {
     matches!(v, Value::Str(_))
@@ -748,7 +748,7 @@ pub(crate) fn has(v: &Value, k: &Value) -> R {
     match (v, k) {
         (Value::Null, _) => Ok(Value::Bool(false)),
         (Value::Object(m), Value::Str(s)) => Ok(Value::Bool(m.get(s).is_some())),
-        (Value::Array(a), Value::Int(_) | Value::Float(_)) => {
+        (Value::Array(a), Value::Int(_) | Value::Float(..)) => {
             let i = k.as_f64().unwrap_or(-1.0);
             Ok(Value::Bool(i >= 0.0 && i < a.len() as f64))
         }
@@ -852,7 +852,7 @@ pub(crate) fn join(v: &Value, sep: &Value) -> R {
         };
         let piece = match x {
             Value::Null => Cow::Owned(Value::Str(Str::default())),
-            Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
+            Value::Bool(_) | Value::Int(_) | Value::Float(..) => {
                 Cow::Owned(Value::Str(Str::from(x.to_json_string())))
             }
             x => Cow::Borrowed(x),

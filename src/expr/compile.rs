@@ -264,7 +264,7 @@ fn lit_key(n: &Node) -> Option<Key> {
     match &n.kind {
         Form::Lit(Value::Str(s)) => Some(Key::Field(s.clone())),
         Form::Lit(Value::Int(i)) => Some(Key::Index(*i)),
-        Form::Lit(Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+        Form::Lit(Value::Float(f, _)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
             Some(Key::Index(*f as i64))
         }
         _ => None,
@@ -490,8 +490,8 @@ fn call(name: &str, args: &[Term<&str>]) -> Tr {
         ("true", []) => return Ok(Some(lit(Value::Bool(true)))),
         ("false", []) => return Ok(Some(lit(Value::Bool(false)))),
         ("null", []) => return Ok(Some(lit(Value::Null))),
-        ("nan", []) => return Ok(Some(lit(Value::Float(f64::NAN)))),
-        ("infinite", []) => return Ok(Some(lit(Value::Float(f64::INFINITY)))),
+        ("nan", []) => return Ok(Some(lit(Value::float(f64::NAN)))),
+        ("infinite", []) => return Ok(Some(lit(Value::float(f64::INFINITY)))),
         ("not", []) => return f0(b::not),
         ("length", []) => return f0(b::length),
         ("utf8bytelength", []) => return f0(b::utf8bytelength),

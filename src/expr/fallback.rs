@@ -15,7 +15,7 @@
 use super::base::{Ctl, ErrV};
 use super::limits;
 use super::CompileError;
-use crate::value::{Map, Str, Value};
+use crate::value::{is_number_text, Map, Str, Value};
 use jaq_core::data::JustLut;
 use jaq_core::load::lex::StrPart;
 use jaq_core::load::parse::{BinaryOp, Pattern, Term};
@@ -257,7 +257,9 @@ pub(crate) fn to_val(v: &Value) -> Val {
             Ok(i) => Num::Int(i),
             Err(_) => Num::Float(*i as f64),
         }),
-        Value::Float(f) => Val::Num(Num::Float(*f)),
+        // jaq prints a decimal as its text and computes with its value, as weir does.
+        Value::Float(_, Some(lit)) => Val::Num(Num::Dec(jaq_json::Rc::new(lit.as_str().into()))),
+        Value::Float(f, None) => Val::Num(Num::Float(*f)),
         Value::Str(s) => Val::from(s.to_string()),
         Value::Array(a) => Val::Arr(jaq_json::Rc::new(a.iter().map(to_val).collect())),
         Value::Object(m) => Val::obj(
@@ -271,12 +273,15 @@ pub(crate) fn to_val(v: &Value) -> Val {
 fn num_to_value(n: &Num) -> Value {
     match n {
         Num::Int(i) => Value::Int(*i as i64),
-        Num::Float(f) => Value::Float(*f),
-        Num::BigInt(b) => Value::Float(b.to_string().parse().unwrap_or(f64::NAN)),
-        Num::Dec(s) => match s.parse::<i64>() {
-            Ok(i) => Value::Int(i),
-            Err(_) => Value::Float(s.parse().unwrap_or(f64::NAN)),
-        },
+        Num::Float(f) => Value::float(*f),
+        Num::BigInt(b) => Value::float(b.to_string().parse().unwrap_or(f64::NAN)),
+        // A number that kept its text (weir's own, or jaq's negation of one), read as any
+        // input number is.
+        Num::Dec(s) => match is_number_text(s.as_bytes()) {
+            true => Value::from_number_text(s),
+            false => None,
+        }
+        .unwrap_or_else(|| Value::float(s.parse().unwrap_or(f64::NAN))),
     }
 }
 
@@ -623,6 +628,14 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
         )
     }
     match t {
+        // A number literal of the expression is its value, as in weir's own evaluator (`1.50`
+        // is 1.5): jaq would keep a decimal's text (`Num::Dec`), as weir keeps an input
+        // number's. `+ 0` makes it a computed number; short integers are values already.
+        Term::Num(n) if n.contains(['.', 'e', 'E']) || n.len() > 18 => Term::BinOp(
+            Box::new(Term::Num(n)),
+            BinaryOp::Math(jaq_core::ops::Math::Add),
+            Box::new(Term::Num("0")),
+        ),
         Term::Id | Term::Recurse | Term::Num(_) | Term::Break(_) | Term::Var(_) => t,
         // A plain interpolation goes through `@text` (the prelude's, which prints numbers as
         // weir does) rather than jaq's own `tostring`.
@@ -638,7 +651,14 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
         ),
         Term::Arr(a) => Term::Arr(a.map(bx)),
         Term::Obj(kvs) => Term::Obj(kvs.into_iter().map(|(k, v)| (g(k), v.map(g))).collect()),
-        Term::Neg(t) => Term::Neg(bx(t)),
+        // jaq negates a number that kept its input text by editing the text (`-1.50`), and `0`
+        // to `0`; weir's own evaluator computes (`-1.5`, `-0`), as jq does. `__weir_neg`
+        // (prelude.jq) computes.
+        Term::Neg(t) => Term::BinOp(
+            bx(t),
+            BinaryOp::Pipe(None),
+            Box::new(Term::Call("__weir_neg", Vec::new())),
+        ),
         Term::BinOp(l, op, r) => Term::BinOp(bx(l), op, bx(r)),
         Term::Label(x, t) => Term::Label(x, bx(t)),
         Term::Fold(name, xs, pat, args) => {

@@ -561,7 +561,7 @@ impl Node {
             Form::Limit(n, f) => n.run(input, &mut |nv| {
                 let n = match &*nv {
                     Value::Int(i) => *i as f64,
-                    Value::Float(x) => *x,
+                    Value::Float(x, _) => *x,
                     v => {
                         return Err(Ctl::from(ErrV::Msg(format!(
                             "invalid limit {}: not a number",
@@ -645,7 +645,7 @@ pub(crate) fn cmp_values(a: &Value, b: &Value) -> Ordering {
         (Value::Int(x), Value::Int(y)) => x.cmp(y),
         (Value::Str(x), Value::Str(y)) => x.as_str().cmp(y.as_str()),
         // jq's operators: NaN is less than any number, itself included (`nan < nan`).
-        (Value::Float(x), Value::Int(_) | Value::Float(_)) if x.is_nan() => Ordering::Less,
+        (Value::Float(x, _), Value::Int(_) | Value::Float(..)) if x.is_nan() => Ordering::Less,
         _ => a.cmp(b),
     }
 }
@@ -1020,8 +1020,9 @@ fn array_pos(len: usize, i: f64) -> Option<usize> {
 /// `v[key]` for a computed key, moving out of an owned `v` instead of cloning.
 fn index_cow<'a>(v: Cow<'a, Value>, key: &Value) -> Result<Cow<'a, Value>, ErrV> {
     match (&*v, key) {
-        (Value::Object(_), Value::Str(_)) | (Value::Array(_), Value::Int(_) | Value::Float(_)) => {}
-        (Value::Null, Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Null) => {
+        (Value::Object(_), Value::Str(_)) | (Value::Array(_), Value::Int(_) | Value::Float(..)) => {
+        }
+        (Value::Null, Value::Str(_) | Value::Int(_) | Value::Float(..) | Value::Null) => {
             return Ok(Cow::Borrowed(&NULL))
         }
         (Value::Null, Value::Object(_)) => return Ok(Cow::Borrowed(&NULL)),

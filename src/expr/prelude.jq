@@ -175,3 +175,8 @@ def implode:
            then 65533 else . end)
     | __weir_implode
   else __weir_implode end;
+
+# `-x` computes, as in jq and weir's own evaluator: jaq would negate a number that kept its
+# input text by its text (`-1.50`), and an integer 0 to 0 (jq: -0). guard_term (fallback.rs)
+# calls this for every `-x`.
+def __weir_neg: if type == "number" then . * -1.0 else -. end;

@@ -27,9 +27,39 @@ fn show(r: &Result<Vec<Value>, EvalError>) -> String {
 }
 
 /// Same outputs (jq equality, so 1 == 1.0), or both errors.
+/// JSON text with object keys sorted: how a value prints, its field order aside.
+fn sorted_text(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let fields: Vec<String> = m
+                .sorted()
+                .into_iter()
+                .map(|(k, x)| {
+                    format!(
+                        "{}:{}",
+                        Value::Str(k.clone()).to_json_string(),
+                        sorted_text(x)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(a) => {
+            format!(
+                "[{}]",
+                a.iter().map(sorted_text).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.to_json_string(),
+    }
+}
+
+/// Equal results that also print alike (a number's kept input text included), field order
+/// aside.
 fn same(a: &Result<Vec<Value>, EvalError>, b: &Result<Vec<Value>, EvalError>) -> bool {
+    let text = |v: &[Value]| v.iter().map(sorted_text).collect::<Vec<_>>();
     match (a, b) {
-        (Ok(x), Ok(y)) => x == y,
+        (Ok(x), Ok(y)) => x == y && text(x) == text(y),
         (Err(_), Err(_)) => true,
         _ => false,
     }
@@ -877,6 +907,59 @@ fn native_matches_jaq() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Numbers that kept their input text print it while unchanged and canonically once computed,
+/// alike in the native evaluator and in jaq (which would negate by editing the text); number
+/// literals of the expression are values (jaq would keep a decimal's text).
+#[test]
+fn kept_number_text_is_the_same_natively_and_in_jaq() {
+    let input =
+        v(r#"{"a":1.50,"b":-0,"c":1e3,"d":[2.0,"x"],"e":123456789012345678901234567890,"f":2.5}"#);
+    let cases: &[(&str, &str)] = &[
+        (
+            ".",
+            r#"{"a":1.50,"b":-0,"c":1e3,"d":[2.0,"x"],"e":123456789012345678901234567890,"f":2.5}"#,
+        ),
+        (
+            "[.a, .b, .c, .d[0], .e, .f]",
+            "[1.50,-0,1e3,2.0,123456789012345678901234567890,2.5]",
+        ),
+        ("[.a, .c] | map(tostring)", r#"["1.50","1e3"]"#),
+        (
+            "[.[] | numbers | tojson]",
+            r#"["1.50","-0","1e3","123456789012345678901234567890","2.5"]"#,
+        ),
+        (r#""\(.a)|\(.d)""#, r#""1.50|[2.0,\"x\"]""#),
+        (
+            "[-.a, -.b, -.c, -.e]",
+            "[-1.5,0,-1000,-123456789012345680000000000000]",
+        ),
+        ("[.a + 0, .c * 1, .d[0] / 1, .a - 0]", "[1.5,1000,2,1.5]"),
+        ("[.a | floor, fabs, length]", "[1,1.5,1.5]"),
+        ("[.a, .f, .b] | sort", "[-0,1.50,2.5]"),
+        ("[.a, .f] | max", "2.5"),
+        ("[.d[0], 2] | unique", "[2.0]"),
+        (".a == 1.5 and .c == 1000 and .b == 0", "true"),
+        (
+            "[1.50, 2.0, -1.50, 1e3, 7, -0, 100000000000000000001]",
+            "[1.5,2,-1.5,1000,7,-0,1e+20]",
+        ),
+        ("{a} | to_entries | .[0].value", "1.50"),
+        (".d | first(.[] | numbers)", "2.0"),
+        ("[.a, .c] | map(. as $x | $x)", "[1.50,1e3]"),
+    ];
+    for (src, want) in cases {
+        let want = [v(want)];
+        let text = |v: &[Value]| v.iter().map(Value::to_json_string).collect::<Vec<_>>();
+        for e in [
+            Expr::compile(src).unwrap(),
+            Expr::compile_fallback_only(src).unwrap(),
+        ] {
+            let got = run(&e, &input).unwrap_or_else(|err| panic!("{src}: {err}"));
+            assert_eq!(text(&got), text(&want), "{src} (native: {})", e.is_native());
+        }
+    }
+}
+
 #[test]
 fn jq_semantics_where_jaq_deviates() {
     let inputs: Vec<Value> = INPUTS.iter().map(|s| v(s)).collect();
@@ -1129,7 +1212,7 @@ fn arb_scalar() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-1000i64..1000).prop_map(Value::Int),
-        (-2000i64..2000).prop_map(|i| Value::Float(i as f64 / 4.0 + 0.125)),
+        (-2000i64..2000).prop_map(|i| Value::float(i as f64 / 4.0 + 0.125)),
         "[a-cé/ ]{0,5}".prop_map(|s| Value::str(&s)),
     ]
 }

@@ -375,7 +375,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Int),
-        any::<f64>().prop_map(Value::Float),
+        any::<f64>().prop_map(Value::float),
         "\\PC{0,6}".prop_map(|s| Value::str(&s)),
     ];
     leaf.prop_recursive(4, 32, 5, |inner| {

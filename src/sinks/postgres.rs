@@ -19,6 +19,10 @@ pub struct Postgres {
     name: String,
     client: Client,
     cols: Vec<String>,
+    /// Per column: whether it is an integer column, which reads a number only in its canonical
+    /// text (`1`, not `1.0`); every other column gets a number's input text when it kept one
+    /// (`numeric` keeps `415.50`'s scale, `text` its characters).
+    int_cols: Vec<bool>,
     /// `COPY <table or stage> (...) FROM STDIN`.
     copy_sql: String,
     /// With `key`: moves the staged rows into the table.
@@ -59,6 +63,7 @@ impl Postgres {
             name: name.to_string(),
             client,
             cols: Vec::new(),
+            int_cols: Vec::new(),
             copy_sql: String::new(),
             merge_sql: None,
             in_tx: false,
@@ -115,14 +120,19 @@ impl Postgres {
         Ok(())
     }
 
-    /// One value in COPY text format.
-    fn cell(&mut self, v: Option<&Value>) {
+    /// One value in COPY text format; `int_col` as in `int_cols`.
+    fn cell(&mut self, v: Option<&Value>, int_col: bool) {
         let out = &mut self.buf;
         match v {
+            Some(Value::Float(f, Some(_))) if int_col => {
+                self.scratch.clear();
+                Value::float(*f).write_json(&mut self.scratch);
+                out.extend_from_slice(&self.scratch);
+            }
             None | Some(Value::Null) => out.extend_from_slice(b"\\N"),
             Some(Value::Bool(b)) => out.push(if *b { b't' } else { b'f' }),
             Some(Value::Int(n)) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
-            Some(Value::Float(_)) | Some(Value::Array(_)) | Some(Value::Object(_)) => {
+            Some(Value::Float(..)) | Some(Value::Array(_)) | Some(Value::Object(_)) => {
                 self.scratch.clear();
                 if let Some(v) = v {
                     v.write_json(&mut self.scratch);
@@ -229,6 +239,22 @@ impl Backend for Postgres {
                 quote(table)
             ));
         }
+        let rows = self
+            .client
+            .query(
+                "SELECT attname::text, atttypid::regtype::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                &[&quote(table)],
+            )
+            .map_err(|e| self.pg(&format!("reading the column types of table '{table}'"), e))?;
+        let types: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        self.int_cols = cols
+            .iter()
+            .map(|c| {
+                types
+                    .iter()
+                    .any(|(n, t)| n == c && matches!(t.as_str(), "smallint" | "integer" | "bigint"))
+            })
+            .collect();
         self.cols = cols.to_vec();
         Ok(())
     }
@@ -251,7 +277,7 @@ impl Backend for Postgres {
                     self.buf.push(b'\t');
                 }
                 let v = super::table::field(m, &mut fields, &self.cols[i]);
-                self.cell(v);
+                self.cell(v, self.int_cols[i]);
             }
             if staged {
                 self.buf.push(b'\t');

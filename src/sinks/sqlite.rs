@@ -27,6 +27,9 @@ pub struct Sqlite {
     /// The insert (or upsert) statement, once the columns are known.
     sql: String,
     cols: Vec<String>,
+    /// Per column: whether it has TEXT affinity, where a number that kept its input text
+    /// (`415.50`) is stored as that text; other columns store numbers as SQLite numbers.
+    text_cols: Vec<bool>,
     in_tx: bool,
     json: Vec<u8>,
     /// Rows go to a TEMP staging table first (see the module's note).
@@ -56,6 +59,7 @@ impl Sqlite {
             conn,
             sql: String::new(),
             cols: Vec::new(),
+            text_cols: Vec::new(),
             in_tx: false,
             json: Vec::new(),
             staged,
@@ -104,6 +108,39 @@ impl Sqlite {
             self.in_tx = true;
         }
         Ok(())
+    }
+}
+
+/// SQLite's rule for a declared type's affinity: TEXT when it names CHAR, CLOB or TEXT and not
+/// INT (which comes first).
+fn is_text_affinity(declared: &str) -> bool {
+    let t = declared.to_ascii_uppercase();
+    !t.contains("INT") && ["CHAR", "CLOB", "TEXT"].iter().any(|w| t.contains(w))
+}
+
+impl Sqlite {
+    /// Per column of `cols`: whether `table`'s declared type for it has TEXT affinity.
+    fn text_affinity(&self, table: &str, cols: &[String]) -> Result<Vec<bool>, Error> {
+        let r = (|| {
+            let mut st = self
+                .conn
+                .prepare(&format!("PRAGMA main.table_info({})", quote(table)))?;
+            let types = st
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+                })?
+                .collect::<Result<Vec<(String, String)>, _>>()?;
+            Ok(cols
+                .iter()
+                .map(|c| types.iter().any(|(n, t)| n == c && is_text_affinity(t)))
+                .collect())
+        })();
+        r.map_err(|e| {
+            self.err(
+                &format!("reading the column types of table '{table}' in"),
+                e,
+            )
+        })
     }
 }
 
@@ -210,6 +247,7 @@ impl Backend for Sqlite {
             .prepare_cached(&sql)
             .map_err(|e| self.err(&format!("preparing the insert into '{table}' of"), e))?;
         self.sql = sql;
+        self.text_cols = self.text_affinity(table, cols)?;
         self.cols = cols.to_vec();
         Ok(())
     }
@@ -236,7 +274,10 @@ impl Backend for Sqlite {
                         }
                         Some(Value::Bool(b)) => st.raw_bind_parameter(i + 1, *b as i64),
                         Some(Value::Int(n)) => st.raw_bind_parameter(i + 1, *n),
-                        Some(Value::Float(f)) => st.raw_bind_parameter(i + 1, *f),
+                        Some(Value::Float(_, Some(lit))) if self.text_cols[i] => {
+                            st.raw_bind_parameter(i + 1, lit.as_str())
+                        }
+                        Some(Value::Float(f, _)) => st.raw_bind_parameter(i + 1, *f),
                         Some(Value::Str(s)) => st.raw_bind_parameter(i + 1, s.as_str()),
                         Some(v) => {
                             self.json.clear();

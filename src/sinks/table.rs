@@ -51,7 +51,7 @@ impl ColType {
     pub fn of(v: &Value) -> ColType {
         match v {
             Value::Int(_) => ColType::Int,
-            Value::Float(_) => ColType::Real,
+            Value::Float(..) => ColType::Real,
             Value::Bool(_) => ColType::Bool,
             Value::Array(_) | Value::Object(_) => ColType::Json,
             Value::Null | Value::Str(_) => ColType::Text,

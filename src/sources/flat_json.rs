@@ -8,12 +8,13 @@
 //! skipped by a structural scan that still validates them, escapes are decoded in the strings
 //! it keeps, and a wanted nested value is built straight from its bytes. What it does not
 //! handle (escaped keys at the top level, nesting deeper than [`MAX_DEPTH`], lone surrogates,
-//! numbers that do not fit in an i64 with 18 digits, "-0", infinities, any error) makes it give
-//! up, and the caller parses the line with sonic-rs: values and error messages are then
-//! sonic's, so this path can only be faster, never different. A proptest holds the two paths
-//! to the same result, on nested, escaped, non-ASCII and mangled lines.
+//! infinities, any error) makes it give up, and the caller parses the line with sonic-rs:
+//! values and error messages are then sonic's, so this path can only be faster, never
+//! different. Numbers are decided by `value::read_number`, as the general parser decides them
+//! (a text that printing would not give back, such as `1.50`, is kept). A proptest holds the
+//! two paths to the same result, on nested, escaped, non-ASCII and mangled lines.
 
-use crate::value::{Map, Str, Value, Wanted};
+use crate::value::{read_number, Literal, Map, NumberText, Str, Value, Wanted};
 
 /// Bytes that end the quick scan of a string: the closing quote, an escape, or a control
 /// character (not allowed raw in JSON).
@@ -236,6 +237,9 @@ pub enum Scalar<'a> {
     Str(&'a str),
     Int(i64),
     Float(f64),
+    /// A number that keeps its text (`value::Literal`): the text alone, so that a scalar stays
+    /// three words; its value is read again when it is built (rare).
+    Literal(&'a str),
     Bool(bool),
     Null,
 }
@@ -247,7 +251,10 @@ impl Scalar<'_> {
         match self {
             Scalar::Str(s) => Value::str(s),
             Scalar::Int(i) => Value::Int(i),
-            Scalar::Float(f) => Value::Float(f),
+            Scalar::Float(f) => Value::Float(f, None),
+            Scalar::Literal(text) => {
+                Value::Float(text.parse().unwrap_or(f64::NAN), Some(Literal::new(text)))
+            }
             Scalar::Bool(b) => Value::Bool(b),
             Scalar::Null => Value::Null,
         }
@@ -593,8 +600,9 @@ impl<'a> Scan<'a> {
         Some(v)
     }
 
-    /// RFC 8259's number grammar. Integers of up to 18 digits are built here; "-0", longer
-    /// integers and out-of-range floats are left to sonic-rs, whose model decides them.
+    /// RFC 8259's number grammar. Integers of up to 18 digits and short decimals are built
+    /// here; other texts go to `value::read_number`, and out-of-range floats to sonic-rs (for
+    /// its message).
     #[inline(always)]
     fn number(&mut self) -> Option<Scalar<'a>> {
         let start = self.i;
@@ -648,15 +656,33 @@ impl<'a> Scan<'a> {
             // rounded operation, so it equals a full parse. Everything else gets the full parse.
             if !exp_part && digits + frac_digits <= 15 {
                 let f = n as f64 / POW10[frac_digits];
-                return Some(Scalar::Float(if neg { -f } else { f }));
+                let f = if neg { -f } else { f };
+                // Such a decimal prints as its text unless it ends in a zero (`1.50`, `2.0`) or
+                // is small enough to print with an exponent: only those are checked in full
+                // (`formats::tests::numbers_print_as_their_text` holds the shortcut to the check).
+                if (self.b[self.i - 1] != b'0') & (f.abs() >= 1e-4) {
+                    return Some(Scalar::Float(f));
+                }
             }
-            let f: f64 = self.t.get(start..self.i)?.parse().ok()?;
-            return f.is_finite().then_some(Scalar::Float(f));
+            return self.read(start);
         }
         if digits > 18 || (neg && n == 0) {
-            return None;
+            return self.read(start);
         }
         Some(Scalar::Int(if neg { -n } else { n }))
+    }
+
+    /// The number from `start` to here, read by `value::read_number` (out of line: the
+    /// scanner's own cases stay small).
+    #[cold]
+    #[inline(never)]
+    fn read(&self, start: usize) -> Option<Scalar<'a>> {
+        let text = self.t.get(start..self.i)?;
+        Some(match read_number(text)? {
+            NumberText::Int(i) => Scalar::Int(i),
+            NumberText::Float(f) => Scalar::Float(f),
+            NumberText::Literal(_) => Scalar::Literal(text),
+        })
     }
 }
 
@@ -699,7 +725,8 @@ mod tests {
                         m.values()
                             .map(|x| match x {
                                 Value::Int(_) => "int",
-                                Value::Float(_) => "float",
+                                Value::Float(_, None) => "float",
+                                Value::Float(_, Some(_)) => "float with its text",
                                 other => other.type_name(),
                             })
                             .collect()
@@ -723,6 +750,12 @@ mod tests {
             r#"{"ts":"2026-11-01T00:00:00Z","status":200}"#
         );
         assert_eq!(parse_flat(br#"{ }"#, None).unwrap().to_json_string(), "{}");
+        // Numbers keep their text when printing would not give it back.
+        let line = r#"{"a":-0,"b":1234567890123456789,"c":415.50,"d":1e3,"e":123456789012345678901234567890,"f":0.00001,"g":2.5,"h":-0.0}"#;
+        let v = parse_flat(line.as_bytes(), None).unwrap();
+        assert_eq!(v.to_json_string(), line);
+        assert!(matches!(v.field("g"), Some(Value::Float(_, None))));
+        assert!(matches!(v.field("c"), Some(Value::Float(_, Some(_)))));
         // Escapes in values are decoded here; in top-level keys they leave the fast path.
         let v = parse_flat(br#"{"a":"x\"y\\z\/\n\u00e9\ud83d\ude00","b":"\t"}"#, None).unwrap();
         assert_eq!(v.to_json_string(), r#"{"a":"x\"y\\z/\né😀","b":"\t"}"#);
@@ -731,7 +764,6 @@ mod tests {
         for other in [
             &br#"{"a\n":1}"#[..],
             br#"{"a":"x\"}"#,
-            br#"{"a":-0}"#,
             br#"{"a\"":1}"#,
             br#"{"a":"\ud800"}"#,
             br#"{"a":"\udc00\ud800"}"#,
@@ -747,7 +779,6 @@ mod tests {
             br#"{"a":[}"#,
             br#"{"a":{]}"#,
             br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
-            br#"{"a":1234567890123456789}"#,
             br#"{"a":1e999}"#,
             br#"{"a":01}"#,
             br#"{"a":1.}"#,
@@ -849,6 +880,12 @@ mod tests {
             Just("true".to_string()),
             Just("false".to_string()),
             Just("null".to_string()),
+            // Numbers whose text printing would not give back.
+            proptest::sample::select(vec![
+                "-0", "-0.0", "1.0", "415.50", "1e3", "1.50e+2", "1E-7", "0.00001"
+            ])
+            .prop_map(str::to_string),
+            "[1-9][0-9]{18,30}",
             // Strings long enough for the eight-byte scan, with a stop byte anywhere in them.
             proptest::collection::vec(
                 proptest::sample::select(vec![

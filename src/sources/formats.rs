@@ -1,7 +1,7 @@
 //! Turning input bytes into records: JSON lines, plain lines, and CSV/TSV cells with
 //! Miller-style number inference.
 
-use crate::value::{Map, Projector, Str, Value};
+use crate::value::{is_number_text, Map, Projector, Str, Value};
 
 /// Decodes one JSON line, keeping only `fields` when given. `Ok(None)` for a blank line
 /// (skipped, as jq does).
@@ -74,58 +74,15 @@ pub(crate) fn trim_ascii(b: &[u8]) -> &[u8] {
 
 /// A CSV cell as a value: canonical decimal numbers become numbers (as in Miller), everything
 /// else stays a string. `007`, `+3`, `1_000`, `0x1F`, `NaN` stay strings, so identifiers like
-/// zip codes survive a round trip unchanged.
+/// zip codes survive a round trip unchanged. A number keeps its text (`415.50` is written back
+/// as `415.50`), decided by `value::read_number` as JSON numbers are.
 pub fn infer(cell: &str) -> Value {
-    if looks_numeric(cell.as_bytes()) {
-        if let Ok(i) = cell.parse::<i64>() {
-            return Value::Int(i);
-        }
-        if let Ok(f) = cell.parse::<f64>() {
-            if f.is_finite() {
-                return Value::Float(f);
-            }
+    if is_number_text(cell.as_bytes()) {
+        if let Some(v) = Value::from_number_text(cell) {
+            return v;
         }
     }
     Value::str(cell)
-}
-
-fn looks_numeric(b: &[u8]) -> bool {
-    let mut i = 0;
-    if b.first() == Some(&b'-') {
-        i = 1;
-    }
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_len = i - int_start;
-    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
-        return false;
-    }
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let f = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == f {
-            return false;
-        }
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            i += 1;
-        }
-        let e = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == e {
-            return false;
-        }
-    }
-    i == b.len()
 }
 
 #[cfg(test)]
@@ -135,8 +92,12 @@ mod tests {
     #[test]
     fn inference_is_conservative() {
         assert_eq!(infer("42"), Value::Int(42));
-        assert_eq!(infer("-3.5"), Value::Float(-3.5));
-        assert_eq!(infer("1e3"), Value::Float(1000.0));
+        assert_eq!(infer("-3.5"), Value::float(-3.5));
+        assert_eq!(infer("1e3"), Value::float(1000.0));
+        for kept in ["415.50", "1e3", "-0", "1.0", "100000000000000000001"] {
+            assert_eq!(infer(kept).to_json_string(), kept);
+        }
+        assert_eq!(infer("1e999"), Value::str("1e999"));
         assert_eq!(infer("0"), Value::Int(0));
         for s in [
             "007", "+3", "1_000", "0x1F", "NaN", "inf", "", "1.", ".5", "1e", "-",
@@ -179,6 +140,39 @@ mod tests {
             let _ = decode_line(&bytes);
             if let Ok(s) = std::str::from_utf8(&bytes) {
                 let _ = infer(s);
+            }
+        }
+
+        /// Every number prints back as its input text, whichever parser read it (a flat line
+        /// takes the scanner of `flat_json`, a nested one the general parser), and means the
+        /// value of its text. Short decimals (the scanner's shortcut) are drawn apart.
+        #[test]
+        fn numbers_print_as_their_text(
+            nums in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,2})?",
+                    "-?(0|[1-9][0-9]{0,7})\\.[0-9]{1,7}",
+                ],
+                1..5,
+            ),
+            nested: bool,
+        ) {
+            let body: Vec<String> = nums
+                .iter()
+                .enumerate()
+                .map(|(i, n)| if nested { format!("\"k{i}\":[{n},{{\"x\":{n}}}]") } else { format!("\"k{i}\":{n}") })
+                .collect();
+            let line = format!("{{{}}}", body.join(","));
+            let v = decode_jsonl(line.as_bytes(), None).unwrap().unwrap();
+            proptest::prop_assert_eq!(v.to_json_string(), line.clone());
+            let p = Projector::new(&[Str::new("k0")]);
+            let k0 = decode_jsonl(line.as_bytes(), Some(&p)).unwrap().unwrap();
+            proptest::prop_assert_eq!(k0.to_json_string(), format!("{{{}}}", body[0]));
+            if !nested {
+                for (i, n) in nums.iter().enumerate() {
+                    let got = v.field(&format!("k{i}")).and_then(Value::as_f64);
+                    proptest::prop_assert_eq!(got, n.parse::<f64>().ok());
+                }
             }
         }
 

@@ -73,7 +73,7 @@ pub fn to_millis(v: &Value, unit: TimeUnit) -> Result<i64, String> {
             TimeUnit::S => i.saturating_mul(1000),
             TimeUnit::Ms => *i,
         }),
-        Value::Float(f) if f.is_finite() => Ok(match unit {
+        Value::Float(f, _) if f.is_finite() => Ok(match unit {
             TimeUnit::S => (f * 1000.0).round() as i64,
             TimeUnit::Ms => f.round() as i64,
         }),

@@ -629,7 +629,7 @@ mod tests {
         prop_oneof![
             4 => (0u32..40).prop_map(|i| Value::str(&format!("k{i}"))),
             1 => (0i64..5).prop_map(Value::Int),
-            1 => Just(Value::Float(2.0)),
+            1 => Just(Value::float(2.0)),
             1 => Just(Value::Null),
             1 => Just(Value::str("q\"\\é")),
         ]
@@ -638,7 +638,7 @@ mod tests {
     fn arg_strategy() -> impl Strategy<Value = Value> {
         prop_oneof![
             4 => (-5i64..50).prop_map(Value::Int),
-            1 => (-5i64..5).prop_map(|i| Value::Float(i as f64 / 4.0)),
+            1 => (-5i64..5).prop_map(|i| Value::float(i as f64 / 4.0)),
             1 => Just(Value::Null),
             // Not a number: a bad record for sum and avg.
             1 => "[xy]{1,2}".prop_map(|s| Value::str(&s)),

@@ -214,12 +214,12 @@ impl Acc {
         match self {
             Acc::Count(n) => Value::Int(*n as i64),
             Acc::SumInt(s) => Value::Int(*s),
-            Acc::SumFloat(s) => Value::Float(*s),
+            Acc::SumFloat(s) => Value::float(*s),
             Acc::Avg { sum, n } => {
                 if *n == 0 {
                     Value::Null
                 } else {
-                    Value::Float(*sum / *n as f64)
+                    Value::float(*sum / *n as f64)
                 }
             }
             Acc::Min(v) | Acc::Max(v) | Acc::First(v) | Acc::Last(v) => {
@@ -267,7 +267,7 @@ impl Acc {
             },
             Func::Sum => match v {
                 Value::Int(i) => Acc::SumInt(i),
-                Value::Float(f) => Acc::SumFloat(f),
+                Value::Float(f, _) => Acc::SumFloat(f),
                 _ => return Err(bad()),
             },
             Func::Avg => match &v {
@@ -385,7 +385,7 @@ pub fn eval_args(
         // elsewhere and moving them in cost more than the aggregation itself.
         e.with_first(record, |v| match v {
             Some(Value::Int(i)) => *slot = Some(Value::Int(*i)),
-            Some(Value::Float(f)) => *slot = Some(Value::Float(*f)),
+            Some(Value::Float(f, None)) => *slot = Some(Value::float(*f)),
             Some(other) => *slot = Some(other.clone()),
             None => *slot = Some(Value::Null),
         })
@@ -435,16 +435,16 @@ mod tests {
         a.update(Some(&Value::Null));
         a.update(Some(&Value::Int(3)));
         assert_eq!(a.result().to_json_string(), "5");
-        a.update(Some(&Value::Float(0.5)));
+        a.update(Some(&Value::float(0.5)));
         assert_eq!(a.result().to_json_string(), "5.5");
         assert!(Acc::check(Some(&Value::str("x")), Func::Sum).is_err());
         assert!(Acc::check(Some(&Value::Null), Func::Sum).is_ok());
         let mut m = Acc::new(Func::Max);
         m.update(Some(&Value::Int(2)));
-        m.update(Some(&Value::Float(7.5)));
-        assert_eq!(m.result(), Value::Float(7.5));
+        m.update(Some(&Value::float(7.5)));
+        assert_eq!(m.result(), Value::float(7.5));
         let mut d = Acc::new(Func::CountDistinct);
-        for v in [Value::Int(1), Value::Float(1.0), Value::str("1")] {
+        for v in [Value::Int(1), Value::float(1.0), Value::str("1")] {
             d.update(Some(&v));
         }
         assert_eq!(d.result(), Value::Int(2));

@@ -954,8 +954,8 @@ impl Scan<'_> {
                 if let Some(v) = self.int() {
                     return Some(Value::Int(v));
                 }
-                if let Some(f) = self.float() {
-                    return Some(Value::Float(f));
+                if let Some(v) = self.number() {
+                    return Some(v);
                 }
             }
             // Arrays (avg's [sum, n], count_distinct's sets, array values) element by element.
@@ -980,12 +980,11 @@ impl Scan<'_> {
 }
 
 impl Scan<'_> {
-    /// A number with a fraction or an exponent, as JSON writes one, that is a finite double
-    /// other than zero.
-    /// (Rust's parser, like the JSON parser's, gives the nearest double, and the encoder
-    /// writes the shortest text that reads back as the same double.) Anything else is `None`
-    /// and moves nothing.
-    fn float(&mut self) -> Option<f64> {
+    /// A number that `int` did not take (a fraction, an exponent, `-0`, beyond i64), read by
+    /// `value::read_number` as the JSON parser reads numbers, so a number that kept its input
+    /// text (`1.50`) comes back with it. Anything else (out of range too) is `None` and moves
+    /// nothing.
+    fn number(&mut self) -> Option<Value> {
         let b = self.b;
         let digits = |j: usize| {
             b[j.min(b.len())..]
@@ -999,14 +998,12 @@ impl Scan<'_> {
             return None;
         }
         j += n;
-        let mut plain = true;
         if b.get(j) == Some(&b'.') {
             let n = digits(j + 1);
             if n == 0 {
                 return None;
             }
             j += 1 + n;
-            plain = false;
         }
         if matches!(b.get(j), Some(b'e' | b'E')) {
             j += 1;
@@ -1018,19 +1015,10 @@ impl Scan<'_> {
                 return None;
             }
             j += n;
-            plain = false;
         }
-        // An integer that `int` did not take (-0, or beyond i64) is the general parser's.
-        if plain {
-            return None;
-        }
-        let f: f64 = self.text.get(self.i..j)?.parse().ok()?;
-        // Zeros too: the general parser reads -0.0 as 0.0, and so must this.
-        if !f.is_finite() || f == 0.0 {
-            return None;
-        }
+        let v = Value::from_number_text(self.text.get(self.i..j)?)?;
         self.i = j;
-        Some(f)
+        Some(v)
     }
 
     /// `[v, ...]`, each element by `value`.
@@ -1219,8 +1207,8 @@ mod tests {
         let sp = specs(&["sum(.v)", "avg(.v)"]);
         let mut k = Keyed::new(&sp);
         // 0 + -0.0 is 0.0: a float sum, which must read back as one.
-        fold(&mut k, &sp, Value::str("z"), 0, &Value::Float(-0.0));
-        fold(&mut k, &sp, Value::str("f"), 0, &Value::Float(2.0));
+        fold(&mut k, &sp, Value::str("z"), 0, &Value::float(-0.0));
+        fold(&mut k, &sp, Value::str("f"), 0, &Value::float(2.0));
         fold(&mut k, &sp, Value::str("i"), 0, &Value::Int(2));
         let s = text(&k.rows().encode(1, false, 0));
         assert_eq!(
@@ -1233,7 +1221,7 @@ mod tests {
         fold(&mut d, &sp, Value::str("f"), 0, &Value::Int(1));
         fold(&mut d, &sp, Value::str("i"), 0, &Value::Int(1));
         // "f" (row 0) stays a float sum, which prints as 3; "i" (row 1) an integer one.
-        assert!(matches!(d.result(0, 0), Value::Float(f) if f == 3.0));
+        assert!(matches!(d.result(0, 0), Value::Float(f, _) if f == 3.0));
         assert!(matches!(d.result(1, 0), Value::Int(3)));
     }
 
@@ -1509,7 +1497,7 @@ mod tests {
                 // an error either way.
                 _ => {}
             }
-            if let (Some(Value::Float(a)), Some(Value::Float(b))) = (&fast, &want) {
+            if let (Some(Value::Float(a, _)), Some(Value::Float(b, _))) = (&fast, &want) {
                 assert_eq!(a.to_bits(), b.to_bits(), "{t}");
             }
         }
@@ -1536,7 +1524,7 @@ mod tests {
             let fast = c.value();
             let want = Value::from_json(t.as_bytes()).unwrap();
             match (fast, want) {
-                (Some(Value::Float(a)), Value::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                (Some(Value::Float(a, _)), Value::Float(b, _)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
                 (a, b) => prop_assert!(false, "{}: {:?} / {:?}", t, a, b),
             }
         }
@@ -1547,8 +1535,8 @@ mod tests {
             "[ab\"\\\\é\u{1}\n]{0,9}".prop_map(|s| Value::str(&s)),
             "[a-z]{6,12}".prop_map(|s| Value::str(&s)),
             (-3i64..3).prop_map(Value::Int),
-            (-3i64..3).prop_map(|i| Value::Float(i as f64 + 0.5)),
-            Just(Value::Float(1.0)),
+            (-3i64..3).prop_map(|i| Value::float(i as f64 + 0.5)),
+            Just(Value::float(1.0)),
             Just(Value::Null),
             Just(Value::Bool(true)),
             Just(json(r#"[1,"a"]"#)),
@@ -1560,10 +1548,10 @@ mod tests {
         prop_oneof![
             (-5i64..5).prop_map(Value::Int),
             Just(Value::Int(i64::MAX)),
-            (-5i64..5).prop_map(|i| Value::Float(i as f64 / 4.0)),
+            (-5i64..5).prop_map(|i| Value::float(i as f64 / 4.0)),
             // Not -0.0: the encoding has always written it as 0 in a value (not in a sum),
             // so count_distinct of {0, -0.0} reads back as {0}, before as now.
-            Just(Value::Float(1e300)),
+            Just(Value::float(1e300)),
             Just(Value::Null),
             "[xy]{0,2}".prop_map(|s| Value::str(&s)),
             Just(json(r#"[1,"a"]"#)),

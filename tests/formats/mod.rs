@@ -14,6 +14,8 @@ fn jsonl_skips_blank_lines_accepts_crlf_and_a_last_line_without_newline() {
     assert_eq!(p.read_str("out.jsonl"), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
 }
 
+/// Computed numbers print as jq prints them (`10 / 2` is `5`); a number passed through keeps its
+/// input text (`2.0`), as in jq 1.7.
 #[test]
 fn numbers_print_as_jq_prints_them() {
     let p = run_simple(
@@ -34,7 +36,7 @@ path = "out.jsonl"
     );
     assert_eq!(
         p.read_str("out.jsonl"),
-        "{\"a\":5,\"b\":0.25,\"c\":3,\"d\":2.5,\"e\":2,\"f\":0.6666666666666666}\n"
+        "{\"a\":5,\"b\":0.25,\"c\":3,\"d\":2.5,\"e\":2.0,\"f\":0.6666666666666666}\n"
     );
 }
 
@@ -196,6 +198,8 @@ path = "out.jsonl"
     );
 }
 
+/// Cells that are JSON numbers become numbers (keeping their text: `2.50`, `1e3`); `007`, `+3`,
+/// `.5` and the like stay strings.
 #[test]
 fn csv_input_infers_canonical_numbers_only() {
     let p = run_simple(
@@ -218,8 +222,8 @@ path = "out.jsonl"
     assert_eq!(
         p.read_str("out.jsonl"),
         concat!(
-            "{\"id\":1,\"zip\":\"007\",\"qty\":3,\"price\":2.5,\"neg\":-4,\"exp\":1000,\"plus\":\"+3\",\"text\":\"a,b\",\"empty\":\"\",\"dot\":\".5\",\"frac\":\"5.\",\"under\":\"1_000\",\"hex\":\"0x1F\",\"nan\":\"NaN\",\"quote\":\"say \\\"hi\\\"\"}\n",
-            "{\"id\":20,\"zip\":0,\"qty\":0.5,\"price\":-0.0125,\"neg\":-0.5,\"exp\":120,\"plus\":\"3 \",\"text\":\"x\",\"empty\":\"\",\"dot\":100,\"frac\":0,\"under\":7,\"hex\":\"\",\"nan\":\"inf\",\"quote\":\"\"}\n",
+            "{\"id\":1,\"zip\":\"007\",\"qty\":3,\"price\":2.50,\"neg\":-4,\"exp\":1e3,\"plus\":\"+3\",\"text\":\"a,b\",\"empty\":\"\",\"dot\":\".5\",\"frac\":\"5.\",\"under\":\"1_000\",\"hex\":\"0x1F\",\"nan\":\"NaN\",\"quote\":\"say \\\"hi\\\"\"}\n",
+            "{\"id\":20,\"zip\":0,\"qty\":0.5,\"price\":-1.25E-2,\"neg\":-0.5,\"exp\":12e+1,\"plus\":\"3 \",\"text\":\"x\",\"empty\":\"\",\"dot\":1.0e2,\"frac\":0.0,\"under\":7,\"hex\":\"\",\"nan\":\"inf\",\"quote\":\"\"}\n",
         )
     );
 }
@@ -290,7 +294,8 @@ path = "out.csv"
     );
     assert_eq!(
         p.read_str("out.csv"),
-        "name,qty,price,note\nwidget,3,2.5,\"a,b\"\ngadget,10,5,\"say \"\"hi\"\"\"\nthing,-1,0.125,plain\n"
+        // `5.0` keeps its text, as every number passed through does.
+        "name,qty,price,note\nwidget,3,2.5,\"a,b\"\ngadget,10,5.0,\"say \"\"hi\"\"\"\nthing,-1,0.125,plain\n"
     );
 }
 
@@ -456,4 +461,273 @@ path = "o.csv"
         assert!(l.starts_with(&format!("{i},")), "line {} is {l}", i + 2);
         assert_eq!(l.split(',').count(), 8, "line {}: {l}", i + 2);
     }
+}
+
+// Numbers keep their input text (as jq 1.7): while a number passes through unchanged it prints
+// as it was read; once computed on it prints canonically.
+
+/// JSON numbers whose text printing would not give back, each line read by the scanner (flat)
+/// or the general parser (nested), by `weir do '.'` and by a pipeline whose filter runs in the
+/// parse workers and whose map reads only `.x` (projection).
+const KEPT_JSON: &str = concat!(
+    "{\"x\":1.0,\"n\":[1e3,{\"y\":-0}]}\n",
+    "{\"x\":1.50e+2}\n",
+    "{\"x\":123456789012345678901234567890}\n",
+    "{\"x\":-0}\n",
+    "{\"x\":415.50,\"s\":\"a\\\"b\"}\n",
+    "{\"x\":2.5}\n",
+    "{\"x\":1e3}\n",
+);
+
+#[test]
+fn json_numbers_pass_through_with_their_text_and_print_canonically_once_computed() {
+    let p = Proj::new();
+    p.write("in.jsonl", KEPT_JSON);
+    let o = p.weir(&["do", ".", "in.jsonl"]);
+    o.expect_code(0);
+    assert_eq!(o.stdout_str(), KEPT_JSON);
+    // Every text of a number reads it: tostring, tojson, interpolation, @csv; arithmetic does not.
+    let o = p.weir(&[
+        "do",
+        "{x, c: (.x + 0), s: (.x | tostring), j: ([.x] | tojson), i: \"<\\(.x)>\", v: ([.x] | @csv)}",
+        "in.jsonl",
+    ]);
+    o.expect_code(0);
+    let want = [
+        r#"{"x":1.0,"c":1,"s":"1.0","j":"[1.0]","i":"<1.0>","v":"1.0"}"#,
+        r#"{"x":1.50e+2,"c":150,"s":"1.50e+2","j":"[1.50e+2]","i":"<1.50e+2>","v":"1.50e+2"}"#,
+        r#"{"x":123456789012345678901234567890,"c":123456789012345680000000000000,"s":"123456789012345678901234567890","j":"[123456789012345678901234567890]","i":"<123456789012345678901234567890>","v":"123456789012345678901234567890"}"#,
+        r#"{"x":-0,"c":0,"s":"-0","j":"[-0]","i":"<-0>","v":"-0"}"#,
+        r#"{"x":415.50,"c":415.5,"s":"415.50","j":"[415.50]","i":"<415.50>","v":"415.50"}"#,
+        r#"{"x":2.5,"c":2.5,"s":"2.5","j":"[2.5]","i":"<2.5>","v":"2.5"}"#,
+        r#"{"x":1e3,"c":1000,"s":"1e3","j":"[1e3]","i":"<1e3>","v":"1e3"}"#,
+    ];
+    assert_eq!(lines(&o.stdout_str()), want);
+
+    let p = run_simple(
+        r#"name = "kept"
+[sources.s]
+type = "file"
+path = "in.jsonl"
+[transforms.f]
+type = "filter"
+inputs = ["s"]
+expr = ".x >= 0"
+[transforms.m]
+type = "map"
+inputs = ["f"]
+expr = "{x}"
+[sinks.o]
+type = "file"
+inputs = ["m"]
+path = "out.jsonl"
+[sinks.all]
+type = "file"
+inputs = ["s"]
+path = "all.jsonl"
+"#,
+        "in.jsonl",
+        KEPT_JSON.as_bytes(),
+    );
+    assert_eq!(p.read_str("all.jsonl"), KEPT_JSON);
+    // `-0 >= 0` holds, as in jq.
+    let want: Vec<String> = KEPT_JSON
+        .lines()
+        .map(|l| {
+            let x = &l[5..l.find([',', '}']).unwrap()];
+            format!("{{\"x\":{x}}}")
+        })
+        .collect();
+    assert_eq!(lines(&p.read_str("out.jsonl")), want);
+}
+
+/// CSV `415.50` comes out `415.50` (issue 17), in JSON lines and back in CSV and TSV, byte for
+/// byte; a sum over them is computed.
+#[test]
+fn csv_numbers_keep_their_text_into_jsonl_csv_and_tsv() {
+    let csv = "item,price,qty\na,415.50,1\nb,12,-0\nc,1e3,2.0\nd,007,1.50\n";
+    let p = Proj::new();
+    p.write("in.csv", csv);
+    let o = p.weir(&["do", "--from", "csv", ".", "in.csv"]);
+    o.expect_code(0);
+    assert_eq!(
+        lines(&o.stdout_str()),
+        [
+            r#"{"item":"a","price":415.50,"qty":1}"#,
+            r#"{"item":"b","price":12,"qty":-0}"#,
+            r#"{"item":"c","price":1e3,"qty":2.0}"#,
+            r#"{"item":"d","price":"007","qty":1.50}"#,
+        ]
+    );
+    let o = p.weir(&["do", "--from", "csv", "--to", "csv", ".", "in.csv"]);
+    o.expect_code(0);
+    assert_eq!(o.stdout_str(), csv);
+    let o = p.weir(&["do", "--from", "csv", "--to", "tsv", ".", "in.csv"]);
+    o.expect_code(0);
+    assert_eq!(o.stdout_str(), csv.replace(',', "\t"));
+    let o = p.weir(&[
+        "do",
+        "--from",
+        "csv",
+        "--by",
+        "null",
+        "--agg",
+        "t=sum(.qty)",
+        "--agg",
+        "f=first(.price)",
+        "in.csv",
+    ]);
+    o.expect_code(0);
+    assert_eq!(o.stdout_str(), "{\"key\":null,\"t\":4.5,\"f\":415.50}\n");
+}
+
+/// Group keys compare as numbers, as jq 1.7's `group_by` does: `1.0`, `1` and `1.00` are one
+/// group, named by its first record's text; min, max, first and last keep the text of the value
+/// they pick.
+#[test]
+fn group_keys_equal_as_numbers_are_one_group_named_by_the_first_text() {
+    let p = Proj::new();
+    p.write(
+        "g.jsonl",
+        concat!(
+            "{\"k\":1.0,\"v\":2.50}\n",
+            "{\"k\":1,\"v\":1}\n",
+            "{\"k\":\"1\",\"v\":3}\n",
+            "{\"k\":2.50,\"v\":1.0}\n",
+            "{\"k\":1.00,\"v\":0.5e1}\n",
+            "{\"k\":2.5,\"v\":-0}\n",
+        ),
+    );
+    let o = p.weir(&[
+        "do",
+        "--by",
+        ".k",
+        "--agg",
+        "n=count",
+        "--agg",
+        "lo=min(.v)",
+        "--agg",
+        "hi=max(.v)",
+        "--agg",
+        "f=first(.v)",
+        "--agg",
+        "l=last(.v)",
+        "--agg",
+        "s=sum(.v)",
+        "g.jsonl",
+    ]);
+    o.expect_code(0);
+    assert_eq!(
+        lines(&o.stdout_str()),
+        [
+            r#"{"key":1.0,"n":3,"lo":1,"hi":0.5e1,"f":2.50,"l":0.5e1,"s":8.5}"#,
+            r#"{"key":2.50,"n":2,"lo":-0,"hi":1.0,"f":1.0,"l":-0,"s":1}"#,
+            r#"{"key":"1","n":1,"lo":3,"hi":3,"f":3,"l":3,"s":3}"#,
+        ]
+    );
+}
+
+/// Keyed state keeps the text through checkpoints: a run that dies (as abruptly as kill -9) just
+/// after its second checkpoint and is resumed gives the output of an uninterrupted run, which is
+/// the groups computed here (keys and values with their first text).
+#[cfg(feature = "failpoints")]
+#[test]
+fn number_text_in_keyed_state_survives_a_crash_and_resume() {
+    // Each group's first text is one that printing would not give back.
+    const PRICES: [&str; 10] = [
+        "415.50", "1.0", "2.50", "1e3", "-0", "0.10", "1", "1000", "2.5", "0",
+    ];
+    const QTY: [&str; 4] = ["1.50", "2.0", "-0", "3"];
+    let mut input = String::new();
+    for i in 0..20_000usize {
+        let p = PRICES[if i < 10 { i } else { (i * 7 + i / 10) % 10 }];
+        let q = QTY[(i / 3) % 4];
+        input.push_str(&format!("{{\"i\":{i},\"price\":{p},\"q\":{q}}}\n"));
+    }
+    // Groups by value (-0 is 0), each with its first record's price and q, count, min and max.
+    type Group = (f64, String, u64, String, f64, String, f64, String);
+    let mut groups: Vec<Group> = Vec::new();
+    for l in input.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let p = &l[l.find("\"price\":").unwrap() + 8..l.find(",\"q\"").unwrap()];
+        let q = &l[l.find("\"q\":").unwrap() + 4..l.len() - 1];
+        let (pv, qv) = (v["price"].as_f64().unwrap() + 0.0, v["q"].as_f64().unwrap());
+        match groups.iter_mut().find(|g| g.0 == pv) {
+            Some(g) => {
+                g.2 += 1;
+                if qv < g.4 {
+                    (g.4, g.5) = (qv, q.to_string());
+                }
+                if qv > g.6 {
+                    (g.6, g.7) = (qv, q.to_string());
+                }
+            }
+            None => groups.push((pv, p.into(), 1, q.into(), qv, q.into(), qv, q.into())),
+        }
+    }
+    groups.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let want: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{{\"key\":{},\"n\":{},\"first\":{},\"lo\":{},\"hi\":{}}}",
+                g.1, g.2, g.3, g.5, g.7
+            )
+        })
+        .collect();
+    assert_eq!(want.len(), 6);
+    assert!(want[0].starts_with("{\"key\":-0,") && want[5].starts_with("{\"key\":1e3,"));
+    let pipeline = r#"name = "kept"
+[checkpoint]
+every_records = 500
+[sources.s]
+type = "file"
+path = "in.jsonl"
+[transforms.by_price]
+type = "aggregate"
+inputs = ["s"]
+key = ".price"
+emit = "final"
+aggs = { n = "count", first = "first(.q)", lo = "min(.q)", hi = "max(.q)" }
+[sinks.o]
+type = "file"
+inputs = ["by_price"]
+path = "out.jsonl"
+"#;
+    let reference = Proj::new();
+    reference.write("p.toml", pipeline);
+    reference.write("in.jsonl", &input);
+    expect_exit(
+        &run_weir(reference.root(), &["run", "-q", "p.toml"], None),
+        Some(0),
+    );
+    assert_eq!(lines(&reference.read_str("out.jsonl")), want);
+
+    let p = Proj::new();
+    p.write("p.toml", pipeline);
+    p.write("in.jsonl", &input);
+    let o = run_weir(
+        p.root(),
+        &["run", "-q", "p.toml"],
+        Some("source-batch=sleep(4);checkpoint-after-write=1*off->return"),
+    );
+    assert_eq!(
+        o.status.code(),
+        None,
+        "no crash: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The checkpoint it died after holds the keys and values with their text.
+    let ckpts = p.ckpts(".weir/kept");
+    let newest = std::fs::read(ckpts.last().expect("a checkpoint before the crash")).unwrap();
+    let has = |t: &str| newest.windows(t.len()).any(|w| w == t.as_bytes());
+    assert!(
+        has("415.50") && has("1e3") && has("1.50"),
+        "state without its text"
+    );
+    expect_exit(
+        &run_weir(p.root(), &["resume", "-q", "p.toml"], None),
+        Some(0),
+    );
+    assert_eq!(p.read("out.jsonl"), reference.read("out.jsonl"));
 }

@@ -51,6 +51,22 @@ pub const DIFFERENCES: &[(&str, Option<u64>, &str)] = &[
     ("0 * -1 | tostring", None, "integer arithmetic: 0 * -1 is the integer 0 (jq's doubles give -0)"),
     (".text | @base64d?", None, "text that is not base64: jq 1.6 drops a trailing partial byte, weir decodes it"),
     ("[.ints[]?] | bsearch(9)", None, "bsearch of an unsorted array is unspecified; jq 1.6's bisection lands elsewhere"),
+    (".latency_ms | tostring", Some(2), "input number text: weir keeps `1e3` as read while unchanged, as jq 1.7 keeps literals (jq 1.7 writes `1E+3`, jq 1.6 `1000`)"),
+    ("with_entries(.value |= tostring)", Some(2), "input number text: as above"),
+    ("tojson | length", Some(2), "input number text: as above"),
+    ("tostring | length", Some(2), "input number text: as above"),
+    ("@text | length", Some(2), "input number text: as above"),
+    ("[.[] | try tostring catch \"x\"]", Some(2), "input number text: as above"),
+    ("with_entries(.value |= tostring)", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("tojson | length", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("tostring | length", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("@text | length", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("[.[] | try tostring catch \"x\"]", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("[.tiny, .neg, .exp, .latency_ms, .epoch] | map(tojson)", Some(2), "input number text: as above"),
+    ("[.tiny, .neg, .exp, .latency_ms, .epoch] | map(tojson)", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("\"\\(.tiny) \\(.neg) \\(.exp)\"", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("[.tiny, .neg, 1e17] | join(\",\")", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
+    ("[.tiny, .neg] | @csv", Some(3), "input number text: as above (the record has -0.0, 1e-7 and 1.5e300)"),
 ];
 
 /// The expressions, by theme.

@@ -293,6 +293,60 @@ fn sqlite_upserts_keep_a_live_table_of_an_aggregate() {
     assert_eq!(users.len(), 37);
 }
 
+/// Numbers that kept their input text (`415.50`, `1.0`, `1e3`): a TEXT column stores the text,
+/// other columns SQLite numbers (which have no text), as a table made from the first record does.
+#[test]
+fn sqlite_text_columns_keep_number_text_and_number_columns_store_numbers() {
+    let p = Proj::new();
+    p.write(
+        "in.jsonl",
+        "{\"id\":1,\"x\":415.50}\n{\"id\":2,\"x\":1.0}\n{\"id\":3,\"x\":1e3}\n{\"id\":4,\"x\":2.5}\n",
+    );
+    p.write(
+        "p.toml",
+        r#"name = "texts"
+[sources.in]
+type = "file"
+path = "in.jsonl"
+[transforms.m]
+type = "map"
+inputs = ["in"]
+expr = "{id, t: .x, r: .x, n: .x, i: .x}"
+[sinks.typed]
+type = "sqlite"
+inputs = ["m"]
+path = "out/t.db"
+table = "typed"
+columns = { id = "INTEGER", t = "VARCHAR(20)", r = "REAL", n = "NUMERIC", i = "INT" }
+[sinks.made]
+type = "sqlite"
+inputs = ["in"]
+path = "out/t.db"
+table = "made"
+"#,
+    );
+    p.weir(&["run", "-q", "p.toml"]).expect_code(0);
+    let db = p.p("out/t.db");
+    assert_eq!(
+        sqlite_dump(&db, "SELECT * FROM typed ORDER BY id"),
+        [
+            r#"Integer(1)|Text("415.50")|Real(415.5)|Real(415.5)|Real(415.5)"#,
+            r#"Integer(2)|Text("1.0")|Real(1.0)|Integer(1)|Integer(1)"#,
+            r#"Integer(3)|Text("1e3")|Real(1000.0)|Integer(1000)|Integer(1000)"#,
+            r#"Integer(4)|Text("2.5")|Real(2.5)|Real(2.5)|Real(2.5)"#,
+        ]
+    );
+    assert_eq!(
+        sqlite_dump(&db, "SELECT * FROM made ORDER BY id"),
+        [
+            "Integer(1)|Real(415.5)",
+            "Integer(2)|Real(1.0)",
+            "Integer(3)|Real(1000.0)",
+            "Integer(4)|Real(2.5)",
+        ]
+    );
+}
+
 #[test]
 fn sqlite_upsert_without_its_key_fails_the_run() {
     let p = Proj::new();
@@ -817,6 +871,55 @@ fn postgres_rows_and_upserts() {
         .map(|(k, (n, b))| format!("{{\"key\":{},\"n\":{n},\"b\":{b}}}", js(&k)))
         .collect();
     assert_eq!(users, want_users);
+}
+
+/// Numbers that kept their input text go to PostgreSQL as that text, so `numeric` keeps
+/// `415.50`'s scale and `text` its characters; integer columns get the number's canonical text
+/// (`1.0` and `1e3` are integers there).
+#[test]
+fn postgres_numeric_and_text_columns_keep_number_text() {
+    let Some(url) = pg_db("texts") else { return };
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_err(&url);
+    c.batch_execute(
+        "CREATE TABLE nums (id bigint, num numeric, t text, f double precision, i integer, j jsonb)",
+    )
+    .unwrap();
+    let p = Proj::new();
+    p.write(
+        "in.jsonl",
+        "{\"id\":1,\"x\":415.50,\"n\":1.0}\n{\"id\":2,\"x\":-0,\"n\":1e3}\n{\"id\":3,\"x\":2.5,\"n\":7}\n",
+    );
+    p.write(
+        "p.toml",
+        format!(
+            r#"name = "texts"
+[sources.in]
+type = "file"
+path = "in.jsonl"
+[transforms.m]
+type = "map"
+inputs = ["in"]
+expr = "{{id, num: .x, t: .x, f: .x, i: .n, j: [.x]}}"
+[sinks.db]
+type = "postgres"
+inputs = ["m"]
+url = "{url}"
+table = "nums"
+"#
+        ),
+    );
+    p.weir(&["run", "-q", "p.toml"]).expect_code(0);
+    assert_eq!(
+        pg_dump(
+            &url,
+            "SELECT id, num::text, t, f, i, j::text FROM nums ORDER BY id"
+        ),
+        [
+            r#"{"id":1,"num":"415.50","t":"415.50","f":415.5,"i":1,"j":"[415.50]"}"#,
+            r#"{"id":2,"num":"0","t":"-0","f":-0,"i":1000,"j":"[0]"}"#,
+            r#"{"id":3,"num":"2.5","t":"2.5","f":2.5,"i":7,"j":"[2.5]"}"#,
+        ]
+    );
 }
 
 #[test]
