@@ -64,7 +64,7 @@ fn feed(v: &Value, h: &mut fnv::FnvHasher) {
         Value::Bool(false) => h.write(&[1]),
         Value::Bool(true) => h.write(&[2]),
         Value::Int(i) => number(*i as f64, h),
-        Value::Float(f) => number(*f, h),
+        Value::Float(f, _) => number(*f, h),
         Value::Str(s) => {
             h.write(&[4]);
             h.write(s.as_bytes());
@@ -126,7 +126,7 @@ mod tests {
         let cases = [
             (Value::str("user1"), 0x861c_ec8a_4bf1_1bcb_u64, 75),
             (Value::Int(7), 0x2fbe_acde_b993_dd8b, 11),
-            (Value::Float(7.0), 0x2fbe_acde_b993_dd8b, 11),
+            (Value::Float(7.0, None), 0x2fbe_acde_b993_dd8b, 11),
             (Value::Null, 0xb903_4ad3_7056_f5fb, 123),
         ];
         for (v, hash, group) in cases {
@@ -137,8 +137,11 @@ mod tests {
 
     #[test]
     fn equal_keys_share_a_group() {
-        assert_eq!(key_hash(&Value::Int(3)), key_hash(&Value::Float(3.0)));
-        assert_eq!(key_hash(&Value::Int(0)), key_hash(&Value::Float(-0.0)));
+        assert_eq!(key_hash(&Value::Int(3)), key_hash(&Value::Float(3.0, None)));
+        assert_eq!(
+            key_hash(&Value::Int(0)),
+            key_hash(&Value::Float(-0.0, None))
+        );
         let a = Value::from_json(br#"{"x":1,"y":[2,"z"]}"#).unwrap();
         let b = Value::from_json(br#"{"y":[2,"z"],"x":1.0}"#).unwrap();
         assert_eq!(a, b);
