@@ -144,6 +144,7 @@ pub(super) fn build(
                                 fields: a.plan.sources[i].fields.clone(),
                                 parallel_parse: a.plan.parallel_parse,
                                 parse_threads: a.plan.parse_threads,
+                                job_bytes: a.plan.job_bytes,
                                 pushdown: a.plan.sources[i].pushdown.clone(),
                                 combine: a.plan.sources[i].fold.clone(),
                             },

@@ -7,6 +7,7 @@
 use crate::pipeline::graph::{Graph, Port, Role};
 use crate::pipeline::spec::{parse_duration_ms, source_format, AtEnd, Format, NodeConfig};
 use crate::pipeline::{Kind, PipelineSpec};
+use crate::sources::file::rotation::is_gz;
 
 /// The one node a source's records go to (its only main edge) and that node's config: the
 /// node whose work the source's parse workers may take on (see the two functions below).
@@ -154,6 +155,8 @@ pub struct SourcePlan {
 pub struct Plan {
     /// Threads that decode lines of mapped files (see `parse_threads`).
     pub parse_threads: usize,
+    /// Bytes per job of those threads (see `parse_job_bytes`).
+    pub job_bytes: usize,
     /// Whether a parse helper may take the second core: only when no other stage already
     /// keeps it busy (measured on 2 cores). `WEIR_PARALLEL_PARSE` = 1 or 0 forces it.
     pub parallel_parse: bool,
@@ -185,13 +188,15 @@ impl Plan {
         };
         Plan {
             parse_threads: parse_threads(),
+            job_bytes: parse_job_bytes(),
             parallel_parse,
             sources,
         }
     }
 
-    /// For `weir explain`: what each file source's parse workers do beyond parsing, if
-    /// anything (run the filter downstream, or fold for the aggregate or window downstream).
+    /// For `weir explain`: what each file source's parse workers do beyond parsing JSON lines,
+    /// if anything (run the filter downstream, or fold for the aggregate or window downstream),
+    /// and that they read CSV and TSV rows at all (see `sources::file::csv_rows`).
     pub fn worker_notes(&self, spec: &PipelineSpec, g: &Graph) -> Vec<Option<String>> {
         let threads = self.parse_threads;
         (0..g.nodes.len())
@@ -202,11 +207,42 @@ impl Plan {
                 let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
                     return None;
                 };
-                // The pool reads only JSON lines of files (not stdin).
-                if c.path == "-" || source_format(&c.path, c.format) != Format::Jsonl {
+                // The pool reads files (not stdin).
+                if c.path == "-" {
                     return None;
                 }
                 let plan = &self.sources[i];
+                let format = source_format(&c.path, c.format);
+                if matches!(format, Format::Csv | Format::Tsv) {
+                    // Only files read to their end and not gzipped are mapped, which the pool
+                    // needs.
+                    if threads == 0 || c.at_end != AtEnd::Finish || is_gz(&c.path) {
+                        return None;
+                    }
+                    let to = sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
+                    let also = if plan.pushdown.is_some() {
+                        format!(
+                            ", and run filter '{to}' on each row, so dropped rows never become \
+                             records"
+                        )
+                    } else if plan.fold.is_some() {
+                        format!(
+                            ", and fold them straight into the counts and sums of '{to}' (a row \
+                             that cannot be folded, such as a float or a bad row, turns this off \
+                             for good)"
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let name = if format == Format::Tsv { "TSV" } else { "CSV" };
+                    return Some(format!(
+                        "parse workers ({threads} on this machine): read {name} rows in \
+                         parallel, ahead of the read position{also}"
+                    ));
+                }
+                if format != Format::Jsonl {
+                    return None;
+                }
                 let what = if let Some((_, to)) = &plan.pushdown {
                     format!(
                         "run filter '{}' on each line, so dropped lines never become records",
@@ -228,7 +264,17 @@ impl Plan {
     }
 }
 
-/// How many threads decode JSON lines of mapped files: one per core (the source's own thread
+/// Bytes per job of the parse threads: `POOL_JOB_BYTES`, or `WEIR_PARSE_JOB_BYTES` (tests
+/// cut small files into many jobs with it).
+fn parse_job_bytes() -> usize {
+    std::env::var("WEIR_PARSE_JOB_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(crate::sources::file::POOL_JOB_BYTES)
+}
+
+/// How many threads decode JSON lines and CSV rows of mapped files: one per core (the source's own thread
 /// then only cuts lines and emits), none on one core. `WEIR_PARSE_THREADS` overrides it.
 fn parse_threads() -> usize {
     if let Some(n) = std::env::var("WEIR_PARSE_THREADS")

@@ -202,7 +202,12 @@ impl Table {
 /// A job whose every line was folded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
+    /// Records folded (or counted late). A JSON line is one; a CSV row is one, a blank line
+    /// none.
     pub lines: u64,
+    /// How far the file's line count moves past the job: as `lines` for JSON lines; a CSV
+    /// row counts its newlines (one may hold several, a last one without its newline none).
+    pub file_lines: u64,
     pub bytes: usize,
     /// The worker's table is full enough that the epoch should end.
     pub full: bool,
@@ -223,11 +228,51 @@ pub enum Ack {
     Irregular,
 }
 
-/// A job's window lines so far: see `Folded`.
-struct Times {
+/// A job being folded, record by record in file order: what `Folded` reports of it so far.
+pub struct JobFold {
+    lines: u64,
     late: u64,
     min_end: i64,
     max_time: Option<i64>,
+}
+
+impl Default for JobFold {
+    fn default() -> Self {
+        JobFold {
+            lines: 0,
+            late: 0,
+            min_end: i64::MAX,
+            max_time: None,
+        }
+    }
+}
+
+impl JobFold {
+    /// The job's report once its last record is folded.
+    pub fn done(self, file_lines: u64, bytes: usize, table: &Table) -> Folded {
+        Folded {
+            lines: self.lines,
+            file_lines,
+            bytes,
+            full: table.len() >= TABLE_KEYS,
+            late: self.late,
+            min_end: self.min_end,
+            max_time: self.max_time,
+        }
+    }
+
+    /// Folds one record given by the values of `spec.fields` in it, in that order (`None`:
+    /// absent); false when it is irregular, which leaves the table as it was.
+    #[inline(always)]
+    pub fn record(
+        &mut self,
+        slots: &[Option<Scalar<'_>>],
+        spec: &CombineSpec,
+        table: &mut Table,
+    ) -> bool {
+        self.lines += 1;
+        fold_slots(slots, spec, table, self)
+    }
 }
 
 /// Folds the lines of `bytes[start..end]` (ending at a newline or the end of the mapping)
@@ -239,13 +284,8 @@ pub fn fold_range(
     spec: &CombineSpec,
     table: &mut Table,
 ) -> Ack {
-    let width = spec.ops.len();
     let mut slots: Vec<Option<Scalar<'_>>> = vec![None; spec.fields.len()];
-    let mut times = Times {
-        late: 0,
-        min_end: i64::MAX,
-        max_time: None,
-    };
+    let mut job = JobFold::default();
     let mut lines = 0u64;
     let mut pos = start;
     while pos < end {
@@ -256,34 +296,26 @@ pub fn fold_range(
         let line = trim_ascii(&bytes[pos..next]);
         pos = next;
         lines += 1;
-        if !fold_line(line, spec, width, &mut slots, table, &mut times) {
+        slots.iter_mut().for_each(|s| *s = None);
+        if line.is_empty()
+            || scan_fields(line, &spec.fields, spec.lens, &mut slots).is_none()
+            || !job.record(&slots, spec, table)
+        {
             return Ack::Irregular;
         }
     }
-    Ack::Folded(Folded {
-        lines,
-        bytes: end - start,
-        full: table.len() >= TABLE_KEYS,
-        late: times.late,
-        min_end: times.min_end,
-        max_time: times.max_time,
-    })
+    Ack::Folded(job.done(lines, end - start, table))
 }
 
-/// Folds one line (trimmed as `decode_jsonl` trims it); false when it is irregular.
+/// Folds one record (see `JobFold::record`); false when it is irregular.
 #[inline(always)]
-fn fold_line<'a>(
-    line: &'a [u8],
+fn fold_slots(
+    slots: &[Option<Scalar<'_>>],
     spec: &CombineSpec,
-    width: usize,
-    slots: &mut [Option<Scalar<'a>>],
     table: &mut Table,
-    times: &mut Times,
+    times: &mut JobFold,
 ) -> bool {
-    slots.iter_mut().for_each(|s| *s = None);
-    if line.is_empty() || scan_fields(line, &spec.fields, spec.lens, slots).is_none() {
-        return false;
-    }
+    let width = spec.ops.len();
     let Some(Scalar::Str(key)) = slots[0] else {
         return false;
     };
@@ -371,6 +403,7 @@ mod tests {
             ack2,
             Ack::Folded(Folded {
                 lines: 4,
+                file_lines: 4,
                 bytes: text.len(),
                 full: false,
                 late: 0,

@@ -210,6 +210,11 @@ impl Proj {
     /// Starts weir in the background: stdout and stderr go to files in the project
     /// (`<tag>.stdout`, `<tag>.stderr`), stdin is `stdin`.
     pub fn spawn(&self, tag: &str, args: &[&str], stdin: Stdio) -> Bg {
+        self.spawn_env(tag, args, stdin, &[])
+    }
+
+    /// `spawn` with extra environment variables.
+    pub fn spawn_env(&self, tag: &str, args: &[&str], stdin: Stdio, env: &[(&str, &str)]) -> Bg {
         let out = fs::File::create(self.p(&format!("{tag}.stdout"))).unwrap();
         let err = fs::File::create(self.p(&format!("{tag}.stderr"))).unwrap();
         let child = std::process::Command::new(weir_bin())
@@ -217,6 +222,7 @@ impl Proj {
             .args(args)
             .env("RUST_BACKTRACE", "0")
             .env_remove("FAILPOINTS")
+            .envs(env.iter().copied())
             .stdin(stdin)
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

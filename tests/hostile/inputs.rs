@@ -244,6 +244,58 @@ fn a_byte_order_mark_at_the_start_is_skipped_as_jq_does() {
     }
 }
 
+/// CSV read on the source's thread (a paused file, stdin) after a byte order mark: offsets
+/// count its 3 bytes, and a resumed run goes on from the true offset (it started 3 bytes early,
+/// and stdin's CRC left the mark out, so its resume was refused).
+#[test]
+fn csv_after_a_byte_order_mark_has_true_offsets_and_resumes_where_it_stopped() {
+    let head = "\u{feff}x,y\n1,2\nbad\n";
+    let more = "3,4\n";
+    let want = "{\"x\":1,\"y\":2}\n{\"x\":3,\"y\":4}\n";
+    let bad_at = format!("\"line\":3,\"offset\":{}", head.len() - 4);
+    // A file read as a stream (`pause`), appended to, then resumed.
+    let p = Proj::new();
+    p.write("in.csv", head);
+    p.write(
+        "p.toml",
+        source("in.csv", "dead_letter").replace("on_error", "at_end = \"pause\"\non_error") + SINK,
+    );
+    p.weir(&["run", "p.toml"]).expect_code(0).expect_no_panic();
+    assert!(
+        p.read_str("dl.jsonl").contains(&bad_at),
+        "{}",
+        p.read_str("dl.jsonl")
+    );
+    p.append("in.csv", more);
+    p.weir(&["resume", "p.toml", "--at-end", "finish"])
+        .expect_code(0)
+        .expect_no_panic();
+    assert_eq!(p.read_str("out.jsonl"), want);
+    // Stdin: resumed with the same bytes and more.
+    let p = Proj::new();
+    p.write(
+        "p.toml",
+        source("-", "dead_letter")
+            .replace("on_error", "format = \"csv\"\nat_end = \"pause\"\non_error")
+            + SINK,
+    );
+    p.weir_stdin(&["run", "p.toml"], head.as_bytes())
+        .expect_code(0)
+        .expect_no_panic();
+    assert!(
+        p.read_str("dl.jsonl").contains(&bad_at),
+        "{}",
+        p.read_str("dl.jsonl")
+    );
+    p.weir_stdin(
+        &["resume", "p.toml", "--at-end", "finish"],
+        format!("{head}{more}").as_bytes(),
+    )
+    .expect_code(0)
+    .expect_no_panic();
+    assert_eq!(p.read_str("out.jsonl"), want);
+}
+
 #[test]
 fn stats_count_what_sinks_write() {
     let p = Proj::new();

@@ -2,6 +2,8 @@
 
 use crate::common::*;
 
+mod csv;
+
 /// Runs weir in the project with extra environment variables; it must exit 0.
 pub(crate) fn run_with_env(p: &Proj, args: &[&str], env: &[(&str, &str)]) {
     let o = run_weir_env(p.root(), args, None, env);
@@ -173,11 +175,12 @@ pub(crate) struct PooledRun {
 
 /// Runs `p.toml` in `p` with `WEIR_PARSE_THREADS` set to `pool`.
 pub(crate) fn run_pooled(p: &Proj, pool: &str) -> PooledRun {
-    run_with_env(
-        p,
-        &["run", "--stats", "s.json", "p.toml"],
-        &[("WEIR_PARSE_THREADS", pool)],
-    );
+    run_pooled_env(p, &[("WEIR_PARSE_THREADS", pool)])
+}
+
+/// Runs `p.toml` in `p` with `env`.
+pub(crate) fn run_pooled_env(p: &Proj, env: &[(&str, &str)]) -> PooledRun {
+    run_with_env(p, &["run", "--stats", "s.json", "p.toml"], env);
     let stats: serde_json::Value = serde_json::from_str(&p.read_str("s.json")).unwrap();
     let counts = stats["nodes"]
         .as_array()
@@ -553,8 +556,33 @@ fn explain_says_when_the_parse_workers_fold_or_filter() {
         [sinks.o]\ntype = \"file\"\ninputs = [\"keep\"]\npath = \"o.jsonl\"\n";
     let text = explain(filter);
     assert!(text.contains("run filter 'keep' on each line"), "{text}");
-    // CSV is not read by the parse workers.
-    assert!(!explain(&filter.replace("in.jsonl", "in.csv")).contains("parse workers"));
+    // CSV and TSV files read to the end are read by the parse workers, which run the filter.
+    let csv = explain(&filter.replace("in.jsonl", "in.csv"));
+    assert!(
+        csv.contains("parse workers (2 on this machine): read CSV rows in parallel, ahead of the read position, and run filter 'keep' on each row"),
+        "{csv}"
+    );
+    let tsv = explain(
+        &filter
+            .replace("in.jsonl", "in.tsv")
+            .replace("keep\"]", "in\"]"),
+    );
+    assert!(
+        tsv.contains("parse workers (2 on this machine): read TSV rows in parallel")
+            && !tsv.contains("run filter"),
+        "{tsv}"
+    );
+    let csv = explain(&window.replace("in.jsonl", "in.csv"));
+    assert!(
+        csv.contains("read CSV rows in parallel, ahead of the read position, and fold them straight into the counts and sums of 'win'"),
+        "{csv}"
+    );
+    // Not a stream, nor a gzip file.
+    let paused = filter
+        .replace("in.jsonl", "in.csv")
+        .replace("path = \"in.csv\"", "path = \"in.csv\"\nat_end = \"pause\"");
+    assert!(!explain(&paused).contains("parse workers"));
+    assert!(!explain(&filter.replace("in.jsonl", "in.csv.gz")).contains("parse workers"));
 }
 
 /// The parse workers judge a pushed-down filter on its own fields before building a record

@@ -1,14 +1,20 @@
-//! CSV and TSV: rows from the csv crate, named by the file's header row, with the exact line
-//! and offset of each, bad rows and a bad header sent to `on_error`.
+//! CSV and TSV: rows named by the file's header row, with the exact line and offset of each,
+//! bad rows and a bad header sent to `on_error`. A mapped file's rows are read by the decode
+//! pool's workers ahead of the read position (`read_csv_pooled`, and `csv_rows` for where a
+//! job may start); any other input's by the csv crate's reader on the source's thread. Both
+//! read with csv-core configured alike and judge a row with `CsvLayout::row`, so records,
+//! line numbers, offsets and messages are the same either way.
 
-use super::reader::{CsvState, OwnedFeed};
-use super::FileSource;
+use super::csv_rows::{csv_text, header_of, CsvLayout, Row, RowOut, RowReader};
+use super::decode_pool::Work;
+use super::reader::{CsvState, Fill, Input, OwnedFeed, BOM};
+use super::{io_stop, FileSource};
 use crate::pipeline::spec::Format;
-use crate::runtime::message::Record;
+use crate::runtime::message::{Origin, Record};
 use crate::runtime::stage::{Output, StageResult};
-use crate::sources::formats::infer;
 use crate::sources::ReadStatus;
-use crate::value::{Map, Str, Value};
+use crate::value::Str;
+use std::sync::Arc;
 
 impl FileSource {
     pub(super) fn read_csv(
@@ -16,12 +22,35 @@ impl FileSource {
         n: usize,
         out: &mut Output,
     ) -> StageResult<(usize, ReadStatus)> {
-        let delim = if self.s.format == Format::Tsv {
-            b'\t'
-        } else {
-            b','
-        };
+        let delim = self.csv_delim();
+        if self.csv.is_none() && self.s.parse_threads > 0 {
+            if let Some(Input::Mapped(m)) = self.reader.as_ref().map(|r| &r.input) {
+                let m = m.clone();
+                return self.read_csv_mapped(n, out, m);
+            }
+        }
         if self.csv.is_none() {
+            // Records go out one by one: the aggregate's state is no longer all folded.
+            if self.combine.is_some() {
+                self.stop_folding();
+            }
+            // A byte order mark at the start is skipped by the reader as it first fills
+            // (`Reader::skip_bom`): that must be done before the parser's base offset is
+            // taken, or every offset after it would be 3 short (and a resumed run would start
+            // 3 bytes early), and before stdin's CRC is handed to the feed, which must cover it.
+            let r = self.reader.as_mut().expect("reader open");
+            while r.offset == 0 && r.data().len() < BOM.len() && !r.eof {
+                match r.fill() {
+                    Ok(Fill::Data | Fill::Eof) => {}
+                    Ok(Fill::Idle) => return Ok((0, ReadStatus::Idle)),
+                    // A pipe that fails is no bad record: the run fails (resumable).
+                    Err(e) if self.stdin.is_some() => return Err(io_stop(&self.s, e)),
+                    Err(e) => {
+                        self.bad_file(&format!("cannot be read: {e}"), None, out)?;
+                        return Ok((1, ReadStatus::Eof));
+                    }
+                }
+            }
             let r = self.reader.take().expect("reader open");
             let base = r.offset;
             let base_line = self.current_line();
@@ -34,6 +63,7 @@ impl FileSource {
                 r,
                 crc,
                 pending: Vec::new(),
+                primed: false,
             };
             // Records end at `\n` only (a CRLF's `\r` is taken off the last field below): with
             // its CRLF mode the csv crate places each record's start on the previous `\n`,
@@ -52,6 +82,7 @@ impl FileSource {
         }
         let mut consumed = 0;
         let mut rec = csv::ByteRecord::new();
+        let mut layout = self.csv_layout();
         while consumed < n {
             let line_before = self.current_line();
             let file_is_bad = self.file_is_bad();
@@ -97,82 +128,41 @@ impl FileSource {
             };
             let origin = self.origin(rec_line, rec_byte);
             self.set_csv_position(pos, lines);
-            let mut cells = Vec::with_capacity(rec.len());
-            let mut bad = None;
-            let last = rec.len().saturating_sub(1);
-            for (i, c) in rec.iter().enumerate() {
-                let c = if i == last && c.last() == Some(&b'\r') {
-                    &c[..c.len() - 1]
-                } else {
-                    c
-                };
-                match std::str::from_utf8(c) {
-                    Ok(s) => cells.push(s),
-                    Err(_) => {
-                        bad = Some(format!("invalid UTF-8 in field {}", i + 1));
-                        break;
-                    }
-                }
-            }
-            if let Some(msg) = bad {
-                let raw = csv_text(&rec, delim);
-                if self.header.is_none() {
+            let fields = rec.len();
+            if self.header.is_none() {
+                match header_of(rec.iter(), fields) {
                     // Without its header no row of the file can be read: taking the next
                     // row as the header would silently misname every field.
-                    let msg = format!(
-                        "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
-                        origin.line
-                    );
-                    self.bad_file_at(origin, &msg, Some(&raw), out)?;
+                    Err(msg) => {
+                        let raw = csv_text(rec.iter(), fields, delim);
+                        let msg = format!(
+                            "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
+                            origin.line
+                        );
+                        self.bad_file_at(origin, &msg, Some(&raw), out)?;
+                        consumed += 1;
+                    }
+                    Ok(None) => {}
+                    Ok(Some(h)) => {
+                        self.set_header(h);
+                        layout = self.csv_layout();
+                    }
+                }
+                continue;
+            }
+            let Some(layout) = &layout else { continue };
+            match layout.row(rec.iter(), fields, rec.as_slice()) {
+                Row::Blank => {}
+                Row::Bad(msg) => {
+                    let raw = csv_text(rec.iter(), fields, delim);
+                    out.bad(origin, &msg, Some(&raw), None)?;
                     consumed += 1;
-                    continue;
                 }
-                out.bad(origin, &msg, Some(&raw), None)?;
-                consumed += 1;
-                continue;
-            }
-            if cells.len() == 1 && cells[0].is_empty() {
-                continue;
-            }
-            let Some(header) = &self.header else {
-                let h: Vec<Str> = cells
-                    .iter()
-                    .map(|c| Str::new(c.trim_start_matches('\u{feff}')))
-                    .collect();
-                let hs: Vec<String> = h.iter().map(|x| x.to_string()).collect();
-                if let Some(st) = &mut self.stdin {
-                    st.header = Some(hs);
-                } else if let Some(f) = self.files.get_mut(self.cur) {
-                    f.header = Some(hs);
+                Row::Record(value) => {
+                    out.push(Record { value, origin });
+                    consumed += 1;
                 }
-                self.header = Some(h);
-                continue;
-            };
-            if cells.len() != header.len() {
-                let raw = csv_text(&rec, delim);
-                let msg = format!(
-                    "the row has {} fields but the header has {}",
-                    cells.len(),
-                    header.len()
-                );
-                out.bad(origin, &msg, Some(&raw), None)?;
-                consumed += 1;
-                continue;
             }
-            let mut m = Map::with_capacity(header.len());
-            for (k, c) in header.iter().zip(cells) {
-                let v = if self.s.infer_types {
-                    infer(c)
-                } else {
-                    Value::str(c)
-                };
-                m.insert(k.clone(), v);
-            }
-            out.push(Record {
-                value: Value::Object(m),
-                origin,
-            });
-            consumed += 1;
         }
         Ok((consumed, ReadStatus::More))
     }
@@ -189,28 +179,189 @@ impl FileSource {
             f.line = lines_total;
         }
     }
-}
 
-/// A CSV row as text again (quoted where needed), for dead letters.
-pub(super) fn csv_text(rec: &csv::ByteRecord, delim: u8) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .delimiter(delim)
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let last = rec.len().saturating_sub(1);
-    let fields = rec.iter().enumerate().map(|(i, c)| {
-        if i == last && c.last() == Some(&b'\r') {
-            &c[..c.len() - 1]
+    fn csv_delim(&self) -> u8 {
+        if self.s.format == Format::Tsv {
+            b'\t'
         } else {
-            c
+            b','
         }
-    });
-    if w.write_record(fields).is_err() {
-        return rec.as_slice().to_vec();
     }
-    let mut v = w.into_inner().unwrap_or_default();
-    if v.last() == Some(&b'\n') {
-        v.pop();
+
+    /// The open file's header with what the pipeline reads of its rows, once the header is
+    /// known.
+    fn csv_layout(&mut self) -> Option<Arc<CsvLayout>> {
+        if self.csv_layout.is_none() {
+            let header = self.header.as_ref()?;
+            self.csv_layout = Some(Arc::new(CsvLayout::new(
+                header,
+                self.s.fields.as_deref(),
+                self.s.infer_types,
+                self.csv_delim(),
+            )));
+        }
+        self.csv_layout.clone()
     }
-    v
+
+    /// Takes `h` as the open file's header, kept in its state for a resumed run.
+    fn set_header(&mut self, h: Vec<Str>) {
+        let hs: Vec<String> = h.iter().map(|x| x.to_string()).collect();
+        if let Some(st) = &mut self.stdin {
+            st.header = Some(hs);
+        } else if let Some(f) = self.files.get_mut(self.cur) {
+            f.header = Some(hs);
+        }
+        self.header = Some(h);
+        self.csv_layout = None;
+    }
+
+    /// `read_csv` for a mapped file: the header row (and the rest of a file found bad) on this
+    /// thread, row by row, then the rows through the decode pool.
+    fn read_csv_mapped(
+        &mut self,
+        n: usize,
+        out: &mut Output,
+        map: Arc<memmap2::Mmap>,
+    ) -> StageResult<(usize, ReadStatus)> {
+        let mut consumed = 0;
+        if self.header.is_none() || self.file_is_bad() {
+            let delim = self.csv_delim();
+            let mut rr = RowReader::new(delim);
+            let limit = self.shrunk_to();
+            while self.header.is_none() || self.file_is_bad() {
+                if consumed >= n {
+                    return Ok((consumed, ReadStatus::More));
+                }
+                let (start, offset) = self.reader.as_ref().map_or((0, 0), |r| (r.start, r.offset));
+                let Some((len, lines)) = rr.read(&map[start..]) else {
+                    return Ok((consumed, ReadStatus::Eof));
+                };
+                if limit.is_some_and(|l| offset + len as u64 > l) {
+                    // The file was cut short under us: what is past its end is gone.
+                    return Ok((consumed, ReadStatus::Eof));
+                }
+                let origin = self.origin(self.current_line() + 1, offset);
+                self.advance(lines, len);
+                if self.file_is_bad() {
+                    // Read to the end and dropped, as the sequential reader does.
+                    continue;
+                }
+                match header_of(rr.fields(), rr.len()) {
+                    Err(msg) => {
+                        let raw = csv_text(rr.fields(), rr.len(), delim);
+                        let msg = format!(
+                            "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
+                            origin.line
+                        );
+                        self.bad_file_at(origin, &msg, Some(&raw), out)?;
+                        consumed += 1;
+                    }
+                    Ok(None) => {}
+                    Ok(Some(h)) => self.set_header(h),
+                }
+            }
+        }
+        let (k, status) = self.read_csv_pooled(n.saturating_sub(consumed), out, map)?;
+        Ok((consumed + k, status))
+    }
+
+    /// The rows of a mapped file whose header is known, read by the decode pool's workers
+    /// ahead of the read position. Only emitting moves the position, line numbers and
+    /// checkpoints, in file order, as in `read_lines_pooled`; and a job is used only if it
+    /// starts exactly where the rows before it end (see `csv_rows`).
+    fn read_csv_pooled(
+        &mut self,
+        n: usize,
+        out: &mut Output,
+        map: Arc<memmap2::Mmap>,
+    ) -> StageResult<(usize, ReadStatus)> {
+        let Some(layout) = self.csv_layout() else {
+            return Ok((0, ReadStatus::More));
+        };
+        if self.combine.is_some() {
+            return self.read_folded(out, map);
+        }
+        let start = self.reader.as_ref().map_or(0, |r| r.start);
+        self.start_pool();
+        if self.csv_ready.len() == 0 {
+            if let Some(pool) = self.pool.as_mut() {
+                pool.reset(&map, start);
+            }
+        }
+        // Where this file's records come from; each row adds its line and offset.
+        let here = self.origin(0, 0);
+        let mut consumed = 0;
+        let mut dropped = 0;
+        // The rows emitted since the position last moved: it moves once per run of rows.
+        let (mut run_lines, mut run_bytes) = (0u64, 0usize);
+        let mut line0 = self.current_line();
+        let mut off0 = self.reader.as_ref().map_or(0, |r| r.offset);
+        let mut limit = self.shrunk_to();
+        while consumed < n {
+            let Some(row) = self.csv_ready.next() else {
+                self.advance(run_lines, run_bytes);
+                (run_lines, run_bytes) = (0, 0);
+                line0 = self.current_line();
+                off0 = self.reader.as_ref().map_or(0, |r| r.offset);
+                // Every row taken back so far is out: the next job must start where they end.
+                let at = self.reader.as_ref().map_or(0, |r| r.start);
+                let filter = self.s.pushdown.as_ref().map(|(e, _)| e);
+                let pool = self.pool.as_mut().expect("pool started");
+                pool.top_up(Work::Csv(&layout));
+                let Some(job) = pool.take_csv(&layout, filter) else {
+                    self.count_dropped(dropped);
+                    return Ok((consumed, ReadStatus::Eof));
+                };
+                if job.start != at {
+                    // Cut inside a row (or before the blank lines a row's read starts with):
+                    // it and the jobs cut after it are read again from where the rows end.
+                    pool.rewind(at);
+                    continue;
+                }
+                self.csv_ready = job.rows.into_iter();
+                // Hand the next job out before emitting this one, so workers stay busy.
+                pool.top_up(Work::Csv(&layout));
+                limit = self.shrunk_to();
+                continue;
+            };
+            if limit.is_some_and(|l| off0 + (run_bytes + row.bytes) as u64 > l) {
+                // The file was cut short under us: what is past its end is gone.
+                self.csv_ready = Vec::new().into_iter();
+                self.advance(run_lines, run_bytes);
+                self.count_dropped(dropped);
+                return Ok((consumed, ReadStatus::Eof));
+            }
+            let origin = Origin {
+                line: line0 + run_lines + 1,
+                offset: off0 + run_bytes as u64,
+                ..here
+            };
+            run_lines += row.lines;
+            run_bytes += row.bytes;
+            match row.out {
+                RowOut::Record(value) => {
+                    out.push(Record { value, origin });
+                    consumed += 1;
+                }
+                // Dropped by the pushed-down filter: consumed, as if it had gone to the filter.
+                RowOut::Dropped => {
+                    consumed += 1;
+                    dropped += 1;
+                }
+                RowOut::Blank => {}
+                RowOut::Bad(msg, raw) => {
+                    // The position is past the row first, as the sequential reader has it.
+                    self.advance(run_lines, run_bytes);
+                    (run_lines, run_bytes) = (0, 0);
+                    line0 = self.current_line();
+                    off0 = self.reader.as_ref().map_or(0, |r| r.offset);
+                    out.bad(origin, &msg, Some(&raw), None)?;
+                    consumed += 1;
+                }
+            }
+        }
+        self.advance(run_lines, run_bytes);
+        self.count_dropped(dropped);
+        Ok((consumed, ReadStatus::More))
+    }
 }

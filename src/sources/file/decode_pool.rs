@@ -1,8 +1,10 @@
 //! The parse workers: threads that decode (or fold, see `sources::combine`) the JSON lines
-//! of a mapped file ahead of the read position, or decode the later part of a batch of
-//! another input while the source decodes the earlier part (`fork`, `join`). Results come
-//! back in input order, so what leaves the source never depends on thread timing.
+//! or the CSV rows (see `csv_rows`) of a mapped file ahead of the read position, or decode the
+//! later part of a batch of another input while the source decodes the earlier part (`fork`,
+//! `join`). Results come back in input order, so what leaves the source never depends on
+//! thread timing.
 
+use super::csv_rows::{self, CsvJob, CsvLayout, RowReader};
 use super::prefilter::Prefilter;
 use crate::sources::combine::{fold_range, Ack, CombineSpec, Folded, Table};
 use crate::sources::formats::decode_jsonl;
@@ -16,16 +18,25 @@ pub(super) struct Combining {
     pub(super) combined: u64,
     /// For a window: the largest event time in the lines sent.
     pub(super) max_time: Option<i64>,
-    /// The epoch: lines and bytes folded since the tables were last sent, from the read
-    /// position (which moves only when they are sent), the late lines among them and the
-    /// largest event time.
+    /// The epoch: lines (records) and bytes folded since the tables were last sent, from the
+    /// read position (which moves only when they are sent), how far the file's line count
+    /// moves past them (`Folded::file_lines`), the late lines among them and the largest event
+    /// time.
     pub(super) lines: u64,
+    pub(super) file_lines: u64,
     pub(super) bytes: usize,
     pub(super) late: u64,
     pub(super) epoch_max_time: Option<i64>,
 }
 
 impl Combining {
+    /// Whether a job cut to start at `at` starts where the epoch's jobs taken back so far end
+    /// (the epoch started at `start`): a CSV job may have been cut inside a row, which the row
+    /// before it then reads to its end (see `csv_rows`); a JSON job always does.
+    pub(super) fn continues(&self, start: usize, at: usize) -> bool {
+        at == start + self.bytes
+    }
+
     /// Takes a job's report back, in the order of the jobs. False when a line of it was late
     /// for a window by the lines of the jobs before it, which the worker could not know: the
     /// epoch is then irregular.
@@ -41,6 +52,7 @@ impl Combining {
             self.late += f.late;
         }
         self.lines += f.lines;
+        self.file_lines += f.file_lines;
         self.bytes += f.bytes;
         true
     }
@@ -138,6 +150,8 @@ pub(super) struct DecodePool {
     /// The mapping the jobs are cut from, and the position just after the last job.
     pub(super) map: Option<Arc<memmap2::Mmap>>,
     pub(super) ahead: usize,
+    /// Bytes per job (`POOL_JOB_BYTES`, or `WEIR_PARSE_JOB_BYTES` in tests).
+    pub(super) job_bytes: usize,
 }
 
 /// (worker, start, end in the mapping) of a job handed out.
@@ -160,6 +174,10 @@ pub(super) struct Range {
 pub(super) enum PoolJob {
     /// Decode the lines into records.
     Decode(Range),
+    /// Read the CSV rows of a file with this header (see `csv_rows::parse_job`).
+    Csv(Range, Arc<CsvLayout>),
+    /// Fold them into the worker's table (see `csv_rows::fold_job`).
+    FoldCsv(Range, Arc<CsvLayout>),
     /// Fold the lines into the worker's table (see `combine`).
     Fold(Range),
     /// Hand the table over and start a new one.
@@ -173,6 +191,7 @@ pub(super) enum PoolJob {
 
 pub(super) enum PoolReply {
     Decoded(JobResult),
+    Csv(CsvJob),
     Folded(Ack),
     Table(Table),
     Block(Vec<Decoded>),
@@ -180,13 +199,27 @@ pub(super) enum PoolReply {
 
 /// Bytes per job (about a thousand log lines): large enough that handing out a job costs
 /// little against decoding it, small enough that the workers share the tail of a file.
-pub(super) const POOL_JOB_BYTES: usize = 128 << 10;
+pub const POOL_JOB_BYTES: usize = 128 << 10;
 /// Jobs in flight per worker, so a worker has the next job at hand when it finishes one.
 pub(super) const POOL_DEPTH: usize = 2;
+
+/// What `top_up` hands out.
+#[derive(Clone, Copy)]
+pub(super) enum Work<'a> {
+    /// JSON lines to decode.
+    Decode,
+    /// JSON lines to fold (see `combine`).
+    Fold,
+    /// CSV rows of a file with this header, cut where quoting allows (`csv_rows::cut`).
+    Csv(&'a Arc<CsvLayout>),
+    /// The same rows to fold.
+    FoldCsv(&'a Arc<CsvLayout>),
+}
 
 impl DecodePool {
     pub(super) fn start(
         threads: usize,
+        job_bytes: usize,
         projector: Option<crate::value::Projector>,
         filter: Option<crate::expr::Expr>,
         combine: Option<Arc<CombineSpec>>,
@@ -203,8 +236,23 @@ impl DecodePool {
                 .spawn(move || {
                     let mut table = Table::default();
                     let mut prefilter = filter.as_ref().and_then(Prefilter::new);
+                    let mut rows: Option<RowReader> = None;
                     for job in job_rx {
                         let out = match job {
+                            PoolJob::Csv(j, layout) => {
+                                let rr = match &mut rows {
+                                    Some(rr) if rr.delim == layout.delim => rr,
+                                    _ => rows.insert(RowReader::new(layout.delim)),
+                                };
+                                PoolReply::Csv(csv_rows::parse_job(
+                                    &j.map,
+                                    j.start,
+                                    j.end,
+                                    &layout,
+                                    rr,
+                                    filter.as_ref(),
+                                ))
+                            }
                             PoolJob::Decode(j) => PoolReply::Decoded(decode_range(
                                 &j.map,
                                 j.start,
@@ -215,6 +263,18 @@ impl DecodePool {
                             )),
                             PoolJob::Fold(j) => PoolReply::Folded(match &combine {
                                 Some(spec) => fold_range(&j.map, j.start, j.end, spec, &mut table),
+                                None => Ack::Irregular,
+                            }),
+                            PoolJob::FoldCsv(j, layout) => PoolReply::Folded(match &combine {
+                                Some(spec) => {
+                                    let rr = match &mut rows {
+                                        Some(rr) if rr.delim == layout.delim => rr,
+                                        _ => rows.insert(RowReader::new(layout.delim)),
+                                    };
+                                    csv_rows::fold_job(
+                                        &j.map, j.start, j.end, &layout, rr, spec, &mut table,
+                                    )
+                                }
                                 None => Ack::Irregular,
                             }),
                             PoolJob::Flush => PoolReply::Table(std::mem::take(&mut table)),
@@ -244,6 +304,7 @@ impl DecodePool {
             next: 0,
             map: None,
             ahead: 0,
+            job_bytes: job_bytes.max(1),
         }
     }
 
@@ -262,21 +323,26 @@ impl DecodePool {
         self.ahead = start;
     }
 
-    /// Hands out jobs until every worker has `POOL_DEPTH` or the mapping is all handed out:
-    /// jobs to fold with `fold`, else to decode. A job that cannot be handed out (its worker is
-    /// gone) is decoded here instead, or reported irregular when folding.
-    pub(super) fn top_up(&mut self, fold: bool) {
+    /// Hands out jobs until every worker has `POOL_DEPTH` or the mapping is all handed out.
+    /// A job that cannot be handed out (its worker is gone) is decoded here instead, or
+    /// reported irregular when folding.
+    pub(super) fn top_up(&mut self, work: Work<'_>) {
         let Some(map) = self.map.clone() else { return };
         // With no worker at all (none could be started), jobs are still cut, one at a time,
         // and decoded here: an empty pool must not read as the end of the file.
         let depth = self.workers.len().max(1) * POOL_DEPTH;
         while self.inflight.len() < depth && self.ahead < map.len() {
             let start = self.ahead;
-            let cut = start + POOL_JOB_BYTES;
-            let end = if cut >= map.len() {
-                map.len()
-            } else {
-                memchr::memchr(b'\n', &map[cut..]).map_or(map.len(), |i| cut + i + 1)
+            let end = match work {
+                Work::Csv(_) | Work::FoldCsv(_) => csv_rows::cut(&map, start, self.job_bytes),
+                Work::Decode | Work::Fold => {
+                    let cut = start.saturating_add(self.job_bytes);
+                    if cut >= map.len() {
+                        map.len()
+                    } else {
+                        memchr::memchr(b'\n', &map[cut..]).map_or(map.len(), |i| cut + i + 1)
+                    }
+                }
             };
             self.ahead = end;
             let w = self.next % self.workers.len().max(1);
@@ -286,10 +352,11 @@ impl DecodePool {
                 start,
                 end,
             };
-            let job = if fold {
-                PoolJob::Fold(range)
-            } else {
-                PoolJob::Decode(range)
+            let job = match work {
+                Work::Fold => PoolJob::Fold(range),
+                Work::Decode => PoolJob::Decode(range),
+                Work::Csv(layout) => PoolJob::Csv(range, layout.clone()),
+                Work::FoldCsv(layout) => PoolJob::FoldCsv(range, layout.clone()),
             };
             if self
                 .workers
@@ -319,13 +386,45 @@ impl DecodePool {
         Some(lines.into_iter().zip(results))
     }
 
-    /// The oldest folded job's report; `None` when nothing is in flight. A worker that is
-    /// gone reports irregular, which sends the epoch down the decoding path that copes.
-    pub(super) fn take_ack(&mut self) -> Option<Ack> {
-        let (w, _, _) = self.inflight.pop_front()?;
+    /// The oldest CSV job's rows (see `csv_rows::parse_job`); read on this thread if its worker
+    /// is gone.
+    pub(super) fn take_csv(
+        &mut self,
+        layout: &CsvLayout,
+        filter: Option<&crate::expr::Expr>,
+    ) -> Option<CsvJob> {
+        let (w, start, end) = self.inflight.pop_front()?;
         match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
-            Some(PoolReply::Folded(ack)) => Some(ack),
-            _ => Some(Ack::Irregular),
+            Some(PoolReply::Csv(job)) => Some(job),
+            _ => {
+                let mut rr = RowReader::new(layout.delim);
+                let map = self.map.as_ref()?;
+                Some(csv_rows::parse_job(
+                    map, start, end, layout, &mut rr, filter,
+                ))
+            }
+        }
+    }
+
+    /// Drops the jobs in flight and hands out jobs again from `start` in the same mapping:
+    /// a CSV job was cut inside a row (see `csv_rows`), and so were the ones after it.
+    pub(super) fn rewind(&mut self, start: usize) {
+        while let Some((w, _, _)) = self.inflight.pop_front() {
+            if let Some(wk) = self.workers.get(w) {
+                let _ = wk.results.recv();
+            }
+        }
+        self.ahead = start;
+    }
+
+    /// The oldest folded job's report, with where the job was cut to start; `None` when
+    /// nothing is in flight. A worker that is gone reports irregular, which sends the epoch
+    /// down the decoding path that copes.
+    pub(super) fn take_ack(&mut self) -> Option<(usize, Ack)> {
+        let (w, start, _) = self.inflight.pop_front()?;
+        match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+            Some(PoolReply::Folded(ack)) => Some((start, ack)),
+            _ => Some((start, Ack::Irregular)),
         }
     }
 
@@ -407,9 +506,9 @@ mod tests {
         }
         // SAFETY: a private temporary file, not changed while mapped.
         let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
-        let mut pool = DecodePool::start(1, None, None, None);
+        let mut pool = DecodePool::start(1, POOL_JOB_BYTES, None, None, None);
         pool.reset(&map, 0);
-        pool.top_up(false);
+        pool.top_up(Work::Decode);
         assert_eq!(pool.inflight.len(), POOL_DEPTH);
         let block = b"{\"b\":1}\n{\"b\":2}".to_vec();
         let lines = vec![(7, 1), (7, 0)];
@@ -418,7 +517,7 @@ mod tests {
         let want = decode_block(&block, 0, &lines, None);
         assert_eq!(got, want);
         pool.reset(&map, 0);
-        pool.top_up(false);
+        pool.top_up(Work::Decode);
         let (line, first) = pool.take(None, None).unwrap().next().unwrap();
         assert_eq!(line, (7, 1));
         assert_eq!(

@@ -1,8 +1,11 @@
-//! Folding lines for the aggregate downstream (see `sources::combine`): the source hands
-//! jobs to the parse workers to fold, and sends their tables as one partial at the end of
-//! each epoch, or stops folding for good and reads the epoch again record by record.
+//! Folding lines (JSON lines, or CSV rows: see `csv_rows::fold_job`) for the aggregate
+//! downstream (see `sources::combine`): the source hands jobs to the parse workers to fold,
+//! and sends their tables as one partial at the end of each epoch, or stops folding for good
+//! and reads the epoch again record by record.
 
+use super::decode_pool::Work;
 use super::FileSource;
+use crate::pipeline::spec::Format;
 use crate::runtime::message::Partial;
 use crate::runtime::stage::{Output, StageResult};
 use crate::sources::combine::{Ack, EPOCH_LINES, MAX_COMBINED};
@@ -20,11 +23,26 @@ impl FileSource {
         map: Arc<memmap2::Mmap>,
     ) -> StageResult<(usize, ReadStatus)> {
         let start = self.reader.as_ref().map_or(0, |r| r.start);
+        // CSV rows fold with their file's header (`read_csv_pooled` has it by now).
+        let layout = match self.s.format {
+            Format::Csv | Format::Tsv => match self.csv_layout.clone() {
+                Some(l) => Some(l),
+                None => {
+                    self.stop_folding();
+                    return Ok((0, ReadStatus::More));
+                }
+            },
+            _ => None,
+        };
+        let work = match &layout {
+            Some(l) => Work::FoldCsv(l),
+            None => Work::Fold,
+        };
         self.start_pool();
         let (Some(c), Some(pool)) = (self.combine.as_mut(), self.pool.as_mut()) else {
             return Ok((0, ReadStatus::More));
         };
-        if c.lines == 0 && pool.inflight.is_empty() {
+        if c.bytes == 0 && pool.inflight.is_empty() {
             // A new epoch, which must fit in what may still be folded (see `MAX_COMBINED`;
             // the jobs in flight when an epoch ends can add at most `EPOCH_LINES` again).
             if c.combined + 2 * EPOCH_LINES > MAX_COMBINED {
@@ -33,8 +51,13 @@ impl FileSource {
             }
             pool.reset(&map, start);
         }
-        pool.top_up(true);
+        pool.top_up(work);
         match pool.take_ack() {
+            // A CSV job cut inside a row (see `csv_rows`): its rows are folded already.
+            Some((at, _)) if !c.continues(start, at) => {
+                self.stop_folding();
+                Ok((0, ReadStatus::More))
+            }
             None => {
                 // Everything is folded: the file is done once the tables are out.
                 let n = self.settle(out)?;
@@ -43,13 +66,13 @@ impl FileSource {
                 }
                 Ok((n, ReadStatus::Eof))
             }
-            Some(Ack::Folded(f)) if c.accept(&f) => {
+            Some((_, Ack::Folded(f))) if c.accept(&f) => {
                 self.ctx.stats[self.s.node].add_in(f.lines as usize);
                 // Every job before this one was taken back already: their pages can go.
                 if let Some(r) = self.reader.as_mut() {
                     r.release_to(start + c.bytes);
                 }
-                pool.top_up(true);
+                pool.top_up(work);
                 if f.full || c.lines >= EPOCH_LINES {
                     let n = self.settle(out)?;
                     return Ok((n, ReadStatus::More));
@@ -85,13 +108,14 @@ impl FileSource {
         let (Some(c), Some(pool)) = (self.combine.as_mut(), self.pool.as_mut()) else {
             return Ok(0);
         };
-        if c.lines == 0 && pool.inflight.is_empty() {
+        if c.bytes == 0 && pool.inflight.is_empty() {
             return Ok(0);
         }
+        let start = self.reader.as_ref().map_or(0, |r| r.start);
         let mut irregular = false;
-        while let Some(ack) = pool.take_ack() {
+        while let Some((at, ack)) = pool.take_ack() {
             match ack {
-                Ack::Folded(f) if !irregular && c.accept(&f) => {
+                Ack::Folded(f) if !irregular && c.continues(start, at) && c.accept(&f) => {
                     self.ctx.stats[self.s.node].add_in(f.lines as usize);
                 }
                 _ => irregular = true,
@@ -102,14 +126,15 @@ impl FileSource {
             self.stop_folding();
             return Ok(0);
         };
-        let (lines, bytes, late) = (c.lines, c.bytes, c.late);
+        let (lines, file_lines, bytes, late) = (c.lines, c.file_lines, c.bytes, c.late);
         c.combined += lines;
         c.max_time = c.epoch_max_time;
         c.lines = 0;
+        c.file_lines = 0;
         c.bytes = 0;
         c.late = 0;
         let max_time = c.max_time;
-        self.advance(lines, bytes);
+        self.advance(file_lines, bytes);
         out.send_partial(Partial {
             records: lines,
             tables,

@@ -2,7 +2,7 @@
 //! decoding them (with the decode pool for mapped files, a helper for the rest), and emitting
 //! them in input order with their line numbers and offsets.
 
-use super::decode_pool::{DecodePool, Decoded};
+use super::decode_pool::{DecodePool, Decoded, Work};
 use super::reader::{Fill, Input};
 use super::{io_stop, FileSource};
 use crate::pipeline::spec::{AtEnd, Format};
@@ -158,6 +158,7 @@ impl FileSource {
             // decoded ahead (`WEIR_PARSE_THREADS=0` with cores to spare).
             self.pool = Some(DecodePool::start(
                 self.s.parse_threads.max(1),
+                self.s.job_bytes,
                 self.projector.clone(),
                 self.s.pushdown.as_ref().map(|(e, _)| e.clone()),
                 self.combine.as_ref().map(|c| c.spec.clone()),
@@ -191,7 +192,7 @@ impl FileSource {
         while consumed < n {
             let Some((line, res)) = self.ready.next() else {
                 let pool = self.pool.as_mut().expect("pool started");
-                pool.top_up(false);
+                pool.top_up(Work::Decode);
                 let filter = self.s.pushdown.as_ref().map(|(e, _)| e);
                 match pool.take(self.projector.as_ref(), filter) {
                     Some(job) => self.ready = job,
@@ -202,7 +203,7 @@ impl FileSource {
                     }
                 }
                 // Hand the next job out before emitting this one, so workers stay busy.
-                pool.top_up(false);
+                pool.top_up(Work::Decode);
                 limit = self.shrunk_to();
                 continue;
             };

@@ -9,10 +9,13 @@
 //! - `discovery`, `rotation`: which files, in which order, and which is which after rotation;
 //! - `open`, `fingerprint`: opening the current file, and knowing it again;
 //! - `reader`, `stdin`: bytes of the open input (mapped, streamed, `.gz`, a pipe);
-//! - `lines`, `csv`: records from line formats and from CSV/TSV;
+//! - `lines`, `csv`, `csv_rows`: records from line formats and from CSV/TSV;
 //! - `decode_pool`, `prefilter`, `fold`: the parse workers, and what they do beyond parsing.
 
 mod csv;
+mod csv_rows;
+#[cfg(test)]
+mod csv_tests;
 mod decode_pool;
 mod discovery;
 mod fingerprint;
@@ -25,6 +28,8 @@ mod reader;
 pub mod rotation;
 mod stdin;
 
+use self::csv_rows::{CsvLayout, CsvRow};
+pub use self::decode_pool::POOL_JOB_BYTES;
 use self::decode_pool::{Combining, DecodePool, DecodedLines};
 use self::reader::{CsvState, Reader};
 use self::rotation::is_gz;
@@ -75,8 +80,11 @@ pub struct FileSourceSettings {
     /// Parse JSON lines of inputs that are not mapped on a parse worker as well (when there
     /// are cores to spare).
     pub parallel_parse: bool,
-    /// Threads that decode JSON lines of mapped files ahead of the read position (0: none).
+    /// Threads that decode JSON lines and CSV rows of mapped files ahead of the read position
+    /// (0: none).
     pub parse_threads: usize,
+    /// Bytes per job of those threads (`decode_pool::POOL_JOB_BYTES`; tests set less).
+    pub job_bytes: usize,
     /// The `filter` that is this source's only consumer (its expression, its graph node), when
     /// it is pure: the decode pool's workers drop the records it would drop (see
     /// `decode_range` and `runtime::plan::filter_pushdown`).
@@ -104,6 +112,11 @@ pub struct FileSource {
     pool: Option<DecodePool>,
     /// Decoded lines of the pool's oldest finished job not yet emitted.
     ready: DecodedLines,
+    /// The same for CSV rows.
+    csv_ready: std::vec::IntoIter<CsvRow>,
+    /// The open file's header with what the pipeline reads of its rows, once known (reset
+    /// with `header`).
+    csv_layout: Option<Arc<CsvLayout>>,
     /// Folding lines for the aggregate downstream (see `combine`), while it may.
     combine: Option<Combining>,
     /// The open plain file, for its tail fingerprint (see `note_tail`).
@@ -137,6 +150,8 @@ impl FileSource {
             projector: None,
             pool: None,
             ready: Vec::new().into_iter().zip(Vec::new()),
+            csv_ready: Vec::new().into_iter(),
+            csv_layout: None,
             combine: None,
             open_file: None,
             map_guard: None,
@@ -154,7 +169,7 @@ impl FileSource {
             let known = spec.window.is_none() || combined == 0 || max_time.is_some();
             if known
                 && src.s.pattern != "-"
-                && src.s.format == Format::Jsonl
+                && matches!(src.s.format, Format::Jsonl | Format::Csv | Format::Tsv)
                 && src.s.at_end == AtEnd::Finish
                 && src.s.parse_threads > 0
             {
@@ -163,6 +178,7 @@ impl FileSource {
                     combined,
                     max_time,
                     lines: 0,
+                    file_lines: 0,
                     bytes: 0,
                     late: 0,
                     epoch_max_time: max_time,
@@ -245,9 +261,10 @@ impl FileSource {
         }
     }
 
-    /// Moves the read position past `lines` lines of `bytes` bytes, all emitted.
+    /// Moves the read position past `lines` lines of `bytes` bytes, all emitted (a last CSV
+    /// row without its newline moves no line).
     fn advance(&mut self, lines: u64, bytes: usize) {
-        if lines == 0 {
+        if bytes == 0 {
             return;
         }
         if let Some(r) = self.reader.as_mut() {

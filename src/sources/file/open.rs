@@ -41,6 +41,7 @@ impl FileSource {
                 check: None,
             });
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
+            self.csv_layout = None;
             return Ok(true);
         }
         self.open_file = None;
@@ -151,11 +152,14 @@ impl FileSource {
             .header
             .clone()
             .map(|h| h.into_iter().map(Str::from).collect());
+        self.csv_layout = None;
+        // CSV and TSV are mapped only for the decode pool (`csv_rows`); the sequential reader
+        // streams them.
         let use_map = self.s.at_end == AtEnd::Finish
             && !gz
             && md.is_file()
             && len > 0
-            && !matches!(self.s.format, Format::Csv | Format::Tsv);
+            && (self.s.parse_threads > 0 || !matches!(self.s.format, Format::Csv | Format::Tsv));
         let mut kept = Vec::new();
         let check = if gz || use_map {
             None

@@ -265,6 +265,11 @@ pub(super) struct OwnedFeed {
     pub(super) crc: Option<crc32fast::Hasher>,
     pub(super) pending: Vec<u8>,
     pub(super) pending_start: u64,
+    /// Whether the parser has had bytes: its first read gets one byte, since csv-core drops a
+    /// byte order mark at the start of the first bytes it sees, which must only ever be the
+    /// file's own (skipped already, see `Reader::skip_bom`), never a row's where a resumed run
+    /// starts (see `csv_rows::RowReader`).
+    pub(super) primed: bool,
 }
 
 impl OwnedFeed {
@@ -285,7 +290,13 @@ impl OwnedFeed {
 
 impl Read for OwnedFeed {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let out = if self.primed || out.is_empty() {
+            out
+        } else {
+            &mut out[..1]
+        };
         let n = CsvFeed { r: &mut self.r }.read(out)?;
+        self.primed |= n > 0;
         if self.crc.is_some() {
             self.pending.extend_from_slice(&out[..n]);
         }

@@ -1,0 +1,363 @@
+//! The decode pool reads CSV and TSV exactly as the sequential reader does: the same records,
+//! dead letters, line numbers, offsets and checkpoint states after every read, on random files
+//! with quotes, quoted newlines, stray quotes, CRLF, blank lines, byte order marks, bad UTF-8
+//! and rows of the wrong width, for every job size.
+
+use super::{FileSource, FileSourceSettings, POOL_JOB_BYTES};
+use crate::pipeline::spec::{AtEnd, Format, OnError};
+use crate::runtime::context::{Context, SourceInfo};
+use crate::runtime::message::Msg;
+use crate::runtime::stage::Output;
+use crate::sources::{ReadStatus, Source};
+use crate::value::Str;
+use proptest::prelude::*;
+use std::sync::{Arc, RwLock};
+
+/// What a run of the source gave: per read call, the records (origin and value), the dead
+/// letters and the source's state after the call.
+#[derive(Debug, PartialEq)]
+struct Run {
+    calls: Vec<(Vec<String>, Vec<String>, String)>,
+}
+
+struct Setup<'a> {
+    format: Format,
+    infer: bool,
+    fields: Option<Vec<Vec<Str>>>,
+    filter: Option<&'a str>,
+    /// Records per read call.
+    batch: usize,
+}
+
+fn run(path: &std::path::Path, s: &Setup, threads: usize, job_bytes: usize) -> Run {
+    let (reports, _keep) = crossbeam_channel::unbounded();
+    let info = SourceInfo {
+        name: "s".into(),
+        on_error: OnError::DeadLetter,
+        files: RwLock::new(Vec::new()),
+    };
+    let ctx = Arc::new(Context::new(
+        vec!["s".into(), "f".into()],
+        vec![Some(info), None],
+        reports,
+        true,
+        0,
+    ));
+    let pushdown = s
+        .filter
+        .map(|f| (crate::expr::Expr::compile(f).expect("filter compiles"), 1));
+    let settings = FileSourceSettings {
+        node: 0,
+        pattern: path.display().to_string(),
+        path: path.to_path_buf(),
+        format: s.format,
+        at_end: AtEnd::Finish,
+        infer_types: s.infer,
+        fingerprint_bytes: 1024,
+        fields: s.fields.clone(),
+        parallel_parse: false,
+        parse_threads: threads,
+        job_bytes,
+        // Only the pool runs a pushed-down filter; the sequential run is filtered below.
+        pushdown: if threads > 0 { pushdown.clone() } else { None },
+        combine: None,
+    };
+    let mut src = FileSource::new(settings, ctx.clone(), None).expect("source starts");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (etx, erx) = crossbeam_channel::unbounded();
+    let mut out = Output::new(0, ctx, vec![tx], vec![], vec![(0, etx)]);
+    let mut calls = Vec::new();
+    for seq in 0.. {
+        let Ok((_, status)) = src.read(s.batch, &mut out) else {
+            panic!("the source stopped under dead_letter");
+        };
+        assert!(out.flush_batch(seq, true).is_ok(), "channels open");
+        let mut records = Vec::new();
+        let mut dead = Vec::new();
+        for (rx, acc) in [(&rx, &mut records), (&erx, &mut dead)] {
+            for m in rx.try_iter() {
+                let Msg::Batch(b) = m else { continue };
+                acc.extend(b.records.into_iter().map(|r| (r.origin, r.value)));
+            }
+        }
+        let keep = |v: &crate::value::Value| match &pushdown {
+            Some((f, _)) if threads == 0 => !matches!(f.eval_bool(v), Ok(false)),
+            _ => true,
+        };
+        let records = records
+            .into_iter()
+            .filter(|(_, v)| keep(v))
+            .map(|(o, v)| format!("{}:{}:{} {}", o.file, o.line, o.offset, v.to_json_string()))
+            .collect();
+        let dead = dead
+            .into_iter()
+            .map(|(o, v)| format!("{}:{} {}", o.line, o.offset, v.to_json_string()))
+            .collect();
+        let state = String::from_utf8(src.snapshot().expect("snapshot")).expect("JSON");
+        calls.push((records, dead, state));
+        if status == ReadStatus::Eof {
+            break;
+        }
+        assert!(seq < 100_000, "the source never ends");
+    }
+    Run { calls }
+}
+
+/// A cell: plain, a number, quoted with a delimiter, a quote, a newline or a CRLF inside, a
+/// stray quote in an unquoted cell, bad UTF-8, a byte order mark, non-ASCII, or empty.
+fn cell() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => "[a-c]{1,3}".prop_map(String::into_bytes),
+        2 => (0i64..300).prop_map(|i| i.to_string().into_bytes()),
+        1 => Just(b"\"x,y\"".to_vec()),
+        1 => Just(b"\"say \"\"hi\"\"\"".to_vec()),
+        1 => Just(b"\"two\nlines\"".to_vec()),
+        1 => Just(b"\"crlf\r\ninside\"".to_vec()),
+        1 => Just(b"5'10\"".to_vec()),
+        1 => Just(b"\"\n\n\"".to_vec()),
+        1 => Just(b"bad\xffutf8".to_vec()),
+        1 => Just(b"\xEF\xBB\xBFbom".to_vec()),
+        1 => Just("héllo".as_bytes().to_vec()),
+        1 => Just(Vec::new()),
+        1 => Just(b"\"".to_vec()),
+    ]
+}
+
+/// A file: an optional byte order mark and blank lines, a header of 1-3 names (sometimes bad
+/// UTF-8), then rows of 1-4 cells (the header's width mostly), with `\n` or `\r\n` ends,
+/// blank lines between, and the last line with or without its end.
+fn file(delim: u8) -> impl Strategy<Value = Vec<u8>> {
+    let header = prop_oneof![
+        6 => Just(vec![b"a".to_vec(), b"b".to_vec()]),
+        2 => Just(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]),
+        1 => Just(vec![b"a".to_vec()]),
+        1 => Just(vec![b"a".to_vec(), b"a".to_vec()]),
+        1 => Just(vec![b"a\xff".to_vec(), b"b".to_vec()]),
+    ];
+    let row = (
+        prop::collection::vec(cell(), 1..5),
+        prop_oneof![5 => Just("\n"), 2 => Just("\r\n"), 1 => Just("\n\n"), 1 => Just("\r\n\r\n")],
+        any::<bool>(),
+    );
+    (
+        any::<bool>(),
+        0usize..2,
+        header,
+        prop::collection::vec(row, 0..40),
+        any::<bool>(),
+    )
+        .prop_map(move |(bom, blanks, header, rows, last_end)| {
+            let mut f = Vec::new();
+            if bom {
+                f.extend_from_slice(b"\xEF\xBB\xBF");
+            }
+            f.resize(f.len() + blanks, b'\n');
+            let width = header.len();
+            f.extend_from_slice(&header.join(&delim));
+            f.push(b'\n');
+            let n = rows.len();
+            for (i, (mut cells, end, fit)) in rows.into_iter().enumerate() {
+                // Most rows fit the header; the rest are too short or too long.
+                if fit {
+                    cells.resize(width, b"z".to_vec());
+                }
+                f.extend_from_slice(&cells.join(&delim));
+                if i + 1 < n || last_end {
+                    f.extend_from_slice(end.as_bytes());
+                }
+            }
+            f
+        })
+}
+
+fn setup_strategy() -> impl Strategy<Value = (bool, bool, Option<usize>, usize)> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(0usize..3),
+        1usize..50,
+    )
+}
+
+fn compare(bytes: &[u8], s: &Setup, job_bytes: usize) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = if s.format == Format::Tsv {
+        "in.tsv"
+    } else {
+        "in.csv"
+    };
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("written");
+    let want = run(&path, s, 0, POOL_JOB_BYTES);
+    for threads in [1, 2, 3] {
+        let got = run(&path, s, threads, job_bytes);
+        prop_assert_eq!(
+            &got,
+            &want,
+            "threads {}, job {} bytes, file {:?}",
+            threads,
+            job_bytes,
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_pool_reads_csv_as_the_sequential_reader_does(
+        bytes in file(b','),
+        (infer, project, filter, batch) in setup_strategy(),
+        job in 1usize..300,
+    ) {
+        let filters = [".a != 1", ".b == \"abc\" or .a == 7", "(.a | length) > 1"];
+        let s = Setup {
+            format: Format::Csv,
+            infer,
+            fields: project.then(|| vec![vec![Str::new("a")], vec![Str::new("c"), Str::new("x")]]),
+            filter: filter.map(|i| filters[i]),
+            batch,
+        };
+        compare(&bytes, &s, job)?;
+    }
+
+    #[test]
+    fn the_pool_reads_tsv_as_the_sequential_reader_does(
+        bytes in file(b'\t'),
+        (infer, _, _, batch) in setup_strategy(),
+        job in 1usize..300,
+    ) {
+        let s = Setup { format: Format::Tsv, infer, fields: None, filter: None, batch };
+        compare(&bytes, &s, job)?;
+    }
+}
+
+/// Every job size from one byte to past the whole file, on a file with each awkward case.
+#[test]
+fn every_job_size_reads_the_same() {
+    let text: &[u8] = b"\xEF\xBB\xBF\na,b\n1,\"x\ny\"\r\n\n2,5'10\"\n\"q\"\"\",\"\n\n\"\n3\n\xEF\xBB\xBF4,\xff\n\r\n5,6,7\n8,\"a,b\"";
+    let s = Setup {
+        format: Format::Csv,
+        infer: true,
+        fields: None,
+        filter: None,
+        batch: 3,
+    };
+    for job in 1..=text.len() + 1 {
+        compare(text, &s, job).unwrap();
+    }
+}
+
+/// Every delimiter of a line is found, at any place in a word of eight bytes, next to bytes
+/// that differ from it by one bit or are all ones.
+#[test]
+fn rows_are_split_at_every_delimiter() {
+    use super::csv_rows::RowReader;
+    for d in [b',', b'\t', 0x80, 0xff, 0] {
+        for len in 0..40usize {
+            for at in 0..len {
+                let mut line: Vec<u8> = (0..len)
+                    .map(|i| [d ^ 1, d ^ 0x80, 0xff, b'a'][i % 4])
+                    .collect();
+                line.retain(|&c| c != b'\n' && c != b'"');
+                if at >= line.len() {
+                    continue;
+                }
+                let last = line.len() - 1;
+                line[at] = d;
+                line[last] = d;
+                let mut rr = RowReader::new(d);
+                let n = rr.read(&line).map(|(n, _)| n);
+                assert_eq!(n, Some(line.len()), "{d} {len} {at}");
+                let want: Vec<&[u8]> = line.split(|&c| c == d).collect();
+                let got: Vec<&[u8]> = rr.fields().collect();
+                assert_eq!(got, want, "{d} {len} {at}");
+            }
+        }
+    }
+}
+
+/// The parity rule cuts after a newline outside quotes and not ending a blank line, and gives
+/// up (taking the first newline) when none is near.
+#[test]
+fn jobs_are_cut_outside_quotes() {
+    use super::csv_rows::cut;
+    let b = b"a,\"x\ny\"\nb\n\nc\nd\n";
+    // A 4-byte job: the newline at 4 is inside quotes (one quote before it), the one at 7
+    // is not.
+    assert_eq!(cut(b, 0, 4), 8);
+    // 10 bytes: the newline at 10 ends a blank line; the one at 12 is next.
+    assert_eq!(cut(b, 0, 10), 13);
+    assert_eq!(cut(b, 0, 100), b.len());
+    // An unclosed quote, and no even count within another job's length: the first newline.
+    let odd = b"\"a\nb\nc\nd\ne\nf\n";
+    assert_eq!(cut(odd, 0, 4), 5);
+}
+
+/// Folds `text` (after its header row) as a worker folds a CSV job for an aggregate keyed by
+/// `user` counting and summing `bytes`.
+fn fold_csv(text: &[u8]) -> (crate::sources::combine::Ack, crate::sources::combine::Table) {
+    use super::csv_rows::{fold_job, CsvLayout, RowReader};
+    use crate::sources::combine::{CombineSpec, Table};
+    let spec = CombineSpec::new(&Str::new("user"), &[None, Some(Str::new("bytes"))]);
+    let header = [Str::new("user"), Str::new("bytes"), Str::new("x")];
+    let layout = CsvLayout::new(&header, None, true, b',');
+    let mut t = Table::default();
+    let ack = fold_job(
+        text,
+        0,
+        text.len(),
+        &layout,
+        &mut RowReader::new(b','),
+        &spec,
+        &mut t,
+    );
+    (ack, t)
+}
+
+/// A CSV row folds when the record it makes would fold as a JSON line does: a string key,
+/// integer sums in 0..2^32; a blank line is no record; quoted fields and CRLF are read as
+/// the record reader reads them.
+#[test]
+fn csv_rows_fold_as_their_records_would() {
+    use crate::sources::combine::{Ack, Folded};
+    let text = b"b,5,q\r\na,7,\"x\ny, \"\"z\"\"\"\n\r\nb,4294967295,\n\"b\",0,\"\"";
+    let (ack, t) = fold_csv(text);
+    let Ack::Folded(f) = ack else {
+        panic!("irregular: {ack:?}")
+    };
+    assert_eq!(
+        f,
+        Folded {
+            lines: 4,
+            file_lines: 5,
+            bytes: text.len(),
+            full: false,
+            late: 0,
+            min_end: i64::MAX,
+            max_time: None,
+        }
+    );
+    assert_eq!(t.keys, vec![Str::new("b"), Str::new("a")]);
+    assert_eq!(t.vals, vec![3, 5 + 4294967295, 1, 7]);
+    for row in [
+        &b"a,1.5,x"[..],
+        b"a,-1,x",
+        b"a,4294967296,x",
+        b"a,,x",
+        b"a,007,x",
+        b"7,1,x",
+        b"a,1",
+        b"a,1,x,y",
+        b"a,1,\xff",
+    ] {
+        let text = [&b"z,2,x\n"[..], row, b"\n"].concat();
+        let (ack, t) = fold_csv(&text);
+        let row = String::from_utf8_lossy(row);
+        assert_eq!(ack, Ack::Irregular, "{row:?}");
+        // The row before was folded; the table is thrown away by the caller.
+        assert_eq!(t.keys, vec![Str::new("z")], "{row:?}");
+    }
+}
