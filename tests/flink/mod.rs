@@ -46,6 +46,9 @@ fn canon(v: &serde_json::Value) -> String {
         match v {
             serde_json::Value::Number(n) => {
                 let f = n.as_f64().unwrap_or(f64::NAN);
+                // Compared as numbers: -0 equals 0 (weir prints jq's `-0`, Flink's JSON
+                // writer prints `0.0` for a negative zero).
+                let f = if f == 0.0 { 0.0 } else { f };
                 out.push_str(&format!("{:.11e}", f));
             }
             serde_json::Value::Object(m) => {
@@ -78,7 +81,7 @@ fn canon(v: &serde_json::Value) -> String {
 /// A CSV cell as weir infers it: a number if it reads as one.
 fn canon_cell(c: &str) -> String {
     match c.parse::<f64>() {
-        Ok(f) if f.is_finite() => format!("{:.11e}", f),
+        Ok(f) if f.is_finite() => format!("{:.11e}", if f == 0.0 { 0.0 } else { f }),
         _ => format!("{c:?}"),
     }
 }
