@@ -26,6 +26,16 @@ pub(super) enum Row {
     Bad(String),
 }
 
+/// What `CsvLayout::check` finds a row to be.
+enum Checked {
+    Blank,
+    Bad(String),
+    /// A record to build; `ascii`: the whole row is ASCII.
+    Record {
+        ascii: bool,
+    },
+}
+
 /// A file's header with what the pipeline wants of its rows.
 #[derive(Debug, PartialEq)]
 pub(super) struct CsvLayout {
@@ -67,11 +77,29 @@ impl CsvLayout {
     where
         I: Iterator<Item = &'a [u8]> + Clone,
     {
+        match self.check(fields.clone(), n, whole) {
+            Checked::Blank => Row::Blank,
+            Checked::Bad(msg) => Row::Bad(msg),
+            Checked::Record { ascii } => {
+                let mut m = Map::with_capacity(self.header.len());
+                match self.fill(&self.keep, fields, n, ascii, &mut m) {
+                    Ok(()) => Row::Record(Value::Object(m)),
+                    Err(msg) => Row::Bad(msg),
+                }
+            }
+        }
+    }
+
+    /// What a row is, short of building its record.
+    fn check<'a, I>(&self, fields: I, n: usize, whole: &[u8]) -> Checked
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
         // One look at the whole row settles UTF-8 for every field of an ASCII row.
         let ascii = whole.is_ascii();
         if !ascii {
             if let Err(msg) = check_utf8(fields.clone(), n) {
-                return Row::Bad(msg);
+                return Checked::Bad(msg);
             }
         }
         if n == 1
@@ -80,17 +108,28 @@ impl CsvLayout {
                 .next()
                 .is_some_and(|c| trim_cr(c, true).is_empty())
         {
-            return Row::Blank;
+            return Checked::Blank;
         }
         if n != self.header.len() {
-            return Row::Bad(format!(
+            return Checked::Bad(format!(
                 "the row has {n} fields but the header has {}",
                 self.header.len()
             ));
         }
-        let mut m = Map::with_capacity(self.header.len());
+        Checked::Record { ascii }
+    }
+
+    /// Adds the cells of a checked row whose column `keep` says to `m`, named by the header.
+    fn fill<'a>(
+        &self,
+        keep: &[bool],
+        fields: impl Iterator<Item = &'a [u8]>,
+        n: usize,
+        ascii: bool,
+        m: &mut Map,
+    ) -> Result<(), String> {
         let last = n - 1;
-        for (i, ((k, keep), c)) in self.header.iter().zip(&self.keep).zip(fields).enumerate() {
+        for (i, ((k, keep), c)) in self.header.iter().zip(keep).zip(fields).enumerate() {
             if !keep {
                 continue;
             }
@@ -102,8 +141,8 @@ impl CsvLayout {
             } else {
                 match std::str::from_utf8(c) {
                     Ok(c) => c,
-                    // Checked above already; this only keeps the two checks from drifting.
-                    Err(_) => return Row::Bad(format!("invalid UTF-8 in field {}", i + 1)),
+                    // Checked already; this only keeps the two checks from drifting.
+                    Err(_) => return Err(format!("invalid UTF-8 in field {}", i + 1)),
                 }
             };
             let v = if self.infer { infer(c) } else { Value::str(c) };
@@ -113,7 +152,7 @@ impl CsvLayout {
                 m.insert(k.clone(), v);
             }
         }
-        Row::Record(Value::Object(m))
+        Ok(())
     }
 }
 
@@ -461,7 +500,10 @@ pub(super) struct CsvJob {
 
 /// Reads the rows of `bytes` from `start` (taken to be a record boundary) up to the row that
 /// reaches `end` or beyond: what a pool worker does with a CSV job. A record the pushed-down
-/// `filter` rejects comes back as `Dropped`.
+/// `filter` rejects comes back as `Dropped`. The filter first judges a row on its own columns
+/// alone, in one reused record (as `Prefilter` does for JSON lines): it reads no other field
+/// (`Expr::input_fields`), so it decides as on the whole record, and the rows it drops are
+/// never built. Only a plain `false` drops a row; an error is the filter's to report.
 pub(super) fn parse_job(
     bytes: &[u8],
     start: usize,
@@ -470,6 +512,11 @@ pub(super) fn parse_job(
     rr: &mut RowReader,
     filter: Option<&crate::expr::Expr>,
 ) -> CsvJob {
+    let mut judge = filter.and_then(|f| {
+        let names = f.input_fields()?;
+        let keep: Vec<bool> = layout.header.iter().map(|h| names.contains(h)).collect();
+        Some((f, keep, Value::Object(Map::with_capacity(names.len()))))
+    });
     rr.reset();
     let mut rows = Vec::with_capacity((end - start) / 64 + 1);
     let mut pos = start;
@@ -478,14 +525,45 @@ pub(super) fn parse_job(
             break;
         };
         pos += n;
-        let out = match layout.row(rr.fields(), rr.len(), rr.whole()) {
-            Row::Blank => RowOut::Blank,
-            Row::Bad(msg) => RowOut::Bad(msg, csv_text(rr.fields(), rr.len(), layout.delim)),
-            // Only a plain `false` drops the record here; an error is the filter's to report.
-            Row::Record(v) if filter.is_some_and(|f| matches!(f.eval_bool(&v), Ok(false))) => {
-                RowOut::Dropped
+        let len = rr.len();
+        let bad = |msg| RowOut::Bad(msg, csv_text(rr.fields(), len, layout.delim));
+        let out = match layout.check(rr.fields(), len, rr.whole()) {
+            Checked::Blank => RowOut::Blank,
+            Checked::Bad(msg) => bad(msg),
+            Checked::Record { ascii } => {
+                let drops = match &mut judge {
+                    Some((f, keep, small)) => {
+                        let filled = match small {
+                            Value::Object(m) => {
+                                m.clear();
+                                layout.fill(keep, rr.fields(), len, ascii, m).is_ok()
+                            }
+                            _ => false,
+                        };
+                        filled && matches!(f.eval_bool(small), Ok(false))
+                    }
+                    None => false,
+                };
+                if drops {
+                    RowOut::Dropped
+                } else {
+                    let mut m = Map::with_capacity(layout.header.len());
+                    match layout.fill(&layout.keep, rr.fields(), len, ascii, &mut m) {
+                        Err(msg) => bad(msg),
+                        Ok(()) => {
+                            let v = Value::Object(m);
+                            // Without a judge (the filter may read the record whole).
+                            if judge.is_none()
+                                && filter.is_some_and(|f| matches!(f.eval_bool(&v), Ok(false)))
+                            {
+                                RowOut::Dropped
+                            } else {
+                                RowOut::Record(v)
+                            }
+                        }
+                    }
+                }
             }
-            Row::Record(v) => RowOut::Record(v),
         };
         rows.push(CsvRow {
             bytes: n,

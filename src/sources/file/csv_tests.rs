@@ -174,7 +174,7 @@ fn setup_strategy() -> impl Strategy<Value = (bool, bool, Option<usize>, usize)>
     (
         any::<bool>(),
         any::<bool>(),
-        prop::option::of(0usize..3),
+        prop::option::of(0usize..5),
         1usize..50,
     )
 }
@@ -212,11 +212,20 @@ proptest! {
         (infer, project, filter, batch) in setup_strategy(),
         job in 1usize..300,
     ) {
-        let filters = [".a != 1", ".b == \"abc\" or .a == 7", "(.a | length) > 1"];
+        // Judged on their own columns first; the last reads the record whole, and `.a - 1`
+        // fails on a string (an error never drops a row).
+        let filters = [
+            ".a != 1",
+            ".b == \"abc\" or .a == 7",
+            "(.a | length) > 1",
+            ".a - 1 > 5",
+            "length > 1",
+        ];
         let s = Setup {
             format: Format::Csv,
             infer,
-            fields: project.then(|| vec![vec![Str::new("a")], vec![Str::new("c"), Str::new("x")]]),
+            // As the plan projects: the filter's fields (a, b) among the kept ones.
+            fields: project.then(|| vec![vec![Str::new("a")], vec![Str::new("b"), Str::new("x")]]),
             filter: filter.map(|i| filters[i]),
             batch,
         };
