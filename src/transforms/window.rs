@@ -327,16 +327,17 @@ impl Window {
     }
 
     /// Adds one record (already checked, arguments in `args`) to its windows. Returns false
-    /// if it was late.
+    /// if it was late (by `is_late`, which the router of a parallel window asks too).
     fn add(&mut self, key: Value, t: i64, out: &mut impl Emit, origin: Origin) -> bool {
+        // Fills `wins` with the record's windows (not for sessions).
+        if is_late(&self.assigner, self.lateness, self.wm, t, &mut self.wins) {
+            return false;
+        }
         let lateness = self.lateness;
         let wm = self.wm;
         let expired = |end: i64| end.saturating_add(lateness) <= wm;
         if let Assigner::Session { gap } = self.assigner {
             let mut w = (t, t.saturating_add(gap));
-            if expired(w.1) {
-                return false;
-            }
             let mut accs = self.new_accs();
             let _ = fold(&self.specs, &mut accs, &self.args);
             // Merge with every session of the key it meets, oldest first.
@@ -375,18 +376,12 @@ impl Window {
             }
             return true;
         }
-        self.assigner.assign(t, &mut self.wins);
-        if self.wins.is_empty() {
-            return true;
-        }
-        let mut any = false;
         let mut refire: Vec<WKey> = Vec::new();
         for i in 0..self.wins.len() {
             let (start, end) = self.wins[i];
             if expired(end) {
                 continue;
             }
-            any = true;
             let specs = &self.specs;
             let fresh = || fresh_accs(specs);
             if end <= self.wm {
@@ -406,7 +401,7 @@ impl Window {
                 self.emit(out, &k, a, origin, false);
             }
         }
-        any
+        true
     }
 
     /// Adds a key's counts and sums for the window ending at `end`, folded by a parse worker.
