@@ -455,21 +455,10 @@ impl Operator for Window {
     /// sure no folded record was late, so every window they reach is still open.
     fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
         let size = folded_size(&self.assigner)?;
-        let width = self.specs.len();
-        for t in p.tables {
-            check_table(&t, width)?;
-            let rows = t
-                .keys
-                .into_iter()
-                .zip(t.ends)
-                .zip(t.vals.chunks_exact(width));
-            for ((k, end), vals) in rows {
-                if end <= self.wm {
-                    return internal("a folded record is late");
-                }
-                self.add_folded(Value::Str(k), end, size, vals);
-            }
-        }
+        let (width, wm) = (self.specs.len(), self.wm);
+        each_folded(p.tables, width, wm, |k, end, vals| {
+            self.add_folded(Value::Str(k), end, size, vals)
+        })?;
         out.ctx.stats[out.node]
             .late
             .fetch_add(p.late, Ordering::Relaxed);
@@ -509,9 +498,30 @@ fn folded_size(a: &Assigner) -> StageResult<i64> {
     }
 }
 
-fn check_table(t: &crate::sources::combine::Table, width: usize) -> StageResult {
-    if width == 0 || t.vals.len() != t.keys.len() * width || t.ends.len() != t.keys.len() {
-        return internal("folded counts do not fit the window");
+/// Each key's counts and sums in `tables` (folded by the source's parse workers, `width` a
+/// key) with the end of their window, to `each`. The source has made sure no folded record
+/// was late at watermark `wm`.
+fn each_folded(
+    tables: Vec<crate::sources::combine::Table>,
+    width: usize,
+    wm: i64,
+    mut each: impl FnMut(Str, i64, &[i64]),
+) -> StageResult {
+    for t in tables {
+        if width == 0 || t.vals.len() != t.keys.len() * width || t.ends.len() != t.keys.len() {
+            return internal("folded counts do not fit the window");
+        }
+        let rows = t
+            .keys
+            .into_iter()
+            .zip(t.ends)
+            .zip(t.vals.chunks_exact(width));
+        for ((k, end), vals) in rows {
+            if end <= wm {
+                return internal("a folded record is late");
+            }
+            each(k, end, vals);
+        }
     }
     Ok(())
 }

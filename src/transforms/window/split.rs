@@ -5,8 +5,8 @@
 
 use super::state::{decode_state, encode_state};
 use super::{
-    check_table, evaluate, finish_parts, folded_size, folded_watermark, internal, is_late,
-    watermark, Tagged, Window,
+    each_folded, evaluate, finish_parts, folded_size, folded_watermark, is_late, watermark, Tagged,
+    Window,
 };
 use crate::error::Error;
 use crate::expr::Expr;
@@ -195,24 +195,12 @@ impl Split for Window {
         to: &mut Routes<Item>,
     ) -> StageResult<Vec<Advance>> {
         folded_size(&r.assigner)?;
-        let width = r.width;
-        for t in p.tables {
-            check_table(&t, width)?;
-            let rows = t
-                .keys
-                .into_iter()
-                .zip(t.ends)
-                .zip(t.vals.chunks_exact(width));
-            for ((k, end), vals) in rows {
-                if end <= r.wm {
-                    return internal("a folded record is late");
-                }
-                let key = Value::Str(k);
-                let share = to.of(&key);
-                share.nums.extend_from_slice(vals);
-                share.items.push(Item::Folded { key, end });
-            }
-        }
+        each_folded(p.tables, r.width, r.wm, |k, end, vals| {
+            let key = Value::Str(k);
+            let share = to.of(&key);
+            share.nums.extend_from_slice(vals);
+            share.items.push(Item::Folded { key, end });
+        })?;
         out.ctx.stats[out.node]
             .late
             .fetch_add(p.late, Ordering::Relaxed);
