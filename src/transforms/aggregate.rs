@@ -9,7 +9,7 @@ mod split;
 pub use split::{Eval, Evaluator, Item, Router};
 
 use super::aggs::{check_args, eval_args, eval_key, AggSpec};
-use super::keyed::{decode_state, Keyed};
+use super::keyed::{decode_state, encode_state, Keyed, Rows};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
@@ -193,71 +193,26 @@ impl Operator for Aggregate {
 
     fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
         self.materialize(&out.ctx)?;
-        let width = self.specs.len();
-        for t in p.tables {
-            if width == 0 || t.vals.len() != t.keys.len() * width {
-                return Err(Stop::Failed(Error::runtime(
-                    "internal: folded counts do not fit the aggregate",
-                )));
-            }
-            for (k, vals) in t.keys.into_iter().zip(t.vals.chunks_exact(width)) {
-                self.fold(k, vals)?;
-            }
-        }
-        Ok(())
+        each_folded(p, self.specs.len(), |k, vals| self.fold(k, vals))
     }
 
     fn finish(&mut self, out: &mut Output) -> StageResult {
         self.materialize(&out.ctx)?;
-        if self.finished {
-            return Ok(());
-        }
-        self.finished = true;
-        self.expire();
-        if self.emit == Emit::Final {
-            let order = self.groups.rows().sorted_rows();
-            for (i, &r) in order.iter().enumerate() {
-                let value = self.result(r as usize);
-                out.push(Record {
-                    value,
-                    origin: Origin::default(),
-                });
-                // Final results leave in batches too, not as one batch of every key.
-                if (i + 1) % BATCH_SIZE == 0 {
-                    out.flush(END_SEQ)?;
-                }
-            }
-        }
-        // A finished aggregate is never resumed (`resume` of a finished run does nothing), so
-        // its groups can go, and the final checkpoint stays small.
-        self.groups = Keyed::new(&self.specs);
-        Ok(())
+        finish_parts(&mut [self], out)
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
         if let Some(raw) = &self.restored {
             return Ok(raw.clone());
         }
-        self.expire();
-        Ok(self
-            .groups
-            .rows()
-            .encode(self.max, self.finished, self.clock))
+        Ok(snapshot_parts(&mut [self]))
     }
 
     fn snapshot_deferred(&mut self) -> Option<crate::runtime::stage::DeferredSnapshot> {
         if self.restored.is_some() {
             return None;
         }
-        self.expire();
-        if self.groups.len() < DEFER_FROM_KEYS {
-            return None;
-        }
-        // The copy is the pipeline's stall: flat columns, no index, no sorting (that is part
-        // of the encoding, on the other thread).
-        let rows = self.groups.rows().clone();
-        let (max, finished, clock) = (self.max, self.finished, self.clock);
-        Some(Box::new(move || Ok(rows.encode(max, finished, clock))))
+        snapshot_deferred_parts(&mut [self])
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
@@ -294,6 +249,114 @@ impl Aggregate {
         ));
         Ok(())
     }
+}
+
+/// Each key's counts and sums in the tables of `p` (folded by the source's parse workers,
+/// `width` a key), to `each`.
+fn each_folded(
+    p: Partial,
+    width: usize,
+    mut each: impl FnMut(Str, &[i64]) -> StageResult,
+) -> StageResult {
+    for t in p.tables {
+        if width == 0 || t.vals.len() != t.keys.len() * width {
+            return Err(Stop::Failed(Error::runtime(
+                "internal: folded counts do not fit the aggregate",
+            )));
+        }
+        for (k, vals) in t.keys.into_iter().zip(t.vals.chunks_exact(width)) {
+            each(k, vals)?;
+        }
+    }
+    Ok(())
+}
+
+/// The end of the stream for the instances `parts` (one, without parallelism), the clock set:
+/// with `emit = "final"` every key's result, in key order over all of them (a key is in one
+/// instance only).
+fn finish_parts(parts: &mut [&mut Aggregate], out: &mut Output) -> StageResult {
+    if parts.iter().any(|p| p.finished) {
+        return Ok(());
+    }
+    for p in parts.iter_mut() {
+        p.finished = true;
+        p.expire();
+    }
+    if parts.first().is_some_and(|p| p.emit == Emit::Final) {
+        let orders: Vec<Vec<u32>> = parts
+            .iter()
+            .map(|p| p.groups.rows().sorted_rows())
+            .collect();
+        let mut at = vec![0usize; parts.len()];
+        let mut emitted = 0usize;
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, o) in orders.iter().enumerate() {
+                let Some(&row) = o.get(at[i]) else { continue };
+                let better = best.is_none_or(|b| {
+                    let other = parts[b].groups.key(orders[b][at[b]] as usize);
+                    parts[i].groups.key(row as usize) < other
+                });
+                if better {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { break };
+            let value = parts[b].result(orders[b][at[b]] as usize);
+            at[b] += 1;
+            out.push(Record {
+                value,
+                origin: Origin::default(),
+            });
+            emitted += 1;
+            // Final results leave in batches too, not as one batch of every key.
+            if emitted.is_multiple_of(BATCH_SIZE) {
+                out.flush(END_SEQ)?;
+            }
+        }
+    }
+    // A finished aggregate is never resumed (`resume` of a finished run does nothing), so
+    // its groups can go, and the final checkpoint stays small.
+    for p in parts.iter_mut() {
+        p.groups = Keyed::new(&p.specs);
+    }
+    Ok(())
+}
+
+/// The state of the instances `parts` (one, without parallelism), the clock set: the same
+/// bytes whatever their number.
+fn snapshot_parts(parts: &mut [&mut Aggregate]) -> Vec<u8> {
+    for p in parts.iter_mut() {
+        p.expire();
+    }
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    let rows: Vec<&Rows> = parts.iter().map(|p| p.groups.rows()).collect();
+    encode_state(&rows, first.max, first.finished, first.clock)
+}
+
+/// A large state: a copy of the rows now, encoded on another thread (`None`: small enough to
+/// encode in place).
+fn snapshot_deferred_parts(
+    parts: &mut [&mut Aggregate],
+) -> Option<crate::runtime::stage::DeferredSnapshot> {
+    for p in parts.iter_mut() {
+        p.expire();
+    }
+    let keys: usize = parts.iter().map(|p| p.groups.len()).sum();
+    if keys < DEFER_FROM_KEYS {
+        return None;
+    }
+    let first = parts.first()?;
+    let (max, finished, clock) = (first.max, first.finished, first.clock);
+    // The copy is the pipeline's stall: flat columns, no index, no sorting (that is part
+    // of the encoding, on the other thread).
+    let rows: Vec<Rows> = parts.iter().map(|p| p.groups.rows().clone()).collect();
+    Some(Box::new(move || {
+        let refs: Vec<&Rows> = rows.iter().collect();
+        Ok(encode_state(&refs, max, finished, clock))
+    }))
 }
 
 /// Loads a state into the instances `parts` (one, without parallelism), each taking the key

@@ -3,15 +3,16 @@
 //! instances are `Aggregate`s holding the keys of their key groups.
 
 use super::Ttl;
-use super::{add, decode_all, evaluate, Aggregate, DEFER_FROM_KEYS};
+use super::{
+    add, decode_all, each_folded, evaluate, finish_parts, snapshot_deferred_parts, snapshot_parts,
+    Aggregate,
+};
 use crate::error::Error;
 use crate::expr::Expr;
-use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::Emit;
-use crate::runtime::message::{Origin, Partial, Record, END_SEQ};
-use crate::runtime::stage::{Output, StageResult, Stop};
+use crate::runtime::message::{Origin, Partial, Record};
+use crate::runtime::stage::{Output, StageResult};
 use crate::transforms::aggs::AggSpec;
-use crate::transforms::keyed::{encode_state, Keyed, Rows};
 use crate::transforms::keygroup::key_group;
 use crate::transforms::parallel::{Chunk, Evals, Out, Routes, Share, Split};
 use crate::value::{Str, Value};
@@ -148,21 +149,15 @@ impl Split for Aggregate {
         _out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<i64> {
-        let width = r.width;
-        for t in p.tables {
-            if width == 0 || t.vals.len() != t.keys.len() * width {
-                return Err(Stop::Failed(Error::runtime(
-                    "internal: folded counts do not fit the aggregate",
-                )));
-            }
-            for (k, vals) in t.keys.into_iter().zip(t.vals.chunks_exact(width)) {
-                let key = Value::Str(k);
-                let share = to.of(&key);
-                share.nums.extend_from_slice(vals);
-                let Value::Str(k) = key else { continue };
+        each_folded(p, r.width, |k, vals| {
+            let key = Value::Str(k);
+            let share = to.of(&key);
+            share.nums.extend_from_slice(vals);
+            if let Value::Str(k) = key {
                 share.items.push(Item::Folded(k));
             }
-        }
+            Ok(())
+        })?;
         Ok(r.clock)
     }
 
@@ -226,88 +221,18 @@ impl Split for Aggregate {
     }
 
     fn finish_all(r: &mut Router, parts: &mut [Box<Aggregate>], out: &mut Output) -> StageResult {
-        if parts.iter().any(|p| p.finished) {
-            return Ok(());
-        }
-        for p in parts.iter_mut() {
-            p.finished = true;
-            p.clock = r.clock;
-            p.expire();
-        }
-        if parts.first().is_some_and(|p| p.emit == Emit::Final) {
-            // Every instance's keys in order, merged: keys are in one instance only.
-            let orders: Vec<Vec<u32>> = parts
-                .iter()
-                .map(|p| p.groups.rows().sorted_rows())
-                .collect();
-            let mut at = vec![0usize; parts.len()];
-            let mut emitted = 0usize;
-            loop {
-                let mut best: Option<usize> = None;
-                for (i, o) in orders.iter().enumerate() {
-                    let Some(&row) = o.get(at[i]) else { continue };
-                    let key = parts[i].groups.key(row as usize);
-                    let better = match best {
-                        None => true,
-                        Some(b) => {
-                            let other = parts[b].groups.key(orders[b][at[b]] as usize);
-                            key < other
-                        }
-                    };
-                    if better {
-                        best = Some(i);
-                    }
-                }
-                let Some(b) = best else { break };
-                let value = parts[b].result(orders[b][at[b]] as usize);
-                at[b] += 1;
-                out.push(Record {
-                    value,
-                    origin: Origin::default(),
-                });
-                emitted += 1;
-                if emitted.is_multiple_of(BATCH_SIZE) {
-                    out.flush(END_SEQ)?;
-                }
-            }
-        }
-        for p in parts.iter_mut() {
-            p.groups = Keyed::new(&p.specs);
-        }
-        Ok(())
+        finish_parts(&mut at_clock(r, parts), out)
     }
 
     fn snapshot_all(r: &mut Router, parts: &mut [Box<Aggregate>]) -> Result<Vec<u8>, Error> {
-        for p in parts.iter_mut() {
-            p.clock = r.clock;
-            p.expire();
-        }
-        let Some(first) = parts.first() else {
-            return Ok(Vec::new());
-        };
-        let rows: Vec<&Rows> = parts.iter().map(|p| p.groups.rows()).collect();
-        Ok(encode_state(&rows, first.max, first.finished, r.clock))
+        Ok(snapshot_parts(&mut at_clock(r, parts)))
     }
 
     fn snapshot_deferred_all(
         r: &mut Router,
         parts: &mut [Box<Aggregate>],
     ) -> Option<crate::runtime::stage::DeferredSnapshot> {
-        for p in parts.iter_mut() {
-            p.clock = r.clock;
-            p.expire();
-        }
-        let keys: usize = parts.iter().map(|p| p.groups.len()).sum();
-        if keys < DEFER_FROM_KEYS {
-            return None;
-        }
-        let first = parts.first()?;
-        let (max, finished, clock) = (first.max, first.finished, r.clock);
-        let rows: Vec<Rows> = parts.iter().map(|p| p.groups.rows().clone()).collect();
-        Some(Box::new(move || {
-            let refs: Vec<&Rows> = rows.iter().collect();
-            Ok(encode_state(&refs, max, finished, clock))
-        }))
+        snapshot_deferred_parts(&mut at_clock(r, parts))
     }
 
     fn restore_all(
@@ -320,4 +245,16 @@ impl Split for Aggregate {
         r.clock = parts.first().map_or(i64::MIN, |p| p.clock);
         Ok(())
     }
+}
+
+/// The instances, each given the router's clock (which they see only as far as their own
+/// records went).
+fn at_clock<'a>(r: &Router, parts: &'a mut [Box<Aggregate>]) -> Vec<&'a mut Aggregate> {
+    parts
+        .iter_mut()
+        .map(|p| {
+            p.clock = r.clock;
+            &mut **p
+        })
+        .collect()
 }
