@@ -524,24 +524,11 @@ impl Keyed {
 
     /// Appends a row with fresh accumulators (the index entry is the caller's business).
     fn push_row(&mut self, key: Value, now: i64) {
-        let rows = &mut self.rows;
-        let n = rows.keys.len();
-        if rows.sorted == n && rows.keys.last().is_none_or(|k| key_cmp(k, &key).is_lt()) {
-            rows.sorted += 1;
-        }
-        rows.keys.push(key);
-        for c in &mut rows.cols {
+        for c in &mut self.rows.cols {
             let a = c.fresh();
             c.push(a);
         }
-        if !rows.last_seen.is_empty() {
-            rows.last_seen.push(now);
-        } else if now != 0 {
-            rows.last_seen.resize(rows.keys.len(), 0);
-            let last = rows.keys.len() - 1;
-            rows.last_seen[last] = now;
-        }
-        self.oldest = self.oldest.min(now);
+        self.push_key(key, now);
     }
 
     /// Starts row `r` afresh, as if its key had been removed and added again at `now`.
@@ -649,8 +636,9 @@ impl Keyed {
         decode_state(&mut [self], specs, state, max)
     }
 
-    /// Appends a row read from a checkpoint, keeping `sorted` as `push_row` does.
-    fn push_read(&mut self, key: Value, t: i64) {
+    /// Appends a row's key and last update time, keeping `sorted`: the whole of a new row
+    /// (`push_row`) or of one read from a checkpoint, whose accumulators are pushed as read.
+    fn push_key(&mut self, key: Value, t: i64) {
         let rows = &mut self.rows;
         let n = rows.keys.len();
         if rows.sorted == n && rows.keys.last().is_none_or(|k| key_cmp(k, &key).is_lt()) {
@@ -831,7 +819,7 @@ fn read_rows(part: &mut Keyed, c: &mut Scan, funcs: &[Func]) -> Result<(), Strin
             return Err(format!("aggregate: more than {MAX_ROWS} keys"));
         }
         prev = Some(part.rows.keys.len());
-        part.push_read(key, t);
+        part.push_key(key, t);
         if c.eat(b",").is_none() {
             c.expect(b"]")?;
             return Ok(());
