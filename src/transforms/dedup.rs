@@ -8,7 +8,7 @@
 //! instances (`parallelism`) the node runs a `Dedup` per range of key groups, under one clock
 //! (`transforms::parallel`).
 
-use super::keygroup::{instance_of, key_group, read_levels};
+use super::keygroup::{check_max, key_group, next_group, read_levels};
 use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
@@ -257,12 +257,7 @@ fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
     };
     let max = first.max;
     let st: State = read_levels(state).map_err(bad)?;
-    if st.max_parallelism != max as i64 {
-        return Err(bad(format!(
-            "the state has {} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups",
-            st.max_parallelism
-        )));
-    }
+    check_max(st.max_parallelism, max, None).map_err(bad)?;
     for p in parts.iter_mut() {
         p.clock = st.clock;
         p.purged_at = st.purged_at;
@@ -271,14 +266,7 @@ fn decode_state(parts: &mut [&mut Dedup], state: &[u8]) -> Result<(), Error> {
     let n = parts.len();
     let mut prev: Option<i64> = None;
     for (g, entries) in &st.key_groups {
-        let g = *g;
-        if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
-            return Err(bad(format!(
-                "key group {g} is out of order or not below {max}"
-            )));
-        }
-        prev = Some(g);
-        let part = &mut *parts[instance_of(g as u32, n, max)];
+        let part = &mut *parts[next_group(*g, &mut prev, max, n, None).map_err(bad)?];
         for raw in entries {
             let entry = Value::from_json(raw.get().as_bytes()).map_err(bad)?;
             if let Value::Array(p) = &entry {

@@ -21,7 +21,7 @@
 //! writes belong together, and about 600 of its lines are their tests.
 
 use super::aggs::{Acc, AggSpec, Func};
-use super::keygroup::{instance_of, key_group};
+use super::keygroup::{check_max, key_group, next_group};
 use crate::value::Value;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -725,11 +725,7 @@ fn read(
     let m = c
         .int()
         .ok_or_else(|| c.wanted("an integer max_parallelism"))?;
-    if m != max as i64 {
-        return Err(format!(
-            "the state has {m} key groups (max_parallelism) at byte {at}, the pipeline {max}: keys would hash into other groups"
-        ));
-    }
+    check_max(m, max, Some(at))?;
     c.expect(b",\"finished\":")?;
     let finished = if c.eat(b"true").is_some() {
         true
@@ -747,14 +743,9 @@ fn read(
             c.expect(b"[")?;
             let at = c.i;
             let g = c.int().ok_or_else(|| c.wanted("a key group number"))?;
-            if g < 0 || g >= max as i64 || prev_group.is_some_and(|p| p >= g) {
-                return Err(format!(
-                    "key group {g} at byte {at} is out of order or not below {max}"
-                ));
-            }
-            prev_group = Some(g);
+            let i = next_group(g, &mut prev_group, max, n, Some(at))?;
             c.expect(b",[")?;
-            let part = &mut *parts[instance_of(g as u32, n, max)];
+            let part = &mut *parts[i];
             read_rows(part, &mut c, funcs)?;
             c.expect(b"]")?;
             if c.eat(b",").is_none() {
@@ -1079,6 +1070,7 @@ fn parts_message(accs: usize, want: usize) -> String {
 mod tests {
     use super::*;
     use crate::transforms::aggs::parse_agg;
+    use crate::transforms::keygroup::instance_of;
     use proptest::prelude::*;
 
     /// Every function, in the order of the checkpoint written by the map-based state below.

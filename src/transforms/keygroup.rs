@@ -38,6 +38,41 @@ pub fn groups_of(i: usize, n: usize, max: u32) -> Range<u32> {
     first(i)..first(i + 1).min(max)
 }
 
+/// Checks the number of key groups a state was written with (`found`, at byte `at` when
+/// known) against the pipeline's `max`: with another, keys would hash into other groups.
+pub fn check_max(found: i64, max: u32, at: Option<usize>) -> Result<(), String> {
+    if found != max as i64 {
+        return Err(format!(
+            "the state has {found} key groups (max_parallelism){}, the pipeline {max}: keys would hash into other groups",
+            byte(at)
+        ));
+    }
+    Ok(())
+}
+
+/// The instance of `n` that owns key group `g` of a state being read, after checking that
+/// groups come in increasing order (`prev`: the one before) and below `max`.
+pub fn next_group(
+    g: i64,
+    prev: &mut Option<i64>,
+    max: u32,
+    n: usize,
+    at: Option<usize>,
+) -> Result<usize, String> {
+    if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
+        return Err(format!(
+            "key group {g}{} is out of order or not below {max}",
+            byte(at)
+        ));
+    }
+    *prev = Some(g);
+    Ok(instance_of(g as u32, n, max))
+}
+
+fn byte(at: Option<usize>) -> String {
+    at.map_or(String::new(), |i| format!(" at byte {i}"))
+}
+
 /// Reads the levels a keyed state writes around its keys and values (the node's fields, the
 /// key groups), leaving the entries that hold keys as raw text for the caller to read one by
 /// one: then a key may nest as deep in a checkpoint as in a record, whatever wraps it. (The

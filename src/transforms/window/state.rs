@@ -5,7 +5,7 @@ use super::{Window, Windows};
 use crate::error::Error;
 use crate::time::window::Assigner;
 use crate::transforms::aggs::{Acc, Func};
-use crate::transforms::keygroup::{instance_of, key_group, read_levels};
+use crate::transforms::keygroup::{check_max, key_group, next_group, read_levels};
 use crate::value::Value;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -115,12 +115,7 @@ pub(super) fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<()
     let max = first.max;
     let funcs: Vec<Func> = first.specs.iter().map(|s| s.func).collect();
     let st: State = read_levels(state).map_err(bad)?;
-    if st.max_parallelism != max as i64 {
-        return Err(bad(format!(
-            "the state has {} key groups (max_parallelism), the pipeline {max}: keys would hash into other groups",
-            st.max_parallelism
-        )));
-    }
+    check_max(st.max_parallelism, max, None).map_err(bad)?;
     let dec = |items: &[&RawValue], m: &mut Windows| -> Result<(), Error> {
         for it in items {
             let Value::Array(p) = Value::from_json(it.get().as_bytes()).map_err(bad)? else {
@@ -153,14 +148,7 @@ pub(super) fn decode_state(parts: &mut [&mut Window], state: &[u8]) -> Result<()
     }
     let mut prev: Option<i64> = None;
     for (g, wins) in &st.key_groups {
-        let g = *g;
-        if g < 0 || g >= max as i64 || prev.is_some_and(|p| p >= g) {
-            return Err(bad(format!(
-                "key group {g} is out of order or not below {max}"
-            )));
-        }
-        prev = Some(g);
-        let part = &mut *parts[instance_of(g as u32, n, max)];
+        let part = &mut *parts[next_group(*g, &mut prev, max, n, None).map_err(bad)?];
         dec(&wins.open, &mut part.open)?;
         dec(&wins.fired, &mut part.fired)?;
     }
