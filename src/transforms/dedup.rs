@@ -9,7 +9,7 @@
 //! (`transforms::parallel`).
 
 use super::keygroup::{check_max, key_group, next_group, read_levels};
-use super::parallel::{Chunk, Evals, Out, Routes, Share, Split};
+use super::parallel::{walk, Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::runtime::message::{Batch, Partial, Record};
@@ -369,29 +369,21 @@ impl Split for Dedup {
         out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<Option<i64>> {
-        let mut pos = 0u32;
-        for c in chunks.iter_mut() {
-            for (rec, ev) in c.records.drain(..).zip(c.evals.list.drain(..)) {
-                let here = pos;
-                pos += 1;
-                let (t, key, g) = match ev {
-                    Ok(x) => x,
-                    Err(msg) => {
-                        out.bad(rec.origin, &msg, None, Some(rec.value))?;
-                        continue;
-                    }
-                };
-                let now = t.unwrap_or(r.clock.max(0) + 1);
-                r.clock = r.clock.max(now);
-                to.at(g).items.push(Item {
-                    pos: here,
-                    key,
-                    now,
-                    clock: r.clock,
-                    record: rec,
-                });
-            }
-        }
+        walk(chunks, 0, out, |pos, rec, (t, key, g), _, _| {
+            let now = t.unwrap_or(r.clock.max(0) + 1);
+            r.clock = r.clock.max(now);
+            to.at(g).items.push(Item {
+                pos,
+                key,
+                now,
+                clock: r.clock,
+                record: Record {
+                    value: std::mem::take(&mut rec.value),
+                    origin: rec.origin,
+                },
+            });
+            Ok(())
+        })?;
         Ok(Dedup::purge_due(r.clock, &mut r.purged_at, r.ttl))
     }
 

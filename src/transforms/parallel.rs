@@ -132,6 +132,35 @@ pub struct Chunk<E> {
     pub evals: Evals<E>,
 }
 
+/// Reads a batch's evaluated runs in order for a router, each record at its position in the
+/// batch: a bad one goes to the dead letters, a good one to `each` with what evaluating it
+/// gave and its arguments (`width` of them).
+pub fn walk<T>(
+    chunks: &mut [Chunk<Result<T, String>>],
+    width: usize,
+    out: &mut Output,
+    mut each: impl FnMut(u32, &mut Record, T, &mut [Option<Value>], &mut Output) -> StageResult,
+) -> StageResult {
+    let mut pos = 0u32;
+    for c in chunks.iter_mut() {
+        let Evals { list, args } = &mut c.evals;
+        let mut a = 0;
+        for (rec, ev) in c.records.iter_mut().zip(list.drain(..)) {
+            match ev {
+                Err(msg) => {
+                    out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?
+                }
+                Ok(x) => {
+                    each(pos, rec, x, &mut args[a..a + width], out)?;
+                    a += width;
+                }
+            }
+            pos += 1;
+        }
+    }
+    Ok(())
+}
+
 /// A keyed operator that can run as several instances (see the module's introduction).
 pub trait Split: Operator + Sized + 'static {
     /// What evaluating one record gives (or why it is bad).

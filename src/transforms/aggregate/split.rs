@@ -14,7 +14,7 @@ use crate::runtime::message::{Origin, Partial, Record};
 use crate::runtime::stage::{Output, StageResult};
 use crate::transforms::aggs::AggSpec;
 use crate::transforms::keygroup::key_group;
-use crate::transforms::parallel::{Chunk, Evals, Out, Routes, Share, Split};
+use crate::transforms::parallel::{walk, Chunk, Evals, Out, Routes, Share, Split};
 use crate::value::{Str, Value};
 
 /// What the router of a parallel aggregate hands an instance.
@@ -111,35 +111,19 @@ impl Split for Aggregate {
         out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<i64> {
-        let w = r.width;
-        let mut pos = 0u32;
-        for c in chunks.iter_mut() {
-            let Evals { list, args } = &mut c.evals;
-            let mut a = 0;
-            for (rec, ev) in c.records.iter_mut().zip(list.drain(..)) {
-                match ev {
-                    Err(msg) => {
-                        out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?
-                    }
-                    Ok((key, now, g)) => {
-                        r.clock = r.clock.max(now);
-                        let share = to.at(g);
-                        share
-                            .args
-                            .extend(args[a..a + w].iter_mut().map(std::mem::take));
-                        a += w;
-                        share.items.push(Item::Record {
-                            pos,
-                            key,
-                            now,
-                            clock: r.clock,
-                            origin: rec.origin,
-                        });
-                    }
-                }
-                pos += 1;
-            }
-        }
+        walk(chunks, r.width, out, |pos, rec, (key, now, g), args, _| {
+            r.clock = r.clock.max(now);
+            let share = to.at(g);
+            share.args.extend(args.iter_mut().map(std::mem::take));
+            share.items.push(Item::Record {
+                pos,
+                key,
+                now,
+                clock: r.clock,
+                origin: rec.origin,
+            });
+            Ok(())
+        })?;
         Ok(r.clock)
     }
 

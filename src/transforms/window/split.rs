@@ -16,7 +16,7 @@ use crate::time::window::Assigner;
 use crate::time::TimeExpr;
 use crate::transforms::aggs::AggSpec;
 use crate::transforms::keygroup::key_group;
-use crate::transforms::parallel::{Chunk, Evals, Out, Routes, Share, Split};
+use crate::transforms::parallel::{walk, Chunk, Evals, Out, Routes, Share, Split};
 use crate::value::Value;
 use std::sync::atomic::Ordering;
 
@@ -138,53 +138,35 @@ impl Split for Window {
         if r.max_t.len() <= input {
             r.max_t.resize(input + 1, None);
         }
-        let w = r.width;
         let mut advances = Vec::new();
-        let mut pos = 0u32;
-        for c in chunks.iter_mut() {
-            let Evals { list, args } = &mut c.evals;
-            let mut a = 0;
-            for (rec, ev) in c.records.iter_mut().zip(list.drain(..)) {
-                let here = pos;
-                pos += 1;
-                let (t, key, g) = match ev {
-                    Ok(x) => x,
-                    Err(msg) => {
-                        out.bad(rec.origin, &msg, None, Some(std::mem::take(&mut rec.value)))?;
-                        continue;
-                    }
-                };
-                let these = a..a + w;
-                a += w;
-                if is_late(&r.assigner, r.lateness, r.wm, t, &mut r.wins) {
-                    out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
-                    out.push_late(Record {
-                        value: std::mem::take(&mut rec.value),
-                        origin: rec.origin,
-                    });
-                    continue;
-                }
-                let share = to.at(g);
-                share
-                    .args
-                    .extend(args[these].iter_mut().map(std::mem::take));
-                share.items.push(Item::Record {
-                    pos: here,
-                    key,
-                    t,
+        walk(chunks, r.width, out, |pos, rec, (t, key, g), args, out| {
+            if is_late(&r.assigner, r.lateness, r.wm, t, &mut r.wins) {
+                out.ctx.stats[out.node].late.fetch_add(1, Ordering::Relaxed);
+                out.push_late(Record {
+                    value: std::mem::take(&mut rec.value),
                     origin: rec.origin,
                 });
-                let wm = watermark(&mut r.max_t, input, t, r.ooo);
-                if wm > r.wm {
-                    r.wm = wm;
-                    advances.push(Advance {
-                        pos: here,
-                        wm,
-                        origin: rec.origin,
-                    });
-                }
+                return Ok(());
             }
-        }
+            let share = to.at(g);
+            share.args.extend(args.iter_mut().map(std::mem::take));
+            share.items.push(Item::Record {
+                pos,
+                key,
+                t,
+                origin: rec.origin,
+            });
+            let wm = watermark(&mut r.max_t, input, t, r.ooo);
+            if wm > r.wm {
+                r.wm = wm;
+                advances.push(Advance {
+                    pos,
+                    wm,
+                    origin: rec.origin,
+                });
+            }
+            Ok(())
+        })?;
         Ok(advances)
     }
 
