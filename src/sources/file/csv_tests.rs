@@ -292,7 +292,8 @@ fn rows_are_split_at_every_delimiter() {
 /// up (taking the first newline) when none is near.
 #[test]
 fn jobs_are_cut_outside_quotes() {
-    use super::csv_rows::cut;
+    use super::decode_pool::line_cut;
+    let cut = |b: &[u8], start, job| super::csv_rows::cut(b, start, line_cut(b, start, job), job);
     let b = b"a,\"x\ny\"\nb\n\nc\nd\n";
     // A 4-byte job: the newline at 4 is inside quotes (one quote before it), the one at 7
     // is not.
