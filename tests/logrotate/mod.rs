@@ -8,6 +8,8 @@ use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod csv;
+
 /// What one scenario tried and found, printed for the record (`--nocapture`).
 #[derive(Debug, Default)]
 struct Figures {

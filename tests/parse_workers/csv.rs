@@ -3,7 +3,7 @@
 //! inside quoted fields, which the pool must notice and cut again); and a parallel run killed
 //! with SIGKILL and resumed writes the bytes of an uninterrupted run.
 
-use super::{run_pooled_env, PooledRun};
+use super::{run_pooled_env, run_with_env, PooledRun};
 use crate::common::*;
 use std::process::Stdio;
 use std::time::Duration;
@@ -389,5 +389,130 @@ fn a_csv_job_cut_inside_a_quoted_field_is_neither_emitted_nor_folded() {
         assert!(!String::from_utf8_lossy(&outs[0]).contains("u99"));
         assert!(outs[1] == outs[0], "{toml}: 2 workers differ");
         assert!(outs[2] == outs[0], "{toml}: 1 worker differs");
+    }
+}
+
+/// JSON lines beside `table`'s CSV: the same columns, with nested objects, escapes and
+/// non-ASCII in the fields the pipelines do not read, and a few lines that are not JSON.
+fn json_beside(n: u32) -> String {
+    let mut t = String::new();
+    for i in 0..n {
+        if i % 401 == 7 {
+            t.push_str("{not json\n");
+            continue;
+        }
+        let status = [200, 404, 500, 301, 503][(i % 5) as usize];
+        t.push_str(&format!(
+            "{{\"i\":{i},\"user\":\"u{}\",\"status\":{status},\"bytes\":{},\"from\":\"j\",\
+             \"agent\":{{\"ua\":\"Mozilla \\\"x\\\"\\n\\u00e9t\u{e9}\",\"tags\":[1,{{\"k\":\"]\"}}]}}}}\n",
+            i % 37,
+            i * 3 % 1000
+        ));
+    }
+    t
+}
+
+/// A CSV source and a JSON lines source unioned into one node: a filter (each source's only
+/// consumer, so the workers run it for both), an aggregate (they fold for it), or the sink
+/// itself. Read by the parse workers in small jobs or record by record, and killed with SIGKILL
+/// and resumed, each source's records reach the node in their file's order and the aggregate
+/// and dead letters are the same (how the two inputs interleave is timing, see SPEC).
+#[test]
+fn a_union_of_csv_and_json_lines_reads_as_each_source_alone() {
+    let csv = table(20_000, ',');
+    let json = json_beside(20_000);
+    let sources = "[checkpoint]\nevery = \"5ms\"\n\
+         [sources.c]\ntype = \"file\"\npath = \"in.csv\"\non_error = \"dead_letter\"\ndead_letter = \"bad.jsonl\"\n\
+         [sources.j]\ntype = \"file\"\npath = \"in.jsonl\"\non_error = \"dead_letter\"\ndead_letter = \"bad_j.jsonl\"\n";
+    let pipelines = [
+        format!(
+            "{sources}[transforms.f]\ntype = \"filter\"\ninputs = [\"c\", \"j\"]\n\
+             expr = '.status >= 400 and .user != \"u3\"'\n\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"f\"]\npath = \"o.jsonl\"\n"
+        ),
+        format!(
+            "{sources}[transforms.agg]\ntype = \"aggregate\"\ninputs = [\"c\", \"j\"]\nkey = \".user\"\n\
+             aggs = {{ n = \"count\", b = \"sum(.bytes)\" }}\n\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"o.jsonl\"\n"
+        ),
+        format!("{sources}[sinks.o]\ntype = \"file\"\ninputs = [\"c\", \"j\"]\npath = \"o.jsonl\"\n"),
+    ];
+    // The output, each source's records apart (JSON lines carry `from`), and the dead letters
+    // in order of (file, line).
+    let split = |p: &Proj| -> (Vec<String>, Vec<String>, Vec<String>) {
+        let out = p.read_str("o.jsonl");
+        let (j, c) = out
+            .lines()
+            .map(str::to_string)
+            .partition(|l| l.contains("\"from\""));
+        let root = p.root().to_string_lossy().into_owned();
+        let mut dead: Vec<String> = (p.read_str("bad.jsonl") + &p.read_str("bad_j.jsonl"))
+            .replace(&root, "ROOT")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        dead.sort();
+        (c, j, dead)
+    };
+    for (k, toml) in pipelines.iter().enumerate() {
+        let mut want = None;
+        for (threads, job) in [("0", "131072"), ("2", "700")] {
+            let p = Proj::new();
+            p.write("in.csv", &csv);
+            p.write("in.jsonl", &json);
+            p.write("p.toml", toml);
+            let env = [
+                ("WEIR_PARSE_THREADS", threads),
+                ("WEIR_PARSE_JOB_BYTES", job),
+                ("FAILPOINTS", "source-batch=sleep(3)"),
+            ];
+            let mut rng = Rng(0xc5f + k as u64);
+            let mut kills = 0;
+            if threads != "0" {
+                while kills < 25 {
+                    let mut bg = p.spawn_env(
+                        "k",
+                        &["resume", "--or-start", "p.toml"],
+                        Stdio::null(),
+                        &env,
+                    );
+                    if let Some(code) = bg.wait_for(Duration::from_millis(rng.range(30, 300))) {
+                        assert_eq!(code, 0, "{}", bg.stderr_str());
+                        break;
+                    }
+                    bg.kill9();
+                    kills += 1;
+                }
+                assert!(kills > 0, "pipeline {k}: no kill landed");
+            }
+            run_with_env(&p, &["resume", "--or-start", "p.toml"], &env[..2]);
+            let got = split(&p);
+            assert!(
+                got.0.len() + got.1.len() > 10,
+                "pipeline {k}: little output"
+            );
+            assert!(
+                got.2.len() > 100,
+                "pipeline {k}: {} dead letters",
+                got.2.len()
+            );
+            match &want {
+                None => want = Some(got),
+                Some(w) => {
+                    assert!(
+                        got.0 == w.0,
+                        "pipeline {k}: CSV records differ after {kills} kills"
+                    );
+                    assert!(
+                        got.1 == w.1,
+                        "pipeline {k}: JSON records differ after {kills} kills"
+                    );
+                    assert!(
+                        got.2 == w.2,
+                        "pipeline {k}: dead letters differ after {kills} kills"
+                    );
+                }
+            }
+        }
     }
 }

@@ -130,24 +130,8 @@ impl FileSource {
             self.set_csv_position(pos, lines);
             let fields = rec.len();
             if self.header.is_none() {
-                match header_of(rec.iter(), fields) {
-                    // Without its header no row of the file can be read: taking the next
-                    // row as the header would silently misname every field.
-                    Err(msg) => {
-                        let raw = csv_text(rec.iter(), fields, delim);
-                        let msg = format!(
-                            "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
-                            origin.line
-                        );
-                        self.bad_file_at(origin, &msg, Some(&raw), out)?;
-                        consumed += 1;
-                    }
-                    Ok(None) => {}
-                    Ok(Some(h)) => {
-                        self.set_header(h);
-                        layout = self.csv_layout();
-                    }
-                }
+                consumed += self.header_row(rec.iter(), fields, origin, out)?;
+                layout = self.csv_layout();
                 continue;
             }
             let Some(layout) = &layout else { continue };
@@ -203,6 +187,35 @@ impl FileSource {
         self.csv_layout.clone()
     }
 
+    /// A row read while the file's header is not known: the header, or a blank line before it.
+    /// A header with a field that is not UTF-8 sends the file to `on_error` (without its header
+    /// no row can be read: taking the next row as the header would silently misname every
+    /// field); returns the records that counts for (1), else 0.
+    fn header_row<'a>(
+        &mut self,
+        fields: impl Iterator<Item = &'a [u8]> + Clone,
+        n: usize,
+        origin: Origin,
+        out: &mut Output,
+    ) -> StageResult<usize> {
+        match header_of(fields.clone(), n) {
+            Err(msg) => {
+                let raw = csv_text(fields, n, self.csv_delim());
+                let msg = format!(
+                    "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
+                    origin.line
+                );
+                self.bad_file_at(origin, &msg, Some(&raw), out)?;
+                Ok(1)
+            }
+            Ok(None) => Ok(0),
+            Ok(Some(h)) => {
+                self.set_header(h);
+                Ok(0)
+            }
+        }
+    }
+
     /// Takes `h` as the open file's header, kept in its state for a resumed run.
     fn set_header(&mut self, h: Vec<Str>) {
         let hs: Vec<String> = h.iter().map(|x| x.to_string()).collect();
@@ -246,19 +259,7 @@ impl FileSource {
                     // Read to the end and dropped, as the sequential reader does.
                     continue;
                 }
-                match header_of(rr.fields(), rr.len()) {
-                    Err(msg) => {
-                        let raw = csv_text(rr.fields(), rr.len(), delim);
-                        let msg = format!(
-                            "the header (line {}) has {msg}: the file's rows cannot be named, so the file is skipped",
-                            origin.line
-                        );
-                        self.bad_file_at(origin, &msg, Some(&raw), out)?;
-                        consumed += 1;
-                    }
-                    Ok(None) => {}
-                    Ok(Some(h)) => self.set_header(h),
-                }
+                consumed += self.header_row(rr.fields(), rr.len(), origin, out)?;
             }
         }
         let (k, status) = self.read_csv_pooled(n.saturating_sub(consumed), out, map)?;

@@ -292,7 +292,8 @@ fn rows_are_split_at_every_delimiter() {
 /// up (taking the first newline) when none is near.
 #[test]
 fn jobs_are_cut_outside_quotes() {
-    use super::csv_rows::cut;
+    use super::decode_pool::line_cut;
+    let cut = |b: &[u8], start, job| super::csv_rows::cut(b, start, line_cut(b, start, job), job);
     let b = b"a,\"x\ny\"\nb\n\nc\nd\n";
     // A 4-byte job: the newline at 4 is inside quotes (one quote before it), the one at 7
     // is not.
@@ -368,5 +369,56 @@ fn csv_rows_fold_as_their_records_would() {
         assert_eq!(ack, Ack::Irregular, "{row:?}");
         // The row before was folded; the table is thrown away by the caller.
         assert_eq!(t.keys, vec![Str::new("z")], "{row:?}");
+    }
+}
+
+/// Rows past what the row reader first holds (64 fields, 4 kB), split by hand or by csv-core:
+/// a header and rows of 100 fields, an unquoted row of 10 kB, a quoted field of 10 kB with
+/// newlines and doubled quotes in it; and bytes neither reader treats specially (a lone `\r`
+/// inside a field, NUL, a quote ending an unquoted field, a row that ends inside quotes).
+#[test]
+fn wide_and_long_rows_read_the_same() {
+    let width = 100;
+    let mut text: Vec<u8> = (0..width)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes();
+    text.push(b'\n');
+    let row = |cell: &dyn Fn(usize) -> Vec<u8>| -> Vec<u8> {
+        let mut r = (0..width).map(cell).collect::<Vec<_>>().join(&b","[..]);
+        r.push(b'\n');
+        r
+    };
+    text.extend(row(&|i| i.to_string().into_bytes()));
+    text.extend(row(&|i| {
+        if i == 3 {
+            vec![b'y'; 10_000]
+        } else {
+            b"x".to_vec()
+        }
+    }));
+    text.extend(row(&|i| match i {
+        5 => [&b"\"q"[..], &b"a\"\"\nb".repeat(2_000), b"\""].concat(),
+        _ => b"z".to_vec(),
+    }));
+    text.extend(row(&|i| match i {
+        0 => b"a\rb".to_vec(),
+        1 => b"n\0l".to_vec(),
+        2 => b"ends\"".to_vec(),
+        _ => b"w".to_vec(),
+    }));
+    // Too wide, then a row whose quote never closes.
+    text.extend(row(&|i| format!("{i},{i}").into_bytes()));
+    text.extend_from_slice(b"\"open,never\nclosed,");
+    let s = Setup {
+        format: Format::Csv,
+        infer: true,
+        fields: None,
+        filter: None,
+        batch: 2,
+    };
+    for job in [1, 7, 64, 4095, 4097, 20_000, POOL_JOB_BYTES] {
+        compare(&text, &s, job).unwrap();
     }
 }

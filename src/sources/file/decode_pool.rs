@@ -132,6 +132,17 @@ pub(super) fn decode_range(
     (lines, results)
 }
 
+/// Where a job that starts at `start` in `bytes` ends: just after the first newline at or past
+/// `start + job`, or at the end of `bytes`. A JSON job ends there; a CSV job there or later
+/// (`csv_rows::cut`).
+pub(super) fn line_cut(bytes: &[u8], start: usize, job: usize) -> usize {
+    let from = start.saturating_add(job);
+    if from >= bytes.len() {
+        return bytes.len();
+    }
+    memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |i| from + i + 1)
+}
+
 /// JSON lines of a mapped file decoded by worker threads ahead of the read position.
 ///
 /// The source thread cuts the mapping into jobs of about `POOL_JOB_BYTES` that end at a
@@ -240,10 +251,7 @@ impl DecodePool {
                     for job in job_rx {
                         let out = match job {
                             PoolJob::Csv(j, layout) => {
-                                let rr = match &mut rows {
-                                    Some(rr) if rr.delim == layout.delim => rr,
-                                    _ => rows.insert(RowReader::new(layout.delim)),
-                                };
+                                let rr = RowReader::reuse(&mut rows, layout.delim);
                                 PoolReply::Csv(csv_rows::parse_job(
                                     &j.map,
                                     j.start,
@@ -267,10 +275,7 @@ impl DecodePool {
                             }),
                             PoolJob::FoldCsv(j, layout) => PoolReply::Folded(match &combine {
                                 Some(spec) => {
-                                    let rr = match &mut rows {
-                                        Some(rr) if rr.delim == layout.delim => rr,
-                                        _ => rows.insert(RowReader::new(layout.delim)),
-                                    };
+                                    let rr = RowReader::reuse(&mut rows, layout.delim);
                                     csv_rows::fold_job(
                                         &j.map, j.start, j.end, &layout, rr, spec, &mut table,
                                     )
@@ -314,11 +319,7 @@ impl DecodePool {
         if self.map.as_ref().is_some_and(|m| Arc::ptr_eq(m, map)) && self.ahead >= start {
             return;
         }
-        while let Some((w, _, _)) = self.inflight.pop_front() {
-            if let Some(wk) = self.workers.get(w) {
-                let _ = wk.results.recv();
-            }
-        }
+        self.drop_inflight();
         self.map = Some(map.clone());
         self.ahead = start;
     }
@@ -333,16 +334,10 @@ impl DecodePool {
         let depth = self.workers.len().max(1) * POOL_DEPTH;
         while self.inflight.len() < depth && self.ahead < map.len() {
             let start = self.ahead;
+            let end = line_cut(&map, start, self.job_bytes);
             let end = match work {
-                Work::Csv(_) | Work::FoldCsv(_) => csv_rows::cut(&map, start, self.job_bytes),
-                Work::Decode | Work::Fold => {
-                    let cut = start.saturating_add(self.job_bytes);
-                    if cut >= map.len() {
-                        map.len()
-                    } else {
-                        memchr::memchr(b'\n', &map[cut..]).map_or(map.len(), |i| cut + i + 1)
-                    }
-                }
+                Work::Csv(_) | Work::FoldCsv(_) => csv_rows::cut(&map, start, end, self.job_bytes),
+                Work::Decode | Work::Fold => end,
             };
             self.ahead = end;
             let w = self.next % self.workers.len().max(1);
@@ -377,8 +372,8 @@ impl DecodePool {
         projector: Option<&crate::value::Projector>,
         filter: Option<&crate::expr::Expr>,
     ) -> Option<DecodedLines> {
-        let (w, start, end) = self.inflight.pop_front()?;
-        let (lines, results) = match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+        let (start, end, reply) = self.next_reply()?;
+        let (lines, results) = match reply {
             Some(PoolReply::Decoded(r)) => r,
             // Decode on this thread (a worker failed): the same results, just slower.
             _ => decode_range(self.map.as_ref()?, start, end, projector, filter, None),
@@ -393,8 +388,8 @@ impl DecodePool {
         layout: &CsvLayout,
         filter: Option<&crate::expr::Expr>,
     ) -> Option<CsvJob> {
-        let (w, start, end) = self.inflight.pop_front()?;
-        match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+        let (start, end, reply) = self.next_reply()?;
+        match reply {
             Some(PoolReply::Csv(job)) => Some(job),
             _ => {
                 let mut rr = RowReader::new(layout.delim);
@@ -409,11 +404,7 @@ impl DecodePool {
     /// Drops the jobs in flight and hands out jobs again from `start` in the same mapping:
     /// a CSV job was cut inside a row (see `csv_rows`), and so were the ones after it.
     pub(super) fn rewind(&mut self, start: usize) {
-        while let Some((w, _, _)) = self.inflight.pop_front() {
-            if let Some(wk) = self.workers.get(w) {
-                let _ = wk.results.recv();
-            }
-        }
+        self.drop_inflight();
         self.ahead = start;
     }
 
@@ -421,8 +412,8 @@ impl DecodePool {
     /// nothing is in flight. A worker that is gone reports irregular, which sends the epoch
     /// down the decoding path that copes.
     pub(super) fn take_ack(&mut self) -> Option<(usize, Ack)> {
-        let (w, start, _) = self.inflight.pop_front()?;
-        match self.workers.get(w).and_then(|wk| wk.results.recv().ok()) {
+        let (start, _, reply) = self.next_reply()?;
+        match reply {
             Some(PoolReply::Folded(ack)) => Some((start, ack)),
             _ => Some((start, Ack::Irregular)),
         }
@@ -464,13 +455,23 @@ impl DecodePool {
         }
     }
 
+    /// Takes back and drops the results of the jobs in flight, so each worker's next reply is
+    /// for the next job handed to it.
+    fn drop_inflight(&mut self) {
+        while self.next_reply().is_some() {}
+    }
+
+    /// The oldest job in flight: (start, end, its worker's reply, `None` if the worker is gone
+    /// or the job was never handed out).
+    fn next_reply(&mut self) -> Option<(usize, usize, Option<PoolReply>)> {
+        let (w, start, end) = self.inflight.pop_front()?;
+        let reply = self.workers.get(w).and_then(|wk| wk.results.recv().ok());
+        Some((start, end, reply))
+    }
+
     /// Takes back and drops the jobs in flight, and forgets their mapping.
     fn forget(&mut self) {
-        while let Some((w, _, _)) = self.inflight.pop_front() {
-            if let Some(wk) = self.workers.get(w) {
-                let _ = wk.results.recv();
-            }
-        }
+        self.drop_inflight();
         self.map = None;
         self.ahead = 0;
     }
@@ -478,11 +479,7 @@ impl DecodePool {
     /// Drops what is in flight and every worker's table, and goes on handing out jobs from
     /// `restart` in the current mapping.
     pub(super) fn discard(&mut self, restart: usize) {
-        while let Some((w, _, _)) = self.inflight.pop_front() {
-            if let Some(wk) = self.workers.get(w) {
-                let _ = wk.results.recv();
-            }
-        }
+        self.drop_inflight();
         for wk in &self.workers {
             let _ = wk.jobs.send(PoolJob::Discard);
         }

@@ -110,4 +110,21 @@ mod tests {
         b.shrink(5).unwrap();
         assert_eq!(b.len(), 2 * CHUNK);
     }
+
+    /// Room the kernel cannot give (more than the address space) is an error, after which the
+    /// buffer still holds its bytes: the read fails with a message, the data is not lost.
+    #[test]
+    fn a_failed_growth_leaves_the_buffer_as_it_was() {
+        let mut b = LineBuf::default();
+        b.reserve(10, 0).unwrap();
+        b[..5].copy_from_slice(b"hello");
+        let huge = 1usize << 50;
+        assert!(b.reserve(huge, 5).is_err());
+        assert_eq!(b.len(), CHUNK);
+        assert_eq!(&b[..5], b"hello");
+        b.reserve(2 * CHUNK + 1, 5).unwrap();
+        assert_eq!(&b[..5], b"hello");
+        // A buffer never mapped fails the same way.
+        assert!(LineBuf::default().reserve(huge, 0).is_err());
+    }
 }

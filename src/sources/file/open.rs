@@ -4,7 +4,6 @@
 //! raises SIGBUS), through a decoder for `.gz`, on a helper thread for a FIFO.
 
 use super::fingerprint::content_prefix;
-use super::linebuf::LineBuf;
 use super::reader::{Input, KeepTail, Reader, CHUNK};
 use super::rotation::{self, is_gz};
 use super::stdin::{is_fifo, open_stdin, read_fifo};
@@ -28,17 +27,8 @@ impl FileSource {
                 crc = crc32fast::Hasher::new_with_initial_len(st.crc, st.consumed);
             }
             self.reader = Some(Reader {
-                input,
-                buf: LineBuf::default(),
-                start: 0,
-                end: 0,
-                scanned: 0,
-                eof: false,
-                offset: st.consumed,
                 crc: Some(crc),
-                released: 0,
-                kept: Vec::new(),
-                check: None,
+                ..Reader::new(input, st.consumed)
             });
             self.header = st.header.map(|h| h.into_iter().map(Str::from).collect());
             self.csv_layout = None;
@@ -57,19 +47,10 @@ impl FileSource {
         if is_fifo(&st.path) {
             // Opening a FIFO waits for a writer: that happens on a helper thread, as reading
             // stdin does, so this thread still sees signals and checkpoints meanwhile.
-            self.reader = Some(Reader {
-                input: Input::Stdin(read_fifo(PathBuf::from(&st.path), &self.name())?),
-                buf: LineBuf::default(),
-                start: 0,
-                end: 0,
-                scanned: 0,
-                eof: false,
-                offset: st.offset,
-                crc: None,
-                released: 0,
-                kept: Vec::new(),
-                check: None,
-            });
+            self.reader = Some(Reader::new(
+                Input::Stdin(read_fifo(PathBuf::from(&st.path), &self.name())?),
+                st.offset,
+            ));
             return Ok(true);
         }
         let mut tries = 0;
@@ -213,17 +194,10 @@ impl FileSource {
             _ => 0,
         };
         let mut reader = Reader {
-            input,
-            buf: LineBuf::default(),
             start,
-            end: 0,
-            scanned: 0,
-            eof: false,
-            offset: st.offset,
-            crc: None,
-            released: 0,
             kept,
             check,
+            ..Reader::new(input, st.offset)
         };
         if matches!(reader.input, Input::Mapped(_)) {
             reader.skip_bom();

@@ -61,6 +61,23 @@ pub(super) enum Fill {
 }
 
 impl Reader {
+    /// `input` read from `offset`, nothing buffered yet.
+    pub(super) fn new(input: Input, offset: u64) -> Reader {
+        Reader {
+            input,
+            buf: LineBuf::default(),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            eof: false,
+            offset,
+            crc: None,
+            released: 0,
+            kept: Vec::new(),
+            check: None,
+        }
+    }
+
     pub(super) fn data(&self) -> &[u8] {
         match &self.input {
             Input::Mapped(m) => &m[self.start..],
