@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 /// No single weir invocation in these tests may take longer than this.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `FAILPOINTS` setting (with `--features failpoints`) that makes every source wait, after
+/// each batch, for the coordinator's decision on a checkpoint: checkpoints by record count
+/// (`every_records`) then fall after the same batches in every run, however loaded the
+/// machine, so a test can rely on how many there are and crash at the n-th.
+pub const LOCKSTEP: &str = "checkpoint-lockstep=return";
+
 pub const SIGINT: i32 = 2;
 pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
