@@ -43,8 +43,6 @@ pub(super) struct Coordinator<'a> {
 impl<'a> Coordinator<'a> {
     pub(super) fn new(
         a: &Attempt<'a>,
-        hash: &'a str,
-        configs: &'a super::edits::Stamp,
         cut: Arc<Cut>,
         sources: Vec<usize>,
         commits: Vec<Sender<u64>>,
@@ -56,8 +54,8 @@ impl<'a> Coordinator<'a> {
             ck: a.ck,
             store: a.store,
             spec: a.spec,
-            hash,
-            configs,
+            hash: a.hash,
+            configs: a.configs,
             next_id: a.store.map(|s| s.next_id()).unwrap_or(1),
             inflight: None,
             ended: vec![None; n],
