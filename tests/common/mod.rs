@@ -412,6 +412,31 @@ pub fn parse_jsonl(s: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Where two texts first differ, by line, for a failure message (outputs here run to
+/// thousands of lines, too many to print whole); `None` when they are equal.
+pub fn first_difference(got: &str, want: &str) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+    if g == w {
+        return Some(format!("the same {} lines, with other line ends", g.len()));
+    }
+    let i = g
+        .iter()
+        .zip(&w)
+        .position(|(x, y)| x != y)
+        .unwrap_or(g.len().min(w.len()));
+    Some(format!(
+        "{} lines against {} expected; first difference at line {}:\n  got:      {:?}\n  expected: {:?}",
+        g.len(),
+        w.len(),
+        i + 1,
+        g.get(i),
+        w.get(i)
+    ))
+}
+
 /// Whether `sub` appears in `all` in the same relative order (a subsequence).
 pub fn is_subsequence(sub: &[String], all: &[String]) -> bool {
     let mut it = all.iter();

@@ -339,8 +339,11 @@ fn resuming_a_checkpoint_made_record_by_record_never_folds() {
     let first = crate::common::run_weir_env(
         d.path(),
         &["run", "-q", "p.toml"],
-        // Slow batches, so the first checkpoint comes after a batch or two, not at the end.
-        Some("source-batch=sleep(20);checkpoint-after-write=return"),
+        // In lockstep, the first checkpoint comes after the first batch, not at the end.
+        Some(&format!(
+            "{};checkpoint-after-write=return",
+            crate::common::LOCKSTEP
+        )),
         &serial,
     );
     crate::common::expect_exit(&first, None);
