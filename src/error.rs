@@ -102,7 +102,8 @@ pub fn exit_code(result: &Result<Outcome>) -> i32 {
 
 /// A second signal ends the process at once, whatever its threads are doing (the coordinator
 /// may be in the middle of writing a large final checkpoint): nothing is unwound, and the
-/// last complete checkpoint stands. The code is that of the run the signal interrupted.
+/// last complete checkpoint stands. The code is that of the signal that ended it (130 for
+/// SIGINT, 143 for SIGTERM), as for a run that stopped after its final checkpoint.
 pub fn exit_at_once(signal: Signal) -> ! {
     std::process::exit(exit_code(&Ok(Outcome::Interrupted(signal))))
 }

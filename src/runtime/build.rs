@@ -31,6 +31,9 @@ pub(super) struct Attempt<'a> {
     /// Decided once per run, before the first attempt; `explain` prints the same plan.
     pub plan: &'a Plan,
     pub ck: &'a CheckpointSettings,
+    /// What every checkpoint of the run records about the pipeline (see `settings`, `edits`).
+    pub hash: &'a str,
+    pub configs: &'a super::edits::Stamp,
     pub store: Option<&'a Store>,
     pub restored: Option<&'a Checkpoint>,
     pub opts: &'a Options,
@@ -107,7 +110,7 @@ pub(super) fn build(
             *fresh_pending = false;
         }
         let node = &g.nodes[i];
-        let state = restored_state(restored, &node.name);
+        let state = restored.and_then(|c| c.state(&node.name));
         let inputs: Vec<Receiver<Msg>> =
             node.inputs.iter().filter_map(|&e| rxs[e].take()).collect();
         let out = output_for(i, &mut txs);
@@ -246,20 +249,13 @@ pub(super) fn build(
                 Ok(Built::Stage(Box::new(sink), inputs, out, Some(crx)))
             }
         })();
-        match r {
-            Ok(b) => slots[i] = Some(b),
-            Err(e) => return Err(e),
-        }
+        slots[i] = Some(r?);
     }
     Ok(Nodes {
         built: slots.into_iter().flatten().collect(),
         sources: source_nodes,
         commits,
     })
-}
-
-fn restored_state<'a>(c: Option<&'a Checkpoint>, name: &str) -> Option<&'a [u8]> {
-    c.and_then(|c| c.state(name))
 }
 
 /// `run --fresh`: the old checkpoints into `old-<time>/`, and all but the newest `retain` of

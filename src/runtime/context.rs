@@ -6,7 +6,7 @@ use super::message::Origin;
 use crate::error::Error;
 use crate::pipeline::spec::OnError;
 use crossbeam_channel::Sender;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, RwLock};
 
 #[derive(Default, Debug)]
@@ -81,6 +81,49 @@ pub struct Context {
     pub reports: Sender<Report>,
     pub quiet: bool,
     pub verbose: u8,
+    /// Tests only (see `Lockstep`); `None` in every real run.
+    pub lockstep: Option<Lockstep>,
+}
+
+/// Tests only, with the `failpoints` feature and `FAILPOINTS=checkpoint-lockstep=return`:
+/// after each batch a source waits until the coordinator has decided whether a checkpoint is
+/// due with that batch counted (and, if one is under way, until it is written). Checkpoints
+/// by record count (`every_records`) then fall at the same batches in every run, however the
+/// threads are scheduled, so a test can crash at the n-th one knowing it comes before the end.
+#[derive(Default)]
+pub struct Lockstep {
+    /// How many times the coordinator has decided with no checkpoint under way.
+    decisions: AtomicU64,
+}
+
+impl Lockstep {
+    fn from_failpoint() -> Option<Lockstep> {
+        fail::fail_point!("checkpoint-lockstep", |_| Some(Lockstep::default()));
+        None
+    }
+
+    /// The coordinator decided on the counts it read before this call.
+    pub fn decided(&self) {
+        // With the fence in `await_decision`: a decision that starts after this one reads
+        // every count a waiting source added before it read `decisions`.
+        fence(Ordering::SeqCst);
+        self.decisions.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// A source counted a batch: waits for a decision that read that count, unless the run
+    /// is stopping or `owes_barrier` (a barrier this source has not put out yet: the
+    /// checkpoint cannot complete without it).
+    pub fn await_decision(&self, ctx: &Context, owes_barrier: impl Fn() -> bool) {
+        fence(Ordering::SeqCst);
+        let seen = self.decisions.load(Ordering::SeqCst);
+        // The next decision may have read the counts before this batch's; the one after it
+        // did not.
+        while self.decisions.load(Ordering::SeqCst) < seen + 2 && !ctx.stopping() && !owes_barrier()
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
 }
 
 impl Context {
@@ -101,6 +144,7 @@ impl Context {
             reports,
             quiet,
             verbose,
+            lockstep: Lockstep::from_failpoint(),
         }
     }
 

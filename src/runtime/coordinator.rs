@@ -43,8 +43,6 @@ pub(super) struct Coordinator<'a> {
 impl<'a> Coordinator<'a> {
     pub(super) fn new(
         a: &Attempt<'a>,
-        hash: &'a str,
-        configs: &'a super::edits::Stamp,
         cut: Arc<Cut>,
         sources: Vec<usize>,
         commits: Vec<Sender<u64>>,
@@ -56,8 +54,8 @@ impl<'a> Coordinator<'a> {
             ck: a.ck,
             store: a.store,
             spec: a.spec,
-            hash,
-            configs,
+            hash: a.hash,
+            configs: a.configs,
             next_id: a.store.map(|s| s.next_id()).unwrap_or(1),
             inflight: None,
             ended: vec![None; n],
@@ -72,13 +70,13 @@ impl<'a> Coordinator<'a> {
         }
     }
     pub(super) fn run(&mut self, rx: &Receiver<Report>, ctx: &Context) {
-        // Short intervals need a short tick; 20 ms otherwise keeps an idle weir idle.
-        let tick = Duration::from_millis(
-            self.ck
-                .every_ms
-                .map(|ms| (ms / 2).clamp(1, 20))
-                .unwrap_or(20) as u64,
-        );
+        // Short intervals need a short tick; 20 ms otherwise keeps an idle weir idle. Sources
+        // in lockstep wait for each decision.
+        let tick = Duration::from_millis(match (&ctx.lockstep, self.ck.every_ms) {
+            (Some(_), _) => 1,
+            (None, Some(ms)) => (ms / 2).clamp(1, 20) as u64,
+            (None, None) => 20,
+        });
         // The first draw at once: a short run still shows its bar.
         let mut last_draw = Instant::now() - Duration::from_secs(1);
         while self.exited < self.n {
@@ -131,7 +129,17 @@ impl<'a> Coordinator<'a> {
     }
 
     fn maybe_trigger(&mut self, ctx: &Context) {
-        if !self.ck.enabled || self.inflight.is_some() || ctx.stopping() {
+        if self.inflight.is_some() {
+            return;
+        }
+        self.trigger_if_due(ctx);
+        if let Some(l) = &ctx.lockstep {
+            l.decided();
+        }
+    }
+
+    fn trigger_if_due(&mut self, ctx: &Context) {
+        if !self.ck.enabled || ctx.stopping() {
             return;
         }
         let live = self

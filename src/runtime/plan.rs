@@ -207,18 +207,14 @@ impl Plan {
                 let NodeConfig::FileSource(c) = &spec.nodes[si].config else {
                     return None;
                 };
-                // The pool reads files (not stdin).
-                if c.path == "-" {
+                // The pool decodes mapped files only: files (not stdin) read to their end and
+                // not gzipped (see `use_map` in `sources::file::open`).
+                if threads == 0 || c.path == "-" || c.at_end != AtEnd::Finish || is_gz(&c.path) {
                     return None;
                 }
                 let plan = &self.sources[i];
                 let format = source_format(&c.path, c.format);
                 if matches!(format, Format::Csv | Format::Tsv) {
-                    // Only files read to their end and not gzipped are mapped, which the pool
-                    // needs.
-                    if threads == 0 || c.at_end != AtEnd::Finish || is_gz(&c.path) {
-                        return None;
-                    }
                     let to = sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
                     let also = if plan.pushdown.is_some() {
                         format!(
@@ -248,7 +244,7 @@ impl Plan {
                         "run filter '{}' on each line, so dropped lines never become records",
                         g.nodes[*to].name
                     )
-                } else if plan.fold.is_some() && c.at_end == AtEnd::Finish {
+                } else if plan.fold.is_some() {
                     let to = sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
                     format!(
                         "fold lines straight into the counts and sums of '{to}' (a line that \

@@ -119,11 +119,13 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
             g: &graph,
             plan: &plan,
             ck: &ck,
+            hash: &hash,
+            configs: &configs,
             store: store.as_ref(),
             restored: restored.as_ref(),
             opts,
         };
-        let (result, run) = run_once(&attempt, &hash, &configs, &mut fresh_pending);
+        let (result, run) = run_once(&attempt, &mut fresh_pending);
         all_stats.push(run);
         match result {
             Err(e) if e.kind == ErrorKind::Runtime && attempts_left > 0 => {
@@ -150,7 +152,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     }
                 }
                 if restored.as_ref().is_some_and(|c| c.finished) {
-                    write_stats(opts, spec, &all_stats, stats_start, "finished");
+                    write_stats(opts, spec, &ck, &all_stats, stats_start, "finished");
                     return Ok(Outcome::Finished);
                 }
             }
@@ -160,7 +162,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     Ok(Outcome::Interrupted(_)) => "interrupted",
                     Err(_) => "failed",
                 };
-                write_stats(opts, spec, &all_stats, stats_start, label);
+                write_stats(opts, spec, &ck, &all_stats, stats_start, label);
                 if other.is_ok() && !opts.quiet {
                     for m in super::notices::late_warnings(&graph, &all_stats) {
                         eprintln!("weir: warning: {m}");
@@ -241,6 +243,7 @@ fn release_spools(spec: &PipelineSpec, c: &Checkpoint, store: &Store) -> Result<
 fn write_stats(
     opts: &Options,
     spec: &PipelineSpec,
+    ck: &CheckpointSettings,
     runs: &[RunStats],
     start: Instant,
     outcome: &str,
@@ -265,11 +268,9 @@ fn write_stats(
             }));
         }
     }
-    if let Ok(ck) = checkpoint_settings(spec, opts.state.as_ref()) {
-        for (name, v) in crate::sinks::committed_positions(spec, &ck.dir) {
-            if let Some(n) = nodes.iter_mut().find(|n| n["node"] == name.as_str()) {
-                n["committed"] = v;
-            }
+    for (name, v) in crate::sinks::committed_positions(spec, &ck.dir) {
+        if let Some(n) = nodes.iter_mut().find(|n| n["node"] == name.as_str()) {
+            n["committed"] = v;
         }
     }
     let cks: Vec<_> = runs
@@ -310,12 +311,7 @@ impl Drop for ExitGuard {
 
 /// One attempt: builds every node, runs each on its thread and the coordinator on this one,
 /// and says how the attempt ended, with its figures.
-fn run_once(
-    a: &Attempt,
-    hash: &str,
-    configs: &super::edits::Stamp,
-    fresh_pending: &mut bool,
-) -> (Result<Outcome>, RunStats) {
+fn run_once(a: &Attempt, fresh_pending: &mut bool) -> (Result<Outcome>, RunStats) {
     let (spec, g, opts) = (a.spec, a.g, a.opts);
     let n = g.nodes.len();
     let (reports_tx, reports_rx) = unbounded::<Report>();
@@ -404,15 +400,7 @@ fn run_once(
         &ctx,
         &nodes.sources,
     );
-    let mut coord = Coordinator::new(
-        a,
-        hash,
-        configs,
-        cut,
-        nodes.sources,
-        nodes.commits,
-        progress,
-    );
+    let mut coord = Coordinator::new(a, cut, nodes.sources, nodes.commits, progress);
     coord.run(&reports_rx, &ctx);
     for h in handles {
         if h.join().is_err() {

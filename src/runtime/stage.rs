@@ -374,28 +374,21 @@ fn stage_loop(
                 }
             }
         }
-        match merge.next_step() {
-            Some(Step::Progress { seq }) => {
-                // A progress marker has done its job once it is the smallest head.
-                if out_seq.is_some_and(|s| s != seq) {
-                    out.flush_batch(out_seq.take().unwrap_or(0), true)?;
-                }
-                continue;
+        if let Some(step) = merge.next_step() {
+            let seq = match &step {
+                Step::Run { seq, .. } | Step::Progress { seq } => *seq,
+            };
+            if let Some(s) = out_seq.filter(|&s| s != seq) {
+                out_seq = None;
+                out.flush_batch(s, true)?;
             }
-            Some(Step::Run {
-                input,
-                seq,
-                records,
-            }) => {
-                if out_seq.is_some_and(|s| s != seq) {
-                    out.flush_batch(out_seq.take().unwrap_or(0), true)?;
-                }
+            // A progress marker has done its job once it is the smallest head.
+            if let Step::Run { input, records, .. } = step {
                 last_seq = seq;
                 out_seq = Some(seq);
                 op.process(input, Batch { seq, records }, out)?;
-                continue;
             }
-            None => {}
+            continue;
         }
         if let Some(s) = out_seq.take() {
             out.flush_batch(s, true)?;

@@ -218,6 +218,9 @@ impl SourceDriver {
             // Every batch that consumed input goes out on every edge, even empty, so merges
             // downstream know how far this source has got.
             self.out.flush_batch(seq, n > 0)?;
+            if let (Some(l), true) = (&ctx.lockstep, n > 0) {
+                l.await_decision(ctx, || self.cut.pending(self.emitted).is_some());
+            }
             match status {
                 ReadStatus::More => idle_sleep = Duration::from_millis(10),
                 ReadStatus::Idle => {

@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 /// No single weir invocation in these tests may take longer than this.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `FAILPOINTS` setting (with `--features failpoints`) that makes every source wait, after
+/// each batch, for the coordinator's decision on a checkpoint: checkpoints by record count
+/// (`every_records`) then fall after the same batches in every run, however loaded the
+/// machine, so a test can rely on how many there are and crash at the n-th.
+pub const LOCKSTEP: &str = "checkpoint-lockstep=return";
+
 pub const SIGINT: i32 = 2;
 pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
@@ -404,6 +410,31 @@ pub fn parse_jsonl(s: &str) -> Vec<serde_json::Value> {
     s.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect()
+}
+
+/// Where two texts first differ, by line, for a failure message (outputs here run to
+/// thousands of lines, too many to print whole); `None` when they are equal.
+pub fn first_difference(got: &str, want: &str) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+    if g == w {
+        return Some(format!("the same {} lines, with other line ends", g.len()));
+    }
+    let i = g
+        .iter()
+        .zip(&w)
+        .position(|(x, y)| x != y)
+        .unwrap_or(g.len().min(w.len()));
+    Some(format!(
+        "{} lines against {} expected; first difference at line {}:\n  got:      {:?}\n  expected: {:?}",
+        g.len(),
+        w.len(),
+        i + 1,
+        g.get(i),
+        w.get(i)
+    ))
 }
 
 /// Whether `sub` appears in `all` in the same relative order (a subsequence).

@@ -7,19 +7,22 @@
 use std::path::Path;
 use std::process::Output;
 
-/// Sources sleep 1 ms per batch in every run here, so the n-th checkpoint comes before the end
-/// of the input in a release build too.
+/// Every run here is in lockstep (`common::LOCKSTEP`), so checkpoints by record count fall
+/// after the same batches however loaded the machine; and sources sleep 1 ms per batch, so
+/// the n-th checkpoint by time comes before the end of the input in a release build too.
 fn run(dir: &Path, args: &[&str], fail_points: Option<&str>) -> Output {
+    let base = format!("{};source-batch=sleep(1)", crate::common::LOCKSTEP);
     let fp = match fail_points {
-        Some(f) => format!("source-batch=sleep(1);{f}"),
-        None => "source-batch=sleep(1)".to_string(),
+        Some(f) => format!("{base};{f}"),
+        None => base,
     };
     // Two parse workers whatever the machine, so the decode pool (and folding) is what runs.
     crate::common::run_weir_env(dir, args, Some(&fp), &[("WEIR_PARSE_THREADS", "2")])
 }
 
 /// A pipeline with fan-out, a filter+map branch, a keyed aggregate, a dead-letter file and
-/// (optionally) an exactly-once stdout sink, checkpointing every 5 ms.
+/// (optionally) an exactly-once stdout sink, checkpointing every 4000 records: after every
+/// fourth batch, nine times before the end (in lockstep).
 fn pipeline(dir: &Path, stdout: bool) {
     let mut data = String::new();
     for i in 0..40000u32 {
@@ -37,7 +40,7 @@ fn pipeline(dir: &Path, stdout: bool) {
     let mut p = String::from(
         r#"name = "fp"
 [checkpoint]
-every = "5ms"
+every_records = 4000
 retain = 2
 
 [sources.in]
@@ -336,8 +339,11 @@ fn resuming_a_checkpoint_made_record_by_record_never_folds() {
     let first = crate::common::run_weir_env(
         d.path(),
         &["run", "-q", "p.toml"],
-        // Slow batches, so the first checkpoint comes after a batch or two, not at the end.
-        Some("source-batch=sleep(20);checkpoint-after-write=return"),
+        // In lockstep, the first checkpoint comes after the first batch, not at the end.
+        Some(&format!(
+            "{};checkpoint-after-write=return",
+            crate::common::LOCKSTEP
+        )),
         &serial,
     );
     crate::common::expect_exit(&first, None);

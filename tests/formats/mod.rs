@@ -709,7 +709,7 @@ path = "out.jsonl"
     let o = run_weir(
         p.root(),
         &["run", "-q", "p.toml"],
-        Some("source-batch=sleep(4);checkpoint-after-write=1*off->return"),
+        Some(&format!("{LOCKSTEP};checkpoint-after-write=1*off->return")),
     );
     assert_eq!(
         o.status.code(),

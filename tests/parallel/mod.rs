@@ -210,24 +210,9 @@ fn same_outputs(want: &[(String, Vec<u8>)], got: &[(String, Vec<u8>)], what: &st
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(got), names(want), "{what}: other output files");
     for ((name, a), (_, b)) in want.iter().zip(got) {
-        if a != b {
-            let (la, lb) = (
-                lines(&String::from_utf8_lossy(a)),
-                lines(&String::from_utf8_lossy(b)),
-            );
-            let first = la
-                .iter()
-                .zip(&lb)
-                .position(|(x, y)| x != y)
-                .unwrap_or(la.len().min(lb.len()));
-            panic!(
-                "{what}: {name} differs ({} lines against {}); first difference at line {}:\n  want {:?}\n  got  {:?}",
-                lb.len(),
-                la.len(),
-                first + 1,
-                la.get(first),
-                lb.get(first)
-            );
+        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        if let Some(d) = first_difference(&b, &a) {
+            panic!("{what}: {name} differs: {d}");
         }
     }
 }

@@ -70,8 +70,8 @@ fn exactly_once_stdout_to_a_file_is_byte_identical_after_a_kill_during_a_release
             p.write("p.toml", EO);
             let want = records(0, 10000);
             p.write("in.jsonl", &want);
-            // Slow batches, so that checkpoints (and releases) come every few batches.
-            let fp = format!("{point}={}*off->return;source-batch=sleep(20)", nth - 1);
+            // Checkpoints (and releases) every three batches.
+            let fp = format!("{point}={}*off->return;{LOCKSTEP}", nth - 1);
             let (code, err) = run_appending(&p, &["run", "p.toml"], "out.jsonl", Some(&fp));
             assert_ne!(code, 0, "{point} #{nth} did not fire: {err}");
             assert!(err.contains("crash point"), "{err}");
@@ -100,7 +100,7 @@ fn exactly_once_stdout_to_a_pipe_saves_a_chunk_cut_by_a_kill_and_writes_nothing_
     let first = run_weir(
         p.root(),
         &["run", "p.toml"],
-        Some("spool-mid-stdout=1*off->return;source-batch=sleep(20)"),
+        Some(&format!("spool-mid-stdout=1*off->return;{LOCKSTEP}")),
     );
     expect_exit(&first, None);
     let second = run_weir(p.root(), &["resume", "p.toml"], None);
@@ -227,10 +227,11 @@ fn exactly_once_stdout_is_not_released_again_after_falling_back_from_a_corrupted
     let p = Proj::new();
     p.write("p.toml", EO);
     p.write("in.jsonl", records(0, 10000));
-    let o1 = run_weir(p.root(), &["run", "p.toml"], None);
+    // In lockstep, checkpoints come after records 3072, 6144 and 9216, and at the end.
+    let o1 = run_weir(p.root(), &["run", "p.toml"], Some(LOCKSTEP));
     expect_exit(&o1, Some(0));
     let cks = p.ckpts(".weir/eo");
-    assert!(cks.len() >= 2, "{cks:?}");
+    assert_eq!(cks.len(), 4, "{cks:?}");
     let newest = cks.last().unwrap();
     let len = std::fs::metadata(newest).unwrap().len() as usize;
     flip_byte(newest, len / 2);
@@ -522,7 +523,7 @@ fn the_hint_after_a_failure_names_a_checkpoint_only_when_there_is_one() {
     let o = run_weir(
         p.root(),
         &["run", "p.toml"],
-        Some("source-batch=sleep(20);sink-write-error=1*off->return"),
+        Some(&format!("{LOCKSTEP};sink-write-error=1*off->return")),
     );
     expect_exit(&o, Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -545,10 +546,12 @@ fn resume_from_an_old_checkpoint_killed_early_leaves_a_resumable_state() {
         "name = \"r\"\n[checkpoint]\nevery_records = 1000\nretain = 10\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\nat_end = \"pause\"\n\
          [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.jsonl\"\n",
     );
-    let o = run_weir(p.root(), &["run", "p.toml"], Some("source-batch=sleep(5)"));
+    // In lockstep, a checkpoint after each of the first seven batches of 1024 records, and one
+    // at the end.
+    let o = run_weir(p.root(), &["run", "p.toml"], Some(LOCKSTEP));
     expect_exit(&o, Some(0));
     let cks = p.ckpts(".weir/r");
-    assert!(cks.len() >= 2, "{cks:?}");
+    assert_eq!(cks.len(), 8, "{cks:?}");
     let oldest = cks[0].file_name().unwrap().to_string_lossy()[5..15]
         .parse::<u64>()
         .unwrap()
@@ -557,7 +560,7 @@ fn resume_from_an_old_checkpoint_killed_early_leaves_a_resumable_state() {
     let o = run_weir(
         p.root(),
         &["resume", "--from", &oldest, "p.toml"],
-        Some("source-batch=sleep(30);checkpoint-before-write=return"),
+        Some(&format!("{LOCKSTEP};checkpoint-before-write=return")),
     );
     expect_exit(&o, None);
     assert!(p.read("out.jsonl").len() < records(0, 8000).len());

@@ -103,20 +103,9 @@ fn same_text_keeping(weir: &str, oracle: &str, input: &str, what: &str) {
     {
         return;
     }
-    let (a, b): (Vec<&str>, Vec<&str>) = (weir.lines().collect(), oracle.lines().collect());
-    let i = a
-        .iter()
-        .zip(&b)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()));
-    panic!(
-        "{what}: {} lines against {} expected; first difference at line {}:\n  weir:     {:?}\n  expected: {:?}",
-        a.len(),
-        b.len(),
-        i + 1,
-        a.get(i),
-        b.get(i)
-    );
+    if let Some(d) = first_difference(weir, oracle) {
+        panic!("{what}: {d}");
+    }
 }
 
 #[track_caller]

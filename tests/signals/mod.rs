@@ -598,3 +598,52 @@ path = "o.jsonl"
     let listing = p.weir(&["checkpoints", "p.toml"]).stdout_str();
     assert!(!listing.contains("INVALID"), "{listing}");
 }
+
+/// A second signal while the final checkpoint is being taken ends weir at once
+/// (`error::exit_at_once`), with the code of the signal that ended it, saying so, and no
+/// final checkpoint. A failpoint holds the final checkpoint up for 30 s, so the second signal
+/// always lands during it, however loaded the machine.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_second_signal_during_the_final_checkpoint_exits_at_once_with_its_code() {
+    for (first, second, code) in [
+        (SIGINT, SIGINT, 130),
+        (SIGTERM, SIGTERM, 143),
+        (SIGINT, SIGTERM, 143),
+    ] {
+        let p = Proj::new();
+        p.write(
+            "p.toml",
+            "name = \"twice\"\n[checkpoint]\nevery = \"1h\"\n[sources.g]\ntype = \"generate\"\n\
+             seed = 3\n[sinks.o]\ntype = \"file\"\ninputs = [\"g\"]\npath = \"o.jsonl\"\n",
+        );
+        let mut bg = p.spawn_env(
+            "run",
+            &["run", "p.toml"],
+            Stdio::null(),
+            &[("FAILPOINTS", "checkpoint-before-write=sleep(30000)")],
+        );
+        // Records reach the sink once the stage threads run, which start after the signals
+        // are handled.
+        assert!(wait_until(TIMEOUT, || {
+            std::fs::metadata(p.p("o.jsonl")).is_ok_and(|m| m.len() > 0)
+        }));
+        bg.signal(first);
+        assert!(
+            wait_until(TIMEOUT, || bg
+                .stderr_str()
+                .contains("taking a final checkpoint")),
+            "{}",
+            bg.stderr_str()
+        );
+        bg.signal(second);
+        let got = bg.wait_for(Duration::from_secs(20));
+        let err = bg.stderr_str();
+        assert_eq!(got, Some(code), "signals {first} then {second}: {err}");
+        assert!(
+            err.contains("stopping at once, without a final checkpoint"),
+            "{err}"
+        );
+        assert!(p.ckpts(".weir/twice").is_empty(), "{err}");
+    }
+}

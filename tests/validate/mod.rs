@@ -314,3 +314,48 @@ fn explain_mentions_channel_capacities_and_parallelism_and_checkpoints_list_offs
         input.len()
     );
 }
+
+/// `weir explain` names parse workers only for a source the run reads with them: a JSON lines
+/// file read to its end, not gzipped, on a machine with parse threads (explain said they ran
+/// the filter of a `.gz`, a `follow` source, and with no threads at all).
+#[test]
+fn explain_names_parse_workers_only_where_the_run_has_them() {
+    let explain = |toml: &str, threads: &str| -> String {
+        let p = Proj::new();
+        p.write("p.toml", toml);
+        let o = run_weir_env(
+            p.root(),
+            &["explain", "p.toml"],
+            None,
+            &[("WEIR_PARSE_THREADS", threads)],
+        );
+        expect_exit(&o, Some(0));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let filter = "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+        [transforms.keep]\ntype = \"filter\"\ninputs = [\"in\"]\nexpr = \".status >= 400\"\n\
+        [sinks.o]\ntype = \"file\"\ninputs = [\"keep\"]\npath = \"o.jsonl\"\n";
+    let fold = "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+        [transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".user\"\n\
+        aggs = { n = \"count\" }\n\
+        [sinks.o]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"o.jsonl\"\n";
+    for (toml, what) in [
+        (filter, "run filter 'keep'"),
+        (fold, "counts and sums of 'agg'"),
+    ] {
+        let text = explain(toml, "2");
+        assert!(text.contains("parse workers (2 on this machine)"), "{text}");
+        assert!(text.contains(what), "{text}");
+        for (toml, threads) in [
+            (toml.replace("in.jsonl\"", "in.jsonl.gz\""), "2"),
+            (
+                toml.replace("in.jsonl\"", "in.jsonl\"\nat_end = \"follow\""),
+                "2",
+            ),
+            (toml.to_string(), "0"),
+        ] {
+            let text = explain(&toml, threads);
+            assert!(!text.contains("parse workers"), "{toml}\n{text}");
+        }
+    }
+}
