@@ -106,39 +106,35 @@ pub fn float_prints_as(f: f64, text: &str) -> bool {
 
 /// RFC 8259's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 pub fn is_number_text(b: &[u8]) -> bool {
-    let mut i = usize::from(b.first() == Some(&b'-'));
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
+    number_len(b) == Some(b.len())
+}
+
+/// The length of the number text at the start of `b` (the longest that the grammar of
+/// [`is_number_text`] takes); `None` when what starts there breaks it (`01`, `1.`, `1e`, `-`).
+pub fn number_len(b: &[u8]) -> Option<usize> {
+    let digits = |i: usize| i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let int_start = usize::from(b.first() == Some(&b'-'));
+    let mut i = digits(int_start);
     let int_len = i - int_start;
     if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
-        return false;
+        return None;
     }
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let f = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
         }
-        if i == f {
-            return false;
-        }
+        i = end;
     }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            i += 1;
+    if let Some(b'e' | b'E') = b.get(i) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let end = digits(i + 1 + sign);
+        if end == i + 1 + sign {
+            return None;
         }
-        let e = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == e {
-            return false;
-        }
+        i = end;
     }
-    i == b.len()
+    Some(i)
 }
 
 /// An insertion-ordered object. Setting an existing key keeps its position, as in jq.

@@ -3,7 +3,7 @@
 
 pub(crate) use super::base::desc;
 use super::base::{index_error, iterate_error, ErrV, Key, MathOp};
-use crate::value::{Map, Str, Value};
+use crate::value::{is_number_text, Map, Str, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -453,9 +453,12 @@ pub(crate) fn tonumber(v: &Value) -> R {
             let ok = !t.is_empty()
                 && t.bytes()
                     .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-            match Value::from_json(t.as_bytes()) {
-                Ok(n @ (Value::Int(_) | Value::Float(..))) if ok => Ok(n),
-                _ => match t.parse::<f64>() {
+            // JSON number text is read as input numbers are (`"1.50"` keeps its text); other
+            // forms jq's strtod takes (`+3`, `.5`, `1.`) are computed.
+            let json = ok && is_number_text(t.as_bytes());
+            match json.then(|| Value::from_number_text(t)).flatten() {
+                Some(n) => Ok(n),
+                None => match t.parse::<f64>() {
                     Ok(f) if ok => Ok(Value::number(f)),
                     _ => err(format!("cannot parse '{s}' as a number")),
                 },

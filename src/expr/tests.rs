@@ -960,6 +960,31 @@ fn kept_number_text_is_the_same_natively_and_in_jaq() {
     }
 }
 
+/// `tonumber` reads JSON number text as input numbers are read (keeping the text where
+/// printing would change it), and the other forms jq's strtod takes as computed numbers.
+#[test]
+fn tonumber_reads_number_text_as_input_numbers_are_read() {
+    let e = Expr::compile("tonumber").unwrap();
+    for (s, want) in [
+        (r#""1.50""#, "1.50"),
+        (r#"" 1e3 ""#, "1e3"),
+        (r#""-0""#, "-0"),
+        (r#""12""#, "12"),
+        (r#""2.5""#, "2.5"),
+        (
+            r#""123456789012345678901234567890""#,
+            "123456789012345678901234567890",
+        ),
+        (r#""+3""#, "3"),
+        (r#"".5""#, "0.5"),
+        (r#""1.""#, "1"),
+        (r#""1e999""#, "1.7976931348623157e+308"),
+    ] {
+        let got = run(&e, &v(s)).unwrap_or_else(|err| panic!("{s}: {err}"));
+        assert_eq!(got[0].to_json_string(), want, "{s}");
+    }
+}
+
 #[test]
 fn jq_semantics_where_jaq_deviates() {
     let inputs: Vec<Value> = INPUTS.iter().map(|s| v(s)).collect();

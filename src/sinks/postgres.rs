@@ -19,9 +19,9 @@ pub struct Postgres {
     name: String,
     client: Client,
     cols: Vec<String>,
-    /// Per column: whether it is an integer column, which reads a number only in its canonical
-    /// text (`1`, not `1.0`); every other column gets a number's input text when it kept one
-    /// (`numeric` keeps `415.50`'s scale, `text` its characters).
+    /// Per column: whether it is an integer column, which reads an integral number only as
+    /// digits (`1`, not `1.0` nor `1e+16`); every other column gets a number's input text when
+    /// it kept one (`numeric` keeps `415.50`'s scale, `text` its characters).
     int_cols: Vec<bool>,
     /// `COPY <table or stage> (...) FROM STDIN`.
     copy_sql: String,
@@ -120,14 +120,27 @@ impl Postgres {
         Ok(())
     }
 
+    /// The columns of `table` in their order, each with its type's name (`bigint`, `text`);
+    /// none when there is no such table.
+    fn columns(&mut self, table: &str) -> Result<Vec<(String, String)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT attname::text, atttypid::regtype::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                &[&quote(table)],
+            )
+            .map_err(|e| self.pg(&format!("reading the columns of table '{table}'"), e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// One value in COPY text format; `int_col` as in `int_cols`.
     fn cell(&mut self, v: Option<&Value>, int_col: bool) {
         let out = &mut self.buf;
         match v {
-            Some(Value::Float(f, Some(_))) if int_col => {
-                self.scratch.clear();
-                Value::float(*f).write_json(&mut self.scratch);
-                out.extend_from_slice(&self.scratch);
+            // An integer column reads digits only: an integral number is written as such,
+            // whatever its input text (`1.0`, `1e3`) or its printed form (`1e+16`) is.
+            Some(Value::Float(f, _)) if int_col && f.fract() == 0.0 && f.abs() < 9.2e18 => {
+                out.extend_from_slice(itoa::Buffer::new().format(*f as i64).as_bytes())
             }
             None | Some(Value::Null) => out.extend_from_slice(b"\\N"),
             Some(Value::Bool(b)) => out.push(if *b { b't' } else { b'f' }),
@@ -185,14 +198,7 @@ impl Backend for Postgres {
     }
 
     fn columns_of(&mut self, table: &str) -> Result<Option<Vec<String>>, Error> {
-        let rows = self
-            .client
-            .query(
-                "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                &[&quote(table)],
-            )
-            .map_err(|e| self.pg(&format!("reading the columns of table '{table}'"), e))?;
-        let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let names: Vec<String> = self.columns(table)?.into_iter().map(|(n, _)| n).collect();
         Ok((!names.is_empty()).then_some(names))
     }
 
@@ -239,14 +245,7 @@ impl Backend for Postgres {
                 quote(table)
             ));
         }
-        let rows = self
-            .client
-            .query(
-                "SELECT attname::text, atttypid::regtype::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-                &[&quote(table)],
-            )
-            .map_err(|e| self.pg(&format!("reading the column types of table '{table}'"), e))?;
-        let types: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let types = self.columns(table)?;
         self.int_cols = cols
             .iter()
             .map(|c| {

@@ -964,39 +964,9 @@ impl Scan<'_> {
     /// text (`1.50`) comes back with it. Anything else (out of range too) is `None` and moves
     /// nothing.
     fn number(&mut self) -> Option<Value> {
-        let b = self.b;
-        let digits = |j: usize| {
-            b[j.min(b.len())..]
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count()
-        };
-        let mut j = self.i + usize::from(b.get(self.i) == Some(&b'-'));
-        let n = digits(j);
-        if n == 0 || (b[j] == b'0' && n > 1) {
-            return None;
-        }
-        j += n;
-        if b.get(j) == Some(&b'.') {
-            let n = digits(j + 1);
-            if n == 0 {
-                return None;
-            }
-            j += 1 + n;
-        }
-        if matches!(b.get(j), Some(b'e' | b'E')) {
-            j += 1;
-            if matches!(b.get(j), Some(b'+' | b'-')) {
-                j += 1;
-            }
-            let n = digits(j);
-            if n == 0 {
-                return None;
-            }
-            j += n;
-        }
-        let v = Value::from_number_text(self.text.get(self.i..j)?)?;
-        self.i = j;
+        let n = crate::value::number_len(self.b.get(self.i..)?)?;
+        let v = Value::from_number_text(self.text.get(self.i..self.i + n)?)?;
+        self.i += n;
         Some(v)
     }
 

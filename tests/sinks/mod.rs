@@ -874,20 +874,21 @@ fn postgres_rows_and_upserts() {
 }
 
 /// Numbers that kept their input text go to PostgreSQL as that text, so `numeric` keeps
-/// `415.50`'s scale and `text` its characters; integer columns get the number's canonical text
-/// (`1.0` and `1e3` are integers there).
+/// `415.50`'s scale and `text` its characters; integer columns get an integral number's digits
+/// (`1.0` and `1e3` are integers there, and so are `1e16` and a computed 2e16, which print with
+/// an exponent elsewhere).
 #[test]
 fn postgres_numeric_and_text_columns_keep_number_text() {
     let Some(url) = pg_db("texts") else { return };
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_err(&url);
     c.batch_execute(
-        "CREATE TABLE nums (id bigint, num numeric, t text, f double precision, i integer, j jsonb)",
+        "CREATE TABLE nums (id bigint, num numeric, t text, f double precision, i integer, j jsonb, b bigint)",
     )
     .unwrap();
     let p = Proj::new();
     p.write(
         "in.jsonl",
-        "{\"id\":1,\"x\":415.50,\"n\":1.0}\n{\"id\":2,\"x\":-0,\"n\":1e3}\n{\"id\":3,\"x\":2.5,\"n\":7}\n",
+        "{\"id\":1,\"x\":415.50,\"n\":1.0,\"b\":1e16}\n{\"id\":2,\"x\":-0,\"n\":1e3,\"b\":-0}\n{\"id\":3,\"x\":2.5,\"n\":7,\"b\":20000000000000000.0}\n{\"id\":4,\"x\":1,\"n\":1,\"b\":1e4}\n",
     );
     p.write(
         "p.toml",
@@ -899,7 +900,7 @@ path = "in.jsonl"
 [transforms.m]
 type = "map"
 inputs = ["in"]
-expr = "{{id, num: .x, t: .x, f: .x, i: .n, j: [.x]}}"
+expr = "{{id, num: .x, t: .x, f: .x, i: .n, j: [.x], b: (if .id == 4 then .b * 2e12 else .b end)}}"
 [sinks.db]
 type = "postgres"
 inputs = ["m"]
@@ -912,12 +913,13 @@ table = "nums"
     assert_eq!(
         pg_dump(
             &url,
-            "SELECT id, num::text, t, f, i, j::text FROM nums ORDER BY id"
+            "SELECT id, num::text, t, f, i, j::text, b FROM nums ORDER BY id"
         ),
         [
-            r#"{"id":1,"num":"415.50","t":"415.50","f":415.5,"i":1,"j":"[415.50]"}"#,
-            r#"{"id":2,"num":"0","t":"-0","f":-0,"i":1000,"j":"[0]"}"#,
-            r#"{"id":3,"num":"2.5","t":"2.5","f":2.5,"i":7,"j":"[2.5]"}"#,
+            r#"{"id":1,"num":"415.50","t":"415.50","f":415.5,"i":1,"j":"[415.50]","b":10000000000000000}"#,
+            r#"{"id":2,"num":"0","t":"-0","f":-0,"i":1000,"j":"[0]","b":0}"#,
+            r#"{"id":3,"num":"2.5","t":"2.5","f":2.5,"i":7,"j":"[2.5]","b":20000000000000000}"#,
+            r#"{"id":4,"num":"1","t":"1","f":1,"i":1,"j":"[1]","b":20000000000000000}"#,
         ]
     );
 }
