@@ -339,9 +339,14 @@ fn stage_loop(
                 let msg = match inputs[i].try_recv() {
                     Ok(m) => m,
                     Err(_) => {
-                        // About to wait: send what is buffered so downstream is not starved.
-                        if let Some(s) = out_seq.take() {
-                            out.flush_batch(s, true)?;
+                        // About to wait: send what is buffered so downstream is not starved,
+                        // but no progress marker. This input may still bring records of
+                        // batch `s`, so an empty batch `s` ("nothing more up to the end of
+                        // `s`") would be untrue, and a merge downstream would order by thread
+                        // timing. A non-empty batch promises nothing: the merge waits for the
+                        // next message. The marker goes out when the merge here passes `s`.
+                        if let Some(s) = out_seq {
+                            out.flush(s)?;
                         }
                         recv(&inputs[i], control, op)?
                     }
