@@ -118,7 +118,7 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 ref_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')
 echo "crashtest: uninterrupted run took ${ref_ms} ms"
-if [ "$("$W" inspect "$tmp/ref/p.toml" | grep -c '"combined"')" != 2 ]; then
+if [ "$("$W" inspect "$tmp/ref/p.toml" | grep -c '"folded"')" != 2 ]; then
   echo "crashtest: the clean sources' lines were not folded by the parse workers"; exit 1
 fi
 

@@ -149,7 +149,7 @@ pub(super) fn build(
                                 parse_threads: a.plan.parse_threads,
                                 job_bytes: a.plan.job_bytes,
                                 pushdown: a.plan.sources[i].pushdown.clone(),
-                                combine: a.plan.sources[i].fold.clone(),
+                                folding: a.plan.sources[i].fold.clone(),
                             },
                             ctx.clone(),
                             restored_st,

@@ -46,15 +46,15 @@ pub enum Msg {
     Barrier(u64),
     End(EndKind),
     /// Counts and sums per key that a source's parse workers folded for the `aggregate` or
-    /// `window` that is its only consumer, in place of the records (see `sources::combine`).
-    Partial(Partial),
+    /// `window` that is its only consumer, in place of the records (see `sources::folding`).
+    Folded(FoldedTables),
 }
 
 /// `records` input records folded into per-worker tables.
 #[derive(Debug, Clone)]
-pub struct Partial {
+pub struct FoldedTables {
     pub records: u64,
-    pub tables: Vec<crate::sources::combine::Table>,
+    pub tables: Vec<crate::sources::folding::Table>,
     /// For a window: how many of the records were late, and the largest event time of all
     /// records folded so far, which sets the watermark.
     pub late: u64,

@@ -52,13 +52,13 @@ fn filter_pushdown(
 /// must be tumbling on a single time field, without allowed lateness or a `.late` output,
 /// and feed only sinks that read nothing else: sinks ignore which record made a window fire
 /// (its origin and batch number), which folding cannot tell. Whether each line can be folded
-/// is decided as it is read (see `sources::combine`).
-fn combine_pushdown(
+/// is decided as it is read (see `sources::folding`).
+fn fold_pushdown(
     spec: &PipelineSpec,
     g: &Graph,
     source: usize,
-) -> Option<crate::sources::combine::CombineSpec> {
-    use crate::sources::combine::CombineSpec;
+) -> Option<crate::sources::folding::FoldSpec> {
+    use crate::sources::folding::FoldSpec;
     use crate::transforms::aggs::{parse_agg, Func};
     let (to, config) = sole_consumer(spec, g, source)?;
     if g.nodes[to].inputs.len() != 1 {
@@ -93,10 +93,7 @@ fn combine_pushdown(
             {
                 return None;
             }
-            Some(CombineSpec::new(
-                &field(c.key.as_deref()?)?,
-                &funcs(&c.aggs)?,
-            ))
+            Some(FoldSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?))
         }
         NodeConfig::Window(c) => {
             let ms = |d: &Option<String>| match d {
@@ -128,7 +125,7 @@ fn combine_pushdown(
             }
             let unit = c.time_unit.unwrap_or_default();
             Some(
-                CombineSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?).tumbling(
+                FoldSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?).tumbling(
                     &field(&c.time)?,
                     unit,
                     size,
@@ -149,7 +146,7 @@ pub struct SourcePlan {
     /// The filter the parse workers run, and its node.
     pub pushdown: Option<(crate::expr::Expr, usize)>,
     /// The counts and sums the parse workers fold.
-    pub fold: Option<std::sync::Arc<crate::sources::combine::CombineSpec>>,
+    pub fold: Option<std::sync::Arc<crate::sources::folding::FoldSpec>>,
 }
 
 pub struct Plan {
@@ -175,7 +172,7 @@ impl Plan {
                 SourcePlan {
                     fields: projections.get_mut(i).and_then(Option::take),
                     pushdown: filter_pushdown(spec, g, i),
-                    fold: combine_pushdown(spec, g, i).map(std::sync::Arc::new),
+                    fold: fold_pushdown(spec, g, i).map(std::sync::Arc::new),
                 }
             })
             .collect();

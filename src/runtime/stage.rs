@@ -5,7 +5,7 @@
 use super::align::Alignment;
 use super::context::{Context, Report};
 use super::merge::{Merge, Step};
-use super::message::{Batch, EndKind, Msg, Origin, Partial, Record, END_SEQ};
+use super::message::{Batch, EndKind, FoldedTables, Msg, Origin, Record, END_SEQ};
 use crate::error::Error;
 use crate::pipeline::spec::OnError;
 use crate::value::{Map, Str, Value};
@@ -66,7 +66,7 @@ pub trait Operator: Send {
     fn process(&mut self, input: usize, batch: Batch, out: &mut Output) -> StageResult;
 
     /// Counts and sums folded upstream (only `aggregate` and `window` are ever sent them).
-    fn partial(&mut self, _p: Partial, _out: &mut Output) -> StageResult {
+    fn folded(&mut self, _p: FoldedTables, _out: &mut Output) -> StageResult {
         Err(Stop::Failed(Error::runtime(
             "internal: folded counts sent to a node that does not aggregate",
         )))
@@ -271,11 +271,11 @@ impl Output {
         self.flush_batch(seq, false)
     }
 
-    /// Sends folded counts (see `sources::combine`) to the main output, which is one
+    /// Sends folded counts (see `sources::folding`) to the main output, which is one
     /// aggregate or window.
-    pub fn send_partial(&mut self, p: Partial) -> StageResult {
+    pub fn send_folded(&mut self, p: FoldedTables) -> StageResult {
         self.ctx.stats[self.node].add_out(p.records as usize);
-        send_all(&self.main, Msg::Partial(p))
+        send_all(&self.main, Msg::Folded(p))
     }
 
     /// Sends a control message (watermark, barrier, end) on every outgoing channel.
@@ -363,14 +363,14 @@ fn stage_loop(
                         }
                         merge.push(i, b.seq, b.records);
                     }
-                    Msg::Partial(p) => {
+                    Msg::Folded(p) => {
                         if n != 1 {
                             return Err(Stop::Failed(Error::runtime(
                                 "internal: folded counts sent to a node with several inputs",
                             )));
                         }
                         ctx.stats[node].add_in(p.records as usize);
-                        op.partial(p, out)?;
+                        op.folded(p, out)?;
                         // A window fires what the folded records' watermark reached.
                         out.flush_batch(last_seq, false)?;
                     }

@@ -2,9 +2,9 @@
 //! input records, inject checkpoint barriers at the batch the coordinator asked for, and stop
 //! cleanly at end of input or on a signal.
 
-pub mod combine;
 pub mod file;
 mod flat_json;
+pub mod folding;
 pub mod formats;
 pub mod generate;
 mod sigbus;
@@ -37,7 +37,7 @@ pub trait Source: Send {
     /// Offsets as of the last record read, for a checkpoint.
     fn snapshot(&mut self) -> Result<Vec<u8>, Error>;
 
-    /// Sends what was read but is still held back (folded counts, see `combine`), before a
+    /// Sends what was read but is still held back (folded counts, see `folding`), before a
     /// barrier or the end. Returns how many input records that consumed (which the source
     /// has counted in its stats already).
     fn settle(&mut self, _out: &mut Output) -> StageResult<usize> {

@@ -15,7 +15,7 @@ use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
 use crate::pipeline::spec::Emit;
 use crate::runtime::context::Context;
-use crate::runtime::message::{Batch, Origin, Partial, Record, END_SEQ};
+use crate::runtime::message::{Batch, FoldedTables, Origin, Record, END_SEQ};
 use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::value::{Map, Str, Value};
 
@@ -191,7 +191,7 @@ impl Operator for Aggregate {
         Ok(())
     }
 
-    fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
+    fn folded(&mut self, p: FoldedTables, out: &mut Output) -> StageResult {
         self.materialize(&out.ctx)?;
         each_folded(p, self.specs.len(), |k, vals| self.fold(k, vals))
     }
@@ -254,7 +254,7 @@ impl Aggregate {
 /// Each key's counts and sums in the tables of `p` (folded by the source's parse workers,
 /// `width` a key), to `each`.
 fn each_folded(
-    p: Partial,
+    p: FoldedTables,
     width: usize,
     mut each: impl FnMut(Str, &[i64]) -> StageResult,
 ) -> StageResult {

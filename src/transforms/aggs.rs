@@ -202,7 +202,7 @@ impl Acc {
         }
     }
 
-    /// Adds a count or an integer sum folded elsewhere (`sources::combine`).
+    /// Adds a count or an integer sum folded elsewhere (`sources::folding`).
     pub fn add_folded(&mut self, v: i64) {
         match self {
             Acc::Count(n) => *n += v as u64,

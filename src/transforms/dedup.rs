@@ -12,7 +12,7 @@ use super::keygroup::{check_max, key_group, next_group, read_levels};
 use super::parallel::{walk, Chunk, Evals, Out, Routes, Share, Split};
 use crate::error::Error;
 use crate::expr::Expr;
-use crate::runtime::message::{Batch, Partial, Record};
+use crate::runtime::message::{Batch, FoldedTables, Record};
 use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::time::TimeExpr;
 use crate::value::Value;
@@ -387,9 +387,9 @@ impl Split for Dedup {
         Ok(Dedup::purge_due(r.clock, &mut r.purged_at, r.ttl))
     }
 
-    fn route_partial(
+    fn route_folded(
         _r: &mut Router,
-        _p: Partial,
+        _p: FoldedTables,
         _out: &mut Output,
         _to: &mut Routes<Item>,
     ) -> StageResult<Option<i64>> {

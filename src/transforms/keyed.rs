@@ -197,7 +197,7 @@ impl Column {
         self.put(r, acc);
     }
 
-    /// Folds in a count or an integer sum made elsewhere (`sources::combine`), as merging the
+    /// Folds in a count or an integer sum made elsewhere (`sources::folding`), as merging the
     /// accumulator of those records would.
     fn fold(&mut self, r: usize, v: i64) {
         match self {
@@ -551,7 +551,7 @@ impl Keyed {
     }
 
     /// Folds one key's counts and sums from a parse worker's table into row `r`: one value
-    /// per column, each column a `count` or a `sum` (see `sources::combine`).
+    /// per column, each column a `count` or a `sum` (see `sources::folding`).
     pub fn fold(&mut self, r: usize, vals: &[i64]) {
         for (c, &v) in self.rows.cols.iter_mut().zip(vals) {
             c.fold(r, v);

@@ -27,7 +27,7 @@
 
 use super::keygroup::{instance_of, key_group};
 use crate::error::Error;
-use crate::runtime::message::{Batch, Partial, Record};
+use crate::runtime::message::{Batch, FoldedTables, Record};
 use crate::runtime::stage::{DeferredSnapshot, Operator, Output, StageResult, Stop};
 use crate::value::Value;
 use crossbeam_channel::{Receiver, Sender};
@@ -201,9 +201,9 @@ pub trait Split: Operator + Sized + 'static {
     ) -> StageResult<Self::Shared>;
 
     /// The same for counts and sums folded upstream.
-    fn route_partial(
+    fn route_folded(
         r: &mut Self::Router,
-        p: Partial,
+        p: FoldedTables,
         out: &mut Output,
         to: &mut Routes<Self::Item>,
     ) -> StageResult<Self::Shared>;
@@ -688,9 +688,9 @@ impl<S: Split> Operator for Parallel<S> {
         self.apply(shared?, out)
     }
 
-    fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
+    fn folded(&mut self, p: FoldedTables, out: &mut Output) -> StageResult {
         self.materialize()?;
-        let shared = S::route_partial(&mut self.router, p, out, &mut self.routes)?;
+        let shared = S::route_folded(&mut self.router, p, out, &mut self.routes)?;
         self.apply(shared, out)
     }
 

@@ -23,7 +23,7 @@ use super::parallel::Out;
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::graph::BATCH_SIZE;
-use crate::runtime::message::{Batch, Origin, Partial, Record, END_SEQ};
+use crate::runtime::message::{Batch, FoldedTables, Origin, Record, END_SEQ};
 use crate::runtime::stage::{Operator, Output, StageResult, Stop};
 use crate::time::window::{sessions_meet, Assigner};
 use crate::time::{format_millis, TimeExpr};
@@ -450,10 +450,10 @@ impl Operator for Window {
     }
 
     /// Counts and sums per window end and key that the source's parse workers folded (see
-    /// `sources::combine`): the windows take them, then the watermark moves to where the
+    /// `sources::folding`): the windows take them, then the watermark moves to where the
     /// last of the records would have moved it, firing what it passes. The source has made
     /// sure no folded record was late, so every window they reach is still open.
-    fn partial(&mut self, p: Partial, out: &mut Output) -> StageResult {
+    fn folded(&mut self, p: FoldedTables, out: &mut Output) -> StageResult {
         let size = folded_size(&self.assigner)?;
         let (width, wm) = (self.specs.len(), self.wm);
         each_folded(p.tables, width, wm, |k, end, vals| {
@@ -502,7 +502,7 @@ fn folded_size(a: &Assigner) -> StageResult<i64> {
 /// key) with the end of their window, to `each`. The source has made sure no folded record
 /// was late at watermark `wm`.
 fn each_folded(
-    tables: Vec<crate::sources::combine::Table>,
+    tables: Vec<crate::sources::folding::Table>,
     width: usize,
     wm: i64,
     mut each: impl FnMut(Str, i64, &[i64]),

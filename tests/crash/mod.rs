@@ -210,7 +210,7 @@ fn crash_with_the_filter_run_by_the_parse_workers() {
 
 /// A source whose only consumer is an aggregate of counts and integer sums (or, with
 /// `window`, a tumbling window of them, 10 s long, on times up to 2 s out of order), so the
-/// parse workers fold its lines (`sources::combine`); `odd_at` puts a float, which cannot be
+/// parse workers fold its lines (`sources::folding`); `odd_at` puts a float, which cannot be
 /// folded, at that line.
 fn folding_pipeline(dir: &Path, odd_at: Option<u32>, window: bool) {
     let mut data = String::new();
@@ -291,7 +291,7 @@ fn crash_while_folding(window: bool, lines: usize) {
         let want = read_out(r.path(), "out/users.csv");
         let n = want.iter().filter(|&&b| b == b'\n').count();
         assert!((lines..lines + 40).contains(&n), "{n}");
-        let folded = inspect(r.path()).contains("\"combined\":200000");
+        let folded = inspect(r.path()).contains("\"folded\":200000");
         assert_eq!(folded, odd_at.is_none(), "{}", inspect(r.path()));
         for (point, nth) in [("checkpoint-after-write", 3), ("atomic-before-rename", 5)] {
             let d = tempfile::tempdir().unwrap();
@@ -305,7 +305,7 @@ fn crash_while_folding(window: bool, lines: usize) {
                 got.len(),
                 want.len()
             );
-            let folded = inspect(d.path()).contains("\"combined\":200000");
+            let folded = inspect(d.path()).contains("\"folded\":200000");
             assert_eq!(folded, odd_at.is_none(), "{}", inspect(d.path()));
         }
     }
@@ -354,7 +354,7 @@ fn resuming_a_checkpoint_made_record_by_record_never_folds() {
     let got = std::fs::read_to_string(d.path().join("o.jsonl")).unwrap();
     // The float 1e16 prints as jq prints it.
     assert_eq!(got, "{\"key\":\"a\",\"n\":8001,\"b\":1e+16}\n");
-    assert!(!inspect(d.path()).contains("\"combined\""));
+    assert!(!inspect(d.path()).contains("\"folded\""));
 }
 
 #[test]

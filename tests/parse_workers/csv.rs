@@ -220,12 +220,8 @@ fn a_parallel_csv_run_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_ru
         let o = run_weir(q.root(), &["inspect", "p.toml"], None);
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    assert!(inspect(&reference).contains("\"combined\":30000"));
-    assert!(
-        inspect(&p).contains("\"combined\":30000"),
-        "{}",
-        inspect(&p)
-    );
+    assert!(inspect(&reference).contains("\"folded\":30000"));
+    assert!(inspect(&p).contains("\"folded\":30000"), "{}", inspect(&p));
 }
 
 /// 30,000 rows a CSV corpus might hold: a time (RFC 3339 or epoch seconds, a few seconds out of
@@ -322,7 +318,7 @@ fn csv_folded_for_an_aggregate_or_a_window_gives_what_record_by_record_gives() {
                 runs.push((threads, job, r));
             }
             let (_, _, want) = &runs[0];
-            assert!(!want.state.contains("\"combined\""), "{}", want.state);
+            assert!(!want.state.contains("\"folded\""), "{}", want.state);
             for (threads, job, got) in &runs[1..] {
                 let what = format!("{row:?}, {threads} workers, {job}-byte jobs");
                 assert!(got.out == want.out, "{what}: output differs");
@@ -333,7 +329,7 @@ fn csv_folded_for_an_aggregate_or_a_window_gives_what_record_by_record_gives() {
             // every row folds.
             let folded = &runs[1].2.state;
             if let Some(folds) = folds {
-                assert_eq!(folded.contains("\"combined\":"), folds, "{row:?}: {folded}");
+                assert_eq!(folded.contains("\"folded\":"), folds, "{row:?}: {folded}");
             }
         }
     }

@@ -277,8 +277,8 @@ path = "o.jsonl"
         assert!(a.out == b.out, "{case}: output differs");
         assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
         assert_eq!(a.counts, b.counts, "{case}: stats differ");
-        assert!(!a.state.contains("\"combined\""), "{case}: {}", a.state);
-        let folded = b.state.contains("\"combined\":50000");
+        assert!(!a.state.contains("\"folded\""), "{case}: {}", a.state);
+        let folded = b.state.contains("\"folded\":50000");
         assert_eq!(folded, at.is_none(), "{case}: {}", b.state);
         let out = String::from_utf8_lossy(&a.out).into_owned();
         // `big` and u0..u306, and key 17 where it is given.
@@ -316,7 +316,7 @@ fn folding_more_keys_than_a_table_holds_ends_epochs_early_and_gives_the_same_out
     assert!(runs[0].out == runs[1].out, "output differs");
     assert_eq!(runs[0].counts, runs[1].counts, "stats differ");
     assert!(
-        runs[1].state.contains("\"combined\":200000"),
+        runs[1].state.contains("\"folded\":200000"),
         "{}",
         runs[1].state
     );
@@ -469,7 +469,7 @@ fn a_window_folded_by_the_parse_workers_gives_what_record_by_record_gives() {
         assert!(a.out == b.out, "{case}: output differs");
         assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
         assert_eq!(a.counts, b.counts, "{case}: stats differ");
-        assert!(!a.state.contains("\"combined\""), "{case}: {}", a.state);
+        assert!(!a.state.contains("\"folded\""), "{case}: {}", a.state);
         // The window's watermark and largest time end where record by record left them.
         let win = |s: &str| -> String {
             let at = s.find("\"node\": \"win\"").expect("the window's state");
@@ -477,7 +477,7 @@ fn a_window_folded_by_the_parse_workers_gives_what_record_by_record_gives() {
         };
         assert_eq!(win(&a.state), win(&b.state), "{case}");
         if let Some(folds) = c.folds {
-            let folded = b.state.contains("\"combined\":60000");
+            let folded = b.state.contains("\"folded\":60000");
             assert_eq!(folded, folds, "{case}: {}", b.state);
         }
         assert_eq!(a.counts[1].3 > 0, c.has_late, "{case}: {:?}", a.counts);
@@ -520,7 +520,7 @@ fn a_window_is_not_folded_where_folding_would_show() {
         let ((a, a_late), (b, b_late)) = (&runs[0], &runs[1]);
         assert!(a.out == b.out && a_late == b_late, "{toml}: output differs");
         assert_eq!(a.counts, b.counts, "{toml}");
-        assert!(!b.state.contains("\"combined\""), "{toml}: {}", b.state);
+        assert!(!b.state.contains("\"folded\""), "{toml}: {}", b.state);
         assert_eq!(toml.contains("late.jsonl"), !a_late.is_empty(), "{toml}");
     }
 }

@@ -31,7 +31,7 @@ impl FileSource {
         }
         if self.csv.is_none() {
             // Records go out one by one: the aggregate's state is no longer all folded.
-            if self.combine.is_some() {
+            if self.folding.is_some() {
                 self.stop_folding();
             }
             // A byte order mark at the start is skipped by the reader as it first fills
@@ -279,7 +279,7 @@ impl FileSource {
         let Some(layout) = self.csv_layout() else {
             return Ok((0, ReadStatus::More));
         };
-        if self.combine.is_some() {
+        if self.folding.is_some() {
             return self.read_folded(out, map);
         }
         let start = self.reader.as_ref().map_or(0, |r| r.start);

@@ -12,8 +12,8 @@
 //! and the next job is used only if it starts exactly there (see `FileSource::read_csv_pooled`);
 //! otherwise the jobs in flight are dropped and cut again from where the row ended.
 
-use crate::sources::combine::{Ack, CombineSpec, JobFold, Table};
 use crate::sources::flat_json::Scalar;
+use crate::sources::folding::{Ack, FoldSpec, JobFold, Table};
 use crate::sources::formats::infer;
 use crate::value::{Map, Str, Value};
 
@@ -580,12 +580,12 @@ pub(super) fn parse_job(
     CsvJob { start, rows }
 }
 
-/// Fields of `CombineSpec` a CSV row can be folded for (the key, sums, a time): more is
+/// Fields of `FoldSpec` a CSV row can be folded for (the key, sums, a time): more is
 /// irregular.
 const MAX_FOLD_FIELDS: usize = 8;
 
 /// Folds the rows of a CSV job into `table` for the aggregate or window downstream (see
-/// `combine`), from `start` to the row that reaches `end` or beyond, as `parse_job` reads
+/// `folding`), from `start` to the row that reaches `end` or beyond, as `parse_job` reads
 /// them. A row folds only when it is a record `CsvLayout::row` would build and its cells are
 /// what a JSON line must hold to fold: a string key (a cell inference leaves a string), counts,
 /// sums of integers in `0..2^32`, a window time that is an RFC 3339 string or an integer. A
@@ -597,7 +597,7 @@ pub(super) fn fold_job(
     end: usize,
     layout: &CsvLayout,
     rr: &mut RowReader,
-    spec: &CombineSpec,
+    spec: &FoldSpec,
     table: &mut Table,
 ) -> Ack {
     // The last column of a name is the one a record keeps (`Map::insert`).

@@ -60,7 +60,7 @@ fn run(path: &std::path::Path, s: &Setup, threads: usize, job_bytes: usize) -> R
         job_bytes,
         // Only the pool runs a pushed-down filter; the sequential run is filtered below.
         pushdown: if threads > 0 { pushdown.clone() } else { None },
-        combine: None,
+        folding: None,
     };
     let mut src = FileSource::new(settings, ctx.clone(), None).expect("source starts");
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -308,10 +308,10 @@ fn jobs_are_cut_outside_quotes() {
 
 /// Folds `text` (after its header row) as a worker folds a CSV job for an aggregate keyed by
 /// `user` counting and summing `bytes`.
-fn fold_csv(text: &[u8]) -> (crate::sources::combine::Ack, crate::sources::combine::Table) {
+fn fold_csv(text: &[u8]) -> (crate::sources::folding::Ack, crate::sources::folding::Table) {
     use super::csv_rows::{fold_job, CsvLayout, RowReader};
-    use crate::sources::combine::{CombineSpec, Table};
-    let spec = CombineSpec::new(&Str::new("user"), &[None, Some(Str::new("bytes"))]);
+    use crate::sources::folding::{FoldSpec, Table};
+    let spec = FoldSpec::new(&Str::new("user"), &[None, Some(Str::new("bytes"))]);
     let header = [Str::new("user"), Str::new("bytes"), Str::new("x")];
     let layout = CsvLayout::new(&header, None, true, b',');
     let mut t = Table::default();
@@ -332,7 +332,7 @@ fn fold_csv(text: &[u8]) -> (crate::sources::combine::Ack, crate::sources::combi
 /// the record reader reads them.
 #[test]
 fn csv_rows_fold_as_their_records_would() {
-    use crate::sources::combine::{Ack, Folded};
+    use crate::sources::folding::{Ack, Folded};
     let text = b"b,5,q\r\na,7,\"x\ny, \"\"z\"\"\"\n\r\nb,4294967295,\n\"b\",0,\"\"";
     let (ack, t) = fold_csv(text);
     let Ack::Folded(f) = ack else {

@@ -1,4 +1,4 @@
-//! The parse workers: threads that decode (or fold, see `sources::combine`) the JSON lines
+//! The parse workers: threads that decode (or fold, see `sources::folding`) the JSON lines
 //! or the CSV rows (see `csv_rows`) of a mapped file ahead of the read position, or decode the
 //! later part of a batch of another input while the source decodes the earlier part (`fork`,
 //! `join`). Results come back in input order, so what leaves the source never depends on
@@ -6,16 +6,16 @@
 
 use super::csv_rows::{self, CsvJob, CsvLayout, RowReader};
 use super::prefilter::Prefilter;
-use crate::sources::combine::{fold_range, Ack, CombineSpec, Folded, Table};
+use crate::sources::folding::{fold_range, Ack, FoldSpec, Folded, Table};
 use crate::sources::formats::decode_jsonl;
 use crate::value::Value;
 use crossbeam_channel::{bounded, Receiver};
 use std::sync::Arc;
 
-pub(super) struct Combining {
-    pub(super) spec: Arc<CombineSpec>,
+pub(super) struct Folding {
+    pub(super) spec: Arc<FoldSpec>,
     /// Lines folded and sent over the life of the state.
-    pub(super) combined: u64,
+    pub(super) folded: u64,
     /// For a window: the largest event time in the lines sent.
     pub(super) max_time: Option<i64>,
     /// The epoch: lines (records) and bytes folded since the tables were last sent, from the
@@ -29,7 +29,7 @@ pub(super) struct Combining {
     pub(super) epoch_max_time: Option<i64>,
 }
 
-impl Combining {
+impl Folding {
     /// Whether a job cut to start at `at` starts where the epoch's jobs taken back so far end
     /// (the epoch started at `start`): a CSV job may have been cut inside a row, which the row
     /// before it then reads to its end (see `csv_rows`); a JSON job always does.
@@ -189,7 +189,7 @@ pub(super) enum PoolJob {
     Csv(Range, Arc<CsvLayout>),
     /// Fold them into the worker's table (see `csv_rows::fold_job`).
     FoldCsv(Range, Arc<CsvLayout>),
-    /// Fold the lines into the worker's table (see `combine`).
+    /// Fold the lines into the worker's table (see `folding`).
     Fold(Range),
     /// Hand the table over and start a new one.
     Flush,
@@ -219,7 +219,7 @@ pub(super) const POOL_DEPTH: usize = 2;
 pub(super) enum Work<'a> {
     /// JSON lines to decode.
     Decode,
-    /// JSON lines to fold (see `combine`).
+    /// JSON lines to fold (see `folding`).
     Fold,
     /// CSV rows of a file with this header, cut where quoting allows (`csv_rows::cut`).
     Csv(&'a Arc<CsvLayout>),
@@ -233,7 +233,7 @@ impl DecodePool {
         job_bytes: usize,
         projector: Option<crate::value::Projector>,
         filter: Option<crate::expr::Expr>,
-        combine: Option<Arc<CombineSpec>>,
+        folding: Option<Arc<FoldSpec>>,
     ) -> DecodePool {
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -241,7 +241,7 @@ impl DecodePool {
             let (res_tx, results) = bounded::<PoolReply>(POOL_DEPTH);
             let projector = projector.clone();
             let filter = filter.clone();
-            let combine = combine.clone();
+            let folding = folding.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
@@ -269,11 +269,11 @@ impl DecodePool {
                                 filter.as_ref(),
                                 prefilter.as_mut(),
                             )),
-                            PoolJob::Fold(j) => PoolReply::Folded(match &combine {
+                            PoolJob::Fold(j) => PoolReply::Folded(match &folding {
                                 Some(spec) => fold_range(&j.map, j.start, j.end, spec, &mut table),
                                 None => Ack::Irregular,
                             }),
-                            PoolJob::FoldCsv(j, layout) => PoolReply::Folded(match &combine {
+                            PoolJob::FoldCsv(j, layout) => PoolReply::Folded(match &folding {
                                 Some(spec) => {
                                     let rr = RowReader::reuse(&mut rows, layout.delim);
                                     csv_rows::fold_job(

@@ -1,19 +1,19 @@
 //! Folding lines (JSON lines, or CSV rows: see `csv_rows::fold_job`) for the aggregate
-//! downstream (see `sources::combine`): the source hands jobs to the parse workers to fold,
-//! and sends their tables as one partial at the end of each epoch, or stops folding for good
+//! downstream (see `sources::folding`): the source hands jobs to the parse workers to fold,
+//! and sends their tables as one `FoldedTables` at the end of each epoch, or stops folding for good
 //! and reads the epoch again record by record.
 
 use super::decode_pool::Work;
 use super::FileSource;
 use crate::pipeline::spec::Format;
-use crate::runtime::message::Partial;
+use crate::runtime::message::FoldedTables;
 use crate::runtime::stage::{Output, StageResult};
-use crate::sources::combine::{Ack, EPOCH_LINES, MAX_COMBINED};
+use crate::sources::folding::{Ack, EPOCH_LINES, MAX_FOLDED};
 use crate::sources::{ReadStatus, Source};
 use std::sync::Arc;
 
 impl FileSource {
-    /// `read_lines` while folding (see `combine`): hands jobs to the pool to fold, takes one
+    /// `read_lines` while folding (see `folding`): hands jobs to the pool to fold, takes one
     /// job's report per call, and sends the tables when the epoch ends (a full table, the
     /// epoch's line limit, the end of the file; checkpoints end it through `settle`). Until
     /// then it reports nothing consumed, so nothing moves but the jobs.
@@ -39,13 +39,13 @@ impl FileSource {
             None => Work::Fold,
         };
         self.start_pool();
-        let (Some(c), Some(pool)) = (self.combine.as_mut(), self.pool.as_mut()) else {
+        let (Some(c), Some(pool)) = (self.folding.as_mut(), self.pool.as_mut()) else {
             return Ok((0, ReadStatus::More));
         };
         if c.bytes == 0 && pool.inflight.is_empty() {
-            // A new epoch, which must fit in what may still be folded (see `MAX_COMBINED`;
+            // A new epoch, which must fit in what may still be folded (see `MAX_FOLDED`;
             // the jobs in flight when an epoch ends can add at most `EPOCH_LINES` again).
-            if c.combined + 2 * EPOCH_LINES > MAX_COMBINED {
+            if c.folded + 2 * EPOCH_LINES > MAX_FOLDED {
                 self.stop_folding();
                 return Ok((0, ReadStatus::More));
             }
@@ -61,7 +61,7 @@ impl FileSource {
             None => {
                 // Everything is folded: the file is done once the tables are out.
                 let n = self.settle(out)?;
-                if self.combine.is_none() {
+                if self.folding.is_none() {
                     return Ok((0, ReadStatus::More));
                 }
                 Ok((n, ReadStatus::Eof))
@@ -90,7 +90,7 @@ impl FileSource {
     /// record by record from the read position, which has not moved since the epoch began.
     pub(super) fn stop_folding(&mut self) {
         // The epoch's lines were counted as they were folded; they count again when read.
-        if let Some(c) = self.combine.take() {
+        if let Some(c) = self.folding.take() {
             self.ctx.stats[self.s.node]
                 .records_in
                 .fetch_sub(c.lines, std::sync::atomic::Ordering::Relaxed);
@@ -105,7 +105,7 @@ impl FileSource {
     /// position past the lines they hold. Returns how many input records that was (none if
     /// a line turned out irregular: then folding stops and the epoch is read again).
     pub(super) fn settle_epoch(&mut self, out: &mut Output) -> StageResult<usize> {
-        let (Some(c), Some(pool)) = (self.combine.as_mut(), self.pool.as_mut()) else {
+        let (Some(c), Some(pool)) = (self.folding.as_mut(), self.pool.as_mut()) else {
             return Ok(0);
         };
         if c.bytes == 0 && pool.inflight.is_empty() {
@@ -127,7 +127,7 @@ impl FileSource {
             return Ok(0);
         };
         let (lines, file_lines, bytes, late) = (c.lines, c.file_lines, c.bytes, c.late);
-        c.combined += lines;
+        c.folded += lines;
         c.max_time = c.epoch_max_time;
         c.lines = 0;
         c.file_lines = 0;
@@ -135,7 +135,7 @@ impl FileSource {
         c.late = 0;
         let max_time = c.max_time;
         self.advance(file_lines, bytes);
-        out.send_partial(Partial {
+        out.send_folded(FoldedTables {
             records: lines,
             tables,
             late,

@@ -26,7 +26,7 @@ impl FileSource {
         if jsonl && self.s.parse_threads > 0 {
             if let Some(Input::Mapped(m)) = self.reader.as_ref().map(|r| &r.input) {
                 let m = m.clone();
-                if self.combine.is_some() {
+                if self.folding.is_some() {
                     return self.read_folded(out, m);
                 }
                 return self.read_lines_pooled(n, out, m);
@@ -60,7 +60,7 @@ impl FileSource {
                 if !lines.is_empty() {
                     // Records go out one by one: the aggregate's state is no longer all
                     // folded.
-                    self.combine = None;
+                    self.folding = None;
                 }
                 if lines.is_empty() {
                     r.scanned = data.len();
@@ -161,7 +161,7 @@ impl FileSource {
                 self.s.job_bytes,
                 self.projector.clone(),
                 self.s.pushdown.as_ref().map(|(e, _)| e.clone()),
-                self.combine.as_ref().map(|c| c.spec.clone()),
+                self.folding.as_ref().map(|c| c.spec.clone()),
             ));
         }
     }

@@ -30,12 +30,12 @@ mod stdin;
 
 use self::csv_rows::{CsvLayout, CsvRow};
 pub use self::decode_pool::POOL_JOB_BYTES;
-use self::decode_pool::{Combining, DecodePool, DecodedLines};
+use self::decode_pool::{DecodePool, DecodedLines, Folding};
 use self::reader::{CsvState, Reader};
 use self::rotation::is_gz;
 pub use self::rotation::FileState;
 pub use self::stdin::StdinState;
-use super::combine::CombineSpec;
+use super::folding::FoldSpec;
 use super::{ReadStatus, Source};
 use crate::error::Error;
 use crate::pipeline::spec::{AtEnd, Format};
@@ -58,13 +58,17 @@ pub struct FileSourceState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<StdinState>,
     /// Lines folded by the parse workers so far, while every line of the state's life was
-    /// (see `combine`); absent once one was not, and in checkpoints from before folding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub combined: Option<u64>,
+    /// (see `folding`); absent once one was not, and in checkpoints from before folding.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "combined")]
+    pub folded: Option<u64>,
     /// Folding for a window: the largest event time folded, which the window's watermark
-    /// follows (see `combine`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub combined_max_time: Option<i64>,
+    /// follows (see `folding`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "combined_max_time"
+    )]
+    pub folded_max_time: Option<i64>,
 }
 
 pub struct FileSourceSettings {
@@ -90,8 +94,8 @@ pub struct FileSourceSettings {
     /// `decode_range` and `runtime::plan::filter_pushdown`).
     pub pushdown: Option<(crate::expr::Expr, usize)>,
     /// The `aggregate` that is this source's only consumer, when the parse workers can fold
-    /// lines for it (see `combine` and `runtime::plan::combine_pushdown`).
-    pub combine: Option<Arc<CombineSpec>>,
+    /// lines for it (see `folding` and `runtime::plan::fold_pushdown`).
+    pub folding: Option<Arc<FoldSpec>>,
 }
 
 pub struct FileSource {
@@ -117,8 +121,8 @@ pub struct FileSource {
     /// The open file's header with what the pipeline reads of its rows, once known (reset
     /// with `header`).
     csv_layout: Option<Arc<CsvLayout>>,
-    /// Folding lines for the aggregate downstream (see `combine`), while it may.
-    combine: Option<Combining>,
+    /// Folding lines for the aggregate downstream (see `folding`), while it may.
+    folding: Option<Folding>,
     /// The open plain file, for its tail fingerprint (see `note_tail`).
     open_file: Option<File>,
     /// The open file's mapping, registered so that a truncation under it is survived (see
@@ -152,30 +156,30 @@ impl FileSource {
             ready: Vec::new().into_iter().zip(Vec::new()),
             csv_ready: Vec::new().into_iter(),
             csv_layout: None,
-            combine: None,
+            folding: None,
             open_file: None,
             map_guard: None,
         };
         // Folding resumes only from a state that was folded all its life (an older
         // checkpoint, or one made record by record, may hold float sums that folding would
         // add to in another order).
-        let (combined, max_time) = match &restored {
+        let (folded, max_time) = match &restored {
             None => (Some(0), None),
-            Some(r) => (r.combined, r.combined_max_time),
+            Some(r) => (r.folded, r.folded_max_time),
         };
-        if let (Some(spec), Some(combined)) = (&src.s.combine, combined) {
+        if let (Some(spec), Some(folded)) = (&src.s.folding, folded) {
             // A window's watermark follows the largest time folded, which a state that folded
             // lines for a window always records.
-            let known = spec.window.is_none() || combined == 0 || max_time.is_some();
+            let known = spec.window.is_none() || folded == 0 || max_time.is_some();
             if known
                 && src.s.pattern != "-"
                 && matches!(src.s.format, Format::Jsonl | Format::Csv | Format::Tsv)
                 && src.s.at_end == AtEnd::Finish
                 && src.s.parse_threads > 0
             {
-                src.combine = Some(Combining {
+                src.folding = Some(Folding {
                     spec: spec.clone(),
-                    combined,
+                    folded,
                     max_time,
                     lines: 0,
                     file_lines: 0,
@@ -407,13 +411,13 @@ impl Source for FileSource {
     }
 
     fn folding(&self) -> bool {
-        self.combine.is_some()
+        self.folding.is_some()
     }
 
     /// A source that may fold feeds one aggregate that emits only at the end, or one window
-    /// that feeds only sinks (`runtime::plan::combine_pushdown`), folding or not.
+    /// that feeds only sinks (`runtime::plan::fold_pushdown`), folding or not.
     fn cut_free(&self) -> bool {
-        self.s.combine.is_some()
+        self.s.folding.is_some()
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
@@ -430,8 +434,8 @@ impl Source for FileSource {
         let st = FileSourceState {
             files: self.files.iter().filter(|f| !f.gone).cloned().collect(),
             stdin: self.stdin.clone(),
-            combined: self.combine.as_ref().map(|c| c.combined),
-            combined_max_time: self.combine.as_ref().and_then(|c| c.max_time),
+            folded: self.folding.as_ref().map(|c| c.folded),
+            folded_max_time: self.folding.as_ref().and_then(|c| c.max_time),
         };
         serde_json::to_vec(&st).map_err(|e| Error::runtime(e.to_string()))
     }
@@ -454,5 +458,21 @@ impl Source for FileSource {
 
     fn at_end(&self) -> AtEnd {
         self.s.at_end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileSourceState;
+
+    /// A checkpoint written before folding had one name reads as it did: its `combined`
+    /// count and time are the `folded` ones, and a new one says `folded`.
+    #[test]
+    fn a_state_that_says_combined_reads_as_folded() {
+        let old: FileSourceState =
+            serde_json::from_str(r#"{"files":[],"combined":5,"combined_max_time":7}"#).unwrap();
+        assert_eq!((old.folded, old.folded_max_time), (Some(5), Some(7)));
+        let new = serde_json::to_string(&old).unwrap();
+        assert_eq!(new, r#"{"files":[],"folded":5,"folded_max_time":7}"#);
     }
 }

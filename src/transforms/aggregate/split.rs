@@ -10,7 +10,7 @@ use super::{
 use crate::error::Error;
 use crate::expr::Expr;
 use crate::pipeline::spec::Emit;
-use crate::runtime::message::{Origin, Partial, Record};
+use crate::runtime::message::{FoldedTables, Origin, Record};
 use crate::runtime::stage::{Output, StageResult};
 use crate::transforms::aggs::AggSpec;
 use crate::transforms::keygroup::key_group;
@@ -127,9 +127,9 @@ impl Split for Aggregate {
         Ok(r.clock)
     }
 
-    fn route_partial(
+    fn route_folded(
         r: &mut Router,
-        p: Partial,
+        p: FoldedTables,
         _out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<i64> {

@@ -137,8 +137,8 @@ impl Run {
         self.drain();
     }
 
-    fn partial(&mut self, p: Partial) {
-        assert!(self.op.partial(p, &mut self.out).is_ok());
+    fn folded(&mut self, p: FoldedTables) {
+        assert!(self.op.folded(p, &mut self.out).is_ok());
         assert!(self.out.flush(99).is_ok());
         self.drain();
     }
@@ -267,14 +267,14 @@ fn any_parallelism_gives_what_one_instance_gives_and_the_same_state() {
     }
 }
 
-fn folded(spec: &crate::sources::combine::CombineSpec, lines: &[String]) -> Partial {
-    use crate::sources::combine::{fold_range, Ack, Table};
+fn folded(spec: &crate::sources::folding::FoldSpec, lines: &[String]) -> FoldedTables {
+    use crate::sources::folding::{fold_range, Ack, Table};
     let text = lines.join("\n");
     let mut t = Table::default();
     let Ack::Folded(f) = fold_range(text.as_bytes(), 0, text.len(), spec, &mut t) else {
         panic!("lines that do not fold")
     };
-    Partial {
+    FoldedTables {
         records: f.lines,
         tables: vec![t],
         late: f.late,
@@ -284,7 +284,7 @@ fn folded(spec: &crate::sources::combine::CombineSpec, lines: &[String]) -> Part
 
 #[test]
 fn folded_counts_reach_the_instance_of_their_key() {
-    use crate::sources::combine::CombineSpec;
+    use crate::sources::folding::FoldSpec;
     use crate::value::Str;
     let line = |i: u64| {
         format!(
@@ -298,10 +298,10 @@ fn folded_counts_reach_the_instance_of_their_key() {
     let window = "type = \"window\"\nkey = \".k\"\ntime = \".ts\"\nsize = \"10s\"\nout_of_orderness = \"1s\"\naggs = { n = \"count\", s = \"sum(.v)\" }";
     let counts = [None, Some(Str::new("v"))];
     let specs = [
-        (aggregate, CombineSpec::new(&Str::new("k"), &counts)),
+        (aggregate, FoldSpec::new(&Str::new("k"), &counts)),
         (
             window,
-            CombineSpec::new(&Str::new("k"), &counts).tumbling(
+            FoldSpec::new(&Str::new("k"), &counts).tumbling(
                 &Str::new("ts"),
                 crate::pipeline::spec::TimeUnit::S,
                 10_000,
@@ -315,8 +315,8 @@ fn folded_counts_reach_the_instance_of_their_key() {
             let mut many = Run::new(build(node, n));
             for epoch in 0..5u64 {
                 let lines: Vec<String> = (epoch * 200..epoch * 200 + 200).map(line).collect();
-                one.partial(folded(&spec, &lines));
-                many.partial(folded(&spec, &lines));
+                one.folded(folded(&spec, &lines));
+                many.folded(folded(&spec, &lines));
                 assert_eq!(one.op.snapshot().unwrap(), many.op.snapshot().unwrap());
             }
             one.finish();

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::expr::Expr;
-use crate::runtime::message::{Origin, Partial, Record};
+use crate::runtime::message::{FoldedTables, Origin, Record};
 use crate::runtime::stage::{Output, StageResult};
 use crate::time::window::Assigner;
 use crate::time::TimeExpr;
@@ -170,9 +170,9 @@ impl Split for Window {
         Ok(advances)
     }
 
-    fn route_partial(
+    fn route_folded(
         r: &mut Router,
-        p: Partial,
+        p: FoldedTables,
         out: &mut Output,
         to: &mut Routes<Item>,
     ) -> StageResult<Vec<Advance>> {

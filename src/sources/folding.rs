@@ -1,4 +1,4 @@
-//! Partial aggregation in the decode pool: when a file source feeds nothing but an
+//! Folding (partial aggregation) in the decode pool: when a file source feeds nothing but an
 //! `aggregate` that counts and sums by one field and emits at the end, the parse workers fold
 //! the lines into per-worker tables instead of building a record per line, and the source
 //! sends the aggregate the tables instead of the records. Building, moving and freeing a
@@ -10,7 +10,7 @@
 //! nested object, a blank line) is "irregular": the source drops the tables of the epoch
 //! and reads it again the ordinary way, and stays in that way for good, which the
 //! checkpoint remembers. Counts and integer sums are then exact in any order: with at most
-//! `MAX_COMBINED` lines folded over the life of the state, no sum can leave `i64`, so no
+//! `MAX_FOLDED` lines folded over the life of the state, no sum can leave `i64`, so no
 //! key's sum ever becomes a float (whose rounding would depend on order).
 //!
 //! A tumbling `window` (no allowed lateness, sinks downstream) folds the same way, per window
@@ -34,13 +34,13 @@ use std::hash::BuildHasher;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Count,
-    /// The sum of the field at this position in `CombineSpec::fields`.
+    /// The sum of the field at this position in `FoldSpec::fields`.
     Sum(usize),
 }
 
 /// The aggregate a source folds for: its key field and functions.
 #[derive(Debug, Clone)]
-pub struct CombineSpec {
+pub struct FoldSpec {
     /// The key field first, then each summed field once (and the time field, for a window).
     pub fields: Vec<Str>,
     /// Bit `n` set when some field name is `n` bytes long (see `flat_json::parse_flat`).
@@ -53,7 +53,7 @@ pub struct CombineSpec {
 /// A tumbling window's event time and sizes, all in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowFold {
-    /// The time field's position in `CombineSpec::fields`.
+    /// The time field's position in `FoldSpec::fields`.
     pub time: usize,
     pub unit: TimeUnit,
     pub size: i64,
@@ -74,9 +74,9 @@ fn field_slot(fields: &mut Vec<Str>, name: &Str) -> usize {
     }
 }
 
-impl CombineSpec {
+impl FoldSpec {
     /// `key` and each sum's field are top-level field names; `ops` refers to sums by name.
-    pub fn new(key: &Str, funcs: &[Option<Str>]) -> CombineSpec {
+    pub fn new(key: &Str, funcs: &[Option<Str>]) -> FoldSpec {
         let mut fields = vec![key.clone()];
         let ops = funcs
             .iter()
@@ -85,7 +85,7 @@ impl CombineSpec {
                 Some(name) => Op::Sum(field_slot(&mut fields, name)),
             })
             .collect();
-        let mut spec = CombineSpec {
+        let mut spec = FoldSpec {
             fields,
             lens: 0,
             ops,
@@ -102,7 +102,7 @@ impl CombineSpec {
         unit: TimeUnit,
         size: i64,
         out_of_orderness: i64,
-    ) -> CombineSpec {
+    ) -> FoldSpec {
         let time = field_slot(&mut self.fields, time);
         self.window = Some(WindowFold {
             time,
@@ -119,14 +119,14 @@ impl CombineSpec {
     }
 }
 
-/// Lines folded over the life of a state before combining stops for good: with every summed
+/// Lines folded over the life of a state before folding stops for good: with every summed
 /// value below 2^32, no sum of this many lines reaches 2^63.
-pub const MAX_COMBINED: u64 = 1 << 31;
-/// Lines per epoch at most, so an epoch always fits in what is left of `MAX_COMBINED`.
+pub const MAX_FOLDED: u64 = 1 << 31;
+/// Lines per epoch at most, so an epoch always fits in what is left of `MAX_FOLDED`.
 pub const EPOCH_LINES: u64 = 1 << 24;
 /// Keys a worker's table may hold before the source ends the epoch (bounds their memory).
 pub const TABLE_KEYS: usize = 1 << 16;
-/// The largest value a line may add to a sum (see `MAX_COMBINED`).
+/// The largest value a line may add to a sum (see `MAX_FOLDED`).
 const MAX_VALUE: i64 = (1 << 32) - 1;
 
 /// One worker's running counts and sums per key (per window end and key, for a window).
@@ -267,7 +267,7 @@ impl JobFold {
     pub fn record(
         &mut self,
         slots: &[Option<Scalar<'_>>],
-        spec: &CombineSpec,
+        spec: &FoldSpec,
         table: &mut Table,
     ) -> bool {
         self.lines += 1;
@@ -281,7 +281,7 @@ pub fn fold_range(
     bytes: &[u8],
     start: usize,
     end: usize,
-    spec: &CombineSpec,
+    spec: &FoldSpec,
     table: &mut Table,
 ) -> Ack {
     let mut slots: Vec<Option<Scalar<'_>>> = vec![None; spec.fields.len()];
@@ -311,7 +311,7 @@ pub fn fold_range(
 #[inline(always)]
 fn fold_slots(
     slots: &[Option<Scalar<'_>>],
-    spec: &CombineSpec,
+    spec: &FoldSpec,
     table: &mut Table,
     times: &mut JobFold,
 ) -> bool {
@@ -373,14 +373,14 @@ fn fold_slots(
 mod tests {
     use super::*;
 
-    fn spec() -> CombineSpec {
-        CombineSpec::new(
+    fn spec() -> FoldSpec {
+        FoldSpec::new(
             &Str::new("user"),
             &[None, Some(Str::new("bytes")), Some(Str::new("bytes"))],
         )
     }
 
-    fn fold_for(spec: &CombineSpec, text: &str) -> (Ack, Table) {
+    fn fold_for(spec: &FoldSpec, text: &str) -> (Ack, Table) {
         let mut t = Table::default();
         let ack = fold_range(text.as_bytes(), 0, text.len(), spec, &mut t);
         (ack, t)
@@ -452,8 +452,8 @@ mod tests {
         assert!(matches!(ack, Ack::Folded(Folded { full: true, .. })));
     }
 
-    fn window_spec() -> CombineSpec {
-        CombineSpec::new(&Str::new("k"), &[None, Some(Str::new("v"))]).tumbling(
+    fn window_spec() -> FoldSpec {
+        FoldSpec::new(&Str::new("k"), &[None, Some(Str::new("v"))]).tumbling(
             &Str::new("ts"),
             TimeUnit::S,
             10_000,
@@ -521,12 +521,8 @@ mod tests {
         let (ack, _) = fold_window("{\"k\":\"a\"}\n");
         assert_eq!(ack, Ack::Irregular);
         // Milliseconds when the window says so.
-        let spec = CombineSpec::new(&Str::new("k"), &[None]).tumbling(
-            &Str::new("ts"),
-            TimeUnit::Ms,
-            10,
-            0,
-        );
+        let spec =
+            FoldSpec::new(&Str::new("k"), &[None]).tumbling(&Str::new("ts"), TimeUnit::Ms, 10, 0);
         let (Ack::Folded(f), t) = fold_for(&spec, "{\"k\":\"a\",\"ts\":-5}\n") else {
             panic!()
         };
