@@ -386,7 +386,7 @@ mod tests {
     use crate::runtime::context::SourceInfo;
     use crate::runtime::message::Msg;
     use crate::time::TimeExpr;
-    use crate::transforms::aggs::{fold, parse_agg, Acc};
+    use crate::transforms::aggs::{accumulate, parse_agg, Acc};
     use crossbeam_channel::Receiver;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -494,7 +494,7 @@ mod tests {
                     accs: specs.iter().map(|s| Acc::new(s.func)).collect(),
                     last_seen: now,
                 });
-                if fold(specs, &mut g.accs, &self.args).is_err() {
+                if accumulate(specs, &mut g.accs, &self.args).is_err() {
                     continue;
                 }
                 g.last_seen = g.last_seen.max(now);

@@ -405,8 +405,13 @@ pub fn check_args(specs: &[AggSpec], args: &[Option<Value>]) -> Result<(), Strin
     Ok(())
 }
 
-/// Checks every argument, then folds them all in: all or nothing.
-pub fn fold(specs: &[AggSpec], accs: &mut [Acc], args: &[Option<Value>]) -> Result<(), String> {
+/// Checks every argument, then adds them all to the accumulators: all or nothing. (Folding
+/// is what the parse workers do, see `sources::folding`.)
+pub fn accumulate(
+    specs: &[AggSpec],
+    accs: &mut [Acc],
+    args: &[Option<Value>],
+) -> Result<(), String> {
     check_args(specs, args)?;
     for (acc, a) in accs.iter_mut().zip(args) {
         acc.update(a.as_ref());

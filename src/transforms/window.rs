@@ -18,7 +18,7 @@ mod state;
 pub use split::{Advance, Eval, Evaluator, Item, Router};
 use state::{decode_state, encode_state};
 
-use super::aggs::{check_args, eval_args, eval_key, fold, Acc, AggSpec};
+use super::aggs::{accumulate, check_args, eval_args, eval_key, Acc, AggSpec};
 use super::parallel::Out;
 use crate::error::Error;
 use crate::expr::Expr;
@@ -339,7 +339,7 @@ impl Window {
         if let Assigner::Session { gap } = self.assigner {
             let mut w = (t, t.saturating_add(gap));
             let mut accs = self.new_accs();
-            let _ = fold(&self.specs, &mut accs, &self.args);
+            let _ = accumulate(&self.specs, &mut accs, &self.args);
             // Merge with every session of the key it meets, oldest first.
             let mut merged: Vec<(i64, i64)> = self
                 .sessions
@@ -386,14 +386,14 @@ impl Window {
             let fresh = || fresh_accs(specs);
             if end <= self.wm {
                 let accs = self.fired.get_or_insert_with(end, start, &key, fresh);
-                let _ = fold(specs, accs, &self.args);
+                let _ = accumulate(specs, accs, &self.args);
                 refire.push((end, start, key.clone()));
             } else {
                 let accs = match self.open.get_mut(end, start, &key) {
                     Some(a) => a,
                     None => self.open.get_or_insert_with(end, start, &key, fresh),
                 };
-                let _ = fold(specs, accs, &self.args);
+                let _ = accumulate(specs, accs, &self.args);
             }
         }
         for k in refire {
