@@ -78,7 +78,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         }
         Command::Validate { pipeline, set } => {
             let spec = pipeline::load(&pipeline, &set)?;
-            let g = pipeline::validate::check(&spec)?;
+            let g = pipeline::validate::check(&spec)?.graph;
             if !c.quiet {
                 for n in pipeline::validate::notes(&spec) {
                     eprintln!("weir: note: {n}");
@@ -95,13 +95,14 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
         }
         Command::Explain { pipeline, dot } => {
             let spec = pipeline::load(&pipeline, &[])?;
-            let g = pipeline::validate::check(&spec)?;
-            let notes = crate::runtime::plan::Plan::new(&spec, &g).worker_notes(&spec, &g);
-            out(&pipeline::graph::explain(&spec, &g, dot, &notes))
+            let checked = pipeline::validate::check(&spec)?;
+            let g = &checked.graph;
+            let notes = crate::runtime::plan::Plan::new(&spec, &checked).worker_notes(&spec, g);
+            out(&pipeline::graph::explain(&spec, g, dot, &notes))
         }
         Command::Export(crate::cli::ExportTarget::Flink { pipeline, set }) => {
             let spec = pipeline::load(&pipeline, &set)?;
-            let g = pipeline::validate::check(&spec)?;
+            let g = pipeline::validate::check(&spec)?.graph;
             out(&crate::export::flink::export(&spec, &g)?)
         }
         Command::Checkpoints { target } => {

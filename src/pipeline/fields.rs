@@ -4,10 +4,12 @@
 //! records; a transform needs what its expressions read, plus, when it passes records through
 //! (`filter`, `dedup`, a window's late output), whatever its own consumers need.
 
-use super::graph::{Graph, Port, Role};
+use super::graph::{Port, Role};
 use super::spec::{NodeConfig, OnError};
+use super::validate::Checked;
 use super::{Kind, PipelineSpec};
 use crate::expr::Expr;
+use crate::transforms::{Compiled, ParseWith};
 use crate::value::Str;
 
 /// Paths of keys whose end values are read whole; `None` = whole records.
@@ -31,30 +33,18 @@ fn union(a: Need, b: &Need) -> Need {
     }
 }
 
-fn expr_need(src: &str) -> Need {
-    union(
-        Some(Vec::new()),
-        &Expr::compile(src).ok().and_then(|e| e.input_paths()),
-    )
-}
-
-fn aggs_need(aggs: &toml::Table) -> Need {
+/// What the expressions read of a record.
+fn reads_need(exprs: &[&Expr]) -> Need {
     let mut need = Some(Vec::new());
-    for v in aggs.values() {
-        let text = v.as_str()?;
-        let t = text.trim();
-        if let (Some(i), true) = (t.find('('), t.ends_with(')')) {
-            let arg = t[i + 1..t.len() - 1].trim();
-            if !arg.is_empty() {
-                need = union(need, &expr_need(arg));
-            }
-        }
+    for e in exprs {
+        need = union(need, &e.input_paths());
     }
     need
 }
 
 /// For each graph node that is a source: the fields its records need, as paths (`None`: all).
-pub fn source_projections(spec: &PipelineSpec, g: &Graph) -> Vec<Need> {
+pub fn source_projections(spec: &PipelineSpec, c: &Checked) -> Vec<Need> {
+    let g = &c.graph;
     let n = g.nodes.len();
     // need[i] = what node i needs of its input records.
     let mut need: Vec<Need> = vec![None; n];
@@ -72,55 +62,26 @@ pub fn source_projections(spec: &PipelineSpec, g: &Graph) -> Vec<Need> {
         let node = &g.nodes[i];
         need[i] = match &node.role {
             Role::DeadLetter { .. } => Some(Vec::new()),
-            Role::Spec(si) => match (&spec.nodes[*si].config, node.kind) {
-                (_, Kind::Sink) => None,
-                (_, Kind::Source) => None,
-                (NodeConfig::Filter(c), _) => {
-                    union(expr_need(&c.expr), &out_need(i, Port::Main, &need))
+            Role::Spec(si) => match (c.transforms[*si].as_ref(), node.kind) {
+                (_, Kind::Sink) | (_, Kind::Source) | (None, _) => None,
+                (Some(t @ Compiled::Filter(_)), _) | (Some(t @ Compiled::Dedup { .. }), _) => {
+                    union(reads_need(&t.reads()), &out_need(i, Port::Main, &need))
                 }
-                (NodeConfig::Map(c), _) => expr_need(&c.expr),
-                (NodeConfig::Parse(c), _) => {
-                    let groups: Vec<String> = match (&c.regex, &c.preset) {
-                        (Some(re), _) => regex::Regex::new(re)
-                            .map(|r| r.capture_names().flatten().map(String::from).collect())
-                            .unwrap_or_default(),
-                        (None, Some(p)) => crate::transforms::presets::Preset::fields(p)
-                            .iter()
-                            .map(|f| f.to_string())
-                            .collect(),
-                        (None, None) => Vec::new(),
+                (Some(t @ Compiled::Window { .. }), _) => {
+                    union(reads_need(&t.reads()), &out_need(i, Port::Late, &need))
+                }
+                (Some(Compiled::Parse { field, with }), _) => {
+                    let groups: Vec<&str> = match with {
+                        ParseWith::Regex(re) => re.capture_names().flatten().collect(),
+                        ParseWith::Preset(p) => p.fields().to_vec(),
                     };
                     let rest = out_need(i, Port::Main, &need).map(|mut v| {
-                        v.retain(|p| !groups.iter().any(|g| g == p[0].as_str()));
+                        v.retain(|p| !groups.iter().any(|g| *g == p[0].as_str()));
                         v
                     });
-                    union(rest, &Some(vec![vec![Str::new(&c.field)]]))
+                    union(rest, &Some(vec![vec![Str::new(field)]]))
                 }
-                (NodeConfig::Aggregate(c), _) => {
-                    let mut acc = aggs_need(&c.aggs);
-                    if let Some(k) = &c.key {
-                        acc = union(acc, &expr_need(k));
-                    }
-                    if let Some(t) = &c.time {
-                        acc = union(acc, &expr_need(t));
-                    }
-                    acc
-                }
-                (NodeConfig::Window(c), _) => {
-                    let mut acc = union(aggs_need(&c.aggs), &expr_need(&c.time));
-                    if let Some(k) = &c.key {
-                        acc = union(acc, &expr_need(k));
-                    }
-                    union(acc, &out_need(i, Port::Late, &need))
-                }
-                (NodeConfig::Dedup(c), _) => {
-                    let mut acc = union(expr_need(&c.key), &out_need(i, Port::Main, &need));
-                    if let Some(t) = &c.time {
-                        acc = union(acc, &expr_need(t));
-                    }
-                    acc
-                }
-                _ => None,
+                (Some(t), _) => reads_need(&t.reads()),
             },
         };
     }
@@ -169,7 +130,8 @@ mod tests {
             need(&["a.b", "a.c"])
         );
         assert_eq!(union(need(&["a.b"]), &None), None);
-        assert_eq!(expr_need(".a.b + .a"), need(&["a"]));
-        assert_eq!(expr_need("."), None);
+        let need_of = |src: &str| reads_need(&[&Expr::compile(src).unwrap()]);
+        assert_eq!(need_of(".a.b + .a"), need(&["a"]));
+        assert_eq!(need_of("."), None);
     }
 }

@@ -6,14 +6,25 @@ use super::spec::{Format, NodeConfig};
 use super::{Collector, Locator, PipelineSpec, Problems};
 use crate::error::Result;
 use crate::pipeline::Kind;
+use crate::transforms::Compiled;
 
 // The formats moved to `spec` (graph needs them, and graph must not import validate); the
 // old path keeps working for callers.
 pub use super::spec::{sink_format, source_format};
 
-/// Every check, returning the wired graph when the pipeline is valid.
-pub fn check(spec: &PipelineSpec) -> Result<Graph> {
+/// A valid pipeline: its wired graph and every transform compiled, once, for all that reads
+/// them (the plan, `explain`, every attempt of a run).
+pub struct Checked {
+    pub graph: Graph,
+    /// Indexed like `PipelineSpec::nodes`; `Some` for every transform.
+    pub transforms: Vec<Option<Compiled>>,
+}
+
+/// Every check, returning the wired graph and the compiled transforms when the pipeline is
+/// valid.
+pub fn check(spec: &PipelineSpec) -> Result<Checked> {
     let (g, wiring) = graph::build_collect(spec);
+    let mut transforms = vec![None; spec.nodes.len()];
     let loc = Locator::new(&spec.text);
     let mut c = Collector {
         loc: &loc,
@@ -59,7 +70,7 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
         }
     }
     super::safety::check(spec, &mut c);
-    for node in &spec.nodes {
+    for (si, node) in spec.nodes.iter().enumerate() {
         let name = Some(node.name.as_str());
         match (&node.config, node.kind) {
             (NodeConfig::Filter(_), _)
@@ -67,13 +78,14 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
             | (NodeConfig::Parse(_), _)
             | (NodeConfig::Aggregate(_), _)
             | (NodeConfig::Window(_), _)
-            | (NodeConfig::Dedup(_), _) => {
-                if let Err(problems) = crate::transforms::build(node) {
+            | (NodeConfig::Dedup(_), _) => match crate::transforms::compile_node(node) {
+                Ok(t) => transforms[si] = Some(t),
+                Err(problems) => {
                     for (span, m) in problems {
                         c.at(span, name, m);
                     }
                 }
-            }
+            },
             (NodeConfig::FileSink(s), Kind::Sink) => {
                 if s.format == Some(Format::Lines) {
                     c.at(
@@ -120,7 +132,10 @@ pub fn check(spec: &PipelineSpec) -> Result<Graph> {
         }
         .into());
     }
-    Ok(g)
+    Ok(Checked {
+        graph: g,
+        transforms,
+    })
 }
 
 /// What `validate` says besides problems: settings that are valid but often not meant.

@@ -28,6 +28,8 @@ use std::sync::Arc;
 pub(super) struct Attempt<'a> {
     pub spec: &'a PipelineSpec,
     pub g: &'a Graph,
+    /// Compiled once, by `validate::check`; each attempt makes fresh operators of them.
+    pub transforms: &'a [Option<crate::transforms::Compiled>],
     /// Decided once per run, before the first attempt; `explain` prints the same plan.
     pub plan: &'a Plan,
     pub ck: &'a CheckpointSettings,
@@ -197,13 +199,17 @@ pub(super) fn build(
             }
             (Role::Spec(si), Kind::Transform) => {
                 let ns = &spec.nodes[*si];
-                let mut op = crate::transforms::build(ns).map_err(|p| {
-                    Error::usage(format!(
-                        "node '{}': {}",
-                        ns.name,
-                        p.into_iter().map(|x| x.1).collect::<Vec<_>>().join("; ")
-                    ))
-                })?;
+                let mut op = a
+                    .transforms
+                    .get(*si)
+                    .and_then(Option::as_ref)
+                    .ok_or_else(|| {
+                        Error::runtime(format!(
+                            "internal: transform '{}' was not compiled",
+                            ns.name
+                        ))
+                    })?
+                    .operator(&ns.name);
                 if let Some(s) = state {
                     op.restore(s)?;
                 }

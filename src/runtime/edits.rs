@@ -613,7 +613,7 @@ pub fn plan_report(
     from: Option<u64>,
     drops: &[String],
 ) -> Result<(String, Option<String>)> {
-    let g = crate::pipeline::validate::check(spec)?;
+    let g = crate::pipeline::validate::check(spec)?.graph;
     let ck = crate::runtime::settings::checkpoint_settings(spec, state)?;
     if !ck.enabled {
         return Err(Error::usage(

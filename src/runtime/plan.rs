@@ -4,46 +4,47 @@
 //! read by node construction (`build`) and by `weir explain` (`Plan::worker_notes`), so what
 //! explain says is what run does.
 
+use crate::expr::Expr;
 use crate::pipeline::graph::{Graph, Port, Role};
-use crate::pipeline::spec::{parse_duration_ms, source_format, AtEnd, Format, NodeConfig};
+use crate::pipeline::spec::{source_format, AtEnd, Emit, Format, NodeConfig};
+use crate::pipeline::validate::Checked;
 use crate::pipeline::{Kind, PipelineSpec};
 use crate::sources::file::rotation::is_gz;
+use crate::sources::folding::FoldSpec;
+use crate::time::window::Assigner;
+use crate::transforms::aggs::{AggSpec, Func};
+use crate::transforms::Compiled;
+use crate::value::Str;
 
-/// The one node a source's records go to (its only main edge) and that node's config: the
-/// node whose work the source's parse workers may take on (see the two functions below).
-fn sole_consumer<'a>(
-    spec: &'a PipelineSpec,
-    g: &Graph,
-    source: usize,
-) -> Option<(usize, &'a NodeConfig)> {
+/// The one node a source's records go to (its only main edge): the node whose work the
+/// source's parse workers may take on (see the two functions below).
+fn sole_consumer_of(g: &Graph, source: usize) -> Option<usize> {
     let mut main = g.nodes[source]
         .outputs
         .iter()
         .map(|&e| &g.edges[e])
         .filter(|e| e.port == Port::Main);
     let edge = main.next()?;
-    if main.next().is_some() {
-        return None;
-    }
-    let Role::Spec(si) = g.nodes[edge.to].role else {
+    main.next().is_none().then_some(edge.to)
+}
+
+/// That node and its compiled transform.
+fn sole_consumer(c: &Checked, source: usize) -> Option<(usize, &Compiled)> {
+    let to = sole_consumer_of(&c.graph, source)?;
+    let Role::Spec(si) = c.graph.nodes[to].role else {
         return None;
     };
-    Some((edge.to, &spec.nodes[si].config))
+    Some((to, c.transforms.get(si)?.as_ref()?))
 }
 
 /// The filter a source can run in its decode pool: the one consumer of the source's records,
 /// with an expression that is all native (pure: no `now`, `input`, `debug` or `$ENV`), so
 /// evaluating it early, on another thread, decides exactly what the filter would.
-fn filter_pushdown(
-    spec: &PipelineSpec,
-    g: &Graph,
-    source: usize,
-) -> Option<(crate::expr::Expr, usize)> {
-    let (to, NodeConfig::Filter(c)) = sole_consumer(spec, g, source)? else {
+fn filter_pushdown(c: &Checked, source: usize) -> Option<(Expr, usize)> {
+    let (to, Compiled::Filter(expr)) = sole_consumer(c, source)? else {
         return None;
     };
-    let expr = crate::expr::Expr::compile(&c.expr).ok()?;
-    expr.is_native().then_some((expr, to))
+    expr.is_native().then(|| (expr.clone(), to))
 }
 
 /// The aggregate or window a source's parse workers can fold lines for: the one consumer of
@@ -53,68 +54,49 @@ fn filter_pushdown(
 /// and feed only sinks that read nothing else: sinks ignore which record made a window fire
 /// (its origin and batch number), which folding cannot tell. Whether each line can be folded
 /// is decided as it is read (see `sources::folding`).
-fn fold_pushdown(
-    spec: &PipelineSpec,
-    g: &Graph,
-    source: usize,
-) -> Option<crate::sources::folding::FoldSpec> {
-    use crate::sources::folding::FoldSpec;
-    use crate::transforms::aggs::{parse_agg, Func};
-    let (to, config) = sole_consumer(spec, g, source)?;
+fn fold_pushdown(c: &Checked, source: usize) -> Option<FoldSpec> {
+    let g = &c.graph;
+    let (to, compiled) = sole_consumer(c, source)?;
     if g.nodes[to].inputs.len() != 1 {
         return None;
     }
-    let field = |text: &str| -> Option<crate::value::Str> {
-        crate::expr::Expr::compile(text)
-            .ok()?
-            .single_field()
-            .cloned()
+    let funcs = |aggs: &[AggSpec]| -> Option<Vec<Option<Str>>> {
+        aggs.iter()
+            .map(|a| match (a.func, &a.arg) {
+                (Func::Count, None) => Some(None),
+                (Func::Sum, Some(e)) => Some(Some(e.single_field()?.clone())),
+                _ => None,
+            })
+            .collect()
     };
-    let funcs = |aggs: &toml::Table| -> Option<Vec<Option<crate::value::Str>>> {
-        if aggs.is_empty() {
-            return None;
-        }
-        let mut funcs = Vec::with_capacity(aggs.len());
-        for (name, text) in aggs {
-            let a = parse_agg(name, text.as_str()?).ok()?;
-            funcs.push(match (a.func, &a.arg) {
-                (Func::Count, None) => None,
-                (Func::Sum, Some(e)) => Some(e.single_field()?.clone()),
-                _ => return None,
-            });
-        }
-        Some(funcs)
-    };
-    match config {
-        NodeConfig::Aggregate(c) => {
-            if c.emit != crate::pipeline::spec::Emit::Final
-                || c.state_ttl.is_some()
-                || c.time.is_some()
-            {
+    match compiled {
+        Compiled::Aggregate {
+            key,
+            aggs,
+            emit,
+            ttl,
+            ..
+        } => {
+            if *emit != Emit::Final || ttl.is_some() {
                 return None;
             }
-            Some(FoldSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?))
+            Some(FoldSpec::new(key.as_ref()?.single_field()?, &funcs(aggs)?))
         }
-        NodeConfig::Window(c) => {
-            let ms = |d: &Option<String>| match d {
-                Some(d) => parse_duration_ms(d).ok(),
-                None => Some(0),
-            };
+        Compiled::Window {
+            key,
+            time,
+            assigner: Assigner::Tumbling { size },
+            out_of_orderness,
+            allowed_lateness: 0,
+            aggs,
+            ..
+        } => {
             // Folding reads RFC 3339 and epoch times only.
-            if c.slide.is_some()
-                || c.gap.is_some()
-                || c.time_format.is_some()
-                || ms(&c.allowed_lateness)? != 0
-            {
-                return None;
-            }
-            let (size, ooo) = (ms(&c.size)?, ms(&c.out_of_orderness)?);
-            if size <= 0 || ooo < 0 {
+            if time.format().is_some() {
                 return None;
             }
             // Sinks only, each reading this window alone; and no `.late` output.
-            let window = &g.nodes[to];
-            for &e in &window.outputs {
+            for &e in &g.nodes[to].outputs {
                 let e = &g.edges[e];
                 let to = &g.nodes[e.to];
                 match e.port {
@@ -123,13 +105,12 @@ fn fold_pushdown(
                     _ => return None,
                 }
             }
-            let unit = c.time_unit.unwrap_or_default();
             Some(
-                FoldSpec::new(&field(c.key.as_deref()?)?, &funcs(&c.aggs)?).tumbling(
-                    &field(&c.time)?,
-                    unit,
-                    size,
-                    ooo,
+                FoldSpec::new(key.as_ref()?.single_field()?, &funcs(aggs)?).tumbling(
+                    time.expr.single_field()?,
+                    time.unit,
+                    *size,
+                    *out_of_orderness,
                 ),
             )
         }
@@ -162,8 +143,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(spec: &PipelineSpec, g: &Graph) -> Plan {
-        let mut projections = crate::pipeline::fields::source_projections(spec, g);
+    pub fn new(spec: &PipelineSpec, c: &Checked) -> Plan {
+        let g = &c.graph;
+        let mut projections = crate::pipeline::fields::source_projections(spec, c);
         let sources = (0..g.nodes.len())
             .map(|i| {
                 if g.nodes[i].kind != Kind::Source {
@@ -171,8 +153,8 @@ impl Plan {
                 }
                 SourcePlan {
                     fields: projections.get_mut(i).and_then(Option::take),
-                    pushdown: filter_pushdown(spec, g, i),
-                    fold: fold_pushdown(spec, g, i).map(std::sync::Arc::new),
+                    pushdown: filter_pushdown(c, i),
+                    fold: fold_pushdown(c, i).map(std::sync::Arc::new),
                 }
             })
             .collect();
@@ -212,7 +194,7 @@ impl Plan {
                 let plan = &self.sources[i];
                 let format = source_format(&c.path, c.format);
                 if matches!(format, Format::Csv | Format::Tsv) {
-                    let to = sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
+                    let to = sole_consumer_of(g, i).map_or("", |to| &g.nodes[to].name);
                     let also = if plan.pushdown.is_some() {
                         format!(
                             ", and run filter '{to}' on each row, so dropped rows never become \
@@ -242,7 +224,7 @@ impl Plan {
                         g.nodes[*to].name
                     )
                 } else if plan.fold.is_some() {
-                    let to = sole_consumer(spec, g, i).map_or("", |(to, _)| &g.nodes[to].name);
+                    let to = sole_consumer_of(g, i).map_or("", |to| &g.nodes[to].name);
                     format!(
                         "fold lines straight into the counts and sums of '{to}' (a line that \
                          cannot be folded, such as a float or a bad line, turns this off for \

@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 
 /// `weir run` / `weir resume`.
 pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
-    let graph = crate::pipeline::validate::check(spec)?;
+    let checked = crate::pipeline::validate::check(spec)?;
+    let graph = &checked.graph;
     let ck = checkpoint_settings(spec, opts.state.as_ref())?;
     let hash = pipeline_hash(spec);
-    let configs = super::edits::Stamp::new(spec, &graph, &opts.drop_state);
+    let configs = super::edits::Stamp::new(spec, graph, &opts.drop_state);
     let warn = |m: &str| {
         if !opts.quiet {
             eprintln!("weir: warning: {}", crate::escape::text(m));
@@ -62,7 +63,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                     }
                     return Ok(Outcome::Finished);
                 }
-                admit(spec, &graph, &mut c, &opts.drop_state, opts.quiet)?;
+                admit(spec, graph, &mut c, &opts.drop_state, opts.quiet)?;
                 if opts.verbose > 0 && !opts.quiet {
                     eprintln!("weir: resuming from checkpoint {}", c.id);
                 }
@@ -112,11 +113,12 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
     let backoff = spec.restart.backoff.unwrap_or(2.0).max(1.0);
     let stats_start = Instant::now();
     let mut all_stats = Vec::new();
-    let plan = super::plan::Plan::new(spec, &graph);
+    let plan = super::plan::Plan::new(spec, &checked);
     loop {
         let attempt = Attempt {
             spec,
-            g: &graph,
+            g: graph,
+            transforms: &checked.transforms,
             plan: &plan,
             ck: &ck,
             hash: &hash,
@@ -143,7 +145,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                 };
                 if let Some(c) = &mut restored {
                     // A checkpoint of this run fits the file: nothing is dropped again.
-                    admit(spec, &graph, c, &opts.drop_state, true)?;
+                    admit(spec, graph, c, &opts.drop_state, true)?;
                 }
                 if let (Some(c), Some(st)) = (&restored, &store) {
                     if c.finished {
@@ -164,7 +166,7 @@ pub fn execute(spec: &PipelineSpec, opts: &Options) -> Result<Outcome> {
                 };
                 write_stats(opts, spec, &ck, &all_stats, stats_start, label);
                 if other.is_ok() && !opts.quiet {
-                    for m in super::notices::late_warnings(&graph, &all_stats) {
+                    for m in super::notices::late_warnings(graph, &all_stats) {
                         eprintln!("weir: warning: {m}");
                     }
                 }

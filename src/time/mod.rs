@@ -30,6 +30,11 @@ impl TimeExpr {
         }
     }
 
+    /// `time_format`, when the node has one.
+    pub fn format(&self) -> Option<&str> {
+        self.format.as_deref()
+    }
+
     /// Reads time strings with `format` (strftime) instead of as RFC 3339.
     pub fn with_format(mut self, format: Option<String>) -> TimeExpr {
         self.format = format;

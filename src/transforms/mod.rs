@@ -1,5 +1,8 @@
-//! Transforms, and turning a transform's config into its runtime operator (compiling every
-//! expression once, up front, so mistakes are reported before any data is read).
+//! Transforms, and turning a transform's config into its runtime operator in two steps:
+//! `compile` checks the config and compiles every expression, regex, duration and aggregate
+//! once, up front, so mistakes are reported before any data is read; the [`Compiled`] config
+//! it returns is what the plan reads (fields, pushdown, folding) and what makes a fresh
+//! operator for every attempt of a run (`Compiled::operator`).
 
 pub mod aggregate;
 pub mod aggs;
@@ -14,10 +17,11 @@ pub mod presets;
 pub mod window;
 
 use crate::expr::Expr;
-use crate::pipeline::spec::{keyed_parallelism, parse_duration_ms, NodeConfig, TimeUnit};
+use crate::pipeline::spec::{keyed_parallelism, parse_duration_ms, Emit, NodeConfig, TimeUnit};
 use crate::pipeline::spec::{DEFAULT_MAX_PARALLELISM, MAX_MAX_PARALLELISM};
 use crate::pipeline::NodeSpec;
 use crate::runtime::stage::Operator;
+use crate::time::window::Assigner;
 use crate::time::TimeExpr;
 use std::ops::Range;
 
@@ -137,29 +141,156 @@ fn parallelism(node: &NodeSpec, has_key: bool, p: &mut BuildProblems) -> (usize,
 
 /// The operator itself with `parallelism` = 1; else N instances of it (`parallel`).
 fn maybe_parallel<S: parallel::Split>(
-    node: &NodeSpec,
+    name: &str,
     op: S,
     (n, max): (usize, u32),
 ) -> Box<dyn Operator> {
     if n <= 1 {
         Box::new(op)
     } else {
-        Box::new(parallel::Parallel::new(&node.name, op, n, max))
+        Box::new(parallel::Parallel::new(name, op, n, max))
     }
 }
 
-/// Builds a transform's operator, or every problem with its config.
-pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
+/// A transform's config, checked and compiled once.
+#[derive(Clone)]
+pub enum Compiled {
+    Filter(Expr),
+    Map(Expr),
+    Parse {
+        field: String,
+        with: ParseWith,
+    },
+    Aggregate {
+        key: Option<Expr>,
+        aggs: Vec<aggs::AggSpec>,
+        emit: Emit,
+        ttl: Option<aggregate::Ttl>,
+        /// (`parallelism`, `max_parallelism`)
+        par: (usize, u32),
+    },
+    Window {
+        key: Option<Expr>,
+        time: TimeExpr,
+        assigner: Assigner,
+        out_of_orderness: i64,
+        allowed_lateness: i64,
+        aggs: Vec<aggs::AggSpec>,
+        par: (usize, u32),
+    },
+    Dedup {
+        key: Expr,
+        time: Option<TimeExpr>,
+        ttl: i64,
+        par: (usize, u32),
+    },
+}
+
+/// How a `parse` node reads its field.
+#[derive(Clone)]
+pub enum ParseWith {
+    Regex(regex::Regex),
+    Preset(presets::Preset),
+}
+
+impl Compiled {
+    /// A fresh operator of node `name`, with empty state.
+    pub fn operator(&self, name: &str) -> Box<dyn Operator> {
+        match self.clone() {
+            Compiled::Filter(expr) => Box::new(filter::Filter { expr }),
+            Compiled::Map(expr) => Box::new(map::MapOp::new(expr)),
+            Compiled::Parse {
+                field,
+                with: ParseWith::Regex(re),
+            } => Box::new(parse::Parse::new(field, re)),
+            Compiled::Parse {
+                field,
+                with: ParseWith::Preset(preset),
+            } => Box::new(parse::Parse::with_preset(field, preset)),
+            Compiled::Aggregate {
+                key,
+                aggs,
+                emit,
+                ttl,
+                par,
+            } => maybe_parallel(
+                name,
+                aggregate::Aggregate::new(key, aggs, emit, ttl, par.1),
+                par,
+            ),
+            Compiled::Window {
+                key,
+                time,
+                assigner,
+                out_of_orderness,
+                allowed_lateness,
+                aggs,
+                par,
+            } => maybe_parallel(
+                name,
+                window::Window::new(
+                    key,
+                    time,
+                    assigner,
+                    out_of_orderness,
+                    allowed_lateness,
+                    aggs,
+                    par.1,
+                ),
+                par,
+            ),
+            Compiled::Dedup {
+                key,
+                time,
+                ttl,
+                par,
+            } => maybe_parallel(name, dedup::Dedup::new(key, time, ttl, par.1), par),
+        }
+    }
+
+    /// The expressions that read the node's input records: what its source must build.
+    pub fn reads(&self) -> Vec<&Expr> {
+        fn args(a: &[aggs::AggSpec]) -> Vec<&Expr> {
+            a.iter().filter_map(|s| s.arg.as_ref()).collect()
+        }
+        match self {
+            Compiled::Filter(e) | Compiled::Map(e) => vec![e],
+            Compiled::Parse { .. } => Vec::new(),
+            Compiled::Aggregate { key, aggs, ttl, .. } => {
+                let mut v = args(aggs);
+                v.extend(key);
+                v.extend(ttl.as_ref().map(|t| &t.time.expr));
+                v
+            }
+            Compiled::Window {
+                key, time, aggs, ..
+            } => {
+                let mut v = args(aggs);
+                v.push(&time.expr);
+                v.extend(key);
+                v
+            }
+            Compiled::Dedup { key, time, .. } => {
+                let mut v = vec![key];
+                v.extend(time.as_ref().map(|t| &t.expr));
+                v
+            }
+        }
+    }
+}
+
+/// Checks a transform's config and compiles it, or every problem with it.
+pub fn compile_node(node: &NodeSpec) -> Result<Compiled, BuildProblems> {
     let mut p = BuildProblems::new();
-    let op: Option<Box<dyn Operator>> = match &node.config {
-        NodeConfig::Filter(c) => compile(node, "expr", &c.expr, &mut p)
-            .map(|expr| Box::new(filter::Filter { expr }) as Box<dyn Operator>),
-        NodeConfig::Map(c) => compile(node, "expr", &c.expr, &mut p)
-            .map(|expr| Box::new(map::MapOp::new(expr)) as Box<dyn Operator>),
+    let op: Option<Compiled> = match &node.config {
+        NodeConfig::Filter(c) => compile(node, "expr", &c.expr, &mut p).map(Compiled::Filter),
+        NodeConfig::Map(c) => compile(node, "expr", &c.expr, &mut p).map(Compiled::Map),
         NodeConfig::Parse(c) => match (&c.regex, &c.preset) {
             (None, Some(name)) => match presets::Preset::new(name) {
-                Ok(preset) => Some(Box::new(parse::Parse::with_preset(c.field.clone(), preset))
-                    as Box<dyn Operator>),
+                Ok(preset) => Some(Compiled::Parse {
+                    field: c.field.clone(),
+                    with: ParseWith::Preset(preset),
+                }),
                 Err(m) => {
                     p.push((node.key_span("preset"), format!("`preset`: {m}")));
                     None
@@ -185,7 +316,10 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                         ));
                         None
                     } else {
-                        Some(Box::new(parse::Parse::new(c.field.clone(), re)) as Box<dyn Operator>)
+                        Some(Compiled::Parse {
+                            field: c.field.clone(),
+                            with: ParseWith::Regex(re),
+                        })
                     }
                 }
                 Err(e) => {
@@ -230,11 +364,15 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 (None, None) => None,
             };
             let par = parallelism(node, c.key.is_some(), &mut p);
-            let op = aggregate::Aggregate::new(key, specs, c.emit, ttl, par.1);
-            Some(maybe_parallel(node, op, par))
+            Some(Compiled::Aggregate {
+                key,
+                aggs: specs,
+                emit: c.emit,
+                ttl,
+                par,
+            })
         }
         NodeConfig::Window(c) => {
-            use crate::time::window::Assigner;
             let par = parallelism(node, c.key.is_some(), &mut p);
             let key = c.key.as_ref().and_then(|k| compile(node, "key", k, &mut p));
             let time = compile(node, "time", &c.time, &mut p)
@@ -289,8 +427,15 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 (Some(time), Some(assigner), Some(ooo), Some(lateness))
                     if ooo >= 0 && lateness >= 0 =>
                 {
-                    let op = window::Window::new(key, time, assigner, ooo, lateness, specs, par.1);
-                    Some(maybe_parallel(node, op, par))
+                    Some(Compiled::Window {
+                        key,
+                        time,
+                        assigner,
+                        out_of_orderness: ooo,
+                        allowed_lateness: lateness,
+                        aggs: specs,
+                        par,
+                    })
                 }
                 _ => None,
             }
@@ -335,10 +480,12 @@ pub fn build(node: &NodeSpec) -> Result<Box<dyn Operator>, BuildProblems> {
                 }
             };
             match (key, ttl) {
-                (Some(key), Some(ttl)) if ttl > 0 => {
-                    let op = dedup::Dedup::new(key, time, ttl, par.1);
-                    Some(maybe_parallel(node, op, par))
-                }
+                (Some(key), Some(ttl)) if ttl > 0 => Some(Compiled::Dedup {
+                    key,
+                    time,
+                    ttl,
+                    par,
+                }),
                 _ => None,
             }
         }

@@ -34,6 +34,7 @@ const ACCESS_COMBINED_TAIL: &str =
 const RFC3164: &str = r"^(?:<(?P<pri>\d{1,3})>)?(?P<timestamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+) (?P<hostname>\S+) (?P<appname>[^\s:\[]+)(?:\[(?P<procid>[^\]]*)\])?: ?(?P<message>.*)$";
 const RFC5424_HEAD: &str = r"^<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<timestamp>\S+) (?P<hostname>\S+) (?P<appname>\S+) (?P<procid>\S+) (?P<msgid>\S+) ";
 
+#[derive(Clone)]
 pub struct Preset {
     kind: Kind,
     regex: Option<Regex>,
@@ -82,7 +83,7 @@ impl Preset {
     }
 
     /// The fields this preset sets (none known in advance for `logfmt` and `json`).
-    pub fn fields(name: &str) -> &'static [&'static str] {
+    pub fn fields(&self) -> &'static [&'static str] {
         const COMBINED: &[&str] = &[
             "client",
             "ident",
@@ -118,13 +119,13 @@ impl Preset {
             "structured_data",
             "message",
         ];
-        match name {
+        match self.kind {
             // Apache common is combined without the last two.
-            "apache_common" => &COMBINED[..10],
-            "nginx_combined" | "apache_combined" => COMBINED,
-            "syslog_rfc3164" => RFC3164,
-            "syslog_rfc5424" => RFC5424,
-            _ => &[],
+            Kind::ApacheCommon => &COMBINED[..10],
+            Kind::NginxCombined | Kind::ApacheCombined => COMBINED,
+            Kind::SyslogRfc3164 => RFC3164,
+            Kind::SyslogRfc5424 => RFC5424,
+            Kind::Logfmt | Kind::Json => &[],
         }
     }
 

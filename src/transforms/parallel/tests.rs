@@ -97,7 +97,9 @@ fn build(settings: &str, n: usize) -> Box<dyn Operator> {
     let spec = crate::pipeline::parse(std::path::Path::new("/nonexistent/p.toml"), &text, &[])
         .unwrap_or_else(|e| panic!("{e}"));
     let node = spec.nodes.iter().find(|x| x.name == "t").unwrap();
-    crate::transforms::build(node).unwrap_or_else(|p| panic!("{p:?}"))
+    crate::transforms::compile_node(node)
+        .unwrap_or_else(|p| panic!("{p:?}"))
+        .operator(&node.name)
 }
 
 /// An operator with its three outputs (main, late, dead letters) read back.
