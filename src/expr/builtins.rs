@@ -1,5 +1,8 @@
 //! jq's operators and built-in functions over [`Value`], with jq 1.7's semantics and
 //! (lower-cased) error messages.
+//!
+//! A long file (about 880 lines): a flat list of jq's operators and built-ins, one function
+//! each, called from the evaluators; they share only small helpers (`num`, `err`).
 
 pub(crate) use super::base::desc;
 use super::base::{index_error, iterate_error, ErrV, Key, MathOp};

@@ -11,6 +11,9 @@
 //! (`Rc`-based) are not. Values are created per evaluation and never leave the calling
 //! thread, so one compiled filter can be shared between threads behind an `Arc`. The
 //! compile-time assertion at the bottom of this file keeps that true across jaq upgrades.
+//!
+//! A long file (about 860 lines): the conversions both ways and the printer must cover the
+//! same jaq term and value shapes, and are kept together so that a jaq upgrade is one file.
 
 use super::base::{Ctl, ErrV};
 use super::limits;

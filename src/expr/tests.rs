@@ -2,6 +2,8 @@
 //! jaq's interpreter on every (expression, input) pair, except where jaq is known to deviate
 //! from jq; those pairs are checked against jq's answer instead (`JQ_EXPECT`, verified with
 //! the `jq` binary).
+//!
+//! A long file (about 1,470 lines), most of it the table of (expression, input) pairs.
 
 use super::*;
 use proptest::prelude::*;
