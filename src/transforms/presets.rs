@@ -7,8 +7,9 @@
 use crate::value::{Map, Str, Value};
 use regex::Regex;
 
+/// Which preset: the log format a `parse` node reads (not a node's kind, `pipeline::Kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Dialect {
     NginxCombined,
     ApacheCommon,
     ApacheCombined,
@@ -36,7 +37,7 @@ const RFC5424_HEAD: &str = r"^<(?P<pri>\d{1,3})>(?P<version>\d{1,2}) (?P<timesta
 
 #[derive(Clone)]
 pub struct Preset {
-    kind: Kind,
+    dialect: Dialect,
     regex: Option<Regex>,
     /// The last access-log time and its RFC 3339 form: lines come in time order, many in a
     /// row from the same second, and comparing is far cheaper than parsing (as `TimeExpr`).
@@ -46,14 +47,14 @@ pub struct Preset {
 impl Preset {
     /// The preset called `name`, or an error listing the known ones.
     pub fn new(name: &str) -> Result<Preset, String> {
-        let kind = match name {
-            "nginx_combined" => Kind::NginxCombined,
-            "apache_common" => Kind::ApacheCommon,
-            "apache_combined" => Kind::ApacheCombined,
-            "syslog_rfc3164" => Kind::SyslogRfc3164,
-            "syslog_rfc5424" => Kind::SyslogRfc5424,
-            "logfmt" => Kind::Logfmt,
-            "json" => Kind::Json,
+        let dialect = match name {
+            "nginx_combined" => Dialect::NginxCombined,
+            "apache_common" => Dialect::ApacheCommon,
+            "apache_combined" => Dialect::ApacheCombined,
+            "syslog_rfc3164" => Dialect::SyslogRfc3164,
+            "syslog_rfc5424" => Dialect::SyslogRfc5424,
+            "logfmt" => Dialect::Logfmt,
+            "json" => Dialect::Json,
             other => {
                 return Err(format!(
                     "unknown preset `{other}`; presets: {}",
@@ -61,22 +62,22 @@ impl Preset {
                 ))
             }
         };
-        let pattern = match kind {
-            Kind::ApacheCommon => Some(format!("{ACCESS_COMMON}$")),
-            Kind::NginxCombined | Kind::ApacheCombined => {
+        let pattern = match dialect {
+            Dialect::ApacheCommon => Some(format!("{ACCESS_COMMON}$")),
+            Dialect::NginxCombined | Dialect::ApacheCombined => {
                 // nginx may append fields after the user agent (e.g. `"$gzip_ratio"`).
                 Some(format!("{ACCESS_COMMON}{ACCESS_COMBINED_TAIL}"))
             }
-            Kind::SyslogRfc3164 => Some(RFC3164.to_string()),
-            Kind::SyslogRfc5424 => Some(RFC5424_HEAD.to_string()),
-            Kind::Logfmt | Kind::Json => None,
+            Dialect::SyslogRfc3164 => Some(RFC3164.to_string()),
+            Dialect::SyslogRfc5424 => Some(RFC5424_HEAD.to_string()),
+            Dialect::Logfmt | Dialect::Json => None,
         };
         let regex = match pattern {
             Some(p) => Some(Regex::new(&p).map_err(|e| format!("internal: preset regex: {e}"))?),
             None => None,
         };
         Ok(Preset {
-            kind,
+            dialect,
             regex,
             last_time: Default::default(),
         })
@@ -119,27 +120,27 @@ impl Preset {
             "structured_data",
             "message",
         ];
-        match self.kind {
+        match self.dialect {
             // Apache common is combined without the last two.
-            Kind::ApacheCommon => &COMBINED[..10],
-            Kind::NginxCombined | Kind::ApacheCombined => COMBINED,
-            Kind::SyslogRfc3164 => RFC3164,
-            Kind::SyslogRfc5424 => RFC5424,
-            Kind::Logfmt | Kind::Json => &[],
+            Dialect::ApacheCommon => &COMBINED[..10],
+            Dialect::NginxCombined | Dialect::ApacheCombined => COMBINED,
+            Dialect::SyslogRfc3164 => RFC3164,
+            Dialect::SyslogRfc5424 => RFC5424,
+            Dialect::Logfmt | Dialect::Json => &[],
         }
     }
 
     /// The fields of one line, in a fixed order; the error says what did not fit.
     pub fn parse(&self, text: &str, out: &mut Vec<(Str, Value)>) -> Result<(), String> {
         out.clear();
-        match self.kind {
-            Kind::NginxCombined | Kind::ApacheCommon | Kind::ApacheCombined => {
+        match self.dialect {
+            Dialect::NginxCombined | Dialect::ApacheCommon | Dialect::ApacheCombined => {
                 self.access(text, out)
             }
-            Kind::SyslogRfc3164 => self.rfc3164(text, out),
-            Kind::SyslogRfc5424 => self.rfc5424(text, out),
-            Kind::Logfmt => logfmt(text, out),
-            Kind::Json => json(text, out),
+            Dialect::SyslogRfc3164 => self.rfc3164(text, out),
+            Dialect::SyslogRfc5424 => self.rfc5424(text, out),
+            Dialect::Logfmt => logfmt(text, out),
+            Dialect::Json => json(text, out),
         }
     }
 
@@ -191,7 +192,7 @@ impl Preset {
         push(out, "protocol", protocol);
         push(out, "status", num(g("status")));
         push(out, "size", num(g("size")));
-        if self.kind != Kind::ApacheCommon {
+        if self.dialect != Dialect::ApacheCommon {
             push(out, "referer", dash(g("referer")));
             push(out, "agent", dash(g("agent")));
         }
@@ -199,14 +200,14 @@ impl Preset {
     }
 
     fn label(&self) -> &'static str {
-        match self.kind {
-            Kind::NginxCombined => "nginx combined",
-            Kind::ApacheCommon => "Apache common",
-            Kind::ApacheCombined => "Apache combined",
-            Kind::SyslogRfc3164 => "RFC 3164 syslog",
-            Kind::SyslogRfc5424 => "RFC 5424 syslog",
-            Kind::Logfmt => "logfmt",
-            Kind::Json => "JSON",
+        match self.dialect {
+            Dialect::NginxCombined => "nginx combined",
+            Dialect::ApacheCommon => "Apache common",
+            Dialect::ApacheCombined => "Apache combined",
+            Dialect::SyslogRfc3164 => "RFC 3164 syslog",
+            Dialect::SyslogRfc5424 => "RFC 5424 syslog",
+            Dialect::Logfmt => "logfmt",
+            Dialect::Json => "JSON",
         }
     }
 
