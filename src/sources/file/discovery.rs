@@ -54,6 +54,12 @@ impl FileSource {
                 Event::Gone { path, lost } if lost > 0 => self.ctx.warn(format!(
                     "source '{name}': {path} disappeared before it was read to the end: {lost} bytes lost"
                 )),
+                Event::Copy { path, of, len } => self.ctx.info(format!(
+                    "source '{name}': {path} holds the first {len} bytes of {of}, which is still there: a copy being made, not read as a new file"
+                )),
+                Event::CopyRead { from, to, read } => self.ctx.info(format!(
+                    "source '{name}': {from} is now {to} (a copy of its first bytes, taken before {read} bytes were read there); read to its end"
+                )),
                 Event::Gone { path, .. } => self.ctx.info(format!(
                     "source '{name}': forgetting {path}, read to the end and gone"
                 )),
