@@ -255,6 +255,54 @@ fn logrotate_copytruncate_under_follow_keeps_each_csv_row_once() {
     follow_scenario("    copytruncate\n    rotate 5", 24, 5);
 }
 
+/// `copytruncate` while a `follow` run is in the middle of the live file (its rows read ahead
+/// by the CSV parser), and the application writes more into the emptied file than the run had
+/// read before the run reads on: the bytes before the run's offset in the file are then another
+/// file's. The copy is still known by the bytes the run read (its tail fingerprint is taken from
+/// what the reader consumed, not from the file), so it is not read again.
+#[test]
+fn copytruncate_under_a_csv_follow_run_then_more_bytes_than_were_read_keeps_each_row_once() {
+    let p = Proj::new();
+    conf(&p, "    copytruncate\n    rotate 5");
+    pipeline(&p, "follow");
+    let mut rng = Rng(26);
+    let mut app = App {
+        p: &p,
+        next: 0,
+        written: Vec::new(),
+        generation: Vec::new(),
+        rotations: 0,
+    };
+    app.append(&mut rng, 3000);
+    // A batch of 1,024 rows every 1.5 s: the rotation comes between the first and the second.
+    let mut run = p.spawn_env(
+        "f0",
+        &["-v", "resume", "--or-start", "p.toml"],
+        Stdio::null(),
+        &[("FAILPOINTS", "source-batch=sleep(1500)")],
+    );
+    assert!(wait_until(Duration::from_secs(60), || !rows_out(&p).is_empty()));
+    rotate(&p, false);
+    app.rotations += 1;
+    let read = rows_out(&p).len();
+    app.append(&mut rng, 4000);
+    let all = app.written.len();
+    let caught_up = wait_until(Duration::from_secs(120), || rows_out(&p).len() >= all);
+    run.signal(15);
+    let code = run.wait();
+    let said = p.read_str("f0.stderr");
+    eprintln!("{read} rows read before the rotation; caught up: {caught_up}");
+    assert!(
+        read < 3000,
+        "the run read the whole file before the rotation"
+    );
+    let mut got = rows_out(&p);
+    got.sort();
+    check(&app.written, &got, &said);
+    assert!(!said.contains("truncated or replaced"), "{said}");
+    assert_eq!(code, 143, "{said}");
+}
+
 /// The rotated set (`app.csv.3` .. `app.csv`, plain files) read to its end by the parse
 /// workers in small jobs, killed with SIGKILL at random and resumed: the output is the bytes of
 /// an uninterrupted run, which holds each row once.

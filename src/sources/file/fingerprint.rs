@@ -17,21 +17,27 @@ impl FileSource {
         if f.gone {
             return;
         }
+        // The open input: the source's reader, or the one the CSV parser reads through.
+        let r = self
+            .reader
+            .as_ref()
+            .or(self.csv.as_ref().map(|c| &c.reader.get_ref().r));
+        let len = f.offset.min(rotation::TAIL_BYTES);
+        // The bytes the reader consumed, when it has them (the file may hold others by now).
+        let consumed = r.and_then(|r| r.consumed_before(f.offset, len as usize));
         if let Some(fd) = &self.open_file {
-            // The bytes the reader consumed, when it has them (the file may hold others by
-            // now); else the file's own.
-            let len = f.offset.min(rotation::TAIL_BYTES);
-            let consumed = match &self.reader {
-                Some(r) if r.offset == f.offset => r.consumed_tail(len as usize),
-                _ => None,
-            };
+            // Else the file's own, unless it was truncated or written again under the reader
+            // (`copytruncate`): its bytes at the offset are then another file's, and the copy
+            // that holds the bytes read would not be known by them.
+            let intact = r.is_none_or(|r| r.still_there());
             (f.tail_len, f.tail_crc) = match consumed {
                 Some(b) => (len, crc32fast::hash(&b)),
-                None => rotation::tail_of(fd, f.offset).unwrap_or((0, 0)),
+                None if intact => rotation::tail_of(fd, f.offset).unwrap_or((0, 0)),
+                None => (0, 0),
             };
             // A file opened empty and read as it was written has no head fingerprint yet.
             let want = (self.s.fingerprint_bytes as u64).min(f.offset);
-            if f.fp_len < want {
+            if f.fp_len < want && intact {
                 if let Some(b) = rotation::pread(fd, 0, want) {
                     (f.fp_len, f.fp_crc) = (b.len() as u64, crc32fast::hash(&b));
                 }
@@ -41,15 +47,10 @@ impl FileSource {
         if !is_gz(&f.path) {
             return;
         }
-        let len = f.offset.min(rotation::TAIL_BYTES);
-        let tail = match &self.reader {
-            Some(r) if r.offset == f.offset => r.consumed_tail(len as usize),
-            _ => None,
-        };
-        (f.tail_len, f.tail_crc) = match tail {
+        (f.tail_len, f.tail_crc) = match consumed {
             Some(b) => (len, crc32fast::hash(&b)),
-            // Not at hand (CSV reads ahead): known by its head and inode only.
-            None if self.reader.is_some() || self.csv.is_some() => (0, 0),
+            // Not at hand: known by its head and inode only.
+            None if r.is_some() => (0, 0),
             None => (f.tail_len, f.tail_crc),
         };
     }

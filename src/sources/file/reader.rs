@@ -108,12 +108,15 @@ impl Reader {
         v
     }
 
-    /// The last `len` bytes consumed from a stream, when it has them.
-    pub(super) fn consumed_tail(&self, len: usize) -> Option<Vec<u8>> {
-        if matches!(self.input, Input::Mapped(_)) {
+    /// The `len` bytes of a stream just before offset `at` (at most the read position), when
+    /// it still has them: the CSV parser reads ahead of the records it returned.
+    pub(super) fn consumed_before(&self, at: u64, len: usize) -> Option<Vec<u8>> {
+        if matches!(self.input, Input::Mapped(_)) || at > self.offset {
             return None;
         }
-        let v = self.last_bytes(self.start, len);
+        let back = usize::try_from(self.offset - at).ok()?;
+        let upto = self.start.checked_sub(back)?;
+        let v = self.last_bytes(upto, len);
         (v.len() == len).then_some(v)
     }
 
