@@ -1,6 +1,9 @@
 //! Helpers for the integration tests: a temporary project directory, running the real `weir`
 //! binary with a timeout (never hang), background processes with signals, a seeded random
 //! number generator and small JSON helpers for computing expected outputs independently.
+//! Every test starts weir through here ([`weir_command`] builds each launch): to the end
+//! (`run_weir*`, `weir_at*`, `Proj::weir*`) or in the background ([`spawn_at`], `Proj::spawn*`),
+//! so every wait is bounded by [`TIMEOUT`] and no weir outlives its test.
 
 #![allow(dead_code)]
 
@@ -10,7 +13,7 @@ pub use cases::*;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// No single weir invocation in these tests may take longer than this.
@@ -93,6 +96,27 @@ pub fn code_of(status: ExitStatus) -> i32 {
     }
 }
 
+/// The one place a weir command line is built: the binary cargo built (under `under`, a
+/// program such as `setpriv ...` or `/usr/bin/time ...` that takes the command as its last
+/// arguments, if given), in `cwd`, with `RUST_BACKTRACE=0`, no `FAILPOINTS` inherited from the
+/// test's own environment, and `env` added.
+fn weir_command(cwd: &Path, args: &[&str], env: &[(&str, &str)], under: &[&str]) -> Command {
+    let mut c = match under.split_first() {
+        Some((program, its_args)) => {
+            let mut c = Command::new(program);
+            c.args(its_args).arg(weir_bin());
+            c
+        }
+        None => Command::new(weir_bin()),
+    };
+    c.current_dir(cwd)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("FAILPOINTS")
+        .envs(env.iter().copied());
+    c
+}
+
 /// Runs weir to completion with `cwd` as working directory and `stdin` as input; kills it and
 /// panics if it takes longer than [`TIMEOUT`].
 pub fn weir_at(cwd: &Path, args: &[&str], stdin: Option<&[u8]>) -> Out {
@@ -101,12 +125,8 @@ pub fn weir_at(cwd: &Path, args: &[&str], stdin: Option<&[u8]>) -> Out {
 
 /// [`weir_at`] with its own time limit, for runs that must be quick (a hang fails fast).
 pub fn weir_at_t(cwd: &Path, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Out {
-    let mut cmd = assert_cmd::Command::cargo_bin("weir").expect("the weir binary is built");
-    cmd.current_dir(cwd)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .env_remove("FAILPOINTS")
-        .timeout(timeout);
+    let mut cmd = assert_cmd::Command::from_std(weir_command(cwd, args, &[], &[]));
+    cmd.timeout(timeout);
     cmd.write_stdin(stdin.map(|s| s.to_vec()).unwrap_or_default());
     let start = Instant::now();
     let out = cmd.output().expect("weir could be started");
@@ -213,33 +233,75 @@ impl Proj {
         ckpts_in(&self.p(state_rel))
     }
 
-    /// Starts weir in the background: stdout and stderr go to files in the project
-    /// (`<tag>.stdout`, `<tag>.stderr`), stdin is `stdin`.
+    /// Starts weir in the background in the project root: stdout and stderr go to files in
+    /// the project (`<tag>.stdout`, `<tag>.stderr`), stdin is `stdin`.
     pub fn spawn(&self, tag: &str, args: &[&str], stdin: Stdio) -> Bg {
         self.spawn_env(tag, args, stdin, &[])
     }
 
     /// `spawn` with extra environment variables.
     pub fn spawn_env(&self, tag: &str, args: &[&str], stdin: Stdio, env: &[(&str, &str)]) -> Bg {
-        let out = fs::File::create(self.p(&format!("{tag}.stdout"))).unwrap();
-        let err = fs::File::create(self.p(&format!("{tag}.stderr"))).unwrap();
-        let child = std::process::Command::new(weir_bin())
-            .current_dir(self.root())
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .env_remove("FAILPOINTS")
-            .envs(env.iter().copied())
-            .stdin(stdin)
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("weir could be started");
-        Bg {
-            child,
-            stdout: self.p(&format!("{tag}.stdout")),
-            stderr: self.p(&format!("{tag}.stderr")),
-            started: Instant::now(),
+        spawn_at(
+            self.root(),
+            tag,
+            args,
+            Spawn {
+                env,
+                stdin: Some(stdin),
+                ..Spawn::default()
+            },
+        )
+    }
+}
+
+/// How [`spawn_at`] wires a background weir, beyond its directory and arguments; the default
+/// is stdin from `/dev/null`, stdout to `<tag>.stdout`, no extra environment.
+#[derive(Default)]
+pub struct Spawn<'a> {
+    /// Extra environment variables (`FAILPOINTS` among them: it is unset otherwise).
+    pub env: &'a [(&'a str, &'a str)],
+    /// stdin; `/dev/null` when `None`. With `Stdio::piped()` the test writes into
+    /// `bg.child.stdin`; with a `File`, weir reads a regular file.
+    pub stdin: Option<Stdio>,
+    /// A file stdout is appended to, created if missing (as `>> file` does; `/dev/null`
+    /// discards it); `<tag>.stdout` beside the stderr file when `None`.
+    pub stdout: Option<&'a Path>,
+    /// A program to run weir under, taking the weir command as its last arguments
+    /// (`setpriv --reuid=nobody ...`, `/usr/bin/time -f ...`).
+    pub under: &'a [&'a str],
+}
+
+/// Starts weir in the background in `cwd`, wired as `how` says; stderr always goes to
+/// `<tag>.stderr` in `cwd` (a file, never a pipe nobody reads: a chatty weir cannot block on
+/// it). [`Bg::wait`] is bounded by [`TIMEOUT`], and dropping the [`Bg`] kills a weir still
+/// running, so a test that fails half-way leaves nothing behind.
+pub fn spawn_at(cwd: &Path, tag: &str, args: &[&str], how: Spawn) -> Bg {
+    let stderr = cwd.join(format!("{tag}.stderr"));
+    let (stdout, out) = match how.stdout {
+        Some(p) => (
+            p.to_path_buf(),
+            fs::OpenOptions::new().create(true).append(true).open(p),
+        ),
+        None => {
+            let p = cwd.join(format!("{tag}.stdout"));
+            let f = fs::File::create(&p);
+            (p, f)
         }
+    };
+    let out = out.unwrap_or_else(|e| panic!("cannot open {stdout:?} for weir's stdout: {e}"));
+    let err = fs::File::create(&stderr)
+        .unwrap_or_else(|e| panic!("cannot create {stderr:?} for weir's stderr: {e}"));
+    let child = weir_command(cwd, args, how.env, how.under)
+        .stdin(how.stdin.unwrap_or_else(Stdio::null))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("weir could be started");
+    Bg {
+        child,
+        stdout,
+        stderr,
+        started: Instant::now(),
     }
 }
 
@@ -509,11 +571,7 @@ fn run_weir_full(
     env: &[(&str, &str)],
     stdin: Option<&[u8]>,
 ) -> std::process::Output {
-    let mut c = std::process::Command::new(weir_bin());
-    c.args(args)
-        .current_dir(dir)
-        .env_remove("FAILPOINTS")
-        .envs(env.iter().copied());
+    let mut c = weir_command(dir, args, env, &[]);
     if let Some(fp) = fail_points {
         c.env("FAILPOINTS", fp);
     }

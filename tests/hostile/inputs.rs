@@ -482,7 +482,7 @@ fn weir_as_nobody(dir: &std::path::Path, args: &[&str]) -> Option<Out> {
         eprintln!("SKIPPED: permission test needs root and setpriv to run weir as nobody");
         return None;
     }
-    let o = super::weir_under(
+    Some(super::weir_under(
         &[
             "/usr/bin/setpriv",
             "--reuid=nobody",
@@ -491,13 +491,7 @@ fn weir_as_nobody(dir: &std::path::Path, args: &[&str]) -> Option<Out> {
         ],
         dir,
         args,
-    );
-    Some(Out {
-        code: code_of(o.status),
-        stdout: o.stdout,
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        elapsed: std::time::Duration::ZERO,
-    })
+    ))
 }
 
 #[test]

@@ -18,8 +18,8 @@ fn peak_rss(dir: &std::path::Path, args: &[&str]) -> Option<u64> {
         return None;
     }
     let o = super::weir_under(&[TIME, "-f", "peak-rss-kb %M"], dir, args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "weir {args:?} failed: {err}");
+    let err = &o.stderr;
+    assert_eq!(o.code, 0, "weir {args:?} failed: {err}");
     let kb: u64 = err
         .lines()
         .rev()

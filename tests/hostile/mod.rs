@@ -8,16 +8,26 @@ mod limits;
 mod state;
 mod validate;
 
+use crate::common::{spawn_at, Out, Spawn};
+
 /// Runs the weir binary in `dir` under another program (`setpriv ...`, `/usr/bin/time ...`)
-/// that takes the command to run as its last arguments.
-fn weir_under(wrapper: &[&str], dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(wrapper[0])
-        .args(&wrapper[1..])
-        .arg(crate::common::weir_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_BACKTRACE", "0")
-        .env_remove("FAILPOINTS")
-        .output()
-        .expect("the wrapped weir could be started")
+/// that takes the command to run as its last arguments; its exit code, stdout and stderr.
+/// Killed (with the program, at least) and a failure after [`crate::common::TIMEOUT`].
+fn weir_under(wrapper: &[&str], dir: &std::path::Path, args: &[&str]) -> Out {
+    let mut bg = spawn_at(
+        dir,
+        "under",
+        args,
+        Spawn {
+            under: wrapper,
+            ..Spawn::default()
+        },
+    );
+    let code = bg.wait();
+    Out {
+        code,
+        stdout: bg.stdout_bytes(),
+        stderr: bg.stderr_str(),
+        elapsed: bg.started.elapsed(),
+    }
 }

@@ -3,13 +3,10 @@
 //! truncation in place, removal, kill -9 in between; stdin resume with the right and the
 //! wrong input; follow mode with rotation, stopped by a signal.
 
+use crate::common::{spawn_at, Spawn, SIGINT};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn weir() -> PathBuf {
-    crate::common::weir_bin()
-}
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     crate::common::run_weir(dir, args, None)
@@ -160,12 +157,12 @@ fn cron_with_kill_9_in_between_reads_everything_exactly_once() {
             std::fs::rename(&log, &rotated).unwrap();
         }
         // Start a run and kill it part way; the next cron run picks up from its checkpoint.
-        let mut child = Command::new(weir())
-            .args(["resume", "-q", "--or-start", "p.toml"])
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut bg = spawn_at(
+            dir,
+            "killed",
+            &["resume", "-q", "--or-start", "p.toml"],
+            Spawn::default(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(40 + 25 * round));
         if round == 0 {
             // A checkpoint before the rotation: a first run takes the files in name order
@@ -175,8 +172,7 @@ fn cron_with_kill_9_in_between_reads_everything_exactly_once() {
                 !crate::common::ckpts_in(&dir.join(".weir/rot")).is_empty()
             });
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        bg.kill9();
     }
     cron(dir);
     let got = lines_out(dir);
@@ -245,18 +241,18 @@ path = "out.jsonl"
     assert_eq!(lines_out(dir), ["a", "b", "c", "d"]);
     // Stdin from a regular file works the same way.
     std::fs::write(dir.join("in.txt"), b"a\nb\nc\nd\ne\n").unwrap();
-    let o = Command::new(weir())
-        .args(["resume", "p.toml"])
-        .current_dir(dir)
-        .stdin(std::fs::File::open(dir.join("in.txt")).unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let mut bg = spawn_at(
+        dir,
+        "from-file",
+        &["resume", "p.toml"],
+        Spawn {
+            stdin: Some(Stdio::from(
+                std::fs::File::open(dir.join("in.txt")).unwrap(),
+            )),
+            ..Spawn::default()
+        },
     );
+    assert_eq!(bg.wait(), 0, "{}", bg.stderr_str());
     assert_eq!(lines_out(dir), ["a", "b", "c", "d", "e"]);
 }
 
@@ -289,11 +285,12 @@ fn follow_reads_growth_and_rotation_until_a_signal() {
     .unwrap();
     let log = dir.join("logs/app.log");
     append(&log, "a1\n");
-    let mut child = Command::new(weir())
-        .args(["run", "-q", "--at-end", "follow", "p.toml"])
-        .current_dir(dir)
-        .spawn()
-        .unwrap();
+    let mut bg = spawn_at(
+        dir,
+        "follow",
+        &["run", "-q", "--at-end", "follow", "p.toml"],
+        Spawn::default(),
+    );
     assert_eq!(wait_for_lines(dir, 1), ["a1"]);
     append(&log, "a2\n");
     assert_eq!(wait_for_lines(dir, 2), ["a1", "a2"]);
@@ -303,12 +300,8 @@ fn follow_reads_growth_and_rotation_until_a_signal() {
     wait_for_lines(dir, 4);
     append(&log, "b2\n");
     wait_for_lines(dir, 5);
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let st = child.wait().unwrap();
-    assert_eq!(st.code(), Some(130));
+    bg.signal(SIGINT);
+    assert_eq!(bg.wait(), 130, "{}", bg.stderr_str());
     let got = lines_out(dir);
     assert_eq!(got, ["a1", "a2", "a3", "b1", "b2"]);
     // The final checkpoint lets a later run continue without reading anything again.
@@ -323,11 +316,12 @@ fn overlapping_cron_runs_exit_75() {
     let dir = d.path();
     pipeline(dir);
     append(&dir.join("logs/app.log"), "x\n");
-    let mut child = Command::new(weir())
-        .args(["run", "-q", "--at-end", "follow", "p.toml"])
-        .current_dir(dir)
-        .spawn()
-        .unwrap();
+    let mut bg = spawn_at(
+        dir,
+        "follow",
+        &["run", "-q", "--at-end", "follow", "p.toml"],
+        Spawn::default(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let t = std::time::Instant::now();
     let o = run(dir, &["resume", "--or-start", "p.toml"]);
@@ -341,8 +335,7 @@ fn overlapping_cron_runs_exit_75() {
         t.elapsed() < std::time::Duration::from_secs(2),
         "not at once"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    bg.kill9();
 }
 
 /// Stdin resume for CSV and TSV too: the CRC must cover exactly the rows read, not the CSV

@@ -4,34 +4,30 @@
 //! `/dev/null`; CSV output whose keys change.
 
 use crate::common::*;
-use std::fs::OpenOptions;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Runs weir in `p` with stdout appended to the regular file `out` (as `>> out` does) and
 /// `FAILPOINTS` set to `fp`; (exit code, stderr).
 fn run_appending(p: &Proj, args: &[&str], out: &str, fp: Option<&str>) -> (i32, String) {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p.p(out))
-        .unwrap();
-    let mut c = Command::new(weir_bin());
-    c.current_dir(p.root())
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .env_remove("FAILPOINTS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(f))
-        .stderr(Stdio::piped());
-    if let Some(fp) = fp {
-        c.env("FAILPOINTS", fp);
-    }
-    let o = c.output().unwrap();
-    (
-        code_of(o.status),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let fp = fp.map(|fp| [("FAILPOINTS", fp)]);
+    let env: &[(&str, &str)] = match &fp {
+        Some(e) => e,
+        None => &[],
+    };
+    let mut bg = spawn_at(
+        p.root(),
+        "appending",
+        args,
+        Spawn {
+            env,
+            stdout: Some(&p.p(out)),
+            ..Spawn::default()
+        },
+    );
+    let code = bg.wait();
+    (code, bg.stderr_str())
 }
 
 const EO: &str = r#"name = "eo"
@@ -167,32 +163,27 @@ delivery = "exactly-once"
         let mut rng = Rng(seed);
         let mut done = false;
         for i in 0..30 {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p.p("out.jsonl"))
-                .unwrap();
-            let mut child = Command::new(weir_bin())
-                .current_dir(p.root())
-                .args(["resume", "--or-start", "-q", "p.toml"])
-                .env_remove("FAILPOINTS")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(f))
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut bg = spawn_at(
+                p.root(),
+                "run",
+                &["resume", "--or-start", "-q", "p.toml"],
+                Spawn {
+                    stdout: Some(&p.p("out.jsonl")),
+                    ..Spawn::default()
+                },
+            );
             let at = Duration::from_millis(rng.range(10, 200));
             let t = std::time::Instant::now();
             let mut code = None;
             while t.elapsed() < at {
-                if let Some(st) = child.try_wait().unwrap() {
+                if let Some(st) = bg.child.try_wait().unwrap() {
                     code = Some(code_of(st));
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
             if i >= 8 && code.is_none() {
-                code = Some(code_of(child.wait().unwrap()));
+                code = Some(bg.wait());
             }
             match code {
                 Some(0) => {
@@ -201,8 +192,7 @@ delivery = "exactly-once"
                 }
                 Some(c) => panic!("run {i} exited {c}"),
                 None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    bg.kill9();
                     total_kills += 1;
                 }
             }
@@ -625,22 +615,19 @@ fn a_mapped_file_truncated_while_read_is_a_warning_not_a_crash() {
             "[checkpoint]\nevery = \"off\"\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
              [sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.jsonl\"\n",
         );
-        let child = Command::new(weir_bin())
-            .current_dir(p.root())
-            .args(["run", "p.toml"])
-            .env("FAILPOINTS", "source-batch=sleep(3)")
-            .env("WEIR_PARSE_THREADS", threads)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut bg = Bg {
-            child,
-            stdout: p.p("x"),
-            stderr: p.p("x"),
-            started: std::time::Instant::now(),
-        };
+        let mut bg = spawn_at(
+            p.root(),
+            "run",
+            &["run", "p.toml"],
+            Spawn {
+                env: &[
+                    ("FAILPOINTS", "source-batch=sleep(3)"),
+                    ("WEIR_PARSE_THREADS", threads),
+                ],
+                stdout: Some(Path::new("/dev/null")),
+                ..Spawn::default()
+            },
+        );
         assert!(wait_until(Duration::from_secs(20), || {
             std::fs::metadata(p.p("out.jsonl")).is_ok_and(|m| m.len() > 0)
         }));
@@ -652,14 +639,7 @@ fn a_mapped_file_truncated_while_read_is_a_warning_not_a_crash() {
             .set_len(keep as u64)
             .unwrap();
         let code = bg.wait();
-        let mut err = String::new();
-        use std::io::Read;
-        bg.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let err = bg.stderr_str();
         assert_eq!(code, 0, "threads {threads}: {err}");
         assert!(err.contains("shrank"), "threads {threads}: {err}");
         let out = p.read_str("out.jsonl");

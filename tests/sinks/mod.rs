@@ -10,7 +10,6 @@
 
 use crate::common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Slows sources down so checkpoints (every few ms) fall inside the input.
@@ -92,20 +91,21 @@ fn kill9_at_random(dir: &Path, seed: u64, kills: usize, max_ms: u64) -> usize {
     let mut rng = Rng(seed);
     let mut landed = 0;
     for _ in 0..kills {
-        let mut child = Command::new(weir_bin())
-            .current_dir(dir)
-            .args(["resume", "--or-start", "-q", "p.toml"])
-            .env("FAILPOINTS", SLOW)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut bg = spawn_at(
+            dir,
+            "killed",
+            &["resume", "--or-start", "-q", "p.toml"],
+            Spawn {
+                env: &[("FAILPOINTS", SLOW)],
+                stdout: Some(Path::new("/dev/null")),
+                ..Spawn::default()
+            },
+        );
         std::thread::sleep(Duration::from_millis(rng.range(5, max_ms)));
-        if matches!(child.try_wait(), Ok(None)) {
+        if bg.running() {
             landed += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        bg.kill9();
     }
     resume_to_end(dir, SLOW, 5);
     landed
@@ -384,17 +384,24 @@ fn sqlite_upsert_without_its_key_fails_the_run() {
 fn sqlite_readers_see_whole_epochs_only() {
     let p = Proj::new();
     gen_pipeline(p.root(), "rd", 30000, SQLITE_SINKS);
-    let mut child = Command::new(weir_bin())
-        .current_dir(p.root())
-        .args(["run", "-q", "p.toml"])
-        .env("FAILPOINTS", SLOW)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut bg = spawn_at(
+        p.root(),
+        "run",
+        &["run", "-q", "p.toml"],
+        Spawn {
+            env: &[("FAILPOINTS", SLOW)],
+            stdout: Some(Path::new("/dev/null")),
+            ..Spawn::default()
+        },
+    );
     let db = p.p("out/db.sqlite");
     let mut partial = 0;
-    while matches!(child.try_wait(), Ok(None)) {
+    while bg.running() {
+        assert!(
+            bg.started.elapsed() < TIMEOUT,
+            "weir did not finish within {TIMEOUT:?}; stderr:\n{}",
+            bg.stderr_str()
+        );
         if let Ok(mut c) = rusqlite::Connection::open(&db) {
             let _ = c.busy_timeout(Duration::from_secs(5));
             // One read transaction: the rows and the position as of one commit.
@@ -416,7 +423,7 @@ fn sqlite_readers_see_whole_epochs_only() {
         }
         std::thread::sleep(Duration::from_millis(3));
     }
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(bg.wait(), 0, "{}", bg.stderr_str());
     assert!(partial > 0, "the reader never looked during the run");
     assert_eq!(sqlite_tables(p.root()).0.len(), 30000);
 }
@@ -966,19 +973,21 @@ fn postgres_connections_cut_mid_run_restart_and_end_exact() {
         "[restart]\nattempts = 10\ndelay = \"20ms\"\nbackoff = 1.0\n\n[sources.gen]",
     );
     d.write("p.toml", toml);
-    let mut child = Command::new(weir_bin())
-        .current_dir(d.root())
-        .args(["run", "p.toml"])
-        .env("FAILPOINTS", SLOW)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut bg = spawn_at(
+        d.root(),
+        "run",
+        &["run", "p.toml"],
+        Spawn {
+            env: &[("FAILPOINTS", SLOW)],
+            stdout: Some(Path::new("/dev/null")),
+            ..Spawn::default()
+        },
+    );
     // What a server restart does to a client: every backend of the database goes away.
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap_or_err(&url);
     let mut cuts = 0;
     for _ in 0..200 {
-        if !matches!(child.try_wait(), Ok(None)) || cuts >= 3 {
+        if !bg.running() || cuts >= 3 {
             break;
         }
         let committed: i64 = admin
@@ -1003,9 +1012,9 @@ fn postgres_connections_cut_mid_run_restart_and_end_exact() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let code = bg.wait();
+    let err = bg.stderr_str();
+    assert_eq!(code, 0, "{err}");
     assert!(cuts >= 1, "no connection was cut while weir ran");
     assert!(err.contains("restarting from the last checkpoint"), "{err}");
     let (ev, us) = pg_tables(&url);

@@ -3,13 +3,10 @@
 //! random streams with out-of-order and late records across a day boundary; sessions that
 //! merge; dedup and state TTL; and a kill -9 loop over a windowed pipeline.
 
+use crate::common::{spawn_at, Spawn};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn weir() -> PathBuf {
-    crate::common::weir_bin()
-}
+use std::path::Path;
+use std::process::Output;
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     crate::common::run_weir(dir, args, None)
@@ -482,15 +479,14 @@ fn windows_survive_kill_9() {
     let mut r = Rng(99);
     let mut kills = 0;
     for _ in 0..40 {
-        let mut child = Command::new(weir())
-            .args(["resume", "-q", "--or-start", "p.toml"])
-            .current_dir(crash.path())
-            .spawn()
-            .unwrap();
+        let mut bg = spawn_at(
+            crash.path(),
+            "killed",
+            &["resume", "-q", "--or-start", "p.toml"],
+            Spawn::default(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(30 + r.below(150)));
-        let _ = child.kill();
-        let st = child.wait().unwrap();
-        if st.code() == Some(0) {
+        if bg.kill9() == 0 {
             break;
         }
         kills += 1;
