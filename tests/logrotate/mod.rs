@@ -5,6 +5,7 @@
 //! come out exactly once, in the order written.
 
 use crate::common::*;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -141,21 +142,16 @@ fn cron(p: &Proj, f: &mut Figures) {
 fn killed_run(p: &Proj, f: &mut Figures, ms: u64) {
     f.runs += 1;
     f.kills += 1;
-    let child = Command::new(weir_bin())
-        .current_dir(p.root())
-        .args(["resume", "--or-start", "p.toml"])
-        .env("FAILPOINTS", "source-batch=sleep(4)")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut bg = Bg {
-        child,
-        stdout: p.p("killed.stdout"),
-        stderr: p.p("killed.stderr"),
-        started: std::time::Instant::now(),
-    };
+    let mut bg = spawn_at(
+        p.root(),
+        "killed",
+        &["resume", "--or-start", "p.toml"],
+        Spawn {
+            env: &[("FAILPOINTS", "source-batch=sleep(4)")],
+            stdout: Some(Path::new("/dev/null")),
+            ..Spawn::default()
+        },
+    );
     std::thread::sleep(Duration::from_millis(ms));
     if bg.running() {
         bg.kill9();
