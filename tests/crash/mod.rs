@@ -526,7 +526,9 @@ fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
     // at about the same rate; which checkpoint that is depends on the build's speed, so the
     // first run dies at the first, second, ... until one is.
     let mut case = None;
-    for nth in 1..8 {
+    // (slow, fast) at each checkpoint tried, for the message when none is the case.
+    let mut seen = Vec::new();
+    for nth in 1..16 {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("slow.jsonl"), &slow).unwrap();
         std::fs::write(d.path().join("fast.jsonl"), &fast).unwrap();
@@ -553,6 +555,7 @@ fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
         crate::common::expect_exit(&first, None);
         let before = consumed_by_source(d.path());
         let (slow0, fast0) = (at("slow", &before).unwrap(), at("fast", &before).unwrap());
+        seen.push((slow0, fast0));
         if slow0 >= SLOW {
             break;
         }
@@ -562,7 +565,7 @@ fn a_folding_source_far_ahead_does_not_hold_back_the_next_checkpoint() {
         }
     }
     let Some((d, before, slow0)) = case else {
-        panic!("no checkpoint found the folding source past the other's end and the other not")
+        panic!("no checkpoint found the folding source past the other's end and the other not: (slow, fast) records at each: {seen:?}")
     };
     let second = crate::common::run_weir_env(
         d.path(),
