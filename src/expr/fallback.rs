@@ -289,25 +289,53 @@ fn num_to_value(n: &Num) -> Value {
 }
 
 /// jaq value to weir value; jaq allows non-string object keys, weir (and jq) do not. A value
-/// deeper than [`limits::MAX_DEPTH`] or of more than [`limits::MAX_LEN`] values in all (jaq
-/// shares values that weir would copy: `[., .]` repeated) is refused.
+/// deeper than [`limits::MAX_DEPTH`], of more than [`limits::MAX_LEN`] values or
+/// [`limits::MAX_OUT_BYTES`] of text in all (jaq shares values that weir would copy: `[., .]`
+/// repeated), or with a string longer than [`limits::MAX_STR_BYTES`], is refused before the
+/// string is copied.
 pub(crate) fn from_val(v: Val) -> Result<Value, ErrV> {
-    let mut budget = limits::MAX_LEN;
+    let mut budget = Budget {
+        values: limits::MAX_LEN,
+        text: limits::MAX_OUT_BYTES,
+    };
     from_val_in(v, 0, &mut budget)
 }
 
-fn from_val_in(v: Val, depth: usize, budget: &mut usize) -> Result<Value, ErrV> {
+/// What is left of one conversion's allowance.
+struct Budget {
+    values: usize,
+    text: usize,
+}
+
+impl Budget {
+    fn text(&mut self, b: &[u8]) -> Result<(), ErrV> {
+        if b.len() > limits::MAX_STR_BYTES {
+            return Err(ErrV::Limit(limits::str_error()));
+        }
+        self.text = self
+            .text
+            .checked_sub(b.len())
+            .ok_or_else(|| ErrV::Limit(limits::text_error()))?;
+        Ok(())
+    }
+}
+
+fn from_val_in(v: Val, depth: usize, budget: &mut Budget) -> Result<Value, ErrV> {
     if depth > limits::MAX_DEPTH {
         return Err(ErrV::Limit(limits::depth_error()));
     }
-    *budget = budget
+    budget.values = budget
+        .values
         .checked_sub(1)
         .ok_or_else(|| ErrV::Limit(limits::size_error()))?;
     Ok(match v {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(b),
         Val::Num(n) => num_to_value(&n),
-        Val::TStr(b) | Val::BStr(b) => Value::str(&String::from_utf8_lossy(&b)),
+        Val::TStr(b) | Val::BStr(b) => {
+            budget.text(&b)?;
+            Value::str(&String::from_utf8_lossy(&b))
+        }
         Val::Arr(a) => {
             let a = jaq_json::Rc::try_unwrap(a).unwrap_or_else(|a| (*a).clone());
             let mut out = Vec::with_capacity(a.len());
@@ -321,7 +349,10 @@ fn from_val_in(v: Val, depth: usize, budget: &mut usize) -> Result<Value, ErrV> 
             let mut m = Map::with_capacity(o.len());
             for (k, v) in o {
                 let k = match k {
-                    Val::TStr(b) | Val::BStr(b) => Str::from(String::from_utf8_lossy(&b).as_ref()),
+                    Val::TStr(b) | Val::BStr(b) => {
+                        budget.text(&b)?;
+                        Str::from(String::from_utf8_lossy(&b).as_ref())
+                    }
                     other => {
                         return Err(ErrV::Msg(format!(
                             "object keys must be strings, not {other}"
@@ -737,8 +768,9 @@ fn with_loc(src: &str) -> String {
 
 type D = JustLut<Val>;
 
-fn limit_exn<'a>(_msg: String) -> jaq_core::Exn<'a, Val> {
+fn limit_exn<'a>(msg: String) -> jaq_core::Exn<'a, Val> {
     // The message waits in `limits` for `exn_to_err`; a halt is not caught by `try`.
+    limits::exceeded(msg);
     jaq_core::Exn::halt(limits::LIMIT_HALT)
 }
 
@@ -754,6 +786,16 @@ fn str_arg(v: &Val) -> Result<String, jaq_core::Exn<'static, Val>> {
         other => Err(jaq_core::Exn::from(jaq_core::Error::str(format_args!(
             "{other} cannot be encoded, only a string can be"
         )))),
+    }
+}
+
+/// What a weir builtin returns to jaq, measured as a step measures values: a loop that feeds
+/// a builtin its own output (`def f: [tostring] | f`) stops at the limit.
+fn checked<'a>(r: Result<Val, jaq_core::Exn<'a, Val>>) -> Result<Val, jaq_core::Exn<'a, Val>> {
+    let v = r?;
+    match limits::check_val(&v) {
+        Ok(()) => Ok(v),
+        Err(m) => Err(limit_exn(m)),
     }
 }
 
@@ -776,10 +818,12 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
         Err(m) => box_once(Err(limit_exn(m))),
     });
     let base32 = Native::<D>::new(|cv| {
-        box_once(str_arg(&cv.1).map(|s| Val::from(base32_encode(s.as_bytes()))))
+        box_once(checked(
+            str_arg(&cv.1).map(|s| Val::from(base32_encode(s.as_bytes()))),
+        ))
     });
     let base32d = Native::<D>::new(|cv| {
-        box_once(str_arg(&cv.1).and_then(|s| {
+        box_once(checked(str_arg(&cv.1).and_then(|s| {
             base32_decode(&s)
                 .map(|b| Val::from(String::from_utf8_lossy(&b).into_owned()))
                 .ok_or_else(|| {
@@ -788,10 +832,10 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
                         Val::from(s.clone())
                     )))
                 })
-        }))
+        })))
     });
     let tsv = Native::<D>::new(|cv| {
-        box_once(str_arg(&cv.1).map(|s| {
+        box_once(checked(str_arg(&cv.1).map(|s| {
             let mut o = String::with_capacity(s.len());
             for c in s.chars() {
                 match c {
@@ -803,12 +847,12 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
                 }
             }
             Val::from(o)
-        }))
+        })))
     });
     // Numbers in text as weir prints them (which is jq's layout: `1e-07`, `-0`), not jaq's.
     let tojson = Native::<D>::new(|cv| {
         box_once(match from_val(cv.1) {
-            Ok(x) => Ok(Val::from(x.to_json_string())),
+            Ok(x) => checked(Ok(Val::from(x.to_json_string()))),
             Err(ErrV::Limit(m)) => Err(limit_exn(m)),
             Err(e) => Err(jaq_core::Exn::from(jaq_core::Error::str(e.message()))),
         })

@@ -13,13 +13,17 @@
 //! - checks how much stack the evaluation has used since it started ([`MAX_STACK`]): this
 //!   bounds recursion whatever the frame sizes of a debug or release build,
 //! - checks the value's size (strings up to [`MAX_STR_BYTES`], arrays and objects up to
-//!   [`MAX_LEN`] entries) and probes its nesting ([`MAX_DEPTH`]).
+//!   [`MAX_LEN`] entries) and probes its nesting ([`MAX_DEPTH`]) and the strings it holds.
 //!
 //! `__weir_step` sits where a recursive call stays a tail call, so jaq's tail-call
 //! optimisation still runs long loops (`until`, a tail-recursive `def`) in constant stack.
 //!
-//! Converting jaq's values back to weir's checks depth and total size again, so an output
-//! built by jaq can never be deeper than [`MAX_DEPTH`].
+//! Converting jaq's values back to weir's checks depth, every string's length and the total
+//! size again (before it copies anything), so an output built by jaq can never be deeper than
+//! [`MAX_DEPTH`] nor hold more than [`MAX_OUT_BYTES`] of text. weir's own builtins run inside
+//! jaq (`tojson`, `@base32`, ...) check what they return the same way, so a loop that feeds a
+//! builtin its own growing output (`def f: [tostring] | f`) stops at the limit instead of
+//! doubling a string until the allocator fails.
 //!
 //! A limit is not an ordinary jq error: `try` and `?` do not catch it (in jaq it travels as a
 //! halt, natively as [`super::native::ErrV::Limit`]), so the record is bad input under every
@@ -39,6 +43,8 @@ pub const MAX_STACK: usize = 1 << 20;
 pub const MAX_STR_BYTES: usize = 64 << 20;
 /// Entries of one array or object built by an expression, and values in one output.
 pub const MAX_LEN: usize = 4_000_000;
+/// Bytes of text (strings and keys) in all of one output converted from jaq.
+pub const MAX_OUT_BYTES: usize = 4 * MAX_STR_BYTES;
 
 thread_local! {
     static STEPS_LEFT: Cell<u64> = const { Cell::new(MAX_STEPS) };
@@ -76,7 +82,8 @@ pub(crate) fn take_reason() -> Option<String> {
     REASON.with(Cell::take)
 }
 
-fn exceeded(reason: String) -> String {
+/// Records why the evaluation stops (read by [`take_reason`]) and returns the message.
+pub(crate) fn exceeded(reason: String) -> String {
     REASON.with(|r| r.set(Some(reason.clone())));
     reason
 }
@@ -119,70 +126,67 @@ fn too_deep() -> String {
 /// gets much deeper than the limit, at a cost independent of its width.
 pub(crate) fn check_val(v: &Val) -> Result<(), String> {
     match v {
-        Val::TStr(b) | Val::BStr(b) if b.len() > MAX_STR_BYTES => Err(exceeded(format!(
-            "expression stopped: a string longer than {MAX_STR_BYTES} bytes (evaluation limit)"
-        ))),
+        Val::TStr(b) | Val::BStr(b) if b.len() > MAX_STR_BYTES => Err(exceeded(str_error())),
         Val::Arr(a) if a.len() > MAX_LEN => Err(exceeded(format!(
             "expression stopped: an array longer than {MAX_LEN} (evaluation limit)"
         ))),
         Val::Obj(o) if o.len() > MAX_LEN => Err(exceeded(format!(
             "expression stopped: an object with more than {MAX_LEN} keys (evaluation limit)"
         ))),
-        Val::Arr(_) | Val::Obj(_) => {
-            if probe_depth(v) > MAX_DEPTH {
-                Err(exceeded(too_deep()))
-            } else {
-                Ok(())
-            }
-        }
+        Val::Arr(_) | Val::Obj(_) => probe(v).map_err(exceeded),
         _ => Ok(()),
     }
 }
 
-/// A lower bound of the nesting of `v` (exact for the shapes described at [`check_val`]).
-fn probe_depth(v: &Val) -> usize {
+/// Probes the nesting of `v` and the length of the strings met on the way (exact for the
+/// shapes described at [`check_val`]): a string that grows inside a container (`[tostring]`)
+/// is found the step after it passes the limit, as a deep one is.
+fn probe(v: &Val) -> Result<(), String> {
     const VISITS: usize = 4096;
     const SMALL: usize = 16;
     let mut visits = 0;
-    let mut deepest = 0;
     let mut stack: Vec<(&Val, usize)> = vec![(v, 1)];
+    let worth = |c: &&Val| !matches!(c, Val::Null | Val::Bool(_) | Val::Num(_));
     while let Some((v, d)) = stack.pop() {
         visits += 1;
-        if visits > VISITS || d > MAX_DEPTH {
-            return deepest.max(d);
+        if d > MAX_DEPTH && matches!(v, Val::Arr(_) | Val::Obj(_)) {
+            return Err(too_deep());
         }
-        deepest = deepest.max(d);
+        if visits > VISITS {
+            return Ok(());
+        }
         match v {
+            Val::TStr(b) | Val::BStr(b) if b.len() > MAX_STR_BYTES => return Err(str_error()),
             Val::Arr(a) => {
                 if a.len() <= SMALL {
-                    stack.extend(a.iter().filter(|c| is_container(c)).map(|c| (c, d + 1)));
+                    stack.extend(a.iter().filter(worth).map(|c| (c, d + 1)));
                 } else {
                     let ends = [a.first(), a.last()];
-                    stack.extend(
-                        ends.into_iter()
-                            .flatten()
-                            .filter(|c| is_container(c))
-                            .map(|c| (c, d + 1)),
-                    );
+                    stack.extend(ends.into_iter().flatten().filter(worth).map(|c| (c, d + 1)));
                 }
             }
             Val::Obj(o) => {
                 if o.len() <= SMALL {
-                    stack.extend(o.values().filter(|c| is_container(c)).map(|c| (c, d + 1)));
+                    for (k, c) in o.iter() {
+                        stack.push((k, d + 1));
+                        if worth(&c) {
+                            stack.push((c, d + 1));
+                        }
+                    }
                 } else {
-                    let ends = [o.values().next(), o.values().next_back()];
-                    stack.extend(
-                        ends.into_iter()
-                            .flatten()
-                            .filter(|c| is_container(c))
-                            .map(|c| (c, d + 1)),
-                    );
+                    let ends = [o.iter().next(), o.iter().next_back()];
+                    for (k, c) in ends.into_iter().flatten() {
+                        stack.push((k, d + 1));
+                        if worth(&c) {
+                            stack.push((c, d + 1));
+                        }
+                    }
                 }
             }
             _ => {}
         }
     }
-    deepest
+    Ok(())
 }
 
 /// The message for a value too deep to convert (used by the conversion from jaq).
@@ -195,6 +199,12 @@ pub(crate) fn size_error() -> String {
     format!("expression stopped: an output of more than {MAX_LEN} values (evaluation limit)")
 }
 
-fn is_container(v: &Val) -> bool {
-    matches!(v, Val::Arr(_) | Val::Obj(_))
+/// The message for a string over [`MAX_STR_BYTES`].
+pub(crate) fn str_error() -> String {
+    format!("expression stopped: a string longer than {MAX_STR_BYTES} bytes (evaluation limit)")
+}
+
+/// The message for an output with more than [`MAX_OUT_BYTES`] of text in all.
+pub(crate) fn text_error() -> String {
+    format!("expression stopped: an output holding more than {MAX_OUT_BYTES} bytes of text (evaluation limit)")
 }

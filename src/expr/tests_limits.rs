@@ -85,6 +85,21 @@ fn runaway_expressions_are_errors_not_crashes() {
             "reduce range(100) as $i (0; [., .]) | length",
             "more than 4000000 values",
         ),
+        // A string that doubles inside a container, through weir's own `tostring` (found by
+        // the proptest below: it grew until the allocator failed), jaq's `@json`, `+`, or as a
+        // key.
+        ("def f: [tostring] | f; 41 | f", "string longer than"),
+        ("def f: [@json] | f; 41 | f", "string longer than"),
+        (
+            "def f: {k: (.k + .k)} | f; {k: \"x\"} | f",
+            "string longer than",
+        ),
+        ("def f: {(tojson): 1} | f; 1 | f", "string longer than"),
+        // Shared strings multiply when weir copies them out of jaq.
+        (
+            "reduce range(10) as $i (\"x\" * 1000000; [., .])",
+            "bytes of text",
+        ),
     ];
     for (src, want) in cases {
         let s = src.to_string();
