@@ -16,6 +16,7 @@ macro_rules! crash_point {
     };
 }
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
@@ -30,3 +31,8 @@ pub mod sources;
 pub mod time;
 pub mod transforms;
 pub mod value;
+
+// The unit tests count memory as the binary does, so the memory limit is tested.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: alloc::Counting<std::alloc::System> = alloc::Counting(std::alloc::System);

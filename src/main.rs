@@ -5,8 +5,10 @@ use clap::Parser;
 
 /// Records are allocated by one stage thread and freed by another; glibc malloc serializes
 /// those cross-thread frees on arena locks (they dominated the filter thread's profile).
+/// Counted per thread for the expression memory limit (`weir::alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: weir::alloc::Counting<mimalloc::MiMalloc> =
+    weir::alloc::Counting(mimalloc::MiMalloc);
 
 fn main() {
     // Reads FAILPOINTS; compiled in only for the tests' builds.

@@ -12,6 +12,9 @@
 //! - counts a step against a per-record budget ([`MAX_STEPS`]),
 //! - checks how much stack the evaluation has used since it started ([`MAX_STACK`]): this
 //!   bounds recursion whatever the frame sizes of a debug or release build,
+//! - checks how much heap the thread has gained since the evaluation started ([`MAX_HEAP`],
+//!   counted by [`crate::alloc`]): jaq keeps the pending generators of a recursion on the
+//!   heap, where neither the stack nor the values show them,
 //! - checks the value's size (strings up to [`MAX_STR_BYTES`], arrays and objects up to
 //!   [`MAX_LEN`] entries) and probes its nesting ([`MAX_DEPTH`]) and the strings it holds.
 //!
@@ -39,6 +42,8 @@ pub const MAX_DEPTH: usize = 256;
 pub const MAX_STEPS: u64 = 1_000_000;
 /// Stack one evaluation may use beyond where it started; operator threads have 2 MiB.
 pub const MAX_STACK: usize = 1 << 20;
+/// Heap one evaluation may gain (what jaq builds, converts and keeps pending).
+pub const MAX_HEAP: isize = 1 << 30;
 /// Length of one string built by an expression.
 pub const MAX_STR_BYTES: usize = 64 << 20;
 /// Entries of one array or object built by an expression, and values in one output.
@@ -50,6 +55,8 @@ thread_local! {
     static STEPS_LEFT: Cell<u64> = const { Cell::new(MAX_STEPS) };
     /// Address of a local of the function that started the evaluation (0: none started).
     static ORIGIN: Cell<usize> = const { Cell::new(0) };
+    /// The thread's live heap when the evaluation started.
+    static HEAP_BASE: Cell<isize> = const { Cell::new(0) };
     /// Why the evaluation was stopped (read when the halt reaches weir).
     static REASON: Cell<Option<String>> = const { Cell::new(None) };
 }
@@ -68,6 +75,7 @@ fn stack_here() -> usize {
 pub(crate) fn start() {
     STEPS_LEFT.with(|s| s.set(MAX_STEPS));
     ORIGIN.with(|o| o.set(stack_here()));
+    HEAP_BASE.with(|h| h.set(crate::alloc::live()));
 }
 
 /// Starts an evaluation unless one is under way on this thread (jaq run on its own).
@@ -88,7 +96,8 @@ pub(crate) fn exceeded(reason: String) -> String {
     reason
 }
 
-/// Checks the step budget and the stack; `Err` with the message when one is exhausted.
+/// Checks the step budget, the stack and the heap; `Err` with the message when one is
+/// exhausted.
 pub(crate) fn step() -> Result<(), String> {
     let left = STEPS_LEFT.with(|s| {
         let v = s.get().saturating_sub(1);
@@ -98,6 +107,12 @@ pub(crate) fn step() -> Result<(), String> {
     if left == 0 {
         return Err(exceeded(format!(
             "expression stopped: more than {MAX_STEPS} steps on one record (evaluation limit)"
+        )));
+    }
+    let gained = crate::alloc::live().wrapping_sub(HEAP_BASE.with(Cell::get));
+    if gained > MAX_HEAP {
+        return Err(exceeded(format!(
+            "expression stopped: more than {MAX_HEAP} bytes of memory for one record (evaluation limit)"
         )));
     }
     stack_ok()

@@ -95,6 +95,12 @@ fn runaway_expressions_are_errors_not_crashes() {
             "string longer than",
         ),
         ("def f: {(tojson): 1} | f; 1 | f", "string longer than"),
+        // A recursion whose pending generators pile up on jaq's heap (found by the proptest:
+        // 5 GB within the step budget).
+        (
+            "def f: fromstream(87 | tostream) | f; f",
+            "bytes of memory for one record",
+        ),
         // Shared strings multiply when weir copies them out of jaq.
         (
             "reduce range(10) as $i (\"x\" * 1000000; [., .])",
