@@ -204,7 +204,7 @@ fn repeat(s: &str, n: f64) -> R {
 
 /// Upper bound on strings and arrays built from a number in the data (`"x" * n`,
 /// `.[n] = v`), so that one bad record cannot exhaust memory.
-const MAX_BUILD: usize = 1 << 28;
+pub(crate) const MAX_BUILD: usize = 1 << 28;
 
 fn split_str(s: &str, sep: &str) -> Value {
     if s.is_empty() {

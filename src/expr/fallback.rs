@@ -693,6 +693,15 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
             BinaryOp::Pipe(None),
             Box::new(Term::Call("__weir_neg", Vec::new())),
         ),
+        // jaq repeats a string `n` times for `"s" * n` with no bound (`"ab" * 1e11` aborted the
+        // process on allocation); `__weir_mul` (prelude.jq) refuses what weir's own evaluator
+        // refuses, with the same message, and multiplies with jaq otherwise.
+        Term::BinOp(l, BinaryOp::Math(jaq_core::ops::Math::Mul), r) => {
+            Term::Call("__weir_mul", vec![g(*l), g(*r)])
+        }
+        Term::BinOp(l, BinaryOp::UpdateMath(jaq_core::ops::Math::Mul), r) => {
+            Term::Call("__weir_mul_update", vec![g(*l), g(*r)])
+        }
         Term::BinOp(l, op, r) => Term::BinOp(bx(l), op, bx(r)),
         Term::Label(x, t) => Term::Label(x, bx(t)),
         Term::Fold(name, xs, pat, args) => {
@@ -849,6 +858,21 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
             Val::from(o)
         })))
     });
+    // `a * b` on `[a, b]`, refusing a string repeated past what weir builds.
+    let mul = Native::<D>::new(|cv| {
+        box_once(match cv.1 {
+            Val::Arr(a) if a.len() == 2 => {
+                let (x, y) = (a[0].clone(), a[1].clone());
+                match repeat_times(&x, &y) {
+                    Some(e) => Err(jaq_core::Exn::from(jaq_core::Error::str(e))),
+                    None => (x * y).map_err(jaq_core::Exn::from),
+                }
+            }
+            _ => Err(jaq_core::Exn::from(jaq_core::Error::str(
+                "__weir_mul takes [a, b]",
+            ))),
+        })
+    });
     // Numbers in text as weir prints them (which is jq's layout: `1e-07`, `-0`), not jaq's.
     let tojson = Native::<D>::new(|cv| {
         box_once(match from_val(cv.1) {
@@ -859,12 +883,31 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     });
     [
         ("__weir_tojson", v(0), tojson),
+        ("__weir_mul2", v(0), mul),
         ("__weir_step", v(0), step),
         ("__weir_base32", v(0), base32),
         ("__weir_base32d", v(0), base32d),
         ("__weir_tsv_escape", v(0), tsv),
     ]
     .into_iter()
+}
+
+/// The message weir's evaluator gives for `"s" * n` when the result would be too long, if
+/// `x * y` is such a repetition.
+fn repeat_times(x: &Val, y: &Val) -> Option<String> {
+    let (s, n) = match (x, y) {
+        (Val::TStr(s) | Val::BStr(s), Val::Num(n)) | (Val::Num(n), Val::TStr(s) | Val::BStr(s)) => {
+            (s, n)
+        }
+        _ => return None,
+    };
+    let (times, text) = match n {
+        Num::Int(i) if *i > 0 => (*i as u128, i.to_string()),
+        Num::BigInt(b) if !b.to_string().starts_with('-') => (u128::MAX, b.to_string()),
+        _ => return None,
+    };
+    (times.saturating_mul(s.len() as u128) > super::builtins::MAX_BUILD as u128)
+        .then(|| format!("repeat string result too long ({text} copies)"))
 }
 
 const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

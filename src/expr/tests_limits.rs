@@ -101,6 +101,20 @@ fn runaway_expressions_are_errors_not_crashes() {
             "def f: fromstream(87 | tostream) | f; f",
             "bytes of memory for one record",
         ),
+        // jaq repeats a string any number of times (found by the proptest: the process
+        // aborted on an allocation of 6.9e18 bytes); weir's limit applies inside jaq too.
+        (
+            "reduce 1 as $x (.; .b * 100000000000)",
+            "repeat string result too long (100000000000 copies)",
+        ),
+        (
+            "fromstream((.b * 3461393385087501563) | tostream)",
+            "repeat string result too long",
+        ),
+        (
+            "reduce 1 as $x (.; .b *= 100000000000000000000000)",
+            "repeat string result too long (100000000000000000000000 copies)",
+        ),
         // Shared strings multiply when weir copies them out of jaq.
         (
             "reduce range(10) as $i (\"x\" * 1000000; [., .])",
@@ -301,6 +315,23 @@ fn prelude_builtins_follow_jq() {
             r#"["null","number","number"]"#,
         ),
         ("[.[1.7], .[-1.7]]", r#"[0,1,2,3,4]"#, r#"[1,4]"#),
+        // `*` inside jaq (a `reduce` runs there) goes through `__weir_mul`: jq's order of
+        // outputs, jq's results.
+        (
+            "reduce 1 as $x (.; [(1,2) * (3,4)])",
+            r#"null"#,
+            r#"[3,6,4,8]"#,
+        ),
+        (
+            "reduce 1 as $x (.; [.a * 2, 2 * .a, .a * 0, .o * {c: 3}, .n * 1.5])",
+            r#"{"a":"ab","o":{"b":1},"n":4}"#,
+            r#"["abab","abab",null,{"b":1,"c":3},6]"#,
+        ),
+        (
+            "reduce 1 as $x (.; [.n *= (2, 3)])",
+            r#"{"n":4}"#,
+            r#"[{"n":8},{"n":12}]"#,
+        ),
     ];
     for (src, input, want) in cases {
         assert_eq!(eval(src, &v(input)), Ok(vec![v(want)]), "{src} on {input}");
