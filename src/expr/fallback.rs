@@ -892,8 +892,8 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     .into_iter()
 }
 
-/// The message weir's evaluator gives for `"s" * n` when the result would be too long, if
-/// `x * y` is such a repetition.
+/// The error weir's evaluator gives for `"s" * n` ([`super::builtins::repeat_too_long`]), if
+/// `x * y` is such a repetition and too long.
 fn repeat_times(x: &Val, y: &Val) -> Option<String> {
     let (s, n) = match (x, y) {
         (Val::TStr(s) | Val::BStr(s), Val::Num(n)) | (Val::Num(n), Val::TStr(s) | Val::BStr(s)) => {
@@ -901,13 +901,13 @@ fn repeat_times(x: &Val, y: &Val) -> Option<String> {
         }
         _ => return None,
     };
-    let (times, text) = match n {
-        Num::Int(i) if *i > 0 => (*i as u128, i.to_string()),
-        Num::BigInt(b) if !b.to_string().starts_with('-') => (u128::MAX, b.to_string()),
-        _ => return None,
-    };
-    (times.saturating_mul(s.len() as u128) > super::builtins::MAX_BUILD as u128)
-        .then(|| format!("repeat string result too long ({text} copies)"))
+    match n {
+        Num::Int(i) if *i > 0 => super::builtins::repeat_too_long(s.len(), *i as u128, i),
+        Num::BigInt(b) if !b.to_string().starts_with('-') => {
+            super::builtins::repeat_too_long(s.len(), u128::MAX, b)
+        }
+        _ => None,
+    }
 }
 
 const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
