@@ -153,49 +153,58 @@ pub(crate) fn check_val(v: &Val) -> Result<(), String> {
     }
 }
 
-/// Probes the nesting of `v` and the length of the strings met on the way (exact for the
-/// shapes described at [`check_val`]): a string that grows inside a container (`[tostring]`)
-/// is found the step after it passes the limit, as a deep one is.
+/// Probes the nesting of `v` and the length of the strings and keys of the containers it
+/// visits (exact for the shapes described at [`check_val`]): a string that grows inside a
+/// container (`[tostring]`) is found the step after it passes the limit, as a deep one is.
+/// Only containers are visited; a string costs a length read.
 fn probe(v: &Val) -> Result<(), String> {
     const VISITS: usize = 4096;
     const SMALL: usize = 16;
+    fn long(v: &Val) -> bool {
+        matches!(v, Val::TStr(b) | Val::BStr(b) if b.len() > MAX_STR_BYTES)
+    }
+    fn child<'a>(stack: &mut Vec<(&'a Val, usize)>, c: &'a Val, d: usize) -> Result<(), String> {
+        match c {
+            Val::Arr(_) | Val::Obj(_) => stack.push((c, d)),
+            c if long(c) => return Err(str_error()),
+            _ => {}
+        }
+        Ok(())
+    }
     let mut visits = 0;
     let mut stack: Vec<(&Val, usize)> = vec![(v, 1)];
-    let worth = |c: &&Val| !matches!(c, Val::Null | Val::Bool(_) | Val::Num(_));
     while let Some((v, d)) = stack.pop() {
         visits += 1;
-        if d > MAX_DEPTH && matches!(v, Val::Arr(_) | Val::Obj(_)) {
+        if d > MAX_DEPTH {
             return Err(too_deep());
         }
         if visits > VISITS {
             return Ok(());
         }
         match v {
-            Val::TStr(b) | Val::BStr(b) if b.len() > MAX_STR_BYTES => return Err(str_error()),
+            Val::Arr(a) if a.len() <= SMALL => {
+                for c in a.iter() {
+                    child(&mut stack, c, d + 1)?;
+                }
+            }
             Val::Arr(a) => {
-                if a.len() <= SMALL {
-                    stack.extend(a.iter().filter(worth).map(|c| (c, d + 1)));
-                } else {
-                    let ends = [a.first(), a.last()];
-                    stack.extend(ends.into_iter().flatten().filter(worth).map(|c| (c, d + 1)));
+                for c in [a.first(), a.last()].into_iter().flatten() {
+                    child(&mut stack, c, d + 1)?;
+                }
+            }
+            Val::Obj(o) if o.len() <= SMALL => {
+                for (k, c) in o.iter() {
+                    child(&mut stack, k, d + 1)?;
+                    child(&mut stack, c, d + 1)?;
                 }
             }
             Val::Obj(o) => {
-                if o.len() <= SMALL {
-                    for (k, c) in o.iter() {
-                        stack.push((k, d + 1));
-                        if worth(&c) {
-                            stack.push((c, d + 1));
-                        }
-                    }
-                } else {
-                    let ends = [o.iter().next(), o.iter().next_back()];
-                    for (k, c) in ends.into_iter().flatten() {
-                        stack.push((k, d + 1));
-                        if worth(&c) {
-                            stack.push((c, d + 1));
-                        }
-                    }
+                for (k, c) in [o.iter().next(), o.iter().next_back()]
+                    .into_iter()
+                    .flatten()
+                {
+                    child(&mut stack, k, d + 1)?;
+                    child(&mut stack, c, d + 1)?;
                 }
             }
             _ => {}
