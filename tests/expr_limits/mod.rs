@@ -1,6 +1,7 @@
-//! Issue 15, expressions: through the real binary, a runaway expression or a hostile record is
-//! one bad record under every `on_error` (never a hang, an abort or a lost run), and what a
-//! pipeline cannot run (`now`, `halt`, look-around regexes) is refused by `validate` (exit 2).
+//! Issue 15, expressions: through the real binary (its allocator included), a runaway
+//! expression or a hostile record is one bad record under every `on_error` (never a hang, an
+//! abort or a lost run), and what a pipeline cannot run (`now`, `halt`, look-around regexes)
+//! is refused by `validate` (exit 2).
 
 use crate::common::*;
 use std::time::Duration;
@@ -54,6 +55,25 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "{r: (.v | tojson | length)}",
             deep,
             "nested deeper than 256 levels",
+        ),
+        // Memory the values never show: counted by the binary's allocator (main.rs wraps
+        // mimalloc in weir::alloc::Counting; without it this record would take 1.2 GB).
+        (
+            "{r: (reduce range(.m // 0) as $i ([]; . + [\"x\" * 4000]) | length)}",
+            r#"{"m":300000}"#.into(),
+            "bytes of memory for one record",
+        ),
+        // A string doubling inside an array through weir's own `tostring`.
+        (
+            "{r: (def f: [tostring] | f; if .g then .g | f else 0 end)}",
+            r#"{"g":41}"#.into(),
+            "string longer than",
+        ),
+        // `"s" * n` run by jaq (inside a `reduce`): refused before jaq allocates.
+        (
+            "{r: (.t as $t | reduce 1 as $x (\"\"; \"ab\" * ($t // 1)))}",
+            r#"{"t":100000000000}"#.into(),
+            "repeat string result too long",
         ),
     ]
 }
