@@ -12,8 +12,9 @@
 //! thread, so one compiled filter can be shared between threads behind an `Arc`. The
 //! compile-time assertion at the bottom of this file keeps that true across jaq upgrades.
 //!
-//! A long file (about 860 lines): the conversions both ways and the printer must cover the
-//! same jaq term and value shapes, and are kept together so that a jaq upgrade is one file.
+//! A long file (about 1,000 lines): the conversions both ways, the printer, the guard that
+//! rewrites terms and the natives must cover the same jaq term and value shapes and the same
+//! jaq API, and are kept together so that a jaq upgrade is one file.
 
 use super::base::{Ctl, ErrV};
 use super::limits;
@@ -635,7 +636,9 @@ const PRELUDE: &str = include_str!("prelude.jq");
 
 /// Puts `__weir_step` in front of every user `def` body (so each call counts and checks the
 /// stack, while tail calls stay tail calls for jaq's optimisation) and after every
-/// `reduce`/`foreach` update (so each iteration counts and its accumulator is measured).
+/// `reduce`/`foreach` update (so each iteration counts and its accumulator is measured), and
+/// rewrites what jaq runs otherwise than jq: number literals, `-x`, `*`, interpolation, indices,
+/// and `reduce`/`foreach` updates with several outputs or none.
 fn guard_term(t: Term<&str>) -> Term<&str> {
     fn g(t: Term<&str>) -> Term<&str> {
         guard_term(t)
@@ -704,12 +707,29 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
         }
         Term::BinOp(l, op, r) => Term::BinOp(bx(l), op, bx(r)),
         Term::Label(x, t) => Term::Label(x, bx(t)),
+        // jq keeps the last output of a `reduce` update (null when it has none); a `foreach`
+        // emits each output and goes on from the last (null when none). jaq goes on from
+        // every output. The natives `__weir_reduce` and `__weir_foreach_*` (weir_funs) carry
+        // jq's rule; a `foreach` state is `[state, outputs of the last update]`.
         Term::Fold(name, xs, pat, args) => {
-            let args = args
+            let native = |f| Box::new(Term::Call(f, Vec::new()));
+            let pipe = |l, r| Term::BinOp(l, BinaryOp::Pipe(None), r);
+            let n = args.len();
+            let mut args: Vec<_> = args
                 .into_iter()
                 .enumerate()
-                .map(|(i, a)| if i == 1 { after(g(a)) } else { g(a) })
+                .map(|(i, a)| match (name, i) {
+                    ("reduce", 1) => after(Term::Call("__weir_reduce", vec![g(a)])),
+                    ("foreach", 0) => pipe(Box::new(g(a)), native("__weir_foreach_init")),
+                    ("foreach", 1) => after(Term::Call("__weir_foreach_update", vec![g(a)])),
+                    ("foreach", 2) => pipe(native("__weir_foreach_outputs"), Box::new(g(a))),
+                    (_, 1) => after(g(a)),
+                    _ => g(a),
+                })
                 .collect();
+            if name == "foreach" && n == 2 {
+                args.push(*native("__weir_foreach_outputs"));
+            }
             Term::Fold(name, bx(xs), pat, args)
         }
         Term::TryCatch(t, c) => Term::TryCatch(bx(t), c.map(bx)),
@@ -858,6 +878,52 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
             Val::from(o)
         })))
     });
+    // `reduce`'s update as jq runs it: its last output, null when it has none.
+    let reduce = Native::<D>::new(|mut cv| {
+        let (f, ctx) = cv.0.pop_fun();
+        let mut last = Val::Null;
+        for r in f.run((ctx, cv.1)) {
+            match r {
+                Ok(v) => last = v,
+                Err(e) => return box_once(Err(e)),
+            }
+        }
+        box_once(Ok(last))
+    });
+    // `foreach`'s state is `[state, outputs]`: the update runs on the state, every output is
+    // emitted (`__weir_foreach_outputs`) and the last (null when none) is the next state.
+    let fe_init = Native::<D>::new(|cv| {
+        box_once(Ok(Val::Arr(jaq_json::Rc::new(vec![
+            cv.1,
+            Val::Arr(jaq_json::Rc::new(Vec::new())),
+        ]))))
+    });
+    let fe_update = Native::<D>::new(|mut cv| {
+        let (f, ctx) = cv.0.pop_fun();
+        let state = match &cv.1 {
+            Val::Arr(a) => a.first().cloned().unwrap_or(Val::Null),
+            _ => Val::Null,
+        };
+        let mut outs = Vec::new();
+        for r in f.run((ctx, state)) {
+            match r {
+                Ok(v) => outs.push(v),
+                Err(e) => return box_once(Err(e)),
+            }
+        }
+        let next = outs.last().cloned().unwrap_or(Val::Null);
+        box_once(Ok(Val::Arr(jaq_json::Rc::new(vec![
+            next,
+            Val::Arr(jaq_json::Rc::new(outs)),
+        ]))))
+    });
+    let fe_outputs = Native::<D>::new(|cv| match &cv.1 {
+        Val::Arr(a) => match a.get(1) {
+            Some(Val::Arr(o)) => Box::new(o.as_ref().clone().into_iter().map(Ok)),
+            _ => Box::new(core::iter::empty()),
+        },
+        _ => Box::new(core::iter::empty()),
+    });
     // `a * b` on `[a, b]`, refusing a string repeated past what weir builds.
     let mul = Native::<D>::new(|cv| {
         box_once(match cv.1 {
@@ -884,6 +950,14 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     [
         ("__weir_tojson", v(0), tojson),
         ("__weir_mul2", v(0), mul),
+        ("__weir_reduce", Box::new([jaq_core::Bind::Fun(())]), reduce),
+        ("__weir_foreach_init", v(0), fe_init),
+        (
+            "__weir_foreach_update",
+            Box::new([jaq_core::Bind::Fun(())]),
+            fe_update,
+        ),
+        ("__weir_foreach_outputs", v(0), fe_outputs),
         ("__weir_step", v(0), step),
         ("__weir_base32", v(0), base32),
         ("__weir_base32d", v(0), base32d),

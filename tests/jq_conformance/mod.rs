@@ -211,6 +211,18 @@ fn expressions() -> Vec<String> {
         "[range(5)] | setpath([1.7]; 9)", "[range(5)] | delpaths([[1.7]])", "[range(10)] | .[1.5:3.5] = [\"x\"]",
         ".ints | .[1.5:]?", "[range(5)] | has(1.7)",
         "tostream | select(length == 2) | .[0] | join(\".\")?",
+        // `*` and `*=` where jaq runs them (in `reduce`, `def`): weir's `__weir_mul`, jq's order
+        "reduce 1 as $x (.; [(1, 2) * (3, 4)])", "reduce (.ints[]?) as $x (1; . * $x)",
+        "reduce 1 as $x (.; [try (.user * (0, 2)) catch \"e\", try (.obj * {c: {y: 1}}) catch \"e\"])",
+        "def m: . * 2; [.ints[]? | m]", "reduce 1 as $x (.; .id *= (2, 3))",
+        "reduce 1 as $x (.; [.s * .id?, .id * .s?])",
+        // an update with several outputs, or none: `reduce` keeps the last (null for none),
+        // `foreach` emits each and goes on from the last
+        "[reduce (.ints[]?) as $x (0; . + $x, . * 10)]", "[reduce (1, 2) as $x (.id; empty)]",
+        "[reduce (.ints[]?) as $x (0; if $x == 3 then empty else . + $x end)]",
+        "[foreach (.ints[]?) as $x (0; . + $x, . * 10)]", "[foreach (.ints[]?) as $x (0; . + $x, -.; [$x, .])]",
+        "[foreach (1, 2, 3) as $x (.id; if $x == 2 then empty else . + $x end)]",
+        "[foreach (.tags[]?) as $t ({}; .[$t] += 1, {})]",
     ];
     e.extend(DIFFERENCES.iter().map(|(x, _, _)| *x));
     let mut seen = std::collections::BTreeSet::new();
