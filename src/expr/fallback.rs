@@ -697,8 +697,8 @@ fn guard_term(t: Term<&str>) -> Term<&str> {
             Box::new(Term::Call("__weir_neg", Vec::new())),
         ),
         // jaq repeats a string `n` times for `"s" * n` with no bound (`"ab" * 1e11` aborted the
-        // process on allocation); `__weir_mul` (prelude.jq) refuses what weir's own evaluator
-        // refuses, with the same message, and multiplies with jaq otherwise.
+        // process on allocation); the native `__weir_mul` (weir_funs) refuses what weir's own
+        // evaluator refuses, with the same message, and multiplies with jaq otherwise.
         Term::BinOp(l, BinaryOp::Math(jaq_core::ops::Math::Mul), r) => {
             Term::Call("__weir_mul", vec![g(*l), g(*r)])
         }
@@ -831,6 +831,8 @@ fn checked<'a>(r: Result<Val, jaq_core::Exn<'a, Val>>) -> Result<Val, jaq_core::
 fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     use jaq_core::box_iter::box_once;
     use jaq_core::native::v;
+    use jaq_core::Bind::Fun;
+    type ValXs<'a> = jaq_core::ValXs<'a, Val>;
     use jaq_core::Native;
     // `__weir_step` passes its input on (as `.`, also in paths and updates) after counting a
     // step, checking the stack and measuring the value.
@@ -925,19 +927,27 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
         _ => Box::new(core::iter::empty()),
     });
     // `a * b` on `[a, b]`, refusing a string repeated past what weir builds.
-    let mul = Native::<D>::new(|cv| {
-        box_once(match cv.1 {
-            Val::Arr(a) if a.len() == 2 => {
-                let (x, y) = (a[0].clone(), a[1].clone());
-                match repeat_times(&x, &y) {
-                    Some(e) => Err(jaq_core::Exn::from(jaq_core::Error::str(e))),
-                    None => (x * y).map_err(jaq_core::Exn::from),
-                }
-            }
-            _ => Err(jaq_core::Exn::from(jaq_core::Error::str(
-                "__weir_mul takes [a, b]",
-            ))),
-        })
+    // `l * r` as jq runs it: for each output of `r`, each output of `l` (jaq's own order is
+    // the other way), lazily; a string repeated past weir's bound is an error.
+    let mul = Native::<D>::new(|mut cv| {
+        let (r, rctx) = cv.0.pop_fun();
+        let (l, lctx) = cv.0.pop_fun();
+        let input = cv.1;
+        Box::new(
+            r.run((rctx, input.clone()))
+                .flat_map(move |y| -> ValXs<'_> {
+                    match y {
+                        Err(e) => box_once(Err(e)),
+                        Ok(y) => Box::new(l.run((lctx.clone(), input.clone())).map(move |x| {
+                            let x = x?;
+                            match repeat_times(&x, &y) {
+                                Some(e) => Err(jaq_core::Exn::from(jaq_core::Error::str(e))),
+                                None => (x * y.clone()).map_err(jaq_core::Exn::from),
+                            }
+                        })),
+                    }
+                }),
+        )
     });
     // Numbers in text as weir prints them (which is jq's layout: `1e-07`, `-0`), not jaq's.
     let tojson = Native::<D>::new(|cv| {
@@ -949,8 +959,8 @@ fn weir_funs() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
     });
     [
         ("__weir_tojson", v(0), tojson),
-        ("__weir_mul2", v(0), mul),
-        ("__weir_reduce", Box::new([jaq_core::Bind::Fun(())]), reduce),
+        ("__weir_mul", Box::new([Fun(()), Fun(())]), mul),
+        ("__weir_reduce", Box::new([Fun(())]), reduce),
         ("__weir_foreach_init", v(0), fe_init),
         (
             "__weir_foreach_update",

@@ -179,8 +179,6 @@ def implode:
 # `-x` computes, as in jq and weir's own evaluator: jaq would negate a number that kept its
 # input text by its text (`-1.50`), and an integer 0 to 0 (jq: -0). guard_term (fallback.rs)
 # calls this for every `-x`.
-# `l * r` and `l *= r` (guard_term, fallback.rs): jq's order (each r, then each l: jaq's is
-# the other way), with a string repeated no longer than weir's own evaluator allows.
-def __weir_mul(l; r): r as $b | l as $a | [$a, $b] | __weir_mul2;
+# `l *= r` (guard_term, fallback.rs) through the native `__weir_mul` (`l * r`).
 def __weir_mul_update(p; r): r as $b | p |= __weir_mul(.; $b);
 def __weir_neg: if type == "number" then . * -1.0 else -. end;
