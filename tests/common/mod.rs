@@ -474,6 +474,14 @@ pub fn parse_jsonl(s: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The records of a jsonl file another process may be writing: only its complete lines (a
+/// line whose `\n` has not been written yet is not a record yet), none when it is missing.
+pub fn jsonl_so_far(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    parse_jsonl(complete)
+}
+
 /// Where two texts first differ, by line, for a failure message (outputs here run to
 /// thousands of lines, too many to print whole); `None` when they are equal.
 pub fn first_difference(got: &str, want: &str) -> Option<String> {

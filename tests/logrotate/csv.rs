@@ -96,7 +96,7 @@ fn conf(p: &Proj, scheme: &str) {
 
 /// (id, msg) of each record written, in order.
 fn rows_out(p: &Proj) -> Vec<(String, String)> {
-    parse_jsonl(&std::fs::read_to_string(p.p("out.jsonl")).unwrap_or_default())
+    jsonl_so_far(&p.p("out.jsonl"))
         .into_iter()
         .map(|v| {
             (

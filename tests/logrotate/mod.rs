@@ -162,7 +162,7 @@ fn killed_run(p: &Proj, f: &mut Figures, ms: u64) {
 }
 
 fn lines_out(p: &Proj) -> Vec<String> {
-    parse_jsonl(&std::fs::read_to_string(p.p("out.jsonl")).unwrap_or_default())
+    jsonl_so_far(&p.p("out.jsonl"))
         .into_iter()
         .map(|v| v["line"].as_str().unwrap().to_string())
         .collect()

@@ -377,7 +377,7 @@ path = "out.jsonl"
 "#;
 
 fn ns_out(p: &Proj) -> Vec<i64> {
-    parse_jsonl(&std::fs::read_to_string(p.p("out.jsonl")).unwrap_or_default())
+    jsonl_so_far(&p.p("out.jsonl"))
         .iter()
         .map(|v| v["n"].as_i64().unwrap())
         .collect()
