@@ -424,6 +424,32 @@ impl Drop for Bg {
     }
 }
 
+/// Ends a `follow` run once its sink holds `all` records, with SIGTERM (a final checkpoint):
+/// the run's exit code, and whether the records were all out. A run started a moment before
+/// may not have opened its sink yet, and the file then still holds what a killed run wrote
+/// after its last checkpoint, which the new run truncates: a count taken then is not the new
+/// run's, and the SIGTERM may stop it before it has read everything. So when the stopped run's
+/// output is short, it is resumed once more (`restart`) and stopped the same way; its file then
+/// ends exactly where the final checkpoint committed it, nothing is truncated, and the count is
+/// the resumed run's own. A line lost for good stays lost through any number of resumes.
+pub fn stop_follow_when_caught_up(
+    run: &mut Bg,
+    mut restart: impl FnMut() -> Bg,
+    count: impl Fn() -> usize,
+    all: usize,
+) -> (i32, bool) {
+    let mut caught_up = wait_until(Duration::from_secs(60), || count() >= all);
+    run.signal(15);
+    let mut code = run.wait();
+    if count() < all {
+        *run = restart();
+        caught_up = wait_until(Duration::from_secs(60), || count() >= all);
+        run.signal(15);
+        code = run.wait();
+    }
+    (code, caught_up)
+}
+
 /// Polls `cond` every few milliseconds for at most `t`; whether it became true.
 pub fn wait_until(t: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + t;

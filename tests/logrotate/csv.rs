@@ -212,12 +212,16 @@ fn follow_scenario(scheme: &str, seed: u64, rounds: u32) {
         }
     }
     let all = app.written.len();
-    let caught_up = wait_until(Duration::from_secs(60), || rows_out(&p).len() >= all);
-    run.signal(15);
-    let code = run.wait();
+    let (code, caught_up) = stop_follow_when_caught_up(
+        &mut run,
+        || start(&format!("f{}", kills + 1)),
+        || rows_out(&p).len(),
+        all,
+    );
+    let kills = kills + u32::from(p.p(&format!("f{}.stderr", kills + 1)).exists());
     let got = rows_out(&p);
     eprintln!(
-        "CSV logrotate (follow) {scheme:?} seed {seed}: {rounds} rotations, {kills} kills, {} rows, caught up: {caught_up}",
+        "CSV logrotate (follow) {scheme:?} seed {seed}: {rounds} rotations, {kills} runs after the first, {} rows, caught up: {caught_up}",
         got.len()
     );
     // Each row once; each file's rows in the order written. Files found by one scan are taken

@@ -626,15 +626,19 @@ fn follow_scenario(format: &str, scheme: &str, seed: u64, rounds: u32) {
         }
     }
     let all = app.written.len();
-    let caught_up = wait_until(Duration::from_secs(60), || lines_out(&p).len() >= all);
-    run.signal(15);
-    let code = run.wait();
+    let (code, caught_up) = stop_follow_when_caught_up(
+        &mut run,
+        || start(&format!("f{}", kills + 1)),
+        || lines_out(&p).len(),
+        all,
+    );
+    let runs = kills + u32::from(p.p(&format!("f{}.stderr", kills + 1)).exists());
     let got = lines_out(&p);
     eprintln!(
-        "{format} logrotate (follow) {scheme:?} seed {seed}: {rounds} rotations, {kills} kills, {} lines, caught up: {caught_up}",
+        "{format} logrotate (follow) {scheme:?} seed {seed}: {rounds} rotations, {kills} kills, {runs} resumes, {} lines, caught up: {caught_up}",
         got.len()
     );
-    let said: String = (0..=kills)
+    let said: String = (0..=runs)
         .map(|i| format!("run {i}:\n{}", p.read_str(&format!("f{i}.stderr"))))
         .collect();
     let mut sorted = got.clone();
