@@ -337,6 +337,33 @@ impl<'a> Scan<'a> {
     /// The first quote, backslash or control character at or after `j` (or the end).
     #[inline(always)]
     fn stop(&self, mut j: usize) -> usize {
+        // Sixteen bytes at a time where SSE2 is (every x86_64): strings are most of a log
+        // line's bytes, and this loop was a quarter of the instructions of a k8s job when it
+        // went eight bytes at a time.
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{
+                __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
+                _mm_or_si128, _mm_set1_epi8,
+            };
+            while j + 16 <= self.b.len() {
+                // SAFETY: the 16 bytes from `j` are inside `self.b` (checked above), the load
+                // is unaligned, and SSE2 is part of the x86_64 baseline.
+                let flags = unsafe {
+                    let x = _mm_loadu_si128(self.b.as_ptr().add(j).cast::<__m128i>());
+                    let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+                    let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+                    // A control character: max(x, 0x1f) == 0x1f exactly when x <= 0x1f.
+                    let low = _mm_set1_epi8(0x1f);
+                    let control = _mm_cmpeq_epi8(_mm_max_epu8(x, low), low);
+                    _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+                };
+                if flags != 0 {
+                    return j + flags.trailing_zeros() as usize;
+                }
+                j += 16;
+            }
+        }
         // Eight bytes at a time: the lowest flagged byte of `stops` is the first quote,
         // backslash or control character (the usual has-zero-byte trick; flags above the
         // first true one may be false, which never matters here).

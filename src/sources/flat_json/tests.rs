@@ -150,6 +150,36 @@ fn nested_values_and_escapes_are_skipped_or_built() {
     assert_eq!(slots[0], Some(Scalar::Int(404)));
 }
 
+/// The string scan finds the first quote, backslash or control character wherever it falls in
+/// a sixteen-byte block, an eight-byte word or the bytes after them, and no other byte stops
+/// it (bytes from 0x80 up, the non-ASCII of UTF-8, included).
+#[test]
+fn the_string_scan_stops_at_the_first_stop_byte_at_any_position() {
+    let plain: Vec<u8> = (0x20u8..=0xff)
+        .filter(|&c| c != b'"' && c != b'\\')
+        .cycle()
+        .take(70)
+        .collect();
+    for stop_byte in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+        for len in 0..plain.len() {
+            for at in (0..=len).step_by(3).chain([len]) {
+                let mut b = plain[..len].to_vec();
+                if at < len {
+                    b[at] = stop_byte;
+                }
+                for from in [0, 1, 5, 9, 17].into_iter().filter(|&f| f <= at) {
+                    let s = Scan { t: "", b: &b, i: 0 };
+                    assert_eq!(
+                        s.stop(from),
+                        at,
+                        "stop {stop_byte:#x} at {at} of {len} from {from}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Invalid UTF-8 anywhere in a key or a string is refused, whichever eight-byte word (or
 /// the tail after the last whole word) of the ASCII check it falls in; valid UTF-8 there
 /// is read.
