@@ -75,7 +75,8 @@
 # WEIR (a weir binary to use instead of building target/release/weir), NO_INSTALL=1
 # (install no missing peer: neither apt-get nor pip), INSTALL_JAQ=1 (cargo install --locked jaq
 # if jaq is not on PATH: it compiles for several minutes), DUCKDB=cli|python (see above),
-# KEEP=1 (keep the temp dir with data and outputs), TMPDIR (where the temp dir goes).
+# KEEP=1 (keep the temp dir with data and outputs), TMPDIR (where the temp dir goes),
+# TOOLS (a space-separated subset of the tools to run, such as "weir duckdb"; default all).
 #
 # Peers missing on the machine are installed with apt-get (apt-get update first; jq, mlr, mawk),
 # pip (DuckDB) or, with INSTALL_JAQ=1, cargo (jaq); a peer that cannot be installed, or that
@@ -565,6 +566,11 @@ command -v jq >/dev/null 2>&1 && ALL_TOOLS+=(jq)
 [[ -n $JAQ ]] && ALL_TOOLS+=(jaq)
 for t in mlr mawk; do command -v "$t" >/dev/null 2>&1 && ALL_TOOLS+=("$t"); done
 [[ -n $DUCKDB_MODE ]] && ALL_TOOLS+=(duckdb)
+if [[ -n ${TOOLS:-} ]]; then
+    picked=()
+    for t in "${ALL_TOOLS[@]}"; do [[ " $TOOLS " == *" $t "* ]] && picked+=("$t"); done
+    ALL_TOOLS=("${picked[@]}")
+fi
 tools_for() {   # corpus -> the tools that run its jobs
     local t
     for t in "${ALL_TOOLS[@]}"; do
