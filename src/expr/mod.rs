@@ -270,6 +270,12 @@ impl Expr {
         self.inner.field.as_ref()
     }
 
+    /// The keys when the expression is a path of fields (`.f`, `.a.b.c`): what the parse
+    /// workers can read of a line without building it.
+    pub fn field_path(&self) -> Option<Vec<Str>> {
+        self.inner.root.field_path()
+    }
+
     /// The value of a single-field expression (`.f`) on an object: `Some` of the field or
     /// `null`. `None` when the expression is anything else or the input is not an object; the
     /// caller then evaluates it in full. A plain reference, so hot loops that read keys and

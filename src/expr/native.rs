@@ -202,6 +202,20 @@ impl Node {
         }
     }
 
+    /// The keys when this node is exactly a path of fields (`.f`, `.a.b.c`).
+    pub(crate) fn field_path(&self) -> Option<Vec<Str>> {
+        match &self.kind {
+            Form::Path(keys) if !keys.is_empty() => keys
+                .iter()
+                .map(|k| match k {
+                    Key::Field(f) => Some(f.clone()),
+                    Key::Index(_) => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_native(&self) -> bool {
         self.all(&mut |n| !matches!(n.kind, Form::Jaq(_)))
     }

@@ -48,9 +48,10 @@ fn filter_pushdown(c: &Checked, source: usize) -> Option<(Expr, usize)> {
 }
 
 /// The aggregate or window a source's parse workers can fold lines for: the one consumer of
-/// the source's records and its only input, keyed by one field, computing only `count` and
-/// sums of single fields. An aggregate must emit at the end, without `state_ttl`. A window
-/// must be tumbling on a single time field, without allowed lateness or a `.late` output,
+/// the source's records and its only input, keyed by one field or path of fields (`.user`,
+/// `.kubernetes.pod_name`), computing only `count` and sums of such paths. An aggregate must
+/// emit at the end, without `state_ttl`. A window must be tumbling on such a time path,
+/// without allowed lateness or a `.late` output,
 /// and feed only sinks that read nothing else: sinks ignore which record made a window fire
 /// (its origin and batch number), which folding cannot tell. Whether each line can be folded
 /// is decided as it is read (see `sources::folding`).
@@ -60,11 +61,11 @@ fn fold_pushdown(c: &Checked, source: usize) -> Option<FoldSpec> {
     if g.nodes[to].inputs.len() != 1 {
         return None;
     }
-    let funcs = |aggs: &[AggSpec]| -> Option<Vec<Option<Str>>> {
+    let funcs = |aggs: &[AggSpec]| -> Option<Vec<Option<Vec<Str>>>> {
         aggs.iter()
             .map(|a| match (a.func, &a.arg) {
                 (Func::Count, None) => Some(None),
-                (Func::Sum, Some(e)) => Some(Some(e.single_field()?.clone())),
+                (Func::Sum, Some(e)) => Some(Some(e.field_path()?)),
                 _ => None,
             })
             .collect()
@@ -80,7 +81,7 @@ fn fold_pushdown(c: &Checked, source: usize) -> Option<FoldSpec> {
             if *emit != Emit::Final || ttl.is_some() {
                 return None;
             }
-            Some(FoldSpec::new(key.as_ref()?.single_field()?, &funcs(aggs)?))
+            FoldSpec::new(&key.as_ref()?.field_path()?, &funcs(aggs)?)
         }
         Compiled::Window {
             key,
@@ -105,13 +106,11 @@ fn fold_pushdown(c: &Checked, source: usize) -> Option<FoldSpec> {
                     _ => return None,
                 }
             }
-            Some(
-                FoldSpec::new(key.as_ref()?.single_field()?, &funcs(aggs)?).tumbling(
-                    time.expr.single_field()?,
-                    time.unit,
-                    *size,
-                    *out_of_orderness,
-                ),
+            FoldSpec::new(&key.as_ref()?.field_path()?, &funcs(aggs)?)?.tumbling(
+                &time.expr.field_path()?,
+                time.unit,
+                *size,
+                *out_of_orderness,
             )
         }
         _ => None,

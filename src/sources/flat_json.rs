@@ -96,6 +96,81 @@ pub fn scan_fields<'a>(
     })
 }
 
+/// Paths of keys to read from a line, as a tree: at each level the names wanted there, each a
+/// leaf (a slot of the caller's) or a subtree (an object to go into). What the parse workers
+/// read of a line to fold it when a key or a sum is a nested path (`.kubernetes.pod_name`).
+#[derive(Debug, Clone, Default)]
+pub struct PathTree {
+    names: Vec<Str>,
+    lens: u64,
+    nodes: Vec<PathNode>,
+}
+
+#[derive(Debug, Clone)]
+enum PathNode {
+    Leaf(usize),
+    Sub(PathTree),
+}
+
+impl PathTree {
+    /// The tree of `paths` (none empty), slot `i` for `paths[i]`; `None` when one path is a
+    /// prefix of another or repeats it, or a level would want more than 64 names.
+    pub fn new(paths: &[Vec<Str>]) -> Option<PathTree> {
+        let mut t = PathTree::default();
+        for (slot, p) in paths.iter().enumerate() {
+            t.add(p, slot)?;
+        }
+        Some(t)
+    }
+
+    fn add(&mut self, path: &[Str], slot: usize) -> Option<()> {
+        let (first, rest) = path.split_first()?;
+        match self.names.iter().position(|n| n == first) {
+            None if self.names.len() < 64 => {
+                let node = if rest.is_empty() {
+                    PathNode::Leaf(slot)
+                } else {
+                    let mut t = PathTree::default();
+                    t.add(rest, slot)?;
+                    PathNode::Sub(t)
+                };
+                self.names.push(first.clone());
+                self.lens = crate::value::length_mask(&self.names);
+                self.nodes.push(node);
+                Some(())
+            }
+            None => None,
+            Some(i) => match (&mut self.nodes[i], rest.is_empty()) {
+                (PathNode::Sub(t), false) => t.add(rest, slot),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Reads the leaves of `tree` from the line into `slots`, as `scan_fields` does for top-level
+/// names, going into the objects on the way without building anything. A path through `null`
+/// leaves its slot as it was (`.a.b` of a null `.a` is null); through any other value that is
+/// not an object it gives `None`, as does a wanted key twice in one object, so the caller
+/// takes the record's own way, where the expression's error is reported.
+pub fn scan_paths<'a>(
+    line: &'a [u8],
+    tree: &PathTree,
+    slots: &mut [Option<Scalar<'a>>],
+) -> Option<()> {
+    let mut seen: u64 = 0;
+    walk(line, |ks, ke, s| {
+        match wanted(&s.b[ks..ke], &tree.names, tree.lens) {
+            Some(n) if seen & (1 << n) == 0 => {
+                seen |= 1 << n;
+                s.path_node(&tree.nodes[n], slots, 1)
+            }
+            Some(_) => None,
+            None => s.skip(),
+        }
+    })
+}
+
 /// The position of `key` in `fields`, ruled out by its length first when it can be.
 #[inline(always)]
 fn wanted(key: &[u8], fields: &[Str], lens: u64) -> Option<usize> {
@@ -536,6 +611,60 @@ impl<'a> Scan<'a> {
             Some(())
         })?;
         Some(Value::Object(m))
+    }
+
+    /// The value of a `PathTree` node at the scanner: a leaf's scalar into its slot, or the
+    /// wanted keys of an object (see `scan_paths`). `depth` is that of the container the
+    /// value is in.
+    fn path_node(
+        &mut self,
+        node: &PathNode,
+        slots: &mut [Option<Scalar<'a>>],
+        depth: usize,
+    ) -> Option<()> {
+        match node {
+            PathNode::Leaf(i) => {
+                *slots.get_mut(*i)? = Some(self.scalar()?);
+                Some(())
+            }
+            PathNode::Sub(t) => match self.peek()? {
+                b'{' => self.path_object(t, slots, depth),
+                b'n' => self.literal(b"null", Scalar::Null).map(|_| ()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The wanted keys of the object opening at the scanner (see `path_node`); the others are
+    /// skipped (validated). An escaped key is compared decoded.
+    fn path_object(
+        &mut self,
+        t: &PathTree,
+        slots: &mut [Option<Scalar<'a>>],
+        depth: usize,
+    ) -> Option<()> {
+        let mut seen: u64 = 0;
+        self.members(depth + 1, b'}', |s, d| {
+            if s.peek()? != b'"' {
+                return None;
+            }
+            let (start, end, escaped) = s.any_span()?;
+            s.colon()?;
+            let n = if escaped {
+                let k = unescape(s.t.get(start..end)?)?;
+                wanted(k.as_bytes(), &t.names, t.lens)
+            } else {
+                wanted(s.b.get(start..end)?, &t.names, t.lens)
+            };
+            match n {
+                None => s.skip_any(d),
+                Some(n) if seen & (1 << n) == 0 => {
+                    seen |= 1 << n;
+                    s.path_node(&t.nodes[n], slots, d)
+                }
+                Some(_) => None,
+            }
+        })
     }
 
     /// The members of the object or array opening at the scanner (its `{` or `[`), at `depth`,

@@ -23,7 +23,7 @@
 //! epoch is irregular. Which windows fire is then decided by the watermark at the epoch's end,
 //! in the same order (end, then key) as record by record.
 
-use super::flat_json::{scan_fields, Scalar};
+use super::flat_json::{scan_fields, scan_paths, PathTree, Scalar};
 use super::formats::trim_ascii;
 use crate::pipeline::spec::TimeUnit;
 use crate::value::Str;
@@ -38,13 +38,19 @@ pub enum Op {
     Sum(usize),
 }
 
-/// The aggregate a source folds for: its key field and functions.
+/// The aggregate a source folds for: its key and functions.
 #[derive(Debug, Clone)]
 pub struct FoldSpec {
-    /// The key field first, then each summed field once (and the time field, for a window).
+    /// The key's path of keys first, then each summed path once (and the time's, for a
+    /// window): the slots a worker reads of each line.
+    pub paths: Vec<Vec<Str>>,
+    /// The first key of each path: the names `scan_fields` reads when no path is nested, and
+    /// the columns of a CSV row.
     pub fields: Vec<Str>,
     /// Bit `n` set when some field name is `n` bytes long (see `flat_json::parse_flat`).
     pub lens: u64,
+    /// The paths as the tree `scan_paths` walks, when one of them is nested (`.a.b`).
+    pub tree: Option<PathTree>,
     pub ops: Vec<Op>,
     /// Folding for a tumbling window instead of an aggregate.
     pub window: Option<WindowFold>,
@@ -64,58 +70,65 @@ pub struct WindowFold {
 /// 285,000 years either side of 1970). Beyond it a line is irregular.
 const MAX_TIME: i64 = 1 << 53;
 
-fn field_slot(fields: &mut Vec<Str>, name: &Str) -> usize {
-    match fields.iter().position(|x| x == name) {
+fn path_slot(paths: &mut Vec<Vec<Str>>, path: &[Str]) -> usize {
+    match paths.iter().position(|x| x[..] == path[..]) {
         Some(i) => i,
         None => {
-            fields.push(name.clone());
-            fields.len() - 1
+            paths.push(path.to_vec());
+            paths.len() - 1
         }
     }
 }
 
 impl FoldSpec {
-    /// `key` and each sum's field are top-level field names; `ops` refers to sums by name.
-    pub fn new(key: &Str, funcs: &[Option<Str>]) -> FoldSpec {
-        let mut fields = vec![key.clone()];
+    /// `key` and each sum's argument are paths of keys (`["user"]`, `["kubernetes",
+    /// "pod_name"]`); `ops` refers to sums by path. `None` when no worker could read them in
+    /// one pass: an empty path, or one path a prefix of another (`.a` beside `.a.b`).
+    pub fn new(key: &[Str], funcs: &[Option<Vec<Str>>]) -> Option<FoldSpec> {
+        let mut paths = vec![key.to_vec()];
         let ops = funcs
             .iter()
             .map(|f| match f {
                 None => Op::Count,
-                Some(name) => Op::Sum(field_slot(&mut fields, name)),
+                Some(path) => Op::Sum(path_slot(&mut paths, path)),
             })
             .collect();
-        let mut spec = FoldSpec {
-            fields,
+        FoldSpec {
+            paths,
+            fields: Vec::new(),
             lens: 0,
+            tree: None,
             ops,
             window: None,
-        };
-        spec.set_lens();
-        spec
+        }
+        .with_paths()
     }
 
-    /// Folds for a tumbling window of `size` ms on the top-level field `time`.
+    /// Folds for a tumbling window of `size` ms on the event time at path `time`.
     pub fn tumbling(
         mut self,
-        time: &Str,
+        time: &[Str],
         unit: TimeUnit,
         size: i64,
         out_of_orderness: i64,
-    ) -> FoldSpec {
-        let time = field_slot(&mut self.fields, time);
+    ) -> Option<FoldSpec> {
+        let time = path_slot(&mut self.paths, time);
         self.window = Some(WindowFold {
             time,
             unit,
             size,
             out_of_orderness,
         });
-        self.set_lens();
-        self
+        self.with_paths()
     }
 
-    fn set_lens(&mut self) {
+    /// `fields`, `lens` and `tree` from `paths`.
+    fn with_paths(mut self) -> Option<FoldSpec> {
+        let tree = PathTree::new(&self.paths)?;
+        self.fields = self.paths.iter().map(|p| p[0].clone()).collect();
         self.lens = crate::value::length_mask(&self.fields);
+        self.tree = self.paths.iter().any(|p| p.len() > 1).then_some(tree);
+        Some(self)
     }
 }
 
@@ -261,7 +274,7 @@ impl JobFold {
         }
     }
 
-    /// Folds one record given by the values of `spec.fields` in it, in that order (`None`:
+    /// Folds one record given by the values of `spec.paths` in it, in that order (`None`:
     /// absent); false when it is irregular, which leaves the table as it was.
     #[inline(always)]
     pub fn record(
@@ -284,7 +297,7 @@ pub fn fold_range(
     spec: &FoldSpec,
     table: &mut Table,
 ) -> Ack {
-    let mut slots: Vec<Option<Scalar<'_>>> = vec![None; spec.fields.len()];
+    let mut slots: Vec<Option<Scalar<'_>>> = vec![None; spec.paths.len()];
     let mut job = JobFold::default();
     let mut lines = 0u64;
     let mut pos = start;
@@ -297,10 +310,11 @@ pub fn fold_range(
         pos = next;
         lines += 1;
         slots.iter_mut().for_each(|s| *s = None);
-        if line.is_empty()
-            || scan_fields(line, &spec.fields, spec.lens, &mut slots).is_none()
-            || !job.record(&slots, spec, table)
-        {
+        let scanned = match &spec.tree {
+            None => scan_fields(line, &spec.fields, spec.lens, &mut slots),
+            Some(tree) => scan_paths(line, tree, &mut slots),
+        };
+        if line.is_empty() || scanned.is_none() || !job.record(&slots, spec, table) {
             return Ack::Irregular;
         }
     }
@@ -374,10 +388,8 @@ mod tests {
     use super::*;
 
     fn spec() -> FoldSpec {
-        FoldSpec::new(
-            &Str::new("user"),
-            &[None, Some(Str::new("bytes")), Some(Str::new("bytes"))],
-        )
+        let bytes = Some(vec![Str::new("bytes")]);
+        FoldSpec::new(&[Str::new("user")], &[None, bytes.clone(), bytes]).unwrap()
     }
 
     fn fold_for(spec: &FoldSpec, text: &str) -> (Ack, Table) {
@@ -453,12 +465,10 @@ mod tests {
     }
 
     fn window_spec() -> FoldSpec {
-        FoldSpec::new(&Str::new("k"), &[None, Some(Str::new("v"))]).tumbling(
-            &Str::new("ts"),
-            TimeUnit::S,
-            10_000,
-            3_000,
-        )
+        FoldSpec::new(&[Str::new("k")], &[None, Some(vec![Str::new("v")])])
+            .unwrap()
+            .tumbling(&[Str::new("ts")], TimeUnit::S, 10_000, 3_000)
+            .unwrap()
     }
 
     fn fold_window(text: &str) -> (Ack, Table) {
@@ -521,8 +531,10 @@ mod tests {
         let (ack, _) = fold_window("{\"k\":\"a\"}\n");
         assert_eq!(ack, Ack::Irregular);
         // Milliseconds when the window says so.
-        let spec =
-            FoldSpec::new(&Str::new("k"), &[None]).tumbling(&Str::new("ts"), TimeUnit::Ms, 10, 0);
+        let spec = FoldSpec::new(&[Str::new("k")], &[None])
+            .unwrap()
+            .tumbling(&[Str::new("ts")], TimeUnit::Ms, 10, 0)
+            .unwrap();
         let (Ack::Folded(f), t) = fold_for(&spec, "{\"k\":\"a\",\"ts\":-5}\n") else {
             panic!()
         };

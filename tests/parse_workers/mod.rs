@@ -294,6 +294,97 @@ path = "o.jsonl"
     }
 }
 
+/// An aggregate and a window keyed, summed and timed by nested paths (`.kubernetes.pod_name`,
+/// `.m.w`, `.meta.time`) fold as top-level fields do, and give what record by record gives,
+/// whatever odd line comes early or late: a path through null, a string or an array, a wanted
+/// key twice, an escaped key, a missing key, a nested sum that is a float.
+#[test]
+fn nested_paths_fold_and_give_what_record_by_record_gives() {
+    let agg = "[transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\n\
+        key = \".kubernetes.pod_name\"\n\
+        aggs = { n = \"count\", b = \"sum(.bytes)\", w = \"sum(.m.w)\", a = \"sum(.kubernetes.labels.n)\" }\n";
+    let win = "[transforms.agg]\ntype = \"window\"\ninputs = [\"in\"]\n\
+        key = \".kubernetes.labels.app\"\ntime = \".meta.time\"\nsize = \"10s\"\n\
+        out_of_orderness = \"3s\"\naggs = { n = \"count\", w = \"sum(.m.w)\" }\n";
+    let odd = [
+        r#"{"kubernetes":null,"bytes":1}"#,
+        r#"{"kubernetes":"pod","bytes":1}"#,
+        r#"{"kubernetes":{"pod_name":"p1","labels":[1]},"bytes":1}"#,
+        r#"{"kubernetes":{"pod_name":"p1","pod_name":"p2"},"bytes":1}"#,
+        r#"{"kubernetes":{"pod\u005fname":"p1","labels":{"app":"a\u0031"}},"meta":{"time":5}}"#,
+        r#"{"kubernetes":{"labels":{"app":"a1"}},"meta":{"time":5}}"#,
+        r#"{"kubernetes":{"pod_name":"p1","labels":{"app":"a1"}},"m":{"w":0.5},"meta":{"time":5}}"#,
+        r#"{"kubernetes":{"pod_name":"p1","labels":{"app":"a1"}},"meta":null}"#,
+    ];
+    let mut cases: Vec<(Option<u32>, Vec<&str>)> = vec![(None, vec![])];
+    cases.extend(odd.iter().map(|&l| (Some(20_000), vec![l])));
+    cases.push((Some(3), odd.to_vec()));
+    for (node, name) in [(agg, "aggregate"), (win, "window")] {
+        let toml = format!(
+            "[checkpoint]\nevery_records = 3000\n[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+             on_error = \"dead_letter\"\ndead_letter = \"bad.jsonl\"\n{node}\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"o.jsonl\"\n"
+        );
+        for (at, lines) in &cases {
+            let case = format!("{name}: {lines:?} at {at:?}");
+            let mut data = String::new();
+            for i in 0..30_000u32 {
+                if Some(i) == *at {
+                    for l in lines {
+                        data.push_str(l);
+                        data.push('\n');
+                    }
+                }
+                // Keys sorted on every other line (as Vector writes them), labels with and
+                // without `n`, `m` sometimes missing: the shapes of a shipper's logs.
+                let pod = format!("p{}", i % 37);
+                let labels = if i % 4 == 0 {
+                    format!(r#"{{"app":"a{}","n":{}}}"#, i % 5, i % 9)
+                } else {
+                    format!(r#"{{"app":"a{}"}}"#, i % 5)
+                };
+                let k8s = format!(
+                    r#"{{"pod_name":"{pod}","namespace":"ns","labels":{labels},"annotations":{{"x":"{{\"y\":[1,2]}}"}}}}"#
+                );
+                let m = if i % 3 == 0 {
+                    String::new()
+                } else {
+                    format!(r#","m":{{"w":{}}}"#, i % 11)
+                };
+                let time = 1_700_000_000 + u64::from(i) / 10;
+                data.push_str(&if i % 2 == 0 {
+                    format!(
+                        r#"{{"bytes":{},"kubernetes":{k8s}{m},"meta":{{"time":{time}}},"msg":"caf\u00e9 \"q\""}}"#,
+                        i % 1000
+                    )
+                } else {
+                    format!(
+                        r#"{{"msg":"ok","meta":{{"time":{time}}},"kubernetes":{k8s},"bytes":{}{m}}}"#,
+                        i % 1000
+                    )
+                });
+                data.push('\n');
+            }
+            let mut outs = Vec::new();
+            for pool in ["0", "2"] {
+                let p = Proj::new();
+                p.write("in.jsonl", &data);
+                p.write("p.toml", &toml);
+                outs.push(run_pooled(&p, pool));
+            }
+            let (a, b) = (&outs[0], &outs[1]);
+            assert!(a.out == b.out, "{case}: output differs");
+            assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
+            assert_eq!(a.counts, b.counts, "{case}: stats differ");
+            assert!(!a.state.contains("\"folded\""), "{case}: {}", a.state);
+            if at.is_none() {
+                assert!(b.state.contains("\"folded\":30000"), "{case}: {}", b.state);
+                assert!(!a.out.is_empty(), "{case}");
+            }
+        }
+    }
+}
+
 /// More keys than a parse worker's table may hold (65,536) end epochs early: the tables go
 /// out mid-file and folding goes on, with the same output as record by record.
 #[test]

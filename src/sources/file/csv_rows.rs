@@ -600,6 +600,11 @@ pub(super) fn fold_job(
     spec: &FoldSpec,
     table: &mut Table,
 ) -> Ack {
+    // A cell is a string or a number: a nested path (`.a.b`) in one is the expression's
+    // error, which the record's own way reports.
+    if spec.tree.is_some() {
+        return Ack::Irregular;
+    }
     // The last column of a name is the one a record keeps (`Map::insert`).
     let cols: Option<Vec<usize>> = spec
         .fields

@@ -311,7 +311,7 @@ fn jobs_are_cut_outside_quotes() {
 fn fold_csv(text: &[u8]) -> (crate::sources::folding::Ack, crate::sources::folding::Table) {
     use super::csv_rows::{fold_job, CsvLayout, RowReader};
     use crate::sources::folding::{FoldSpec, Table};
-    let spec = FoldSpec::new(&Str::new("user"), &[None, Some(Str::new("bytes"))]);
+    let spec = FoldSpec::new(&[Str::new("user")], &[None, Some(vec![Str::new("bytes")])]).unwrap();
     let header = [Str::new("user"), Str::new("bytes"), Str::new("x")];
     let layout = CsvLayout::new(&header, None, true, b',');
     let mut t = Table::default();

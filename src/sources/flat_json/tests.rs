@@ -18,6 +18,49 @@ fn same_as_general_paths(line: &[u8], paths: &[&str]) {
     same_projected(line, Some(Projector::new(&paths)));
 }
 
+/// `scan_paths` against the general parser: when it reads a line, the line is valid JSON and
+/// every slot holds what the path gives on the whole record (unset for null or absent), with
+/// the same kind of number; it gives up where the path would be an error (through a value
+/// that is neither an object nor null), so it never takes one.
+fn same_paths_as_general(line: &[u8], paths: &[&str]) {
+    let paths: Vec<Vec<Str>> = paths
+        .iter()
+        .map(|p| p.split('.').map(Str::new).collect())
+        .collect();
+    let tree = PathTree::new(&paths).expect("no path is a prefix of another");
+    let mut slots = vec![None; paths.len()];
+    let shown = String::from_utf8_lossy(line);
+    if scan_paths(line, &tree, &mut slots).is_none() {
+        return;
+    }
+    let whole = Value::from_json(line)
+        .unwrap_or_else(|e| panic!("scan_paths took a line sonic-rs refuses: {shown}: {e}"));
+    for (path, slot) in paths.iter().zip(&slots) {
+        let mut v = &whole;
+        for k in path {
+            v = match v {
+                Value::Object(m) => m.get(k).unwrap_or(&Value::Null),
+                Value::Null => &Value::Null,
+                other => panic!("scan_paths read {path:?} through {other:?} in {shown}"),
+            };
+        }
+        let got = slot.map_or(Value::Null, Scalar::to_value);
+        assert_eq!(
+            (
+                got.to_json_string(),
+                got.type_name(),
+                matches!(got, Value::Int(_))
+            ),
+            (
+                v.to_json_string(),
+                v.type_name(),
+                matches!(v, Value::Int(_))
+            ),
+            "{path:?} of {shown}"
+        );
+    }
+}
+
 fn same_projected(line: &[u8], p: Option<Projector>) {
     let shown = String::from_utf8_lossy(line);
     if let Some(fast) = parse_flat(line, p.as_ref().map(Projector::tree)) {
@@ -148,6 +191,48 @@ fn nested_values_and_escapes_are_skipped_or_built() {
     let line = br#"{"k":{"a":[{"s":1}]},"m":"x\"y","s":404}"#;
     assert!(scan_fields(line, &fields, length_mask(&fields), &mut slots).is_some());
     assert_eq!(slots[0], Some(Scalar::Int(404)));
+}
+
+/// `scan_paths` reads nested leaves without building anything, leaves a path through null
+/// unset, and gives up where the path would be an error or a wanted key comes twice.
+#[test]
+fn scan_paths_reads_nested_leaves_and_gives_up_where_a_path_is_an_error() {
+    let p = |s: &str| -> Vec<Str> { s.split('.').map(Str::new).collect() };
+    let tree = PathTree::new(&[p("k.p"), p("b"), p("k.l.a")]).unwrap();
+    fn scan<'a>(tree: &PathTree, line: &'a [u8]) -> Option<[Option<Scalar<'a>>; 3]> {
+        let mut slots = [None; 3];
+        scan_paths(line, tree, &mut slots).map(|()| slots)
+    }
+    let line = br#"{"b":3,"k":{"x":[1,{"p":2}],"p":"pod","l":{"a":1.5,"b":{}}},"z":"\"q\""}"#;
+    assert_eq!(
+        scan(&tree, line),
+        Some([
+            Some(Scalar::Str("pod")),
+            Some(Scalar::Int(3)),
+            Some(Scalar::Float(1.5))
+        ])
+    );
+    assert_eq!(
+        scan(&tree, br#"{"k":null,"b":1}"#),
+        Some([None, Some(Scalar::Int(1)), None])
+    );
+    assert_eq!(
+        scan(&tree, br#"{"k":{"\u0070":"x","l":null}}"#),
+        Some([Some(Scalar::Str("x")), None, None])
+    );
+    for bad in [
+        &br#"{"k":"s"}"#[..],
+        br#"{"k":[{"p":1}]}"#,
+        br#"{"k":{"p":1,"p":2}}"#,
+        br#"{"k":{"l":[1]}}"#,
+        br#"{"k":{"p":{"q":1}}}"#,
+        br#"{"k":{},"k":{}}"#,
+        br#"{"k":{"p":1},"b":tru}"#,
+    ] {
+        assert_eq!(scan(&tree, bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+    assert!(PathTree::new(&[p("a"), p("a.b")]).is_none());
+    assert!(PathTree::new(&[p("a.b"), p("a")]).is_none());
 }
 
 /// The string scan finds the first quote, backslash or control character wherever it falls in
@@ -303,6 +388,9 @@ proptest! {
         same_as_general(line.as_bytes(), Some(&want));
         same_as_general_paths(line.as_bytes(), &["a.b", "bc", "c.a.c", "c.a.b.a", "c.a"]);
         same_as_general_paths(line.as_bytes(), &["b.a.b", "b.c", "a.é"]);
+        same_paths_as_general(line.as_bytes(), &["a.b", "bc", "c.a.c", "c.b"]);
+        same_paths_as_general(line.as_bytes(), &["b.a.b", "b.c", "a.é", "zz"]);
+        same_paths_as_general(line.as_bytes(), &["a", "c"]);
     }
 
     /// The same lines with one defect: a bad escape, a lone surrogate or a raw control
@@ -337,6 +425,7 @@ proptest! {
         let want = [Str::new("a"), Str::new("bc")];
         same_as_general(&line, Some(&want));
         same_as_general_paths(&line, &["a.b", "c.a.c"]);
+        same_paths_as_general(&line, &["a.b", "c.a.c", "bc"]);
     }
 }
 

@@ -298,17 +298,20 @@ fn folded_counts_reach_the_instance_of_their_key() {
     };
     let aggregate = "type = \"aggregate\"\nkey = \".k\"\naggs = { n = \"count\", s = \"sum(.v)\" }";
     let window = "type = \"window\"\nkey = \".k\"\ntime = \".ts\"\nsize = \"10s\"\nout_of_orderness = \"1s\"\naggs = { n = \"count\", s = \"sum(.v)\" }";
-    let counts = [None, Some(Str::new("v"))];
+    let counts = [None, Some(vec![Str::new("v")])];
     let specs = [
-        (aggregate, FoldSpec::new(&Str::new("k"), &counts)),
+        (aggregate, FoldSpec::new(&[Str::new("k")], &counts).unwrap()),
         (
             window,
-            FoldSpec::new(&Str::new("k"), &counts).tumbling(
-                &Str::new("ts"),
-                crate::pipeline::spec::TimeUnit::S,
-                10_000,
-                1_000,
-            ),
+            FoldSpec::new(&[Str::new("k")], &counts)
+                .unwrap()
+                .tumbling(
+                    &[Str::new("ts")],
+                    crate::pipeline::spec::TimeUnit::S,
+                    10_000,
+                    1_000,
+                )
+                .unwrap(),
         ),
     ];
     for (node, spec) in specs {
