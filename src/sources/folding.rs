@@ -137,6 +137,13 @@ impl FoldSpec {
 pub const MAX_FOLDED: u64 = 1 << 31;
 /// Lines per epoch at most, so an epoch always fits in what is left of `MAX_FOLDED`.
 pub const EPOCH_LINES: u64 = 1 << 24;
+/// Lines of a run's first epoch; each epoch sent doubles the next one's, up to `EPOCH_LINES`.
+/// An irregular line throws its epoch's folding away and reads the epoch again, so small
+/// epochs first bound that waste by what was folded before: a window with late lines all
+/// through a file (or a key that is sometimes not a string) is found out in the first few
+/// thousand lines, not at the end of the file, which cost a nested window 40% more
+/// instructions than never folding.
+pub const FIRST_EPOCH_LINES: u64 = 1 << 13;
 /// Keys a worker's table may hold before the source ends the epoch (bounds their memory).
 pub const TABLE_KEYS: usize = 1 << 16;
 /// The largest value a line may add to a sum (see `MAX_FOLDED`).

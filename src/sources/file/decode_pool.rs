@@ -27,6 +27,8 @@ pub(super) struct Folding {
     pub(super) bytes: usize,
     pub(super) late: u64,
     pub(super) epoch_max_time: Option<i64>,
+    /// Lines after which the epoch ends (see `FIRST_EPOCH_LINES`).
+    pub(super) epoch_limit: u64,
 }
 
 impl Folding {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 impl FileSource {
     /// `read_lines` while folding (see `folding`): hands jobs to the pool to fold, takes one
     /// job's report per call, and sends the tables when the epoch ends (a full table, the
-    /// epoch's line limit, the end of the file; checkpoints end it through `settle`). Until
+    /// epoch's line limit, which grows from `FIRST_EPOCH_LINES`, the end of the file;
+    /// checkpoints end it through `settle`). Until
     /// then it reports nothing consumed, so nothing moves but the jobs.
     pub(super) fn read_folded(
         &mut self,
@@ -73,7 +74,7 @@ impl FileSource {
                     r.release_to(start + c.bytes);
                 }
                 pool.top_up(work);
-                if f.full || c.lines >= EPOCH_LINES {
+                if f.full || c.lines >= c.epoch_limit {
                     let n = self.settle(out)?;
                     return Ok((n, ReadStatus::More));
                 }
@@ -133,6 +134,7 @@ impl FileSource {
         c.file_lines = 0;
         c.bytes = 0;
         c.late = 0;
+        c.epoch_limit = (c.epoch_limit * 2).min(EPOCH_LINES);
         let max_time = c.max_time;
         self.advance(file_lines, bytes);
         out.send_folded(FoldedTables {

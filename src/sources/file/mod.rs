@@ -186,6 +186,7 @@ impl FileSource {
                     bytes: 0,
                     late: 0,
                     epoch_max_time: max_time,
+                    epoch_limit: crate::sources::folding::FIRST_EPOCH_LINES,
                 });
             }
         }
