@@ -577,25 +577,30 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// The key of an object's member and the `:` after it, read at the scanner: `find`'s
+    /// answer for it (which wanted name it is, if any). An escaped key is compared decoded
+    /// (rare: decoded only when it has an escape).
+    #[inline(always)]
+    fn member_key(&mut self, find: impl Fn(&[u8]) -> Option<usize>) -> Option<Option<usize>> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let (start, end, escaped) = self.any_span()?;
+        self.colon()?;
+        Some(if escaped {
+            find(unescape(self.t.get(start..end)?)?.as_bytes())
+        } else {
+            find(self.b.get(start..end)?)
+        })
+    }
+
     /// The wanted keys of the object opening at the scanner, at `depth` (the line's object is
     /// 1), the rest skipped (validated); as `parse_flat` at the top level.
     fn pruned(&mut self, w: &Wanted, depth: usize) -> Option<Value> {
         let mut m = Map::with_capacity(w.names.len());
         let mut seen: u64 = 0;
         self.members(depth + 1, b'}', |s, d| {
-            if s.peek()? != b'"' {
-                return None;
-            }
-            let (start, end, escaped) = s.any_span()?;
-            s.colon()?;
-            // An escaped key is compared decoded (rare: decoded only when it could match).
-            let n = if escaped {
-                let k = unescape(s.t.get(start..end)?)?;
-                w.position(k.as_bytes())
-            } else {
-                w.position(s.b.get(start..end)?)
-            };
-            let Some(n) = n else {
+            let Some(n) = s.member_key(|k| w.position(k))? else {
                 return s.skip_any(d);
             };
             let v = match &w.subs[n] {
@@ -636,7 +641,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The wanted keys of the object opening at the scanner (see `path_node`); the others are
-    /// skipped (validated). An escaped key is compared decoded.
+    /// skipped (validated).
     fn path_object(
         &mut self,
         t: &PathTree,
@@ -645,18 +650,7 @@ impl<'a> Scan<'a> {
     ) -> Option<()> {
         let mut seen: u64 = 0;
         self.members(depth + 1, b'}', |s, d| {
-            if s.peek()? != b'"' {
-                return None;
-            }
-            let (start, end, escaped) = s.any_span()?;
-            s.colon()?;
-            let n = if escaped {
-                let k = unescape(s.t.get(start..end)?)?;
-                wanted(k.as_bytes(), &t.names, t.lens)
-            } else {
-                wanted(s.b.get(start..end)?, &t.names, t.lens)
-            };
-            match n {
+            match s.member_key(|k| wanted(k, &t.names, t.lens))? {
                 None => s.skip_any(d),
                 Some(n) if seen & (1 << n) == 0 => {
                     seen |= 1 << n;

@@ -173,6 +173,17 @@ pub(crate) struct PooledRun {
     state: String,
 }
 
+/// Runs `p.toml` (`toml`) over `in.jsonl` (`data`) twice, each in a project of its own:
+/// parsed on the source's thread, then by two parse workers.
+pub(crate) fn serial_and_pooled(data: &str, toml: &str) -> [PooledRun; 2] {
+    ["0", "2"].map(|pool| {
+        let p = Proj::new();
+        p.write("in.jsonl", data);
+        p.write("p.toml", toml);
+        run_pooled(&p, pool)
+    })
+}
+
 /// Runs `p.toml` in `p` with `WEIR_PARSE_THREADS` set to `pool`.
 pub(crate) fn run_pooled(p: &Proj, pool: &str) -> PooledRun {
     run_pooled_env(p, &[("WEIR_PARSE_THREADS", pool)])
@@ -266,13 +277,7 @@ path = "o.jsonl"
                 "x".repeat((i % 23) as usize)
             ));
         }
-        let mut outs = Vec::new();
-        for pool in ["0", "2"] {
-            let p = Proj::new();
-            p.write("in.jsonl", &data);
-            p.write("p.toml", toml);
-            outs.push(run_pooled(&p, pool));
-        }
+        let outs = serial_and_pooled(&data, toml);
         let (a, b) = (&outs[0], &outs[1]);
         assert!(a.out == b.out, "{case}: output differs");
         assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
@@ -365,13 +370,7 @@ fn nested_paths_fold_and_give_what_record_by_record_gives() {
                 });
                 data.push('\n');
             }
-            let mut outs = Vec::new();
-            for pool in ["0", "2"] {
-                let p = Proj::new();
-                p.write("in.jsonl", &data);
-                p.write("p.toml", &toml);
-                outs.push(run_pooled(&p, pool));
-            }
+            let outs = serial_and_pooled(&data, &toml);
             let (a, b) = (&outs[0], &outs[1]);
             assert!(a.out == b.out, "{case}: output differs");
             assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
@@ -397,13 +396,7 @@ fn folding_more_keys_than_a_table_holds_ends_epochs_early_and_gives_the_same_out
         [transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".k\"\n\
         aggs = { n = \"count\", s = \"sum(.v)\" }\n\
         [sinks.o]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"o.jsonl\"\n";
-    let mut runs = Vec::new();
-    for pool in ["0", "2"] {
-        let p = Proj::new();
-        p.write("in.jsonl", &data);
-        p.write("p.toml", toml);
-        runs.push(run_pooled(&p, pool));
-    }
+    let runs = serial_and_pooled(&data, toml);
     assert!(runs[0].out == runs[1].out, "output differs");
     assert_eq!(runs[0].counts, runs[1].counts, "stats differ");
     assert!(
@@ -549,13 +542,7 @@ fn a_window_folded_by_the_parse_workers_gives_what_record_by_record_gives() {
     for c in cases {
         let case = format!("{} {:?}", c.name, c.odd);
         let data = window_folding_data(c.late, 40_000, &c.odd);
-        let mut runs = Vec::new();
-        for pool in ["0", "2"] {
-            let p = Proj::new();
-            p.write("in.jsonl", &data);
-            p.write("p.toml", window_folding_toml(c.checkpoint));
-            runs.push(run_pooled(&p, pool));
-        }
+        let runs = serial_and_pooled(&data, &window_folding_toml(c.checkpoint));
         let (a, b) = (&runs[0], &runs[1]);
         assert!(a.out == b.out, "{case}: output differs");
         assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
@@ -734,13 +721,7 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
              expr = \"{{i, status, path}}\"\n\
              [sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"o.jsonl\"\n"
         );
-        let mut runs = Vec::new();
-        for pool in ["0", "2"] {
-            let p = Proj::new();
-            p.write("in.jsonl", &data);
-            p.write("p.toml", &toml);
-            runs.push(run_pooled(&p, pool));
-        }
+        let runs = serial_and_pooled(&data, &toml);
         let (a, b) = (&runs[0], &runs[1]);
         assert!(
             a.out == b.out,
