@@ -13,6 +13,11 @@
 //! different. Numbers are decided by `value::read_number`, as the general parser decides them
 //! (a text that printing would not give back, such as `1.50`, is kept). A proptest holds the
 //! two paths to the same result, on nested, escaped, non-ASCII and mangled lines.
+//!
+//! `scan_fields` and `scan_paths` read scalars of a line without building anything, for the
+//! parse workers' pushed-down filter and folding. The file is over 800 lines because the
+//! scanner is one state machine: its readers share `Scan` and its validation, and split
+//! apart they would have to expose that.
 
 use crate::value::{read_number, Literal, Map, NumberText, Str, Value, Wanted};
 
