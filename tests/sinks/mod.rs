@@ -91,6 +91,7 @@ fn kill9_at_random(dir: &Path, seed: u64, kills: usize, max_ms: u64) -> usize {
     let mut rng = Rng(seed);
     let mut landed = 0;
     for _ in 0..kills {
+        let before = newest_checkpoint(dir);
         let mut bg = spawn_at(
             dir,
             "killed",
@@ -101,7 +102,14 @@ fn kill9_at_random(dir: &Path, seed: u64, kills: usize, max_ms: u64) -> usize {
                 ..Spawn::default()
             },
         );
-        std::thread::sleep(Duration::from_millis(rng.range(5, max_ms)));
+        // A moment measured in the run's own progress, then in time: after 0 to 2 of its
+        // checkpoints (each a few ms of input), up to a tenth of `max_ms` more. Times alone
+        // let a fast machine finish the input before the third kill (1 of 8 landed once).
+        let progress = rng.range(0, 3);
+        wait_until(Duration::from_secs(20), || {
+            !bg.running() || newest_checkpoint(dir) >= before + progress
+        });
+        std::thread::sleep(Duration::from_millis(rng.range(0, max_ms / 10 + 1)));
         if bg.running() {
             landed += 1;
         }
@@ -109,6 +117,19 @@ fn kill9_at_random(dir: &Path, seed: u64, kills: usize, max_ms: u64) -> usize {
     }
     resume_to_end(dir, SLOW, 5);
     landed
+}
+
+/// The id of the newest checkpoint of the pipeline in `dir` (0 before the first).
+fn newest_checkpoint(dir: &Path) -> u64 {
+    let Ok(states) = std::fs::read_dir(dir.join(".weir")) else {
+        return 0;
+    };
+    states
+        .flatten()
+        .flat_map(|e| ckpts_in(&e.path()))
+        .filter_map(|c| c.file_name()?.to_str()?.get(5..15)?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------- sqlite
