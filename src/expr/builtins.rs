@@ -196,21 +196,10 @@ fn repeat(s: &str, n: f64) -> R {
     if times <= 0 {
         return Ok(Value::Null);
     }
-    if let Some(m) = repeat_too_long(s.len(), times as u128, &times) {
-        return err(m);
+    if (times as u128).saturating_mul(s.len() as u128) > MAX_BUILD as u128 {
+        return err(format!("repeat string result too long ({times} copies)"));
     }
     Ok(Value::Str(Str::from(s.repeat(times as usize))))
-}
-
-/// The error for `"s" * n` when `times` copies of `len` bytes would pass [`MAX_BUILD`]
-/// (`shown` is `n` as the message prints it): one rule for weir's evaluator and jaq's.
-pub(crate) fn repeat_too_long(
-    len: usize,
-    times: u128,
-    shown: &dyn std::fmt::Display,
-) -> Option<String> {
-    (times.saturating_mul(len as u128) > MAX_BUILD as u128)
-        .then(|| format!("repeat string result too long ({shown} copies)"))
 }
 
 /// Upper bound on strings and arrays built from a number in the data (`"x" * n`,

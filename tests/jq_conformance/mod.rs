@@ -216,6 +216,8 @@ fn expressions() -> Vec<String> {
         "reduce 1 as $x (.; [try (.user * (0, 2)) catch \"e\", try (.obj * {c: {y: 1}}) catch \"e\"])",
         "def m: . * 2; [.ints[]? | m]", "reduce 1 as $x (.; .id *= (2, 3))",
         "reduce 1 as $x (.; [.s * .id?, .id * .s?])",
+        "reduce 1 as $x (.; [try (.user * (2.5, 0.5, -1, .latency_ms)) catch \"e\"])",
+        "[foreach (.ints[]?, 5) as $x ([]; . + [$x]; length)]",
         // an update with several outputs, or none: `reduce` keeps the last (null for none),
         // `foreach` emits each and goes on from the last
         "[reduce (.ints[]?) as $x (0; . + $x, . * 10)]", "[reduce (1, 2) as $x (.id; empty)]",
