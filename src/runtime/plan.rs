@@ -150,10 +150,23 @@ impl Plan {
                 if g.nodes[i].kind != Kind::Source {
                     return SourcePlan::default();
                 }
+                // A CSV or TSV cell is a string or a number: a row folds for top-level names
+                // only, and a nested path is left to the record's own way from the start.
+                let rows = match g.nodes[i].role {
+                    Role::Spec(si) => match &spec.nodes[si].config {
+                        NodeConfig::FileSource(f) => {
+                            matches!(source_format(&f.path, f.format), Format::Csv | Format::Tsv)
+                        }
+                        _ => false,
+                    },
+                    _ => false,
+                };
                 SourcePlan {
                     fields: projections.get_mut(i).and_then(Option::take),
                     pushdown: filter_pushdown(c, i),
-                    fold: fold_pushdown(c, i).map(std::sync::Arc::new),
+                    fold: fold_pushdown(c, i)
+                        .filter(|f| !(rows && f.nested()))
+                        .map(std::sync::Arc::new),
                 }
             })
             .collect();

@@ -1,5 +1,5 @@
 //! Folding (partial aggregation) in the decode pool: when a file source feeds nothing but an
-//! `aggregate` that counts and sums by one field and emits at the end, the parse workers fold
+//! `aggregate` that counts and sums by one field or path of fields and emits at the end, the parse workers fold
 //! the lines into per-worker tables instead of building a record per line, and the source
 //! sends the aggregate the tables instead of the records. Building, moving and freeing a
 //! record per line was most of what such a job cost beyond reading the JSON.
@@ -34,7 +34,7 @@ use std::hash::BuildHasher;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Count,
-    /// The sum of the field at this position in `FoldSpec::fields`.
+    /// The sum of the path at this position in `FoldSpec::paths`.
     Sum(usize),
 }
 
@@ -44,16 +44,21 @@ pub struct FoldSpec {
     /// The key's path of keys first, then each summed path once (and the time's, for a
     /// window): the slots a worker reads of each line.
     pub paths: Vec<Vec<Str>>,
-    /// The first key of each path: the names `scan_fields` reads when no path is nested, and
-    /// the columns of a CSV row.
-    pub fields: Vec<Str>,
-    /// Bit `n` set when some field name is `n` bytes long (see `flat_json::parse_flat`).
-    pub lens: u64,
-    /// The paths as the tree `scan_paths` walks, when one of them is nested (`.a.b`).
-    pub tree: Option<PathTree>,
+    /// How a worker reads those slots of a line.
+    pub reader: Reader,
     pub ops: Vec<Op>,
     /// Folding for a tumbling window instead of an aggregate.
     pub window: Option<WindowFold>,
+}
+
+/// How a worker reads `FoldSpec::paths` of a line.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    /// Every path is one key: the names `scan_fields` reads (bit `n` of `lens` set when one
+    /// is `n` bytes long), and the columns of a CSV row.
+    Names { names: Vec<Str>, lens: u64 },
+    /// Some path is nested (`.a.b`): the tree `scan_paths` walks. JSON lines only.
+    Paths(PathTree),
 }
 
 /// A tumbling window's event time and sizes, all in milliseconds.
@@ -95,9 +100,10 @@ impl FoldSpec {
             .collect();
         FoldSpec {
             paths,
-            fields: Vec::new(),
-            lens: 0,
-            tree: None,
+            reader: Reader::Names {
+                names: Vec::new(),
+                lens: 0,
+            },
             ops,
             window: None,
         }
@@ -122,13 +128,22 @@ impl FoldSpec {
         self.with_paths()
     }
 
-    /// `fields`, `lens` and `tree` from `paths`.
+    /// `reader` from `paths`.
     fn with_paths(mut self) -> Option<FoldSpec> {
         let tree = PathTree::new(&self.paths)?;
-        self.fields = self.paths.iter().map(|p| p[0].clone()).collect();
-        self.lens = crate::value::length_mask(&self.fields);
-        self.tree = self.paths.iter().any(|p| p.len() > 1).then_some(tree);
+        self.reader = if self.paths.iter().all(|p| p.len() == 1) {
+            let names: Vec<Str> = self.paths.iter().map(|p| p[0].clone()).collect();
+            let lens = crate::value::length_mask(&names);
+            Reader::Names { names, lens }
+        } else {
+            Reader::Paths(tree)
+        };
         Some(self)
+    }
+
+    /// Whether some path is nested (`.a.b`): then only JSON lines fold.
+    pub fn nested(&self) -> bool {
+        matches!(self.reader, Reader::Paths(_))
     }
 }
 
@@ -317,9 +332,9 @@ pub fn fold_range(
         pos = next;
         lines += 1;
         slots.iter_mut().for_each(|s| *s = None);
-        let scanned = match &spec.tree {
-            None => scan_fields(line, &spec.fields, spec.lens, &mut slots),
-            Some(tree) => scan_paths(line, tree, &mut slots),
+        let scanned = match &spec.reader {
+            Reader::Names { names, lens } => scan_fields(line, names, *lens, &mut slots),
+            Reader::Paths(tree) => scan_paths(line, tree, &mut slots),
         };
         if line.is_empty() || scanned.is_none() || !job.record(&slots, spec, table) {
             return Ack::Irregular;

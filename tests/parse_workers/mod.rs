@@ -376,10 +376,23 @@ fn nested_paths_fold_and_give_what_record_by_record_gives() {
             assert_eq!(a.dead, b.dead, "{case}: dead letters differ");
             assert_eq!(a.counts, b.counts, "{case}: stats differ");
             assert!(!a.state.contains("\"folded\""), "{case}: {}", a.state);
-            if at.is_none() {
-                assert!(b.state.contains("\"folded\":30000"), "{case}: {}", b.state);
-                assert!(!a.out.is_empty(), "{case}");
-            }
+            // Odd lines that still fold: for the aggregate, the key behind an escaped key and a
+            // `meta` it does not read; for the window, a line late by the lines before it in
+            // its own job (counted late).
+            let folding = if name == "aggregate" {
+                [odd[4], odd[7]]
+            } else {
+                [odd[5], odd[5]]
+            };
+            let folds = at.is_none() || *at == Some(20_000) && folding.contains(&lines[0]);
+            let all = 30_000 + lines.len();
+            assert_eq!(
+                b.state.contains(&format!("\"folded\":{all}")),
+                folds,
+                "{case}: {}",
+                b.state
+            );
+            assert!(!a.out.is_empty(), "{case}");
         }
     }
 }
@@ -629,6 +642,19 @@ fn explain_says_when_the_parse_workers_fold_or_filter() {
         "{window}[sinks.late]\ntype = \"file\"\ninputs = [\"win.late\"]\npath = \"late.jsonl\"\n"
     );
     assert!(!explain(&late).contains("parse workers"));
+    // A nested key folds for JSON lines, never for CSV rows (a cell holds no object).
+    let nested = "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+        [transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".k8s.pod\"\n\
+        aggs = { n = \"count\", b = \"sum(.m.bytes)\" }\n\
+        [sinks.o]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"o.jsonl\"\n";
+    let text = explain(nested);
+    assert!(
+        text.contains("fold lines straight into the counts and sums of 'agg'"),
+        "{text}"
+    );
+    let text = explain(&nested.replace("in.jsonl", "in.csv"));
+    assert!(text.contains("read CSV rows in parallel"), "{text}");
+    assert!(!text.contains("fold"), "{text}");
     let filter = "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
         [transforms.keep]\ntype = \"filter\"\ninputs = [\"in\"]\nexpr = \".status >= 400\"\n\
         [sinks.o]\ntype = \"file\"\ninputs = [\"keep\"]\npath = \"o.jsonl\"\n";

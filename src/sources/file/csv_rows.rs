@@ -13,7 +13,7 @@
 //! otherwise the jobs in flight are dropped and cut again from where the row ended.
 
 use crate::sources::flat_json::Scalar;
-use crate::sources::folding::{Ack, FoldSpec, JobFold, Table};
+use crate::sources::folding::{Ack, FoldSpec, JobFold, Reader, Table};
 use crate::sources::formats::infer;
 use crate::value::{Map, Str, Value};
 
@@ -600,14 +600,13 @@ pub(super) fn fold_job(
     spec: &FoldSpec,
     table: &mut Table,
 ) -> Ack {
-    // A cell is a string or a number: a nested path (`.a.b`) in one is the expression's
-    // error, which the record's own way reports.
-    if spec.tree.is_some() {
+    // The plan folds rows for top-level names only (`Plan::new`).
+    let Reader::Names { names, .. } = &spec.reader else {
+        debug_assert!(false, "a CSV fold for nested paths");
         return Ack::Irregular;
-    }
+    };
     // The last column of a name is the one a record keeps (`Map::insert`).
-    let cols: Option<Vec<usize>> = spec
-        .fields
+    let cols: Option<Vec<usize>> = names
         .iter()
         .map(|f| layout.header.iter().rposition(|h| h == f))
         .collect();

@@ -235,6 +235,35 @@ fn scan_paths_reads_nested_leaves_and_gives_up_where_a_path_is_an_error() {
     assert!(PathTree::new(&[p("a.b"), p("a")]).is_none());
 }
 
+/// The proptests above check `scan_paths` only on lines it takes, so it must take most of the
+/// generated valid lines (those without an escaped key) for them to prove anything.
+#[test]
+fn scan_paths_takes_most_generated_lines() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let members = proptest::collection::vec((key(), value()), 0..6);
+    let paths: Vec<Vec<Str>> = ["a.b", "bc", "c.a.c"]
+        .iter()
+        .map(|p| p.split('.').map(Str::new).collect())
+        .collect();
+    let tree = PathTree::new(&paths).unwrap();
+    let (mut lines, mut taken) = (0, 0);
+    for _ in 0..400 {
+        let m = members.new_tree(&mut runner).unwrap().current();
+        if m.iter().any(|(k, _)| k.contains('\\')) {
+            continue;
+        }
+        lines += 1;
+        let line = object(&m, "");
+        let mut slots = [None; 3];
+        taken += usize::from(scan_paths(line.as_bytes(), &tree, &mut slots).is_some());
+    }
+    assert!(
+        taken * 2 >= lines,
+        "scan_paths took {taken} of {lines} lines"
+    );
+}
+
 /// The string scan finds the first quote, backslash or control character wherever it falls in
 /// a sixteen-byte block, an eight-byte word or the bytes after them, and no other byte stops
 /// it (bytes from 0x80 up, the non-ASCII of UTF-8, included).
