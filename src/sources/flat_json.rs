@@ -530,9 +530,20 @@ impl<'a> Scan<'a> {
                 }
                 s.any_span()?;
                 s.colon()?;
-                s.skip_any(d)
+                s.skip_member(d)
             }),
-            b'[' => self.members(depth + 1, b']', |s, d| s.skip_any(d)),
+            b'[' => self.members(depth + 1, b']', |s, d| s.skip_member(d)),
+            _ => self.scalar().map(|_| ()),
+        }
+    }
+
+    /// A value inside a skipped container: strings and scalars read here, so that only a
+    /// nested container costs a call (most members of a nested object are strings).
+    #[inline(always)]
+    fn skip_member(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.any_span().map(|_| ()),
+            b'{' | b'[' => self.skip_any(depth),
             _ => self.scalar().map(|_| ()),
         }
     }
