@@ -19,7 +19,7 @@
 //! scanner is one state machine: its readers share `Scan` and its validation, and split
 //! apart they would have to expose that.
 
-use crate::value::{read_number, Literal, Map, NumberText, Str, Value, Wanted};
+use crate::value::{find_name, read_number, Literal, Map, NumberText, Str, Value, Wanted};
 
 /// Bytes that end the quick scan of a string: the closing quote, an escape, or a control
 /// character (not allowed raw in JSON).
@@ -89,7 +89,7 @@ pub fn scan_fields<'a>(
 ) -> Option<()> {
     let mut seen: u64 = 0;
     walk(line, |ks, ke, s| {
-        match wanted(&s.b[ks..ke], fields, lens) {
+        match find_name(&s.b[ks..ke], fields, lens) {
             Some(n) if n < 64 && seen & (1 << n) == 0 => {
                 seen |= 1 << n;
                 *slots.get_mut(n)? = Some(s.scalar()?);
@@ -165,7 +165,7 @@ pub fn scan_paths<'a>(
 ) -> Option<()> {
     let mut seen: u64 = 0;
     walk(line, |ks, ke, s| {
-        match wanted(&s.b[ks..ke], &tree.names, tree.lens) {
+        match find_name(&s.b[ks..ke], &tree.names, tree.lens) {
             Some(n) if seen & (1 << n) == 0 => {
                 seen |= 1 << n;
                 s.path_node(&tree.nodes[n], slots, 1)
@@ -176,14 +176,6 @@ pub fn scan_paths<'a>(
     })
 }
 
-/// The position of `key` in `fields`, ruled out by its length first when it can be.
-#[inline(always)]
-fn wanted(key: &[u8], fields: &[Str], lens: u64) -> Option<usize> {
-    if key.len() < 64 && lens & (1 << key.len()) == 0 {
-        return None;
-    }
-    fields.iter().position(|f| f.as_bytes() == key)
-}
 
 /// Walks the members of the line's object, validating the whole line: `member` gets each
 /// key's span in the line and the scanner at its value, which it must read or skip. A key
@@ -193,15 +185,10 @@ fn walk<'a>(
     line: &'a [u8],
     mut member: impl FnMut(usize, usize, &mut Scan<'a>) -> Option<()>,
 ) -> Option<()> {
-    // One UTF-8 check for the whole line (word-at-a-time over ASCII) instead of one per
-    // string; every slice taken below starts and ends at an ASCII quote, so it is a valid &str.
-    let text = if is_ascii(line) {
-        // SAFETY: ASCII is valid UTF-8. Log lines mostly are ASCII, and this check costs a
-        // fraction of the general validation.
-        unsafe { std::str::from_utf8_unchecked(line) }
-    } else {
-        std::str::from_utf8(line).ok()?
-    };
+    // One UTF-8 check for the whole line (SIMD, with a fast path for ASCII) instead of one
+    // per string; every slice taken below starts and ends at an ASCII quote, so it is a valid
+    // &str.
+    let text = simdutf8::basic::from_utf8(line).ok()?;
     let mut s = Scan {
         t: text,
         b: line,
@@ -241,21 +228,6 @@ fn walk<'a>(
             _ => return None,
         }
     }
-}
-
-/// Whether every byte is ASCII: the high bits of all bytes or-ed together, eight at a time
-/// (which the compiler turns into vector code; `<[u8]>::is_ascii` went byte by byte here).
-#[inline(always)]
-fn is_ascii(b: &[u8]) -> bool {
-    let (words, rest) = b.as_chunks::<8>();
-    let mut acc = 0u64;
-    for w in words {
-        acc |= u64::from_le_bytes(*w);
-    }
-    for &x in rest {
-        acc |= u64::from(x);
-    }
-    acc & 0x8080_8080_8080_8080 == 0
 }
 
 /// The value of four hex digits.
@@ -673,7 +645,7 @@ impl<'a> Scan<'a> {
     ) -> Option<()> {
         let mut seen: u64 = 0;
         self.members(depth + 1, b'}', |s, d| {
-            match s.member_key(|k| wanted(k, &t.names, t.lens))? {
+            match s.member_key(|k| find_name(k, &t.names, t.lens))? {
                 None => s.skip_any(d),
                 Some(n) if seen & (1 << n) == 0 => {
                     seen |= 1 << n;
