@@ -427,3 +427,31 @@ impl Operator for FileSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Map, Str};
+
+    /// Only small records skip `Spill`: one long string, many short ones or many values make
+    /// a record big, so a huge line is still never gathered whole in the sink's buffer.
+    #[test]
+    fn only_small_records_are_gathered_whole() {
+        let mut m = Map::new();
+        m.push_unique(Str::new("user"), Value::str("u1"));
+        m.push_unique(Str::new("status"), Value::Int(500));
+        let small = Value::Object(m);
+        assert!(text_below(&small, FLUSH_AT / 4));
+        let long = Value::str(&"x".repeat(FLUSH_AT / 4));
+        assert!(!text_below(&long, FLUSH_AT / 4));
+        let many_strings = Value::Array(vec![Value::str(&"y".repeat(100)); FLUSH_AT / 400]);
+        assert!(!text_below(&many_strings, FLUSH_AT / 4));
+        let many_values = Value::Array(vec![Value::Null; FLUSH_AT / 4]);
+        assert!(!text_below(&many_values, FLUSH_AT / 4));
+        let mut keys = Map::new();
+        for i in 0..FLUSH_AT / 40 {
+            keys.push_unique(Str::from(format!("{i:020}")), Value::Null);
+        }
+        assert!(!text_below(&Value::Object(keys), FLUSH_AT / 4));
+    }
+}

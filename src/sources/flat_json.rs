@@ -176,7 +176,6 @@ pub fn scan_paths<'a>(
     })
 }
 
-
 /// Walks the members of the line's object, validating the whole line: `member` gets each
 /// key's span in the line and the scanner at its value, which it must read or skip. A key
 /// with an escape makes it give up (the span would not be the key).

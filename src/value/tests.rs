@@ -248,3 +248,31 @@ fn bad_json_is_an_error_not_a_panic() {
     assert!(Value::from_json(b"\xff\xfe").is_err());
     assert!(Value::from_json(b"{\"a\":\"\xff\"}").is_err());
 }
+
+/// `find_name` compares keys without memcmp for up to 16 bytes by loads from both ends: a key
+/// that differs from a name in any one byte, or in length, is never taken for it, at every
+/// length the loads change shape (0 to 40 bytes).
+#[test]
+fn find_name_tells_keys_apart_by_every_byte() {
+    for n in 0..40usize {
+        let name: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let names = [Str::new("zz-other"), Str::new(&name)];
+        let lens = length_mask(&names);
+        assert_eq!(find_name(name.as_bytes(), &names, lens), Some(1), "{name}");
+        for at in 0..n {
+            let mut k = name.clone().into_bytes();
+            k[at] = b'#';
+            assert_eq!(
+                find_name(&k, &names, lens),
+                None,
+                "{n} bytes, differing at {at}"
+            );
+        }
+        let mut longer = name.clone().into_bytes();
+        longer.push(b'a');
+        assert_eq!(find_name(&longer, &names, lens), None);
+        if n > 0 {
+            assert_eq!(find_name(&name.as_bytes()[..n - 1], &names, lens), None);
+        }
+    }
+}
