@@ -606,7 +606,7 @@ impl<'a> Scan<'a> {
         let mut seen: u64 = 0;
         self.members(depth + 1, b'}', |s, d| {
             let Some(n) = s.member_key(|k| w.position(k))? else {
-                return s.skip_any(d);
+                return s.skip_member(d);
             };
             let v = match &w.subs[n] {
                 Some(sub) if s.peek() == Some(b'{') => s.pruned(sub, d)?,
@@ -656,7 +656,7 @@ impl<'a> Scan<'a> {
         let mut seen: u64 = 0;
         self.members(depth + 1, b'}', |s, d| {
             match s.member_key(|k| find_name(k, &t.names, t.lens))? {
-                None => s.skip_any(d),
+                None => s.skip_member(d),
                 Some(n) if seen & (1 << n) == 0 => {
                     seen |= 1 << n;
                     s.path_node(&t.nodes[n], slots, d)
