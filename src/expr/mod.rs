@@ -265,6 +265,32 @@ impl Expr {
         self.inner.root.card != native::Card::Many
     }
 
+    /// The field when the expression compares one top-level field with a literal
+    /// (`.status >= 400`, `.type == "PullRequestEvent"`): then `field_test_holds` decides it
+    /// on that field's value alone, without a record.
+    pub fn field_test(&self) -> Option<&Str> {
+        match &self.inner.root.kind {
+            Form::CmpPathLit(_, keys, _) if self.inner.root.card == Card::One => match &keys[..] {
+                [base::Key::Field(f)] => Some(f),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// What `eval_bool` gives on an object whose `field_test` field is `v` (`None`: absent,
+    /// which jq reads as null): the same comparison, without the object. `None` when the
+    /// expression is not such a test.
+    #[inline]
+    pub fn field_test_holds(&self, v: Option<&Value>) -> Option<bool> {
+        match &self.inner.root.kind {
+            Form::CmpPathLit(op, _, lit) => {
+                Some(op.test(native::cmp_values(v.unwrap_or(&NULL), lit)))
+            }
+            _ => None,
+        }
+    }
+
     /// The field name when the expression is a single field (`.f`).
     pub fn single_field(&self) -> Option<&Str> {
         self.inner.field.as_ref()

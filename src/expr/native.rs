@@ -56,7 +56,7 @@ pub(crate) enum CmpOp {
 
 impl CmpOp {
     #[inline]
-    fn test(self, o: Ordering) -> bool {
+    pub(crate) fn test(self, o: Ordering) -> bool {
         match self {
             CmpOp::Eq => o == Ordering::Equal,
             CmpOp::Ne => o != Ordering::Equal,

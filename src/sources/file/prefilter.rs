@@ -26,6 +26,9 @@ pub(super) struct Prefilter {
     /// rest lasts (doubling while judging keeps not paying).
     pub(super) resting: u32,
     pub(super) rest: u32,
+    /// The filter compares its one field with a literal (`Expr::field_test`): it is decided
+    /// on the field's value, without filling `record`.
+    pub(super) field_test: bool,
 }
 
 /// Lines judged before the drop rate is looked at, and the jobs of a worker's first and
@@ -40,7 +43,11 @@ impl Prefilter {
         if fields.is_empty() || fields.len() > 8 {
             return None;
         }
+        let field_test = filter
+            .field_test()
+            .is_some_and(|f| fields[..] == [f.clone()]);
         Some(Prefilter {
+            field_test,
             fields: crate::value::Projector::new(&fields),
             record: Value::Object(crate::value::Map::with_capacity(8)),
             judged: 0,
@@ -80,16 +87,21 @@ impl Prefilter {
         if line.is_empty() || flat_json::scan_fields(line, fields, lens, slots).is_none() {
             return false;
         }
-        let Value::Object(m) = &mut self.record else {
-            return false;
-        };
-        m.clear();
-        for (f, s) in fields.iter().zip(slots.iter()) {
-            if let Some(s) = s {
-                m.push_unique(f.clone(), s.to_value());
+        let drops = if self.field_test {
+            let v = slots[0].map(flat_json::Scalar::to_value);
+            filter.field_test_holds(v.as_ref()) == Some(false)
+        } else {
+            let Value::Object(m) = &mut self.record else {
+                return false;
+            };
+            m.clear();
+            for (f, s) in fields.iter().zip(slots.iter()) {
+                if let Some(s) = s {
+                    m.push_unique(f.clone(), s.to_value());
+                }
             }
-        }
-        let drops = matches!(filter.eval_bool(&self.record), Ok(false));
+            matches!(filter.eval_bool(&self.record), Ok(false))
+        };
         self.judged += 1;
         self.dropped += u64::from(drops);
         drops
@@ -99,6 +111,73 @@ impl Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filter that compares one field with a literal is decided on the field alone, and
+    /// drops exactly the lines the whole record's evaluation gives `false` for: every kind of
+    /// value (absent, null, booleans, integers, floats, a number kept as text, strings)
+    /// against literals of every kind and every comparison.
+    #[test]
+    fn a_field_test_drops_what_the_record_would() {
+        let values = [
+            "",
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "399",
+            "400",
+            "401",
+            "1.5",
+            "2.50",
+            "1e2",
+            "\"x\"",
+            "\"PullRequestEvent\"",
+            "\"\"",
+        ];
+        let filters = [
+            ".a == 1",
+            ".a >= 400",
+            ".a < 400",
+            ".a != null",
+            ".a == true",
+            ".a > 1.5",
+            ".a <= \"x\"",
+            ".a == \"PullRequestEvent\"",
+            ".a > false",
+            ".a == 2.5",
+            "400 <= .a",
+        ];
+        let mut tested = 0;
+        for src in filters {
+            let filter = crate::expr::Expr::compile(src).unwrap();
+            assert!(filter.field_test().is_some(), "{src}");
+            let mut p = Prefilter::new(&filter).unwrap();
+            assert!(p.field_test, "{src}");
+            for v in values {
+                let line = if v.is_empty() {
+                    "{\"b\":1}".to_string()
+                } else {
+                    format!("{{\"b\":1,\"a\":{v}}}")
+                };
+                let record = crate::sources::formats::decode_jsonl(line.as_bytes(), None)
+                    .unwrap()
+                    .unwrap();
+                let want = matches!(filter.eval_bool(&record), Ok(false));
+                assert_eq!(p.drops(line.as_bytes(), &filter), want, "{src} on {line}");
+                tested += usize::from(want);
+            }
+        }
+        assert!(tested > 40, "only {tested} drops");
+        // Two fields, or a path: judged on a record as before.
+        for src in [".a == 1 and .b == 1", ".a.b == 1"] {
+            let filter = crate::expr::Expr::compile(src).unwrap();
+            assert!(
+                !Prefilter::new(&filter).is_some_and(|p| p.field_test),
+                "{src}"
+            );
+        }
+    }
 
     /// Judging a line first stops while it drops less than a third of the lines judged, for
     /// rests that double while it keeps not paying, and starts again when it pays.
