@@ -128,24 +128,11 @@ impl CsvLayout {
         ascii: bool,
         m: &mut Map,
     ) -> Result<(), String> {
-        let last = n - 1;
         for (i, ((k, keep), c)) in self.header.iter().zip(keep).zip(fields).enumerate() {
             if !keep {
                 continue;
             }
-            let c = trim_cr(c, i == last);
-            let c = if ascii {
-                // SAFETY: the whole row is ASCII, so every part of it is UTF-8 (checking each
-                // cell again was a twelfth of a worker's time).
-                unsafe { std::str::from_utf8_unchecked(c) }
-            } else {
-                match std::str::from_utf8(c) {
-                    Ok(c) => c,
-                    // Checked already; this only keeps the two checks from drifting.
-                    Err(_) => return Err(format!("invalid UTF-8 in field {}", i + 1)),
-                }
-            };
-            let v = if self.infer { infer(c) } else { Value::str(c) };
+            let v = self.cell(i, c, n, ascii)?;
             if self.unique {
                 m.push_unique(k.clone(), v);
             } else {
@@ -153,6 +140,24 @@ impl CsvLayout {
             }
         }
         Ok(())
+    }
+
+    /// The value of cell `i` (of `n`) of a row, as `fill` puts it in the record.
+    #[inline]
+    fn cell(&self, i: usize, c: &[u8], n: usize, ascii: bool) -> Result<Value, String> {
+        let c = trim_cr(c, i + 1 == n);
+        let c = if ascii {
+            // SAFETY: the whole row is ASCII, so every part of it is UTF-8 (checking each
+            // cell again was a twelfth of a worker's time).
+            unsafe { std::str::from_utf8_unchecked(c) }
+        } else {
+            match std::str::from_utf8(c) {
+                Ok(c) => c,
+                // Checked already; this only keeps the two checks from drifting.
+                Err(_) => return Err(format!("invalid UTF-8 in field {}", i + 1)),
+            }
+        };
+        Ok(if self.infer { infer(c) } else { Value::str(c) })
     }
 }
 
@@ -523,6 +528,12 @@ pub(super) fn parse_job(
         let keep: Vec<bool> = layout.header.iter().map(|h| names.contains(h)).collect();
         Some((f, keep, Value::Object(Map::with_capacity(names.len()))))
     });
+    // A filter that compares one field with a literal is decided on that cell alone
+    // (`Expr::field_test`): its column, the last of that name as a record keeps the last
+    // (`None`: no such column, so the field is absent).
+    let test_cell = filter
+        .and_then(|f| f.field_test())
+        .map(|name| layout.header.iter().rposition(|h| h == name));
     rr.reset();
     let mut rows = Vec::with_capacity((end - start) / 64 + 1);
     let mut pos = start;
@@ -538,6 +549,15 @@ pub(super) fn parse_job(
             Checked::Bad(msg) => bad(msg),
             Checked::Record { ascii } => {
                 let drops = match &mut judge {
+                    Some((f, _, _)) if test_cell.is_some() => match test_cell.flatten() {
+                        Some(i) => {
+                            match rr.fields().nth(i).map(|c| layout.cell(i, c, len, ascii)) {
+                                Some(Ok(v)) => f.field_test_holds(Some(&v)) == Some(false),
+                                _ => false,
+                            }
+                        }
+                        None => f.field_test_holds(None) == Some(false),
+                    },
                     Some((f, keep, small)) => {
                         let filled = match small {
                             Value::Object(m) => {

@@ -174,7 +174,7 @@ fn setup_strategy() -> impl Strategy<Value = (bool, bool, Option<usize>, usize)>
     (
         any::<bool>(),
         any::<bool>(),
-        prop::option::of(0usize..5),
+        prop::option::of(0usize..8),
         1usize..50,
     )
 }
@@ -212,10 +212,14 @@ proptest! {
         (infer, project, filter, batch) in setup_strategy(),
         job in 1usize..300,
     ) {
-        // Judged on their own columns first; the last reads the record whole, and `.a - 1`
-        // fails on a string (an error never drops a row).
+        // Judged on their own columns first (the first four on the one cell they compare,
+        // `.zz` on a column no file has); the last reads the record whole, and `.a - 1` fails
+        // on a string (an error never drops a row).
         let filters = [
             ".a != 1",
+            ".a >= 5",
+            ".b == \"abc\"",
+            ".zz == null",
             ".b == \"abc\" or .a == 7",
             "(.a | length) > 1",
             ".a - 1 > 5",
