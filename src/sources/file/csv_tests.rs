@@ -263,6 +263,26 @@ fn every_job_size_reads_the_same() {
     }
 }
 
+/// A filter on one cell judges the cell the record keeps: with a column named twice, the last
+/// (`3,abc` passes `.a >= 5`, as `{"a":"abc"}` does; `7,1` does not), with and without
+/// inference, and on a CRLF row's last cell.
+#[test]
+fn a_one_cell_filter_reads_the_cell_the_record_keeps() {
+    let text: &[u8] = b"a,a\n3,abc\n7,1\n9,6\r\n1,\n";
+    for infer in [true, false] {
+        for filter in [".a >= 5", ".a == \"6\"", ".a == 6", ".a == \"\""] {
+            let s = Setup {
+                format: Format::Csv,
+                infer,
+                fields: None,
+                filter: Some(filter),
+                batch: 2,
+            };
+            compare(text, &s, POOL_JOB_BYTES).unwrap();
+        }
+    }
+}
+
 /// Every delimiter of a line is found, at any place in a word of eight bytes, next to bytes
 /// that differ from it by one bit or are all ones.
 #[test]
