@@ -782,3 +782,117 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
         }
     }
 }
+
+/// Nested paths folded by the parse workers survive SIGKILL: an aggregate keyed and summed by
+/// nested paths (`.kubernetes.pod_name`, `.kubernetes.labels.n`) and a window keyed and timed
+/// by them (`.kubernetes.labels.app`, `.meta.time`), killed at random and resumed, write the
+/// bytes of an uninterrupted run, and the runs fold every line, across the kills too (each
+/// epoch's tables counted once by the checkpoints).
+#[test]
+fn nested_folding_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_run() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let n = 40_000u32;
+    let mut data = String::new();
+    for i in 0..n {
+        let labels = if i % 4 == 0 {
+            format!(r#"{{"app":"a{}","n":{}}}"#, i % 5, i % 9)
+        } else {
+            format!(r#"{{"app":"a{}"}}"#, i % 5)
+        };
+        let k8s = format!(
+            r#"{{"pod_name":"p{}","namespace":"ns","labels":{labels},"annotations":{{"x":"{{\"y\":[1,2]}}"}}}}"#,
+            i % 37
+        );
+        let time = 1_700_000_000 + u64::from(i) / 10;
+        data.push_str(&if i % 2 == 0 {
+            format!(
+                r#"{{"bytes":{},"kubernetes":{k8s},"meta":{{"time":{time}}},"msg":"caf\u00e9 \"q\""}}"#,
+                i % 1000
+            )
+        } else {
+            format!(
+                r#"{{"msg":"ok","meta":{{"time":{time}}},"kubernetes":{k8s},"bytes":{}}}"#,
+                i % 1000
+            )
+        });
+        data.push('\n');
+    }
+    let toml = "[checkpoint]\nevery_records = 3000\n\
+        [sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+        [transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".kubernetes.pod_name\"\n\
+        aggs = { n = \"count\", b = \"sum(.bytes)\", l = \"sum(.kubernetes.labels.n)\" }\n\
+        [sinks.a]\ntype = \"file\"\ninputs = [\"agg\"]\npath = \"a.jsonl\"\n\
+        [sources.in2]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+        [transforms.win]\ntype = \"window\"\ninputs = [\"in2\"]\nkey = \".kubernetes.labels.app\"\n\
+        time = \".meta.time\"\nsize = \"10s\"\nout_of_orderness = \"3s\"\n\
+        aggs = { n = \"count\", b = \"sum(.bytes)\" }\n\
+        [sinks.w]\ntype = \"file\"\ninputs = [\"win\"]\npath = \"w.jsonl\"\n";
+    let env = [
+        ("WEIR_PARSE_THREADS", "2"),
+        ("WEIR_PARSE_JOB_BYTES", "2000"),
+        // Slower sources (with `--features failpoints`), so kills land mid-file.
+        ("FAILPOINTS", "source-batch=sleep(2)"),
+    ];
+    let reference = Proj::new();
+    reference.write("in.jsonl", &data);
+    reference.write("p.toml", toml);
+    let o = run_weir_env(reference.root(), &["run", "p.toml"], None, &env[..2]);
+    expect_exit(&o, Some(0));
+
+    let p = Proj::new();
+    p.write("in.jsonl", &data);
+    p.write("p.toml", toml);
+    let mut rng = Rng(0x0e57_ed01);
+    let mut killed = 0;
+    let mut finished = false;
+    for i in 0..40 {
+        let args: &[&str] = if i == 0 {
+            &["run", "p.toml"]
+        } else {
+            &["resume", "p.toml", "--or-start"]
+        };
+        let mut bg = p.spawn_env(&format!("run{i}"), args, Stdio::null(), &env);
+        if i < 12 {
+            match bg.wait_for(Duration::from_millis(rng.range(30, 400))) {
+                Some(code) => {
+                    assert_eq!(code, 0, "run {i}: {}", bg.stderr_str());
+                    finished = true;
+                    break;
+                }
+                None => {
+                    assert_eq!(bg.kill9(), 128 + SIGKILL, "run {i}: {}", bg.stderr_str());
+                    killed += 1;
+                }
+            }
+        } else {
+            let code = bg.wait_for(Duration::from_secs(60));
+            assert_eq!(code, Some(0), "resume {i}: {}", bg.stderr_str());
+            assert!(!bg.stderr_str().contains("panicked"), "{}", bg.stderr_str());
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "never finished");
+    assert!(killed >= 3, "only {killed} kills landed");
+    for f in ["a.jsonl", "w.jsonl"] {
+        assert!(
+            p.read_str(f) == reference.read_str(f),
+            "{f} differs after {killed} kills"
+        );
+    }
+    assert_eq!(reference.read_str("a.jsonl").lines().count(), 37);
+    assert!(reference.read_str("w.jsonl").lines().count() > 1000);
+    let inspect = |q: &Proj| {
+        let o = run_weir(q.root(), &["inspect", "p.toml"], None);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for q in [&reference, &p] {
+        let state = inspect(q);
+        assert_eq!(
+            state.matches(&format!("\"folded\":{n}")).count(),
+            2,
+            "both sources fold every line: {state}"
+        );
+    }
+}
