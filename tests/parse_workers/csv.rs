@@ -3,7 +3,7 @@
 //! inside quoted fields, which the pool must notice and cut again); and a parallel run killed
 //! with SIGKILL and resumed writes the bytes of an uninterrupted run.
 
-use super::{run_pooled_env, run_with_env, PooledRun};
+use super::{kill_and_resume_until_done, run_pooled_env, run_with_env, PooledRun};
 use crate::common::*;
 use std::process::Stdio;
 use std::time::Duration;
@@ -175,37 +175,7 @@ fn a_parallel_csv_run_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_ru
     p.write("in.csv", &data);
     p.write("clean.csv", &clean);
     p.write("p.toml", &toml);
-    let mut rng = Rng(0x05ee_dc5f);
-    let mut killed = 0;
-    let mut finished = false;
-    for i in 0..40 {
-        let args: &[&str] = if i == 0 {
-            &["run", "p.toml"]
-        } else {
-            &["resume", "p.toml", "--or-start"]
-        };
-        let mut bg = p.spawn_env(&format!("run{i}"), args, Stdio::null(), &env);
-        if i < 12 {
-            match bg.wait_for(Duration::from_millis(rng.range(30, 400))) {
-                Some(code) => {
-                    assert_eq!(code, 0, "run {i}: {}", bg.stderr_str());
-                    finished = true;
-                    break;
-                }
-                None => {
-                    assert_eq!(bg.kill9(), 128 + SIGKILL, "run {i}: {}", bg.stderr_str());
-                    killed += 1;
-                }
-            }
-        } else {
-            let code = bg.wait_for(Duration::from_secs(60));
-            assert_eq!(code, Some(0), "resume {i}: {}", bg.stderr_str());
-            assert!(!bg.stderr_str().contains("panicked"), "{}", bg.stderr_str());
-            finished = true;
-            break;
-        }
-    }
-    assert!(finished, "never finished");
+    let killed = kill_and_resume_until_done(&p, &env, 0x05ee_dc5f);
     assert!(killed >= 3, "only {killed} kills landed");
     let text = |q: &Proj, f: &str| q.read_str(f).replace(&q.s(""), "ROOT/");
     for f in files {

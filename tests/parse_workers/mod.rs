@@ -340,34 +340,7 @@ fn nested_paths_fold_and_give_what_record_by_record_gives() {
                         data.push('\n');
                     }
                 }
-                // Keys sorted on every other line (as Vector writes them), labels with and
-                // without `n`, `m` sometimes missing: the shapes of a shipper's logs.
-                let pod = format!("p{}", i % 37);
-                let labels = if i % 4 == 0 {
-                    format!(r#"{{"app":"a{}","n":{}}}"#, i % 5, i % 9)
-                } else {
-                    format!(r#"{{"app":"a{}"}}"#, i % 5)
-                };
-                let k8s = format!(
-                    r#"{{"pod_name":"{pod}","namespace":"ns","labels":{labels},"annotations":{{"x":"{{\"y\":[1,2]}}"}}}}"#
-                );
-                let m = if i % 3 == 0 {
-                    String::new()
-                } else {
-                    format!(r#","m":{{"w":{}}}"#, i % 11)
-                };
-                let time = 1_700_000_000 + u64::from(i) / 10;
-                data.push_str(&if i % 2 == 0 {
-                    format!(
-                        r#"{{"bytes":{},"kubernetes":{k8s}{m},"meta":{{"time":{time}}},"msg":"caf\u00e9 \"q\""}}"#,
-                        i % 1000
-                    )
-                } else {
-                    format!(
-                        r#"{{"msg":"ok","meta":{{"time":{time}}},"kubernetes":{k8s},"bytes":{}{m}}}"#,
-                        i % 1000
-                    )
-                });
+                data.push_str(&k8s_line(i));
                 data.push('\n');
             }
             let outs = serial_and_pooled(&data, &toml);
@@ -790,34 +763,8 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
 /// epoch's tables counted once by the checkpoints).
 #[test]
 fn nested_folding_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_run() {
-    use std::process::Stdio;
-    use std::time::Duration;
     let n = 40_000u32;
-    let mut data = String::new();
-    for i in 0..n {
-        let labels = if i % 4 == 0 {
-            format!(r#"{{"app":"a{}","n":{}}}"#, i % 5, i % 9)
-        } else {
-            format!(r#"{{"app":"a{}"}}"#, i % 5)
-        };
-        let k8s = format!(
-            r#"{{"pod_name":"p{}","namespace":"ns","labels":{labels},"annotations":{{"x":"{{\"y\":[1,2]}}"}}}}"#,
-            i % 37
-        );
-        let time = 1_700_000_000 + u64::from(i) / 10;
-        data.push_str(&if i % 2 == 0 {
-            format!(
-                r#"{{"bytes":{},"kubernetes":{k8s},"meta":{{"time":{time}}},"msg":"caf\u00e9 \"q\""}}"#,
-                i % 1000
-            )
-        } else {
-            format!(
-                r#"{{"msg":"ok","meta":{{"time":{time}}},"kubernetes":{k8s},"bytes":{}}}"#,
-                i % 1000
-            )
-        });
-        data.push('\n');
-    }
+    let data: String = (0..n).map(|i| k8s_line(i) + "\n").collect();
     let toml = "[checkpoint]\nevery_records = 3000\n\
         [sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
         [transforms.agg]\ntype = \"aggregate\"\ninputs = [\"in\"]\nkey = \".kubernetes.pod_name\"\n\
@@ -843,37 +790,7 @@ fn nested_folding_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_run() 
     let p = Proj::new();
     p.write("in.jsonl", &data);
     p.write("p.toml", toml);
-    let mut rng = Rng(0x0e57_ed01);
-    let mut killed = 0;
-    let mut finished = false;
-    for i in 0..40 {
-        let args: &[&str] = if i == 0 {
-            &["run", "p.toml"]
-        } else {
-            &["resume", "p.toml", "--or-start"]
-        };
-        let mut bg = p.spawn_env(&format!("run{i}"), args, Stdio::null(), &env);
-        if i < 12 {
-            match bg.wait_for(Duration::from_millis(rng.range(30, 400))) {
-                Some(code) => {
-                    assert_eq!(code, 0, "run {i}: {}", bg.stderr_str());
-                    finished = true;
-                    break;
-                }
-                None => {
-                    assert_eq!(bg.kill9(), 128 + SIGKILL, "run {i}: {}", bg.stderr_str());
-                    killed += 1;
-                }
-            }
-        } else {
-            let code = bg.wait_for(Duration::from_secs(60));
-            assert_eq!(code, Some(0), "resume {i}: {}", bg.stderr_str());
-            assert!(!bg.stderr_str().contains("panicked"), "{}", bg.stderr_str());
-            finished = true;
-            break;
-        }
-    }
-    assert!(finished, "never finished");
+    let killed = kill_and_resume_until_done(&p, &env, 0x0e57_ed01);
     assert!(killed >= 3, "only {killed} kills landed");
     for f in ["a.jsonl", "w.jsonl"] {
         assert!(
@@ -895,4 +812,73 @@ fn nested_folding_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_run() 
             "both sources fold every line: {state}"
         );
     }
+}
+
+/// Line `i` of a Kubernetes shipper's shapes: keys sorted on every other line (as Vector writes
+/// them), labels with and without `n`, `m` sometimes missing, an escaped JSON text in an
+/// annotation, a nested `meta.time` ten lines a second.
+fn k8s_line(i: u32) -> String {
+    let pod = format!("p{}", i % 37);
+    let labels = if i.is_multiple_of(4) {
+        format!(r#"{{"app":"a{}","n":{}}}"#, i % 5, i % 9)
+    } else {
+        format!(r#"{{"app":"a{}"}}"#, i % 5)
+    };
+    let k8s = format!(
+        r#"{{"pod_name":"{pod}","namespace":"ns","labels":{labels},"annotations":{{"x":"{{\"y\":[1,2]}}"}}}}"#
+    );
+    let m = if i.is_multiple_of(3) {
+        String::new()
+    } else {
+        format!(r#","m":{{"w":{}}}"#, i % 11)
+    };
+    let time = 1_700_000_000 + u64::from(i) / 10;
+    if i.is_multiple_of(2) {
+        format!(
+            r#"{{"bytes":{},"kubernetes":{k8s}{m},"meta":{{"time":{time}}},"msg":"caf\u00e9 \"q\""}}"#,
+            i % 1000
+        )
+    } else {
+        format!(
+            r#"{{"msg":"ok","meta":{{"time":{time}}},"kubernetes":{k8s},"bytes":{}{m}}}"#,
+            i % 1000
+        )
+    }
+}
+
+/// Runs `p.toml` in `p` (`run`, then `resume --or-start`), killing it with SIGKILL after a
+/// random 10 to 150 ms eleven times at most while it has not ended, then lets the next run
+/// end. Returns how many kills landed. (With 30 to 400 ms, a release build of the CSV test
+/// finished its input after two kills once parsing got faster.)
+pub(crate) fn kill_and_resume_until_done(p: &Proj, env: &[(&str, &str)], seed: u64) -> u32 {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    for i in 0..40 {
+        let args: &[&str] = if i == 0 {
+            &["run", "p.toml"]
+        } else {
+            &["resume", "p.toml", "--or-start"]
+        };
+        let mut bg = p.spawn_env(&format!("run{i}"), args, Stdio::null(), env);
+        if i < 12 {
+            match bg.wait_for(Duration::from_millis(rng.range(10, 150))) {
+                Some(code) => {
+                    assert_eq!(code, 0, "run {i}: {}", bg.stderr_str());
+                    return killed;
+                }
+                None => {
+                    assert_eq!(bg.kill9(), 128 + SIGKILL, "run {i}: {}", bg.stderr_str());
+                    killed += 1;
+                }
+            }
+        } else {
+            let code = bg.wait_for(Duration::from_secs(60));
+            assert_eq!(code, Some(0), "resume {i}: {}", bg.stderr_str());
+            assert!(!bg.stderr_str().contains("panicked"), "{}", bg.stderr_str());
+            return killed;
+        }
+    }
+    panic!("never finished");
 }
