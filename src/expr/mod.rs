@@ -283,6 +283,7 @@ impl Expr {
     /// expression is not such a test.
     #[inline]
     pub fn field_test_holds(&self, v: Option<&Value>) -> Option<bool> {
+        self.field_test()?;
         match &self.inner.root.kind {
             Form::CmpPathLit(op, _, lit) => {
                 Some(op.test(native::cmp_values(v.unwrap_or(&NULL), lit)))

@@ -176,6 +176,7 @@ mod tests {
                 !Prefilter::new(&filter).is_some_and(|p| p.field_test),
                 "{src}"
             );
+            assert_eq!(filter.field_test_holds(None), None, "{src}");
         }
     }
 
