@@ -713,8 +713,8 @@ impl<'de> Deserialize<'de> for KeyStr {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Wanted {
     pub names: Vec<Str>,
-    /// Bit `n` set when a name is `n` bytes long (see `length_mask`).
-    pub lens: u64,
+    /// The names by length (see `Lens`).
+    pub lens: Lens,
     pub subs: Vec<Option<Wanted>>,
 }
 
@@ -734,7 +734,7 @@ impl Wanted {
         match self.names.iter().position(|n| n == first) {
             None => {
                 self.names.push(first.clone());
-                self.lens = length_mask(&self.names);
+                self.lens = Lens::of(&self.names);
                 self.subs.push((!rest.is_empty()).then(|| {
                     let mut w = Wanted::default();
                     w.add(rest);
@@ -753,18 +753,29 @@ impl Wanted {
     /// The position of `key` among the names, ruled out by its length first when it can be.
     #[inline(always)]
     pub fn position(&self, key: &[u8]) -> Option<usize> {
-        find_name(key, &self.names, self.lens)
+        find_name(key, &self.names, &self.lens)
     }
 }
 
-/// The position of `key` in `names`, ruled out by its length first when it can be (`lens`
-/// from `length_mask`): how the scanners look up each key of a line.
+/// The position of `key` in `names`, found by its length first (`lens` from `Lens::of`):
+/// how the scanners look up each key of a line. Most keys are ruled out by length alone, and
+/// only the names of the key's length are compared.
 #[inline(always)]
-pub fn find_name(key: &[u8], names: &[Str], lens: u64) -> Option<usize> {
-    if key.len() < 64 && lens & (1 << key.len()) == 0 {
+pub fn find_name(key: &[u8], names: &[Str], lens: &Lens) -> Option<usize> {
+    let n = key.len();
+    if n >= 64 || lens.slow {
+        return names.iter().position(|f| same_bytes(f.as_bytes(), key));
+    }
+    if lens.mask & (1 << n) == 0 {
         return None;
     }
-    names.iter().position(|f| same_bytes(f.as_bytes(), key))
+    let mut i = usize::from(lens.first[n]);
+    loop {
+        if same_bytes(names.get(i)?.as_bytes(), key) {
+            return Some(i);
+        }
+        i = usize::from(*lens.next.get(i)?);
+    }
 }
 
 /// `a == b`, without a call for keys of up to 16 bytes (most keys): two overlapping loads
@@ -811,13 +822,52 @@ pub struct Projector {
     wanted: Wanted,
 }
 
-/// Bit `n` set when one of `fields` is `n` bytes long (names of 64 bytes or more are left
-/// out): the scanners rule most keys out by length alone (`sources::flat_json`).
-pub fn length_mask(fields: &[Str]) -> u64 {
-    fields
-        .iter()
-        .filter(|f| f.len() < 64)
-        .fold(0, |m, f| m | 1 << f.len())
+/// Names by their length in bytes, for `find_name`: bit `n` of `mask` is set when a name is
+/// `n` bytes long, `first[n]` is the position of the first such name and `next[i]` that of
+/// the next name as long as name `i` (`NONE` after the last). Names of 64 bytes or more are
+/// left out (keys that long are compared with every name), and so are all names when there
+/// are too many to number (`slow`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lens {
+    pub mask: u64,
+    first: [u16; 64],
+    next: Vec<u16>,
+    slow: bool,
+}
+
+const NONE: u16 = u16::MAX;
+
+impl Default for Lens {
+    fn default() -> Lens {
+        Lens {
+            mask: 0,
+            first: [NONE; 64],
+            next: Vec::new(),
+            slow: false,
+        }
+    }
+}
+
+impl Lens {
+    pub fn of(names: &[Str]) -> Lens {
+        let mut l = Lens::default();
+        if names.len() >= usize::from(NONE) {
+            l.slow = true;
+            return l;
+        }
+        l.next = vec![NONE; names.len()];
+        // Chained from the last name back, so each chain runs in the names' order.
+        for (i, f) in names.iter().enumerate().rev() {
+            let n = f.len();
+            if n < 64 {
+                l.next[i] = l.first[n];
+                // `i` < NONE, checked above.
+                l.first[n] = i as u16;
+                l.mask |= 1 << n;
+            }
+        }
+        l
+    }
 }
 
 impl Projector {
@@ -831,8 +881,8 @@ impl Projector {
 
     /// The wanted top-level names and their length mask (names of 64 bytes or more are not
     /// in the mask; keys that long are always compared by name).
-    pub fn wanted(&self) -> (&[Str], u64) {
-        (&self.wanted.names, self.wanted.lens)
+    pub fn wanted(&self) -> (&[Str], &Lens) {
+        (&self.wanted.names, &self.wanted.lens)
     }
 
     /// The wanted fields, nested ones included.

@@ -19,7 +19,7 @@
 //! scanner is one state machine: its readers share `Scan` and its validation, and split
 //! apart they would have to expose that.
 
-use crate::value::{find_name, read_number, Literal, Map, NumberText, Str, Value, Wanted};
+use crate::value::{find_name, read_number, Lens, Literal, Map, NumberText, Str, Value, Wanted};
 
 /// Bytes that end the quick scan of a string: the closing quote, an escape, or a control
 /// character (not allowed raw in JSON).
@@ -84,7 +84,7 @@ pub fn parse_flat(line: &[u8], fields: Option<&Wanted>) -> Option<Value> {
 pub fn scan_fields<'a>(
     line: &'a [u8],
     fields: &[Str],
-    lens: u64,
+    lens: &Lens,
     slots: &mut [Option<Scalar<'a>>],
 ) -> Option<()> {
     let mut seen: u64 = 0;
@@ -107,14 +107,14 @@ pub fn scan_fields<'a>(
 #[derive(Debug, Clone, Default)]
 pub struct PathTree {
     names: Vec<Str>,
-    lens: u64,
+    lens: Lens,
     nodes: Vec<PathNode>,
 }
 
 #[derive(Debug, Clone)]
 enum PathNode {
     Leaf(usize),
-    Sub(PathTree),
+    Sub(Box<PathTree>),
 }
 
 impl PathTree {
@@ -137,10 +137,10 @@ impl PathTree {
                 } else {
                     let mut t = PathTree::default();
                     t.add(rest, slot)?;
-                    PathNode::Sub(t)
+                    PathNode::Sub(Box::new(t))
                 };
                 self.names.push(first.clone());
-                self.lens = crate::value::length_mask(&self.names);
+                self.lens = Lens::of(&self.names);
                 self.nodes.push(node);
                 Some(())
             }
@@ -165,7 +165,7 @@ pub fn scan_paths<'a>(
 ) -> Option<()> {
     let mut seen: u64 = 0;
     walk(line, |ks, ke, s| {
-        match find_name(&s.b[ks..ke], &tree.names, tree.lens) {
+        match find_name(&s.b[ks..ke], &tree.names, &tree.lens) {
             Some(n) if seen & (1 << n) == 0 => {
                 seen |= 1 << n;
                 s.path_node(&tree.nodes[n], slots, 1)
@@ -182,8 +182,17 @@ pub fn scan_paths<'a>(
 #[inline(always)]
 fn walk<'a>(
     line: &'a [u8],
-    mut member: impl FnMut(usize, usize, &mut Scan<'a>) -> Option<()>,
+    member: impl FnMut(usize, usize, &mut Scan<'a>) -> Option<()>,
 ) -> Option<()> {
+    walk_text(line, member).map(|_| ())
+}
+
+/// `walk`, giving the line's text (its UTF-8 checked) when it succeeds.
+#[inline(always)]
+fn walk_text<'a>(
+    line: &'a [u8],
+    mut member: impl FnMut(usize, usize, &mut Scan<'a>) -> Option<()>,
+) -> Option<&'a str> {
     // One UTF-8 check for the whole line (SIMD, with a fast path for ASCII) instead of one
     // per string; every slice taken below starts and ends at an ASCII quote, so it is a valid
     // &str.
@@ -200,7 +209,7 @@ fn walk<'a>(
     s.ws();
     if s.peek()? == b'}' {
         s.i += 1;
-        return s.at_end().then_some(());
+        return s.at_end().then_some(text);
     }
     loop {
         if s.peek()? != b'"' {
@@ -210,7 +219,7 @@ fn walk<'a>(
         s.colon()?;
         member(ks, ke, &mut s)?;
         if s.next_member(b'}')? {
-            return s.at_end().then_some(());
+            return s.at_end().then_some(text);
         }
     }
 }
@@ -655,7 +664,7 @@ impl<'a> Scan<'a> {
     ) -> Option<()> {
         let mut seen: u64 = 0;
         self.members(depth + 1, b'}', |s, d| {
-            match s.member_key(|k| find_name(k, &t.names, t.lens))? {
+            match s.member_key(|k| find_name(k, &t.names, &t.lens))? {
                 None => s.skip_member(d),
                 Some(n) if seen & (1 << n) == 0 => {
                     seen |= 1 << n;
@@ -857,6 +866,9 @@ impl<'a> Scan<'a> {
         })
     }
 }
+
+mod marks;
+pub use marks::{build_marked, scan_marks, MarkTree, Marks};
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@
 use super::flat_json::{scan_fields, scan_paths, PathTree, Scalar};
 use super::formats::trim_ascii;
 use crate::pipeline::spec::TimeUnit;
-use crate::value::Str;
+use crate::value::{Lens, Str};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
@@ -54,9 +54,9 @@ pub struct FoldSpec {
 /// How a worker reads `FoldSpec::paths` of a line.
 #[derive(Debug, Clone)]
 pub enum Reader {
-    /// Every path is one key: the names `scan_fields` reads (bit `n` of `lens` set when one
-    /// is `n` bytes long), and the columns of a CSV row.
-    Names { names: Vec<Str>, lens: u64 },
+    /// Every path is one key: the names `scan_fields` reads (found by `lens`), and the
+    /// columns of a CSV row.
+    Names { names: Vec<Str>, lens: Lens },
     /// Some path is nested (`.a.b`): the tree `scan_paths` walks. JSON lines only.
     Paths(PathTree),
 }
@@ -102,7 +102,7 @@ impl FoldSpec {
             paths,
             reader: Reader::Names {
                 names: Vec::new(),
-                lens: 0,
+                lens: Lens::default(),
             },
             ops,
             window: None,
@@ -133,7 +133,7 @@ impl FoldSpec {
         let tree = PathTree::new(&self.paths)?;
         self.reader = if self.paths.iter().all(|p| p.len() == 1) {
             let names: Vec<Str> = self.paths.iter().map(|p| p[0].clone()).collect();
-            let lens = crate::value::length_mask(&names);
+            let lens = Lens::of(&names);
             Reader::Names { names, lens }
         } else {
             Reader::Paths(tree)
@@ -333,7 +333,7 @@ pub fn fold_range(
         lines += 1;
         slots.iter_mut().for_each(|s| *s = None);
         let scanned = match &spec.reader {
-            Reader::Names { names, lens } => scan_fields(line, names, *lens, &mut slots),
+            Reader::Names { names, lens } => scan_fields(line, names, lens, &mut slots),
             Reader::Paths(tree) => scan_paths(line, tree, &mut slots),
         };
         if line.is_empty() || scanned.is_none() || !job.record(&slots, spec, table) {

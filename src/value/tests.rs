@@ -257,22 +257,22 @@ fn find_name_tells_keys_apart_by_every_byte() {
     for n in 0..40usize {
         let name: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let names = [Str::new("zz-other"), Str::new(&name)];
-        let lens = length_mask(&names);
-        assert_eq!(find_name(name.as_bytes(), &names, lens), Some(1), "{name}");
+        let lens = Lens::of(&names);
+        assert_eq!(find_name(name.as_bytes(), &names, &lens), Some(1), "{name}");
         for at in 0..n {
             let mut k = name.clone().into_bytes();
             k[at] = b'#';
             assert_eq!(
-                find_name(&k, &names, lens),
+                find_name(&k, &names, &lens),
                 None,
                 "{n} bytes, differing at {at}"
             );
         }
         let mut longer = name.clone().into_bytes();
         longer.push(b'a');
-        assert_eq!(find_name(&longer, &names, lens), None);
+        assert_eq!(find_name(&longer, &names, &lens), None);
         if n > 0 {
-            assert_eq!(find_name(&name.as_bytes()[..n - 1], &names, lens), None);
+            assert_eq!(find_name(&name.as_bytes()[..n - 1], &names, &lens), None);
         }
     }
 }

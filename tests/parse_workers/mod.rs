@@ -756,6 +756,97 @@ fn a_filter_judged_on_its_own_fields_by_the_parse_workers_decides_as_the_filter_
     }
 }
 
+/// A filter on one field and a map that reads nested paths: the parse workers read each line
+/// once, noting where the wanted values are, and build a kept line's record from those places
+/// alone (`flat_json::scan_marks`). Whatever the line (the nested object missing, empty, not
+/// an object, a wanted key repeated at any depth or escaped, the filter's field a container),
+/// the output and stats (errors counted) are those of the pipeline run record by record.
+/// Errors are skipped, not sent to dead letters: a source with dead letters reads whole
+/// records, and so would not project at all.
+#[test]
+fn a_filter_and_a_nested_projection_read_in_one_pass_decide_and_build_as_record_by_record() {
+    let odd = [
+        r#"{"status":500,"user":"u","kubernetes":"flat"}"#,
+        r#"{"status":500,"user":"u","kubernetes":{}}"#,
+        r#"{"status":500,"user":"u","kubernetes":null}"#,
+        r#"{"status":500,"kubernetes":{"labels":{"app":"x","app":"y"}}}"#,
+        r#"{"status":500,"kubernetes":{"labels":{"app":"x"},"labels":{"n":1}}}"#,
+        r#"{"status":500,"kubernetes":{"labels":{"\u0061pp":"esc"}},"user":"e\"q"}"#,
+        r#"{"status":500,"kubernetes":{"labels":[1,2]},"user":{"id":1}}"#,
+        r#"{"status":[500],"kubernetes":{"labels":{"app":"z"}}}"#,
+        r#"{"status":"500","kubernetes":{"labels":{"app":"s"}}}"#,
+        r#"{"user":"first","status":503,"kubernetes":{"pod_name":"p","labels":{"app":"o"}},"user":"last"}"#,
+        r#"{"status":500,"kubernetes":{"labels":{"app":"deep","x":{"y":{"z":[{}]}}}}}"#,
+        r#"{"status":500,"kubernetes":{"labels":{"app":"bad"}}"#,
+        "",
+    ];
+    let mut data = String::new();
+    for i in 0..20_000u32 {
+        if i % 500 == 3 {
+            data.push_str(odd[(i / 500) as usize % odd.len()]);
+            data.push('\n');
+        }
+        let line = k8s_line(i);
+        let status = [200, 404, 500, 302][(i % 4) as usize];
+        // The status and user first, last or between the nested objects.
+        let line = match i % 3 {
+            0 => line.replacen(
+                '{',
+                &format!("{{\"status\":{status},\"user\":\"u{}\",", i % 7),
+                1,
+            ),
+            1 => format!(
+                "{},\"user\":\"u{}\",\"status\":{status}}}",
+                &line[..line.len() - 1],
+                i % 7
+            ),
+            _ => line.replacen(
+                "\"kubernetes\"",
+                &format!("\"status\":{status},\"kubernetes\""),
+                1,
+            ),
+        };
+        data.push_str(&line);
+        data.push('\n');
+    }
+    for l in odd {
+        data.push_str(l);
+        data.push('\n');
+    }
+    for (expr, map) in [
+        (".status >= 400", "{app: .kubernetes.labels.app, user, status}"),
+        (".status >= 400 and .user != \\\"u3\\\"", "{app: .kubernetes.labels.app, n: .kubernetes.labels.n, pod: .kubernetes.pod_name, user}"),
+        (".status - 100 >= 300", "{k: .kubernetes, status}"),
+    ] {
+        let toml = format!(
+            "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n\
+             on_error = \"skip\"\n[transforms.f]\ntype = \"filter\"\ninputs = [\"in\"]\n\
+             expr = \"{expr}\"\n[transforms.m]\ntype = \"map\"\ninputs = [\"f\"]\n\
+             expr = \"{map}\"\n\
+             [sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"o.jsonl\"\n"
+        );
+        let runs = serial_and_pooled(&data, &toml);
+        let (a, b) = (&runs[0], &runs[1]);
+        assert!(a.out == b.out, "{expr} | {map}: output differs");
+        assert_eq!(a.dead, b.dead, "{expr} | {map}: dead letters differ");
+        assert_eq!(a.counts, b.counts, "{expr} | {map}: stats differ");
+        let out = String::from_utf8_lossy(&a.out);
+        let kept = out.lines().count();
+        assert!((9_000..11_000).contains(&kept), "{expr} | {map}: {kept} kept");
+        if map.starts_with("{app") && !map.contains("pod") {
+            // The repeated user keeps its first place and its last value; an escaped key
+            // is the key it spells; the repeated label its last value.
+            for want in [
+                r#"{"app":"o","user":"last","status":503}"#,
+                r#"{"app":"esc","user":"e\"q","status":500}"#,
+                r#"{"app":"y","user":null,"status":500}"#,
+            ] {
+                assert!(out.contains(want), "{want} not in the output");
+            }
+        }
+    }
+}
+
 /// Nested paths folded by the parse workers survive SIGKILL: an aggregate keyed and summed by
 /// nested paths (`.kubernetes.pod_name`, `.kubernetes.labels.n`) and a window keyed and timed
 /// by them (`.kubernetes.labels.app`, `.meta.time`), killed at random and resumed, write the

@@ -5,7 +5,7 @@
 //! thread timing.
 
 use super::csv_rows::{self, CsvJob, CsvLayout, RowReader};
-use super::prefilter::Prefilter;
+use super::prefilter::{Judged, Prefilter};
 use crate::sources::folding::{fold_range, Ack, FoldSpec, Folded, Table};
 use crate::sources::formats::decode_jsonl;
 use crate::value::Value;
@@ -120,9 +120,19 @@ pub(super) fn decode_range(
     for &(len, term) in &lines {
         let line = &bytes[pos..pos + len];
         pos += len + term;
-        if prefilter.as_mut().is_some_and(|p| p.drops(line, f)) {
-            results.push(None);
-            continue;
+        if let Some(p) = prefilter.as_mut() {
+            match p.judge(line, f) {
+                Judged::Drop => {
+                    results.push(None);
+                    continue;
+                }
+                // Kept by the filter, which has run: no need to run it again here.
+                Judged::Keep(v) => {
+                    results.push(Some(Ok(Some(v))));
+                    continue;
+                }
+                Judged::Unknown => {}
+            }
         }
         results.push(match decode_jsonl(line, projector) {
             // Only a plain `false` drops the record here; an error is the filter's to report,
@@ -248,7 +258,9 @@ impl DecodePool {
                 .name(format!("weir:parse{i}"))
                 .spawn(move || {
                     let mut table = Table::default();
-                    let mut prefilter = filter.as_ref().and_then(Prefilter::new);
+                    let mut prefilter = filter
+                        .as_ref()
+                        .and_then(|f| Prefilter::new(f, projector.as_ref()));
                     let mut rows: Option<RowReader> = None;
                     for job in job_rx {
                         let out = match job {

@@ -29,6 +29,28 @@ pub(super) struct Prefilter {
     /// The filter compares its one field with a literal (`Expr::field_test`): it is decided
     /// on the field's value, without filling `record`.
     pub(super) field_test: bool,
+    /// With a projection that wants every one of the filter's fields whole: the line is read
+    /// once, and a kept line's record is built from what that pass noted (see
+    /// `flat_json::scan_marks`).
+    pub(super) one_pass: Option<OnePass>,
+}
+
+/// The projection's tree, which of its top-level names are the filter's fields (their slot),
+/// and the marks of the line at hand.
+pub(super) struct OnePass {
+    tree: flat_json::MarkTree,
+    fields: Vec<Option<usize>>,
+    marks: flat_json::Marks,
+}
+
+/// What judging a line found.
+pub(super) enum Judged {
+    /// The filter drops it.
+    Drop,
+    /// The filter keeps it: its record, as `decode_jsonl` with the projection builds it.
+    Keep(Value),
+    /// Not decided here: decode the line and run the filter as usual.
+    Unknown,
 }
 
 /// Lines judged before the drop rate is looked at, and the jobs of a worker's first and
@@ -38,7 +60,11 @@ pub(super) const PREFILTER_REST: u32 = 16;
 pub(super) const PREFILTER_REST_MAX: u32 = 1024;
 
 impl Prefilter {
-    pub(super) fn new(filter: &crate::expr::Expr) -> Option<Prefilter> {
+    /// For `filter`, on lines decoded with `projector` (`None`: whole records).
+    pub(super) fn new(
+        filter: &crate::expr::Expr,
+        projector: Option<&crate::value::Projector>,
+    ) -> Option<Prefilter> {
         let fields = filter.input_fields()?;
         if fields.is_empty() || fields.len() > 8 {
             return None;
@@ -46,8 +72,25 @@ impl Prefilter {
         let field_test = filter
             .field_test()
             .is_some_and(|f| fields[..] == [f.clone()]);
+        let one_pass = projector.and_then(|p| {
+            let tree = flat_json::MarkTree::new(p.tree())?;
+            let mut slot = vec![None; tree.names().len()];
+            for (k, f) in fields.iter().enumerate() {
+                let n = tree.names().iter().position(|x| x == f)?;
+                if !tree.whole(n) {
+                    return None;
+                }
+                slot[n] = Some(k);
+            }
+            Some(OnePass {
+                tree,
+                fields: slot,
+                marks: flat_json::Marks::default(),
+            })
+        });
         Some(Prefilter {
             field_test,
+            one_pass,
             fields: crate::value::Projector::new(&fields),
             record: Value::Object(crate::value::Map::with_capacity(8)),
             judged: 0,
@@ -78,21 +121,40 @@ impl Prefilter {
     }
 
     /// True when the filter drops `line` on its own fields.
-    #[inline]
+    #[cfg(test)]
     pub(super) fn drops(&mut self, line: &[u8], filter: &crate::expr::Expr) -> bool {
+        matches!(self.judge(line, filter), Judged::Drop)
+    }
+
+    /// Judges `line` on the filter's own fields; with `one_pass`, a kept line comes back
+    /// built.
+    #[inline]
+    pub(super) fn judge(&mut self, line: &[u8], filter: &crate::expr::Expr) -> Judged {
         let line = trim_ascii(line);
+        if line.is_empty() {
+            return Judged::Unknown;
+        }
         let (fields, lens) = self.fields.wanted();
         let mut slots: [Option<flat_json::Scalar<'_>>; 8] = [None; 8];
         let slots = &mut slots[..fields.len()];
-        if line.is_empty() || flat_json::scan_fields(line, fields, lens, slots).is_none() {
-            return false;
-        }
-        let drops = if self.field_test {
+        let text = match &mut self.one_pass {
+            Some(o) => match flat_json::scan_marks(line, &o.tree, &o.fields, &mut o.marks, slots) {
+                Some(text) => Some(text),
+                None => return Judged::Unknown,
+            },
+            None => {
+                if flat_json::scan_fields(line, fields, lens, slots).is_none() {
+                    return Judged::Unknown;
+                }
+                None
+            }
+        };
+        let holds = if self.field_test {
             let v = slots[0].map(flat_json::Scalar::to_value);
-            filter.field_test_holds(v.as_ref()) == Some(false)
+            filter.field_test_holds(v.as_ref())
         } else {
             let Value::Object(m) = &mut self.record else {
-                return false;
+                return Judged::Unknown;
             };
             m.clear();
             for (f, s) in fields.iter().zip(slots.iter()) {
@@ -100,11 +162,24 @@ impl Prefilter {
                     m.push_unique(f.clone(), s.to_value());
                 }
             }
-            matches!(filter.eval_bool(&self.record), Ok(false))
+            filter.eval_bool(&self.record).ok()
         };
         self.judged += 1;
-        self.dropped += u64::from(drops);
-        drops
+        match holds {
+            Some(false) => {
+                self.dropped += 1;
+                Judged::Drop
+            }
+            // An error is the filter's to report, on the record decoded the usual way.
+            None => Judged::Unknown,
+            Some(true) => {
+                let built = match (text, &self.one_pass) {
+                    (Some(text), Some(o)) => flat_json::build_marked(text, &o.tree, &o.marks),
+                    _ => None,
+                };
+                built.map_or(Judged::Unknown, Judged::Keep)
+            }
+        }
     }
 }
 
@@ -152,7 +227,7 @@ mod tests {
         for src in filters {
             let filter = crate::expr::Expr::compile(src).unwrap();
             assert!(filter.field_test().is_some(), "{src}");
-            let mut p = Prefilter::new(&filter).unwrap();
+            let mut p = Prefilter::new(&filter, None).unwrap();
             assert!(p.field_test, "{src}");
             for v in values {
                 let line = if v.is_empty() {
@@ -173,7 +248,7 @@ mod tests {
         for src in [".a == 1 and .b == 1", ".a.b == 1"] {
             let filter = crate::expr::Expr::compile(src).unwrap();
             assert!(
-                !Prefilter::new(&filter).is_some_and(|p| p.field_test),
+                !Prefilter::new(&filter, None).is_some_and(|p| p.field_test),
                 "{src}"
             );
             assert_eq!(filter.field_test_holds(None), None, "{src}");
@@ -185,7 +260,7 @@ mod tests {
     #[test]
     fn a_worker_stops_judging_lines_first_while_it_does_not_pay() {
         let filter = crate::expr::Expr::compile(".a == 1").unwrap();
-        let mut p = Prefilter::new(&filter).unwrap();
+        let mut p = Prefilter::new(&filter, None).unwrap();
         let judge = |p: &mut Prefilter, line: &[u8], n: u64| {
             for _ in 0..n {
                 p.drops(line, &filter);

@@ -2,7 +2,7 @@
 //! nested, escaped, non-ASCII and mangled lines.
 
 use super::*;
-use crate::value::{length_mask, Projector};
+use crate::value::{Lens, Projector};
 use proptest::prelude::*;
 
 fn same_as_general(line: &[u8], fields: Option<&[Str]>) {
@@ -57,6 +57,119 @@ fn same_paths_as_general(line: &[u8], paths: &[&str]) {
                 matches!(v, Value::Int(_))
             ),
             "{path:?} of {shown}"
+        );
+    }
+}
+
+/// One pass against `parse_flat` (see `marks`): with the projection of `paths` and the
+/// top-level `fields` among them read as scalars, `scan_marks` takes a line only if
+/// `parse_flat` does, and then `build_marked` gives the very record `parse_flat` builds (keys in
+/// the same order, numbers of the same kind) and each field's slot holds its value.
+fn same_marked_as_flat(line: &[u8], paths: &[&str], fields: &[&str]) {
+    let paths: Vec<Vec<Str>> = paths
+        .iter()
+        .map(|p| p.split('.').map(Str::new).collect())
+        .collect();
+    let p = Projector::new(&paths);
+    let tree = MarkTree::new(p.tree()).expect("few names");
+    let mut slot_of = vec![None; tree.names().len()];
+    for (k, f) in fields.iter().enumerate() {
+        let n = tree
+            .names()
+            .iter()
+            .position(|x| x == f)
+            .expect("a top-level name");
+        assert!(tree.whole(n), "{f} is wanted whole");
+        slot_of[n] = Some(k);
+    }
+    let shown = String::from_utf8_lossy(line);
+    let flat = parse_flat(line, Some(p.tree()));
+    let mut marks = Marks::default();
+    let mut slots = vec![None; fields.len()];
+    let Some(text) = scan_marks(line, &tree, &slot_of, &mut marks, &mut slots) else {
+        return;
+    };
+    let flat =
+        flat.unwrap_or_else(|| panic!("scan_marks took a line parse_flat does not: {shown}"));
+    let built = build_marked(text, &tree, &marks)
+        .unwrap_or_else(|| panic!("scan_marks took a line it cannot build: {shown}"));
+    assert_eq!(built, flat, "one pass and parse_flat differ on {shown}");
+    // Debug shows the key order and each number's kind.
+    assert_eq!(
+        format!("{built:?}"),
+        format!("{flat:?}"),
+        "key order or kinds differ on {shown}"
+    );
+    for (f, slot) in fields.iter().zip(&slots) {
+        let want = flat.as_object().and_then(|m| m.get(f)).cloned();
+        assert_eq!(slot.map(Scalar::to_value), want, "{f} of {shown}");
+    }
+}
+
+/// The one pass takes lines whose wanted objects hold members of every kind, unwanted and
+/// wanted, with and without whitespace, escaped keys included, and builds what `parse_flat`
+/// builds; it gives up only where a wanted key repeats or a field is not a scalar.
+#[test]
+fn one_pass_reads_every_kind_of_member() {
+    let taken = [
+        r#"{"k":{"n":1,"s":"x","e":"a\"b","o":{"x":[1,{"y":2}]},"a":[],"t":true,"z":null,"w":{"v":"1.50","u":-0}},"f":400}"#,
+        r#"{ "f" : 1 , "k" : { "w" : { "v" : 2 , "q" : 3 } , "n" : "x" } , "m" : "é" }"#,
+        r#"{"k":{"w":7,"\u0077x":1},"f":"a"}"#,
+        r#"{"k":{"\u0077":{"v":"é\n"}},"f":null}"#,
+        r#"{"k":"not an object","f":false}"#,
+        r#"{"k":{},"f":1.5}"#,
+        r#"{"f":2,"m":{"k":{"w":1}}}"#,
+    ];
+    for line in taken {
+        let p = Projector::new(&[
+            vec![Str::new("k"), Str::new("w"), Str::new("v")],
+            vec![Str::new("k"), Str::new("n")],
+            vec![Str::new("f")],
+        ]);
+        let tree = MarkTree::new(p.tree()).unwrap();
+        let f = tree.names().iter().position(|x| x == "f").unwrap();
+        let mut slot_of = vec![None; tree.names().len()];
+        slot_of[f] = Some(0);
+        let mut marks = Marks::default();
+        let mut slots = [None];
+        let text = scan_marks(line.as_bytes(), &tree, &slot_of, &mut marks, &mut slots)
+            .unwrap_or_else(|| panic!("not taken: {line}"));
+        let built = build_marked(text, &tree, &marks).unwrap();
+        let flat = parse_flat(line.as_bytes(), Some(p.tree())).unwrap();
+        assert_eq!(format!("{built:?}"), format!("{flat:?}"), "{line}");
+        same_marked_as_flat(line.as_bytes(), &["k.w.v", "k.n", "f"], &["f"]);
+    }
+    let refused = [
+        r#"{"k":{"n":1,"n":2},"f":1}"#,
+        r#"{"k":{"w":{"v":1,"v":2}},"f":1}"#,
+        r#"{"f":1,"f":2}"#,
+        r#"{"k":{},"f":[1]}"#,
+        r#"{"k":{},"f":"a\"b"}"#,
+    ];
+    for line in refused {
+        let p = Projector::new(&[
+            vec![Str::new("k"), Str::new("w"), Str::new("v")],
+            vec![Str::new("k"), Str::new("n")],
+            vec![Str::new("f")],
+        ]);
+        let tree = MarkTree::new(p.tree()).unwrap();
+        let mut slot_of = vec![None; tree.names().len()];
+        slot_of[tree.names().iter().position(|x| x == "f").unwrap()] = Some(0);
+        let mut slots = [None];
+        assert!(
+            scan_marks(
+                line.as_bytes(),
+                &tree,
+                &slot_of,
+                &mut Marks::default(),
+                &mut slots
+            )
+            .is_none(),
+            "taken: {line}"
+        );
+        assert!(
+            parse_flat(line.as_bytes(), Some(p.tree())).is_some(),
+            "{line}"
         );
     }
 }
@@ -189,7 +302,7 @@ fn nested_values_and_escapes_are_skipped_or_built() {
     let fields = [Str::new("s")];
     let mut slots = [None];
     let line = br#"{"k":{"a":[{"s":1}]},"m":"x\"y","s":404}"#;
-    assert!(scan_fields(line, &fields, length_mask(&fields), &mut slots).is_some());
+    assert!(scan_fields(line, &fields, &Lens::of(&fields), &mut slots).is_some());
     assert_eq!(slots[0], Some(Scalar::Int(404)));
 }
 
@@ -420,6 +533,10 @@ proptest! {
         same_paths_as_general(line.as_bytes(), &["a.b", "bc", "c.a.c", "c.b"]);
         same_paths_as_general(line.as_bytes(), &["b.a.b", "b.c", "a.é", "zz"]);
         same_paths_as_general(line.as_bytes(), &["a", "c"]);
+        same_marked_as_flat(line.as_bytes(), &["a.b", "bc", "c.a.c", "c.a.b.a"], &["bc"]);
+        same_marked_as_flat(line.as_bytes(), &["b.a.b", "b.c", "a.é", "zz"], &["zz"]);
+        same_marked_as_flat(line.as_bytes(), &["a", "c", "bc"], &["a", "c"]);
+        same_marked_as_flat(line.as_bytes(), &["c.a", "c.b", "a"], &[]);
     }
 
     /// The same lines with one defect: a bad escape, a lone surrogate or a raw control
@@ -455,6 +572,8 @@ proptest! {
         same_as_general(&line, Some(&want));
         same_as_general_paths(&line, &["a.b", "c.a.c"]);
         same_paths_as_general(&line, &["a.b", "c.a.c", "bc"]);
+        same_marked_as_flat(&line, &["a.b", "c.a.c", "bc"], &["bc"]);
+        same_marked_as_flat(&line, &["a", "c.b"], &["a"]);
     }
 }
 
