@@ -501,13 +501,7 @@ impl<'a> Scan<'a> {
     /// general steps. Nested objects are most of what a filter skips in a log line.
     #[inline(always)]
     fn skip_object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
+        if self.open(depth, b'}')? {
             return Some(());
         }
         loop {
@@ -515,6 +509,7 @@ impl<'a> Scan<'a> {
                 return None;
             }
             self.any_span()?;
+            // `text_member` written out: through it, gh's jobs took 1.5% more instructions.
             if self.peek() == Some(b':') && self.b.get(self.i + 1) == Some(&b'"') {
                 self.i += 1;
                 self.any_span()?;
@@ -526,6 +521,34 @@ impl<'a> Scan<'a> {
                 return Some(());
             }
         }
+    }
+
+    /// Past the `{` or `[` at the scanner and the whitespace after it, at `depth`: true when
+    /// the container is empty (its `close` read too).
+    #[inline(always)]
+    fn open(&mut self, depth: usize, close: u8) -> Option<bool> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == close {
+            self.i += 1;
+            return Some(true);
+        }
+        Some(false)
+    }
+
+    /// After a key: when the usual `:"text"` follows (no whitespace), reads it and says true;
+    /// else reads nothing, for the general steps.
+    #[inline(always)]
+    fn text_member(&mut self) -> Option<bool> {
+        if self.peek() == Some(b':') && self.b.get(self.i + 1) == Some(&b'"') {
+            self.i += 1;
+            self.any_span()?;
+            return Some(true);
+        }
+        Some(false)
     }
 
     /// A value inside a skipped container: strings and scalars read here, so that only a
@@ -684,13 +707,7 @@ impl<'a> Scan<'a> {
         close: u8,
         mut member: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == close {
-            self.i += 1;
+        if self.open(depth, close)? {
             return Some(());
         }
         loop {

@@ -7,7 +7,7 @@
 //! (every skipped byte is checked as `parse_flat` checks it). A wanted key that repeats in its
 //! object makes the scan give up, and the caller then takes `parse_flat`'s way.
 
-use super::{walk_text, Scalar, Scan, MAX_DEPTH};
+use super::{walk_text, Scalar, Scan};
 use crate::value::{find_name, Lens, Map, Str, Value, Wanted};
 
 /// The projection's wanted keys (`Wanted`), each with a number (`base` + its position), so a
@@ -137,13 +137,7 @@ impl<'a> Scan<'a> {
     /// for whitespace (as `skip_object` does: most members of a nested object are that).
     fn mark_object(&mut self, t: &MarkTree, depth: usize, marks: &mut Marks) -> Option<()> {
         let d = depth + 1;
-        if d > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
+        if self.open(d, b'}')? {
             return Some(());
         }
         loop {
@@ -157,13 +151,11 @@ impl<'a> Scan<'a> {
                 find_name(self.b.get(start..end)?, &t.names, &t.lens)
             };
             match n {
-                None if self.peek() == Some(b':') && self.b.get(self.i + 1) == Some(&b'"') => {
-                    self.i += 1;
-                    self.any_span()?;
-                }
                 None => {
-                    self.colon()?;
-                    self.skip_member(d)?;
+                    if !self.text_member()? {
+                        self.colon()?;
+                        self.skip_member(d)?;
+                    }
                 }
                 Some(n) => {
                     self.colon()?;
