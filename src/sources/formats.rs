@@ -76,7 +76,13 @@ pub(crate) fn trim_ascii(b: &[u8]) -> &[u8] {
 /// else stays a string. `007`, `+3`, `1_000`, `0x1F`, `NaN` stay strings, so identifiers like
 /// zip codes survive a round trip unchanged. A number keeps its text (`415.50` is written back
 /// as `415.50`), decided by `value::read_number` as JSON numbers are.
+#[inline]
 pub fn infer(cell: &str) -> Value {
+    // A cell that cannot start a number is text, decided by its first byte.
+    match cell.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => {}
+        _ => return Value::str(cell),
+    }
     if let Some(i) = small_int(cell.as_bytes()) {
         return Value::Int(i);
     }
