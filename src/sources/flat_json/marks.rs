@@ -20,8 +20,6 @@ pub struct MarkTree {
     subs: Vec<Option<MarkTree>>,
     /// Wanted keys here and below.
     count: usize,
-    /// The same keys, for an object built from its first byte (`Scan::pruned`).
-    wanted: Wanted,
 }
 
 /// Where one wanted value lies in the line: `order` is when its key was met (0: not met), and
@@ -68,7 +66,6 @@ impl MarkTree {
             base,
             subs,
             count,
-            wanted: w.clone(),
         })
     }
 
@@ -209,17 +206,14 @@ fn build_level(text: &str, t: &MarkTree, marks: &Marks, depth: usize) -> Option<
         let m = marks.marks[t.base + n];
         let v = match &t.subs[n] {
             Some(sub) if m.object => build_level(text, sub, marks, depth + 1)?,
-            sub => {
-                let mut s = Scan {
-                    t: text,
-                    b: text.as_bytes(),
-                    i: m.start,
-                };
-                match sub {
-                    Some(sub) if s.peek() == Some(b'{') => s.pruned(&sub.wanted, depth)?,
-                    _ => s.build_any(depth)?,
-                }
+            // A wanted object's value that is not an object is kept whole, as `pruned` keeps
+            // it (the scan went into every wanted object, so `object` is set for those).
+            _ => Scan {
+                t: text,
+                b: text.as_bytes(),
+                i: m.start,
             }
+            .build_any(depth)?,
         };
         obj.push_unique(t.names[n].clone(), v);
     }
