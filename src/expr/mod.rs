@@ -135,19 +135,30 @@ impl Expr {
     }
 
     fn compile_uncached(src: &str) -> Result<Expr, CompileError> {
-        let whole = fallback::compile_jaq(src)?;
         let tokens = jaq_core::load::Lexer::new(src).lex().ok();
         let term = tokens
             .as_ref()
             .and_then(|t| jaq_core::load::Parser::new(t).parse(|p| p.term()).ok());
+        // An expression the native compiler takes whole is not compiled by jaq as well: jaq
+        // compiles its standard definitions with every program (about 4M instructions, a
+        // millisecond or more), which was a third of a short `weir do` run. Nothing is lost:
+        // every name the native compiler knows, jaq knows with the same arity
+        // (`tests::every_native_name_compiles_in_jaq`), and a part it does not know is compiled
+        // by jaq on its own, failing which the whole expression goes to jaq below.
+        if let Some(t) = &term {
+            if let Ok(Some(root)) = compile::native(t) {
+                refuse::check(src, t)?;
+                return Ok(Expr::new(src, root));
+            }
+        }
+        let whole = fallback::compile_jaq(src)?;
         if let Some(t) = &term {
             refuse::check(src, t)?;
         }
-        let root = match term.as_ref().map(compile::native) {
-            Some(Ok(Some(n))) => n,
-            _ => Node::new(Card::Many, Form::Jaq(Arc::new(whole))),
-        };
-        Ok(Expr::new(src, root))
+        Ok(Expr::new(
+            src,
+            Node::new(Card::Many, Form::Jaq(Arc::new(whole))),
+        ))
     }
 
     /// Compiles `src` for jaq's interpreter only (for tests and benchmarks).

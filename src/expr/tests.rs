@@ -1185,6 +1185,65 @@ fn compile_errors() {
     }
 }
 
+/// An expression the native compiler takes whole is not compiled by jaq (`compile_uncached`),
+/// so no error jaq would give may be lost: every name the native compiler knows, called with
+/// any arity it takes, compiles in jaq too. The names are read from `compile.rs` itself (each
+/// string literal of `call`), so a native builtin added later is checked without listing it
+/// here; and an unknown name, native or not, is still refused.
+#[test]
+fn every_native_name_compiles_in_jaq() {
+    use jaq_core::load::{Lexer, Parser};
+    let text = include_str!("compile.rs");
+    let body = &text[text.find("\nfn call(").expect("compile.rs has fn call")..];
+    let body = &body[..body.find("\n}\n").expect("fn call ends")];
+    let names: std::collections::BTreeSet<&str> = body
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|n| {
+            let n = n.strip_prefix('@').unwrap_or(n);
+            !n.is_empty() && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        })
+        .collect();
+    assert!(
+        names.len() > 60,
+        "only {} names read from fn call",
+        names.len()
+    );
+    let mut native = 0;
+    for name in &names {
+        for arity in 0..4 {
+            let src = if arity == 0 {
+                name.to_string()
+            } else {
+                format!("{name}({})", vec!["."; arity].join("; "))
+            };
+            let Ok(tokens) = Lexer::new(src.as_str()).lex() else {
+                continue;
+            };
+            let Ok(term) = Parser::new(&tokens).parse(|p| p.term()) else {
+                continue;
+            };
+            if let Ok(Some(_)) = compile::native(&term) {
+                native += 1;
+                assert!(
+                    fallback::compile_jaq(&src).is_ok(),
+                    "`{src}` compiles natively but not in jaq"
+                );
+            }
+        }
+    }
+    assert!(native > 60, "only {native} native calls found");
+    for src in [
+        "no_such_function",
+        "length(.)",
+        "select",
+        "@nosuchformat \"x\"",
+    ] {
+        assert!(Expr::compile(src).is_err(), "`{src}` must be refused");
+    }
+}
+
 /// The term printer used for subterm fallback reproduces programs faithfully.
 #[test]
 fn printer_round_trips() {
