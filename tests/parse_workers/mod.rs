@@ -882,7 +882,7 @@ fn a_filter_and_projection_read_in_one_pass_killed_and_resumed_write_the_bytes_o
         ("WEIR_PARSE_THREADS", "2"),
         ("WEIR_PARSE_JOB_BYTES", "2000"),
         // Slower sources (with `--features failpoints`), so kills land mid-file.
-        ("FAILPOINTS", "source-batch=sleep(2)"),
+        ("FAILPOINTS", "source-batch=sleep(5)"),
     ];
     let reference = Proj::new();
     reference.write("in.jsonl", &data);
