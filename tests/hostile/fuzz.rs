@@ -603,3 +603,34 @@ fn fuzz_checkpoint_files_are_refused_or_restored_never_a_panic() {
         refused.into_inner()
     );
 }
+
+/// The state the fuzz above once found panicking `resume` ("attempt to subtract with
+/// overflow" in `rotation::same_content`): a file's offset set back to 0 while its tail
+/// fingerprint still covers 256 bytes before it, in a file that passes the CRC. The tail is
+/// then not checked (as `still_same` does not check it), and the run goes on from the offset.
+#[test]
+fn a_checkpoint_whose_tail_is_longer_than_its_offset_resumes_without_a_panic() {
+    let (p, ck) = real_checkpoint();
+    let bytes = std::fs::read(&ck).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes[24..]).unwrap();
+    let mut edited = 0;
+    for n in v["nodes"].as_array_mut().unwrap() {
+        if let Some(files) = n["state"]["source"]["files"].as_array_mut() {
+            for f in files {
+                assert!(f["tail_len"].as_u64().unwrap_or(0) > 0, "{f}");
+                f["offset"] = serde_json::json!(0);
+                edited += 1;
+            }
+        }
+    }
+    assert!(edited > 0, "no source state in {v}");
+    let c: weir::checkpoint::format::Checkpoint = serde_json::from_value(v).unwrap();
+    std::fs::write(&ck, weir::checkpoint::format::encode(&c).unwrap()).unwrap();
+    let o = p.weir(&["resume", "fz.toml"]);
+    assert!(
+        !o.stderr.contains("panicked") && [0, 1, 2, 3].contains(&o.code),
+        "exit {}: {}",
+        o.code,
+        o.stderr
+    );
+}
