@@ -28,6 +28,21 @@ pub struct Record {
 pub struct Batch {
     pub seq: u64,
     pub records: Vec<Record>,
+    /// Every record in it was kept by the `filter` it goes to, run on it by the source's
+    /// parse workers (a filter pushed down, see `runtime::plan::filter_pushdown`): that
+    /// filter passes the batch on without running again. False from everything else.
+    pub judged: bool,
+}
+
+impl Batch {
+    /// A batch no filter has judged.
+    pub fn new(seq: u64, records: Vec<Record>) -> Batch {
+        Batch {
+            seq,
+            records,
+            judged: false,
+        }
+    }
 }
 
 /// How a stream ended.

@@ -121,6 +121,8 @@ pub struct Output {
     late: Vec<Sender<Msg>>,
     errors: Vec<(u32, Sender<Msg>)>,
     buf: Vec<Record>,
+    /// How many records of `buf` came through `push_judged`.
+    judged: usize,
     late_buf: Vec<Record>,
     err_buf: Vec<Record>,
 }
@@ -140,6 +142,7 @@ impl Output {
             late,
             errors,
             buf: Vec::new(),
+            judged: 0,
             late_buf: Vec::new(),
             err_buf: Vec::new(),
         }
@@ -148,6 +151,14 @@ impl Output {
     #[inline]
     pub fn push(&mut self, r: Record) {
         self.buf.push(r);
+    }
+
+    /// A source's record that its pushed-down filter kept when the parse workers ran it: a
+    /// batch of only such records is sent `judged` (see `Batch::judged`).
+    #[inline]
+    pub fn push_judged(&mut self, r: Record) {
+        self.buf.push(r);
+        self.judged += 1;
     }
 
     /// The main output buffer, for operators that fill it directly.
@@ -238,12 +249,21 @@ impl Output {
     pub fn flush_batch(&mut self, seq: u64, progress: bool) -> StageResult {
         if progress || !self.buf.is_empty() {
             let records = std::mem::take(&mut self.buf);
+            let judged = !records.is_empty() && self.judged == records.len();
+            self.judged = 0;
             self.ctx.stats[self.node].add_out(records.len());
-            send_all(&self.main, Msg::Batch(Batch { seq, records }))?;
+            send_all(
+                &self.main,
+                Msg::Batch(Batch {
+                    seq,
+                    records,
+                    judged,
+                }),
+            )?;
         }
         if progress || !self.late_buf.is_empty() {
             let records = std::mem::take(&mut self.late_buf);
-            send_all(&self.late, Msg::Batch(Batch { seq, records }))?;
+            send_all(&self.late, Msg::Batch(Batch::new(seq, records)))?;
         }
         if progress || !self.err_buf.is_empty() {
             let mut all = std::mem::take(&mut self.err_buf);
@@ -258,7 +278,7 @@ impl Output {
                         .collect()
                 };
                 if progress || !records.is_empty() {
-                    tx.send(Msg::Batch(Batch { seq, records }))
+                    tx.send(Msg::Batch(Batch::new(seq, records)))
                         .map_err(|_| Stop::Disconnected)?;
                 }
             }
@@ -391,7 +411,7 @@ fn stage_loop(
             if let Step::Run { input, records, .. } = step {
                 last_seq = seq;
                 out_seq = Some(seq);
-                op.process(input, Batch { seq, records }, out)?;
+                op.process(input, Batch::new(seq, records), out)?;
             }
             continue;
         }

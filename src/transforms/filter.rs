@@ -10,6 +10,12 @@ pub struct Filter {
 
 impl Operator for Filter {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
+        if batch.judged {
+            // Kept by this filter already, run by the source's parse workers (pure, so it
+            // would decide the same here).
+            out.buffer().extend(batch.records);
+            return Ok(());
+        }
         for r in batch.records {
             match self.expr.eval_bool(&r.value) {
                 Ok(true) => out.push(r),

@@ -91,7 +91,15 @@ fn source_state(inspect: &str) -> serde_json::Value {
 fn csv_and_tsv_read_by_the_pool_give_what_the_sequential_reader_gives() {
     for (name, delim) in [("in.csv", ','), ("in.tsv", '\t')] {
         let data = table(12_000, delim);
-        for toml in pipelines(name) {
+        // A third pipeline: a filter that fails on every status-500 row (a string plus a
+        // number). The workers run it and keep those rows for the filter to report, which it
+        // does only for the jobs they are in: the others go out judged (`Batch::judged`).
+        let failing = pipelines(name)[0].replace(
+            "expr = '.status >= 400 and .user != \"u3\"'",
+            "expr = 'if .status == 500 then .agent + 1 > 0 else .status >= 400 end'",
+        );
+        assert!(failing.contains("agent + 1"), "{failing}");
+        for toml in pipelines(name).into_iter().chain([failing]) {
             let mut runs: Vec<(String, PooledRun, Vec<u8>)> = Vec::new();
             // (workers, job bytes): the sequential reader, then pools with jobs of the usual
             // size and small ones (many cut inside a quoted field).
@@ -111,6 +119,10 @@ fn csv_and_tsv_read_by_the_pool_give_what_the_sequential_reader_gives() {
             }
             let (_, want, want_agg) = &runs[0];
             assert!(want.out.len() > 10_000, "{name}: little output");
+            if toml.contains("agent + 1") {
+                let failed = want.dead.matches("\"node\":\"f\"").count();
+                assert!(failed > 2000, "{name}: {failed} filter errors");
+            }
             assert!(want.dead.lines().count() > 80, "{name}: {}", want.dead);
             assert!(
                 want.dead.contains("invalid UTF-8 in field 5"),

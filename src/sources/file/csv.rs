@@ -319,7 +319,7 @@ impl FileSource {
                     pool.rewind(at);
                     continue;
                 }
-                self.csv_ready = job.rows.into_iter();
+                (self.csv_ready, self.ready_judged) = (job.rows.into_iter(), job.judged);
                 // Hand the next job out before emitting this one, so workers stay busy.
                 pool.top_up(Work::Csv(&layout));
                 limit = self.shrunk_to();
@@ -341,7 +341,11 @@ impl FileSource {
             run_bytes += row.bytes;
             match row.out {
                 RowOut::Record(value) => {
-                    out.push(Record { value, origin });
+                    if self.ready_judged {
+                        out.push_judged(Record { value, origin });
+                    } else {
+                        out.push(Record { value, origin });
+                    }
                     consumed += 1;
                 }
                 // Dropped by the pushed-down filter: consumed, as if it had gone to the filter.

@@ -110,8 +110,9 @@ pub(super) fn decode_range(
     }
     let Some(f) = filter else {
         let results = decode_block(bytes, start, &lines, projector);
-        return (lines, results.into_iter().map(Some).collect());
+        return (lines, results.into_iter().map(Some).collect(), false);
     };
+    let mut judged = true;
     if !prefilter.as_mut().is_some_and(|p| p.judging()) {
         prefilter = None;
     }
@@ -137,11 +138,18 @@ pub(super) fn decode_range(
         results.push(match decode_jsonl(line, projector) {
             // Only a plain `false` drops the record here; an error is the filter's to report,
             // so such a record goes on to it.
-            Ok(Some(v)) if matches!(f.eval_bool(&v), Ok(false)) => None,
+            Ok(Some(v)) => match f.eval_bool(&v) {
+                Ok(false) => None,
+                Ok(true) => Some(Ok(Some(v))),
+                Err(_) => {
+                    judged = false;
+                    Some(Ok(Some(v)))
+                }
+            },
             d => Some(d),
         });
     }
-    (lines, results)
+    (lines, results, judged)
 }
 
 /// Where a job that starts at `start` in `bytes` ends: just after the first newline at or past
@@ -184,7 +192,9 @@ pub(super) struct DecodePool {
 /// (worker, start, end in the mapping) of a job handed out.
 pub(super) type InFlight = (usize, usize, usize);
 
-pub(super) type JobResult = (Vec<(usize, usize)>, Vec<Option<Decoded>>);
+/// A job's lines, their results, and whether the pushed-down filter kept every record among
+/// them (none kept for an error it gave, which the filter stage reports): see `Batch::judged`.
+pub(super) type JobResult = (Vec<(usize, usize)>, Vec<Option<Decoded>>, bool);
 
 pub(super) struct PoolWorker {
     pub(super) jobs: crossbeam_channel::Sender<PoolJob>,
@@ -412,16 +422,16 @@ impl DecodePool {
         &mut self,
         projector: Option<&crate::value::Projector>,
         filter: Option<&crate::expr::Expr>,
-    ) -> Option<DecodedLines> {
+    ) -> Option<(DecodedLines, bool)> {
         let (start, end, reply) = self.next_reply()?;
-        let (lines, results) = match reply {
+        let (lines, results, judged) = match reply {
             Some(PoolReply::Decoded(r)) => r,
             // Decode on this thread (a worker failed): the same results, just slower.
             _ => decode_range(self.map.as_ref()?, start, end, projector, filter, None),
         };
         let kept = results.iter().filter(|r| r.is_some()).count();
         self.sparse = kept * 4 <= results.len();
-        Some(lines.into_iter().zip(results))
+        Some((lines.into_iter().zip(results), judged))
     }
 
     /// The oldest CSV job's rows (see `csv_rows::parse_job`); read on this thread if its worker
@@ -567,6 +577,7 @@ mod tests {
             let kept = pool
                 .take(None, Some(&filter))
                 .unwrap()
+                .0
                 .filter(|(_, r)| r.is_some())
                 .count();
             assert!(kept > 0, "{keep}");
@@ -607,7 +618,7 @@ mod tests {
         assert_eq!(got, want);
         pool.reset(&map, 0);
         pool.top_up(Work::Decode);
-        let (line, first) = pool.take(None, None).unwrap().next().unwrap();
+        let (line, first) = pool.take(None, None).unwrap().0.next().unwrap();
         assert_eq!(line, (7, 1));
         assert_eq!(
             first.unwrap().unwrap(),

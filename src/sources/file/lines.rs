@@ -195,7 +195,7 @@ impl FileSource {
                 pool.top_up(Work::Decode);
                 let filter = self.s.pushdown.as_ref().map(|(e, _)| e);
                 match pool.take(self.projector.as_ref(), filter) {
-                    Some(job) => self.ready = job,
+                    Some((job, judged)) => (self.ready, self.ready_judged) = (job, judged),
                     None => {
                         self.advance(run_lines, run_bytes);
                         self.count_dropped(dropped);
@@ -223,14 +223,19 @@ impl FileSource {
                     dropped += 1;
                 }
                 Some(Ok(Some(value))) => {
-                    out.push(Record {
+                    let r = Record {
                         value,
                         origin: Origin {
                             line: line0 + run_lines + 1,
                             offset: off0 + run_bytes as u64,
                             ..here
                         },
-                    });
+                    };
+                    if self.ready_judged {
+                        out.push_judged(r);
+                    } else {
+                        out.push(r);
+                    }
                     run_lines += 1;
                     run_bytes += line.0 + line.1;
                     consumed += 1;

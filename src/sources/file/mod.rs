@@ -120,6 +120,9 @@ pub struct FileSource {
     ready: DecodedLines,
     /// The same for CSV rows.
     csv_ready: std::vec::IntoIter<CsvRow>,
+    /// The pushed-down filter kept every record of `ready` (or `csv_ready`) when the workers
+    /// ran it: they go out with `Output::push_judged`.
+    ready_judged: bool,
     /// The open file's header with what the pipeline reads of its rows, once known (reset
     /// with `header`).
     csv_layout: Option<Arc<CsvLayout>>,
@@ -157,6 +160,7 @@ impl FileSource {
             pool: None,
             ready: Vec::new().into_iter().zip(Vec::new()),
             csv_ready: Vec::new().into_iter(),
+            ready_judged: false,
             csv_layout: None,
             folding: None,
             open_file: None,

@@ -284,10 +284,7 @@ impl Harness {
             })
             .collect();
         self.seq += 1;
-        let batch = Batch {
-            seq: self.seq,
-            records,
-        };
+        let batch = Batch::new(self.seq, records);
         assert!(self.op.process(0, batch, &mut self.out).is_ok());
         assert!(self.out.flush(self.seq).is_ok());
         self.drain()

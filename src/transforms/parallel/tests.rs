@@ -130,10 +130,7 @@ impl Run {
     }
 
     fn process(&mut self, seq: u64, records: &[Record]) {
-        let b = Batch {
-            seq,
-            records: records.to_vec(),
-        };
+        let b = Batch::new(seq, records.to_vec());
         assert!(self.op.process(0, b, &mut self.out).is_ok());
         assert!(self.out.flush(seq).is_ok());
         self.drain();
