@@ -165,10 +165,11 @@ pub(super) fn line_cut(bytes: &[u8], start: usize, job: usize) -> usize {
 
 /// JSON lines of a mapped file decoded by worker threads ahead of the read position.
 ///
-/// The source thread cuts the mapping into jobs (see `job_size`) that end at a newline, hands them out round-robin and takes the results back in the same order, so
-/// records leave exactly as a single thread would emit them. The workers find the lines of
-/// their job themselves: the source never reads the bytes of the file, and each byte is
-/// brought into a cache once, by the core that parses it. Only decoding runs ahead:
+/// The source thread cuts the mapping into jobs (see `job_size`) that end at a newline, hands
+/// them out round-robin and takes the results back in the same order, so records leave
+/// exactly as a single thread would emit them. The workers find the lines of their job
+/// themselves: the source never reads the bytes of the file, and each byte is brought into a
+/// cache once, by the core that parses it. Only decoding runs ahead:
 /// positions, line numbers, bad-record handling and checkpoints advance as the source emits,
 /// so a snapshot never covers a line that has not been emitted, and unemitted work is simply
 /// dropped.
@@ -236,8 +237,8 @@ pub(super) enum PoolReply {
 
 /// Bytes per job (about a thousand log lines) when each line comes back as a record: large
 /// enough that handing out a job costs little against decoding it, small enough that the
-/// records of the jobs in flight hold little memory (a whole-record k8s pipeline peaked at
-/// 54 MB with these, 122 MB with 1 MiB jobs).
+/// records of the jobs in flight hold little memory (with 1 MiB jobs they would be eight
+/// times as many).
 pub const POOL_JOB_BYTES: usize = 128 << 10;
 /// Bytes per job when what comes back is small: folded lines, or lines a pushed-down filter
 /// mostly drops. Each job costs the source a wait and a wake-up: k8s J1 (120 MB) with 128 KiB
