@@ -133,7 +133,7 @@ pub struct Plan {
     /// Threads that decode lines of mapped files (see `parse_threads`).
     pub parse_threads: usize,
     /// Bytes per job of those threads, the least and the most (see `parse_job_bytes`).
-    pub job_bytes: (usize, usize),
+    pub job_bytes: crate::sources::file::JobBytes,
     /// Whether a parse helper may take the second core: only when no other stage already
     /// keeps it busy (measured on 2 cores). `WEIR_PARALLEL_PARSE` = 1 or 0 forces it.
     pub parallel_parse: bool,
@@ -254,13 +254,13 @@ impl Plan {
 /// Bytes per job of the parse threads, the least and the most: `POOL_JOB_BYTES` and
 /// `POOL_BIG_JOB_BYTES`, or `WEIR_PARSE_JOB_BYTES` for every job (tests cut small files into
 /// many jobs with it, or fix the size their cases were written for).
-fn parse_job_bytes() -> (usize, usize) {
-    use crate::sources::file::{POOL_BIG_JOB_BYTES, POOL_JOB_BYTES};
+fn parse_job_bytes() -> crate::sources::file::JobBytes {
+    use crate::sources::file::JobBytes;
     std::env::var("WEIR_PARSE_JOB_BYTES")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .map_or((POOL_JOB_BYTES, POOL_BIG_JOB_BYTES), |n| (n, n))
+        .map_or(JobBytes::USUAL, JobBytes::fixed)
 }
 
 /// How many threads decode JSON lines and CSV rows of mapped files: one per core (the source's own thread

@@ -902,21 +902,8 @@ fn a_filter_and_projection_read_in_one_pass_killed_and_resumed_write_the_bytes_o
         // Slower sources (with `--features failpoints`), so kills land mid-file.
         ("FAILPOINTS", "source-batch=sleep(5)"),
     ];
-    let reference = Proj::new();
-    reference.write("in.jsonl", &data);
-    reference.write("p.toml", toml);
-    let o = run_weir_env(reference.root(), &["run", "p.toml"], None, &env[..2]);
-    expect_exit(&o, Some(0));
-    let serial = Proj::new();
-    serial.write("in.jsonl", &data);
-    serial.write("p.toml", toml);
-    let o = run_weir_env(
-        serial.root(),
-        &["run", "p.toml"],
-        None,
-        &[("WEIR_PARSE_THREADS", "0")],
-    );
-    expect_exit(&o, Some(0));
+    let reference = project(&data, toml, Some(&env[..2]));
+    let serial = project(&data, toml, Some(&[("WEIR_PARSE_THREADS", "0")]));
     assert!(
         reference.read_str("o.jsonl") == serial.read_str("o.jsonl"),
         "the parse workers' output differs from the one record by record"
@@ -924,9 +911,7 @@ fn a_filter_and_projection_read_in_one_pass_killed_and_resumed_write_the_bytes_o
     let kept = reference.read_str("o.jsonl").lines().count();
     assert_eq!(kept, 24_000, "three statuses in five are kept");
 
-    let p = Proj::new();
-    p.write("in.jsonl", &data);
-    p.write("p.toml", toml);
+    let p = project(&data, toml, None);
     let killed = kill_and_resume_until_done(&p, &env, 0x0be9_a55e);
     assert!(killed >= 3, "only {killed} kills landed");
     assert!(
@@ -960,15 +945,9 @@ fn nested_folding_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_run() 
         // Slower sources (with `--features failpoints`), so kills land mid-file.
         ("FAILPOINTS", "source-batch=sleep(2)"),
     ];
-    let reference = Proj::new();
-    reference.write("in.jsonl", &data);
-    reference.write("p.toml", toml);
-    let o = run_weir_env(reference.root(), &["run", "p.toml"], None, &env[..2]);
-    expect_exit(&o, Some(0));
+    let reference = project(&data, toml, Some(&env[..2]));
 
-    let p = Proj::new();
-    p.write("in.jsonl", &data);
-    p.write("p.toml", toml);
+    let p = project(&data, toml, None);
     let killed = kill_and_resume_until_done(&p, &env, 0x0e57_ed01);
     assert!(killed >= 3, "only {killed} kills landed");
     for f in ["a.jsonl", "w.jsonl"] {
@@ -991,6 +970,19 @@ fn nested_folding_killed_and_resumed_writes_the_bytes_of_an_uninterrupted_run() 
             "both sources fold every line: {state}"
         );
     }
+}
+
+/// A project holding `in.jsonl` (`data`) and `p.toml` (`toml`), run once to its end with
+/// `env` when given.
+fn project(data: &str, toml: &str, env: Option<&[(&str, &str)]>) -> Proj {
+    let p = Proj::new();
+    p.write("in.jsonl", data);
+    p.write("p.toml", toml);
+    if let Some(env) = env {
+        let o = run_weir_env(p.root(), &["run", "p.toml"], None, env);
+        expect_exit(&o, Some(0));
+    }
+    p
 }
 
 /// Line `i` of a Kubernetes shipper's shapes: keys sorted on every other line (as Vector writes

@@ -57,8 +57,7 @@ fn run(path: &std::path::Path, s: &Setup, threads: usize, job_bytes: usize) -> R
         fields: s.fields.clone(),
         parallel_parse: false,
         parse_threads: threads,
-        job_bytes,
-        big_job_bytes: job_bytes,
+        job_bytes: super::JobBytes::fixed(job_bytes),
         // Only the pool runs a pushed-down filter; the sequential run is filtered below.
         pushdown: if threads > 0 { pushdown.clone() } else { None },
         folding: None,

@@ -181,10 +181,9 @@ pub(super) struct DecodePool {
     /// The mapping the jobs are cut from, and the position just after the last job.
     pub(super) map: Option<Arc<memmap2::Mmap>>,
     pub(super) ahead: usize,
-    /// Bytes per job, the least and the most (`POOL_JOB_BYTES` and `POOL_BIG_JOB_BYTES`, or
-    /// both `WEIR_PARSE_JOB_BYTES` in tests).
-    pub(super) job_bytes: usize,
-    pub(super) big_job_bytes: usize,
+    /// Bytes per job (`JobBytes::USUAL`, or fixed by `WEIR_PARSE_JOB_BYTES` in tests), each
+    /// at least 1 and `most` at least `least`.
+    pub(super) job_bytes: JobBytes,
     /// The last job taken back kept at most a quarter of its lines or rows as records (a
     /// selective pushed-down filter): what comes back from a big job is small.
     pub(super) sparse: bool,
@@ -245,6 +244,26 @@ pub const POOL_JOB_BYTES: usize = 128 << 10;
 /// jobs made 2,400 to 3,300 context switches and ran 1.1 cores on two, with 1 MiB jobs 460
 /// to 800 and 1.7 cores (wall time 0.21 to 0.23 s, then 0.125 s).
 pub const POOL_BIG_JOB_BYTES: usize = 1 << 20;
+/// Bytes per job of the parse workers, the least and the most (see `DecodePool::job_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobBytes {
+    pub least: usize,
+    pub most: usize,
+}
+
+impl JobBytes {
+    /// `POOL_JOB_BYTES` where every line comes back as a record, up to `POOL_BIG_JOB_BYTES`.
+    pub const USUAL: JobBytes = JobBytes {
+        least: POOL_JOB_BYTES,
+        most: POOL_BIG_JOB_BYTES,
+    };
+
+    /// `n` bytes for every job (tests cut small files into many jobs, or fix a size).
+    pub fn fixed(n: usize) -> JobBytes {
+        JobBytes { least: n, most: n }
+    }
+}
+
 /// Jobs in flight per worker, so a worker has the next job at hand when it finishes one.
 pub(super) const POOL_DEPTH: usize = 2;
 
@@ -262,10 +281,9 @@ pub(super) enum Work<'a> {
 }
 
 impl DecodePool {
-    /// `job_bytes`: the least and the most bytes per job (see `job_size`).
     pub(super) fn start(
         threads: usize,
-        job_bytes: (usize, usize),
+        job_bytes: JobBytes,
         projector: Option<crate::value::Projector>,
         filter: Option<crate::expr::Expr>,
         folding: Option<Arc<FoldSpec>>,
@@ -346,8 +364,10 @@ impl DecodePool {
             next: 0,
             map: None,
             ahead: 0,
-            job_bytes: job_bytes.0.max(1),
-            big_job_bytes: job_bytes.1.max(job_bytes.0).max(1),
+            job_bytes: JobBytes {
+                least: job_bytes.least.max(1),
+                most: job_bytes.most.max(job_bytes.least).max(1),
+            },
             sparse: false,
         }
     }
@@ -358,10 +378,10 @@ impl DecodePool {
     fn job_size(&self, work: Work<'_>, start: usize, len: usize) -> usize {
         let small = matches!(work, Work::Decode | Work::Csv(_)) && !self.sparse;
         if small {
-            return self.job_bytes;
+            return self.job_bytes.least;
         }
         let share = (len - start) / (4 * self.workers.len().max(1));
-        share.clamp(self.job_bytes, self.big_job_bytes)
+        share.clamp(self.job_bytes.least, self.job_bytes.most)
     }
 
     /// Forgets jobs cut from another mapping (their results are taken and dropped, so each
@@ -556,7 +576,7 @@ mod tests {
     /// least four per worker in what is left; a size set for tests is used for every job.
     #[test]
     fn jobs_are_big_where_little_comes_back_and_shared_at_the_end() {
-        let pool = DecodePool::start(2, (POOL_JOB_BYTES, POOL_BIG_JOB_BYTES), None, None, None);
+        let pool = DecodePool::start(2, JobBytes::USUAL, None, None, None);
         let mb = 1 << 20;
         assert_eq!(pool.job_size(Work::Decode, 0, 100 * mb), POOL_JOB_BYTES);
         assert_eq!(pool.job_size(Work::Fold, 0, 100 * mb), POOL_BIG_JOB_BYTES);
@@ -571,8 +591,7 @@ mod tests {
         let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
         for (keep, sparse) in [(".m == 1", true), (".m <= 1", false)] {
             let filter = crate::expr::Expr::compile(keep).unwrap();
-            let big = (POOL_JOB_BYTES, POOL_BIG_JOB_BYTES);
-            let mut pool = DecodePool::start(2, big, None, Some(filter.clone()), None);
+            let mut pool = DecodePool::start(2, JobBytes::USUAL, None, Some(filter.clone()), None);
             pool.reset(&map, 0);
             pool.top_up(Work::Decode);
             let kept = pool
@@ -591,7 +610,7 @@ mod tests {
             };
             assert_eq!(size, want, "{keep}");
         }
-        let fixed = DecodePool::start(1, (2000, 2000), None, None, None);
+        let fixed = DecodePool::start(1, JobBytes::fixed(2000), None, None, None);
         assert_eq!(fixed.job_size(Work::Fold, 0, 100 * mb), 2000);
         assert_eq!(fixed.job_size(Work::Decode, 0, 100 * mb), 2000);
     }
@@ -607,7 +626,7 @@ mod tests {
         }
         // SAFETY: a private temporary file, not changed while mapped.
         let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
-        let mut pool = DecodePool::start(1, (POOL_JOB_BYTES, POOL_JOB_BYTES), None, None, None);
+        let mut pool = DecodePool::start(1, JobBytes::fixed(POOL_JOB_BYTES), None, None, None);
         pool.reset(&map, 0);
         pool.top_up(Work::Decode);
         assert_eq!(pool.inflight.len(), POOL_DEPTH);

@@ -158,7 +158,7 @@ impl FileSource {
             // decoded ahead (`WEIR_PARSE_THREADS=0` with cores to spare).
             self.pool = Some(DecodePool::start(
                 self.s.parse_threads.max(1),
-                (self.s.job_bytes, self.s.big_job_bytes),
+                self.s.job_bytes,
                 self.projector.clone(),
                 self.s.pushdown.as_ref().map(|(e, _)| e.clone()),
                 self.folding.as_ref().map(|c| c.spec.clone()),

@@ -30,7 +30,7 @@ mod stdin;
 
 use self::csv_rows::{CsvLayout, CsvRow};
 use self::decode_pool::{DecodePool, DecodedLines, Folding};
-pub use self::decode_pool::{POOL_BIG_JOB_BYTES, POOL_JOB_BYTES};
+pub use self::decode_pool::{JobBytes, POOL_JOB_BYTES};
 use self::reader::{CsvState, Reader};
 use self::rotation::is_gz;
 pub use self::rotation::FileState;
@@ -87,10 +87,9 @@ pub struct FileSourceSettings {
     /// Threads that decode JSON lines and CSV rows of mapped files ahead of the read position
     /// (0: none).
     pub parse_threads: usize,
-    /// Bytes per job of those threads, the least and the most (`decode_pool::POOL_JOB_BYTES`
-    /// and `POOL_BIG_JOB_BYTES`; tests set one size for both).
-    pub job_bytes: usize,
-    pub big_job_bytes: usize,
+    /// Bytes per job of those threads, the least and the most (`JobBytes::USUAL`; tests fix
+    /// one size).
+    pub job_bytes: JobBytes,
     /// The `filter` that is this source's only consumer (its expression, its graph node), when
     /// it is pure: the decode pool's workers drop the records it would drop (see
     /// `decode_range` and `runtime::plan::filter_pushdown`).
