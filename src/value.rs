@@ -180,6 +180,30 @@ impl Map {
     pub fn clear(&mut self) {
         self.0.clear();
     }
+    /// Becomes `{k1: .f1, k2: .f2, ...}` of itself, for `(k, f)` pairs whose fields are
+    /// distinct: each value moves into its place (a missing field gives `null`) and the rest is
+    /// dropped, in this map's own storage (see `Expr::project_in_place`).
+    pub fn project(&mut self, pairs: &[(Str, Str)]) {
+        let v = &mut self.0;
+        // Below `i`, the result so far; from `i` on, the fields not taken yet, as they came
+        // (a field is taken once, so none is needed twice).
+        for (i, (key, field)) in pairs.iter().enumerate() {
+            match v[i..].iter().position(|(k, _)| k == field) {
+                Some(j) => {
+                    v.swap(i, i + j);
+                    if v[i].0 != *key {
+                        v[i].0 = key.clone();
+                    }
+                }
+                None => {
+                    v.push((key.clone(), Value::Null));
+                    let last = v.len() - 1;
+                    v.swap(i, last);
+                }
+            }
+        }
+        v.truncate(pairs.len());
+    }
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
         Some(self.0.remove(i).1)

@@ -63,6 +63,8 @@ struct Inner {
     /// `f` when the expression is exactly `.f`: keys, times and aggregate arguments mostly
     /// are, and a direct lookup skips the evaluator.
     field: Option<crate::value::Str>,
+    /// `(key, field)` pairs when the expression is a projection (see `project_in_place`).
+    projection: Option<Box<[(crate::value::Str, crate::value::Str)]>>,
 }
 
 /// A syntax error or a reference to an undefined function or variable.
@@ -173,12 +175,14 @@ impl Expr {
     fn new(src: &str, root: Node) -> Expr {
         let native = root.is_native();
         let field = root.single_field().cloned();
+        let projection = root.projection();
         Expr {
             inner: Arc::new(Inner {
                 src: src.to_string(),
                 root,
                 native,
                 field,
+                projection,
             }),
         }
     }
@@ -300,6 +304,22 @@ impl Expr {
                 Some(op.test(native::cmp_values(v.unwrap_or(&NULL), lit)))
             }
             _ => None,
+        }
+    }
+
+    /// Evaluates a projection (`{user, path, status}`, `{u: .user}`: an object of top-level
+    /// fields, each taken once) on an object the caller owns, by moving the fields' values into
+    /// place in the object's own map: no copy and no new map, where `eval` would clone each
+    /// value into a new one. The result is `eval`'s (a missing field is `null`). False, with
+    /// `v` untouched, when the expression is anything else or `v` is no object: then `eval`.
+    #[inline]
+    pub fn project_in_place(&self, v: &mut Value) -> bool {
+        match (&self.inner.projection, v) {
+            (Some(pairs), Value::Object(m)) => {
+                m.project(pairs);
+                true
+            }
+            _ => false,
         }
     }
 

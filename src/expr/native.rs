@@ -202,6 +202,27 @@ impl Node {
         }
     }
 
+    /// `(key, field)` pairs when this node builds an object of top-level fields of its input,
+    /// each field taken once and each key given once (`{user, path}`, `{u: .user}`).
+    pub(crate) fn projection(&self) -> Option<Box<[(Str, Str)]>> {
+        let Form::ObjLit {
+            entries,
+            unique: true,
+        } = &self.kind
+        else {
+            return None;
+        };
+        let pairs: Box<[(Str, Str)]> = entries
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.single_field()?.clone())))
+            .collect::<Option<_>>()?;
+        let distinct = pairs
+            .iter()
+            .enumerate()
+            .all(|(i, (_, f))| pairs[..i].iter().all(|(_, g)| g != f));
+        distinct.then_some(pairs)
+    }
+
     /// The keys when this node is exactly a path of fields (`.f`, `.a.b.c`).
     pub(crate) fn field_path(&self) -> Option<Vec<Str>> {
         match &self.kind {

@@ -1530,3 +1530,63 @@ fn compiling_the_same_text_again_gives_the_same_result() {
         assert_eq!(e.offset, 5);
     }
 }
+
+/// `project_in_place` gives exactly what `eval` gives, key order and text included, on objects
+/// with the fields present, missing, repeated in the projection's keys, renamed and swapped;
+/// and it declines (leaving the input alone) what it cannot do that way.
+#[test]
+fn a_projection_in_place_is_what_eval_builds() {
+    let inputs = [
+        r#"{"ts":"t","path":"/a","status":500,"user":"u1","agent":"é \"x\""}"#,
+        r#"{"user":"u2","status":404.0,"path":null}"#,
+        r#"{"status":1e3}"#,
+        r#"{}"#,
+        r#"{"a":1,"b":[1,{"c":2}],"x":{"y":3}}"#,
+    ];
+    let projections = [
+        "{user, path, status}",
+        "{status, user}",
+        "{u: .user, p: .path}",
+        "{a: .b, b: .a}",
+        "{path: .user, user: .path, status}",
+        "{x, missing, a}",
+        "{\"quoted key\": .a}",
+        "{user}",
+    ];
+    for src in projections {
+        let e = Expr::compile(src).unwrap();
+        for input in inputs {
+            let input = v(input);
+            let mut got = input.clone();
+            assert!(e.project_in_place(&mut got), "{src} is a projection");
+            let want = run(&e, &input).unwrap();
+            assert_eq!(want.len(), 1);
+            assert_eq!(
+                got.to_json_string(),
+                want[0].to_json_string(),
+                "{src} on {}",
+                input.to_json_string()
+            );
+        }
+    }
+    // Not projections: a field taken twice, a repeated key, a nested path, a computed value.
+    for src in [
+        "{a: .x, b: .x}",
+        "{a: .x, a: .y}",
+        "{a: .x.y}",
+        "{a: (.x + 1)}",
+        "{(.k): .x}",
+        ".",
+    ] {
+        let e = Expr::compile(src).unwrap();
+        let mut x = v(inputs[0]);
+        assert!(!e.project_in_place(&mut x), "{src} is no projection");
+        assert_eq!(x.to_json_string(), v(inputs[0]).to_json_string());
+    }
+    // Input that is no object goes to `eval`, which reports jq's error or builds nulls.
+    let e = Expr::compile("{user}").unwrap();
+    for input in ["\"s\"", "null", "[1]"] {
+        let mut x = v(input);
+        assert!(!e.project_in_place(&mut x));
+    }
+}

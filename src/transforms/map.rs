@@ -21,7 +21,12 @@ impl MapOp {
 
 impl Operator for MapOp {
     fn process(&mut self, _input: usize, batch: Batch, out: &mut Output) -> StageResult {
-        for r in batch.records {
+        for mut r in batch.records {
+            // A projection moves the record's own values (the common `{user, path, status}`).
+            if self.expr.project_in_place(&mut r.value) {
+                out.push(r);
+                continue;
+            }
             self.scratch.clear();
             match self.expr.eval(&r.value, &mut self.scratch) {
                 Ok(()) => {
