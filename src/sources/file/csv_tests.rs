@@ -317,7 +317,8 @@ fn rows_are_split_at_every_delimiter() {
 #[test]
 fn jobs_are_cut_outside_quotes() {
     use super::decode_pool::line_cut;
-    let cut = |b: &[u8], start, job| super::csv_rows::cut(b, start, line_cut(b, start, job), job);
+    let cut =
+        |b: &[u8], start, job| super::csv_rows::cut(b, start, line_cut(b, start, job), job, true);
     let b = b"a,\"x\ny\"\nb\n\nc\nd\n";
     // A 4-byte job: the newline at 4 is inside quotes (one quote before it), the one at 7
     // is not.
@@ -328,6 +329,14 @@ fn jobs_are_cut_outside_quotes() {
     // An unclosed quote, and no even count within another job's length: the first newline.
     let odd = b"\"a\nb\nc\nd\ne\nf\n";
     assert_eq!(cut(odd, 0, 4), 5);
+    // A guess, without counting: the first newline that ends no blank line, inside quotes
+    // or not.
+    let guess = |b: &[u8], start, job| {
+        super::csv_rows::cut(b, start, line_cut(b, start, job), job, false)
+    };
+    assert_eq!(guess(b, 0, 4), 5);
+    assert_eq!(guess(b, 0, 10), 13);
+    assert_eq!(guess(b, 0, 100), b.len());
 }
 
 /// Folds `text` (after its header row) as a worker folds a CSV job for an aggregate keyed by

@@ -187,6 +187,12 @@ pub(super) struct DecodePool {
     /// The last job taken back kept at most a quarter of its lines or rows as records (a
     /// selective pushed-down filter): what comes back from a big job is small.
     pub(super) sparse: bool,
+    /// CSV jobs cut so far, and the count up to which their cuts count quotes: none at first
+    /// (a guess, see `csv_rows::cut`); after each wrong guess, for the next 64 jobs, then 128,
+    /// 256, ..., so a file with many quoted newlines is soon cut by counting alone.
+    pub(super) csv_cuts: u64,
+    pub(super) count_quotes_until: u64,
+    pub(super) wrong_guesses: u32,
 }
 
 /// (worker, start, end in the mapping) of a job handed out.
@@ -369,6 +375,9 @@ impl DecodePool {
                 most: job_bytes.most.max(job_bytes.least).max(1),
             },
             sparse: false,
+            csv_cuts: 0,
+            count_quotes_until: 0,
+            wrong_guesses: 0,
         }
     }
 
@@ -408,7 +417,13 @@ impl DecodePool {
             let job = self.job_size(work, start, map.len());
             let end = line_cut(&map, start, job);
             let end = match work {
-                Work::Csv(_) | Work::FoldCsv(_) => csv_rows::cut(&map, start, end, job),
+                // A wrong guess costs a folding epoch its folding: only rows to parse guess.
+                Work::Csv(_) => {
+                    let count = self.csv_cuts < self.count_quotes_until;
+                    self.csv_cuts += 1;
+                    csv_rows::cut(&map, start, end, job, count)
+                }
+                Work::FoldCsv(_) => csv_rows::cut(&map, start, end, job, true),
                 Work::Decode | Work::Fold => end,
             };
             self.ahead = end;
@@ -485,6 +500,8 @@ impl DecodePool {
     pub(super) fn rewind(&mut self, start: usize) {
         self.drop_inflight();
         self.ahead = start;
+        self.count_quotes_until = self.csv_cuts + (64 << self.wrong_guesses.min(20));
+        self.wrong_guesses += 1;
     }
 
     /// The oldest folded job's report, with where the job was cut to start; `None` when
@@ -613,6 +630,53 @@ mod tests {
         let fixed = DecodePool::start(1, JobBytes::fixed(2000), None, None, None);
         assert_eq!(fixed.job_size(Work::Fold, 0, 100 * mb), 2000);
         assert_eq!(fixed.job_size(Work::Decode, 0, 100 * mb), 2000);
+    }
+
+    /// CSV jobs are cut at the first newline past their size, quotes or not, until a cut is
+    /// found wrong (`rewind`); then quotes are counted for the next 64 cuts, and for twice as
+    /// many after each further wrong cut.
+    #[test]
+    fn csv_cuts_guess_until_a_guess_is_wrong_then_count_quotes() {
+        let mut f = tempfile::tempfile().unwrap();
+        // Each row is 206 bytes, with a quoted newline at byte 203: a 100-byte job's first
+        // newline is inside the quotes.
+        for i in 0..1000 {
+            write!(f, "{},\"{}\nyz\"\n", i % 10, "x".repeat(199)).unwrap();
+        }
+        // SAFETY: a private temporary file, not changed while mapped.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
+        let layout = Arc::new(CsvLayout::new(
+            &[crate::value::Str::new("i"), crate::value::Str::new("agent")],
+            None,
+            true,
+            b',',
+        ));
+        let odd = |end: usize| memchr::memchr_iter(b'"', &map[..end]).count() % 2 == 1;
+        let mut pool = DecodePool::start(1, JobBytes::fixed(100), None, None, None);
+        // The next `n` cuts from `at`, in order, taking each job back as it is cut.
+        let mut cuts = |pool: &mut DecodePool, at: usize, n: usize| {
+            let mut ends = Vec::new();
+            pool.ahead = at;
+            while ends.len() < n {
+                pool.top_up(Work::Csv(&layout));
+                ends.extend(pool.inflight.iter().map(|j| j.2));
+                pool.drop_inflight();
+            }
+            ends.truncate(n);
+            pool.ahead = *ends.last().unwrap();
+            ends
+        };
+        pool.reset(&map, 0);
+        let first = cuts(&mut pool, 0, 10);
+        assert_eq!(first[0], 203, "a guess takes the first newline");
+        assert!(first.iter().all(|&e| odd(e)), "guesses: {first:?}");
+        for wrong in 0..3 {
+            pool.rewind(0);
+            let counted = cuts(&mut pool, 0, 64 << wrong);
+            assert!(counted.iter().all(|&e| !odd(e)), "counted after {wrong}");
+            let at = pool.ahead;
+            assert!(odd(cuts(&mut pool, at, 1)[0]), "a guess again after {wrong}");
+        }
     }
 
     /// A block forked while jobs of a mapping are still in flight (a mapped file cut short
