@@ -331,9 +331,8 @@ fn jobs_are_cut_outside_quotes() {
     assert_eq!(cut(odd, 0, 4), 5);
     // A guess, without counting: the first newline that ends no blank line, inside quotes
     // or not.
-    let guess = |b: &[u8], start, job| {
-        super::csv_rows::cut(b, start, line_cut(b, start, job), job, false)
-    };
+    let guess =
+        |b: &[u8], start, job| super::csv_rows::cut(b, start, line_cut(b, start, job), job, false);
     assert_eq!(guess(b, 0, 4), 5);
     assert_eq!(guess(b, 0, 10), 13);
     assert_eq!(guess(b, 0, 100), b.len());

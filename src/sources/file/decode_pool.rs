@@ -654,7 +654,7 @@ mod tests {
         let odd = |end: usize| memchr::memchr_iter(b'"', &map[..end]).count() % 2 == 1;
         let mut pool = DecodePool::start(1, JobBytes::fixed(100), None, None, None);
         // The next `n` cuts from `at`, in order, taking each job back as it is cut.
-        let mut cuts = |pool: &mut DecodePool, at: usize, n: usize| {
+        let cuts = |pool: &mut DecodePool, at: usize, n: usize| {
             let mut ends = Vec::new();
             pool.ahead = at;
             while ends.len() < n {
@@ -675,7 +675,10 @@ mod tests {
             let counted = cuts(&mut pool, 0, 64 << wrong);
             assert!(counted.iter().all(|&e| !odd(e)), "counted after {wrong}");
             let at = pool.ahead;
-            assert!(odd(cuts(&mut pool, at, 1)[0]), "a guess again after {wrong}");
+            assert!(
+                odd(cuts(&mut pool, at, 1)[0]),
+                "a guess again after {wrong}"
+            );
         }
     }
 
