@@ -120,6 +120,13 @@ fn cell() -> impl Strategy<Value = Vec<u8>> {
         1 => Just("héllo".as_bytes().to_vec()),
         1 => Just(Vec::new()),
         1 => Just(b"\"".to_vec()),
+        // Text after a closing quote (read as unquoted, quotes and all), a field that is one
+        // quote, an empty quoted field, a quoted field ending in a doubled quote.
+        1 => Just(b"\"a\"b\"c".to_vec()),
+        1 => Just(b"\"\"\"\"".to_vec()),
+        1 => Just(b"\"\"".to_vec()),
+        1 => Just(b"\"x\"\"\"".to_vec()),
+        1 => Just(b"\"q\" \r".to_vec()),
     ]
 }
 
