@@ -300,7 +300,7 @@ impl RowReader {
         let (line, nl) = match memchr::memchr2(b'\n', b'"', rest) {
             Some(i) if rest[i] == b'"' => {
                 // Not empty and not starting with `\n`: csv-core reads a row from it.
-                let (n, lines) = match self.split_quoted(rest) {
+                let (n, lines) = match self.split_quoted(rest, i) {
                     Some(read) => read,
                     None => self.read_core(rest)?,
                 };
@@ -323,18 +323,27 @@ impl RowReader {
         Some((blank + line + nl, (blank + nl) as u64))
     }
 
-    /// Reads a row with a quote in it (`rest` is not empty and does not start with `\n`) as
-    /// csv-core does, without its byte-at-a-time state machine: a quarter of the rows of the
-    /// CSV and TSV benchmarks hold a quote, and csv-core's `read_record` was a fifth of a
-    /// worker's time there. Its rules: a field that starts with a quote is quoted, and its
-    /// text runs to the next quote, `""` standing for a quote and a newline being text; what
-    /// follows the closing quote up to the delimiter or newline is text, quotes and all, as is
-    /// a whole field that does not start with a quote. The fields go back to back into `buf`.
-    /// `None` when a quote never closes: csv-core reads that row (to the end of the data).
-    fn split_quoted(&mut self, rest: &[u8]) -> Option<(usize, u64)> {
+    /// Reads a row whose first quote is at `quote` (`rest` is not empty and does not start
+    /// with `\n`) as csv-core does, without its byte-at-a-time state machine: a quarter of the
+    /// rows of the CSV and TSV benchmarks hold a quote, and csv-core's `read_record` was a
+    /// fifth of a worker's time there. Its rules: a field that starts with a quote is quoted,
+    /// and its text runs to the next quote, `""` standing for a quote and a newline being
+    /// text; what follows the closing quote up to the delimiter or newline is text, quotes and
+    /// all, as is a whole field that does not start with a quote. The fields before the one
+    /// the first quote is in hold no quote and no newline, and are split as `read` splits a
+    /// row; the fields go back to back into `buf`. `None` when a quote never closes: csv-core
+    /// reads that row (to the end of the data).
+    fn split_quoted(&mut self, rest: &[u8], quote: usize) -> Option<(usize, u64)> {
+        let d = self.delim;
         self.len = 0;
+        let mut pos = memchr::memrchr(d, &rest[..quote]).map_or(0, |j| j + 1);
+        let mut start = 0;
+        each_byte(&rest[..pos], d, |i| {
+            self.push(start, i);
+            start = i + 1;
+        });
         let mut out = 0;
-        let mut pos = 0;
+        self.put(&mut out, &rest[..pos]);
         let mut lines = 0;
         loop {
             let start = out;
@@ -343,7 +352,7 @@ impl RowReader {
                 loop {
                     let close = pos + memchr::memchr(b'"', &rest[pos..])?;
                     let text = &rest[pos..close];
-                    lines += memchr::memchr_iter(b'\n', text).count() as u64;
+                    lines += newlines(text);
                     self.put(&mut out, text);
                     pos = close + 1;
                     if rest.get(pos) != Some(&b'"') {
@@ -353,8 +362,13 @@ impl RowReader {
                     pos += 1;
                 }
             }
-            let end =
-                memchr::memchr2(self.delim, b'\n', &rest[pos..]).map_or(rest.len(), |i| pos + i);
+            // Mostly, a quoted field ends right at the delimiter or the newline.
+            let end = match rest.get(pos) {
+                Some(&b) if b != d && b != b'\n' => {
+                    memchr::memchr2(d, b'\n', &rest[pos..]).map_or(rest.len(), |i| pos + i)
+                }
+                _ => pos,
+            };
             self.put(&mut out, &rest[pos..end]);
             self.push(start, out);
             match rest.get(end) {
@@ -464,6 +478,17 @@ impl RowReader {
     pub(super) fn whole(&self) -> &[u8] {
         let end = self.len.checked_sub(1).map_or(0, |l| self.ends[l]);
         &self.buf[..end]
+    }
+}
+
+/// The newlines in `text`: a loop over the bytes for the short text of most quoted fields,
+/// where a call to memchr's counter costs more than it saves.
+#[inline]
+fn newlines(text: &[u8]) -> u64 {
+    if text.len() < 64 {
+        text.iter().filter(|&&b| b == b'\n').count() as u64
+    } else {
+        memchr::memchr_iter(b'\n', text).count() as u64
     }
 }
 
