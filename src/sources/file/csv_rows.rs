@@ -609,10 +609,16 @@ pub(super) struct CsvJob {
     pub(super) rows: Vec<CsvRow>,
     /// The pushed-down filter kept every record among the rows (see `Batch::judged`).
     pub(super) judged: bool,
+    /// A row ran to the bound the job was read to, short of the data's end: the job started
+    /// at a guess inside a quoted field, or holds a row longer than the guess allows for. Its
+    /// rows are not used; the source cuts again from where the rows before it end, counting
+    /// quotes.
+    pub(super) overrun: bool,
 }
 
 /// Reads the rows of `bytes` from `start` (taken to be a record boundary) up to the row that
-/// reaches `end` or beyond: what a pool worker does with a CSV job. A record the pushed-down
+/// reaches `end` or beyond, none past `bound` (see `CsvJob::overrun`): what a pool worker does
+/// with a CSV job. A record the pushed-down
 /// `filter` rejects comes back as `Dropped`. The filter first judges a row on its own columns
 /// alone, in one reused record (as `Prefilter` does for JSON lines): it reads no other field
 /// (`Expr::input_fields`), so it decides as on the whole record, and the rows it drops are
@@ -621,6 +627,7 @@ pub(super) fn parse_job(
     bytes: &[u8],
     start: usize,
     end: usize,
+    bound: usize,
     layout: &CsvLayout,
     rr: &mut RowReader,
     filter: Option<&crate::expr::Expr>,
@@ -639,11 +646,18 @@ pub(super) fn parse_job(
     rr.reset();
     let mut rows = Vec::with_capacity((end - start) / 64 + 1);
     let mut judged = filter.is_some();
+    let mut overrun = false;
+    let bound = bound.min(bytes.len());
     let mut pos = start;
     while pos < end {
-        let Some((n, lines)) = rr.read(&bytes[pos..]) else {
+        let Some((n, lines)) = rr.read(&bytes[pos..bound]) else {
+            overrun = bound < bytes.len();
             break;
         };
+        if pos + n == bound && bound < bytes.len() {
+            overrun = true;
+            break;
+        }
         pos += n;
         let len = rr.len();
         let bad = |msg| RowOut::Bad(msg, csv_text(rr.fields(), len, layout.delim));
@@ -708,6 +722,7 @@ pub(super) fn parse_job(
         start,
         rows,
         judged,
+        overrun,
     }
 }
 

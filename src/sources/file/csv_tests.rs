@@ -345,6 +345,32 @@ fn jobs_are_cut_outside_quotes() {
     assert_eq!(guess(b, 0, 100), b.len());
 }
 
+/// Jobs cut at guesses: one just inside a quoted field that ends in a newline (the job after
+/// it would read the rest of the file as one row), and a quoted field of 1.5 MiB with newlines
+/// in it (longer than a guessed job may read past its end), in a file of 2.5 MB, read as the
+/// sequential reader reads it.
+#[test]
+fn guessed_cuts_inside_quoted_fields_read_the_same() {
+    let mut text = b"a,b\n".to_vec();
+    text.extend(format!("1,\"{}\n\"\n", "x".repeat(100)).bytes());
+    for i in 0..100_000 {
+        text.extend(format!("{},c\n", i % 10).bytes());
+    }
+    let long = "y".repeat(99) + "\n";
+    text.extend(format!("2,\"{}\"\n", long.repeat(15_000)).bytes());
+    for i in 0..1000 {
+        text.extend(format!("{},d\n", i % 10).bytes());
+    }
+    let s = Setup {
+        format: Format::Csv,
+        infer: true,
+        fields: None,
+        filter: None,
+        batch: 1024,
+    };
+    compare(&text, &s, 100).unwrap();
+}
+
 /// Folds `text` (after its header row) as a worker folds a CSV job for an aggregate keyed by
 /// `user` counting and summing `bytes`.
 fn fold_csv(text: &[u8]) -> (crate::sources::folding::Ack, crate::sources::folding::Table) {

@@ -217,8 +217,9 @@ pub(super) struct Range {
 pub(super) enum PoolJob {
     /// Decode the lines into records.
     Decode(Range),
-    /// Read the CSV rows of a file with this header (see `csv_rows::parse_job`).
-    Csv(Range, Arc<CsvLayout>),
+    /// Read the CSV rows of a file with this header, none past the bound (see
+    /// `csv_rows::parse_job`).
+    Csv(Range, Arc<CsvLayout>, usize),
     /// Fold them into the worker's table (see `csv_rows::fold_job`).
     FoldCsv(Range, Arc<CsvLayout>),
     /// Fold the lines into the worker's table (see `folding`).
@@ -273,6 +274,10 @@ impl JobBytes {
 /// Jobs in flight per worker, so a worker has the next job at hand when it finishes one.
 pub(super) const POOL_DEPTH: usize = 2;
 
+/// How far past its end a CSV job cut at a guess reads its last row (or its job size, if
+/// more): a row longer than that in such a job sends the source back to count quotes.
+pub(super) const GUESS_OVERRUN_BYTES: usize = 1 << 20;
+
 /// What `top_up` hands out.
 #[derive(Clone, Copy)]
 pub(super) enum Work<'a> {
@@ -311,12 +316,13 @@ impl DecodePool {
                     let mut rows: Option<RowReader> = None;
                     for job in job_rx {
                         let out = match job {
-                            PoolJob::Csv(j, layout) => {
+                            PoolJob::Csv(j, layout, bound) => {
                                 let rr = RowReader::reuse(&mut rows, layout.delim);
                                 PoolReply::Csv(csv_rows::parse_job(
                                     &j.map,
                                     j.start,
                                     j.end,
+                                    bound,
                                     &layout,
                                     rr,
                                     filter.as_ref(),
@@ -416,15 +422,24 @@ impl DecodePool {
             let start = self.ahead;
             let job = self.job_size(work, start, map.len());
             let end = line_cut(&map, start, job);
-            let end = match work {
+            let (end, bound) = match work {
                 // A wrong guess costs a folding epoch its folding: only rows to parse guess.
                 Work::Csv(_) => {
                     let count = self.csv_cuts < self.count_quotes_until;
                     self.csv_cuts += 1;
-                    csv_rows::cut(&map, start, end, job, count)
+                    let end = csv_rows::cut(&map, start, end, job, count);
+                    // A job that starts at a guess may start inside a quoted field, and then
+                    // read the rest of the file as one row: it reads no row past the bound.
+                    let bound = if count {
+                        map.len()
+                    } else {
+                        let over = (end - start).max(GUESS_OVERRUN_BYTES);
+                        end.saturating_add(over).min(map.len())
+                    };
+                    (end, bound)
                 }
-                Work::FoldCsv(_) => csv_rows::cut(&map, start, end, job, true),
-                Work::Decode | Work::Fold => end,
+                Work::FoldCsv(_) => (csv_rows::cut(&map, start, end, job, true), map.len()),
+                Work::Decode | Work::Fold => (end, map.len()),
             };
             self.ahead = end;
             let w = self.next % self.workers.len().max(1);
@@ -437,7 +452,7 @@ impl DecodePool {
             let job = match work {
                 Work::Fold => PoolJob::Fold(range),
                 Work::Decode => PoolJob::Decode(range),
-                Work::Csv(layout) => PoolJob::Csv(range, layout.clone()),
+                Work::Csv(layout) => PoolJob::Csv(range, layout.clone(), bound),
                 Work::FoldCsv(layout) => PoolJob::FoldCsv(range, layout.clone()),
             };
             if self
@@ -483,7 +498,7 @@ impl DecodePool {
             _ => {
                 let mut rr = RowReader::new(layout.delim);
                 let map = self.map.as_ref()?;
-                csv_rows::parse_job(map, start, end, layout, &mut rr, filter)
+                csv_rows::parse_job(map, start, end, map.len(), layout, &mut rr, filter)
             }
         };
         let kept = job
@@ -680,6 +695,42 @@ mod tests {
                 "a guess again after {wrong}"
             );
         }
+    }
+
+    /// A job cut at a guess just inside a quoted field whose text ends in a newline starts
+    /// with the field's closing quote, and reads the rest of the file as one quoted field
+    /// unless stopped: it stops at its bound and says so, having read no further.
+    #[test]
+    fn a_guessed_csv_job_reads_no_row_past_its_bound() {
+        let mut f = tempfile::tempfile().unwrap();
+        write!(f, "a,\"{}\n\"\n", "x".repeat(100)).unwrap();
+        for i in 0..1_000_000 {
+            writeln!(f, "{},c", i % 10).unwrap();
+        }
+        // SAFETY: a private temporary file, not changed while mapped.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
+        let layout = Arc::new(CsvLayout::new(
+            &[crate::value::Str::new("a"), crate::value::Str::new("b")],
+            None,
+            true,
+            b',',
+        ));
+        let mut pool = DecodePool::start(1, JobBytes::fixed(100), None, None, None);
+        pool.reset(&map, 0);
+        pool.top_up(Work::Csv(&layout));
+        let first = pool.take_csv(&layout, None).unwrap();
+        assert!(!first.overrun);
+        let second = pool.take_csv(&layout, None).unwrap();
+        assert_eq!(second.start, 104, "cut after the quoted newline");
+        assert!(second.overrun, "the job read the file as one row");
+        let read: usize = second.rows.iter().map(|r| r.bytes).sum();
+        assert!(read <= GUESS_OVERRUN_BYTES + 200, "{read} bytes read");
+        // Counted, the same start reads to the end of its one row, the rest of the file.
+        let mut rr = RowReader::new(b',');
+        let whole = csv_rows::parse_job(&map, 104, 204, map.len(), &layout, &mut rr, None);
+        assert!(!whole.overrun);
+        assert_eq!(whole.rows.len(), 1);
+        assert_eq!(whole.rows[0].bytes, map.len() - 104);
     }
 
     /// A block forked while jobs of a mapping are still in flight (a mapped file cut short
