@@ -347,7 +347,7 @@ fn jobs_are_cut_outside_quotes() {
 
 /// Jobs cut at guesses: one just inside a quoted field that ends in a newline (the job after
 /// it would read the rest of the file as one row), and a quoted field of 1.5 MiB with newlines
-/// in it (longer than a guessed job may read past its end), in a file of 2.5 MB, read as the
+/// in it (longer than a guessed job may read past its end), in a file of about 2 MB, read as the
 /// sequential reader reads it.
 #[test]
 fn guessed_cuts_inside_quoted_fields_read_the_same() {

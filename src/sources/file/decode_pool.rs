@@ -647,6 +647,13 @@ mod tests {
         assert_eq!(fixed.job_size(Work::Decode, 0, 100 * mb), 2000);
     }
 
+    /// The layout of a comma-separated file with this header, every column kept.
+    fn csv_layout(names: &[&str]) -> Arc<CsvLayout> {
+        let header: Vec<crate::value::Str> =
+            names.iter().map(|n| crate::value::Str::new(n)).collect();
+        Arc::new(CsvLayout::new(&header, None, true, b','))
+    }
+
     /// CSV jobs are cut at the first newline past their size, quotes or not, until a cut is
     /// found wrong (`rewind`); then quotes are counted for the next 64 cuts, and for twice as
     /// many after each further wrong cut.
@@ -660,12 +667,7 @@ mod tests {
         }
         // SAFETY: a private temporary file, not changed while mapped.
         let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
-        let layout = Arc::new(CsvLayout::new(
-            &[crate::value::Str::new("i"), crate::value::Str::new("agent")],
-            None,
-            true,
-            b',',
-        ));
+        let layout = csv_layout(&["i", "agent"]);
         let odd = |end: usize| memchr::memchr_iter(b'"', &map[..end]).count() % 2 == 1;
         let mut pool = DecodePool::start(1, JobBytes::fixed(100), None, None, None);
         // The next `n` cuts from `at`, in order, taking each job back as it is cut.
@@ -709,12 +711,7 @@ mod tests {
         }
         // SAFETY: a private temporary file, not changed while mapped.
         let map = Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap());
-        let layout = Arc::new(CsvLayout::new(
-            &[crate::value::Str::new("a"), crate::value::Str::new("b")],
-            None,
-            true,
-            b',',
-        ));
+        let layout = csv_layout(&["a", "b"]);
         let mut pool = DecodePool::start(1, JobBytes::fixed(100), None, None, None);
         pool.reset(&map, 0);
         pool.top_up(Work::Csv(&layout));
