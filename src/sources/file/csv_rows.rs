@@ -1,13 +1,16 @@
 //! CSV and TSV rows as both readers see them: what a row is once the file's header is known
 //! (shared by the sequential reader in `csv` and the decode pool, so both name, check and infer
-//! cells alike), the row reader the pool's workers run over a mapped file (the csv crate's own
-//! state machine, csv-core, reading the mapping in place), and where a job of rows is cut.
+//! cells alike), the row reader the pool's workers run over a mapped file (rows split here by
+//! csv-core's rules, and csv-core, the csv crate's own state machine, for a quote that never
+//! closes, reading the mapping in place), and where a job of rows is cut. It is over 800 lines
+//! because these three share the row rules and are tested as one against the csv crate.
 //!
 //! A job can be parsed apart from the bytes before it only if it starts at a record boundary,
 //! which a newline inside a quoted field is not. The source cuts each job just after a newline
 //! (at first any newline; once that guess was wrong, one that an even count of quotes since the
-//! job's start puts outside quotes: see `cut`). That is a guess, not a proof: the job may itself start at a wrong guess, and csv-core reads a quote
-//! inside an unquoted field (`5'10"`) as text. The proof comes as the jobs are taken back in
+//! job's start puts outside quotes: see `cut`). That is a guess, not a proof: the job may
+//! itself start at a wrong guess, and csv-core reads a quote inside an unquoted field (`5'10"`)
+//! as text. The proof comes as the jobs are taken back in
 //! order: a worker reads the last row of its job to that row's end, past the cut if need be,
 //! and the next job is used only if it starts exactly there (see `FileSource::read_csv_pooled`);
 //! otherwise the jobs in flight are dropped and cut again from where the row ended.
