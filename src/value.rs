@@ -185,7 +185,7 @@ impl Map {
     /// dropped, in this map's own storage (see `Expr::project_in_place`).
     pub fn project(&mut self, pairs: &[(Str, Str)]) {
         let v = &mut self.0;
-        // Below `i`, the result so far; from `i` on, the fields not taken yet, as they came
+        // Below `i`, the result so far; from `i` on, the fields not taken yet, in some order
         // (a field is taken once, so none is needed twice).
         for (i, (key, field)) in pairs.iter().enumerate() {
             match v[i..].iter().position(|(k, _)| k == field) {
@@ -203,6 +203,11 @@ impl Map {
             }
         }
         v.truncate(pairs.len());
+        // A record kept downstream (a window's, a join's) should not hold the storage of the
+        // fields it lost: a few of many fields get storage of their own size.
+        if v.capacity() > 16 && v.capacity() > 4 * v.len() {
+            v.shrink_to_fit();
+        }
     }
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
