@@ -276,3 +276,39 @@ fn find_name_tells_keys_apart_by_every_byte() {
         }
     }
 }
+
+/// A projection of a few of many fields gives back the storage of the fields it dropped (a
+/// record a window or a join keeps then holds only what it kept); a projection that keeps
+/// a good share of its fields, or of a small record, keeps its storage (no reallocation).
+#[test]
+fn a_projection_of_few_of_many_fields_gives_its_storage_back() {
+    let record = |n: usize| {
+        let mut m = Map::with_capacity(n);
+        for i in 0..n {
+            m.push_unique(Str::from(format!("f{i}")), Value::Int(i as i64));
+        }
+        m
+    };
+    let pairs = |fields: &[usize]| -> Vec<(Str, Str)> {
+        fields
+            .iter()
+            .map(|i| (Str::from(format!("k{i}")), Str::from(format!("f{i}"))))
+            .collect()
+    };
+    // 40 fields, 3 kept: shrunk to about their size, and the values are the kept ones.
+    let mut m = record(40);
+    m.project(&pairs(&[7, 30, 2]));
+    assert!(m.0.capacity() < 8, "capacity {}", m.0.capacity());
+    let got: Vec<_> = m.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    assert_eq!(got, ["k7=Int(7)", "k30=Int(30)", "k2=Int(2)"]);
+    // 40 fields, 12 kept (over a quarter): the storage stays.
+    let mut m = record(40);
+    m.project(&pairs(&(0..12).collect::<Vec<_>>()));
+    assert_eq!(m.len(), 12);
+    assert!(m.0.capacity() >= 40, "capacity {}", m.0.capacity());
+    // 16 fields, 1 kept: small storage stays.
+    let mut m = record(16);
+    m.project(&pairs(&[3]));
+    assert_eq!(m.len(), 1);
+    assert!(m.0.capacity() >= 16, "capacity {}", m.0.capacity());
+}

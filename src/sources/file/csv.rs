@@ -313,7 +313,7 @@ impl FileSource {
                     self.count_dropped(dropped);
                     return Ok((consumed, ReadStatus::Eof));
                 };
-                if job.start != at || job.overrun {
+                if job.start != at {
                     // Cut inside a row (or before the blank lines a row's read starts with):
                     // it and the jobs cut after it are read again from where the rows end.
                     pool.rewind(at);

@@ -612,16 +612,17 @@ pub(super) struct CsvJob {
     pub(super) rows: Vec<CsvRow>,
     /// The pushed-down filter kept every record among the rows (see `Batch::judged`).
     pub(super) judged: bool,
-    /// A row ran to the bound the job was read to, short of the data's end: the job started
-    /// at a guess inside a quoted field, or holds a row longer than the guess allows for. Its
-    /// rows are not used; the source cuts again from where the rows before it end, counting
-    /// quotes.
-    pub(super) overrun: bool,
 }
 
 /// Reads the rows of `bytes` from `start` (taken to be a record boundary) up to the row that
-/// reaches `end` or beyond, none past `bound` (see `CsvJob::overrun`): what a pool worker does
-/// with a CSV job. A record the pushed-down
+/// reaches `end` or beyond, none past `bound`: what a pool worker does with a CSV job.
+///
+/// A row that would run past `bound`, short of the data's end, is left out with every row
+/// after it: the job started at a guess inside a quoted field, or holds a row longer than the
+/// guess allows for. Its rows then end before `end`, where the next job starts, so the
+/// source's order check (each job must start where the rows before it end) sees the mismatch
+/// and cuts again from there, counting quotes. No special case is needed: a job whose bound
+/// is short of the data's end is never the last one. A record the pushed-down
 /// `filter` rejects comes back as `Dropped`. The filter first judges a row on its own columns
 /// alone, in one reused record (as `Prefilter` does for JSON lines): it reads no other field
 /// (`Expr::input_fields`), so it decides as on the whole record, and the rows it drops are
@@ -649,16 +650,14 @@ pub(super) fn parse_job(
     rr.reset();
     let mut rows = Vec::with_capacity((end - start) / 64 + 1);
     let mut judged = filter.is_some();
-    let mut overrun = false;
     let bound = bound.min(bytes.len());
     let mut pos = start;
     while pos < end {
         let Some((n, lines)) = rr.read(&bytes[pos..bound]) else {
-            overrun = bound < bytes.len();
             break;
         };
         if pos + n == bound && bound < bytes.len() {
-            overrun = true;
+            // The row may go on past the bound: it is not the whole row.
             break;
         }
         pos += n;
@@ -725,7 +724,6 @@ pub(super) fn parse_job(
         start,
         rows,
         judged,
-        overrun,
     }
 }
 
