@@ -180,23 +180,47 @@ impl Map {
     pub fn clear(&mut self) {
         self.0.clear();
     }
-    /// Becomes `{k1: .f1, k2: .f2, ...}` of itself, for `(k, f)` pairs whose fields are
-    /// distinct: each value moves into its place (a missing field gives `null`) and the rest is
-    /// dropped, in this map's own storage (see `Expr::project_in_place`).
-    pub fn project(&mut self, pairs: &[(Str, Str)]) {
+    /// Becomes `{k1: .p1, k2: .p2, ...}` of itself, for `(k, p)` pairs of paths of fields none
+    /// of which leads into another or repeats it: each value moves into its place (a missing
+    /// field, or a path through `null`, gives `null`) and the rest is dropped, in this map's own
+    /// storage (see `Expr::project_in_place`). False, with the map untouched, when a path goes
+    /// through a value that is neither an object nor `null`.
+    pub fn project(&mut self, pairs: &Projection) -> bool {
+        if !pairs.iter().all(|(_, p)| self.reaches(p)) {
+            return false;
+        }
         let v = &mut self.0;
-        // Below `i`, the result so far; from `i` on, the fields not taken yet, in some order
-        // (a field is taken once, so none is needed twice).
-        for (i, (key, field)) in pairs.iter().enumerate() {
-            match v[i..].iter().position(|(k, _)| k == field) {
-                Some(j) => {
-                    v.swap(i, i + j);
-                    if v[i].0 != *key {
-                        v[i].0 = key.clone();
+        // Below `i`, the result so far; from `i` on, the entries not taken yet, in some order
+        // (no path leads into another, so none is needed after it is taken).
+        for (i, (key, path)) in pairs.iter().enumerate() {
+            if let [field] = &path[..] {
+                match v[i..].iter().position(|(k, _)| k == field) {
+                    Some(j) => {
+                        v.swap(i, i + j);
+                        if v[i].0 != *key {
+                            v[i].0 = key.clone();
+                        }
+                    }
+                    None => {
+                        v.push((key.clone(), Value::Null));
+                        let last = v.len() - 1;
+                        v.swap(i, last);
                     }
                 }
+                continue;
+            }
+            let value = take_path(&mut v[i..], path);
+            // Its slot: that of an entry no later path starts at (the container it came out
+            // of, usually), else a new one.
+            let later = &pairs[i + 1..];
+            let free = (i..v.len()).find(|&m| later.iter().all(|(_, p)| p[0] != v[m].0));
+            match free {
+                Some(m) => {
+                    v.swap(i, m);
+                    v[i] = (key.clone(), value);
+                }
                 None => {
-                    v.push((key.clone(), Value::Null));
+                    v.push((key.clone(), value));
                     let last = v.len() - 1;
                     v.swap(i, last);
                 }
@@ -208,6 +232,20 @@ impl Map {
         if v.capacity() > 16 && v.capacity() > 4 * v.len() {
             v.shrink_to_fit();
         }
+        true
+    }
+    /// Whether `path` (not empty) can be read of this object without jq's error: every value
+    /// on the way before its last field is an object or `null`, or is missing.
+    fn reaches(&self, path: &[Str]) -> bool {
+        let mut cur = self;
+        for k in &path[..path.len().saturating_sub(1)] {
+            match cur.get(k) {
+                Some(Value::Object(m)) => cur = m,
+                Some(Value::Null) | None => return true,
+                Some(_) => return false,
+            }
+        }
+        true
     }
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.0.iter().position(|(k, _)| k.as_str() == key)?;
@@ -244,6 +282,32 @@ impl Map {
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
+}
+
+/// The `(key, path)` pairs of a projection (`{app: .k8s.labels.app, user}`), for
+/// `Map::project`: each path is a field and the fields under it, never empty.
+pub type Projection = [(Str, Box<[Str]>)];
+
+/// The value at `path` (not empty) of the entries of an object, moved out (`null` left in
+/// its place), or `null` when the path is missing or goes through `null` (`Map::reaches` has
+/// ruled out anything else).
+fn take_path(entries: &mut [(Str, Value)], path: &[Str]) -> Value {
+    let Some((first, rest)) = path.split_first() else {
+        return Value::Null;
+    };
+    let Some(mut cur) = entries.iter_mut().find(|(k, _)| k == first).map(|(_, v)| v) else {
+        return Value::Null;
+    };
+    for k in rest {
+        cur = match cur {
+            Value::Object(m) => match m.get_mut(k) {
+                Some(x) => x,
+                None => return Value::Null,
+            },
+            _ => return Value::Null,
+        };
+    }
+    std::mem::take(cur)
 }
 
 impl FromIterator<(Str, Value)> for Map {

@@ -63,8 +63,8 @@ struct Inner {
     /// `f` when the expression is exactly `.f`: keys, times and aggregate arguments mostly
     /// are, and a direct lookup skips the evaluator.
     field: Option<crate::value::Str>,
-    /// `(key, field)` pairs when the expression is a projection (see `project_in_place`).
-    projection: Option<Box<[(crate::value::Str, crate::value::Str)]>>,
+    /// `(key, path)` pairs when the expression is a projection (see `project_in_place`).
+    projection: Option<Box<crate::value::Projection>>,
 }
 
 /// A syntax error or a reference to an undefined function or variable.
@@ -307,18 +307,17 @@ impl Expr {
         }
     }
 
-    /// Evaluates a projection (`{user, path, status}`, `{u: .user}`: an object of top-level
-    /// fields, each taken once) on an object the caller owns, by moving the fields' values into
-    /// place in the object's own map: no copy and no new map, where `eval` would clone each
-    /// value into a new one. The result is `eval`'s (a missing field is `null`). False, with
-    /// `v` untouched, when the expression is anything else or `v` is no object: then `eval`.
+    /// Evaluates a projection (`{user, path, status}`, `{u: .user}`, `{app: .k8s.labels.app}`:
+    /// an object of paths of fields, none leading into another) on an object the caller owns,
+    /// by moving the values into place in the object's own map: no copy and, mostly, no new
+    /// map, where `eval` would clone each value into a new one. The result is `eval`'s (a
+    /// missing field, or a path through `null`, gives `null`). False, with `v` untouched, when
+    /// the expression is anything else, `v` is no object, or a path goes through a value that
+    /// is neither an object nor `null` (jq's error, which `eval` reports).
     #[inline]
     pub fn project_in_place(&self, v: &mut Value) -> bool {
         match (&self.inner.projection, v) {
-            (Some(pairs), Value::Object(m)) => {
-                m.project(pairs);
-                true
-            }
+            (Some(pairs), Value::Object(m)) => m.project(pairs),
             _ => false,
         }
     }

@@ -202,9 +202,10 @@ impl Node {
         }
     }
 
-    /// `(key, field)` pairs when this node builds an object of top-level fields of its input,
-    /// each field taken once and each key given once (`{user, path}`, `{u: .user}`).
-    pub(crate) fn projection(&self) -> Option<Box<[(Str, Str)]>> {
+    /// `(key, path)` pairs when this node builds an object of paths of fields of its input
+    /// (`{user, path}`, `{u: .user}`, `{app: .k8s.labels.app}`), each key given once and no
+    /// path leading into another or repeating it, so that each value can be moved out once.
+    pub(crate) fn projection(&self) -> Option<Box<crate::value::Projection>> {
         let Form::ObjLit {
             entries,
             unique: true,
@@ -212,15 +213,16 @@ impl Node {
         else {
             return None;
         };
-        let pairs: Box<[(Str, Str)]> = entries
+        let pairs: Box<crate::value::Projection> = entries
             .iter()
-            .map(|(k, v)| Some((k.clone(), v.single_field()?.clone())))
+            .map(|(k, v)| Some((k.clone(), v.field_path()?.into_boxed_slice())))
             .collect::<Option<_>>()?;
-        let distinct = pairs
-            .iter()
-            .enumerate()
-            .all(|(i, (_, f))| pairs[..i].iter().all(|(_, g)| g != f));
-        distinct.then_some(pairs)
+        let apart = pairs.iter().enumerate().all(|(i, (_, p))| {
+            pairs[i + 1..]
+                .iter()
+                .all(|(_, q)| !p.starts_with(q) && !q.starts_with(p))
+        });
+        apart.then_some(pairs)
     }
 
     /// The keys when this node is exactly a path of fields (`.f`, `.a.b.c`).

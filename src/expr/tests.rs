@@ -1532,8 +1532,10 @@ fn compiling_the_same_text_again_gives_the_same_result() {
 }
 
 /// `project_in_place` gives exactly what `eval` gives, key order and text included, on objects
-/// with the fields present, missing, repeated in the projection's keys, renamed and swapped;
-/// and it declines (leaving the input alone) what it cannot do that way.
+/// with the fields present, missing, repeated in the projection's keys, renamed and swapped,
+/// and on nested paths through objects, `null`, missing fields and values that are neither
+/// (where `eval` reports jq's error, and the projection must decline and leave its input
+/// alone); and it declines what it cannot do that way.
 #[test]
 fn a_projection_in_place_is_what_eval_builds() {
     let inputs = [
@@ -1542,6 +1544,10 @@ fn a_projection_in_place_is_what_eval_builds() {
         r#"{"status":1e3}"#,
         r#"{}"#,
         r#"{"a":1,"b":[1,{"c":2}],"x":{"y":3}}"#,
+        r#"{"status":500,"user":"u3","k":{"labels":{"app":"web","tier":"a"},"pod":"p1"},"x":null}"#,
+        r#"{"k":{"labels":null,"pod":{"n":[1,2]}},"user":"u4","x":{"y":{"z":true},"w":"s"}}"#,
+        r#"{"k":"text","x":{"y":7}}"#,
+        r#"{"k":{"labels":[1]},"x":{"y":[{"z":1}]}}"#,
     ];
     let projections = [
         "{user, path, status}",
@@ -1552,14 +1558,32 @@ fn a_projection_in_place_is_what_eval_builds() {
         "{x, missing, a}",
         "{\"quoted key\": .a}",
         "{user}",
+        "{a: .x.y}",
+        "{app: .k.labels.app, user, status}",
+        "{k: .user, app: .k.labels.app}",
+        "{app: .k.labels.app, tier: .k.labels.tier, pod: .k.pod}",
+        "{user, n: .k.pod.n, z: .x.y.z, w: .x.w}",
+        "{x: .x.y, y: .x.w, k}",
+        "{deep: .a.b.c.d}",
     ];
+    let mut declined = 0;
     for src in projections {
         let e = Expr::compile(src).unwrap();
         for input in inputs {
             let input = v(input);
             let mut got = input.clone();
+            let want = run(&e, &input);
+            let Ok(want) = want else {
+                // jq's error (a path through a string, a number, an array): eval's to report.
+                assert!(
+                    !e.project_in_place(&mut got),
+                    "{src} on {input:?} fails in eval"
+                );
+                assert_eq!(got.to_json_string(), input.to_json_string());
+                declined += 1;
+                continue;
+            };
             assert!(e.project_in_place(&mut got), "{src} is a projection");
-            let want = run(&e, &input).unwrap();
             assert_eq!(want.len(), 1);
             assert_eq!(
                 got.to_json_string(),
@@ -1569,11 +1593,17 @@ fn a_projection_in_place_is_what_eval_builds() {
             );
         }
     }
-    // Not projections: a field taken twice, a repeated key, a nested path, a computed value.
+    assert!(declined >= 6, "the inputs reach errors: {declined}");
+    // Not projections: a field taken twice, a repeated key, a path into another path or the
+    // same path twice, a computed value.
     for src in [
         "{a: .x, b: .x}",
         "{a: .x, a: .y}",
-        "{a: .x.y}",
+        "{a: .x.y, x}",
+        "{x, a: .x.y}",
+        "{a: .x.y, b: .x.y}",
+        "{a: .x.y.z, b: .x.y}",
+        "{a: .x[0]}",
         "{a: (.x + 1)}",
         "{(.k): .x}",
         ".",
