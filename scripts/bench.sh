@@ -53,6 +53,14 @@
 # interleaved (every 1s, off, every 100ms; OVERHEAD_RUNS rounds, default 15), and the verdicts
 # use the median of the rounds' ratios, which a drift of the machine's speed cancels out of.
 #
+# Each run is preceded by an untimed read of its corpus, so that every tool finds the corpus in
+# the page cache: a machine that pages out memory left alone for a while (DAMON's reclaim on
+# the project's VM, after a minute) otherwise makes the first tool to read a corpus after it
+# sat idle read it from disk, and the tools after it find it cached. weir runs first in each
+# round, and in a full run on 2026-12-04 its first J1 run (the first read of a corpus written
+# minutes before) was the slowest of its three on 4 of 5 corpora (k8s: 0.128 s against 0.074
+# and 0.093 s).
+#
 # Each (corpus, job, tool) runs RUNS times (default 3), round robin (run 1 of every tool, then
 # run 2, ...), so all tools meet the same drift; the table shows the median wall time and the
 # median peak RSS (/usr/bin/time %M). records/s and MB/s are input records and input bytes per
@@ -511,6 +519,9 @@ out_file() {   # corpus job tool
 time_once() {   # corpus job tool
     local corpus=$1 job=$2 tool=$3 tf="$TMP/log/time" rc t0 t1
     rm -rf "$TMP/state/$corpus-$job-"* "$(out_file "$corpus" "$job" "$tool")"
+    # Every run starts with the corpus in the page cache: untimed, a read of it (see the
+    # note at the top on the page cache).
+    cat "${DATA[$corpus]}" >/dev/null
     t0=$EPOCHREALTIME
     if ((HAVE_TIME)); then
         /usr/bin/time -f '%e %M' -o "$tf" bash "$TMP/cmd/$corpus.$job.$tool.sh" 2>>"$TMP/log/$corpus.$job.$tool.err"
