@@ -116,3 +116,82 @@ fn nested_paths_read_by_the_pipeline_give_what_whole_records_give() {
         assert_eq!(l, format!("{{\"n\":{i},\"b\":{b},\"m\":\"m{}\"}}", i % 5));
     }
 }
+
+/// The projections a `map` makes by moving the record's own values (`Map::project`), top-level
+/// and nested, renamed onto a container's name and sharing a container, against the real
+/// `jq` on the same lines (every shape of `line` that is valid JSON: escapes, non-ASCII,
+/// repeated keys, paths through a string, an array, `null` and missing fields): the same
+/// output text, key order included, and a dead letter from the map with jq's error exactly
+/// on the lines where jq reports one. Needs `jq` on PATH (`.ci/run` installs it).
+#[test]
+fn projections_made_in_place_give_what_jq_gives() {
+    let data: String = (0..3000)
+        .filter(|i| i % 17 > 1)
+        .map(|i| line(i) + "\n")
+        .collect();
+    for expr in [
+        "{n, b: .a.b, m: .k.l.m}",
+        "{m: .k.l.m, o: .k.l.o, s, n}",
+        "{c: .a.c, d: .a.d, x: .a.x.deep, n}",
+        "{a: .n, n: .k.p.m, k: .s}",
+    ] {
+        let p = Proj::new();
+        p.write("in.jsonl", &data);
+        p.write(
+            "p.toml",
+            format!(
+                "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\non_error = \"dead_letter\"\n\
+                 dead_letter = \"bad.jsonl\"\n[transforms.m]\ntype = \"map\"\ninputs = [\"in\"]\n\
+                 expr = {}\n[sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"o.jsonl\"\n",
+                serde_json::to_string(expr).unwrap()
+            ),
+        );
+        let o = run_weir_env(p.root(), &["run", "p.toml"], None, &[]);
+        expect_exit(&o, Some(0));
+        let jq = std::process::Command::new("jq")
+            .arg("-c")
+            .arg(expr)
+            .arg(p.root().join("in.jsonl"))
+            .output()
+            .expect("jq on PATH");
+        let want = String::from_utf8(jq.stdout).unwrap();
+        let got = p.read_str("o.jsonl");
+        assert!(want.lines().count() > 1000, "{expr}: jq gave {}", want.len());
+        assert!(got == want, "{expr}: weir and jq differ:\n{}", first_diff(&got, &want));
+        // jq: "jq: error (at <file>:LINE): Cannot index string with string \"b\"".
+        let jq_errs: Vec<u64> = String::from_utf8_lossy(&jq.stderr)
+            .lines()
+            .filter_map(|l| {
+                let at = l.split("(at ").nth(1)?;
+                at.split(')').next()?.rsplit(':').next()?.parse().ok()
+            })
+            .collect();
+        let bad = if p.exists("bad.jsonl") {
+            p.read_str("bad.jsonl")
+        } else {
+            String::new()
+        };
+        let mut weir_errs = Vec::new();
+        for l in bad.lines() {
+            let d: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(d["node"], "m", "{expr}: {l}");
+            let msg = d["error"].as_str().unwrap();
+            assert!(msg.starts_with("cannot index "), "{expr}: {l}");
+            weir_errs.push(d["line"].as_u64().unwrap());
+        }
+        assert_eq!(weir_errs, jq_errs, "{expr}: the lines with errors");
+        if expr.contains(".a.b") || expr.contains(".k.l") {
+            assert!(!jq_errs.is_empty(), "{expr}: the data reaches jq's errors");
+        }
+    }
+}
+
+/// The first line where two texts differ, for a failing comparison.
+fn first_diff(a: &str, b: &str) -> String {
+    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if x != y {
+            return format!("line {}:\n  weir {x}\n  jq   {y}", i + 1);
+        }
+    }
+    format!("{} lines against {}", a.lines().count(), b.lines().count())
+}
