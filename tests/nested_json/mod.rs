@@ -156,8 +156,16 @@ fn projections_made_in_place_give_what_jq_gives() {
             .expect("jq on PATH");
         let want = String::from_utf8(jq.stdout).unwrap();
         let got = p.read_str("o.jsonl");
-        assert!(want.lines().count() > 1000, "{expr}: jq gave {}", want.len());
-        assert!(got == want, "{expr}: weir and jq differ:\n{}", first_diff(&got, &want));
+        assert!(
+            want.lines().count() > 1000,
+            "{expr}: jq gave {}",
+            want.len()
+        );
+        assert!(
+            got == want,
+            "{expr}: weir and jq differ:\n{}",
+            first_diff(&got, &want)
+        );
         // jq: "jq: error (at <file>:LINE): Cannot index string with string \"b\"".
         let jq_errs: Vec<u64> = String::from_utf8_lossy(&jq.stderr)
             .lines()
