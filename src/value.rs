@@ -190,34 +190,28 @@ impl Map {
             return false;
         }
         let v = &mut self.0;
-        // Below `i`, the result so far; from `i` on, the entries not taken yet, in some order
-        // (no path leads into another, so none is needed after it is taken).
+        // Below `i`, the result so far; from `i` on, the entries not taken yet, in some order.
+        // An entry is free once no later path starts at it: no path leads into another, so a
+        // top-level field's own entry is always free once its value is out, and a container
+        // is free once the last path into it is done.
+        let free = |v: &[(Str, Value)], later: &Projection, m: usize| {
+            later.iter().all(|(_, p)| p[0] != v[m].0)
+        };
         for (i, (key, path)) in pairs.iter().enumerate() {
-            if let [field] = &path[..] {
-                match v[i..].iter().position(|(k, _)| k == field) {
-                    Some(j) => {
-                        v.swap(i, i + j);
-                        if v[i].0 != *key {
-                            v[i].0 = key.clone();
-                        }
-                    }
-                    None => {
-                        v.push((key.clone(), Value::Null));
-                        let last = v.len() - 1;
-                        v.swap(i, last);
-                    }
-                }
-                continue;
-            }
-            let value = take_path(&mut v[i..], path);
-            // Its slot: that of an entry no later path starts at (the container it came out
-            // of, usually), else a new one.
             let later = &pairs[i + 1..];
-            let free = (i..v.len()).find(|&m| later.iter().all(|(_, p)| p[0] != v[m].0));
-            match free {
+            let (from, value) = take_path(v, i, path);
+            // Its slot: the entry it came out of if free (no search, and its key is mostly
+            // the one wanted), else any free entry, else a new one.
+            let slot = from
+                .filter(|&m| path.len() == 1 || free(v, later, m))
+                .or_else(|| (i..v.len()).find(|&m| free(v, later, m)));
+            match slot {
                 Some(m) => {
                     v.swap(i, m);
-                    v[i] = (key.clone(), value);
+                    if v[i].0 != *key {
+                        v[i].0 = key.clone();
+                    }
+                    v[i].1 = value;
                 }
                 None => {
                     v.push((key.clone(), value));
@@ -288,26 +282,28 @@ impl Map {
 /// `Map::project`: each path is a field and the fields under it, never empty.
 pub type Projection = [(Str, Box<[Str]>)];
 
-/// The value at `path` (not empty) of the entries of an object, moved out (`null` left in
-/// its place), or `null` when the path is missing or goes through `null` (`Map::reaches` has
-/// ruled out anything else).
-fn take_path(entries: &mut [(Str, Value)], path: &[Str]) -> Value {
+/// The value at `path` (not empty) of the entries of an object from `from` on, moved out
+/// (`null` left in its place), with the entry it is in; `null` when the path is missing or goes
+/// through `null` (`Map::reaches` has ruled out anything else).
+fn take_path(entries: &mut [(Str, Value)], from: usize, path: &[Str]) -> (Option<usize>, Value) {
     let Some((first, rest)) = path.split_first() else {
-        return Value::Null;
+        return (None, Value::Null);
     };
-    let Some(mut cur) = entries.iter_mut().find(|(k, _)| k == first).map(|(_, v)| v) else {
-        return Value::Null;
+    let Some(at) = entries[from..].iter().position(|(k, _)| k == first) else {
+        return (None, Value::Null);
     };
+    let at = from + at;
+    let mut cur = &mut entries[at].1;
     for k in rest {
         cur = match cur {
             Value::Object(m) => match m.get_mut(k) {
                 Some(x) => x,
-                None => return Value::Null,
+                None => return (Some(at), Value::Null),
             },
-            _ => return Value::Null,
+            _ => return (Some(at), Value::Null),
         };
     }
-    std::mem::take(cur)
+    (Some(at), std::mem::take(cur))
 }
 
 impl FromIterator<(Str, Value)> for Map {
