@@ -4,6 +4,7 @@
 //! escapes, and lines that are invalid only inside a value nobody reads.
 
 use crate::common::*;
+use std::path::Path;
 
 /// One line of the data, by number: every shape the scanner must get right.
 fn line(i: u32) -> String {
@@ -120,9 +121,7 @@ fn nested_paths_read_by_the_pipeline_give_what_whole_records_give() {
 /// The projections a `map` makes by moving the record's own values (`Map::project`), top-level
 /// and nested, renamed onto a container's name and sharing a container, against the real
 /// `jq` on the same lines (every shape of `line` that is valid JSON: escapes, non-ASCII,
-/// repeated keys, paths through a string, an array, `null` and missing fields): the same
-/// output text, key order included, and a dead letter from the map with jq's error exactly
-/// on the lines where jq reports one. Needs `jq` on PATH (`.ci/run` installs it).
+/// repeated keys, paths through a string, an array, `null` and missing fields).
 #[test]
 fn projections_made_in_place_give_what_jq_gives() {
     let data: String = (0..3000)
@@ -135,45 +134,95 @@ fn projections_made_in_place_give_what_jq_gives() {
         "{c: .a.c, d: .a.d, x: .a.x.deep, n}",
         "{a: .n, n: .k.p.m, k: .s}",
     ] {
-        let p = Proj::new();
-        p.write("in.jsonl", &data);
+        let errors = same_as_jq(&data, None, expr);
+        if expr.contains(".a.b") || expr.contains(".k.l") {
+            assert!(errors > 0, "{expr}: the data reaches jq's errors");
+        }
+    }
+}
+
+/// The same on JSON nobody here wrote: AWS's service models as botocore ships them, with their
+/// own escapes (`testdata/real/aws_models.jsonl`: 978 lines of 47 bytes to 92 kB, HTML in
+/// strings, `\uXXXX`, regex patterns), behind a filter as in the benchmark's J1.
+#[test]
+fn projections_of_real_json_give_what_jq_gives() {
+    let data = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/real/aws_models.jsonl"),
+    )
+    .unwrap();
+    for (filter, expr) in [
+        (None, "{kind, name, type, doc: .documentation}"),
+        (None, "{name, code: .error.code, status: .error.httpStatusCode}"),
+        (None, "{name: .type, type: .name, members}"),
+        (None, "{members: .input.shape, input: .members}"),
+        (None, "{a: .members.Name.shape, b: .members.Name.documentation, c: .members.Tags.shape, kind}"),
+        (None, "{v: .version, id: .metadata.serviceId, proto: .metadata.protocols, name}"),
+        (Some(".type == \"string\""), "{name, p: .pattern, max, min}"),
+        (Some(".http.method == \"POST\""), "{op: .name, uri: .http.requestUri, in: .input.shape}"),
+    ] {
+        assert_eq!(same_as_jq(&data, filter, expr), 0, "{expr}");
+    }
+    // A path through an array: jq's error on exactly the lines with `required`.
+    assert_eq!(same_as_jq(&data, None, "{n: .name, e: .required.x}"), 218);
+}
+
+/// Runs `[filter |] map expr` on `data` with weir and `select(filter) | expr` with jq, and
+/// returns how many lines jq reported an error on. Twice: with a dead-letter file (records
+/// read whole), where the output must be jq's text, key order included, and the map's dead
+/// letters must be on exactly jq's error lines; and skipping bad records (the source builds
+/// only the paths read), where the output must be the same text. Needs `jq` on PATH
+/// (`.ci/run` installs it).
+fn same_as_jq(data: &str, filter: Option<&str>, expr: &str) -> usize {
+    let p = Proj::new();
+    p.write("in.jsonl", data);
+    let jq_expr = match filter {
+        Some(f) => format!("select({f}) | {expr}"),
+        None => expr.to_string(),
+    };
+    let jq = std::process::Command::new("jq")
+        .arg("-c")
+        .arg(&jq_expr)
+        .arg(p.root().join("in.jsonl"))
+        .output()
+        .expect("jq on PATH");
+    let want = String::from_utf8(jq.stdout).unwrap();
+    assert!(want.lines().count() > 100, "{expr}: jq gave {}", want.len());
+    // jq: "jq: error (at <file>:LINE): Cannot index string with string \"b\"".
+    let jq_errs: Vec<u64> = String::from_utf8_lossy(&jq.stderr)
+        .lines()
+        .filter_map(|l| {
+            let at = l.split("(at ").nth(1)?;
+            at.split(')').next()?.rsplit(':').next()?.parse().ok()
+        })
+        .collect();
+    let keep = filter.unwrap_or("true");
+    for on_error in [
+        "on_error = \"dead_letter\"\ndead_letter = \"bad.jsonl\"",
+        "on_error = \"skip\"",
+    ] {
+        for old in ["o.jsonl", "bad.jsonl"] {
+            let _ = std::fs::remove_file(p.root().join(old));
+        }
         p.write(
             "p.toml",
             format!(
-                "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\non_error = \"dead_letter\"\n\
-                 dead_letter = \"bad.jsonl\"\n[transforms.m]\ntype = \"map\"\ninputs = [\"in\"]\n\
-                 expr = {}\n[sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"o.jsonl\"\n",
+                "[sources.in]\ntype = \"file\"\npath = \"in.jsonl\"\n{on_error}\n\
+                 [transforms.f]\ntype = \"filter\"\ninputs = [\"in\"]\nexpr = {}\n\
+                 [transforms.m]\ntype = \"map\"\ninputs = [\"f\"]\nexpr = {}\n\
+                 [sinks.o]\ntype = \"file\"\ninputs = [\"m\"]\npath = \"o.jsonl\"\n",
+                serde_json::to_string(keep).unwrap(),
                 serde_json::to_string(expr).unwrap()
             ),
         );
-        let o = run_weir_env(p.root(), &["run", "p.toml"], None, &[]);
+        let o = run_weir_env(p.root(), &["run", "--fresh", "p.toml"], None, &[]);
         expect_exit(&o, Some(0));
-        let jq = std::process::Command::new("jq")
-            .arg("-c")
-            .arg(expr)
-            .arg(p.root().join("in.jsonl"))
-            .output()
-            .expect("jq on PATH");
-        let want = String::from_utf8(jq.stdout).unwrap();
         let got = p.read_str("o.jsonl");
-        assert!(
-            want.lines().count() > 1000,
-            "{expr}: jq gave {}",
-            want.len()
-        );
-        assert!(
-            got == want,
-            "{expr}: weir and jq differ:\n{}",
-            first_diff(&got, &want)
-        );
-        // jq: "jq: error (at <file>:LINE): Cannot index string with string \"b\"".
-        let jq_errs: Vec<u64> = String::from_utf8_lossy(&jq.stderr)
-            .lines()
-            .filter_map(|l| {
-                let at = l.split("(at ").nth(1)?;
-                at.split(')').next()?.rsplit(':').next()?.parse().ok()
-            })
-            .collect();
+        if let Some(d) = first_difference(&got, &want) {
+            panic!("{expr} ({on_error}): weir and jq differ: {d}");
+        }
+        if !on_error.contains("dead_letter") {
+            continue;
+        }
         let bad = if p.exists("bad.jsonl") {
             p.read_str("bad.jsonl")
         } else {
@@ -188,18 +237,6 @@ fn projections_made_in_place_give_what_jq_gives() {
             weir_errs.push(d["line"].as_u64().unwrap());
         }
         assert_eq!(weir_errs, jq_errs, "{expr}: the lines with errors");
-        if expr.contains(".a.b") || expr.contains(".k.l") {
-            assert!(!jq_errs.is_empty(), "{expr}: the data reaches jq's errors");
-        }
     }
-}
-
-/// The first line where two texts differ, for a failing comparison.
-fn first_diff(a: &str, b: &str) -> String {
-    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
-        if x != y {
-            return format!("line {}:\n  weir {x}\n  jq   {y}", i + 1);
-        }
-    }
-    format!("{} lines against {}", a.lines().count(), b.lines().count())
+    jq_errs.len()
 }
