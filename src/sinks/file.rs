@@ -129,24 +129,9 @@ impl FileSink {
             return Ok(());
         }
         let at = self.written - self.buf.len() as u64;
-        let r = write_to(&mut self.target, at, &self.buf);
-        let n = self.buf.len();
+        let r = write_to(&mut self.target, at, &self.buf, &mut self.unsynced);
         self.buf.clear();
-        r.map_err(|e| self.write_err(e))?;
-        self.wrote(n);
-        Ok(())
-    }
-
-    /// Counts `n` bytes written to the target, and starts their writeback every
-    /// [`WRITEBACK_AT`] bytes of a file.
-    fn wrote(&mut self, n: usize) {
-        if let Target::File(f) = &self.target {
-            self.unsynced += n as u64;
-            if self.unsynced >= WRITEBACK_AT {
-                self.unsynced = 0;
-                start_writeback(f);
-            }
-        }
+        r.map_err(|e| self.write_err(e))
     }
 
     fn write_err(&self, e: std::io::Error) -> Stop {
@@ -261,8 +246,9 @@ impl FileSink {
 }
 
 /// Writes `bytes`, which are the sink's output from logical position `at` (the spool keeps
-/// positions; a file and stdout just take the bytes).
-fn write_to(target: &mut Target, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+/// positions; a file and stdout just take the bytes). `unsynced` counts the bytes written to
+/// a file since its writeback was last started, and it is started every [`WRITEBACK_AT`].
+fn write_to(target: &mut Target, at: u64, bytes: &[u8], unsynced: &mut u64) -> std::io::Result<()> {
     match target {
         Target::File(_) | Target::Spool(_) => {
             fail::fail_point!("sink-write-error", |_| Err(std::io::Error::new(
@@ -270,7 +256,15 @@ fn write_to(target: &mut Target, at: u64, bytes: &[u8]) -> std::io::Result<()> {
                 "No space left on device (injected)"
             )));
             match target {
-                Target::File(f) => f.write_all(bytes),
+                Target::File(f) => {
+                    f.write_all(bytes)?;
+                    *unsynced += bytes.len() as u64;
+                    if *unsynced >= WRITEBACK_AT {
+                        *unsynced = 0;
+                        start_writeback(f);
+                    }
+                    Ok(())
+                }
                 Target::Spool(s) => s.append(at, bytes),
                 Target::Stdout => Ok(()),
             }
@@ -355,9 +349,7 @@ impl Write for Spill<'_> {
                 // After `write_out`, nothing is held: these bytes start at `written`.
                 let at = s.written;
                 s.written += bytes.len() as u64;
-                write_to(&mut s.target, at, bytes).map_err(|e| s.write_err(e))?;
-                s.wrote(bytes.len());
-                Ok(())
+                write_to(&mut s.target, at, bytes, &mut s.unsynced).map_err(|e| s.write_err(e))
             })
         };
         if let Err(stop) = r {
