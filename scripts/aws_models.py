@@ -5,7 +5,8 @@ The lines are AWS service models as botocore ships them (Apache License 2.0): fo
 service, its whole model on one line, then one line per shape and per operation. The text is
 minified by dropping whitespace outside strings only. String bytes stay as written, with the
 models' own `\\"`, `\\n` and `\\uXXXX` escapes. A shape's line is its object, with `kind`
-and `name` put first.
+and `name` put first (an operation names itself too, so its line has `name` twice, with the
+same value).
 
 Usage: python3 scripts/aws_models.py BOTOCORE_DATA_DIR > testdata/real/aws_models.jsonl
 (BOTOCORE_DATA_DIR is `botocore/data` of an installed botocore; the file in the repository
