@@ -490,6 +490,31 @@ mod tests {
         assert!(!text_below(&Value::Object(keys), FLUSH_AT / 4));
     }
 
+    /// An exactly-once JSON-lines sink writing to `path`.
+    fn sink(path: PathBuf) -> FileSink {
+        FileSink::open(
+            "out",
+            path,
+            Format::Jsonl,
+            Delivery::ExactlyOnce,
+            None,
+            None,
+        )
+        .unwrap()
+    }
+
+    /// The sizes of the sink's writes in the writeback tests: 100 kB to 400 kB, 10 MB in all.
+    fn write_sizes() -> impl Iterator<Item = usize> {
+        (0..40).map(|i| 100_000 + (i % 4) * 100_000)
+    }
+
+    /// `n` bytes `b` through the sink's buffer and `write_out`, as records would go.
+    fn write(s: &mut FileSink, b: u8, n: usize) {
+        s.buf.extend(std::iter::repeat_n(b, n));
+        s.written += n as u64;
+        assert!(s.write_out().is_ok(), "{}", s.path.display());
+    }
+
     /// A file's writeback is started once every `WRITEBACK_AT` bytes written, whatever the
     /// sizes of the writes; `/dev/null` (a character device, which refuses the call) takes the
     /// hint without an error, and the file holds exactly what was written.
@@ -498,25 +523,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("out.jsonl");
         for path in [file.clone(), PathBuf::from("/dev/null")] {
-            let mut s = FileSink::open(
-                "out",
-                path.clone(),
-                Format::Jsonl,
-                Delivery::ExactlyOnce,
-                None,
-                None,
-            )
-            .unwrap();
+            let mut s = sink(path.clone());
             let mut starts = 0u64;
             let mut total = 0u64;
-            // Writes of 100 kB to 400 kB: 10 MB in all.
-            for i in 0..40u64 {
-                let n = 100_000 + (i % 4) as usize * 100_000;
-                s.buf.extend(std::iter::repeat_n(b'x', n));
-                s.written += n as u64;
+            for n in write_sizes() {
                 total += n as u64;
                 let before = s.unsynced;
-                assert!(s.write_out().is_ok(), "{}", path.display());
+                write(&mut s, b'x', n);
                 if s.unsynced < before + n as u64 {
                     starts += 1;
                     assert_eq!(s.unsynced, 0);
@@ -570,20 +583,9 @@ mod tests {
         std::fs::create_dir_all(&target).unwrap();
         let dir = tempfile::tempdir_in(target).unwrap();
         let path = dir.path().join("out.jsonl");
-        let mut s = FileSink::open(
-            "out",
-            path.clone(),
-            Format::Jsonl,
-            Delivery::ExactlyOnce,
-            None,
-            None,
-        )
-        .unwrap();
-        for i in 0..40u64 {
-            let n = 100_000 + (i % 4) as usize * 100_000;
-            s.buf.extend(std::iter::repeat_n(b'x', n));
-            s.written += n as u64;
-            assert!(s.write_out().is_ok());
+        let mut s = sink(path.clone());
+        for n in write_sizes() {
+            write(&mut s, b'x', n);
         }
         let page = 4096;
         let Some([cached, dirty, _]) = cachestat(&path) else {
